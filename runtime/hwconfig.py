@@ -1,0 +1,348 @@
+"""Hardware configuration of the BitMoD accelerator and its comparison points.
+
+One frozen :class:`HardwareConfig` describes the machine that both the instruction-level
+emulator (``bitmod.runtime`` machine) and the analytical cycle/energy model
+(``bitmod.runtime.perf``) run against: array geometry, clock, on-chip buffers, DRAM
+bandwidth, and two tables of constants, :class:`EnergyTable` and :class:`AreaTable`, each
+constant carrying its source in :data:`ENERGY_SOURCES` / :data:`AREA_SOURCES`.
+
+Where the numbers come from
+---------------------------
+*Paper Table X* (BitMoD, HPCA-25, TSMC 28 nm, 1 GHz): PE-array area / power of one tile,
+baseline FP16 95,498 µm² / 36.96 mW, BitMoD 97,090 µm² / 37.5 mW plus the bit-serial term
+encoder 2,419 µm² / 1.86 mW. The table's "Number of PEs" column was lost from the text
+(it was typeset as math). The counts are recovered as 48 FP16 PEs and 64 BitMoD PEs (one
+8×8 tile):
+
+* 36.96 mW / 48 = 0.770 pJ per PE-cycle at 1 GHz, exactly the FP16 PE energy the authors'
+  public simulator uses (``bitmod_sim/test_baseline.py``: ``pe_energy = 0.77``);
+* 95,498 / 48 = 1,989.5 µm² and 97,090 / 64 = 1,517.0 µm² per PE agree within 1.1 % with
+  that simulator's per-PE areas (1,968.7 and 1,507.7 µm²), and its arrays (768 FP16 PEs,
+  1,024 BitMoD PEs) are 16 tiles of each.
+
+So the paper's iso-area comparison is tile for tile: a 64-PE BitMoD tile has about the area
+of a 48-PE FP16 tile (+1.7 %, +4.2 % with the encoder).
+
+Default tile count (``tiles = 16``)
+-----------------------------------
+The paper's evaluated array: 16 tiles of 8×8 BitMoD PEs (1,024 PEs), compared with 16
+FP16 tiles of 48 PEs (768 PEs). Our iso-area rule is stricter than tile-for-tile: the
+compute-area budget is what the BitMoD array really occupies, ``tiles × (PE-array tile
+area + encoder)`` = 16 × 99,509 µm² = 1.592 mm², and every other accelerator gets
+``floor(budget / its per-PE area)`` PEs, in whole columns of ``rows`` PEs
+(:meth:`HardwareConfig.iso_area_pe_count`). For the FP16 baseline that is 800 PEs (the
+paper's 768 + 4 %), so the baseline is, if anything, favoured.
+
+DRAM bandwidth (``dram_bytes_per_cycle = 25.6``)
+------------------------------------------------
+One DDR4-3200 channel, 64 data bits: 3,200 MT/s × 8 B = 25.6 GB/s, i.e. 25.6 B per cycle at
+1 GHz. (The authors' simulator uses a 128-bit DDR interface, 32 B/cycle; ``--dram-gbps 32``
+reproduces that.) Speedups of memory-bound decoding are ratios of bytes moved and do not
+depend on this choice; prefill is compute-bound at either value.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from types import MappingProxyType
+from typing import Any
+
+#: PE kinds known to the tables, in the order the reports list them.
+PE_KINDS: tuple[str, ...] = ("fp16", "bitmod", "ant", "olive", "mixpe")
+
+# ---------------------------------------------------------------------------------------
+# Paper Table X (28 nm, 1 GHz). 1 mW at 1 GHz is 1 pJ per cycle.
+# ---------------------------------------------------------------------------------------
+TABLE_X_FP16_TILE_AREA_UM2 = 95_498.0
+TABLE_X_FP16_TILE_POWER_MW = 36.96
+TABLE_X_FP16_TILE_PES = 48  # recovered, see the module docstring
+TABLE_X_BITMOD_TILE_AREA_UM2 = 97_090.0
+TABLE_X_BITMOD_TILE_POWER_MW = 37.5
+TABLE_X_BITMOD_TILE_PES = 64  # one 8×8 tile
+TABLE_X_ENCODER_AREA_UM2 = 2_419.0
+TABLE_X_ENCODER_POWER_MW = 1.86
+
+_TABLE_X_FREQ_HZ = 1e9
+
+
+def _pj_per_cycle(power_mw: float, freq_hz: float = _TABLE_X_FREQ_HZ) -> float:
+    """Energy per cycle in pJ of a block drawing ``power_mw`` at ``freq_hz``: P / f."""
+    return power_mw * 1e-3 / freq_hz * 1e12
+
+
+def _frozen(mapping: Mapping[str, float]) -> Mapping[str, float]:
+    return MappingProxyType(dict(mapping))
+
+
+_DEFAULT_PE_AREA_UM2: dict[str, float] = {
+    "fp16": TABLE_X_FP16_TILE_AREA_UM2 / TABLE_X_FP16_TILE_PES,  # 1,989.5
+    "bitmod": TABLE_X_BITMOD_TILE_AREA_UM2 / TABLE_X_BITMOD_TILE_PES,  # 1,517.0
+    "ant": 1_318.6,
+    "olive": 1_318.6 * 1.25,
+    "mixpe": 1_318.6 * 0.80,
+}
+
+_DEFAULT_PE_PJ: dict[str, float] = {
+    "fp16": _pj_per_cycle(TABLE_X_FP16_TILE_POWER_MW) / TABLE_X_FP16_TILE_PES,  # 0.770
+    "bitmod": _pj_per_cycle(TABLE_X_BITMOD_TILE_POWER_MW) / TABLE_X_BITMOD_TILE_PES,  # 0.586
+    "ant": 0.56,
+    "olive": 0.613,
+    "mixpe": 0.56 * 0.80,
+}
+
+#: Where each constant comes from (keys: ``pe_area_um2.<kind>``, ``pe_pj_per_cycle.<kind>``,
+#: and the scalar field names of the two tables).
+AREA_SOURCES: Mapping[str, str] = MappingProxyType(
+    {
+        "pe_area_um2.fp16": "paper Table X: 95,498 um^2 per FP16 tile / 48 PEs",
+        "pe_area_um2.bitmod": "paper Table X: 97,090 um^2 per BitMoD tile / 64 PEs",
+        "pe_area_um2.ant": (
+            "BitMoD authors' public simulator (abdelfattah-lab/BitMoD-HPCA-25, "
+            "bitmod_sim/test_ant.py): ANT PE with FP16 activations, 28 nm synthesis"
+        ),
+        "pe_area_um2.olive": (
+            "ANT PE area x 1.25: OliVe decodes normal (int4/flint4) and outlier "
+            "(abfloat, much wider exponent range) values, so its aligner and accumulator "
+            "are wider; paper V-C calls its PE 'more complicated ... significant hardware "
+            "overhead'. Estimate, documented in runtime/perf.py"
+        ),
+        "pe_area_um2.mixpe": (
+            "ANT PE area x 0.80: MixPE replaces the multiplier by shift-and-add and "
+            "keeps one FP16 adder; estimate, documented in runtime/perf.py"
+        ),
+        "encoder_area_um2": "paper Table X: bit-serial term encoder, 2,419 um^2 per tile",
+    }
+)
+
+ENERGY_SOURCES: Mapping[str, str] = MappingProxyType(
+    {
+        "pe_pj_per_cycle.fp16": "paper Table X: 36.96 mW / 48 PEs at 1 GHz",
+        "pe_pj_per_cycle.bitmod": "paper Table X: 37.5 mW / 64 PEs at 1 GHz",
+        "pe_pj_per_cycle.ant": "BitMoD authors' public simulator, bitmod_sim/test_ant.py",
+        "pe_pj_per_cycle.olive": "BitMoD authors' public simulator, bitmod_sim/test_olive.py",
+        "pe_pj_per_cycle.mixpe": "ANT PE energy x 0.80 (shift-and-add), estimate",
+        "encoder_pj_per_tile_cycle": "paper Table X: term encoder 1.86 mW per tile at 1 GHz",
+        "sram_read_pj_per_byte": (
+            "estimate for a 512 KB, 8-bank (64 KB/bank) SRAM at 28 nm: Horowitz ISSCC'14 "
+            "45 nm 64-bit reads (8 KB: 10 pJ, 32 KB: 20 pJ, 1 MB: 100 pJ) interpolated "
+            "to a 64 KB bank (~30 pJ) and scaled by ~0.5 to 28 nm -> ~15 pJ / 8 B. "
+            "The paper used CACTI 7, which is not available here"
+        ),
+        "sram_write_pj_per_byte": "as the read figure, writes ~10 % dearer (CACTI-like)",
+        "dram_pj_per_bit": (
+            "DDR4 read/write energy incl. I/O: 1,200 pJ per 64-bit burst beat = 18.75 "
+            "pJ/bit, the DRAMsim3-derived figure of the BitMoD authors' simulator "
+            "(bitmod_sim/accelerator.py)"
+        ),
+    }
+)
+
+
+@dataclass(frozen=True)
+class EnergyTable:
+    """Energy constants (pJ). Every value is overridable with :func:`dataclasses.replace`.
+
+    ``pe_pj_per_cycle[kind]`` is the energy of one PE of that kind for one active cycle
+    (paper Table X powers divided by PE count and frequency); the bit-serial term encoder
+    is charged per tile per active cycle. SRAM figures are per byte moved, DRAM per bit.
+    """
+
+    pe_pj_per_cycle: Mapping[str, float] = field(default_factory=lambda: _frozen(_DEFAULT_PE_PJ))
+    encoder_pj_per_tile_cycle: float = _pj_per_cycle(TABLE_X_ENCODER_POWER_MW)
+    sram_read_pj_per_byte: float = 1.9
+    sram_write_pj_per_byte: float = 2.1
+    dram_pj_per_bit: float = 18.75
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "pe_pj_per_cycle", _frozen(self.pe_pj_per_cycle))
+        _check_kind_table("EnergyTable.pe_pj_per_cycle", self.pe_pj_per_cycle)
+        for name in (
+            "encoder_pj_per_tile_cycle",
+            "sram_read_pj_per_byte",
+            "sram_write_pj_per_byte",
+            "dram_pj_per_bit",
+        ):
+            _check_nonnegative(f"EnergyTable.{name}", getattr(self, name))
+
+    def __hash__(self) -> int:
+        return hash(
+            (
+                tuple(sorted(self.pe_pj_per_cycle.items())),
+                self.encoder_pj_per_tile_cycle,
+                self.sram_read_pj_per_byte,
+                self.sram_write_pj_per_byte,
+                self.dram_pj_per_bit,
+            )
+        )
+
+    def pe(self, kind: str) -> float:
+        """pJ per active cycle of one PE of ``kind``."""
+        return _lookup("EnergyTable.pe_pj_per_cycle", self.pe_pj_per_cycle, kind)
+
+    def source(self, key: str) -> str:
+        """The source of constant ``key`` (e.g. ``"dram_pj_per_bit"``, ``"pe_pj_per_cycle.ant"``)."""
+        return _lookup("ENERGY_SOURCES", ENERGY_SOURCES, key)
+
+
+@dataclass(frozen=True)
+class AreaTable:
+    """Area constants (µm², 28 nm). ``pe_area_um2[kind]`` is one PE without the encoder."""
+
+    pe_area_um2: Mapping[str, float] = field(
+        default_factory=lambda: _frozen(_DEFAULT_PE_AREA_UM2)
+    )
+    encoder_area_um2: float = TABLE_X_ENCODER_AREA_UM2
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "pe_area_um2", _frozen(self.pe_area_um2))
+        _check_kind_table("AreaTable.pe_area_um2", self.pe_area_um2, strictly_positive=True)
+        _check_nonnegative("AreaTable.encoder_area_um2", self.encoder_area_um2)
+
+    def __hash__(self) -> int:
+        return hash((tuple(sorted(self.pe_area_um2.items())), self.encoder_area_um2))
+
+    def pe(self, kind: str) -> float:
+        """µm² of one PE of ``kind``."""
+        return _lookup("AreaTable.pe_area_um2", self.pe_area_um2, kind)
+
+    def source(self, key: str) -> str:
+        return _lookup("AREA_SOURCES", AREA_SOURCES, key)
+
+
+@dataclass(frozen=True)
+class HardwareConfig:
+    """The accelerator: ``tiles`` tiles of ``rows × cols`` output-stationary PEs.
+
+    Defaults are the paper's evaluated BitMoD design (Section V-A / V-C); see the module
+    docstring for the derivation of ``tiles`` and ``dram_bytes_per_cycle``.
+    """
+
+    rows: int = 8
+    cols: int = 8
+    tiles: int = 16
+    freq_hz: float = 1e9
+    act_buffer_bytes: int = 512 * 1024
+    weight_buffer_bytes: int = 512 * 1024
+    act_buffer_banks: int = 8
+    weight_buffer_banks: int = 8
+    dram_bytes_per_cycle: float = 25.6
+    energy: EnergyTable = field(default_factory=EnergyTable)
+    area: AreaTable = field(default_factory=AreaTable)
+
+    def __post_init__(self) -> None:
+        for name in (
+            "rows",
+            "cols",
+            "tiles",
+            "act_buffer_bytes",
+            "weight_buffer_bytes",
+            "act_buffer_banks",
+            "weight_buffer_banks",
+        ):
+            value = getattr(self, name)
+            if not isinstance(value, int) or isinstance(value, bool) or value < 1:
+                raise ValueError(f"HardwareConfig.{name} must be a positive int, got {value!r}")
+        for name in ("freq_hz", "dram_bytes_per_cycle"):
+            value = getattr(self, name)
+            if not _is_positive_finite(value):
+                raise ValueError(f"HardwareConfig.{name} must be a positive number, got {value!r}")
+        for name, bytes_, banks in (
+            ("act_buffer", self.act_buffer_bytes, self.act_buffer_banks),
+            ("weight_buffer", self.weight_buffer_bytes, self.weight_buffer_banks),
+        ):
+            if bytes_ % banks:
+                raise ValueError(
+                    f"HardwareConfig.{name}_bytes ({bytes_}) must split evenly into "
+                    f"{name}_banks ({banks})"
+                )
+        if not isinstance(self.energy, EnergyTable):
+            raise ValueError("HardwareConfig.energy must be an EnergyTable")
+        if not isinstance(self.area, AreaTable):
+            raise ValueError("HardwareConfig.area must be an AreaTable")
+
+    # -- geometry ------------------------------------------------------------------------
+    @property
+    def pes_per_tile(self) -> int:
+        return self.rows * self.cols
+
+    @property
+    def total_pes(self) -> int:
+        return self.pes_per_tile * self.tiles
+
+    # -- memory --------------------------------------------------------------------------
+    @property
+    def dram_gbps(self) -> float:
+        """DRAM bandwidth in GB/s (10⁹ bytes per second)."""
+        return self.dram_bytes_per_cycle * self.freq_hz / 1e9
+
+    def with_dram_gbps(self, gbps: float) -> HardwareConfig:
+        """A copy whose DRAM delivers ``gbps`` GB/s at this clock."""
+        if not _is_positive_finite(gbps):
+            raise ValueError(f"DRAM bandwidth must be a positive number of GB/s, got {gbps!r}")
+        return dataclasses.replace(self, dram_bytes_per_cycle=gbps * 1e9 / self.freq_hz)
+
+    def act_bank_bytes(self) -> int:
+        return self.act_buffer_bytes // self.act_buffer_banks
+
+    def weight_bank_bytes(self) -> int:
+        return self.weight_buffer_bytes // self.weight_buffer_banks
+
+    # -- area ----------------------------------------------------------------------------
+    @property
+    def bitmod_tile_area_um2(self) -> float:
+        """One BitMoD tile: its rows·cols PEs plus the term encoder (Table X "Total")."""
+        return self.pes_per_tile * self.area.pe("bitmod") + self.area.encoder_area_um2
+
+    @property
+    def compute_area_um2(self) -> float:
+        """The iso-area budget: the area of this config's BitMoD PE array with encoders."""
+        return self.tiles * self.bitmod_tile_area_um2
+
+    def iso_area_pe_count(self, kind: str) -> int:
+        """PEs of ``kind`` that fit in :attr:`compute_area_um2`, in whole columns of ``rows``.
+
+        ``n = rows · floor(budget / (rows · area(kind)))``. For ``"bitmod"`` this is the
+        configured array itself (its encoder is part of the budget).
+        """
+        if kind == "bitmod":
+            return self.total_pes
+        per_column = self.rows * self.area.pe(kind)
+        return self.rows * math.floor(self.compute_area_um2 / per_column + 1e-9)
+
+
+def _is_positive_finite(value: Any) -> bool:
+    return (
+        isinstance(value, int | float)
+        and not isinstance(value, bool)
+        and math.isfinite(value)
+        and value > 0
+    )
+
+
+def _check_nonnegative(name: str, value: Any) -> None:
+    if not (isinstance(value, int | float) and not isinstance(value, bool)) or not (
+        math.isfinite(value) and value >= 0
+    ):
+        raise ValueError(f"{name} must be a non-negative number, got {value!r}")
+
+
+def _check_kind_table(
+    name: str, table: Mapping[str, float], strictly_positive: bool = False
+) -> None:
+    missing = [kind for kind in PE_KINDS if kind not in table]
+    if missing:
+        raise ValueError(f"{name} lacks PE kinds {missing} (needs all of {list(PE_KINDS)})")
+    for kind, value in table.items():
+        _check_nonnegative(f"{name}[{kind!r}]", value)
+        if strictly_positive and value == 0:
+            raise ValueError(f"{name}[{kind!r}] must be > 0")
+
+
+def _lookup(name: str, table: Mapping[str, Any], key: str) -> Any:
+    try:
+        return table[key]
+    except KeyError:
+        raise ValueError(f"{name} has no entry {key!r}; valid: {sorted(table)}") from None
