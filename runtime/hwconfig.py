@@ -183,7 +183,7 @@ class EnergyTable:
         return _lookup("EnergyTable.pe_pj_per_cycle", self.pe_pj_per_cycle, kind)
 
     def source(self, key: str) -> str:
-        """The source of constant ``key`` (e.g. ``"dram_pj_per_bit"``, ``"pe_pj_per_cycle.ant"``)."""
+        """Source of constant ``key``, e.g. ``"dram_pj_per_bit"``, ``"pe_pj_per_cycle.ant"``."""
         return _lookup("ENERGY_SOURCES", ENERGY_SOURCES, key)
 
 
@@ -191,9 +191,7 @@ class EnergyTable:
 class AreaTable:
     """Area constants (µm², 28 nm). ``pe_area_um2[kind]`` is one PE without the encoder."""
 
-    pe_area_um2: Mapping[str, float] = field(
-        default_factory=lambda: _frozen(_DEFAULT_PE_AREA_UM2)
-    )
+    pe_area_um2: Mapping[str, float] = field(default_factory=lambda: _frozen(_DEFAULT_PE_AREA_UM2))
     encoder_area_um2: float = TABLE_X_ENCODER_AREA_UM2
 
     def __post_init__(self) -> None:
