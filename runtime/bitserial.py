@@ -1,0 +1,175 @@
+"""The unified bit-serial representation of BitMoD weights (paper Sec. IV-A, Eq. 4).
+
+Every weight value ``v`` (in integer grid units) is a short list of terms
+
+    v = Σ_t (−1)^{s_t} · 2^{exp_t} · man_t · 2^{bsig_t},     man_t ∈ {0, 1}
+
+and a PE spends one cycle per term on a 4-MAC step, so the number of terms a format needs is its
+cost in cycles per 4 MACs. Two decoders produce terms:
+
+* **Radix-4 Booth** (INT, asymmetric INT after subtracting the zero point, MXINT8). A ``W``-bit
+  two's complement value, padded to ``2D`` bits, is ``v = Σ_{i<D} d_i · 4^i`` with digits
+  ``d_i = −2·b_{2i+1} + b_{2i} + b_{2i−1}`` (``b_{−1} = 0``), ``d_i ∈ {−2, −1, 0, 1, 2}``. Term ``i``
+  is ``s = [d_i < 0]``, ``man = [d_i ≠ 0]``, ``exp = [|d_i| = 2]``, ``bsig = 2i``: every lane of a
+  4-MAC step works on the same digit, so ``bsig`` is shared and applied at accumulation.
+  INT8 → 4 terms, INT6/INT5 → 3, INT4/INT3 → 2.
+* **Leading-one detection** on sign-magnitude fixed point (FP3/FP4 and their ER/EA extensions,
+  flint, FP5/FP6, MX-FP elements, OliVe). The magnitude ``|v|`` (for FP4: 4 integer bits and 1
+  fraction bit of ``v/2``, i.e. the 5-bit integer ``|v|``) is split into its set bits,
+  highest first: term ``t`` is ``s = [v < 0]``, ``man = 1``, ``exp`` = position of the t-th set bit,
+  ``bsig = 0``. Every FP3/FP4 basic, ER and EA value has at most two set bits; the decoder has
+  two leading-one detectors, so these formats take two terms (FP3 too, whose basic values have a
+  single set bit). The negative-zero code reads the group's special value from the SV register.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+from bitmod.runtime.formats import Format, QuantizedTensor, get_format
+
+__all__ = [
+    "Terms",
+    "booth_digits",
+    "decode_codes",
+    "encoding",
+    "num_terms",
+    "quantized_terms",
+    "value_terms",
+]
+
+
+#: Leading-one detectors in the BitMoD term decoder: LOD formats emit at least this many terms.
+_LOD_DETECTORS = 2
+
+
+@dataclass(frozen=True)
+class Terms:
+    """Bit-serial terms, each field an int8 array of shape ``values.shape + (T,)``."""
+
+    sign: np.ndarray
+    exp: np.ndarray
+    man: np.ndarray
+    bsig: np.ndarray
+
+    @property
+    def count(self) -> int:
+        return int(self.sign.shape[-1])
+
+    def values(self) -> np.ndarray:
+        """``Σ_t (−1)^s · 2^exp · man · 2^bsig`` as int64 (the inverse of the decoder)."""
+        magnitude = self.man.astype(np.int64) << (self.exp.astype(np.int64) + self.bsig)
+        return np.where(self.sign.astype(bool), -magnitude, magnitude).sum(axis=-1)
+
+
+def encoding(fmt: str | Format) -> str:
+    """``"booth"`` or ``"lod"``: which term decoder serves ``fmt``."""
+    fmt = get_format(fmt)
+    if fmt.family in ("int", "int_asym") or fmt.name == "mxint8":
+        return "booth"
+    return "lod"
+
+
+def _booth_width(fmt: Format) -> int:
+    """Two's complement width of the values the Booth decoder sees."""
+    if fmt.family == "int_asym":
+        return fmt.bits + 1  # q − z spans −(2^b − 1) .. 2^b − 1
+    return fmt.bits
+
+
+def num_terms(fmt: str | Format, sv_register: tuple[int, ...] | None = None) -> int:
+    """Terms per weight = cycles per 4-MAC step (4/3/2/2 for INT8/INT6/FP4/FP3).
+
+    ``sv_register`` overrides the format's special values (the register is programmable).
+    """
+    fmt = get_format(fmt)
+    if encoding(fmt) == "booth":
+        return (_booth_width(fmt) + 1) // 2
+    grid = np.abs(fmt.grid).astype(np.int64)
+    if sv_register is not None:
+        grid = np.concatenate([grid, np.abs(np.asarray(sv_register, dtype=np.int64))])
+    most_set_bits = int(max(bin(int(v)).count("1") for v in np.unique(grid)))
+    return max(_LOD_DETECTORS, most_set_bits)
+
+
+def booth_digits(values: np.ndarray, digits: int) -> np.ndarray:
+    """Radix-4 Booth digits ``d_i ∈ {−2..2}`` with ``Σ d_i 4^i = values``; shape ``+ (digits,)``."""
+    v = np.asarray(values, dtype=np.int64)[..., None]
+    position = 2 * np.arange(digits, dtype=np.int64)
+    low = (v >> position) & 1  # b_{2i}
+    high = (v >> (position + 1)) & 1  # b_{2i+1}
+    previous = np.where(position > 0, (v >> np.maximum(position - 1, 0)) & 1, 0)  # b_{2i-1}
+    return (-2 * high + low + previous).astype(np.int8)
+
+
+def value_terms(fmt: str | Format, values: np.ndarray, terms: int | None = None) -> Terms:
+    """Bit-serial terms of integer grid ``values`` under ``fmt``'s decoder.
+
+    ``terms`` defaults to :func:`num_terms`; a value that needs more raises ``ValueError``.
+    """
+    fmt = get_format(fmt)
+    v = np.asarray(values)
+    if v.dtype.kind == "f":
+        if not np.all(np.isfinite(v)) or np.any(v != np.round(v)):
+            raise ValueError(f"value_terms: {fmt.name} values must be finite integers")
+    v = v.astype(np.int64)
+    count = num_terms(fmt) if terms is None else terms
+    if encoding(fmt) == "booth":
+        width = 2 * count
+        low, high = -(1 << (width - 1)), (1 << (width - 1)) - 1
+        if v.size and (v.min() < low or v.max() > high):
+            raise ValueError(f"value_terms: {fmt.name} value outside [{low}, {high}]")
+        digits = booth_digits(v, count)
+        bsig = np.broadcast_to(2 * np.arange(count, dtype=np.int8), digits.shape)
+        return Terms(
+            (digits < 0).astype(np.int8),
+            (np.abs(digits) == 2).astype(np.int8),
+            (digits != 0).astype(np.int8),
+            np.ascontiguousarray(bsig),
+        )
+    magnitude = np.abs(v)
+    sign = np.broadcast_to((v < 0).astype(np.int8)[..., None], v.shape + (count,))
+    exp = np.zeros(v.shape + (count,), dtype=np.int8)
+    man = np.zeros(v.shape + (count,), dtype=np.int8)
+    for t in range(count):  # one leading-one detection per term (count ≤ 4)
+        nonzero = magnitude > 0
+        position = np.where(nonzero, np.floor(np.log2(np.maximum(magnitude, 1))), 0).astype(
+            np.int64
+        )
+        exp[..., t] = position
+        man[..., t] = nonzero
+        magnitude = magnitude - np.where(nonzero, np.int64(1) << position, 0)
+    if np.any(magnitude):
+        raise ValueError(f"value_terms: a {fmt.name} value needs more than {count} terms")
+    sign = np.where(man.astype(bool), sign, 0).astype(np.int8)
+    return Terms(sign, exp, man, np.zeros_like(exp))
+
+
+def decode_codes(
+    fmt: str | Format,
+    codes: np.ndarray,
+    sv_index: np.ndarray,
+    sv_register: tuple[int, ...] | None = None,
+) -> np.ndarray:
+    """The term decoder's front end: stored codes → integer grid values.
+
+    The negative-zero code (``fmt.special_code``) reads the SV register entry selected by the
+    per-weight index (``sv_index`` broadcast to ``codes``' shape); ``sv_register`` defaults to the
+    format's special values and may be reprogrammed. Non-mixture formats ignore ``sv_index``.
+    """
+    fmt = get_format(fmt)
+    codes = np.asarray(codes, dtype=np.int64)
+    index = np.broadcast_to(np.asarray(sv_index, dtype=np.int64), codes.shape)
+    if fmt.family == "mixture" and fmt.special_code is None:  # ANT-style: per-group code tables
+        return fmt.table[index, codes]
+    values = fmt.table[0][codes]
+    if fmt.special_code is not None and fmt.family in ("mixture", "fp_er", "fp_ea"):
+        register = np.asarray(sv_register or fmt.special_values, dtype=np.float64)
+        values = np.where(codes == fmt.special_code, register[index], values)
+    return values
+
+
+def quantized_terms(q: QuantizedTensor) -> Terms:
+    """Terms ``[N, K, T]`` of every weight of ``q`` (zero points and special values applied)."""
+    return value_terms(q.fmt, q.values().cpu().numpy())

@@ -1,0 +1,723 @@
+"""Number formats of BitMoD and of the accelerators it is compared against, and the quantizer.
+
+Every format is data: a table of the value each stored code decodes to, in *integer grid units*
+(the usual FP grid times a power of two, so every value is exact in fixed point; the factor is
+folded into the scale). ``quantize`` maps a float weight ``W[N, K]`` group by group (``G``
+consecutive weights along ``K``) onto such a grid; ``dequantize`` inverts it.
+
+Notation (BitMoD paper, Sec. II-B and III):
+
+* symmetric grid types: ``s = absmax(W_g) / max|grid|`` and ``q = round_grid(W_g / s)``, where
+  ``round_grid`` picks the nearest grid value with ties going to the lower value (the midpoint
+  thresholds of the authors' code); ``Ŵ_g = q · s``.
+* asymmetric INT (Eq. 2): ``s = (max − min) / (2^b − 1)``,
+  ``z = clamp(round(−min / s), 0, 2^b − 1)``, ``q = clamp(round(W / s) + z, 0, 2^b − 1)``,
+  ``Ŵ = (q − z) · s``.
+* mixtures (Algorithm 1): quantize the group with every candidate data type and keep the one with
+  the least mean squared error; the first candidate wins ties. Its index (2 bits for four
+  candidates) is stored per group and selects the special value from the SV register.
+* second-level scale quantization (VS-Quant, Sec. III-C): the group scales ``s_g`` of one output
+  channel are quantized symmetrically to ``b_s``-bit integers against one FP16 channel scale
+  ``c = fp16(max_g s_g / (2^(b_s−1) − 1))``: ``ŝ_g = clamp(round(s_g / c), 0, 2^(b_s−1) − 1) · c``.
+  Codes are chosen with the first-level scale (as in the paper's flow); only the scale is
+  re-quantized.
+* MX (OCP MX v1.0): per block of 32, ``X = floor(log2 absmax) − emax`` (E8M0, clamped to
+  [−127, 127]), elements ``W / 2^X`` rounded to nearest even on the element grid, saturating at
+  its largest normal.
+
+Rounding ``round_grid`` is computed without comparing against every grid value: grid values are
+integers, so every midpoint between neighbours is a multiple of 1/2. All ``x`` in the half-open
+cell ``((k−1)/2, k/2]`` therefore round to the same grid value, the one nearest to ``k/2`` with
+ties going down, and ``round_grid(x) = LUT[ceil(2x)]``: one gather per weight.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from functools import cached_property
+
+import numpy as np
+import torch
+
+__all__ = [
+    "FORMAT_IDS",
+    "FORMAT_NAMES",
+    "Format",
+    "QuantizedTensor",
+    "dequantize",
+    "get_format",
+    "quantize",
+]
+
+# --------------------------------------------------------------------------------------------
+# Value grids (integer grid units), from the BitMoD authors' tables (FORMATS.md).
+# --------------------------------------------------------------------------------------------
+
+#: Non-negative magnitudes of the sign-magnitude grid types; the code is ``sign << (b-1) | index``.
+_MAGNITUDES: dict[str, tuple[int, ...]] = {
+    "fp3": (0, 1, 2, 4),
+    "fp4": (0, 1, 2, 3, 4, 6, 8, 12),
+    "flint4": (0, 1, 2, 3, 4, 6, 8, 16),
+    "fp5_e2m2": (0, 1, 2, 3, 4, 5, 6, 7, 8, 10, 12, 14, 16, 20, 24, 28),
+    "fp5_e3m1": (0, 1, 2, 3, 4, 6, 8, 12, 16, 24, 32, 48, 64, 96, 128, 192),
+    "flint5": (0, 1, 2, 3, 4, 5, 6, 7, 8, 10, 12, 14, 16, 24, 32, 64),
+    "fp6_e2m3": (
+        *range(0, 17),
+        18, 20, 22, 24, 26, 28, 30, 32, 36, 40, 44, 48, 52, 56, 60,
+    ),
+    "fp6_e3m2": (
+        0, 1, 2, 3, 4, 5, 6, 7, 8, 10, 12, 14, 16, 20, 24, 28,
+        32, 40, 48, 56, 64, 80, 96, 112, 128, 160, 192, 224, 256, 320, 384, 448,
+    ),
+}
+
+#: Grid unit (nominal value of grid integer 1) of the sign-magnitude types, informational.
+_GRID_UNITS: dict[str, float] = {
+    "fp3": 0.5, "fp4": 0.5, "flint4": 1.0, "flint5": 1.0,
+    "fp5_e2m2": 0.25, "fp5_e3m1": 0.125, "fp6_e2m3": 0.125, "fp6_e3m2": 0.0625,
+}
+
+#: Extended FP types: (basic grid, special value replacing the negative-zero code).
+_EXTENDED: dict[str, tuple[str, int]] = {
+    "fp3_er_pos": ("fp3", 3), "fp3_er_neg": ("fp3", -3),
+    "fp3_ea_pos": ("fp3", 6), "fp3_ea_neg": ("fp3", -6),
+    "fp4_er_pos": ("fp4", 10), "fp4_er_neg": ("fp4", -10),
+    "fp4_ea_pos": ("fp4", 16), "fp4_ea_neg": ("fp4", -16),
+}
+
+#: Mixtures: candidates in SV-register order (the stored per-group index selects one).
+_MIXTURES: dict[str, tuple[str, ...]] = {
+    "bitmod3": ("fp3_er_pos", "fp3_er_neg", "fp3_ea_pos", "fp3_ea_neg"),
+    "bitmod4": ("fp4_er_pos", "fp4_er_neg", "fp4_ea_pos", "fp4_ea_neg"),
+    "fp3_er": ("fp3_er_pos", "fp3_er_neg"),
+    "fp3_ea": ("fp3_ea_pos", "fp3_ea_neg"),
+    "fp4_er": ("fp4_er_pos", "fp4_er_neg"),
+    "fp4_ea": ("fp4_ea_pos", "fp4_ea_neg"),
+    # ANT-style per-group choice between INT and a float-like type (the authors' "mixed ant").
+    "ant3": ("int3", "fp3"),
+    "ant4": ("int4", "flint4"),
+}
+
+
+@dataclass(frozen=True)
+class _MxElement:
+    """OCP MX v1.0 element format; ``ebits == 0`` means the INT8 element (implied 2^-6)."""
+
+    ebits: int
+    mbits: int
+    bias: int
+    emax: int
+    max_normal: float
+    #: E4M3: the all-ones magnitude is NaN; E5M2: the all-ones exponent is Inf/NaN.
+    has_nan_top_code: bool
+
+
+_MX_ELEMENTS: dict[str, _MxElement] = {
+    "mxfp4": _MxElement(2, 1, 1, 2, 6.0, False),
+    "mxfp6_e2m3": _MxElement(2, 3, 1, 2, 7.5, False),
+    "mxfp6_e3m2": _MxElement(3, 2, 3, 4, 28.0, False),
+    "mxfp8_e4m3": _MxElement(4, 3, 7, 8, 448.0, True),
+    "mxfp8_e5m2": _MxElement(5, 2, 15, 15, 57344.0, True),
+    "mxint8": _MxElement(0, 7, 0, 0, 127.0 / 64.0, False),
+}
+_MX_BLOCK = 32
+_E8M0_BIAS = 127
+
+# OliVe (ISCA'23) 4-bit: normal values INT4 (-7..7); the code 1000 marks a victim (value 0) whose
+# pair neighbour is an outlier in "abfloat": E2M1 magnitudes biased so the smallest outlier (8)
+# lies above the normal range: (1, 1.5, 2, 3, 4, 6, 8, 12) * 2^3.
+_OLIVE_OUTLIER_MAGNITUDES = (8, 12, 16, 24, 32, 48, 64, 96)
+_OLIVE_VICTIM_CODE = 0b1000
+#: Scale candidates: the group absmax is mapped to one of these grid values (searched by MSE).
+_OLIVE_SCALE_TARGETS = (7.0, 12.0, 16.0, 24.0, 32.0, 48.0, 64.0, 96.0)
+
+DEFAULT_GROUP_SIZE = 128
+
+
+@dataclass(frozen=True)
+class Format:
+    """One weight format.
+
+    ``code_table[c, code]`` is the grid value of ``code`` under candidate ``c`` (one row for a
+    single type; one per candidate for a mixture, with the candidate's special value at
+    ``special_code``). Unused codes are NaN.
+    """
+
+    name: str
+    family: str
+    bits: int
+    code_table: tuple[tuple[float, ...], ...]
+    special_code: int | None = None
+    special_values: tuple[int, ...] = ()
+    candidates: tuple[str, ...] = ()
+    grid_unit: float = 1.0
+    block_size: int | None = None
+    accelerated: bool = False
+    description: str = ""
+    mx_element: _MxElement | None = field(default=None, repr=False)
+
+    @cached_property
+    def table(self) -> np.ndarray:
+        """``code_table`` as a float64 array ``[n_candidates, 2**bits]``."""
+        return np.asarray(self.code_table, dtype=np.float64)
+
+    @property
+    def code_values(self) -> np.ndarray:
+        """Value of each code; NaN for unused codes and for a mixture's special-value code."""
+        values = self.table[0].copy()
+        if self.family == "mixture" and self.special_code is not None:
+            values[self.special_code] = np.nan
+        return values
+
+    @cached_property
+    def grid(self) -> np.ndarray:
+        """Every representable grid value (all candidates, special values included), sorted."""
+        values = self.table[np.isfinite(self.table)]
+        if self.family == "olive":
+            outliers = np.asarray(_OLIVE_OUTLIER_MAGNITUDES, dtype=np.float64)
+            values = np.concatenate([values, outliers, -outliers])
+        return np.unique(values)
+
+    @property
+    def max_value(self) -> float:
+        return float(np.abs(self.grid).max())
+
+    @property
+    def n_candidates(self) -> int:
+        return len(self.code_table)
+
+    @property
+    def index_bits(self) -> int:
+        """Bits of the per-group candidate / special-value index (0 for a single type)."""
+        return math.ceil(math.log2(self.n_candidates)) if self.n_candidates > 1 else 0
+
+
+# --------------------------------------------------------------------------------------------
+# Building the registry
+# --------------------------------------------------------------------------------------------
+
+
+def _sign_magnitude_table(magnitudes: tuple[int, ...], bits: int, special: float | None) -> list:
+    half = 1 << (bits - 1)
+    if len(magnitudes) != half:
+        raise AssertionError(f"{len(magnitudes)} magnitudes for a {bits}-bit sign-magnitude type")
+    table = [float(m) for m in magnitudes] + [-float(m) for m in magnitudes]
+    table[half] = 0.0 if special is None else float(special)
+    return table
+
+
+def _twos_complement_table(bits: int, symmetric: bool) -> list:
+    table = [float(c if c < (1 << (bits - 1)) else c - (1 << bits)) for c in range(1 << bits)]
+    if symmetric:
+        table[1 << (bits - 1)] = math.nan
+    return table
+
+
+def _mx_table(element: _MxElement, bits: int) -> tuple[list, float]:
+    """Code table in grid units (multiples of the element's smallest subnormal) and that unit."""
+    if element.ebits == 0:
+        return _twos_complement_table(bits, symmetric=False), 2.0**-6
+    unit = 2.0 ** (1 - element.bias - element.mbits)
+    magnitudes = []
+    for mag in range(1 << (bits - 1)):
+        exponent, mantissa = mag >> element.mbits, mag & ((1 << element.mbits) - 1)
+        top_exponent = exponent == (1 << element.ebits) - 1
+        if element.has_nan_top_code and element.ebits == 4 and mag == (1 << (bits - 1)) - 1:
+            magnitudes.append(math.nan)  # E4M3: S.1111.111 is NaN
+        elif element.has_nan_top_code and element.ebits == 5 and top_exponent:
+            magnitudes.append(math.nan)  # E5M2: exponent 11111 is Inf/NaN
+        elif exponent == 0:
+            magnitudes.append(float(mantissa))
+        else:
+            value = (1 + mantissa / (1 << element.mbits)) * 2.0 ** (exponent - element.bias)
+            magnitudes.append(value / unit)
+    table = magnitudes + [-m for m in magnitudes]
+    return table, unit
+
+
+def _build_registry() -> dict[str, Format]:
+    formats: dict[str, Format] = {}
+    for bits in range(3, 9):
+        formats[f"int{bits}"] = Format(
+            f"int{bits}", "int", bits, (tuple(_twos_complement_table(bits, True)),),
+            accelerated=True,
+            description=f"symmetric INT{bits}, two's complement, Booth-encoded bit-serial terms",
+        )
+        formats[f"int{bits}_asym"] = Format(
+            f"int{bits}_asym", "int_asym", bits, (tuple(float(c) for c in range(1 << bits)),),
+            accelerated=True,
+            description=f"asymmetric INT{bits}: unsigned code minus a per-group zero point",
+        )
+    for name, magnitudes in _MAGNITUDES.items():
+        bits = int(math.log2(len(magnitudes))) + 1
+        family = "flint" if name.startswith("flint") else "fp"
+        formats[name] = Format(
+            name, family, bits, (tuple(_sign_magnitude_table(magnitudes, bits, None)),),
+            grid_unit=_GRID_UNITS[name], accelerated=name in ("fp3", "fp4"),
+            description=f"basic {name} grid, sign-magnitude with a redundant negative zero",
+        )
+    for name, (basic, special) in _EXTENDED.items():
+        magnitudes = _MAGNITUDES[basic]
+        bits = int(math.log2(len(magnitudes))) + 1
+        formats[name] = Format(
+            name, "fp_er" if "_er_" in name else "fp_ea", bits,
+            (tuple(_sign_magnitude_table(magnitudes, bits, special)),),
+            special_code=1 << (bits - 1), special_values=(special,),
+            grid_unit=_GRID_UNITS[basic], accelerated=True,
+            description=f"{basic} with the negative-zero code replaced by {special:+d}",
+        )
+    for name, members in _MIXTURES.items():
+        rows = tuple(formats[m].code_table[0] for m in members)
+        bits = formats[members[0]].bits
+        extended = all(m in _EXTENDED for m in members)
+        formats[name] = Format(
+            name, "mixture", bits, rows,
+            special_code=(1 << (bits - 1)) if extended else None,
+            special_values=tuple(_EXTENDED[m][1] for m in members) if extended else (),
+            candidates=members, grid_unit=formats[members[0]].grid_unit,
+            accelerated=extended,
+            description="per-group choice (least squared error) among " + ", ".join(members),
+        )
+    for name, element in _MX_ELEMENTS.items():
+        bits = 8 if name.startswith("mxfp8") or name == "mxint8" else int(name[4])
+        table, unit = _mx_table(element, bits)
+        formats[name] = Format(
+            name, "mx", bits, (tuple(table),), grid_unit=unit, block_size=_MX_BLOCK,
+            mx_element=element,
+            description="OCP MX v1.0: block of 32 with an E8M0 shared scale",
+        )
+    formats["olive4"] = Format(
+        "olive4", "olive", 4, (tuple(_twos_complement_table(4, True)),),
+        special_code=_OLIVE_VICTIM_CODE,
+        description="OliVe outlier-victim pairs: INT4 normals, abfloat E2M1 (bias 3) outliers",
+    )
+    return formats
+
+
+_REGISTRY: dict[str, Format] = _build_registry()
+
+#: Every format name, in a stable order.
+FORMAT_NAMES: tuple[str, ...] = tuple(_REGISTRY)
+
+#: Stable numeric id of each format, used by the ISA's ``cfg.fmt``. Append only.
+FORMAT_IDS: dict[str, int] = {name: index for index, name in enumerate(FORMAT_NAMES)}
+
+
+def get_format(name: str | Format) -> Format:
+    """The format called ``name``; ``ValueError`` listing the valid names otherwise."""
+    if isinstance(name, Format):
+        return name
+    try:
+        return _REGISTRY[name]
+    except (KeyError, TypeError):
+        raise ValueError(
+            f"unknown data type {name!r}; valid names: {', '.join(FORMAT_NAMES)}"
+        ) from None
+
+
+# --------------------------------------------------------------------------------------------
+# The quantized tensor
+# --------------------------------------------------------------------------------------------
+
+
+@dataclass
+class QuantizedTensor:
+    """A weight ``[N, K]`` quantized per group of ``group_size`` along ``K``.
+
+    ``values() * group_scale()`` (broadcast per group) is the dequantized weight.
+    """
+
+    fmt: str
+    shape: tuple[int, int]
+    group_size: int
+    scale_bits: int | None
+    codes: torch.Tensor  # uint8 [N, K]: stored bit patterns
+    sv_index: torch.Tensor  # uint8 [N, K // G]: candidate / special-value index
+    scales: torch.Tensor  # int8 codes | float16 | uint8 E8M0 codes, [N, K // G]
+    channel_scale: torch.Tensor | None = None  # float16 [N] when scale_bits is set
+    zeros: torch.Tensor | None = None  # uint8 [N, K // G] zero points of *_asym
+
+    @property
+    def format(self) -> Format:
+        return get_format(self.fmt)
+
+    @property
+    def n_groups(self) -> int:
+        return self.shape[1] // self.group_size
+
+    def values(self) -> torch.Tensor:
+        """Grid value of every weight (special values substituted, zero points subtracted)."""
+        fmt = self.format
+        table = torch.as_tensor(fmt.table, dtype=torch.float32, device=self.codes.device)
+        codes = self.codes.long()
+        if fmt.family == "olive":
+            return _olive_decode(codes)
+        rows = _per_weight(self.sv_index.long(), self.group_size)
+        values = table[rows, codes]
+        if self.zeros is not None:
+            values = values - _per_weight(self.zeros.float(), self.group_size)
+        return values
+
+    def group_scale(self) -> torch.Tensor:
+        """Effective float32 scale of every group, in value per grid unit."""
+        fmt = self.format
+        if fmt.family == "mx":
+            exponent = self.scales.to(torch.float32) - _E8M0_BIAS
+            return torch.exp2(exponent) * fmt.grid_unit
+        if self.scale_bits is None:
+            return self.scales.to(torch.float32)
+        assert self.channel_scale is not None
+        return self.scales.to(torch.float32) * self.channel_scale.to(torch.float32)[:, None]
+
+    @property
+    def bits_per_weight(self) -> float:
+        """Storage per weight including all metadata (scales, indices, zero points)."""
+        fmt = self.format
+        n, k = self.shape
+        if fmt.family == "mx":
+            return fmt.bits + 8 / self.group_size
+        scale = 16 if self.scale_bits is None else self.scale_bits
+        per_group = scale + fmt.index_bits + (fmt.bits if self.zeros is not None else 0)
+        per_channel = 16 if self.scale_bits is not None else 0
+        return fmt.bits + per_group / self.group_size + per_channel / k
+
+    def to(self, device: torch.device | str) -> QuantizedTensor:
+        def move(t: torch.Tensor | None) -> torch.Tensor | None:
+            return None if t is None else t.to(device)
+
+        return QuantizedTensor(
+            self.fmt, self.shape, self.group_size, self.scale_bits, self.codes.to(device),
+            self.sv_index.to(device), self.scales.to(device), move(self.channel_scale),
+            move(self.zeros),
+        )
+
+
+def _per_weight(per_group: torch.Tensor, group_size: int) -> torch.Tensor:
+    """Broadcast a ``[N, K/G]`` tensor to ``[N, K]``."""
+    return per_group.repeat_interleave(group_size, dim=1)
+
+
+def dequantize(q: QuantizedTensor) -> torch.Tensor:
+    """The float32 weight ``[N, K]`` that ``q`` represents."""
+    scale = _per_weight(q.group_scale(), q.group_size)
+    return q.values() * scale
+
+
+# --------------------------------------------------------------------------------------------
+# Quantization
+# --------------------------------------------------------------------------------------------
+
+
+def _check_input(w: torch.Tensor, fmt: Format, group_size: int) -> torch.Tensor:
+    if not isinstance(w, torch.Tensor):
+        w = torch.as_tensor(np.asarray(w))
+    if w.dim() != 2:
+        raise ValueError(f"quantize: weight must be 2-D [N, K], got shape {tuple(w.shape)}")
+    n, k = w.shape
+    if n == 0 or k == 0:
+        raise ValueError(f"quantize: empty weight of shape {tuple(w.shape)}")
+    if not w.is_floating_point():
+        raise ValueError(f"quantize: weight must be floating point, got {w.dtype}")
+    if group_size <= 0:
+        raise ValueError(f"quantize: group size must be positive, got {group_size}")
+    if k % group_size:
+        raise ValueError(
+            f"quantize: K={k} is not a multiple of the group size {group_size} "
+            f"(pad K or choose a group size that divides it)"
+        )
+    if fmt.family == "olive" and group_size % 2:
+        raise ValueError(
+            f"quantize: olive4 pairs weights, so the group size must be even, got {group_size}"
+        )
+    bad = ~torch.isfinite(w)
+    if bool(bad.any()):
+        row, col = (int(i) for i in bad.nonzero()[0])
+        raise ValueError(f"quantize: non-finite weight {float(w[row, col])} at [{row}, {col}]")
+    return w.to(torch.float32)
+
+
+def quantize(
+    w: torch.Tensor,
+    fmt: str | Format,
+    group_size: int | None = None,
+    scale_bits: int | None = 8,
+) -> QuantizedTensor:
+    """Quantize ``w [N, K]`` per group of ``group_size`` weights along ``K``.
+
+    ``group_size=None`` means 128, or the OCP block of 32 for MX formats (which accept no other).
+    ``scale_bits=None`` keeps FP16 group scales; an integer applies the second-level symmetric
+    quantization of group scales per output channel (ignored by MX, whose scale is E8M0).
+    Works on CPU and CUDA tensors; the result lives on ``w``'s device.
+    """
+    fmt = get_format(fmt)
+    if fmt.family == "mx":
+        if group_size not in (None, _MX_BLOCK):
+            raise ValueError(
+                f"quantize: {fmt.name} uses the OCP MX block size {_MX_BLOCK}, not {group_size}"
+            )
+        group_size = _MX_BLOCK
+    elif group_size is None:
+        group_size = DEFAULT_GROUP_SIZE
+    if scale_bits is not None and not 2 <= scale_bits <= 8:
+        raise ValueError(f"quantize: scale_bits must be in 2..8 or None, got {scale_bits}")
+    w = _check_input(w, fmt, group_size)
+    n, k = w.shape
+    groups = w.reshape(n, k // group_size, group_size)
+
+    zeros = None
+    if fmt.family == "mx":
+        codes, exponent_codes = _quantize_mx(groups, fmt)
+        sv_index = torch.zeros(groups.shape[:2], dtype=torch.uint8, device=w.device)
+        return QuantizedTensor(
+            fmt.name, (n, k), group_size, None, codes.reshape(n, k), sv_index, exponent_codes,
+        )
+    if fmt.family == "int_asym":
+        codes, scale, zeros = _quantize_int_asym(groups, fmt.bits)
+        sv_index = torch.zeros(groups.shape[:2], dtype=torch.uint8, device=w.device)
+    elif fmt.family == "olive":
+        codes, scale = _quantize_olive(groups)
+        sv_index = torch.zeros(groups.shape[:2], dtype=torch.uint8, device=w.device)
+    else:
+        codes, scale, sv_index = _quantize_candidates(groups, fmt)
+
+    channel_scale = None
+    if scale_bits is None:
+        scales = scale.to(torch.float16)
+    else:
+        scales, channel_scale = _quantize_scales(scale, scale_bits)
+    return QuantizedTensor(
+        fmt.name, (n, k), group_size, scale_bits, codes.reshape(n, k), sv_index, scales,
+        channel_scale, zeros,
+    )
+
+
+def _round_grid_lut(grid: np.ndarray) -> tuple[np.ndarray, int]:
+    """``LUT[ceil(2x) + offset]`` = index of the grid value nearest ``x`` (ties to the lower).
+
+    See the module docstring for why a half-unit LUT is exact for integer grids.
+    """
+    top = int(np.abs(grid).max())
+    half_points = np.arange(-2 * top, 2 * top + 1) / 2.0
+    distance = np.abs(half_points[:, None] - grid[None, :])
+    # argmin keeps the first (lowest) grid value on ties; grid is sorted ascending.
+    return distance.argmin(axis=1), 2 * top
+
+
+@dataclass(frozen=True)
+class _Candidate:
+    """One symmetric grid type prepared for vectorized rounding."""
+
+    grid: torch.Tensor  # float32 [L] sorted values
+    codes_of_grid: torch.Tensor  # uint8 [L] code storing each grid value
+    lut: torch.Tensor  # int64 [4·max + 1]
+    offset: int
+    max_value: float
+
+
+_CANDIDATE_CACHE: dict[tuple[str, str], _Candidate] = {}
+
+
+def _prepared_candidate(name: str, table_row: tuple[float, ...], device: str) -> _Candidate:
+    key = (name, device)
+    if key not in _CANDIDATE_CACHE:
+        row = np.asarray(table_row, dtype=np.float64)
+        grid = np.unique(row[np.isfinite(row)])
+        # The canonical code of each value: +0 rather than -0 (first occurrence in code order).
+        codes_of_grid = np.array([int(np.flatnonzero(row == v)[0]) for v in grid], dtype=np.uint8)
+        lut, offset = _round_grid_lut(grid)
+        _CANDIDATE_CACHE[key] = _Candidate(
+            torch.as_tensor(grid, dtype=torch.float32, device=device),
+            torch.as_tensor(codes_of_grid, device=device),
+            torch.as_tensor(lut, dtype=torch.int64, device=device),
+            offset,
+            float(np.abs(grid).max()),
+        )
+    return _CANDIDATE_CACHE[key]
+
+
+def _round_to_candidate(
+    groups: torch.Tensor, absmax: torch.Tensor, cand: _Candidate
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Symmetric quantization of every group on one grid: (grid index, scale, squared error)."""
+    scale = absmax / cand.max_value
+    safe = torch.where(scale > 0, scale, torch.ones_like(scale))
+    x = groups / safe
+    cell = torch.ceil(2.0 * x).clamp_(-cand.offset, cand.offset).long() + cand.offset
+    index = cand.lut[cell]
+    error = (cand.grid[index] * scale - groups).square_().mean(dim=-1)
+    return index, scale[..., 0], error
+
+
+def _quantize_candidates(
+    groups: torch.Tensor, fmt: Format
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Algorithm 1, vectorized over all groups: best candidate per group by mean squared error."""
+    absmax = groups.abs().amax(dim=-1, keepdim=True)
+    names = fmt.candidates or (fmt.name,)
+    best_codes = best_scale = best_error = None
+    best_index = torch.zeros(groups.shape[:2], dtype=torch.uint8, device=groups.device)
+    for position, (name, row) in enumerate(zip(names, fmt.code_table, strict=True)):
+        cand = _prepared_candidate(name, row, str(groups.device))
+        index, scale, error = _round_to_candidate(groups, absmax, cand)
+        codes = cand.codes_of_grid[index]
+        if best_error is None:
+            best_codes, best_scale, best_error = codes, scale, error
+            continue
+        better = error < best_error  # strict: the first candidate wins ties
+        best_codes = torch.where(better[..., None], codes, best_codes)
+        best_scale = torch.where(better, scale, best_scale)
+        best_error = torch.where(better, error, best_error)
+        best_index[better] = position
+    assert best_codes is not None and best_scale is not None
+    return best_codes, best_scale, best_index
+
+
+def _quantize_int_asym(
+    groups: torch.Tensor, bits: int
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Asymmetric INT (Eq. 2): codes, scale, zero point per group."""
+    qmax = (1 << bits) - 1
+    low = groups.amin(dim=-1, keepdim=True)
+    high = groups.amax(dim=-1, keepdim=True)
+    scale = (high - low) / qmax
+    safe = torch.where(scale > 0, scale, torch.ones_like(scale))
+    zero = torch.round(-low / safe).clamp_(0, qmax)
+    codes = (torch.round(groups / safe) + zero).clamp_(0, qmax)
+    codes = torch.where(scale > 0, codes, zero.expand_as(codes))
+    return codes.to(torch.uint8), scale[..., 0], zero[..., 0].to(torch.uint8)
+
+
+def _quantize_scales(scale: torch.Tensor, bits: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """Second-level symmetric quantization of the group scales of each output channel.
+
+    ``c = fp16(max_g s_g / (2^(b−1) − 1))`` and ``code_g = clamp(round(s_g / c), 0, 2^(b−1) − 1)``.
+    """
+    qmax = (1 << (bits - 1)) - 1
+    channel = scale.amax(dim=1) / qmax
+    channel16 = channel.to(torch.float16)
+    if bool(torch.isinf(channel16).any()):
+        row = int(torch.isinf(channel16).nonzero()[0])
+        raise ValueError(f"quantize: channel {row} scale {float(channel[row]):.3g} overflows FP16")
+    lost = (channel16 == 0) & (channel > 0)
+    if bool(lost.any()):
+        row = int(lost.nonzero()[0])
+        raise ValueError(
+            f"quantize: channel {row} scale {float(channel[row]):.3g} underflows FP16; "
+            f"use scale_bits=None"
+        )
+    c = channel16.to(torch.float32)[:, None]
+    safe = torch.where(c > 0, c, torch.ones_like(c))
+    codes = torch.round(scale / safe).clamp_(0, qmax).to(torch.int8)
+    return codes, channel16
+
+
+def _quantize_mx(groups: torch.Tensor, fmt: Format) -> tuple[torch.Tensor, torch.Tensor]:
+    """OCP MX: shared E8M0 exponent per block, elements rounded to nearest even, saturating."""
+    element = fmt.mx_element
+    assert element is not None
+    absmax = groups.abs().amax(dim=-1, keepdim=True)
+    _, exponent = torch.frexp(absmax)  # absmax = m·2^e, m in [0.5, 1): floor(log2) = e − 1
+    shared = (exponent.to(torch.int32) - 1 - element.emax).clamp_(-127, 127)
+    shared = torch.where(absmax > 0, shared, torch.full_like(shared, -127))
+    v = groups / torch.exp2(shared.to(torch.float32))
+    if element.ebits == 0:
+        quantum = torch.full_like(v, 2.0**-6)
+    else:
+        _, e = torch.frexp(v)
+        emin = 1 - element.bias
+        quantum = torch.exp2((e.to(torch.float32) - 1).clamp_(min=emin) - element.mbits)
+    rounded = torch.round(v / quantum) * quantum  # torch.round is half-to-even
+    rounded = rounded.clamp_(-element.max_normal, element.max_normal)
+    grid_values = rounded / fmt.grid_unit
+    codes = _codes_of_values(grid_values, fmt.table[0])
+    return codes, (shared[..., 0] + _E8M0_BIAS).to(torch.uint8)
+
+
+def _codes_of_values(values: torch.Tensor, table_row: np.ndarray) -> torch.Tensor:
+    """Code of every (exactly representable) grid value; +0 for zero."""
+    finite = np.isfinite(table_row)
+    order = np.argsort(np.where(finite, table_row, np.inf), kind="stable")
+    order = order[: int(finite.sum())]
+    sorted_values = torch.as_tensor(table_row[order], dtype=torch.float32, device=values.device)
+    sorted_codes = torch.as_tensor(order.astype(np.uint8), device=values.device)
+    position = torch.searchsorted(sorted_values, values.contiguous())
+    # Zero has two codes (+0 first in stable order, since +0 precedes -0 in code order).
+    return sorted_codes[position.clamp_(max=len(order) - 1)]
+
+
+def _olive_decode(codes: torch.Tensor) -> torch.Tensor:
+    """Grid values of OliVe codes: pairs along K, a victim code marks its neighbour an outlier."""
+    n, k = codes.shape
+    pairs = codes.reshape(n, k // 2, 2)
+    normal_table = torch.as_tensor(
+        _twos_complement_table(4, True), dtype=torch.float32, device=codes.device
+    ).nan_to_num(0.0)
+    magnitudes = torch.tensor(_OLIVE_OUTLIER_MAGNITUDES, dtype=torch.float32, device=codes.device)
+    outlier_table = torch.cat([magnitudes, -magnitudes])
+    victim = pairs == _OLIVE_VICTIM_CODE
+    # A pair with two victim codes holds the outlier -8 first (see _quantize_olive).
+    first_is_outlier = victim[..., 1]
+    second_is_outlier = victim[..., 0] & ~victim[..., 1]
+    outlier_slot = torch.stack([first_is_outlier, second_is_outlier], dim=-1)
+    normal = normal_table[pairs]
+    outlier = outlier_table[pairs]
+    values = torch.where(outlier_slot, outlier, torch.where(victim, 0.0, normal))
+    return values.reshape(n, k)
+
+
+def _quantize_olive(groups: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """OliVe outlier-victim pair quantization, per group (as the BitMoD paper's extension).
+
+    For a scale ``s``: ``x = w/s``. A pair ``(x_0, x_1)`` with ``max |x_i| > 7.5`` (beyond INT4)
+    keeps its larger element as an outlier rounded on the abfloat grid and prunes the other (the
+    victim, stored as the identifier code 1000). Other pairs round to INT4. The negative outlier
+    −8 shares its code with the identifier; a pair of two identifier codes reads as (−8, victim),
+    so −8 is only available in the first slot and a second-slot outlier that would round to −8
+    takes −12. ``s`` is chosen per group among ``absmax / t`` for ``t`` in
+    ``_OLIVE_SCALE_TARGETS`` by least squared error.
+    """
+    n, g_count, size = groups.shape
+    absmax = groups.abs().amax(dim=-1, keepdim=True)
+    device = groups.device
+    magnitudes = torch.as_tensor(_OLIVE_OUTLIER_MAGNITUDES, dtype=torch.float32, device=device)
+    positive_lut, positive_offset = _round_grid_lut(np.asarray(_OLIVE_OUTLIER_MAGNITUDES, float))
+    positive_lut_t = torch.as_tensor(positive_lut, device=device)
+    best_codes = best_scale = best_error = None
+    for target in _OLIVE_SCALE_TARGETS:
+        scale = absmax / target
+        safe = torch.where(scale > 0, scale, torch.ones_like(scale))
+        x = (groups / safe).reshape(n, g_count, size // 2, 2)
+        magnitude = x.abs()
+        is_outlier_pair = magnitude.amax(dim=-1, keepdim=True) > 7.5
+        larger = (magnitude[..., 1:] > magnitude[..., :1]).long()  # slot of the outlier
+        slot = torch.arange(2, device=device)
+        outlier_slot = is_outlier_pair & (slot == larger)
+        victim_slot = is_outlier_pair & ~outlier_slot
+        # Outlier magnitude index on the abfloat grid (nearest, ties to the lower).
+        cell = torch.ceil(2.0 * magnitude).clamp_(-positive_offset, positive_offset).long()
+        mag_index = positive_lut_t[cell + positive_offset]
+        negative = x < 0
+        # −8 in the second slot would collide with the victim identifier: use −12 instead.
+        collide = negative & (mag_index == 0) & (slot == 1)
+        mag_index = torch.where(collide, torch.ones_like(mag_index), mag_index)
+        outlier_code = mag_index + 8 * negative.long()
+        outlier_value = magnitudes[mag_index] * torch.where(negative, -1.0, 1.0)
+        normal_value = torch.round(x).clamp_(-7, 7)
+        normal_code = torch.remainder(normal_value.long(), 16)
+        codes = torch.where(
+            outlier_slot, outlier_code,
+            torch.where(victim_slot, torch.full_like(normal_code, _OLIVE_VICTIM_CODE), normal_code),
+        )
+        q = torch.where(outlier_slot, outlier_value, torch.where(victim_slot, 0.0, normal_value))
+        error = (q.reshape(n, g_count, size) * scale - groups).square_().mean(dim=-1)
+        codes = codes.reshape(n, g_count, size).to(torch.uint8)
+        if best_error is None:
+            best_codes, best_scale, best_error = codes, scale[..., 0], error
+            continue
+        better = error < best_error
+        best_codes = torch.where(better[..., None], codes, best_codes)
+        best_scale = torch.where(better, scale[..., 0], best_scale)
+        best_error = torch.where(better, error, best_error)
+    assert best_codes is not None and best_scale is not None
+    return best_codes, best_scale
