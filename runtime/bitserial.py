@@ -9,9 +9,10 @@ cost in cycles per 4 MACs. Two decoders produce terms:
 
 * **Radix-4 Booth** (INT, asymmetric INT after subtracting the zero point, MXINT8). A ``W``-bit
   two's complement value, padded to ``2D`` bits, is ``v = Σ_{i<D} d_i · 4^i`` with digits
-  ``d_i = −2·b_{2i+1} + b_{2i} + b_{2i−1}`` (``b_{−1} = 0``), ``d_i ∈ {−2, −1, 0, 1, 2}``. Term ``i``
-  is ``s = [d_i < 0]``, ``man = [d_i ≠ 0]``, ``exp = [|d_i| = 2]``, ``bsig = 2i``: every lane of a
-  4-MAC step works on the same digit, so ``bsig`` is shared and applied at accumulation.
+  ``d_i = −2·b_{2i+1} + b_{2i} + b_{2i−1}`` (``b_{−1} = 0``), ``d_i ∈ {−2, −1, 0, 1, 2}``.
+  Term ``i`` is ``s = [d_i < 0]``, ``man = [d_i ≠ 0]``, ``exp = [|d_i| = 2]``, ``bsig = 2i``:
+  every lane of a 4-MAC step works on the same digit, so ``bsig`` is shared and applied at
+  accumulation.
   INT8 → 4 terms, INT6/INT5 → 3, INT4/INT3 → 2.
 * **Leading-one detection** on sign-magnitude fixed point (FP3/FP4 and their ER/EA extensions,
   flint, FP5/FP6, MX-FP elements, OliVe). The magnitude ``|v|`` (for FP4: 4 integer bits and 1
