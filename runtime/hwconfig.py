@@ -77,20 +77,26 @@ def _frozen(mapping: Mapping[str, float]) -> Mapping[str, float]:
     return MappingProxyType(dict(mapping))
 
 
+# The BitMoD authors' public simulator (abdelfattah-lab/BitMoD-HPCA-25, bitmod_sim/test_ant.py,
+# test_olive.py): their FP16-activation re-implementations of the ANT and OliVe PEs.
+_ANT_PE_AREA_UM2 = 1_318.6
+_ANT_PE_PJ = 0.56
+_OLIVE_PE_PJ = 0.613
+
 _DEFAULT_PE_AREA_UM2: dict[str, float] = {
     "fp16": TABLE_X_FP16_TILE_AREA_UM2 / TABLE_X_FP16_TILE_PES,  # 1,989.5
     "bitmod": TABLE_X_BITMOD_TILE_AREA_UM2 / TABLE_X_BITMOD_TILE_PES,  # 1,517.0
-    "ant": 1_318.6,
-    "olive": 1_318.6 * 1.25,
-    "mixpe": 1_318.6 * 0.80,
+    "ant": _ANT_PE_AREA_UM2,
+    "olive": _ANT_PE_AREA_UM2 * _OLIVE_PE_PJ / _ANT_PE_PJ,  # 1,443.4
+    "mixpe": _ANT_PE_AREA_UM2,
 }
 
 _DEFAULT_PE_PJ: dict[str, float] = {
     "fp16": _pj_per_cycle(TABLE_X_FP16_TILE_POWER_MW) / TABLE_X_FP16_TILE_PES,  # 0.770
     "bitmod": _pj_per_cycle(TABLE_X_BITMOD_TILE_POWER_MW) / TABLE_X_BITMOD_TILE_PES,  # 0.586
-    "ant": 0.56,
-    "olive": 0.613,
-    "mixpe": 0.56 * 0.80,
+    "ant": _ANT_PE_PJ,
+    "olive": _OLIVE_PE_PJ,
+    "mixpe": _ANT_PE_PJ,
 }
 
 #: Where each constant comes from (keys: ``pe_area_um2.<kind>``, ``pe_pj_per_cycle.<kind>``,
@@ -104,14 +110,15 @@ AREA_SOURCES: Mapping[str, str] = MappingProxyType(
             "bitmod_sim/test_ant.py): ANT PE with FP16 activations, 28 nm synthesis"
         ),
         "pe_area_um2.olive": (
-            "ANT PE area x 1.25: OliVe decodes normal (int4/flint4) and outlier "
-            "(abfloat, much wider exponent range) values, so its aligner and accumulator "
-            "are wider; paper V-C calls its PE 'more complicated ... significant hardware "
-            "overhead'. Estimate, documented in runtime/perf.py"
+            "estimate: ANT PE area x 0.613/0.56 (OliVe / ANT PE energy in the authors' "
+            "simulator, which lists the same 1,318.6 um^2 for both). OliVe also decodes "
+            "outliers (abfloat, much wider exponent range), so its aligner and accumulator "
+            "are wider; paper V-C: 'OliVe requires more complicated PEs with significant "
+            "hardware overhead'. We assume area grows like switched energy"
         ),
         "pe_area_um2.mixpe": (
-            "ANT PE area x 0.80: MixPE replaces the multiplier by shift-and-add and "
-            "keeps one FP16 adder; estimate, documented in runtime/perf.py"
+            "assumption: same as the ANT PE (an FP16-activation x <=8-bit integer weight "
+            "MAC, one per cycle); MixPE (seed 001) gives no 28 nm figure we could use"
         ),
         "encoder_area_um2": "paper Table X: bit-serial term encoder, 2,419 um^2 per tile",
     }
@@ -123,7 +130,7 @@ ENERGY_SOURCES: Mapping[str, str] = MappingProxyType(
         "pe_pj_per_cycle.bitmod": "paper Table X: 37.5 mW / 64 PEs at 1 GHz",
         "pe_pj_per_cycle.ant": "BitMoD authors' public simulator, bitmod_sim/test_ant.py",
         "pe_pj_per_cycle.olive": "BitMoD authors' public simulator, bitmod_sim/test_olive.py",
-        "pe_pj_per_cycle.mixpe": "ANT PE energy x 0.80 (shift-and-add), estimate",
+        "pe_pj_per_cycle.mixpe": "assumption: same as the ANT PE (see pe_area_um2.mixpe)",
         "encoder_pj_per_tile_cycle": "paper Table X: term encoder 1.86 mW per tile at 1 GHz",
         "sram_read_pj_per_byte": (
             "estimate for a 512 KB, 8-bank (64 KB/bank) SRAM at 28 nm: Horowitz ISSCC'14 "
