@@ -6,7 +6,6 @@ import dataclasses
 import math
 
 import pytest
-
 from bitmod.runtime.hwconfig import (
     AREA_SOURCES,
     ENERGY_SOURCES,
