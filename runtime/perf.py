@@ -1,0 +1,720 @@
+"""Analytical cycle and energy model of BitMoD and of the accelerators it is compared against.
+
+The model runs whole LLM workloads (every GEMM of a forward pass, every decoding step) in
+milliseconds, so that the paper's Fig. 7 / Fig. 8 sweep (six LLMs × accelerators × tasks)
+is interactive. The instruction-level emulator (``bitmod.runtime`` machine) shares its
+:class:`~bitmod.runtime.hwconfig.HardwareConfig`; its cycle counts for one compute-bound
+GEMM equal :func:`gemm_compute_cycles` here.
+
+Notation
+--------
+A GEMM is ``Y[M, N] = X[M, K] · W[N, K]ᵀ``. ``X`` is the FP16 activation (tokens along M),
+``W`` the *weight operand*: a quantized weight matrix for linear layers, the INT8 K / V cache
+for attention (paper IV-B: "BitMoD can accommodate the self-attention layer with the proposed
+bit-serial PE by quantizing the key and value tensors to low-precision integers").
+
+The array (paper IV-C, docs/ISA.md) is output-stationary: ``R`` rows of PEs take ``R`` tokens,
+``C`` columns take ``C`` output channels (``C = cols · tiles`` for BitMoD, all columns of all
+tiles). One *pass* computes a ``R × C`` output block over the whole K.
+
+Compute cycles of one GEMM (:func:`gemm_compute_cycles`)::
+
+    passes = ⌈M / R⌉ · ⌈N / C⌉
+    cycles = passes · (⌈K / d⌉ · t + tail)
+
+with ``d`` MACs per PE step and ``t`` cycles per step:
+
+* **BitMoD** (paper IV-B): ``d = 4`` (4-way dot product of bit-serial terms with FP16
+  activations), ``t = terms`` = ``bitmod.runtime.bitserial.num_terms(fmt)``: 4 / 3 / 2 / 2 for
+  INT8 / INT6 / FP4 / FP3. Bit-serial dequantization of a group takes ``SB`` = 8 cycles and is
+  hidden behind the next group's ``⌈G/4⌉·t`` cycles when ``⌈G/4⌉·t ≥ SB`` (always for G = 128:
+  32·2 = 64 ≥ 8); the last group's ``SB`` cycles are the non-overlapped ``tail``. If a group
+  were shorter than ``SB`` the difference stalls every group; the formula includes it.
+  For ``K`` divisible by 4 and ``N`` by ``C`` this is exactly
+  ``⌈M/R⌉·⌈N/cols⌉·⌈K/4⌉·terms / tiles`` plus the tail.
+* **FP16 baseline, ANT, OliVe, MixPE**: bit-parallel, one MAC per PE per cycle (``d = t = 1``).
+
+Memory (:func:`gemm_dram_bytes`): operands and results live in DRAM. Weight bytes
+``W_b = N·K·b_w/8`` (``b_w`` includes scales, special-value indices, zero points), activation
+bytes ``X_b = 2·M·K``, output bytes ``Y_b = 2·M·N``. Double buffering reserves half of each
+512 KB buffer for prefetching, so ``cap_w = weight_buffer / 2`` and ``cap_a = act_buffer / 2``
+are resident. If either operand is resident (``W_b ≤ cap_w`` or ``X_b ≤ cap_a``), each byte is
+read once. Otherwise one operand is split into resident chunks and the other is streamed once
+per chunk, whichever order moves fewer bytes (the refetch model of the BitMoD authors'
+simulator)::
+
+    read = min(W_b + X_b·⌈W_b/cap_w⌉,  X_b + W_b·⌈X_b/cap_a⌉)
+    DRAM = (read + Y_b) / B                       B = dram_bytes_per_cycle
+
+Per GEMM, with the first pass's operand load (``pro``) and the last pass's store (``epi``)
+not overlapped::
+
+    cycles = pro + epi + max(compute, DRAM − pro − epi)
+
+so a memory-bound GEMM takes exactly ``(read + Y_b) / B`` cycles and a compute-bound one
+``compute + pro + epi``.
+
+Energy (:func:`simulate`), in pJ, summed over GEMMs:
+
+* PE core: ``E_pe · n_PE · compute`` — every PE of the array is clocked during compute cycles
+  (idle rows included, as in the authors' simulator); PEs are clock-gated while the array
+  waits on DRAM.
+* Term encoder (BitMoD only): ``E_enc · tiles · compute`` (Table X: 1.86 mW per tile).
+* SRAM: each pass reads its weight block and activation block once (weights are broadcast
+  down columns, activations along rows): ``W_b·⌈M/R⌉ + X_b·⌈N/C⌉`` bytes, plus the outputs
+  read back for the store; writes are the DRAM fills plus the outputs.
+* DRAM: ``8 · (read + Y_b) · E_bit``.
+
+The comparison points (:func:`accelerator`):
+
+* ``fp16``: FP16×FP16 MAC array at iso-area (paper V-A "baseline accelerator ... uses an FP16
+  multiply-accumulate PE"); FP16 weights and FP16 K/V.
+* ``bitmod-lossless`` / ``bitmod-lossy``: INT6 per group (paper V-C "lossless"), and the
+  BitMoD mixtures at 4 bits (discriminative) / 3 bits (generative) ("lossy").
+* ``ant`` (Guo et al., MICRO'22): per-tensor/per-channel adaptive types (int / flint / PoT)
+  decoded into a bit-parallel PE; with FP16 activations (the BitMoD comparison keeps
+  activations in FP16) the PE is an FP16 × decoded-weight MAC, one MAC per cycle for every
+  supported weight width (the paper's Fig. 7 setup). ANT has no per-group dequantization
+  hardware, so it runs per-channel quantization and, to keep acceptable accuracy, needs more
+  bits than BitMoD (paper V-C: "they must adopt a higher weight precision"). The precision per
+  model is :data:`ANT_WEIGHT_BITS`, the precisions the BitMoD authors profiled for Fig. 7
+  (their public simulator, ``bitmod_sim/test_ant.py``).
+* ``olive`` (Guo et al., ISCA'23): outlier-victim pairs — an outlier's neighbour (the victim)
+  is pruned so the pair encodes one wide-range outlier (abfloat) in place, memory-aligned at 4
+  or 8 bits per weight. The PE decodes normal values (int4/flint4) and outliers, whose much
+  wider range needs a wider aligner and accumulator: a larger PE (see
+  :mod:`bitmod.runtime.hwconfig`). Precision per model: :data:`OLIVE_WEIGHT_BITS` (authors'
+  ``bitmod_sim/test_olive.py``).
+* ``mixpe`` (Zhang et al., 2024, seed 001): integer weight × FP16 activation by shift-and-add
+  (no multiplier), per-group INT4 (asymmetric) weights, dequantization once per group *after*
+  the group's mpGEMM (one multiply-add per output and group, pipelined: a 1-cycle tail per
+  pass). Not part of the paper's Fig. 7; added as the DESIGN's extra comparison point.
+
+Iso-area: every accelerator gets ``HardwareConfig.iso_area_pe_count(kind)`` PEs in ``rows``
+rows (the BitMoD array's area including its encoders is the budget).
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass
+from functools import cache
+from importlib import resources
+from pathlib import Path
+
+import numpy as np
+import torch
+from bitmod.runtime.bitserial import num_terms
+from bitmod.runtime.formats import QuantizedTensor, get_format
+from bitmod.runtime.hwconfig import PE_KINDS, HardwareConfig
+
+__all__ = [
+    "ACCELERATORS",
+    "ANT_WEIGHT_BITS",
+    "OLIVE_WEIGHT_BITS",
+    "TASKS",
+    "Accelerator",
+    "GemmTable",
+    "LLMShape",
+    "OperandSpec",
+    "SimResult",
+    "accelerator",
+    "build_workload",
+    "gemm_compute_cycles",
+    "gemm_dram_bytes",
+    "load_llm_shapes",
+    "operand_bytes",
+    "simulate",
+    "storage_bits",
+]
+
+TASKS: tuple[str, ...] = ("discriminative", "generative")
+
+#: Activations, outputs and the FP16 baseline's weights are FP16.
+FP16_BYTES = 2
+#: Group size and scale bits of every per-group format in the comparison (paper III-C).
+GROUP_SIZE = 128
+SCALE_BITS = 8
+
+# ---------------------------------------------------------------------------------------
+# Cited data: weight precision each baseline needs (bits per weight, per-channel types).
+# Source: the BitMoD authors' public simulator, abdelfattah-lab/BitMoD-HPCA-25,
+# bitmod_sim/test_ant.py and test_olive.py ("The precision are profiled offline by ensuring
+# their perplexity and accuracy are acceptable"; same value for both tasks). Fractional
+# values are averages over layers of mixed precision.
+# ---------------------------------------------------------------------------------------
+ANT_WEIGHT_BITS: dict[str, float] = {
+    "opt-1.3b": 5.0,
+    "phi-2": 5.0,
+    "yi-6b": 5.25,
+    "llama-2-7b": 5.0,
+    "llama-2-13b": 4.0,
+    "llama-3-8b": 5.0,
+}
+OLIVE_WEIGHT_BITS: dict[str, float] = {
+    "opt-1.3b": 4.0,
+    "phi-2": 4.0,
+    "yi-6b": 4.0,
+    "llama-2-7b": 4.0,
+    "llama-2-13b": 4.0,
+    "llama-3-8b": 4.5,
+}
+
+
+# =======================================================================================
+# LLM shapes and workloads
+# =======================================================================================
+
+
+@dataclass(frozen=True)
+class LLMShape:
+    """The published config fields of one decoder-only LLM (``runtime/data/llm_shapes.json``)."""
+
+    key: str
+    display: str
+    hf_id: str
+    mlp: str  # "gated" (gate/up/down) or "fc" (fc1/fc2)
+    hidden_size: int
+    intermediate_size: int
+    num_attention_heads: int
+    num_key_value_heads: int
+    num_hidden_layers: int
+    vocab_size: int
+
+    @property
+    def head_dim(self) -> int:
+        return self.hidden_size // self.num_attention_heads
+
+    @property
+    def queries_per_kv_head(self) -> int:
+        return self.num_attention_heads // self.num_key_value_heads
+
+    def linear_layers(self) -> list[tuple[str, int, int]]:
+        """``(name, N, K)`` of the linear layers of one decoder layer (weight ``[N, K]``)."""
+        h, f = self.hidden_size, self.intermediate_size
+        kv = self.num_key_value_heads * self.head_dim
+        attn = [("q_proj", h, h), ("k_proj", kv, h), ("v_proj", kv, h), ("o_proj", h, h)]
+        if self.mlp == "gated":
+            return [*attn, ("gate_proj", f, h), ("up_proj", f, h), ("down_proj", h, f)]
+        return [*attn, ("fc1", f, h), ("fc2", h, f)]
+
+    def weight_count(self) -> int:
+        """Parameters of all linear layers including the LM head (embeddings excluded)."""
+        per_layer = sum(n * k for _, n, k in self.linear_layers())
+        return per_layer * self.num_hidden_layers + self.vocab_size * self.hidden_size
+
+
+_SHAPE_INT_FIELDS = (
+    "hidden_size",
+    "intermediate_size",
+    "num_attention_heads",
+    "num_key_value_heads",
+    "num_hidden_layers",
+    "vocab_size",
+)
+
+
+def load_llm_shapes(path: str | Path | None = None) -> dict[str, LLMShape]:
+    """The model table; ``path`` None reads the packaged ``data/llm_shapes.json``.
+
+    Raises ValueError naming the file and the model on a malformed entry.
+    """
+    if path is None:
+        text = resources.files("bitmod.runtime").joinpath("data/llm_shapes.json").read_text()
+        where = "bitmod/runtime/data/llm_shapes.json"
+    else:
+        where = str(path)
+        try:
+            text = Path(path).read_text()
+        except OSError as error:
+            raise ValueError(f"{where}: cannot read LLM shapes: {error}") from None
+    try:
+        models = json.loads(text)["models"]
+    except (json.JSONDecodeError, KeyError, TypeError) as error:
+        raise ValueError(f"{where}: not an LLM shape table ({error})") from None
+    shapes: dict[str, LLMShape] = {}
+    for key, entry in models.items():
+        try:
+            ints = {name: entry[name] for name in _SHAPE_INT_FIELDS}
+            shape = LLMShape(
+                key=key,
+                display=str(entry.get("display", key)),
+                hf_id=str(entry["hf_id"]),
+                mlp=str(entry["mlp"]),
+                **ints,
+            )
+        except (KeyError, TypeError) as error:
+            raise ValueError(f"{where}: model {key!r} lacks field {error}") from None
+        bad = [n for n, v in ints.items() if not isinstance(v, int) or isinstance(v, bool) or v < 1]
+        if bad:
+            raise ValueError(f"{where}: model {key!r}: fields {bad} must be positive ints")
+        if shape.mlp not in ("gated", "fc"):
+            raise ValueError(f"{where}: model {key!r}: mlp must be 'gated' or 'fc'")
+        if shape.hidden_size % shape.num_attention_heads or (
+            shape.num_attention_heads % shape.num_key_value_heads
+        ):
+            raise ValueError(
+                f"{where}: model {key!r}: heads must divide hidden_size and kv heads must "
+                "divide heads"
+            )
+        shapes[key] = shape
+    return shapes
+
+
+@dataclass(frozen=True)
+class GemmTable:
+    """A workload: parallel arrays, one entry per distinct GEMM, ``count`` repetitions each.
+
+    ``operand`` is ``"weight"`` (a linear layer's weight matrix) or ``"kv"`` (the K or V cache
+    as the weight operand of Q·Kᵀ / P·V); ``phase`` is ``"prefill"`` or ``"decode"``.
+    """
+
+    name: np.ndarray  # str
+    phase: np.ndarray  # str
+    operand: np.ndarray  # str
+    m: np.ndarray  # int64
+    n: np.ndarray  # int64
+    k: np.ndarray  # int64
+    count: np.ndarray  # int64
+
+    def __len__(self) -> int:
+        return len(self.m)
+
+    def macs(self) -> int:
+        return int(np.sum(self.m * self.n * self.k * self.count))
+
+
+def _attention_gemms(
+    shape: LLMShape, queries: int, context: int, phase: str, count: int
+) -> list[tuple[str, str, str, int, int, int, int]]:
+    """Q·Kᵀ and P·V of every KV head of one layer, ``count`` layers (and steps) alike.
+
+    Queries sharing a KV head (GQA) are stacked along M: ``M = queries · q_per_kv``.
+    Q·Kᵀ: ``N = context`` keys, ``K = head_dim``; P·V: ``N = head_dim``, ``K = context``.
+    The full ``context × context`` score matrix is computed in prefill (no causal skipping).
+    """
+    m = queries * shape.queries_per_kv_head
+    reps = count * shape.num_key_value_heads
+    d = shape.head_dim
+    return [
+        ("attn_qk", phase, "kv", m, context, d, reps),
+        ("attn_pv", phase, "kv", m, d, context, reps),
+    ]
+
+
+def build_workload(
+    shape: LLMShape, task: str, input_tokens: int = 256, output_tokens: int | None = None
+) -> GemmTable:
+    """Every GEMM of the paper's workload for ``shape`` (batch 1).
+
+    * ``discriminative``: one forward pass over ``input_tokens`` (M = 256), LM head for every
+      position (scoring needs each position's logits), 1 output token.
+    * ``generative``: the same prefill with the LM head for the last position only, then
+      ``output_tokens − 1`` decoding steps (the prefill yields the first token): GEMVs with
+      M = 1, attention over a context growing from ``input_tokens + 1`` to
+      ``input_tokens + output_tokens − 1``. ``output_tokens`` defaults to 256.
+    """
+    if task not in TASKS:
+        raise ValueError(f"unknown task {task!r}; valid: {list(TASKS)}")
+    if not isinstance(input_tokens, int) or input_tokens < 1:
+        raise ValueError(f"input_tokens must be a positive int, got {input_tokens!r}")
+    if output_tokens is None:
+        output_tokens = 1 if task == "discriminative" else 256
+    if not isinstance(output_tokens, int) or output_tokens < 1:
+        raise ValueError(f"output_tokens must be a positive int, got {output_tokens!r}")
+    layers = shape.num_hidden_layers
+    rows: list[tuple[str, str, str, int, int, int, int]] = []
+    s = input_tokens
+    for name, n, k in shape.linear_layers():
+        rows.append((name, "prefill", "weight", s, n, k, layers))
+    rows += _attention_gemms(shape, s, s, "prefill", layers)
+    head_m = s if task == "discriminative" else 1
+    rows.append(("lm_head", "prefill", "weight", head_m, shape.vocab_size, shape.hidden_size, 1))
+    steps = output_tokens - 1
+    if steps > 0:
+        for name, n, k in shape.linear_layers():
+            rows.append((name, "decode", "weight", 1, n, k, layers * steps))
+        rows.append(("lm_head", "decode", "weight", 1, shape.vocab_size, shape.hidden_size, steps))
+        for step in range(1, steps + 1):
+            rows += _attention_gemms(shape, 1, s + step, "decode", layers)
+    columns = list(zip(*rows, strict=True))
+    return GemmTable(
+        name=np.asarray(columns[0]),
+        phase=np.asarray(columns[1]),
+        operand=np.asarray(columns[2]),
+        m=np.asarray(columns[3], dtype=np.int64),
+        n=np.asarray(columns[4], dtype=np.int64),
+        k=np.asarray(columns[5], dtype=np.int64),
+        count=np.asarray(columns[6], dtype=np.int64),
+    )
+
+
+# =======================================================================================
+# Operand formats and PE behaviour
+# =======================================================================================
+
+
+@cache
+def storage_bits(
+    fmt: str, k: int, group_size: int = GROUP_SIZE, scale_bits: int = SCALE_BITS
+) -> float:
+    """Bits per weight of ``fmt`` quantized per group along a K of ``k``, metadata included.
+
+    Delegates to :attr:`bitmod.runtime.formats.QuantizedTensor.bits_per_weight` (the single
+    definition: value bits + (scale + SV index + zero point) bits per group + the FP16 channel
+    scale per row) on an empty tensor of the right shape. The group is ``min(group_size, k)``.
+    """
+    fmt_obj = get_format(fmt)
+    group = min(group_size, k)
+    empty = torch.empty(0, dtype=torch.uint8)
+    zeros = empty if fmt_obj.family == "int_asym" else None
+    probe = QuantizedTensor(fmt, (1, k), group, scale_bits, empty, empty, empty, None, zeros)
+    return float(probe.bits_per_weight)
+
+
+@dataclass(frozen=True)
+class OperandSpec:
+    """How one accelerator stores and consumes a weight operand.
+
+    ``label``: what it is (e.g. ``"bitmod3"``, ``"ANT 5b/ch"``). Storage per value: for a
+    per-group format ``fmt`` (G = 128, INT8 scales) :func:`storage_bits`, otherwise
+    ``value_bits + channel_bits / K`` (per-channel FP16 scale). The PE consumes
+    ``macs_per_step`` MACs in ``step_cycles`` cycles; ``tail_cycles`` are not overlapped at
+    the end of a pass; ``stall_per_group`` cycles stall every group but the last.
+    """
+
+    label: str
+    value_bits: float
+    fmt: str | None = None
+    group_size: int = GROUP_SIZE
+    channel_bits: float = 0.0
+    macs_per_step: int = 1
+    step_cycles: int = 1
+    tail_cycles: int = 0
+    stall_per_group: int = 0
+
+    def bits(self, k: np.ndarray) -> np.ndarray:
+        """Storage bits per value of a ``[N, K]`` operand, for every K in ``k``."""
+        k = np.asarray(k, dtype=np.int64)
+        if self.fmt is None:
+            return self.value_bits + self.channel_bits / k.astype(np.float64)
+        unique, inverse = np.unique(k, return_inverse=True)
+        per_k = np.array([storage_bits(self.fmt, int(v), self.group_size) for v in unique])
+        return per_k[inverse].reshape(k.shape)
+
+
+def bit_parallel_operand(label: str, bits: float, channel_bits: float = 16.0) -> OperandSpec:
+    """A per-channel operand of a bit-parallel PE: one MAC per cycle, FP16 channel scale."""
+    return OperandSpec(label=label, value_bits=bits, channel_bits=channel_bits)
+
+
+def grouped_operand(fmt: str, bit_serial: bool, tail_cycles: int) -> OperandSpec:
+    """A per-group operand of ``fmt`` (G = 128, INT8 scales) on a BitMoD or MixPE PE.
+
+    On the bit-serial BitMoD PE: 4 MACs per ``num_terms(fmt)`` cycles, the last group's
+    SB-cycle bit-serial dequantization is the tail, and a group shorter than SB cycles stalls
+    every group by the difference. On MixPE: one MAC per cycle.
+    """
+    bits = float(get_format(fmt).bits)
+    if bit_serial:
+        terms = num_terms(fmt)
+        group_cycles = math.ceil(GROUP_SIZE / 4) * terms
+        return OperandSpec(
+            label=fmt,
+            value_bits=bits,
+            fmt=fmt,
+            macs_per_step=4,
+            step_cycles=terms,
+            tail_cycles=tail_cycles,
+            stall_per_group=max(0, tail_cycles - group_cycles),
+        )
+    return OperandSpec(label=fmt, value_bits=bits, fmt=fmt, tail_cycles=tail_cycles)
+
+
+FP16_OPERAND = OperandSpec(label="fp16", value_bits=16.0)
+
+
+@dataclass(frozen=True)
+class Accelerator:
+    """One comparison point: a PE kind and the operand formats it runs for one model/task."""
+
+    name: str
+    pe_kind: str
+    weight: OperandSpec
+    kv: OperandSpec
+    has_encoder: bool = False
+
+    def __post_init__(self) -> None:
+        if self.pe_kind not in PE_KINDS:
+            raise ValueError(f"unknown PE kind {self.pe_kind!r}; valid: {list(PE_KINDS)}")
+
+
+#: Accelerator names in report order; ``bitmod-lossless`` is compared with ``fp16``,
+#: ``bitmod-lossy`` with ``ant`` and ``olive`` (paper V-C).
+ACCELERATORS: tuple[str, ...] = (
+    "fp16",
+    "ant",
+    "olive",
+    "mixpe",
+    "bitmod-lossless",
+    "bitmod-lossy",
+)
+
+
+def accelerator(name: str, model: str, task: str, weight_fmt: str | None = None) -> Accelerator:
+    """The comparison point ``name`` configured as the paper does for ``model`` and ``task``.
+
+    ``weight_fmt`` overrides the weight precision: a format name for the BitMoD / MixPE PEs
+    (e.g. ``"int5"``), or a number of bits (``"6"``) for ANT / OliVe.
+    """
+    if task not in TASKS:
+        raise ValueError(f"unknown task {task!r}; valid: {list(TASKS)}")
+    kv_int8_serial = grouped_operand("int8", bit_serial=True, tail_cycles=SCALE_BITS)
+    kv_int8_parallel = grouped_operand("int8", bit_serial=False, tail_cycles=0)
+    if name == "fp16":
+        return Accelerator(name, "fp16", FP16_OPERAND, FP16_OPERAND)
+    if name in ("bitmod-lossless", "bitmod-lossy"):
+        if weight_fmt is None:
+            lossy = "bitmod4" if task == "discriminative" else "bitmod3"
+            weight_fmt = "int6" if name == "bitmod-lossless" else lossy
+        fmt = _accelerated_format(weight_fmt)
+        weight = grouped_operand(fmt, bit_serial=True, tail_cycles=SCALE_BITS)
+        return Accelerator(name, "bitmod", weight, kv_int8_serial, has_encoder=True)
+    if name in ("ant", "olive"):
+        table = ANT_WEIGHT_BITS if name == "ant" else OLIVE_WEIGHT_BITS
+        if weight_fmt is not None:
+            bits = _parse_bits(weight_fmt, name)
+        elif model in table:
+            bits = table[model]
+        else:
+            raise ValueError(
+                f"no cited {name} precision for model {model!r}; pass weight bits explicitly"
+            )
+        label = f"{name.upper() if name == 'ant' else 'OliVe'} {bits:g}b/ch"
+        return Accelerator(name, name, bit_parallel_operand(label, bits), kv_int8_parallel)
+    if name == "mixpe":
+        fmt = weight_fmt or "int4_asym"
+        if get_format(fmt).family not in ("int", "int_asym"):
+            raise ValueError(f"MixPE runs integer weights; {fmt!r} is not an INT format")
+        weight = grouped_operand(fmt, bit_serial=False, tail_cycles=1)
+        return Accelerator(name, "mixpe", weight, kv_int8_parallel)
+    raise ValueError(f"unknown accelerator {name!r}; valid: {list(ACCELERATORS)}")
+
+
+def _accelerated_format(fmt: str) -> str:
+    fmt_obj = get_format(fmt)
+    if fmt_obj.family in ("mx", "olive") or fmt_obj.family == "int_asym":
+        raise ValueError(f"format {fmt!r} has no BitMoD bit-serial lowering")
+    num_terms(fmt)  # raises for formats without a term decomposition
+    return fmt
+
+
+def _parse_bits(text: str, name: str) -> float:
+    try:
+        bits = float(text)
+    except ValueError:
+        raise ValueError(
+            f"{name} weight precision must be a number of bits, got {text!r}"
+        ) from None
+    if not 2 <= bits <= 8:
+        raise ValueError(f"{name} weight precision must be within 2..8 bits, got {bits:g}")
+    return bits
+
+
+# =======================================================================================
+# The model
+# =======================================================================================
+
+
+def _ceil_div(a: np.ndarray | int, b: np.ndarray | int) -> np.ndarray:
+    return -(-np.asarray(a, dtype=np.int64) // np.asarray(b, dtype=np.int64))
+
+
+def array_shape(
+    cfg: HardwareConfig, acc: Accelerator, pe_count: int | None = None
+) -> tuple[int, int]:
+    """(rows, columns) of ``acc``'s array: BitMoD as configured, others at iso-area."""
+    if acc.pe_kind == "bitmod" and pe_count is None:
+        return cfg.rows, cfg.cols * cfg.tiles
+    count = cfg.iso_area_pe_count(acc.pe_kind) if pe_count is None else pe_count
+    if count < cfg.rows or count % cfg.rows:
+        raise ValueError(f"{acc.name}: {count} PEs do not form whole columns of {cfg.rows} rows")
+    return cfg.rows, count // cfg.rows
+
+
+def gemm_compute_cycles(
+    m: np.ndarray, n: np.ndarray, k: np.ndarray, rows: int, columns: int, op: OperandSpec
+) -> np.ndarray:
+    """Cycles of one GEMM instance on a ``rows × columns`` output-stationary array.
+
+    ``⌈M/R⌉·⌈N/C⌉ · (⌈K/d⌉·t + (groups − 1)·stall + tail)`` (see the module docstring).
+    """
+    passes = _ceil_div(m, rows) * _ceil_div(n, columns)
+    groups = _ceil_div(k, np.minimum(op.group_size, k))
+    per_pass = (
+        _ceil_div(k, op.macs_per_step) * op.step_cycles
+        + (groups - 1) * op.stall_per_group
+        + op.tail_cycles
+    )
+    return passes * per_pass
+
+
+def operand_bytes(
+    m: np.ndarray, n: np.ndarray, k: np.ndarray, weight_bits: np.ndarray
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(W_b, X_b, Y_b): weight operand, FP16 activation and FP16 output bytes of one GEMM."""
+    w_bytes = np.ceil(np.asarray(n) * np.asarray(k) * weight_bits / 8)
+    x_bytes = (FP16_BYTES * np.asarray(m) * np.asarray(k)).astype(np.float64)
+    y_bytes = (FP16_BYTES * np.asarray(m) * np.asarray(n)).astype(np.float64)
+    return w_bytes, x_bytes, y_bytes
+
+
+def gemm_dram_bytes(
+    m: np.ndarray,
+    n: np.ndarray,
+    k: np.ndarray,
+    weight_bits: np.ndarray,
+    cfg: HardwareConfig,
+) -> tuple[np.ndarray, np.ndarray]:
+    """(bytes read, bytes written) of one GEMM instance under the refetch model."""
+    w_bytes, x_bytes, y_bytes = operand_bytes(m, n, k, weight_bits)
+    cap_w = cfg.weight_buffer_bytes
+    cap_a = cfg.act_buffer_bytes
+    weights_resident = w_bytes + x_bytes * np.ceil(w_bytes / cap_w)
+    acts_resident = x_bytes + w_bytes * np.ceil(x_bytes / cap_a)
+    fits = (w_bytes <= cap_w) | (x_bytes <= cap_a)
+    read = np.where(fits, w_bytes + x_bytes, np.minimum(weights_resident, acts_resident))
+    return read, y_bytes
+
+
+ENERGY_COMPONENTS: tuple[str, ...] = ("pe", "encoder", "sram", "dram")
+
+
+@dataclass(frozen=True)
+class SimResult:
+    """Totals of one accelerator on one workload (cycles, bytes, energy in pJ by component)."""
+
+    accelerator: str
+    weight_label: str
+    pe_count: int
+    cycles: float
+    compute_cycles: float
+    dram_cycles: float
+    dram_read_bytes: float
+    dram_write_bytes: float
+    sram_read_bytes: float
+    sram_write_bytes: float
+    energy_pj: dict[str, float]
+    phase_cycles: dict[str, float]
+    per_gemm_cycles: np.ndarray
+
+    @property
+    def total_energy_pj(self) -> float:
+        return float(sum(self.energy_pj.values()))
+
+    def seconds(self, cfg: HardwareConfig) -> float:
+        return self.cycles / cfg.freq_hz
+
+    def edp(self, cfg: HardwareConfig) -> float:
+        """Energy-delay product in J·s."""
+        return self.total_energy_pj * 1e-12 * self.seconds(cfg)
+
+
+def simulate(
+    acc: Accelerator,
+    workload: GemmTable,
+    cfg: HardwareConfig | None = None,
+    pe_count: int | None = None,
+) -> SimResult:
+    """Run ``workload`` on ``acc`` (vectorized over the GEMM table).
+
+    ``pe_count`` overrides the iso-area PE count (sensitivity studies).
+    """
+    cfg = cfg or HardwareConfig()
+    rows, columns = array_shape(cfg, acc, pe_count)
+    n_pes = rows * columns
+    m, n, k, count = workload.m, workload.n, workload.k, workload.count
+    is_kv = workload.operand == "kv"
+    kv_bits = acc.kv.bits(k)
+    w_bits = acc.weight.bits(k)
+    bits = np.where(is_kv, kv_bits, w_bits)
+
+    compute = np.where(
+        is_kv,
+        gemm_compute_cycles(m, n, k, rows, columns, acc.kv),
+        gemm_compute_cycles(m, n, k, rows, columns, acc.weight),
+    ).astype(np.float64)
+    read, written = gemm_dram_bytes(m, n, k, bits, cfg)
+    bandwidth = cfg.dram_bytes_per_cycle
+    dram = (read + written) / bandwidth
+    # The first pass cannot start before its first K-chunk (half of each buffer at most:
+    # the other half is the double buffer) has arrived.
+    first_weights = np.minimum(
+        np.ceil(np.minimum(n, columns) * k * bits / 8), cfg.weight_buffer_bytes // 2
+    )
+    first_acts = np.minimum(FP16_BYTES * np.minimum(m, rows) * k, cfg.act_buffer_bytes // 2)
+    prologue = np.minimum(first_weights + first_acts, read) / bandwidth
+    epilogue = FP16_BYTES * np.minimum(m, rows) * np.minimum(n, columns) / bandwidth
+    fixed = prologue + epilogue
+    cycles = fixed + np.maximum(compute, dram - fixed)
+
+    w_bytes, x_bytes, y_bytes = operand_bytes(m, n, k, bits)
+    sram_read = w_bytes * _ceil_div(m, rows) + x_bytes * _ceil_div(n, columns) + y_bytes
+    sram_write = read + y_bytes
+
+    table = cfg.energy
+    total_compute = float(np.sum(compute * count))
+    energy = {
+        "pe": table.pe(acc.pe_kind) * n_pes * total_compute,
+        "encoder": (
+            table.encoder_pj_per_tile_cycle * cfg.tiles * total_compute if acc.has_encoder else 0.0
+        ),
+        "sram": float(
+            np.sum(
+                (
+                    table.sram_read_pj_per_byte * sram_read
+                    + table.sram_write_pj_per_byte * sram_write
+                )
+                * count
+            )
+        ),
+        "dram": float(np.sum(8 * (read + written) * count)) * table.dram_pj_per_bit,
+    }
+    return SimResult(
+        accelerator=acc.name,
+        weight_label=acc.weight.label,
+        pe_count=n_pes,
+        cycles=float(np.sum(cycles * count)),
+        compute_cycles=total_compute,
+        dram_cycles=float(np.sum(dram * count)),
+        dram_read_bytes=float(np.sum(read * count)),
+        dram_write_bytes=float(np.sum(written * count)),
+        sram_read_bytes=float(np.sum(sram_read * count)),
+        sram_write_bytes=float(np.sum(sram_write * count)),
+        energy_pj=energy,
+        phase_cycles={
+            phase: float(np.sum((cycles * count)[workload.phase == phase]))
+            for phase in ("prefill", "decode")
+        },
+        per_gemm_cycles=cycles,
+    )
+
+
+def run_models(
+    models: Sequence[str],
+    task: str,
+    accelerators: Sequence[str] = ACCELERATORS,
+    cfg: HardwareConfig | None = None,
+    shapes: dict[str, LLMShape] | None = None,
+) -> dict[str, dict[str, SimResult]]:
+    """``results[model][accelerator]`` for one task (no progress bar; see sim_cli)."""
+    shapes = shapes or load_llm_shapes()
+    out: dict[str, dict[str, SimResult]] = {}
+    for model in models:
+        workload = build_workload(shapes[model], task)
+        out[model] = {
+            name: simulate(accelerator(name, model, task), workload, cfg) for name in accelerators
+        }
+    return out
