@@ -1,0 +1,318 @@
+"""bsisa: encoding against hand-assembled words, round trips, and rejection of malformed input."""
+
+from __future__ import annotations
+
+import struct
+import zlib
+
+import pytest
+from bitmod.runtime.formats import FORMAT_IDS, get_format
+from bitmod.runtime.isa import (
+    BY_OPCODE,
+    AccClr,
+    CfgArray,
+    CfgFmt,
+    CfgKchunk,
+    CfgSv,
+    DescKind,
+    Descriptor,
+    Drain,
+    EndLoop,
+    Halt,
+    IsaError,
+    LdAct,
+    LdWgt,
+    Loop,
+    Mac,
+    Nop,
+    Program,
+    StOut,
+    assemble,
+    decode_word,
+    matmul_program,
+)
+
+SPEC_EXAMPLE = """
+.desc d0 act "x" 256x4096
+.desc d1 qweight "layer0.weight" 4096x4096 fmt=bitmod3 sb=8 g=128
+.desc d2 out "y" 256x4096
+cfg.array rows=8 cols=8 tiles=16
+cfg.fmt fmt=bitmod3 sb=8 g=128
+cfg.sv slot=0 value=3
+cfg.kchunk 4096
+loop L0 count=32
+  loop L1 count=32
+    acc.clr
+    ld.act d0 row=L0 k=-
+    ld.wgt d1 col=L1 k=-
+    mac
+    drain bias=-
+    st.out d2 row=L0 col=L1
+  endloop L1
+endloop L0
+halt
+"""
+
+
+def sample_programs() -> list[Program]:
+    bitmod3 = get_format("bitmod3").special_values
+    return [
+        assemble(SPEC_EXAMPLE),
+        matmul_program(act="x", weight="w", out="y", m=256, n=4096, k=4096, fmt="bitmod3",
+                       group_size=128, special_values=bitmod3, tiles=16),
+        matmul_program(act="a b", weight="w\"q\"", out="ÿ", m=20, n=30, k=512, fmt="int8",
+                       group_size=128, tiles=2, kchunk=256, bias="bias"),
+        Program(("unused", "x", "y", "w"),
+                (Descriptor(1, DescKind.ACT, 4, 8), Descriptor(3, DescKind.QWEIGHT, 8, 8,
+                 FORMAT_IDS["int4_asym"], 4, 8), Descriptor(2, DescKind.OUT, 4, 8)),
+                (Nop(), CfgSv(3, -32768), CfgSv(2, 32767), Halt())),
+    ]  # fmt: skip
+
+
+# --- words against hand-assembled bit patterns ------------------------------------------------
+
+
+def test_words_match_the_spec_layout() -> None:
+    bitmod3 = FORMAT_IDS["bitmod3"]
+    cases = [
+        (Nop(), 0x00 << 56),
+        (Halt(), 0x01 << 56),
+        (CfgArray(8, 8, 16), 0x10 << 56 | 8 << 48 | 8 << 40 | 16 << 24),
+        (CfgSv(1, -3), 0x11 << 56 | 1 << 54 | 0xFFFD << 32),
+        (CfgFmt(bitmod3, 8, 128), 0x12 << 56 | bitmod3 << 48 | 8 << 44 | 128 << 24),
+        (CfgKchunk(4096), 0x13 << 56 | 4096),
+        (Loop(5, 32), 0x20 << 56 | 5 << 53 | 32),
+        (EndLoop(5), 0x21 << 56 | 5 << 53),
+        (LdAct(2, 0, None), 0x30 << 56 | 2 << 40 | 0 << 36 | 0xF << 32),
+        (LdWgt(1, 1, 2), 0x31 << 56 | 1 << 40 | 1 << 36 | 2 << 32),
+        (AccClr(), 0x40 << 56),
+        (Mac(), 0x41 << 56),
+        (Drain(None), 0x42 << 56 | 0xFFFF << 40),
+        (Drain(3), 0x42 << 56 | 3 << 40),
+        (StOut(7, None, 3), 0x50 << 56 | 7 << 40 | 0xF << 36 | 3 << 32),
+    ]
+    assert {type(instr) for instr, _ in cases} == set(BY_OPCODE.values())
+    for instr, word in cases:
+        assert instr.encode() == word, instr
+        assert decode_word(word) == instr
+
+
+def test_container_layout_by_hand() -> None:
+    program = Program(
+        ("x",), (Descriptor(0, DescKind.ACT, 3, 8),), (Nop(), Halt())
+    )
+    body = struct.pack("<H", 1) + b"x"
+    body += struct.pack("<IBBBBIII12x", 0, 0, 0, 0, 0, 3, 8, 0)
+    body += struct.pack("<QQ", 0, 1 << 56)
+    header = b"BSIS" + struct.pack("<HHIIII", 1, 0, 1, 1, 2, zlib.crc32(body))
+    assert program.encode() == header + body
+
+
+# --- round trips ------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("index", range(4))
+def test_round_trips(index: int) -> None:
+    program = sample_programs()[index]
+    binary = program.encode()
+    assert Program.decode(binary) == program
+    assert Program.decode(binary).encode() == binary
+    text = program.to_asm()
+    assert assemble(text) == program
+    assert assemble(text).encode() == binary
+    assert assemble(text).to_asm() == text
+
+
+def test_spec_example_assembles_as_written() -> None:
+    program = assemble(SPEC_EXAMPLE)
+    assert program.strings == ("x", "layer0.weight", "y")
+    assert program.descriptors[1] == Descriptor(
+        1, DescKind.QWEIGHT, 4096, 4096, FORMAT_IDS["bitmod3"], 8, 128
+    )
+    assert program.instructions[3] == CfgKchunk(4096)
+    assert program.instructions[4:6] == (Loop(0, 32), Loop(1, 32))
+    assert program.instructions[-1] == Halt()
+    assert len(program.instructions) == 15
+
+
+def test_comments_labels_and_hex() -> None:
+    text = """
+    ; a comment line
+    .desc act0 act "x;y" 16x8   ; semicolon inside the name is not a comment
+    .desc o out "out" 16x4
+    loop L3 count=0x2 ; two iterations
+      st.out o row=L3 col=-
+    endloop L3
+    """
+    program = assemble(text)
+    assert program.strings == ("x;y", "out")
+    assert program.descriptors[0].dim0 == 16
+    assert program.instructions == (Loop(3, 2), StOut(1, 3, None), EndLoop(3))
+
+
+def test_program_size_independent_of_matmul_size() -> None:
+    small = matmul_program(act="x", weight="w", out="y", m=8, n=8, k=128, fmt="int8",
+                           group_size=128)  # fmt: skip
+    large = matmul_program(act="x", weight="w", out="y", m=4096, n=11008, k=4096, fmt="int8",
+                           group_size=128)  # fmt: skip
+    assert len(small.instructions) == len(large.instructions)
+
+
+# --- binary corruption ------------------------------------------------------------------------
+
+
+def test_every_single_byte_corruption_is_rejected() -> None:
+    binary = sample_programs()[2].encode()
+    for offset in range(len(binary)):
+        for flip in (0x01, 0x80, 0xFF):
+            corrupt = bytearray(binary)
+            corrupt[offset] ^= flip
+            with pytest.raises(IsaError):
+                Program.decode(bytes(corrupt))
+
+
+def test_every_truncation_and_extension_is_rejected() -> None:
+    binary = sample_programs()[2].encode()
+    for length in range(len(binary)):
+        with pytest.raises(IsaError, match="truncated|CRC|byte offset"):
+            Program.decode(binary[:length])
+    with pytest.raises(IsaError, match="trailing"):
+        Program.decode(binary + b"\0")
+
+
+def _with_body(binary: bytes, patch) -> bytes:
+    """Apply ``patch`` to the body and fix the CRC, to reach the checks behind it."""
+    body = bytearray(binary[24:])
+    patch(body)
+    header = bytearray(binary[:24])
+    header[20:24] = struct.pack("<I", zlib.crc32(bytes(body)))
+    return bytes(header) + bytes(body)
+
+
+def _code_offset(program: Program) -> int:
+    return program.encode().__len__() - 8 * len(program.instructions)
+
+
+@pytest.mark.parametrize(
+    ("word", "message"),
+    [
+        (0x7F << 56, "unknown opcode 0x7f"),
+        (0x40 << 56 | 1, "reserved bits"),
+        (0x30 << 56 | 0 << 40 | 9 << 36 | 0xF << 32, "loop level 9"),
+        (0x20 << 56 | 0 << 53 | 0, "count must be >= 1"),
+        (0x10 << 56 | 0 << 48 | 8 << 40 | 1 << 24, "rows/cols/tiles"),
+        (0x12 << 56 | 250 << 48 | 8 << 44 | 128 << 24, "unknown weight format id 250"),
+        (0x12 << 56 | FORMAT_IDS["int8"] << 48 | 8 << 44 | 6 << 24, "multiple of 4"),
+        (0x42 << 56 | 9 << 40, "descriptor 9 out of range"),
+        (0x30 << 56 | 2 << 40 | 0xF << 36 | 0xF << 32, "is out, needs act"),
+        (0x30 << 56 | 0 << 40 | 6 << 36 | 0xF << 32, "L6 is not an open loop"),
+    ],
+)
+def test_bad_instruction_names_index_and_offset(word: int, message: str) -> None:
+    program = sample_programs()[0]
+    index = 4  # replaces the first loop: the nest becomes unbalanced only after this check
+    offset = _code_offset(program) + 8 * index
+    binary = _with_body(
+        program.encode(),
+        lambda body: body.__setitem__(
+            slice(offset - 24, offset - 16), struct.pack("<Q", word)
+        ),
+    )
+    with pytest.raises(IsaError, match=message) as info:
+        Program.decode(binary)
+    assert info.value.index == index
+    assert info.value.offset == offset
+    assert f"instruction {index}" in str(info.value) and f"byte offset {offset}" in str(info.value)
+
+
+def test_header_errors_name_offsets() -> None:
+    binary = sample_programs()[0].encode()
+    with pytest.raises(IsaError, match="bad magic") as info:
+        Program.decode(b"XSIS" + binary[4:])
+    assert info.value.offset == 0
+    with pytest.raises(IsaError, match="version 2") as info:
+        Program.decode(binary[:4] + struct.pack("<H", 2) + binary[6:])
+    assert info.value.offset == 4
+    with pytest.raises(IsaError, match="CRC mismatch"):
+        Program.decode(binary[:-1] + bytes([binary[-1] ^ 1]))
+    with pytest.raises(IsaError, match="header alone"):
+        Program.decode(b"BSIS")
+
+
+def test_unbalanced_loops_rejected() -> None:
+    for code, message in [
+        ((Loop(0, 2), Nop()), r"never closed"),
+        ((Loop(0, 2), EndLoop(1)), r"closes L1, innermost open is L0"),
+        ((EndLoop(0),), r"innermost open is none"),
+        ((Loop(0, 2), Loop(0, 2), EndLoop(0), EndLoop(0)), r"already open"),
+        ((Loop(0, 2), Loop(1, 2), EndLoop(0), EndLoop(1)), r"closes L0, innermost open is L1"),
+    ]:
+        with pytest.raises(IsaError, match=message):
+            Program((), (), code).encode()
+
+
+def test_bad_descriptors_rejected() -> None:
+    int8 = FORMAT_IDS["int8"]
+    for desc, message in [
+        (Descriptor(5, DescKind.ACT, 1, 1), "name index 5"),
+        (Descriptor(0, DescKind.ACT, 0, 4), "dims"),
+        (Descriptor(0, DescKind.BIAS, 4, 2), "dim1 = 1"),
+        (Descriptor(0, DescKind.QWEIGHT, 4, 4, int8, 0, 4), "scale bits"),
+        (Descriptor(0, DescKind.QWEIGHT, 4, 4, int8, 8, 6), "group size"),
+        (Descriptor(0, DescKind.OUT, 4, 4, int8), "fmt/sb/group = 0"),
+    ]:
+        with pytest.raises(IsaError, match=message):
+            Program(("x",), (desc,), ()).encode()
+    with pytest.raises(IsaError, match="duplicate tensor name"):
+        Program(("x", "x"), (), ()).encode()
+    binary = sample_programs()[0].encode()
+    kind_offset = 24 + sum(2 + len(s) for s in ("x", "layer0.weight", "y")) + 4
+    with pytest.raises(IsaError, match="unknown kind 7") as info:
+        Program.decode(_with_body(binary, lambda b: b.__setitem__(kind_offset - 24, 7)))
+    assert info.value.offset == kind_offset
+
+
+# --- assembly errors --------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("text", "line", "message"),
+    [
+        ("nop\nfrobnicate", 2, "unknown mnemonic 'frobnicate'"),
+        ("nop\n\n.desc d0 act x 4x4", 3, "quoted tensor name"),
+        ('.desc d0 weird "x" 4x4', 1, "unknown descriptor kind"),
+        ('.desc d0 qweight "w" 4x4 fmt=int8 sb=8', 1, r"needs \['g'\]"),
+        ('.desc d0 qweight "w" 4x4 fmt=int99 sb=8 g=4', 1, "unknown weight format 'int99'"),
+        ('.desc d0 act "x" 4x4\n.desc d0 act "z" 4x4', 2, "defined twice"),
+        ("loop L0 count=2\nnop\nendloop L1", 3, "closes L1"),
+        ("loop L0 count=2\nnop", 2, "never closed"),
+        ("cfg.array rows=8 cols=8", 1, "missing operand tiles="),
+        ("cfg.array rows=8 cols=8 tiles=1 extra=2", 1, "unexpected operands"),
+        ("cfg.sv slot=4 value=1", 1, "slot=4 out of range"),
+        ("cfg.sv slot=0 value=40000", 1, "value=40000 out of range"),
+        ("ld.act d3 row=- k=-", 1, "unknown descriptor 'd3'"),
+        ('.desc d0 act "x" 4x4\nld.act d0 row=L9 k=-', 2, "L9 out of range"),
+        ('.desc d0 act "x" 4x4\nld.act d0 row=L1 k=-', 2, "L1 is not an open loop"),
+        ('.desc d0 act "x" 4x4\nst.out d0 row=- col=-', 2, "is act, needs out"),
+        ("cfg.kchunk", 1, "one operand"),
+        ("cfg.kchunk many", 1, "expected an integer"),
+        ('.desc d0 act "x 4x4', 1, "unterminated string"),
+    ],
+)
+def test_assembly_errors_name_the_line(text: str, line: int, message: str) -> None:
+    with pytest.raises(IsaError, match=message) as info:
+        assemble(text)
+    assert info.value.line == line
+    assert str(info.value).startswith(f"line {line}:")
+
+
+def test_matmul_program_rejects_bad_arguments() -> None:
+    with pytest.raises(IsaError, match="multiple of the group size"):
+        matmul_program(act="x", weight="w", out="y", m=8, n=8, k=512, fmt="int8",
+                       group_size=128, kchunk=100)  # fmt: skip
+    with pytest.raises(IsaError, match="distinct"):
+        matmul_program(act="x", weight="x", out="y", m=8, n=8, k=128, fmt="int8",
+                       group_size=128)  # fmt: skip
+    with pytest.raises(IsaError, match="unknown weight format"):
+        matmul_program(act="x", weight="w", out="y", m=8, n=8, k=128, fmt="nope",
+                       group_size=128)  # fmt: skip
