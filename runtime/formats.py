@@ -472,6 +472,13 @@ def quantize(
     channel_scale = None
     if scale_bits is None:
         scales = first_level.to(torch.float16)
+        overflow = torch.isinf(scales)
+        if bool(overflow.any()):  # an inf scale would dequantize to inf/NaN silently
+            row, group = (int(i) for i in overflow.nonzero()[0])
+            raise ValueError(
+                f"quantize: group scale {float(first_level[row, group]):.3g} of row {row}, "
+                f"group {group} overflows FP16; use scale_bits=8 or rescale the weight"
+            )
     else:
         scales, channel_scale = _quantize_scales(first_level, scale_bits)
     return QuantizedTensor(
@@ -623,6 +630,8 @@ def _quantize_int_asym(
     low = groups.amin(dim=-1, keepdim=True)
     high = groups.amax(dim=-1, keepdim=True)
     scale = (high - low) / qmax
+    # A constant group (max == min) keeps its value: scale |w| / qmax puts it at code 0 or qmax.
+    scale = torch.where(scale > 0, scale, low.abs() / qmax)
     safe = torch.where(scale > 0, scale, torch.ones_like(scale))
     zero = torch.round(-low / safe).clamp_(0, qmax)
     codes = (torch.round(groups / safe) + zero).clamp_(0, qmax)
