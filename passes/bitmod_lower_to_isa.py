@@ -1,0 +1,344 @@
+"""`bitmod-lower-to-isa`: tiled matmuls become one ``bsisa.program``.
+
+Every ``bsisa.tiled_matmul`` (made by ``bitmod-tile``) becomes a *segment* of a single
+``bsisa.program @program`` appended to the module, and is replaced in its function by a
+``bsisa.launch @program[i]`` that binds the host tensors to the segment's descriptors.
+Segments follow the order of the tiled matmuls in the module (a walk: functions in order,
+ops in order). Each segment is self-contained so a host can run it alone::
+
+    cfg.array rows=R cols=C tiles=T
+    cfg.fmt fmt=F sb=S g=G
+    cfg.sv slot=i value=v          for the format's special values, in candidate order
+    cfg.kchunk KC
+    <the schedule of the tiled matmul, role names replaced by descriptors>
+
+and the program ends with ``halt``.
+
+Descriptors
+-----------
+One ``bsisa.desc @d<i>`` per distinct (kind, tensor), in order of first use:
+
+* ``qweight``: the archive name of the weight, the ``into`` name of its
+  ``bitmod.quantize`` (format, scale bits and group size from its ``!bitmod.qweight``);
+* ``bias``: the name of its ``bitmod.param`` when it is one, else a value name (below);
+* ``act`` / ``out``: the activation and the result, named after the SSA value: a function
+  argument by its name (``%x`` -> ``"x"``, else ``"arg<i>"``), a value the function returns
+  directly by ``"result<i>"``, any other value by its name hint or ``"t<j>"``. In a module
+  with several functions the names get the function's name as prefix (``"forward.x"``).
+  A name already taken by another tensor gets a ``"_<j>"`` suffix. A batched ``[B, M, K]``
+  activation is the ``[B·M, K]`` matrix in DRAM.
+
+The output of one segment feeding the activation of the next is the same DRAM tensor (the
+``out`` and ``act`` descriptors name the same string), so a chain of matmuls runs as one
+program; anything else between them (an activation function, a residual add) is a host op
+that the host runs between segments.
+
+What stays on the host
+----------------------
+A ``bitmod.matmul`` that is still in the module after this pass (its weight is a float
+tensor: not quantized) is a host op, as is every op that is neither ``bsisa.launch`` nor
+``bsisa.program``. ``bsisa.launch`` is the only accelerator call; the driver and the Python
+API find the accelerator's work by walking for it (``segment`` indexes the program's
+segments). ``bitmod.quantize`` / ``bitmod.param`` ops that only fed lowered matmuls are
+removed: the program names those weights itself.
+
+Errors (one diagnostic naming the op; the module is left unchanged): a weight format without
+a bit-serial datapath (``Format.accelerated`` false: MX, OliVe, flint, ...) -> "format X has
+no bit-serial lowering"; FP16 group scales (``sb=0``); a weight not quantized into the
+archive (``bitmod.quantize`` without ``into``); a quantized ``bitmod.matmul`` that was not
+tiled; a value the ISA cannot encode (group size not a multiple of 4, more than four special
+values, ...); a module that already holds a ``bsisa.program``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from bitmod.compiler.diagnostics import DiagnosticError, error_at
+from bitmod.dialects.bitmod import MatmulOp, ParamOp, QuantizeOp, QWeightType
+from bitmod.dialects.bsisa import (
+    DEFAULT_PROGRAM_NAME,
+    CfgArrayOp,
+    CfgFmtOp,
+    CfgKchunkOp,
+    CfgSvOp,
+    DescOp,
+    DrainOp,
+    HaltOp,
+    InstructionOp,
+    LaunchOp,
+    ProgramOp,
+    QWeightInfo,
+    TensorRefInstruction,
+    TiledMatmulOp,
+)
+from bitmod.runtime import isa
+from xdsl.context import Context
+from xdsl.dialects.builtin import ModuleOp, SymbolRefAttr
+from xdsl.dialects.func import FuncOp, ReturnOp
+from xdsl.ir import BlockArgument, Operation, SSAValue
+from xdsl.passes import ModulePass
+from xdsl.rewriter import Rewriter
+
+
+@dataclass
+class _TensorNames:
+    """Gives every host tensor the program touches a unique DRAM name (module docstring)."""
+
+    module: ModuleOp
+    taken: set[str] = field(default_factory=set)
+    names: dict[SSAValue, str] = field(default_factory=dict)
+    counter: int = 0
+
+    def __post_init__(self) -> None:
+        # Archive names are fixed; SSA-derived names step aside for them.
+        for op in self.module.walk():
+            if isinstance(op, ParamOp):
+                self.taken.add(op.param_name.data)
+            elif isinstance(op, QuantizeOp) and op.entry is not None:
+                self.taken.add(op.entry.data)
+        self.functions = [op for op in self.module.walk() if isinstance(op, FuncOp)]
+
+    def _function_of(self, value: SSAValue) -> FuncOp | None:
+        owner = value.owner
+        op = owner.parent_op() if not isinstance(owner, Operation) else owner
+        while op is not None and not isinstance(op, FuncOp):
+            op = op.parent_op()
+        return op
+
+    def _base_name(self, value: SSAValue) -> str:
+        func = self._function_of(value)
+        if isinstance(value, BlockArgument) and func is not None and value.block is func.body.block:
+            base = value.name_hint or f"arg{value.index}"
+        else:
+            base = None
+            for use in value.uses:
+                if isinstance(use.operation, ReturnOp):
+                    base = f"result{use.index}"
+                    break
+            if base is None:
+                base = value.name_hint or f"t{self.counter}"
+                self.counter += 1
+        if len(self.functions) > 1 and func is not None:
+            base = f"{func.sym_name.data}.{base}"
+        return base
+
+    def name(self, value: SSAValue) -> str:
+        if value not in self.names:
+            base = candidate = self._base_name(value)
+            suffix = 1
+            while candidate in self.taken:
+                candidate = f"{base}_{suffix}"
+                suffix += 1
+            self.taken.add(candidate)
+            self.names[value] = candidate
+        return self.names[value]
+
+
+def weight_archive_name(tiled: TiledMatmulOp) -> str:
+    """The archive name of a tiled matmul's quantized weight (DiagnosticError if none)."""
+    producer = tiled.weight.owner
+    if not isinstance(producer, QuantizeOp):
+        raise error_at(
+            tiled,
+            "bitmod-lower-to-isa: the weight must come from 'bitmod.quantize ... into' "
+            "(a quantized tensor of the parameter archive)",
+        )
+    if producer.entry is None:
+        raise error_at(
+            tiled,
+            "bitmod-lower-to-isa: the weight is not quantized yet (bitmod.quantize without "
+            "'into'); run bitmod-quantize first",
+        )
+    return producer.entry.data
+
+
+@dataclass
+class _Segment:
+    """One tiled matmul's part of the program."""
+
+    tiled: TiledMatmulOp
+    index: int
+    roles: dict[str, str]
+    config: list[Operation]
+
+
+@dataclass
+class _ProgramBuilder:
+    """Collects the descriptors and segments of the program."""
+
+    names: _TensorNames
+    descriptors: list[DescOp] = field(default_factory=list)
+    by_tensor: dict[tuple[str, str], DescOp] = field(default_factory=dict)
+    segments: list[_Segment] = field(default_factory=list)
+
+    def descriptor(
+        self,
+        kind: str,
+        tensor: str,
+        shape: tuple[int, ...],
+        weight: QWeightInfo | None = None,
+    ) -> DescOp:
+        key = (kind, tensor)
+        if key not in self.by_tensor:
+            desc = DescOp(
+                f"d{len(self.descriptors)}",
+                kind,
+                tensor,
+                shape,
+                None if weight is None else weight.fmt,
+                None if weight is None else weight.scale_bits,
+                None if weight is None else weight.group_size,
+            )
+            self.descriptors.append(desc)
+            self.by_tensor[key] = desc
+        desc = self.by_tensor[key]
+        if desc.shape_tuple != shape or desc.info.fmt != (None if weight is None else weight.fmt):
+            raise ValueError(
+                f"tensor '{tensor}' is used as a {kind} of shape {list(shape)} here and "
+                f"{list(desc.shape_tuple)} elsewhere"
+            )
+        return desc
+
+    def add_segment(self, tiled: TiledMatmulOp) -> _Segment:
+        """Check ``tiled`` and plan its segment (nothing in the module changes)."""
+        from bitmod.runtime.formats import get_format
+
+        weight = tiled.weight_info
+        fmt = get_format(weight.fmt)
+        if not fmt.accelerated:
+            raise error_at(
+                tiled,
+                f"format {weight.fmt} has no bit-serial lowering (family '{fmt.family}'); "
+                "quantize this layer to an accelerated format or keep it on the host",
+            )
+        if weight.scale_bits == 0:
+            raise error_at(
+                tiled,
+                f"bitmod-lower-to-isa: the {weight.fmt} weight has FP16 group scales (sb=0); "
+                "the bit-serial datapath dequantizes integer scale codes: quantize with "
+                "scale-bits >= 2",
+            )
+        m, n, k = tiled.matrix_shapes()
+        try:
+            descs = {
+                "act": self.descriptor("act", self.names.name(tiled.act), (m, k)),
+                "weight": self.descriptor(
+                    "qweight", weight_archive_name(tiled), weight.shape, weight
+                ),
+                "out": self.descriptor("out", self.names.name(tiled.result), (m, n)),
+            }
+            if tiled.bias is not None:
+                producer = tiled.bias.owner
+                bias_name = (
+                    producer.param_name.data
+                    if isinstance(producer, ParamOp)
+                    else self.names.name(tiled.bias)
+                )
+                descs["bias"] = self.descriptor("bias", bias_name, (n,))
+        except ValueError as error:
+            raise error_at(tiled, f"bitmod-lower-to-isa: {error}") from None
+        tiling = tiled.tiling
+        config: list[InstructionOp] = [
+            CfgArrayOp(tiling.get("rows"), tiling.get("cols"), tiling.get("tiles")),
+            CfgFmtOp(weight.fmt, weight.scale_bits, weight.group_size),
+            *(CfgSvOp(slot, int(value)) for slot, value in enumerate(fmt.special_values)),
+            CfgKchunkOp(tiling.get("kc")),
+        ]
+        try:
+            if len(fmt.special_values) > isa.NUM_SV_SLOTS:
+                raise isa.IsaError(
+                    f"{len(fmt.special_values)} special values, the SV register holds "
+                    f"{isa.NUM_SV_SLOTS}"
+                )
+            for config_op in config:
+                config_op.to_isa(lambda _: 0).check()
+            for desc in descs.values():
+                desc.to_isa(0).check(n_strings=1)
+        except isa.IsaError as error:
+            raise error_at(
+                tiled, f"bitmod-lower-to-isa: the ISA cannot encode this matmul: {error}"
+            ) from None
+        segment = _Segment(
+            tiled,
+            len(self.segments),
+            {role: desc.sym_name.data for role, desc in descs.items()},
+            list(config),
+        )
+        self.segments.append(segment)
+        return segment
+
+
+def _rename_roles(ops: list[Operation], roles: dict[str, str]) -> None:
+    for top in ops:
+        for op in top.walk():
+            if isinstance(op, TensorRefInstruction):
+                op.desc = SymbolRefAttr(roles[op.desc_name])
+            elif isinstance(op, DrainOp) and op.bias_name is not None:
+                op.bias = SymbolRefAttr(roles[op.bias_name])
+
+
+@dataclass(frozen=True)
+class BitmodLowerToIsaPass(ModulePass):
+    """Tiled matmuls -> one ``bsisa.program`` + ``bsisa.launch`` host calls (module doc)."""
+
+    name = "bitmod-lower-to-isa"
+
+    def apply(self, ctx: Context, op: ModuleOp) -> None:
+        tiled_ops = [t for t in op.walk() if isinstance(t, TiledMatmulOp)]
+        for matmul in op.walk():
+            if isinstance(matmul, MatmulOp) and isinstance(matmul.weight.type, QWeightType):
+                raise error_at(
+                    matmul,
+                    "bitmod-lower-to-isa: this quantized matmul is not tiled; run bitmod-tile "
+                    "before bitmod-lower-to-isa",
+                )
+        if not tiled_ops:
+            return
+        existing = [p for p in op.ops if isinstance(p, ProgramOp)]
+        if existing:
+            raise DiagnosticError(
+                f"bitmod-lower-to-isa: the module already holds bsisa.program "
+                f"@{existing[0].sym_name.data}; lower all tiled matmuls in one run",
+                op=existing[0],
+            )
+        builder = _ProgramBuilder(_TensorNames(op))
+        # Every check and name first, so that an error leaves the module untouched.
+        for tiled in tiled_ops:
+            builder.add_segment(tiled)
+        code: list[Operation] = []
+        for segment in builder.segments:
+            schedule = list(segment.tiled.schedule.block.ops)
+            for schedule_op in schedule:
+                schedule_op.detach()
+            _rename_roles(schedule, segment.roles)
+            code += [*segment.config, *schedule]
+        program = ProgramOp(DEFAULT_PROGRAM_NAME, [*builder.descriptors, *code, HaltOp()])
+        op.body.block.add_op(program)
+        for segment in builder.segments:
+            tiled, roles = segment.tiled, segment.roles
+            launch = LaunchOp(
+                DEFAULT_PROGRAM_NAME,
+                segment.index,
+                tiled.act,
+                roles["act"],
+                tiled.bias,
+                roles.get("bias"),
+                roles["out"],
+                tiled.result.type,
+            )
+            launch.location = tiled.location
+            weight = tiled.weight
+            Rewriter.replace_op(tiled, launch)
+            _erase_dead_producers(weight)
+
+
+def _erase_dead_producers(value: SSAValue) -> None:
+    """Erase the quantize (and param) ops of a weight nothing uses any more."""
+    producer = value.owner
+    if not isinstance(producer, QuantizeOp | ParamOp) or value.uses:
+        return
+    operands = list(producer.operands)
+    Rewriter.erase_op(producer)
+    for operand in operands:
+        _erase_dead_producers(operand)
