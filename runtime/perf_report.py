@@ -114,11 +114,14 @@ def run_sweep(
     shapes: dict[str, LLMShape] | None = None,
     progress: Callable[[Iterable], Iterable] | None = None,
     weights: dict[str, str] | None = None,
+    input_tokens: int = 256,
+    output_tokens: int = 256,
 ) -> Sweep:
     """Simulate every (task, model, accelerator); ``progress`` wraps the iteration (tqdm).
 
     ``weights`` maps an accelerator name to a weight-precision override (see
     :func:`bitmod.runtime.perf.accelerator`), applied to every model and task.
+    ``output_tokens`` applies to the generative task (discriminative tasks emit one token).
     """
     cfg = cfg or HardwareConfig()
     shapes = shapes or load_llm_shapes()
@@ -129,7 +132,8 @@ def run_sweep(
     workloads = {}
     for task, model, name in progress(jobs) if progress else jobs:
         if (task, model) not in workloads:
-            workloads[task, model] = build_workload(shapes[model], task)
+            outputs = 1 if task == "discriminative" else output_tokens
+            workloads[task, model] = build_workload(shapes[model], task, input_tokens, outputs)
         acc = accelerator(name, model, task, weight_fmt=weights.get(name))
         sweep[task][model][name] = simulate(
             acc, workloads[task, model], cfg, pe_counts.get(acc.pe_kind)
@@ -311,6 +315,8 @@ def pareto_points(
     models: Sequence[str] = PARETO_MODELS,
     pe_counts: dict[str, int] | None = None,
     shapes: dict[str, LLMShape] | None = None,
+    input_tokens: int = 256,
+    output_tokens: int = 256,
 ) -> list[ParetoPoint]:
     """EDP of the generative workload for every accelerator × precision of Fig. 9.
 
@@ -321,7 +327,7 @@ def pareto_points(
     pe_counts = pe_counts or {}
     points = []
     for model in models:
-        workload = build_workload(shapes[model], "generative")
+        workload = build_workload(shapes[model], "generative", input_tokens, output_tokens)
         for name, fmt, bits in PARETO_PRECISIONS:
             acc = accelerator(name, model, "generative", weight_fmt=fmt)
             result = simulate(acc, workload, cfg, pe_counts.get(acc.pe_kind))
@@ -383,7 +389,7 @@ def plot_speedup(summary: Summary, path: Path) -> None:
             ax.bar(x, values, width, label=ACCELERATOR_LABELS.get(acc, acc), color=_COLORS[acc])
         ax.set_xticks(np.arange(len(groups)), groups)
         ax.set_ylabel("speedup over FP16")
-        ax.set_title(f"{task} (batch 1, 256 input tokens)")
+        ax.set_title(f"{task} (batch 1)")
         ax.axhline(1.0, color="black", linewidth=0.6)
         ax.grid(axis="y", alpha=0.3)
     axes[0, 0].legend(ncol=3, fontsize=8, loc="upper left")
@@ -468,7 +474,8 @@ def plot_pareto(points: Sequence[ParetoPoint], path: Path) -> None:
                     textcoords="offset points",
                 )
         ax.set_xscale("log")
-        ax.set_xlabel("EDP of 256-token generation (J·s, modelled)")
+        ax.set_xlabel("EDP of the generative workload (J·s, modelled)")
+        ax.xaxis.set_minor_formatter(plt.NullFormatter())
         ax.set_ylabel("Wikitext-2 perplexity (cited, paper Tables VI/XII)")
         ax.set_title(model)
         ax.grid(alpha=0.3)

@@ -76,6 +76,14 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--out", type=Path, help="directory for PNG plots, tables and JSON")
     parser.add_argument("--shapes", type=Path, help="an llm_shapes.json to use instead")
+    parser.add_argument("--input-tokens", type=int, default=256, help="prompt length (default 256)")
+    parser.add_argument(
+        "--output-tokens",
+        type=int,
+        default=256,
+        help="tokens generated in the generative task (default 256; the first comes from the "
+        "prefill, the others from decoding steps)",
+    )
     hw = parser.add_argument_group("hardware overrides (defaults: runtime/hwconfig.py)")
     hw.add_argument("--dram-gbps", type=float, help="DRAM bandwidth in GB/s (default 25.6)")
     hw.add_argument("--tiles", type=int, help="BitMoD tiles (default 16); sets the area budget")
@@ -294,6 +302,9 @@ def run(argv: Sequence[str] | None = None) -> int:
         models = _select_models(args.models, list(shapes))
         cfg, pe_counts = build_config(args)
         weights = _weight_overrides(args.weight)
+        for option in ("input_tokens", "output_tokens"):
+            if getattr(args, option) < 1:
+                raise CliError(f"--{option.replace('_', '-')} must be >= 1")
         if args.out is not None and args.out.exists() and not args.out.is_dir():
             raise CliError(f"--out: {args.out} exists and is not a directory")
     except CliError as error:
@@ -305,12 +316,22 @@ def run(argv: Sequence[str] | None = None) -> int:
 
     try:
         sweep = run_sweep(
-            models, tasks, cfg, pe_counts, shapes=shapes, progress=progress, weights=weights
+            models,
+            tasks,
+            cfg,
+            pe_counts,
+            shapes=shapes,
+            progress=progress,
+            weights=weights,
+            input_tokens=args.input_tokens,
+            output_tokens=args.output_tokens,
         )
         summary = summarize(sweep)
         pareto_models = [m for m in PARETO_MODELS if m in models]
         points = (
-            pareto_points(cfg, pareto_models, pe_counts, shapes)
+            pareto_points(
+                cfg, pareto_models, pe_counts, shapes, args.input_tokens, args.output_tokens
+            )
             if "generative" in tasks and pareto_models
             else []
         )

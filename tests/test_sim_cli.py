@@ -65,6 +65,20 @@ def test_overrides_change_the_model(capsys: pytest.CaptureFixture) -> None:
     assert fast != slow
 
 
+def test_output_tokens_shorten_generation(capsys: pytest.CaptureFixture) -> None:
+    argv = ["--models", "opt-1.3b", "--task", "generative"]
+    short = perf_report.run_sweep(["opt-1.3b"], ["generative"], output_tokens=21)
+    full = perf_report.run_sweep(["opt-1.3b"], ["generative"])
+    for acc, result in short["generative"]["opt-1.3b"].items():
+        assert result.cycles < full["generative"]["opt-1.3b"][acc].cycles
+    # Prefill is identical; decoding covers 20 instead of 255 steps.
+    fp16_short = short["generative"]["opt-1.3b"]["fp16"]
+    fp16_full = full["generative"]["opt-1.3b"]["fp16"]
+    assert fp16_short.phase_cycles["prefill"] == fp16_full.phase_cycles["prefill"]
+    assert run_cli([*argv, "--output-tokens", "1"]) == 0
+    assert "generative: speedup over FP16" in capsys.readouterr().out
+
+
 def test_config_overrides_reach_the_hardware_config() -> None:
     args = sim_cli.build_parser().parse_args(
         [
@@ -107,6 +121,8 @@ def test_config_overrides_reach_the_hardware_config() -> None:
         (["--energy", "dram_pj_per_bit=-1"], "dram_pj_per_bit"),
         (["--pe-area", "fp16=abc"], "not a valid float"),
         (["--act-buffer-kb", "0"], "HardwareConfig.act_buffer_bytes"),
+        (["--output-tokens", "0"], "--output-tokens must be >= 1"),
+        (["--input-tokens", "-5"], "--input-tokens must be >= 1"),
         (["--weight", "ant=12"], "2..8 bits"),
         (["--weight", "tpu=4"], "unknown accelerator 'tpu'"),
         (["--weight", "bitmod-lossy=mxfp4"], "no BitMoD bit-serial lowering"),
