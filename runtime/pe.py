@@ -19,14 +19,18 @@ Notation (paper Sec. IV-B, Fig. 5). A weight in integer grid units is a sum of b
 
 How the fast model stays exact
 ------------------------------
-Steps 1–3 run in float32 over arrays ``[rows, cols, steps, terms, lanes]``: ``a · 2^exp · man``
-is an FP16 mantissa times a power of two, hence exact in float32, and so is its scaling by
-``2^(3 − E)``; ``numpy.rint`` rounds half to even, which is step 2's RNE; the four ``p_i`` are
-integers below ``2^14``, their sum below ``2^16``: exact. Step 4 shifts ``D`` into int64 units of
-``2^−27`` and sums: exact while ``|A| < 2^63`` (``|A| ≤ G · max|w| · 65504 · 2^27`` with
-``G ≤ 256`` stays below ``2^60`` for every accelerated format). Step 5 uses integer RNE, an exact
-int64 product and a single float64→float32 rounding of an exactly representable value; the FP32
-additions in K order use ``numpy.add.accumulate``, which adds strictly left to right.
+Steps 1–3 run in float32 over arrays ``[terms, rows, cols, steps]``, one array per lane:
+``a · 2^exp · man`` is an FP16 mantissa times a power of two, hence exact in float32, and so is
+its scaling by ``2^(3 − E)``; ``numpy.rint`` rounds half to even, which is step 2's RNE; the four
+``p_i`` are integers below ``2^14``, their sum below ``2^16``: exact. Step 4: each cycle's
+``D · 2^(E−3+bsig)`` is exact in float32 (a 17-bit integer times a power of two) and a multiple
+of ``2^−27``; summed in float64 it stays exact while every partial sum is below ``2^26`` (53
+bits above the LSB), which an a-priori bound ``2·G·max|a|·max Σ_t|t|`` checks per block;
+otherwise the sum runs in int64 units of ``2^−27``, exact while ``|A| < 2^63``
+(``|A| ≤ G · max|w| · 65504 · 2^27`` with ``G ≤ 256`` stays below ``2^60`` for every
+accelerated format). Step 5 uses integer RNE, an exact int64 product and a single
+float64→float32 rounding of an exactly representable value; the FP32 additions in K order use
+``numpy.add.accumulate``, which adds strictly left to right.
 """
 
 from __future__ import annotations
@@ -60,7 +64,7 @@ ACC_LSB_EXP = -27  # group accumulator LSB: min FP16 exponent (−24) minus the 
 MANTISSA_BITS = 24  # the group sum is rounded to this many bits before dequantization
 _FP16_EXP_MIN = -24
 _ZERO_EXP = -(1 << 13)  # exponent of a zero lane: below anything real, and two of them fit int16
-_WORK_ELEMENTS = 1 << 22  # elements of the largest temporary array per chunk
+_WORK_ELEMENTS = 1 << 18  # elements of one [R, C, steps, T] temporary per chunk
 
 
 @dataclass(frozen=True)
@@ -93,18 +97,22 @@ def decode_fp16(a: np.ndarray) -> ActFields:
 class PreparedWeights:
     """A weight block's terms in the layout the fast PE model consumes.
 
-    ``value`` [C, K, T] float32 ``(−1)^s · man · 2^exp`` (``bsig`` excluded), ``exp`` [C, K, T]
-    int16 (``_ZERO_EXP`` where ``man = 0``), ``bsig`` [C, K/4, T] int64 (shared by a step's lanes).
+    Lane-major, K innermost: ``value`` [4, T, C, K/4] float32 ``(−1)^s · man · 2^exp`` (``bsig``
+    excluded), ``exp`` [4, T, C, K/4] int16 (``_ZERO_EXP`` where ``man = 0``), ``bsig``
+    [T, C, K/4] int32 (shared by a step's lanes). Lane ``i`` of step ``j`` is K element
+    ``4j + i``. ``max_term_sum`` is ``max Σ_t |t|`` over the block (for the fast-path check).
     """
 
     value: np.ndarray
     exp: np.ndarray
     bsig: np.ndarray
+    max_term_sum: float
 
     @property
     def shape(self) -> tuple[int, int, int]:
-        c, k, t = self.value.shape
-        return c, k, t
+        """(C, K, T)."""
+        _, t, c, steps = self.value.shape
+        return c, steps * LANES, t
 
 
 def prepare_weights(terms: Terms) -> PreparedWeights:
@@ -117,41 +125,74 @@ def prepare_weights(terms: Terms) -> PreparedWeights:
     magnitude = np.ldexp(man.astype(np.float32), exp).astype(np.float32)
     value = np.where(terms.sign.astype(bool), -magnitude, magnitude).astype(np.float32)
     lane_exp = np.where(man != 0, exp, _ZERO_EXP).astype(np.int16)
-    bsig = terms.bsig.astype(np.int64).reshape(c, k // LANES, LANES, t)
+    bsig = terms.bsig.astype(np.int32).reshape(c, k // LANES, LANES, t)
     if np.any(bsig != bsig[:, :, :1, :]):
         raise ValueError("terms of one step must share their bit significance across lanes")
-    return PreparedWeights(value, lane_exp, np.ascontiguousarray(bsig[:, :, 0, :]))
+    term_sum = (np.abs(magnitude) * np.exp2(terms.bsig.astype(np.float64))).sum(axis=-1)
+
+    def lane_major(x: np.ndarray) -> np.ndarray:  # [C, K, T] -> [4, T, C, K/4]
+        return np.ascontiguousarray(x.reshape(c, k // LANES, LANES, t).transpose(2, 3, 0, 1))
+
+    return PreparedWeights(
+        lane_major(value),
+        lane_major(lane_exp),
+        np.ascontiguousarray(bsig[:, :, 0, :].transpose(2, 0, 1)),
+        float(term_sum.max(initial=0.0)),
+    )
+
+
+def _pow2_float32(exponent: np.ndarray) -> np.ndarray:
+    """``2^exponent`` as float32 for int32 exponents in the normal range, via the bit pattern."""
+    return ((exponent + 127) << 23).view(np.float32)
 
 
 def _steps_accumulate(
     act: np.ndarray,
     act_exp: np.ndarray,
     weights: PreparedWeights,
-    k0: int,
-    k1: int,
+    s0: int,
+    s1: int,
     group_size: int,
+    float_sum: bool,
 ) -> np.ndarray:
-    """Group accumulators (int64, units 2^ACC_LSB_EXP) for K range [k0, k1) of whole groups."""
-    rows = act.shape[0]
-    cols, _, n_terms = weights.shape
-    steps = (k1 - k0) // LANES
-    # [R, 1, S, 1, 4] × [1, C, S, T, 4]: lanes last, so the lane reductions are contiguous.
-    a = act[:, k0:k1].reshape(rows, 1, steps, 1, LANES)
-    ae = act_exp[:, k0:k1].reshape(rows, 1, steps, 1, LANES)
-    w = weights.value[:, k0:k1].reshape(cols, steps, LANES, n_terms).transpose(0, 1, 3, 2)
-    we = weights.exp[:, k0:k1].reshape(cols, steps, LANES, n_terms).transpose(0, 1, 3, 2)
-    lane_exp = ae + we[None]  # e_i, int16; ≤ 2·_ZERO_EXP + small for zero lanes
-    big_e = lane_exp.max(axis=-1)  # E per (row, col, step, term)
-    live = big_e > _ZERO_EXP // 2  # at least one non-zero lane
-    big_e = np.where(live, big_e, _FP16_EXP_MIN).astype(np.int32)
-    align = np.ldexp(np.float32(1), GUARD_BITS - big_e).astype(np.float32)  # 2^(3 − E)
-    lanes = (a * w[None]) * align[..., None]  # man·Ma·2^(e_i − E + 3), exact in float32
-    d = np.rint(lanes).sum(axis=-1, dtype=np.float32)  # RNE per lane, exact adder tree
-    shift = big_e - GUARD_BITS + weights.bsig[None, :, k0 // LANES : k1 // LANES] - ACC_LSB_EXP
-    contribution = d.astype(np.int64) << shift  # D · 2^(E − 3 + bsig) in accumulator units
-    groups = (k1 - k0) // group_size
-    per_group = contribution.reshape(rows, cols, groups, (group_size // LANES) * n_terms)
-    return per_group.sum(axis=-1)
+    """Group accumulators (int64, units 2^ACC_LSB_EXP) for steps [s0, s1) of whole groups.
+
+    ``act`` [4, R, K/4] float32 and ``act_exp`` [4, R, K/4] int16 are lane-major. Every array
+    below is [T, R, C, steps] (steps innermost); each lane is its own array, so the lane max and
+    the adder tree are elementwise. With ``float_sum`` the exact per-cycle contributions are
+    summed in float64, which is exact when every partial sum is below 2^26 (the caller checks a
+    bound), else in int64.
+    """
+    a = act[:, None, :, None, s0:s1]
+    ae = act_exp[:, None, :, None, s0:s1]
+    w = weights.value[:, :, None, :, s0:s1]
+    we = weights.exp[:, :, None, :, s0:s1]
+    big_e = ae[0] + we[0]  # E = max_i e_i, int16; ≈ 2·_ZERO_EXP for zero lanes
+    for i in range(1, LANES):
+        np.maximum(big_e, ae[i] + we[i], out=big_e)
+    big_e = np.where(big_e > _ZERO_EXP // 2, big_e, _FP16_EXP_MIN).astype(np.int32)
+    align = _pow2_float32(GUARD_BITS - big_e)  # 2^(3 − E)
+    d = np.zeros(big_e.shape, np.float32)
+    lane = np.empty(big_e.shape, np.float32)
+    for i in range(LANES):
+        np.multiply(a[i], w[i], out=lane)  # man·Ma·2^e_i, exact in float32
+        lane *= align  # man·Ma·2^(e_i − E + 3), exact
+        d += np.rint(lane, out=lane)  # RNE per lane (3 guard bits); exact adder tree
+    exponent = big_e + (weights.bsig[:, None, :, s0:s1] - GUARD_BITS)  # E − 3 + bsig ≥ −27
+    t, rows, cols, steps = d.shape
+    steps_per_group = group_size // LANES
+    shape = (t, rows, cols, steps // steps_per_group, steps_per_group)
+    if float_sum:
+        d *= _pow2_float32(exponent)  # D · 2^(E − 3 + bsig), exact in float32
+        total = d.reshape(shape).sum(axis=(0, 4), dtype=np.float64)
+        return np.ldexp(total, -ACC_LSB_EXP).astype(np.int64)
+    contribution = d.astype(np.int64) << (exponent - ACC_LSB_EXP)
+    return contribution.reshape(shape).sum(axis=(0, 4))
+
+
+#: The float64 fast path of step 4 is exact while every partial sum stays below 2^26: then each
+#: is a multiple of 2^−27 with at most 53 significant bits.
+_FLOAT_SUM_LIMIT = 2.0**26
 
 
 def group_accumulators(
@@ -168,16 +209,27 @@ def group_accumulators(
         raise ValueError(f"activation K={k} does not match weight K={k_w}")
     if group_size % LANES or k % group_size:
         raise ValueError(f"group size {group_size} must divide K={k} and be a multiple of 4")
+
+    def lane_major(x: np.ndarray) -> np.ndarray:  # [R, K] -> [4, R, K/4]
+        return np.ascontiguousarray(x.reshape(rows, k // LANES, LANES).transpose(2, 0, 1))
+
     act32 = act.astype(np.float32)
     act_exp = np.where(fields.man != 0, fields.exp, _ZERO_EXP).astype(np.int16)
-    per_group_elements = max(1, rows * cols * group_size * n_terms)
+    # |partial sum| ≤ Σ |D_c| 2^(E−3+bsig) ≤ Σ_k |a_k| W1_k (1 + 2^−13) + 2^−24 Σ W1_k < 2·G·
+    # max|a|·max W1 + small: the per-lane rounding adds at most half a unit of 2^(E−3+bsig).
+    bound = 2.0 * group_size * float(np.abs(act32).max(initial=0.0)) * weights.max_term_sum
+    float_sum = bound + group_size * weights.max_term_sum < _FLOAT_SUM_LIMIT
+    act32, act_exp = lane_major(act32), lane_major(act_exp)
+    steps_per_group = group_size // LANES
+    per_group_elements = max(1, rows * cols * steps_per_group * n_terms)
     chunk_groups = max(1, _WORK_ELEMENTS // per_group_elements)
     n_groups = k // group_size
     out = np.empty((rows, cols, n_groups), dtype=np.int64)
     for g0 in range(0, n_groups, chunk_groups):
         g1 = min(n_groups, g0 + chunk_groups)
         out[:, :, g0:g1] = _steps_accumulate(
-            act32, act_exp, weights, g0 * group_size, g1 * group_size, group_size
+            act32, act_exp, weights, g0 * steps_per_group, g1 * steps_per_group, group_size,
+            float_sum,
         )
     return out
 

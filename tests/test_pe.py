@@ -271,6 +271,21 @@ def test_large_group_and_booth_terms_bit_exact() -> None:
     assert fp16_bits_equal(y, ref_y)
 
 
+def test_wide_group_sum_stays_exact() -> None:
+    """A group whose sum needs more than float64's 53 bits: 2^30 in value, LSB 2^-24."""
+    group = 128
+    act = np.full((1, group), 60000.0, dtype=np.float16)
+    act[0, :4] = [2.0**-24, 0.0, 0.0, 0.0]  # one cycle holding only the smallest subnormal
+    values = np.full((1, group), 127)
+    values[0, :4] = [1, 0, 0, 0]
+    terms = value_terms("int8", values)
+    acc = pe.group_accumulators(act, pe.prepare_weights(terms), group)
+    exact = (124 * 60000 * 127 + 0) * 2**27 + 2**3  # the subnormal lane: 2^-24 = 2^3 units
+    ref_acc, _, _ = reference_matmul(act, terms, np.array([[1]]), np.array([1.0], np.float16),
+                                     group)  # fmt: skip
+    assert int(acc[0, 0, 0]) == exact == ref_acc[0, 0][0]
+
+
 def test_hand_worked_cycle() -> None:
     """A single cycle worked by hand: lanes 1.0, 2^-5·1.5, 3·2^-12 (×1 weights), 0."""
     # a0 = 1.0: Ma=1024, ea=-10; a1 = 0.046875 = 1.5·2^-5: Ma=1536, ea=-15;
