@@ -1,0 +1,874 @@
+"""The BitMoD machine: executes a bsisa program on a memory image, bit-exactly, with a report.
+
+``Machine(config).run(program, memory)`` interprets the instruction stream (loops through the
+``L`` registers), moves clipped blocks between the memory image ("DRAM") and the double-buffered
+activation / weight buffers, runs every ``mac`` on the vectorized PE model of
+:mod:`bitmod.runtime.pe` over the whole block, and returns the FP16 outputs and a
+:class:`Report` of cycles, traffic, utilization and energy.
+
+Timing model (docs/ISA.md, "Timing")
+------------------------------------
+Three engines run concurrently and each executes its own instructions in program order:
+
+* the **load engine** (``ld.act``, ``ld.wgt``) runs ahead of compute: a load starts once the
+  buffer slot it fills is free (the last ``mac`` that read the block there has finished) and the
+  DRAM channel has room; it takes ``bytes / B`` cycles. A buffer has two slots when two blocks fit
+  (double buffering), else one; a block larger than the buffer is an error.
+* the **PE array** (``mac``): starts when its act and weight blocks have arrived, the previous mac
+  has finished and the previous pass has been drained (the drain copies the accumulators out);
+  takes ``groups · (G/4) · terms`` cycles plus ``SB`` cycles for the last group's bit-serial
+  dequantization (the earlier groups' dequantization overlaps the next group).
+* the **drain/store path**: ``drain`` takes ``rows`` cycles (each column's shared accumulator
+  scales its ``rows`` PEs one a cycle) into a double-buffered output buffer; ``st.out`` writes
+  the block back over DRAM. Stores share the one DRAM channel with loads: each transfer takes
+  the earliest free interval of the channel at or after it is ready.
+
+``acc.clr``, ``cfg.*``, ``loop``/``endloop`` and ``halt`` take no cycles (the controller handles
+them while the array computes); ``nop`` takes one. Total cycles are the time the last engine
+finishes. The PE array's idle time is attributed to what it waited for: a load (``dram_stall``),
+the drain of the previous pass (``drain``) or, after the last mac, the final drain (``drain``)
+and store (``dram_stall``); its busy time is ``compute`` plus ``dequant_tail``.
+"""
+
+from __future__ import annotations
+
+import bisect
+import math
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import torch
+from bitmod.runtime import pe
+from bitmod.runtime.archive import ArchiveError, ParamArchive
+from bitmod.runtime.bitserial import decode_codes, num_terms, value_terms
+from bitmod.runtime.formats import QuantizedTensor, get_format
+from bitmod.runtime.hwconfig import HardwareConfig
+from bitmod.runtime.isa import (
+    AccClr,
+    CfgArray,
+    CfgFmt,
+    CfgKchunk,
+    CfgSv,
+    DescKind,
+    Drain,
+    EndLoop,
+    Halt,
+    Instruction,
+    LdAct,
+    LdWgt,
+    Loop,
+    Mac,
+    Nop,
+    Program,
+    StOut,
+    format_name,
+)
+from bitmod.runtime.packing import packed_row_bytes
+
+__all__ = ["Machine", "MachineError", "Report", "RunResult", "weight_block_bytes"]
+
+FP16_BYTES = 2
+CYCLE_CAUSES = ("compute", "dequant_tail", "drain", "dram_stall", "other")
+ENERGY_COMPONENTS = (
+    "pe", "encoder", "act_buffer", "weight_buffer", "out_buffer", "dram",
+)  # fmt: skip
+
+
+class MachineError(ValueError):
+    """A program that cannot run on this machine / memory image; names the instruction."""
+
+
+@dataclass
+class Report:
+    """Cycles, traffic, utilization and energy of one run."""
+
+    cycles: int
+    cycles_by_cause: dict[str, float]
+    dram_bytes_read: int
+    dram_bytes_written: int
+    buffer_bytes_read: dict[str, int]
+    buffer_bytes_written: dict[str, int]
+    macs: int  # useful multiply-accumulates (inside the tensors)
+    pe_cycles_busy: float  # cycles the PE array computed (compute + dequant tail)
+    pe_utilization: float  # useful MAC work / (PE-cycles available)
+    energy_pj: dict[str, float]
+    instructions_executed: int
+    freq_hz: float
+
+    @property
+    def total_energy_pj(self) -> float:
+        return float(sum(self.energy_pj.values()))
+
+    @property
+    def seconds(self) -> float:
+        return self.cycles / self.freq_hz
+
+    def format(self) -> str:
+        """A human-readable table."""
+        lines = [f"cycles            {self.cycles:>16,d}  ({self.seconds * 1e6:.2f} us)"]
+        for cause in CYCLE_CAUSES:
+            value = self.cycles_by_cause[cause]
+            share = value / self.cycles if self.cycles else 0.0
+            lines.append(f"  {cause:<16}{value:>16,.0f}  {share:6.1%}")
+        lines.append(f"DRAM read         {self.dram_bytes_read:>16,d} B")
+        lines.append(f"DRAM written      {self.dram_bytes_written:>16,d} B")
+        for name in self.buffer_bytes_read:
+            lines.append(
+                f"{name + ' buffer':<18}{self.buffer_bytes_read[name]:>16,d} B read, "
+                f"{self.buffer_bytes_written[name]:,d} B written"
+            )
+        lines.append(f"MACs              {self.macs:>16,d}")
+        lines.append(f"PE utilization    {self.pe_utilization:>16.1%}")
+        for name, value in self.energy_pj.items():
+            lines.append(f"energy {name:<11}{value / 1e6:>16.3f} uJ")
+        lines.append(f"energy total      {self.total_energy_pj / 1e6:>16.3f} uJ")
+        return "\n".join(lines)
+
+
+@dataclass
+class RunResult:
+    outputs: dict[str, np.ndarray]  # every out descriptor's tensor, FP16
+    report: Report
+
+
+def weight_block_bytes(q_fmt: str, channels: int, k: int, group_size: int, sb: int) -> int:
+    """DRAM/buffer bytes of ``channels`` weight rows × ``k``: packed codes, group metadata
+    (SB-bit scale code, SV index, zero point) and the FP16 channel scales."""
+    fmt = get_format(q_fmt)
+    groups = -(-k // group_size)
+    zero_bits = fmt.bits if fmt.family == "int_asym" else 0
+    per_channel = (
+        packed_row_bytes(k, fmt.bits)
+        + packed_row_bytes(groups, sb + fmt.index_bits + zero_bits)
+        + FP16_BYTES
+    )
+    return channels * per_channel
+
+
+# --- the DRAM channel -------------------------------------------------------------------------
+
+
+class _Channel:
+    """One DRAM channel at ``B`` bytes a cycle, shared by the load and store engines.
+
+    A transfer ready at ``t`` uses every free cycle of the channel from ``t`` on until its
+    bytes are through (transfers interleave at burst granularity, so a small store does not hold
+    a large load back until it is over, and vice versa); it finishes when the last byte is. Busy
+    time is kept as sorted, disjoint, merged intervals.
+    """
+
+    def __init__(self, bytes_per_cycle: float) -> None:
+        self.bytes_per_cycle = bytes_per_cycle
+        self.starts: list[float] = []
+        self.ends: list[float] = []
+        self.last_end = 0.0
+
+    def reserve(self, ready: float, nbytes: int) -> tuple[float, float]:
+        """Occupy the channel for ``nbytes``; returns (first cycle, last cycle) of the transfer."""
+        remaining = nbytes / self.bytes_per_cycle
+        if remaining <= 0:
+            return ready, ready
+        time = ready
+        i = bisect.bisect_right(self.ends, time)  # first busy interval ending after `time`
+        if i < len(self.starts) and self.starts[i] <= time:
+            time = self.ends[i]
+            i += 1
+        first = time
+        pieces: list[tuple[float, float]] = []
+        while remaining > 0:
+            gap_end = self.starts[i] if i < len(self.starts) else math.inf
+            take = min(remaining, gap_end - time)
+            pieces.append((time, time + take))
+            remaining -= take
+            if remaining > 0:
+                time = self.ends[i]
+                i += 1
+        for piece in pieces:
+            self._insert(*piece)
+        end = pieces[-1][1]
+        self.last_end = max(self.last_end, end)
+        return first, end
+
+    def _insert(self, start: float, end: float) -> None:
+        j = bisect.bisect_left(self.starts, start)
+        # merge with the neighbours it touches (the pieces fill gaps exactly)
+        if j > 0 and self.ends[j - 1] >= start:
+            j -= 1
+            start = self.starts[j]
+            del self.starts[j], self.ends[j]
+        if j < len(self.starts) and self.starts[j] <= end:
+            end = max(end, self.ends[j])
+            del self.starts[j], self.ends[j]
+        self.starts.insert(j, start)
+        self.ends.insert(j, end)
+
+    def forget_before(self, time: float) -> None:
+        """Drop intervals ending before ``time`` (no transfer can be ready earlier any more)."""
+        keep = bisect.bisect_right(self.ends, time)
+        if keep > 256:
+            del self.starts[:keep]
+            del self.ends[:keep]
+
+
+# --- buffers and blocks -----------------------------------------------------------------------
+
+
+@dataclass
+class _Buffer:
+    """A buffer with one or two slots; remembers when each slot's block was last read."""
+
+    name: str
+    capacity: int
+    slot_free: list[float] = field(default_factory=lambda: [0.0, 0.0])
+    loads: int = 0
+
+    def place(self, block_bytes: int, where: str) -> int:
+        if block_bytes > self.capacity:
+            raise MachineError(
+                f"{where}: block of {block_bytes:,d} bytes overflows the {self.name} buffer "
+                f"({self.capacity:,d} bytes); use a smaller K chunk"
+            )
+        slots = 2 if 2 * block_bytes <= self.capacity else 1
+        slot = self.loads % slots
+        self.loads += 1
+        return slot
+
+
+@dataclass
+class _ActBlock:
+    data: np.ndarray  # FP16 [valid rows, valid k]
+    row_block: int
+    k_chunk: int
+    desc: int
+    ready: float
+    slot: int
+    nbytes: int
+
+
+@dataclass
+class _WeightBlock:
+    fmt: str
+    codes: np.ndarray  # [valid channels, valid k]
+    sv_index: np.ndarray  # [valid channels, groups]
+    zeros: np.ndarray | None
+    scale_codes: np.ndarray  # int64 [valid channels, groups]
+    channel_scale: np.ndarray  # FP16 [valid channels]
+    col_block: int
+    k_chunk: int
+    desc: int
+    ready: float
+    slot: int
+    nbytes: int
+    prepared: dict[tuple[int, ...], tuple[pe.PreparedWeights, int]] = field(default_factory=dict)
+
+
+@dataclass
+class _Accumulators:
+    values: np.ndarray | None = None  # FP32 [rows, cols] (valid part)
+    act_desc: int = -1
+    wgt_desc: int = -1
+    row_block: int = -1
+    col_block: int = -1
+    chunks: set[int] = field(default_factory=set)
+
+
+@dataclass
+class _Drained:
+    data: np.ndarray
+    act_desc: int
+    wgt_desc: int
+    row_block: int
+    col_block: int
+    ready: float
+
+
+# --- the memory image -------------------------------------------------------------------------
+
+
+class _Memory:
+    """Named tensors: a ParamArchive and/or a mapping, plus what the program stores."""
+
+    def __init__(self, memory: Mapping[str, Any] | ParamArchive | None, inputs: Mapping | None):
+        self.archive = memory if isinstance(memory, ParamArchive) else None
+        self.mapping: dict[str, Any] = {}
+        if memory is not None and not isinstance(memory, ParamArchive):
+            if not isinstance(memory, Mapping):
+                raise MachineError(
+                    f"memory image must be a mapping or a ParamArchive, got {type(memory)}"
+                )
+            self.mapping.update(memory)
+        self.mapping.update(inputs or {})
+        self.stored: dict[str, np.ndarray] = {}
+        self._quantized: dict[str, QuantizedTensor] = {}
+
+    def names(self) -> list[str]:
+        names = set(self.mapping) | set(self.stored)
+        if self.archive is not None:
+            names |= set(self.archive.names())
+        return sorted(names)
+
+    def _missing(self, name: str, what: str) -> MachineError:
+        known = ", ".join(repr(n) for n in self.names()[:12]) or "nothing"
+        return MachineError(f"{what} {name!r} is not in the memory image (it has {known})")
+
+    def has(self, name: str) -> bool:
+        return (
+            name in self.stored
+            or name in self.mapping
+            or (self.archive is not None and name in self.archive)
+        )
+
+    def tensor(self, name: str, what: str) -> np.ndarray:
+        if name in self.stored:
+            return self.stored[name]
+        if name in self.mapping:
+            value = self.mapping[name]
+        elif self.archive is not None and name in self.archive and not self.archive.is_quantized(
+            name
+        ):
+            value = self.archive.get(name)
+        else:
+            raise self._missing(name, what)
+        if isinstance(value, QuantizedTensor):
+            raise MachineError(f"{what} {name!r} is a quantized weight, expected an FP16 tensor")
+        if isinstance(value, torch.Tensor):
+            value = value.detach().cpu().numpy()
+        array = np.asarray(value)
+        if array.dtype != np.float16:
+            raise MachineError(f"{what} {name!r} must be float16, got {array.dtype}")
+        return array
+
+    def quantized(self, name: str) -> QuantizedTensor:
+        if name in self._quantized:
+            return self._quantized[name]
+        if name in self.mapping:
+            value = self.mapping[name]
+            if not isinstance(value, QuantizedTensor):
+                raise MachineError(f"qweight {name!r} is a plain tensor, not a quantized weight")
+        elif self.archive is not None and self.archive.is_quantized(name):
+            try:
+                value = self.archive.get_quantized(name)
+            except ArchiveError as err:
+                raise MachineError(str(err)) from None
+        else:
+            raise self._missing(name, "quantized weight")
+        self._quantized[name] = value.to("cpu")
+        return self._quantized[name]
+
+
+# --- the machine ------------------------------------------------------------------------------
+
+
+@dataclass
+class _Registers:
+    geometry: tuple[int, int, int] | None = None
+    fmt: int | None = None
+    sb: int | None = None
+    group_size: int | None = None
+    kchunk: int | None = None
+    sv: list[int] = field(default_factory=lambda: [0, 0, 0, 0])
+    sv_written: list[bool] = field(default_factory=lambda: [False] * 4)
+    loops: list[int] = field(default_factory=lambda: [0] * 8)
+
+
+class Machine:
+    """A BitMoD accelerator of ``config`` (rows × cols PEs per tile, ``tiles`` tiles)."""
+
+    def __init__(self, config: HardwareConfig | None = None, pe_kind: str = "bitmod") -> None:
+        self.config = config or HardwareConfig()
+        self.pe_kind = pe_kind
+        self.config.energy.pe(pe_kind)  # validates the kind
+
+    # The run is a method object: all per-run state lives on _Run.
+    def run(
+        self,
+        program: Program | bytes,
+        memory: Mapping[str, Any] | ParamArchive | None = None,
+        inputs: Mapping[str, Any] | None = None,
+    ) -> RunResult:
+        """Execute ``program`` (a Program or its binary) on ``memory`` (+ ``inputs``).
+
+        Raises :class:`bitmod.runtime.isa.IsaError` for a corrupt binary and
+        :class:`MachineError` for anything the machine or memory image cannot do.
+        """
+        if isinstance(program, bytes | bytearray | memoryview):
+            program = Program.decode(bytes(program))
+        else:
+            program.validate()
+        return _Run(self, program, _Memory(memory, inputs)).execute()
+
+
+class _Run:
+    def __init__(self, machine: Machine, program: Program, memory: _Memory) -> None:
+        self.machine = machine
+        self.config = machine.config
+        self.program = program
+        self.memory = memory
+        self.regs = _Registers()
+        self.channel = _Channel(self.config.dram_bytes_per_cycle)
+        self.act_buffer = _Buffer("activation", self.config.act_buffer_bytes)
+        self.weight_buffer = _Buffer("weight", self.config.weight_buffer_bytes)
+        self.act: _ActBlock | None = None
+        self.weights: _WeightBlock | None = None
+        self.acc = _Accumulators()
+        self.drained: _Drained | None = None
+        self.outputs: dict[str, np.ndarray] = {}
+        # timing
+        self.last_load_start = 0.0
+        self.last_store_start = 0.0
+        self.pe_free = 0.0  # PE array
+        self.last_drain_start = 0.0
+        self.drain_free = 0.0
+        self.out_slot_free = [0.0, 0.0]
+        self.drains = 0
+        self.out_slot = 0
+        self.causes = dict.fromkeys(CYCLE_CAUSES, 0.0)
+        self.dram_read = 0
+        self.dram_written = 0
+        self.buffer_read = {"activation": 0, "weight": 0, "output": 0}
+        self.buffer_written = {"activation": 0, "weight": 0, "output": 0}
+        self.macs = 0
+        self.useful_pe_cycles = 0.0
+        self.executed = 0
+        self._check_descriptors()
+
+    # -- helpers -------------------------------------------------------------------------------
+
+    def where(self, index: int, instr: Instruction) -> str:
+        return f"instruction {index} ({instr.MNEMONIC})"
+
+    def desc_name(self, desc: int) -> str:
+        return self.program.descriptor_name(desc)
+
+    def _check_descriptors(self) -> None:
+        """Resolve every parameter / input up front: missing names and shapes fail early."""
+        produced = {
+            self.desc_name(i)
+            for i, d in enumerate(self.program.descriptors)
+            if d.kind is DescKind.OUT
+        }
+        for i, d in enumerate(self.program.descriptors):
+            name = self.desc_name(i)
+            label = f"descriptor d{i} ({d.kind.name.lower()} {name!r})"
+            try:
+                if d.kind is DescKind.ACT and name not in produced:
+                    self._check_shape(self.memory.tensor(name, "activation"), d.shape, label)
+                elif d.kind is DescKind.BIAS:
+                    self._check_shape(self.memory.tensor(name, "bias"), d.shape, label)
+                elif d.kind is DescKind.QWEIGHT:
+                    self._check_qweight(self.memory.quantized(name), i, label)
+            except MachineError as err:
+                message = str(err)
+                raise MachineError(
+                    message if message.startswith("descriptor") else f"{label}: {message}"
+                ) from None
+            if d.kind is DescKind.OUT:
+                self.outputs.setdefault(name, np.zeros(d.shape, np.float16))
+                if self.outputs[name].shape != d.shape:
+                    raise MachineError(
+                        f"{label}: shape {d.dim0}x{d.dim1} disagrees with another out "
+                        f"descriptor of the same tensor {self.outputs[name].shape}"
+                    )
+
+    @staticmethod
+    def _check_shape(array: np.ndarray, shape: tuple[int, ...], label: str) -> None:
+        if tuple(array.shape) != tuple(shape):
+            expected = "x".join(map(str, shape))
+            raise MachineError(
+                f"{label}: tensor has shape {list(array.shape)}, descriptor says {expected}"
+            )
+
+    def _check_qweight(self, q: QuantizedTensor, index: int, label: str) -> None:
+        d = self.program.descriptors[index]
+        if tuple(q.shape) != (d.dim0, d.dim1):
+            raise MachineError(
+                f"{label}: weight has shape {list(q.shape)}, descriptor says {d.dim0}x{d.dim1}"
+            )
+        fmt = get_format(q.fmt)
+        if q.fmt != format_name(d.fmt):
+            raise MachineError(
+                f"{label}: weight is {q.fmt}, descriptor says {format_name(d.fmt)}"
+            )
+        if q.group_size != d.group_size:
+            raise MachineError(
+                f"{label}: weight has group size {q.group_size}, descriptor says {d.group_size}"
+            )
+        if q.scale_bits != d.scale_bits:
+            raise MachineError(
+                f"{label}: weight has {q.scale_bits} scale bits, descriptor says {d.scale_bits}"
+            )
+        if not fmt.accelerated:
+            raise MachineError(f"{label}: format {q.fmt} has no bit-serial lowering")
+        if q.channel_scale is None:
+            raise MachineError(f"{label}: weight has no FP16 channel scale")
+
+    # -- the interpreter -----------------------------------------------------------------------
+
+    def execute(self) -> RunResult:
+        code = self.program.instructions
+        pc = 0
+        loop_starts: list[tuple[int, int, int]] = []  # (level, count, pc of the loop)
+        while pc < len(code):
+            instr = code[pc]
+            self.executed += 1
+            if isinstance(instr, Halt):
+                break
+            if isinstance(instr, Loop):
+                self.regs.loops[instr.lvl] = 0
+                loop_starts.append((instr.lvl, instr.count, pc))
+            elif isinstance(instr, EndLoop):
+                level, count, start = loop_starts[-1]
+                self.regs.loops[level] += 1
+                if self.regs.loops[level] < count:
+                    pc = start + 1
+                    continue
+                loop_starts.pop()
+            else:
+                self.step(pc, instr)
+            pc += 1
+        return self.finish()
+
+    def step(self, index: int, instr: Instruction) -> None:
+        where = self.where(index, instr)
+        match instr:
+            case CfgArray(rows, cols, tiles):
+                mine = (self.config.rows, self.config.cols, self.config.tiles)
+                if (rows, cols, tiles) != mine:
+                    raise MachineError(
+                        f"{where}: program compiled for rows={rows} cols={cols} tiles={tiles}, "
+                        f"the machine has rows={mine[0]} cols={mine[1]} tiles={mine[2]}"
+                    )
+                self.regs.geometry = (rows, cols, tiles)
+            case CfgFmt(fmt, sb, group_size):
+                self.regs.fmt, self.regs.sb, self.regs.group_size = fmt, sb, group_size
+            case CfgSv(slot, value):
+                self.regs.sv[slot] = value
+                self.regs.sv_written[slot] = True
+            case CfgKchunk(kc):
+                self.regs.kchunk = kc
+            case LdAct():
+                self.load_act(where, instr)
+            case LdWgt():
+                self.load_weights(where, instr)
+            case AccClr():
+                self.acc = _Accumulators()
+            case Mac():
+                self.mac(where)
+            case Drain(bias):
+                self.drain(where, bias)
+            case StOut():
+                self.store(where, instr)
+            case Nop():
+                self.pe_free += 1
+                self.causes["other"] += 1
+            case _:
+                raise MachineError(f"{where}: not executable")
+
+    def _need(self, where: str, *names: str) -> None:
+        for name in names:
+            if getattr(self.regs, name) is None:
+                instr = {
+                    "geometry": "cfg.array", "fmt": "cfg.fmt", "kchunk": "cfg.kchunk",
+                }[name]  # fmt: skip
+                raise MachineError(f"{where}: no {instr} before it")
+
+    def _block_index(self, lvl: int | None) -> int:
+        return 0 if lvl is None else self.regs.loops[lvl]
+
+    def _load_transfer(self, buffer: _Buffer, slot: int, nbytes: int) -> tuple[float, float]:
+        ready = max(self.last_load_start, buffer.slot_free[slot])
+        start, end = self.channel.reserve(ready, nbytes)
+        self.last_load_start = start
+        self.dram_read += nbytes
+        self.buffer_written[buffer.name] += nbytes
+        return start, end
+
+    # -- loads ---------------------------------------------------------------------------------
+
+    def load_act(self, where: str, instr: LdAct) -> None:
+        self._need(where, "geometry", "kchunk")
+        rows = self.config.rows
+        kc = self.regs.kchunk
+        desc = self.program.descriptors[instr.desc]
+        name = self.desc_name(instr.desc)
+        row_block = self._block_index(instr.row_lvl)
+        k_chunk = self._block_index(instr.k_lvl)
+        m, k = desc.shape
+        r0, k0 = row_block * rows, k_chunk * kc
+        if r0 >= m or k0 >= k:
+            raise MachineError(
+                f"{where}: block (row block {row_block}, K chunk {k_chunk}) lies outside "
+                f"activation {name!r} ({m}x{k}, {rows} rows x {kc} K per block)"
+            )
+        tensor = self.memory.tensor(name, "activation")
+        self._check_shape(tensor, desc.shape, f"{where}: activation {name!r}")
+        data = tensor[r0 : r0 + rows, k0 : k0 + kc]
+        slot = self.act_buffer.place(rows * kc * FP16_BYTES, where)
+        nbytes = data.size * FP16_BYTES
+        _, end = self._load_transfer(self.act_buffer, slot, nbytes)
+        self.act = _ActBlock(np.ascontiguousarray(data), row_block, k_chunk, instr.desc, end,
+                             slot, nbytes)  # fmt: skip
+
+    def load_weights(self, where: str, instr: LdWgt) -> None:
+        self._need(where, "geometry", "fmt", "kchunk")
+        desc = self.program.descriptors[instr.desc]
+        name = self.desc_name(instr.desc)
+        if (desc.fmt, desc.scale_bits, desc.group_size) != (
+            self.regs.fmt, self.regs.sb, self.regs.group_size,
+        ):  # fmt: skip
+            raise MachineError(
+                f"{where}: weight {name!r} is {format_name(desc.fmt)} sb={desc.scale_bits} "
+                f"g={desc.group_size}, but cfg.fmt set {format_name(self.regs.fmt)} "
+                f"sb={self.regs.sb} g={self.regs.group_size}"
+            )
+        kc = self.regs.kchunk
+        group = desc.group_size
+        if kc % group:
+            raise MachineError(f"{where}: K chunk {kc} is not a multiple of the group size {group}")
+        columns = self.config.cols * self.config.tiles
+        col_block = self._block_index(instr.col_lvl)
+        k_chunk = self._block_index(instr.k_lvl)
+        n, k = desc.shape
+        c0, k0 = col_block * columns, k_chunk * kc
+        if c0 >= n or k0 >= k:
+            raise MachineError(
+                f"{where}: block (column block {col_block}, K chunk {k_chunk}) lies outside "
+                f"weight {name!r} ({n}x{k}, {columns} channels x {kc} K per block)"
+            )
+        q = self.memory.quantized(name)
+        c1, k1 = min(n, c0 + columns), min(k, k0 + kc)
+        g0, g1 = k0 // group, -(-k1 // group)
+        fmt = q.fmt
+        capacity_bytes = weight_block_bytes(fmt, columns, kc, group, desc.scale_bits)
+        slot = self.weight_buffer.place(capacity_bytes, where)
+        nbytes = weight_block_bytes(fmt, c1 - c0, k1 - k0, group, desc.scale_bits)
+        _, end = self._load_transfer(self.weight_buffer, slot, nbytes)
+        zeros = None if q.zeros is None else q.zeros[c0:c1, g0:g1].numpy()
+        self.weights = _WeightBlock(
+            fmt=fmt,
+            codes=q.codes[c0:c1, k0:k1].numpy(),
+            sv_index=q.sv_index[c0:c1, g0:g1].numpy(),
+            zeros=zeros,
+            scale_codes=q.scales[c0:c1, g0:g1].numpy().astype(np.int64),
+            channel_scale=q.channel_scale[c0:c1].numpy(),
+            col_block=col_block,
+            k_chunk=k_chunk,
+            desc=instr.desc,
+            ready=end,
+            slot=slot,
+            nbytes=nbytes,
+        )
+
+    # -- compute -------------------------------------------------------------------------------
+
+    def _prepared(self, where: str, block: _WeightBlock) -> tuple[pe.PreparedWeights, int]:
+        """The term decoder: codes → grid values (SV register) → bit-serial terms."""
+        fmt = get_format(block.fmt)
+        uses_sv = fmt.special_code is not None and fmt.family in ("mixture", "fp_er", "fp_ea")
+        register = tuple(self.regs.sv) if uses_sv else ()
+        if register in block.prepared:
+            return block.prepared[register]
+        group = self.regs.group_size
+        if uses_sv:
+            needed = sorted({int(i) for i in np.unique(block.sv_index)})
+            unset = [i for i in needed if not self.regs.sv_written[i]]
+            if unset:
+                raise MachineError(
+                    f"{where}: weight groups select special-value slot(s) {unset}, "
+                    f"never set by cfg.sv"
+                )
+        per_weight_index = np.repeat(block.sv_index, group, axis=1)[:, : block.codes.shape[1]]
+        values = decode_codes(fmt, block.codes, per_weight_index, register or None)
+        if block.zeros is not None:
+            values = values - np.repeat(block.zeros, group, axis=1)[:, : block.codes.shape[1]]
+        terms_count = num_terms(fmt, register or None)
+        try:
+            terms = value_terms(fmt, values, terms_count)
+        except ValueError as err:
+            raise MachineError(f"{where}: {err}") from None
+        block.prepared = {register: (pe.prepare_weights(terms), terms_count)}
+        return block.prepared[register]
+
+    def mac(self, where: str) -> None:
+        self._need(where, "geometry", "fmt", "kchunk")
+        act, weights = self.act, self.weights
+        if act is None or weights is None:
+            raise MachineError(f"{where}: no {'activation' if act is None else 'weight'} block")
+        act_desc = self.program.descriptors[act.desc]
+        wgt_desc = self.program.descriptors[weights.desc]
+        if act_desc.dim1 != wgt_desc.dim1:
+            raise MachineError(
+                f"{where}: activation {self.desc_name(act.desc)!r} has K={act_desc.dim1}, "
+                f"weight {self.desc_name(weights.desc)!r} has K={wgt_desc.dim1}"
+            )
+        if act.k_chunk != weights.k_chunk:
+            raise MachineError(
+                f"{where}: activation block is K chunk {act.k_chunk}, "
+                f"weight block is K chunk {weights.k_chunk}"
+            )
+        acc = self.acc
+        key = (act.desc, weights.desc, act.row_block, weights.col_block)
+        if acc.chunks and key != (acc.act_desc, acc.wgt_desc, acc.row_block, acc.col_block):
+            raise MachineError(
+                f"{where}: accumulators hold row block {acc.row_block} x column block "
+                f"{acc.col_block}; this mac is row block {act.row_block} x column block "
+                f"{weights.col_block} without acc.clr"
+            )
+        if act.k_chunk in acc.chunks:
+            raise MachineError(
+                f"{where}: K chunk {act.k_chunk} accumulated twice without acc.clr"
+            )
+        prepared, terms = self._prepared(where, weights)
+        group = self.regs.group_size
+        acc_values = pe.group_accumulators(act.data, prepared, group)
+        x = pe.dequantize_groups(acc_values, weights.scale_codes)
+        if acc.values is None:
+            acc.values = np.zeros(x.shape[:2], np.float32)
+        acc.values = pe.accumulate_groups(acc.values, x)
+        acc.act_desc, acc.wgt_desc, acc.row_block, acc.col_block = key
+        acc.chunks.add(act.k_chunk)
+        # timing
+        groups = -(-act.data.shape[1] // group)
+        compute = groups * (group // pe.LANES) * terms
+        tail = self.regs.sb
+        start = max(self.pe_free, act.ready, weights.ready, self.last_drain_start)
+        waits = {
+            "dram_stall": max(act.ready, weights.ready),
+            "drain": self.last_drain_start,
+        }
+        idle = start - self.pe_free
+        if idle > 0:
+            cause = max(waits, key=lambda c: waits[c])
+            self.causes[cause] += idle
+        end = start + compute + tail
+        self.pe_free = end
+        self.causes["compute"] += compute
+        self.causes["dequant_tail"] += tail
+        self.act_buffer.slot_free[act.slot] = end
+        self.weight_buffer.slot_free[weights.slot] = end
+        self.buffer_read["activation"] += act.nbytes
+        self.buffer_read["weight"] += weights.nbytes
+        rows, k_valid = act.data.shape
+        useful = rows * weights.codes.shape[0] * k_valid
+        self.macs += useful
+        self.useful_pe_cycles += useful * terms / pe.LANES
+
+    def drain(self, where: str, bias: int | None) -> None:
+        acc = self.acc
+        if acc.values is None:
+            raise MachineError(f"{where}: nothing accumulated since acc.clr")
+        k = self.program.descriptors[acc.act_desc].dim1
+        chunks = -(-k // self.regs.kchunk)
+        if acc.chunks != set(range(chunks)):
+            missing = sorted(set(range(chunks)) - acc.chunks)
+            raise MachineError(f"{where}: K chunk(s) {missing} of {chunks} never accumulated")
+        assert self.weights is not None
+        wgt_desc = self.program.descriptors[acc.wgt_desc]
+        columns = self.config.cols * self.config.tiles
+        c0 = acc.col_block * columns
+        c1 = min(wgt_desc.dim0, c0 + columns)
+        channel_scale = self.memory.quantized(self.desc_name(acc.wgt_desc)).channel_scale
+        bias_values = None
+        if bias is not None:
+            bias_desc = self.program.descriptors[bias]
+            if bias_desc.dim0 != wgt_desc.dim0:
+                raise MachineError(
+                    f"{where}: bias {self.desc_name(bias)!r} has {bias_desc.dim0} channels, "
+                    f"weight {self.desc_name(acc.wgt_desc)!r} has {wgt_desc.dim0}"
+                )
+            bias_values = self.memory.tensor(self.desc_name(bias), "bias")[c0:c1]
+        data = pe.drain(acc.values, channel_scale[c0:c1].numpy(), bias_values)
+        # timing: the drain copies the accumulators (the next mac may start then) into the
+        # output buffer slot freed by the store two drains ago.
+        slot = self.drains % 2
+        self.drains += 1
+        start = max(self.pe_free, self.drain_free, self.out_slot_free[slot])
+        self.last_drain_start = start
+        self.drain_free = start + self.config.rows
+        self.out_slot = slot
+        nbytes = data.size * FP16_BYTES
+        self.buffer_written["output"] += nbytes
+        self.drained = _Drained(
+            data, acc.act_desc, acc.wgt_desc, acc.row_block, acc.col_block, self.drain_free
+        )
+
+    def store(self, where: str, instr: StOut) -> None:
+        drained = self.drained
+        if drained is None:
+            raise MachineError(f"{where}: nothing drained to store")
+        desc = self.program.descriptors[instr.desc]
+        name = self.desc_name(instr.desc)
+        row_block = self._block_index(instr.row_lvl)
+        col_block = self._block_index(instr.col_lvl)
+        if (row_block, col_block) != (drained.row_block, drained.col_block):
+            raise MachineError(
+                f"{where}: stores at row block {row_block}, column block {col_block}, but the "
+                f"drained block is row block {drained.row_block}, column block "
+                f"{drained.col_block}"
+            )
+        m = self.program.descriptors[drained.act_desc].dim0
+        n = self.program.descriptors[drained.wgt_desc].dim0
+        if desc.shape != (m, n):
+            raise MachineError(
+                f"{where}: output {name!r} is {desc.dim0}x{desc.dim1}, the matmul of "
+                f"{self.desc_name(drained.act_desc)!r} and {self.desc_name(drained.wgt_desc)!r}"
+                f" is {m}x{n}"
+            )
+        rows, columns = self.config.rows, self.config.cols * self.config.tiles
+        r0, c0 = row_block * rows, col_block * columns
+        out = self.outputs[name]
+        out[r0 : r0 + drained.data.shape[0], c0 : c0 + drained.data.shape[1]] = drained.data
+        self.memory.stored[name] = out
+        nbytes = drained.data.size * FP16_BYTES
+        ready = max(drained.ready, self.last_store_start)
+        start, end = self.channel.reserve(ready, nbytes)
+        self.last_store_start = start
+        self.out_slot_free[self.out_slot] = end
+        self.dram_written += nbytes
+        self.buffer_read["output"] += nbytes
+        self.channel.forget_before(min(self.last_load_start, self.last_store_start))
+        self.drained = None
+
+    # -- the report ----------------------------------------------------------------------------
+
+    def finish(self) -> RunResult:
+        total = max(self.pe_free, self.drain_free, self.channel.last_end)
+        tail = total - self.pe_free
+        drain_tail = max(0.0, min(tail, self.drain_free - self.pe_free))
+        self.causes["drain"] += drain_tail
+        self.causes["dram_stall"] += tail - drain_tail
+        cycles = math.ceil(total - 1e-9)
+        self.causes["dram_stall"] += cycles - total  # rounding up of fractional DRAM cycles
+        config = self.config
+        table = config.energy
+        busy = self.causes["compute"] + self.causes["dequant_tail"]
+        read_pj, write_pj = table.sram_read_pj_per_byte, table.sram_write_pj_per_byte
+        energy = {
+            "pe": table.pe(self.machine.pe_kind) * config.total_pes * busy,
+            "encoder": table.encoder_pj_per_tile_cycle * config.tiles * self.causes["compute"],
+            "act_buffer": read_pj * self.buffer_read["activation"]
+            + write_pj * self.buffer_written["activation"],
+            "weight_buffer": read_pj * self.buffer_read["weight"]
+            + write_pj * self.buffer_written["weight"],
+            "out_buffer": read_pj * self.buffer_read["output"]
+            + write_pj * self.buffer_written["output"],
+            "dram": 8 * (self.dram_read + self.dram_written) * table.dram_pj_per_bit,
+        }
+        report = Report(
+            cycles=cycles,
+            cycles_by_cause=dict(self.causes),
+            dram_bytes_read=self.dram_read,
+            dram_bytes_written=self.dram_written,
+            buffer_bytes_read=dict(self.buffer_read),
+            buffer_bytes_written=dict(self.buffer_written),
+            macs=self.macs,
+            pe_cycles_busy=busy,
+            pe_utilization=self.useful_pe_cycles / (config.total_pes * cycles) if cycles else 0.0,
+            energy_pj=energy,
+            instructions_executed=self.executed,
+            freq_hz=config.freq_hz,
+        )
+        outputs = {name: array.copy() for name, array in self.outputs.items()}
+        return RunResult(outputs, report)

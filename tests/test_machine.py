@@ -1,0 +1,447 @@
+"""The machine: bit-exact runs against the scalar reference PE, the cycle model, the report and
+every error a program or memory image can cause."""
+
+from __future__ import annotations
+
+import dataclasses
+import importlib.util
+import math
+import sys
+import zlib
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from bitmod.runtime import pe
+from bitmod.runtime.archive import ParamArchive
+from bitmod.runtime.bitserial import decode_codes, num_terms, quantized_terms, value_terms
+from bitmod.runtime.formats import FORMAT_IDS, dequantize, get_format, quantize
+from bitmod.runtime.hwconfig import HardwareConfig
+from bitmod.runtime.isa import (
+    AccClr,
+    CfgArray,
+    CfgFmt,
+    CfgKchunk,
+    CfgSv,
+    DescKind,
+    Descriptor,
+    Drain,
+    EndLoop,
+    Halt,
+    IsaError,
+    LdAct,
+    LdWgt,
+    Loop,
+    Mac,
+    Nop,
+    Program,
+    StOut,
+    assemble,
+    matmul_program,
+)
+from bitmod.runtime.machine import Machine, MachineError, weight_block_bytes
+
+
+def _load_reference():
+    name = "bitmod_tests_pe_reference"
+    if name not in sys.modules:
+        spec = importlib.util.spec_from_file_location(
+            name, Path(__file__).with_name("pe_reference.py")
+        )
+        assert spec is not None and spec.loader is not None
+        module = importlib.util.module_from_spec(spec)
+        sys.modules[name] = module
+        spec.loader.exec_module(module)
+    return sys.modules[name]
+
+
+ref = _load_reference()
+SMALL = HardwareConfig(rows=4, cols=4, tiles=2)
+
+
+def fp16_bits_equal(a: np.ndarray, b: np.ndarray) -> bool:
+    return a.shape == b.shape and np.array_equal(a.view(np.uint16), b.view(np.uint16))
+
+
+def make_case(fmt: str, m: int, n: int, k: int, group: int, seed: int, bias: bool = True):
+    rng = np.random.default_rng(seed)
+    q = ref.random_quantized(rng, fmt, n, k, group)
+    x = ref.random_activations(rng, m, k, "normal")
+    b = rng.standard_normal(n).astype(np.float16) if bias else None
+    return q, x, b
+
+
+def program_for(q, m, config, kchunk=None, bias=True, special_values=None):
+    fmt = get_format(q.fmt)
+    sv = fmt.special_values if special_values is None else special_values
+    return matmul_program(
+        act="x", weight="w", out="y", m=m, n=q.shape[0], k=q.shape[1], fmt=q.fmt,
+        group_size=q.group_size, scale_bits=q.scale_bits, special_values=sv,
+        rows=config.rows, cols=config.cols, tiles=config.tiles, kchunk=kchunk,
+        bias="b" if bias else None,
+    )  # fmt: skip
+
+
+def reference_output(q, x, b, register=None):
+    """Scalar reference PE over the whole matrix; ``register`` reprograms the SV register."""
+    fmt = get_format(q.fmt)
+    if register is None:
+        terms = quantized_terms(q)
+    else:
+        index = np.repeat(q.sv_index.numpy(), q.group_size, axis=1)
+        values = decode_codes(fmt, q.codes.numpy(), index, register)
+        terms = value_terms(fmt, values, num_terms(fmt, register))
+    _, _, y = ref.reference_matmul(
+        x, terms, q.scales.numpy().astype(np.int64), q.channel_scale.numpy(), q.group_size, b
+    )
+    return y
+
+
+# --- bit-exactness against the scalar reference PE --------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("fmt", "m", "n", "k", "group", "kchunk", "bias"),
+    [
+        ("int8", 10, 20, 64, 16, 32, True),  # clipped row and column blocks, 2 K chunks
+        ("int6", 4, 8, 64, 32, None, False),
+        ("bitmod3", 9, 17, 96, 16, 48, True),  # partial last K chunk (96 = 48 + 48)
+        ("bitmod4", 5, 12, 64, 16, None, True),
+        ("int4_asym", 7, 9, 64, 32, 32, True),
+        ("fp3_ea_neg", 3, 5, 32, 16, None, False),
+    ],
+)
+def test_machine_matches_scalar_reference(fmt, m, n, k, group, kchunk, bias) -> None:
+    q, x, b = make_case(fmt, m, n, k, group, zlib.crc32(f"{fmt}{m}{n}{k}".encode()), bias)
+    program = program_for(q, m, SMALL, kchunk, bias)
+    memory = {"x": x, "w": q} | ({"b": b} if bias else {})
+    result = Machine(SMALL).run(program.encode(), memory)
+    assert fp16_bits_equal(result.outputs["y"], reference_output(q, x, b if bias else None))
+
+
+def test_reprogrammed_special_values_are_used() -> None:
+    """The SV register is programmable: the machine decodes with the program's values, which
+    here include 7 (three set bits: a third term per weight)."""
+    q, x, b = make_case("bitmod3", 6, 8, 64, 16, 11)
+    register = (3, -5, 7, -6)
+    program = program_for(q, 6, SMALL, special_values=register)
+    result = Machine(SMALL).run(program, {"x": x, "w": q, "b": b})
+    expected = reference_output(q, x, b, register)
+    assert fp16_bits_equal(result.outputs["y"], expected)
+    default = Machine(SMALL).run(program_for(q, 6, SMALL), {"x": x, "w": q, "b": b})
+    assert not fp16_bits_equal(default.outputs["y"], expected)
+    assert result.report.cycles_by_cause["compute"] == 1.5 * default.report.cycles_by_cause[
+        "compute"
+    ]  # 3 terms instead of 2
+
+
+def test_error_against_float64_within_the_derived_bound() -> None:
+    q, x, b = make_case("bitmod4", 12, 40, 256, 128, 5)
+    result = Machine(SMALL).run(program_for(q, 12, SMALL, kchunk=128), {"x": x, "w": q, "b": b})
+    y_ref = x.astype(np.float64) @ dequantize(q).double().numpy().T + b.astype(np.float64)
+    terms = quantized_terms(q)
+    term_abs = (terms.man.astype(np.int64) << (terms.exp.astype(np.int64) + terms.bsig)).sum(-1)
+    bound = pe.error_bound(
+        x, q.values().numpy(), term_abs, q.scales.numpy(), q.channel_scale.numpy(), 128, b
+    )
+    assert np.all(np.abs(result.outputs["y"].astype(np.float64) - y_ref) <= bound)
+
+
+def test_parameter_archive_memory_image(tmp_path: Path) -> None:
+    q, x, b = make_case("bitmod3", 5, 10, 64, 32, 3)
+    archive = ParamArchive()
+    archive.put_quantized("w", q)
+    archive.put("b", b)
+    archive.save(tmp_path / "params.safetensors")
+    loaded = ParamArchive.load(tmp_path / "params.safetensors")
+    program = program_for(q, 5, SMALL)
+    from_archive = Machine(SMALL).run(program, loaded, inputs={"x": torch.from_numpy(x)})
+    from_dict = Machine(SMALL).run(program, {"x": x, "w": q, "b": b})
+    assert fp16_bits_equal(from_archive.outputs["y"], from_dict.outputs["y"])
+
+
+def test_two_layer_program_chains_through_dram() -> None:
+    """Layer 2 reads layer 1's output; text assembly, one binary, multiple cfg segments."""
+    rng = np.random.default_rng(9)
+    q1 = ref.random_quantized(rng, "int8", 16, 32, 16)
+    q2 = ref.random_quantized(rng, "bitmod4", 8, 16, 16)
+    x = ref.random_activations(rng, 4, 32, "normal")
+    sv = get_format("bitmod4").special_values
+    text = f"""
+    .desc x act "x" 4x32
+    .desc w1 qweight "w1" 16x32 fmt=int8 sb=8 g=16
+    .desc h out "h" 4x16
+    .desc h_in act "h" 4x16
+    .desc w2 qweight "w2" 8x16 fmt=bitmod4 sb=8 g=16
+    .desc y out "y" 4x8
+    cfg.array rows=4 cols=4 tiles=2
+    cfg.fmt fmt=int8 sb=8 g=16
+    cfg.kchunk 32
+    loop L0 count=2          ; column blocks of layer 1
+      ld.wgt w1 col=L0 k=-
+      acc.clr
+      ld.act x row=- k=-
+      mac
+      drain bias=-
+      st.out h row=- col=L0
+    endloop L0
+    cfg.fmt fmt=bitmod4 sb=8 g=16
+    {chr(10).join(f"cfg.sv slot={i} value={v}" for i, v in enumerate(sv))}
+    cfg.kchunk 16
+    acc.clr
+    ld.act h_in row=- k=-
+    ld.wgt w2 col=- k=-
+    mac
+    drain bias=-
+    st.out y row=- col=-
+    halt
+    """
+    program = assemble(text)
+    result = Machine(SMALL).run(Program.decode(program.encode()), {"x": x, "w1": q1, "w2": q2})
+    h = ref.reference_matmul(x, quantized_terms(q1), q1.scales.numpy().astype(np.int64),
+                             q1.channel_scale.numpy(), 16)[2]  # fmt: skip
+    y = ref.reference_matmul(h, quantized_terms(q2), q2.scales.numpy().astype(np.int64),
+                             q2.channel_scale.numpy(), 16)[2]  # fmt: skip
+    assert fp16_bits_equal(result.outputs["h"], h)
+    assert fp16_bits_equal(result.outputs["y"], y)
+
+
+# --- the cycle model --------------------------------------------------------------------------
+
+
+def formula_cycles(m, n, k, terms, config):
+    """⌈M/rows⌉·⌈N/cols⌉·⌈K/4⌉·terms / tiles (issue 5's acceptance formula)."""
+    return (
+        math.ceil(m / config.rows) * math.ceil(n / config.cols) * math.ceil(k / 4) * terms
+        / config.tiles
+    )
+
+
+@pytest.mark.parametrize(
+    ("fmt", "terms"), [("int8", 4), ("int6", 3), ("fp4", 2), ("bitmod4", 2), ("fp3", 2),
+                       ("bitmod3", 2)],
+)  # fmt: skip
+def test_compute_bound_cycles_match_the_formula(fmt: str, terms: int) -> None:
+    # 64 DRAM bytes per cycle keeps the loads behind compute for every format.
+    config = HardwareConfig(dram_bytes_per_cycle=64.0)
+    m, n, k = 256, 256, 1024
+    q, x, _ = make_case(fmt, m, n, k, 128, 1, bias=False)
+    report = Machine(config).run(program_for(q, m, config, bias=False), {"x": x, "w": q}).report
+    expected = formula_cycles(m, n, k, terms, config)
+    assert report.cycles_by_cause["compute"] == expected
+    assert expected <= report.cycles <= 1.10 * expected
+    passes = (m // 8) * (n // 128)
+    assert report.cycles_by_cause["dequant_tail"] == 8 * passes  # SB cycles a pass
+    assert report.pe_utilization > 0.9
+    assert sum(report.cycles_by_cause.values()) == pytest.approx(report.cycles)
+
+
+def test_dram_bound_gemm_is_paced_by_the_channel() -> None:
+    """bitmod3 at DDR4 (25.6 B/cycle): each pass's 8×K FP16 activations (16 B per 4-MAC step
+    per row pair...) outrun the 2 cycles per step, so the run takes ~ bytes / bandwidth."""
+    config = HardwareConfig()
+    m, n, k = 64, 256, 1024
+    q, x, _ = make_case("bitmod3", m, n, k, 128, 2, bias=False)
+    report = Machine(config).run(program_for(q, m, config, bias=False), {"x": x, "w": q}).report
+    channel_cycles = (report.dram_bytes_read + report.dram_bytes_written) / 25.6
+    assert report.cycles >= channel_cycles
+    assert report.cycles <= 1.10 * channel_cycles
+    assert report.cycles_by_cause["dram_stall"] > 0.1 * report.cycles
+
+
+def test_traffic_and_energy_by_hand() -> None:
+    config = HardwareConfig(rows=4, cols=4, tiles=2, dram_bytes_per_cycle=8.0)
+    m, n, k, group = 6, 10, 64, 32
+    q, x, b = make_case("int8", m, n, k, group, 4)
+    report = Machine(config).run(program_for(q, m, config), {"x": x, "w": q, "b": b}).report
+    # weight-stationary nest: weights once; activations once per column block (2 row blocks
+    # × ⌈10/8⌉ = 2 column blocks); outputs once. int8: K bytes of codes + 2 groups × 1 B scale
+    # per channel + 2 B channel scale.
+    weight_bytes = n * (k + 2 + 2)
+    assert weight_bytes == weight_block_bytes("int8", n, k, group, 8)
+    act_bytes = 2 * m * k * 2
+    out_bytes = 2 * m * n
+    assert report.dram_bytes_read == weight_bytes + act_bytes
+    assert report.dram_bytes_written == out_bytes
+    assert report.macs == m * n * k
+    assert report.buffer_bytes_read["activation"] == act_bytes
+    # every mac reads its weight block: column block 0 (8 ch) for 2 row blocks, block 1 (2 ch)
+    assert report.buffer_bytes_read["weight"] == 2 * weight_bytes
+    e = config.energy
+    passes = 2 * 2
+    assert report.cycles_by_cause["compute"] == passes * (k // 4) * 4
+    busy = passes * ((k // 4) * 4 + 8)
+    assert report.energy_pj["pe"] == pytest.approx(e.pe("bitmod") * config.total_pes * busy)
+    assert report.energy_pj["dram"] == pytest.approx(
+        8 * (weight_bytes + act_bytes + out_bytes) * e.dram_pj_per_bit
+    )
+    assert report.energy_pj["encoder"] == pytest.approx(
+        e.encoder_pj_per_tile_cycle * config.tiles * passes * (k // 4) * 4
+    )
+    assert sum(report.cycles_by_cause.values()) == pytest.approx(report.cycles)
+    assert report.total_energy_pj == pytest.approx(sum(report.energy_pj.values()))
+    assert "PE utilization" in report.format()
+
+
+def test_double_buffering_hides_loads() -> None:
+    """The same program on a buffer that holds two act blocks and on one that holds one."""
+    m, n, k = 64, 128, 512
+    q, x, _ = make_case("int8", m, n, k, 128, 6, bias=False)
+    act_block = 8 * k * 2
+    double = HardwareConfig(dram_bytes_per_cycle=8.0, act_buffer_bytes=2 * act_block)
+    single = dataclasses.replace(double, act_buffer_bytes=act_block + 1024)
+    program = program_for(q, m, double, bias=False)
+    fast = Machine(double).run(program, {"x": x, "w": q}).report
+    slow = Machine(single).run(program, {"x": x, "w": q}).report
+    # compute per pass 512 cycles + 8 tail; an act block takes 8192 B / 8 = 1024 cycles: with
+    # one slot, load and compute serialize: ≈ 8 × (1024 + 520); with two they overlap (DRAM
+    # bound): ≈ 8 × 1024 + the first weight block.
+    assert slow.cycles > fast.cycles + 7 * 500
+    assert fast.cycles_by_cause["compute"] == slow.cycles_by_cause["compute"]
+
+
+# --- errors -----------------------------------------------------------------------------------
+
+
+def _simple():
+    q, x, b = make_case("bitmod3", 6, 8, 64, 32, 8)
+    return q, x, b, program_for(q, 6, SMALL)
+
+
+def test_corrupt_and_truncated_binary() -> None:
+    q, x, b, program = _simple()
+    binary = program.encode()
+    with pytest.raises(IsaError, match="CRC"):
+        Machine(SMALL).run(binary[:-1] + bytes([binary[-1] ^ 4]), {"x": x, "w": q, "b": b})
+    with pytest.raises(IsaError, match="truncated"):
+        Machine(SMALL).run(binary[:-5], {"x": x, "w": q, "b": b})
+
+
+@pytest.mark.parametrize(
+    ("memory_change", "message"),
+    [
+        (lambda mem: mem.pop("w"), r"quantized weight 'w' is not in the memory image"),
+        (lambda mem: mem.pop("x"), r"activation 'x' is not in the memory image"),
+        (lambda mem: mem.pop("b"), r"bias 'b' is not in the memory image"),
+        (lambda mem: mem.update(x=mem["x"][:, :32]), r"'x'.*shape \[6, 32\], descriptor says 6x64"),
+        (lambda mem: mem.update(x=mem["x"].astype(np.float32)), r"'x' must be float16"),
+        (lambda mem: mem.update(b=mem["b"][:4]), r"bias 'b'.*shape \[4\]"),
+        (lambda mem: mem.update(w=quantize(torch.randn(8, 64), "bitmod4", 32)),
+         r"weight is bitmod4, descriptor says bitmod3"),
+        (lambda mem: mem.update(w=quantize(torch.randn(8, 64), "bitmod3", 16)),
+         r"group size 16, descriptor says 32"),
+        (lambda mem: mem.update(w=quantize(torch.randn(9, 64), "bitmod3", 32)),
+         r"shape \[9, 64\], descriptor says 8x64"),
+        (lambda mem: mem.update(w=mem["x"]), r"'w' is a plain tensor"),
+    ],
+)  # fmt: skip
+def test_memory_image_errors(memory_change, message) -> None:
+    q, x, b, program = _simple()
+    memory = {"x": x, "w": q, "b": b}
+    memory_change(memory)
+    with pytest.raises(MachineError, match=message):
+        Machine(SMALL).run(program, memory)
+
+
+def test_archive_missing_parameter_named() -> None:
+    q, x, b, program = _simple()
+    archive = ParamArchive()
+    archive.put("b", b)
+    with pytest.raises(MachineError, match=r"descriptor d1 \(qweight 'w'\).*'w' is not in"):
+        Machine(SMALL).run(program, archive, inputs={"x": x})
+
+
+def _run_code(code, descriptors=None, config=SMALL, memory=None):
+    q, x, b = make_case("int8", 8, 16, 64, 32, 10)
+    int8 = FORMAT_IDS["int8"]
+    descriptors = descriptors or (
+        Descriptor(0, DescKind.ACT, 8, 64),
+        Descriptor(1, DescKind.QWEIGHT, 16, 64, int8, 8, 32),
+        Descriptor(2, DescKind.OUT, 8, 16),
+        Descriptor(3, DescKind.BIAS, 16, 1),
+    )
+    program = Program(("x", "w", "y", "b"), descriptors, tuple(code) + (Halt(),))
+    return Machine(config).run(program, memory or {"x": x, "w": q, "b": b})
+
+
+INT8 = FORMAT_IDS["int8"]
+SETUP = (CfgArray(4, 4, 2), CfgFmt(INT8, 8, 32), CfgKchunk(64))
+
+
+@pytest.mark.parametrize(
+    ("code", "message"),
+    [
+        ((CfgArray(8, 8, 16),), r"instruction 0 \(cfg.array\): program compiled for rows=8"),
+        ((CfgArray(4, 4, 2), LdAct(0, None, None)), r"instruction 1 \(ld.act\): no cfg.kchunk"),
+        ((*SETUP, Mac()), r"instruction 3 \(mac\): no activation block"),
+        ((*SETUP, CfgFmt(FORMAT_IDS["int4"], 8, 32), LdWgt(1, None, None)),
+         r"instruction 4 \(ld.wgt\): weight 'w' is int8 sb=8 g=32, but cfg.fmt set int4"),
+        ((CfgArray(4, 4, 2), CfgFmt(INT8, 8, 32), CfgKchunk(48), LdWgt(1, None, None)),
+         r"K chunk 48 is not a multiple of the group size 32"),
+        ((*SETUP, Loop(0, 3), LdAct(0, 0, None), EndLoop(0)),
+         r"instruction 4 \(ld.act\): block \(row block 2, K chunk 0\) lies outside"),
+        ((*SETUP, Loop(0, 3), LdWgt(1, 0, None), EndLoop(0)),
+         r"ld.wgt\): block \(column block 2, K chunk 0\) lies outside"),
+        ((CfgArray(4, 4, 2), CfgFmt(INT8, 8, 32), CfgKchunk(32), LdAct(0, None, None),
+          CfgKchunk(32), Loop(1, 2), LdWgt(1, None, 1), EndLoop(1), Mac()),
+         r"instruction 8 \(mac\): activation block is K chunk 0, weight block is K chunk 1"),
+        ((CfgArray(4, 4, 2), CfgFmt(INT8, 8, 32), CfgKchunk(32), LdAct(0, None, None),
+          LdWgt(1, None, None), Mac(), Drain()),
+         r"instruction 6 \(drain\): K chunk\(s\) \[1\] of 2 never accumulated"),
+        ((*SETUP, LdAct(0, None, None), LdWgt(1, None, None), Mac(), Mac()),
+         r"instruction 6 \(mac\): K chunk 0 accumulated twice"),
+        ((*SETUP, LdAct(0, None, None), LdWgt(1, None, None), Mac(), Loop(2, 2),
+          LdAct(0, 2, None), EndLoop(2), Mac()),
+         r"mac\): accumulators hold row block 0 x column block 0; this mac is row block 1"),
+        ((*SETUP, Drain()), r"instruction 3 \(drain\): nothing accumulated"),
+        ((*SETUP, StOut(2, None, None)), r"instruction 3 \(st.out\): nothing drained"),
+        ((*SETUP, Loop(1, 2), AccClr(), LdAct(0, None, None), LdWgt(1, None, None), Mac(),
+          Drain(), StOut(2, 1, None), EndLoop(1)),
+         r"st.out\): stores at row block 1, column block 0, but the drained block is row "
+         r"block 0"),
+    ],
+)  # fmt: skip
+def test_program_errors_name_the_instruction(code, message) -> None:
+    with pytest.raises(MachineError, match=message):
+        _run_code(code)
+
+
+def test_buffer_overflow_names_the_instruction() -> None:
+    config = dataclasses.replace(SMALL, weight_buffer_bytes=256)
+    message = r"instruction 4 \(ld.wgt\): block of 544 bytes overflows the weight buffer \(256"
+    with pytest.raises(MachineError, match=message):
+        _run_code((*SETUP, LdAct(0, None, None), LdWgt(1, None, None)), config=config)
+    config = dataclasses.replace(SMALL, act_buffer_bytes=256)
+    message = r"instruction 3 \(ld.act\): block of 512 bytes overflows the activation buffer"
+    with pytest.raises(MachineError, match=message):
+        _run_code((*SETUP, LdAct(0, None, None)), config=config)
+
+
+def test_unset_special_value_slot_is_an_error() -> None:
+    q, x, b = make_case("bitmod3", 6, 8, 64, 32, 8)
+    program = program_for(q, 6, SMALL, special_values=(3, -3))  # slots 2, 3 never set
+    assert int(q.sv_index.max()) >= 2
+    with pytest.raises(MachineError, match=r"mac\): weight groups select special-value slot"):
+        Machine(SMALL).run(program, {"x": x, "w": q, "b": b})
+
+
+def test_wrong_output_shape_and_bias_length() -> None:
+    q, x, b = make_case("int8", 8, 16, 64, 32, 10)
+    base = (*SETUP, LdAct(0, None, None), LdWgt(1, None, None), Mac())
+    bad_out = (
+        Descriptor(0, DescKind.ACT, 8, 64),
+        Descriptor(1, DescKind.QWEIGHT, 16, 64, INT8, 8, 32),
+        Descriptor(2, DescKind.OUT, 8, 12),
+        Descriptor(3, DescKind.BIAS, 16, 1),
+    )
+    with pytest.raises(MachineError, match=r"st.out\): output 'y' is 8x12, the matmul of 'x' "
+                                           r"and 'w' is 8x16"):  # fmt: skip
+        _run_code((*base, Drain(), StOut(2, None, None)), descriptors=bad_out)
+
+
+def test_nop_costs_a_cycle_and_empty_program_runs() -> None:
+    assert _run_code((Nop(), Nop(), Nop())).report.cycles == 3
+    assert _run_code(()).report.cycles == 0
+    result = _run_code((AccClr(), CfgSv(0, 1)))
+    assert result.outputs["y"].shape == (8, 16) and not result.outputs["y"].any()
