@@ -596,3 +596,79 @@ def import_model(
     kept = {node.name for node in host.nodes}
     host_ops = [op for op in walk.host_ops if op.node in kept]
     return ImportedModel(type(model).__name__, exported, host, walk.ops, host_ops, tensors)
+
+
+# --- the bitmod-dialect module of one op -------------------------------------------------------
+
+
+def symbol_name(layer: str) -> str:
+    """A bare MLIR symbol for a layer name (``blocks.0.attn.qkv`` -> ``blocks_0_attn_qkv``)."""
+    cleaned = "".join(c if c.isalnum() or c == "_" else "_" for c in layer)
+    return cleaned if cleaned and not cleaned[0].isdigit() else f"op_{cleaned}"
+
+
+def op_module(
+    op: AcceleratedOp,
+    *,
+    dtype: str,
+    group_size: int,
+    k_padded: int,
+    scale_bits: int,
+    weight: str | None = None,
+    runtime_operand: str | None = None,
+    params_file: str = "params.safetensors",
+) -> Any:
+    """The bitmod-dialect module of one accelerated op: ``func.func @<layer>``.
+
+    A linear reads its (K-padded) weight ``weight`` and bias from the archive and asks for
+    quantization with a ``bitmod.quantize`` request whose result type carries the layer's
+    format, group size and scale bits (``bitmod-quantize`` carries it out)::
+
+        func.func @blocks_0_mlp_fc(%x: tensor<32x128xf32>) -> tensor<32x512xf32> {
+          %w = bitmod.param "blocks.0.mlp.fc.weight" : tensor<512x128xf32>
+          %q = bitmod.quantize %w : tensor<512x128xf32> -> !bitmod.qweight<512x128, bitmod3, 128>
+          %b = bitmod.param "blocks.0.mlp.fc.bias" : tensor<512xf32>
+          %y = bitmod.matmul %x, %q bias %b : (...) -> tensor<32x512xf32>
+          func.return %y : tensor<32x512xf32>
+        }
+
+    An activation matmul describes one batch/head slice ``A [M, K'] @ Bᵀ``: its right operand
+    is a function argument quantized at run time into the memory-image tensor
+    ``runtime_operand`` (``bitmod.quantize %b into "..."``: already quantized as far as the
+    passes are concerned; the host binds the real K/V per run).
+    """
+    from bitmod.dialects.bitmod import MatmulOp, ParamOp, QuantizeOp, QWeightType
+    from xdsl.dialects.builtin import ModuleOp, StringAttr, TensorType, f32
+    from xdsl.dialects.func import FuncOp, ReturnOp
+    from xdsl.ir import Block, Region
+
+    m, _, n = op.mkn
+    act_type = TensorType(f32, [m, k_padded])
+    out_type = TensorType(f32, [m, n])
+    qtype = QWeightType([n, k_padded], dtype, group_size, scale_bits)
+    if op.kind == "linear":
+        assert weight is not None
+        block = Block(arg_types=[act_type])
+        block.args[0].name_hint = "x"
+        param = ParamOp(weight, TensorType(f32, [n, k_padded]))
+        request = QuantizeOp(param.result, qtype)
+        body: list[Any] = [param, request]
+        bias = None
+        if op.bias is not None:
+            bias_param = ParamOp(op.bias, TensorType(f32, [n]))
+            body.append(bias_param)
+            bias = bias_param.result
+        matmul = MatmulOp(block.args[0], request.result, out_type, bias)
+    else:
+        assert runtime_operand is not None
+        block = Block(arg_types=[act_type, TensorType(f32, [n, k_padded])])
+        block.args[0].name_hint = "a"
+        block.args[1].name_hint = "b_t"
+        request = QuantizeOp(block.args[1], qtype, entry=runtime_operand)
+        body = [request]
+        matmul = MatmulOp(block.args[0], request.result, out_type)
+    matmul.result.name_hint = "y"
+    body += [matmul, ReturnOp(matmul.result)]
+    block.add_ops(body)
+    func = FuncOp(symbol_name(op.name), ([a.type for a in block.args], [out_type]), Region(block))
+    return ModuleOp([func], attributes={"bitmod.params": StringAttr(params_file)})

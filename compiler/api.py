@@ -1,0 +1,839 @@
+"""``bitmod.compile`` and ``bitmod.load``: a PyTorch model on the emulated BitMoD accelerator.
+
+::
+
+    import bitmod
+    compiled = bitmod.compile(model, (tokens,), dtype="bitmod3")
+    logits = compiled(tokens)          # matmuls on the emulator, the rest on the host
+    print(compiled.report())           # cycles, energy, bits/weight, per-layer dtype and error
+    compiled.save("build/gpt")         # IR, binaries, parameter archive, host graph, report
+    again = bitmod.load("build/gpt")   # runs without the model's source or torch tracing
+
+How a model is compiled
+-----------------------
+1. :mod:`bitmod.compiler.torch_frontend` traces the model with ``torch.export`` and walks the
+   ATen graph: every matmul with a constant weight (``nn.Linear`` and friends) and every
+   activation × activation matmul (attention) becomes an *accelerated op*; the rest of the
+   graph is kept as the host program (:mod:`bitmod.compiler.host`).
+2. Each accelerated op gets its own bitmod-dialect module (``op_module``), which runs through
+   the pass pipeline ``bitmod-quantize`` (weights into the parameter archive, Algorithm 1 per
+   group), ``bitmod-tile`` (output-stationary tiling for the hardware's array) and
+   ``bitmod-lower-to-isa``; :func:`bitmod.backends.emit.module_to_program` gives its binary.
+   Attention matmuls skip ``bitmod-quantize``: their right operand is quantized when the
+   model runs (INT8 by default, ``kv_dtype="int4"`` for INT4), see
+   :mod:`bitmod.compiler.offload`.
+3. Calling the compiled model runs the host program; each accelerated op executes its binary
+   on :class:`bitmod.runtime.machine.Machine` with the archive and its FP16 activation as the
+   memory image. Results are what the binary computes, bit for bit.
+
+Per-layer choices (``layers=``)
+-------------------------------
+A mapping from layer names (as listed in ``report()``: an ``nn.Linear``'s module path, or
+``<module>.<op><i>`` for other matmuls such as ``blocks.0.attn.matmul0``) or
+:func:`fnmatch` patterns (``"blocks.*.mlp.*"``) to a format name, or ``"host"`` to keep the
+layer on the host in floating point. An exact name wins over patterns; among patterns the last
+matching entry wins. Every key must match at least one layer.
+
+Shapes
+------
+The graph is static: the compiled model accepts inputs of the example's shapes and dtypes
+only. K that is not a multiple of the group size is zero padded in weight and activation
+(:func:`bitmod.compiler.offload.plan_groups`); any M and N work (the tiles are clipped).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import fnmatch
+import json
+import os
+import shutil
+import sys
+import tempfile
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+from bitmod.compiler.host import HostError, HostProgram
+from bitmod.compiler.offload import (
+    Binding,
+    OpRecord,
+    OpStats,
+    QuantPlan,
+    check_accelerated_dtype,
+    plan_groups,
+    run_op,
+)
+from bitmod.compiler.torch_frontend import (
+    AcceleratedOp,
+    CompileError,
+    HostOp,
+    TraceError,
+    import_model,
+    op_module,
+)
+from bitmod.runtime.archive import ArchiveError, ParamArchive
+from bitmod.runtime.formats import dequantize
+from bitmod.runtime.hwconfig import AreaTable, EnergyTable, HardwareConfig
+from bitmod.runtime.isa import CfgArray, IsaError, Program
+from bitmod.runtime.machine import Machine, MachineError
+from safetensors import SafetensorError
+from safetensors.torch import load_file, save_file
+from tqdm import tqdm
+
+__all__ = [
+    "BUNDLE_FORMAT",
+    "BUNDLE_VERSION",
+    "CompileError",
+    "CompiledModel",
+    "CompiledOp",
+    "ModelReport",
+    "RunOutput",
+    "TraceError",
+    "compile",
+    "load",
+]
+
+BUNDLE_FORMAT = "bitmod-compiled-model"
+BUNDLE_VERSION = 1
+HOST = "host"
+"""The ``layers=`` value that keeps a layer on the host."""
+
+_FILES = {
+    "manifest": "manifest.json",
+    "host": "host.json",
+    "params": "params.safetensors",
+    "ir": "model.mlir",
+    "inputs": "inputs.safetensors",
+    "report": "report.json",
+}
+_PROGRAM_DIR = "programs"
+
+
+# --- the compiled model ------------------------------------------------------------------------
+
+
+@dataclass
+class CompiledOp:
+    """One accelerated op: what it is, how it was quantized, its binary and memory names."""
+
+    op: AcceleratedOp
+    plan: QuantPlan
+    program: Program
+    binding: Binding
+    lowered_ir: str
+    weight_error: dict[str, float] | None = None  # linears: relative/abs error of Ŵ vs W
+    bits_per_weight: float | None = None  # linears: storage incl. metadata per (padded) weight
+
+
+@dataclass
+class RunOutput:
+    """What :meth:`CompiledModel.run` returns."""
+
+    outputs: Any
+    stats: dict[str, OpStats]
+    records: list[OpRecord] | None = None
+
+
+@dataclass
+class ModelReport:
+    """Cycles, energy, bits per weight, per-layer formats and errors, where each op ran."""
+
+    model: str
+    settings: dict[str, Any]
+    hardware: dict[str, Any]
+    inputs: str
+    cycles: int
+    seconds: float
+    energy_pj: float
+    energy_by_component: dict[str, float]
+    macs: int
+    bits_per_weight: float | None
+    layers: list[dict[str, Any]]
+    host_ops: list[dict[str, Any]]
+
+    def to_json(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    def format(self) -> str:
+        """A human-readable table: totals, accelerated layers, host ops by category."""
+        bits = "-" if self.bits_per_weight is None else f"{self.bits_per_weight:.3f}"
+        lines = [
+            f"bitmod report: {self.model} (weights {self.settings['dtype']}, "
+            f"K/V {self.settings['kv_dtype']}, group {self.settings['group_size']}, "
+            f"{self.hardware['tiles']} tiles of {self.hardware['rows']}x{self.hardware['cols']}"
+            f" PEs; run on {self.inputs})",
+            f"  cycles {self.cycles:,d} ({self.seconds * 1e6:.2f} us at "
+            f"{self.hardware['freq_hz'] / 1e9:g} GHz), energy {self.energy_pj / 1e6:.3f} uJ, "
+            f"MACs {self.macs:,d}, bits/weight {bits}",
+            "",
+            f"  {'layer':<28} {'where':<11} {'dtype':<8} {'M x K x N':<18} {'runs':>4} "
+            f"{'bits/w':>6} {'rel.err':>8} {'cycles':>10} {'energy uJ':>10}",
+        ]
+        for layer in self.layers:
+            shape = f"{layer['m']}x{layer['k']}x{layer['n']}"
+            if layer["k_padded"] != layer["k"]:
+                shape += f" (K->{layer['k_padded']})"
+            bits_w = "-" if layer["bits_per_weight"] is None else f"{layer['bits_per_weight']:.2f}"
+            error = "-" if layer["rel_error"] is None else f"{layer['rel_error']:.4f}"
+            lines.append(
+                f"  {layer['name']:<28} {layer['where']:<11} {layer['dtype']:<8} {shape:<18} "
+                f"{layer['runs']:>4} {bits_w:>6} {error:>8} {layer['cycles']:>10,d} "
+                f"{layer['energy_pj'] / 1e6:>10.4f}"
+            )
+        by_category: dict[str, list[str]] = {}
+        for op in self.host_ops:
+            by_category.setdefault(op["category"], []).append(op["aten"].split(".")[1])
+        if by_category:
+            lines.append("")
+            lines.append(f"  host ops ({len(self.host_ops)}):")
+            reasons = {op["category"]: op["reason"] for op in self.host_ops}
+            for category, names in by_category.items():
+                kinds = ", ".join(sorted(set(names)))
+                lines.append(f"    {len(names):>3} {category} ({kinds}): {reasons[category]}")
+            for op in self.host_ops:
+                if op["category"] == "matmul":
+                    lines.append(f"    host matmul {op['module'] or op['node']}: {op['reason']}")
+        return "\n".join(lines)
+
+    def __str__(self) -> str:
+        return self.format()
+
+
+class CompiledModel:
+    """A model compiled for the BitMoD accelerator; call it like the model."""
+
+    def __init__(
+        self,
+        *,
+        model_name: str,
+        host: HostProgram,
+        ops: Sequence[CompiledOp],
+        host_ops: Sequence[HostOp],
+        archive: ParamArchive,
+        settings: Mapping[str, Any],
+        hardware: HardwareConfig,
+        ir: str,
+        example_inputs: Sequence[torch.Tensor],
+    ) -> None:
+        self.model_name = model_name
+        self.host = host
+        self.ops = {c.op.name: c for c in ops}
+        self.host_ops = list(host_ops)
+        self.archive = archive
+        self.settings = dict(settings)
+        self.hardware = hardware
+        self.ir = ir
+        self.example_inputs = list(example_inputs)
+        self.machine = Machine(hardware)
+        self._bias16: dict[str, torch.Tensor] = {}
+        self._last: tuple[str, dict[str, OpStats]] | None = None
+        self._check()
+
+    def _check(self) -> None:
+        """Every name the host program and the programs need is in the archive."""
+        for name in self.host.param_names():
+            if name not in self.archive:
+                raise CompileError(f"host parameter {name!r} is missing from the archive")
+        for name in self.host.accel_names():
+            if name not in self.ops:
+                raise CompileError(f"host program calls unknown accelerated op {name!r}")
+        for compiled in self.ops.values():
+            op = compiled.op
+            if op.kind == "linear" and not self.archive.is_quantized(compiled.binding.weight):
+                raise CompileError(
+                    f"op '{op.name}': quantized weight {compiled.binding.weight!r} is missing "
+                    f"from the archive"
+                )
+            if compiled.binding.bias is not None and compiled.binding.bias not in self.archive:
+                raise CompileError(f"op '{op.name}': bias {compiled.binding.bias!r} is missing")
+            strings = set(compiled.program.strings)
+            for name in (compiled.binding.act, compiled.binding.weight, compiled.binding.out):
+                if name not in strings:
+                    raise CompileError(f"op '{op.name}': its program has no tensor {name!r}")
+            geometry = next(i for i in compiled.program.instructions if isinstance(i, CfgArray))
+            mine = (self.hardware.rows, self.hardware.cols, self.hardware.tiles)
+            if (geometry.rows, geometry.cols, geometry.tiles) != mine:
+                raise CompileError(
+                    f"op '{op.name}': program tiled for rows={geometry.rows} "
+                    f"cols={geometry.cols} tiles={geometry.tiles}, the hardware has "
+                    f"rows={mine[0]} cols={mine[1]} tiles={mine[2]}"
+                )
+
+    # -- running ---------------------------------------------------------------------------
+
+    def __call__(self, *args: Any, **kwargs: Any) -> Any:
+        return self.run(args, kwargs).outputs
+
+    def run(
+        self,
+        args: Sequence[Any],
+        kwargs: Mapping[str, Any] | None = None,
+        *,
+        record: bool = False,
+        label: str = "last call",
+    ) -> RunOutput:
+        """Run once; ``record=True`` also returns every accelerator run's operands/result."""
+        flat = self.host.flatten_inputs(tuple(args), dict(kwargs or {}))
+        stats = {name: OpStats() for name in self.ops}
+        records: list[OpRecord] | None = [] if record else None
+
+        def accelerated(name: str, operands: list[torch.Tensor]) -> torch.Tensor:
+            compiled = self.ops[name]
+            try:
+                return run_op(
+                    compiled.op, compiled.plan, compiled.program, compiled.binding, operands,
+                    machine=self.machine, archive=self.archive, bias16=self._bias(compiled),
+                    stats=stats[name], records=records,
+                )
+            except MachineError as error:
+                raise CompileError(f"op '{name}' failed on the machine: {error}") from None
+
+        outputs = self.host.run(flat, self.archive.get, accelerated)
+        self._last = (label, stats)
+        return RunOutput(outputs, stats, records)
+
+    def _bias(self, compiled: CompiledOp) -> torch.Tensor | None:
+        name = compiled.binding.bias
+        if name is None:
+            return None
+        if name not in self._bias16:
+            self._bias16[name] = self.archive.get(name).detach().to(torch.float16).contiguous()
+        return self._bias16[name]
+
+    # -- the report ------------------------------------------------------------------------
+
+    def report(self) -> ModelReport:
+        """The report of the last call (before any call: of a run on the example inputs)."""
+        if self._last is None:
+            self.run(self.example_inputs, label="the example inputs")
+        assert self._last is not None
+        label, stats = self._last
+        layers = []
+        total_bits = 0.0
+        total_weights = 0
+        energy: dict[str, float] = {}
+        for name, compiled in self.ops.items():
+            op, plan, op_stats = compiled.op, compiled.plan, stats[name]
+            m, k, n = op.mkn
+            if op.kind == "linear":
+                rel_error = None if compiled.weight_error is None else compiled.weight_error[
+                    "relative"]
+                bits = compiled.bits_per_weight
+                if bits is not None:
+                    total_bits += bits * n * plan.k_padded
+                    total_weights += n * k
+                why = "constant-weight matmul: quantized weight on the bit-serial PE"
+            else:
+                rel_error = op_stats.kv_relative_error
+                bits = None
+                why = (f"activation x activation matmul: right operand quantized to "
+                       f"{plan.dtype} at run time (paper Sec. IV-B)")
+            for component, value in op_stats.energy_pj.items():
+                energy[component] = energy.get(component, 0.0) + value
+            layers.append({
+                "name": name, "kind": op.kind, "module": op.module, "aten": op.aten,
+                "where": "accelerator", "why": why, "dtype": plan.dtype,
+                "group_size": plan.group_size, "scale_bits": plan.scale_bits,
+                "m": m, "k": k, "n": n, "k_padded": plan.k_padded, "runs": op_stats.runs,
+                "bits_per_weight": bits, "rel_error": rel_error,
+                "weight_error": compiled.weight_error,
+                "instructions": len(compiled.program.instructions),
+                "cycles": op_stats.cycles, "energy_pj": op_stats.energy_total_pj,
+                "macs": op_stats.macs, "dram_bytes": op_stats.dram_bytes,
+                "cycles_by_cause": dict(op_stats.cycles_by_cause),
+            })
+        host_ops = [dict(op.to_json(), where="host") for op in self.host_ops]
+        cycles = sum(layer["cycles"] for layer in layers)
+        return ModelReport(
+            model=self.model_name,
+            settings=dict(self.settings),
+            hardware=_hardware_to_json(self.hardware),
+            inputs=label,
+            cycles=cycles,
+            seconds=cycles / self.hardware.freq_hz,
+            energy_pj=float(sum(energy.values())),
+            energy_by_component=energy,
+            macs=sum(layer["macs"] for layer in layers),
+            bits_per_weight=total_bits / total_weights if total_weights else None,
+            layers=layers,
+            host_ops=host_ops,
+        )
+
+    # -- saving ----------------------------------------------------------------------------
+
+    def save(self, directory: str | os.PathLike[str]) -> Path:
+        """Write the bundle atomically: ``directory`` is complete or untouched.
+
+        An existing ``directory`` is replaced only if it is a bitmod bundle (or empty).
+        """
+        target = Path(directory)
+        if target.exists() and not _is_replaceable(target):
+            raise CompileError(
+                f"{target} exists and is not a bitmod bundle (no {_FILES['manifest']}); "
+                f"refusing to overwrite it"
+            )
+        report = self.report()
+        target.parent.mkdir(parents=True, exist_ok=True)
+        staging = Path(tempfile.mkdtemp(prefix=f".{target.name}.", dir=target.parent))
+        try:
+            self._write(staging, report)
+            if target.exists():
+                old = Path(tempfile.mkdtemp(prefix=f".{target.name}.old.", dir=target.parent))
+                os.replace(target, old / "bundle")
+                os.replace(staging, target)
+                shutil.rmtree(old, ignore_errors=True)
+            else:
+                os.replace(staging, target)
+        finally:
+            if staging.exists():
+                shutil.rmtree(staging, ignore_errors=True)
+        return target
+
+    def _write(self, root: Path, report: ModelReport) -> None:
+        (root / _PROGRAM_DIR).mkdir()
+        ops_json = []
+        for index, (name, compiled) in enumerate(self.ops.items()):
+            stem = f"{_PROGRAM_DIR}/{index:03d}_{_file_stem(name)}"
+            (root / f"{stem}.bin").write_bytes(compiled.program.encode())
+            (root / f"{stem}.s").write_text(compiled.program.to_asm() + "\n")
+            (root / f"{stem}.mlir").write_text(compiled.lowered_ir)
+            ops_json.append({
+                "op": compiled.op.to_json(), "plan": compiled.plan.to_json(),
+                "binding": compiled.binding.to_json(), "program": f"{stem}.bin",
+                "lowered_ir": f"{stem}.mlir", "weight_error": compiled.weight_error,
+                "bits_per_weight": compiled.bits_per_weight,
+            })
+        manifest = {
+            "format": BUNDLE_FORMAT,
+            "version": BUNDLE_VERSION,
+            "model": self.model_name,
+            "settings": self.settings,
+            "hardware": _hardware_to_json(self.hardware),
+            "ops": ops_json,
+            "host_ops": [op.to_json() for op in self.host_ops],
+            "files": dict(_FILES),
+        }
+        (root / _FILES["host"]).write_text(self.host.to_json())
+        self.archive.save(root / _FILES["params"])
+        (root / _FILES["ir"]).write_text(self.ir)
+        save_file(
+            {f"input.{i}": t.contiguous() for i, t in enumerate(self.example_inputs)},
+            str(root / _FILES["inputs"]),
+        )
+        (root / _FILES["report"]).write_text(json.dumps(report.to_json(), indent=1) + "\n")
+        (root / _FILES["manifest"]).write_text(json.dumps(manifest, indent=1) + "\n")
+
+    def __repr__(self) -> str:
+        return (
+            f"CompiledModel({self.model_name}: {len(self.ops)} accelerated ops, "
+            f"{len(self.host_ops)} host ops, weights {self.settings.get('dtype')})"
+        )
+
+
+def _is_replaceable(path: Path) -> bool:
+    if not path.is_dir():
+        return False
+    return (path / _FILES["manifest"]).is_file() or not any(path.iterdir())
+
+
+def _file_stem(name: str) -> str:
+    return "".join(c if c.isalnum() or c in "._-" else "_" for c in name)[:80]
+
+
+# --- hardware configuration as JSON ----------------------------------------------------------
+
+
+def _plain(value: Any) -> Any:
+    return dict(value) if isinstance(value, Mapping) else value
+
+
+def _hardware_to_json(hardware: HardwareConfig) -> dict[str, Any]:
+    data = {
+        f.name: getattr(hardware, f.name)
+        for f in dataclasses.fields(hardware)
+        if f.name not in ("energy", "area")
+    }
+    for table in ("energy", "area"):
+        value = getattr(hardware, table)
+        data[table] = {f.name: _plain(getattr(value, f.name)) for f in dataclasses.fields(value)}
+    return data
+
+
+def _hardware_from_json(data: Mapping[str, Any]) -> HardwareConfig:
+    scalars = {k: v for k, v in data.items() if k not in ("energy", "area")}
+    return HardwareConfig(
+        **scalars, energy=EnergyTable(**data["energy"]), area=AreaTable(**data["area"])
+    )
+
+
+# --- layer rules -------------------------------------------------------------------------------
+
+
+class _LayerRules:
+    """``layers=``: exact names beat patterns; the last matching pattern wins."""
+
+    def __init__(self, layers: Mapping[str, str] | None) -> None:
+        if layers is not None and not isinstance(layers, Mapping):
+            raise CompileError(
+                f"layers must be a mapping of layer name or pattern to a format name or "
+                f"'{HOST}', got {type(layers).__name__}"
+            )
+        self.rules: dict[str, str] = {}
+        for key, value in (layers or {}).items():
+            if not isinstance(key, str) or not isinstance(value, str):
+                raise CompileError(f"layers entry {key!r}: {value!r}: expected str: str")
+            if value != HOST:
+                check_accelerated_dtype(value, f"layers[{key!r}]")
+            self.rules[key] = value
+        self.used: set[str] = set()
+        self.seen: list[str] = []
+
+    def lookup(self, name: str) -> str | None:
+        self.seen.append(name)
+        if name in self.rules:
+            self.used.add(name)
+            return self.rules[name]
+        found = None
+        for pattern, value in self.rules.items():
+            if fnmatch.fnmatchcase(name, pattern):
+                self.used.add(pattern)
+                found = value
+        return found
+
+    def check_all_used(self) -> None:
+        unused = [key for key in self.rules if key not in self.used]
+        if unused:
+            raise CompileError(
+                f"layers= names {', '.join(repr(k) for k in unused)}, which match no layer; "
+                f"layers: {', '.join(self.seen) or 'none'}"
+            )
+
+
+# --- compile -----------------------------------------------------------------------------------
+
+
+def _default_pipeline(hardware: HardwareConfig) -> str:
+    return (
+        "bitmod-quantize,"
+        f"bitmod-tile{{rows={hardware.rows} cols={hardware.cols} tiles={hardware.tiles} "
+        f"act-buffer={hardware.act_buffer_bytes} weight-buffer={hardware.weight_buffer_bytes}}},"
+        "bitmod-lower-to-isa"
+    )
+
+
+def _passes(pipeline: str) -> list[Any]:
+    from bitmod.compiler.diagnostics import DiagnosticError
+    from bitmod.compiler.pipelines import PIPELINES, build_pipeline
+
+    text = PIPELINES.get(pipeline, pipeline)
+    try:
+        return list(build_pipeline(text).passes)
+    except DiagnosticError as error:
+        raise CompileError(f"pipeline {pipeline!r}: {error.render('<pipeline>')}") from None
+
+
+def _check_options(
+    dtype: str, group_size: int, scale_bits: int, kv_dtype: str, kv_group_size: int
+) -> None:
+    check_accelerated_dtype(dtype, "dtype")
+    check_accelerated_dtype(kv_dtype, "kv_dtype")
+    for what, value in (("group_size", group_size), ("kv_group_size", kv_group_size)):
+        if not isinstance(value, int) or isinstance(value, bool) or value <= 0 or value % 4:
+            raise CompileError(
+                f"{what} must be a positive multiple of 4 (the PE takes 4 weights a cycle), "
+                f"got {value!r}"
+            )
+    if not isinstance(scale_bits, int) or isinstance(scale_bits, bool) \
+            or not 2 <= scale_bits <= 8:
+        raise CompileError(
+            f"scale_bits must be 2..8 (the PE dequantizes by an integer group scale, one bit a "
+            f"cycle), got {scale_bits!r}"
+        )
+
+
+def compile(  # noqa: A001 - the public name mirrors torch.compile
+    model: torch.nn.Module,
+    example_args: Sequence[Any] | torch.Tensor,
+    dtype: str = "bitmod3",
+    group_size: int = 128,
+    scale_bits: int = 8,
+    pipeline: str | None = None,
+    layers: Mapping[str, str] | None = None,
+    kv_dtype: str = "int8",
+    *,
+    example_kwargs: Mapping[str, Any] | None = None,
+    kv_group_size: int | None = None,
+    hardware: HardwareConfig | None = None,
+    progress: bool | None = None,
+) -> CompiledModel:
+    """Compile ``model`` for the BitMoD accelerator (see the module docstring).
+
+    ``dtype``: weight format of the linears (``bitmod3``, ``bitmod4``, ``int8``, ... any
+    format with a bit-serial lowering); ``group_size`` weights per group along K;
+    ``scale_bits`` of the second-level INT group scales; ``kv_dtype`` the run-time format of
+    attention's K and V (``int8`` or ``int4``), grouped by ``kv_group_size`` (default
+    ``group_size``) along the reduction; ``layers`` per-layer formats or ``"host"``;
+    ``pipeline`` a pass pipeline (or preset name) run on each op's module instead of the
+    default ``bitmod-quantize,bitmod-tile{...hardware...},bitmod-lower-to-isa`` (its
+    ``bitmod-quantize`` is skipped for run-time quantized ops; formats come from ``dtype`` /
+    ``layers``); ``hardware`` the accelerator (default: the paper's 16 tiles of 8x8);
+    ``progress`` shows a tqdm bar (default: on a terminal, for 8 layers or more).
+    """
+    hardware = hardware or HardwareConfig()
+    kv_group_size = group_size if kv_group_size is None else kv_group_size
+    _check_options(dtype, group_size, scale_bits, kv_dtype, kv_group_size)
+    rules = _LayerRules(layers)
+    if not isinstance(example_args, tuple | list):
+        example_args = (example_args,)
+    imported = import_model(
+        model, example_args, example_kwargs,
+        keep_on_host=lambda name: rules.lookup(name) == HOST,
+    )
+    rules.check_all_used()
+    passes = _passes(pipeline if pipeline is not None else _default_pipeline(hardware))
+
+    from bitmod.compiler.diagnostics import DiagnosticError
+    from bitmod.compiler.ir_io import print_module
+    from bitmod.passes.bitmod_quantize import PROGRESS_MIN_LAYERS
+    from bitmod.passes.context import make_context
+    from xdsl.dialects.builtin import ModuleOp
+
+    ctx = make_context()
+    for name, tensor in imported.tensors.items():
+        ctx.archive.put(name, tensor)
+    show = progress if progress is not None else (
+        sys.stderr.isatty() and len(imported.ops) >= PROGRESS_MIN_LAYERS
+    )
+    compiled_ops: list[CompiledOp] = []
+    quantized_funcs: list[Any] = []
+    bar = tqdm(imported.ops, desc="bitmod.compile", unit="layer", disable=not show,
+               file=sys.stderr)
+    for op in bar:
+        bar.set_postfix_str(op.name, refresh=False)
+        compiled, quantized_func = _compile_op(
+            op, ctx, passes, rules, dtype=dtype, group_size=group_size, scale_bits=scale_bits,
+            kv_dtype=kv_dtype, kv_group_size=kv_group_size, imported_tensors=imported.tensors,
+            print_module=print_module, diagnostic=DiagnosticError,
+        )
+        compiled_ops.append(compiled)
+        quantized_funcs.append(quantized_func)
+    bar.close()
+
+    ir_module = ModuleOp(quantized_funcs)
+    from xdsl.dialects.builtin import StringAttr
+
+    ir_module.attributes["bitmod.params"] = StringAttr(_FILES["params"])
+    archive = _bundle_archive(imported.host.param_names(), compiled_ops, ctx.archive)
+    settings = {
+        "dtype": dtype, "group_size": group_size, "scale_bits": scale_bits,
+        "kv_dtype": kv_dtype, "kv_group_size": kv_group_size, "layers": dict(layers or {}),
+        "pipeline": pipeline if pipeline is not None else _default_pipeline(hardware),
+    }
+    inputs = list(example_args) + list((example_kwargs or {}).values())
+    return CompiledModel(
+        model_name=imported.model_name, host=imported.host, ops=compiled_ops,
+        host_ops=imported.host_ops, archive=archive, settings=settings, hardware=hardware,
+        ir=print_module(ctx, ir_module), example_inputs=[t.detach().clone() for t in inputs],
+    )
+
+
+def _compile_op(
+    op: AcceleratedOp,
+    ctx: Any,
+    passes: list[Any],
+    rules: _LayerRules,
+    *,
+    dtype: str,
+    group_size: int,
+    scale_bits: int,
+    kv_dtype: str,
+    kv_group_size: int,
+    imported_tensors: Mapping[str, torch.Tensor],
+    print_module: Callable[[Any, Any], str],
+    diagnostic: type[Exception],
+) -> tuple[CompiledOp, Any]:
+    """Build, quantize, tile and lower one op; (its CompiledOp, its quantized func)."""
+    from bitmod.backends.emit import EmitError, find_program, module_to_program
+    from bitmod.dialects.bsisa import LaunchOp
+    from xdsl.dialects.func import FuncOp
+
+    _, k, n = op.mkn
+    layer_dtype = rules.lookup(op.name) or (dtype if op.kind == "linear" else kv_dtype)
+    group, k_padded = plan_groups(k, group_size if op.kind == "linear" else kv_group_size)
+    plan = QuantPlan(layer_dtype, group, k_padded, scale_bits)
+    weight_name = runtime_operand = None
+    if op.kind == "linear":
+        assert op.weight is not None
+        weight_name = op.weight if k_padded == k else f"{op.weight}.pad{k_padded}"
+        if k_padded != k:
+            weight = imported_tensors[op.weight]
+            ctx.archive.put(weight_name, torch.nn.functional.pad(weight, (0, k_padded - k)))
+    else:
+        runtime_operand = f"{op.name}.rhs"
+    module = op_module(
+        op, dtype=layer_dtype, group_size=group, k_padded=k_padded, scale_bits=scale_bits,
+        weight=weight_name, runtime_operand=runtime_operand, params_file=_FILES["params"],
+    )
+    quantized_func = None
+    try:
+        for compiler_pass in passes:
+            if compiler_pass.name == "bitmod-quantize" and op.kind != "linear":
+                continue  # the right operand is quantized at run time
+            if compiler_pass.name == "bitmod-tile" and quantized_func is None:
+                quantized_func = _only_func(module, FuncOp).clone()
+            compiler_pass.apply(ctx, module)
+        program = module_to_program(module)
+    except diagnostic as error:
+        raise CompileError(f"layer '{op.name}': {error.message}") from None  # type: ignore[attr-defined]
+    except EmitError as error:
+        raise CompileError(f"layer '{op.name}': pipeline produced no program: {error}") from None
+    if quantized_func is None:
+        quantized_func = _only_func(module, FuncOp).clone()
+    launches = [o for o in module.walk() if isinstance(o, LaunchOp)]
+    if len(launches) != 1:
+        raise CompileError(f"layer '{op.name}': expected one bsisa.launch, got {len(launches)}")
+    (launch,) = launches
+    program_op = find_program(module)
+
+    def tensor_of(ref: Any) -> str:
+        desc = program_op.descriptor(ref.root_reference.data)
+        assert desc is not None
+        return desc.tensor.data
+
+    weights = [d.tensor.data for d in program_op.descriptors if d.kind.data == "qweight"]
+    binding = Binding(
+        tensor_of(launch.act_desc), weights[0], tensor_of(launch.out_desc),
+        None if launch.bias_desc is None else tensor_of(launch.bias_desc),
+    )
+    expected_weight = weight_name if op.kind == "linear" else runtime_operand
+    if binding.weight != expected_weight:
+        raise CompileError(
+            f"layer '{op.name}': program loads weight {binding.weight!r}, expected "
+            f"{expected_weight!r}"
+        )
+    weight_error = bits = None
+    if op.kind == "linear":
+        assert weight_name is not None and op.weight is not None
+        q = ctx.archive.get_quantized(weight_name)
+        original = imported_tensors[op.weight].to(torch.float32)
+        approx = dequantize(q)[:, :k]
+        difference = approx - original
+        norm = float(original.norm())
+        weight_error = {
+            "relative": float(difference.norm()) / norm if norm else 0.0,
+            "max_abs": float(difference.abs().max()),
+        }
+        bits = float(q.bits_per_weight)
+    compiled = CompiledOp(
+        op, plan, program, binding, print_module(ctx, module), weight_error, bits
+    )
+    return compiled, quantized_func
+
+
+def _only_func(module: Any, func_type: type) -> Any:
+    funcs = [o for o in module.ops if isinstance(o, func_type)]
+    assert len(funcs) == 1
+    return funcs[0]
+
+
+def _bundle_archive(
+    host_params: Sequence[str], ops: Sequence[CompiledOp], source: ParamArchive
+) -> ParamArchive:
+    """What a compiled model needs: host parameters, quantized weights, biases (no float
+    copies of the offloaded weights)."""
+    archive = ParamArchive()
+    for name in host_params:
+        archive.put(name, source.get(name))
+    for compiled in ops:
+        if compiled.op.kind == "linear":
+            archive.put_quantized(compiled.binding.weight,
+                                  source.get_quantized(compiled.binding.weight))
+        if compiled.binding.bias is not None and compiled.binding.bias not in archive:
+            archive.put(compiled.binding.bias, source.get(compiled.binding.bias))
+    return archive
+
+
+# --- load --------------------------------------------------------------------------------------
+
+
+def load(directory: str | os.PathLike[str]) -> CompiledModel:
+    """A compiled model saved by :meth:`CompiledModel.save`; no model source, no tracing.
+
+    A missing or corrupt file raises :class:`CompileError` naming it.
+    """
+    root = Path(directory)
+    if not root.is_dir():
+        raise CompileError(f"{root} is not a directory (expected a bundle saved by bitmod)")
+    manifest_path = root / _FILES["manifest"]
+    manifest = _read_json(manifest_path)
+    if not isinstance(manifest, dict) or manifest.get("format") != BUNDLE_FORMAT:
+        raise CompileError(f"{manifest_path}: not a bitmod compiled-model manifest")
+    if manifest.get("version") != BUNDLE_VERSION:
+        raise CompileError(
+            f"{manifest_path}: bundle version {manifest.get('version')!r}, this bitmod reads "
+            f"{BUNDLE_VERSION}"
+        )
+    try:
+        host = HostProgram.from_json(
+            _read_text(root / _FILES["host"]), str(root / _FILES["host"])
+        )
+        archive = ParamArchive.load(root / _FILES["params"])
+        ops = [_load_op(root, entry) for entry in manifest["ops"]]
+        host_ops = [HostOp(**entry) for entry in manifest["host_ops"]]
+        hardware = _hardware_from_json(manifest["hardware"])
+        inputs_path = root / _FILES["inputs"]
+        try:
+            tensors = load_file(str(inputs_path))
+        except (SafetensorError, OSError) as error:
+            raise CompileError(f"{inputs_path}: {error}") from None
+        example_inputs = [tensors[f"input.{i}"] for i in range(len(tensors))]
+        return CompiledModel(
+            model_name=str(manifest["model"]), host=host, ops=ops, host_ops=host_ops,
+            archive=archive, settings=dict(manifest["settings"]), hardware=hardware,
+            ir=_read_text(root / _FILES["ir"]), example_inputs=example_inputs,
+        )
+    except (HostError, ArchiveError) as error:
+        raise CompileError(str(error)) from None
+    except (KeyError, TypeError, ValueError) as error:
+        if isinstance(error, CompileError):
+            raise
+        raise CompileError(f"{manifest_path}: malformed manifest ({error!r})") from None
+
+
+def _load_op(root: Path, entry: Mapping[str, Any]) -> CompiledOp:
+    program_path = root / str(entry["program"])
+    try:
+        program = Program.decode(_read_bytes(program_path))
+    except IsaError as error:
+        raise CompileError(f"{program_path}: corrupt program: {error}") from None
+    op = AcceleratedOp.from_json(entry["op"])
+    return CompiledOp(
+        op, QuantPlan.from_json(entry["plan"]), program, Binding.from_json(entry["binding"]),
+        _read_text(root / str(entry["lowered_ir"])), entry.get("weight_error"),
+        entry.get("bits_per_weight"),
+    )
+
+
+def _read_bytes(path: Path) -> bytes:
+    try:
+        return path.read_bytes()
+    except OSError as error:
+        raise CompileError(f"{path}: cannot read ({error.strerror})") from None
+
+
+def _read_text(path: Path) -> str:
+    try:
+        return _read_bytes(path).decode("utf-8")
+    except UnicodeDecodeError:
+        raise CompileError(f"{path}: not UTF-8 text") from None
+
+
+def _read_json(path: Path) -> Any:
+    try:
+        return json.loads(_read_text(path))
+    except json.JSONDecodeError as error:
+        raise CompileError(f"{path}: not valid JSON ({error})") from None
+

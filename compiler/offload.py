@@ -1,0 +1,287 @@
+"""Running an offloaded op: memory images for the emulated accelerator, K/V quantization.
+
+Each accelerated op of a compiled model has its own bsisa :class:`~bitmod.runtime.isa.Program`
+(one ``bsisa.program`` with one segment, lowered from that op's module; the ISA has no entry
+points, so a bundle holds one binary per op). Running the op means executing that binary on
+:class:`bitmod.runtime.machine.Machine` with a memory image made of
+
+* the parameter archive (the quantized weight of a linear, stored by ``bitmod-quantize``), and
+* the op's activation, rounded to FP16 (the PE's activation format) and zero-padded along K
+  when the weight was padded (see :func:`plan_groups`), plus the bias in FP16;
+
+so the result is exactly what the binary computes. The FP16 output is converted back to the
+host's dtype.
+
+Activation × activation matmuls (attention ``Q·Kᵀ`` and ``P·V``, BitMoD paper Sec. IV-B): the
+PE keeps one FP16 operand, so the right operand ``B`` of ``A @ B`` (``Kᵀ`` or ``V``) is
+quantized at run time and takes the weight's place: ``W = Bᵀ`` ``[N, K]``, grouped along the
+reduction dimension K (per key token over the head dimension for ``Q·Kᵀ``, per value channel
+over the tokens for ``P·V``), with the same quantizer as the weights
+(:func:`bitmod.runtime.formats.quantize`, symmetric INT8 or INT4, INT8 second-level group
+scales per row). ``B`` is first rounded to FP16, the format K and V have in memory. One run per
+batch × head slice, all slices quantized in one vectorized call (rows are independent:
+groups and channel scales are per row).
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import torch
+from bitmod.compiler.torch_frontend import AcceleratedOp, CompileError
+from bitmod.runtime.archive import ParamArchive
+from bitmod.runtime.formats import QuantizedTensor, dequantize, get_format, quantize
+from bitmod.runtime.isa import Program
+from bitmod.runtime.machine import Machine, Report
+
+__all__ = [
+    "Binding",
+    "OpRecord",
+    "OpStats",
+    "QuantPlan",
+    "plan_groups",
+    "quantize_rows",
+    "run_op",
+    "to_fp16",
+]
+
+FP16_MAX = 65504.0
+
+
+def plan_groups(k: int, group_size: int) -> tuple[int, int]:
+    """(group size G', padded K') for a reduction of length ``k`` and requested ``group_size``.
+
+    The ISA needs a group size that is a multiple of 4 and divides K. A reduction shorter
+    than one group is a single group of ``ceil4(k)`` (quantizing it with G = 128 and
+    zero padding would give the same codes: padded zeros change neither the group's absmax
+    nor which candidate has the least error, they only cost cycles). A longer one keeps
+    ``G`` and zero-pads K to a multiple of it; the last group then holds fewer real weights.
+    Zero padding of both weight and activation leaves every dot product unchanged.
+    """
+    if group_size <= 0 or group_size % 4:
+        raise CompileError(f"group size {group_size} must be a positive multiple of 4")
+    group = min(group_size, 4 * math.ceil(k / 4))
+    return group, group * math.ceil(k / group)
+
+
+@dataclass(frozen=True)
+class QuantPlan:
+    """How one op is quantized: format, group size, K after padding, scale bits."""
+
+    dtype: str
+    group_size: int
+    k_padded: int
+    scale_bits: int
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "dtype": self.dtype, "group_size": self.group_size, "k_padded": self.k_padded,
+            "scale_bits": self.scale_bits,
+        }
+
+    @classmethod
+    def from_json(cls, data: Mapping[str, Any]) -> QuantPlan:
+        return cls(
+            str(data["dtype"]), int(data["group_size"]), int(data["k_padded"]),
+            int(data["scale_bits"]),
+        )
+
+
+@dataclass(frozen=True)
+class Binding:
+    """Memory-image names of one op's program: activation, weight, bias, output."""
+
+    act: str
+    weight: str
+    out: str
+    bias: str | None = None
+
+    def to_json(self) -> dict[str, Any]:
+        return {"act": self.act, "weight": self.weight, "out": self.out, "bias": self.bias}
+
+    @classmethod
+    def from_json(cls, data: Mapping[str, Any]) -> Binding:
+        bias = data.get("bias")
+        return cls(str(data["act"]), str(data["weight"]), str(data["out"]),
+                   None if bias is None else str(bias))
+
+
+@dataclass
+class OpStats:
+    """Accumulated machine reports of one op over every run of it."""
+
+    runs: int = 0
+    cycles: int = 0
+    macs: int = 0
+    dram_bytes: int = 0
+    pe_cycles_busy: float = 0.0
+    energy_pj: dict[str, float] = field(default_factory=dict)
+    cycles_by_cause: dict[str, float] = field(default_factory=dict)
+    kv_error_sq: float = 0.0  # Σ (B̂ − B)² of run-time quantized operands
+    kv_norm_sq: float = 0.0  # Σ B²
+
+    @property
+    def kv_relative_error(self) -> float | None:
+        """‖B̂ − B‖ / ‖B‖ over every run (None for a linear or before any run)."""
+        if self.kv_norm_sq == 0.0:
+            return None
+        return math.sqrt(self.kv_error_sq / self.kv_norm_sq)
+
+    def add(self, report: Report) -> None:
+        self.runs += 1
+        self.cycles += report.cycles
+        self.macs += report.macs
+        self.dram_bytes += report.dram_bytes_read + report.dram_bytes_written
+        self.pe_cycles_busy += report.pe_cycles_busy
+        for name, value in report.energy_pj.items():
+            self.energy_pj[name] = self.energy_pj.get(name, 0.0) + value
+        for name, value in report.cycles_by_cause.items():
+            self.cycles_by_cause[name] = self.cycles_by_cause.get(name, 0.0) + value
+
+    @property
+    def energy_total_pj(self) -> float:
+        return float(sum(self.energy_pj.values()))
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "runs": self.runs, "cycles": self.cycles, "macs": self.macs,
+            "dram_bytes": self.dram_bytes, "pe_cycles_busy": self.pe_cycles_busy,
+            "energy_pj": dict(self.energy_pj), "energy_total_pj": self.energy_total_pj,
+            "cycles_by_cause": dict(self.cycles_by_cause),
+            "kv_relative_error": self.kv_relative_error,
+        }
+
+
+@dataclass
+class OpRecord:
+    """What one accelerator run saw (kept only when a run is recorded)."""
+
+    op: str
+    index: int  # batch/head slice (0 for a linear)
+    act: torch.Tensor  # FP16 [M, K'] as loaded
+    weight: QuantizedTensor | None  # the run-time quantized K/V (None for a linear)
+    out: torch.Tensor  # FP16 [M, N] as stored
+
+
+def to_fp16(x: torch.Tensor, what: str) -> torch.Tensor:
+    """Round to FP16 (RNE); a clear error for values the PE cannot represent."""
+    x = x.detach()
+    if not x.is_floating_point():
+        raise CompileError(f"{what}: expected a floating-point tensor, got {x.dtype}")
+    bad = ~torch.isfinite(x) | (x.abs() > FP16_MAX)
+    if bool(bad.any()):
+        index = tuple(int(i) for i in bad.nonzero()[0])
+        raise CompileError(
+            f"{what}: value {float(x[index])} at {list(index)} is not representable in FP16 "
+            f"(the accelerator's activation format, max {FP16_MAX:g})"
+        )
+    return x.to(torch.float16)
+
+
+def _pad_k(x: torch.Tensor, k_padded: int) -> torch.Tensor:
+    k = x.shape[-1]
+    if k == k_padded:
+        return x.contiguous()
+    return torch.nn.functional.pad(x, (0, k_padded - k)).contiguous()
+
+
+def quantize_rows(w: torch.Tensor, plan: QuantPlan) -> QuantizedTensor:
+    """Quantize ``w [rows, K]`` (padded to ``plan.k_padded``) per group along K."""
+    return quantize(
+        _pad_k(w.to(torch.float32), plan.k_padded), plan.dtype, plan.group_size,
+        plan.scale_bits,
+    )
+
+
+def _slice_rows(q: QuantizedTensor, start: int, stop: int) -> QuantizedTensor:
+    """Rows ``[start, stop)`` of a quantized tensor (groups and channel scales are per row)."""
+
+    def rows(t: torch.Tensor | None) -> torch.Tensor | None:
+        return None if t is None else t[start:stop].contiguous()
+
+    return QuantizedTensor(
+        q.fmt, (stop - start, q.shape[1]), q.group_size, q.scale_bits, q.codes[start:stop],
+        q.sv_index[start:stop], q.scales[start:stop], rows(q.channel_scale), rows(q.zeros),
+    )
+
+
+def run_op(
+    op: AcceleratedOp,
+    plan: QuantPlan,
+    program: Program,
+    binding: Binding,
+    operands: list[torch.Tensor],
+    *,
+    machine: Machine,
+    archive: ParamArchive,
+    bias16: torch.Tensor | None,
+    stats: OpStats,
+    records: list[OpRecord] | None = None,
+) -> torch.Tensor:
+    """Execute ``op`` on the machine; returns the result in the traced shape and dtype."""
+    out_dtype = getattr(torch, op.dtype)
+    m, k, n = op.mkn
+    if op.kind == "linear":
+        (x,) = operands
+        if tuple(x.shape) != op.input_shapes[0]:
+            raise CompileError(
+                f"op '{op.name}': input shape {list(x.shape)} differs from the traced "
+                f"{list(op.input_shapes[0])}"
+            )
+        act = _pad_k(to_fp16(x.reshape(m, k), f"op '{op.name}' input"), plan.k_padded)
+        inputs: dict[str, Any] = {binding.act: act.numpy()}
+        if binding.bias is not None:
+            assert bias16 is not None
+            inputs[binding.bias] = bias16.numpy()
+        result = machine.run(program, archive, inputs)
+        stats.add(result.report)
+        out = torch.from_numpy(np.array(result.outputs[binding.out]))
+        if records is not None:
+            records.append(OpRecord(op.name, 0, act, None, out))
+        return out.to(out_dtype).reshape(op.output_shape)
+
+    a, b = operands
+    batch = op.batch_shape
+    a = a.expand(*batch, m, k).reshape(-1, m, k)
+    b = b.expand(*batch, k, n).reshape(-1, k, n)
+    runs = a.shape[0]
+    # W = Bᵀ per slice, all slices stacked as rows: [runs·N, K]; B lives in memory as FP16.
+    weight_rows = to_fp16(b, f"op '{op.name}' right operand").transpose(1, 2).reshape(-1, k)
+    quantized = quantize_rows(weight_rows.to(torch.float32), plan)
+    reference = weight_rows.to(torch.float64)
+    stats.kv_error_sq += float(((dequantize(quantized)[:, :k] - reference) ** 2).sum())
+    stats.kv_norm_sq += float((reference**2).sum())
+    acts = _pad_k(to_fp16(a, f"op '{op.name}' left operand"), plan.k_padded)
+    outs = []
+    for index in range(runs):
+        weight = _slice_rows(quantized, index * n, (index + 1) * n)
+        result = machine.run(
+            program, None, {binding.act: acts[index].numpy(), binding.weight: weight}
+        )
+        stats.add(result.report)
+        out = torch.from_numpy(np.array(result.outputs[binding.out]))
+        if records is not None:
+            records.append(OpRecord(op.name, index, acts[index], weight, out))
+        outs.append(out)
+    return torch.stack(outs).to(out_dtype).reshape(op.output_shape)
+
+
+def check_accelerated_dtype(name: str, what: str) -> str:
+    """``name`` if it is a format the PE runs; CompileError listing those otherwise."""
+    try:
+        fmt = get_format(name)
+    except ValueError as error:
+        raise CompileError(f"{what}: {error}") from None
+    if not fmt.accelerated:
+        from bitmod.runtime.formats import FORMAT_NAMES
+
+        runnable = [f for f in FORMAT_NAMES if get_format(f).accelerated]
+        raise CompileError(
+            f"{what}: format '{name}' has no bit-serial lowering on the BitMoD PE; "
+            f"accelerated formats: {', '.join(runnable)}"
+        )
+    return fmt.name
