@@ -722,7 +722,13 @@ class _Run:
             )
         prepared, terms = self._prepared(where, weights)
         group = self.regs.group_size
-        acc_values = pe.group_accumulators(act.data, prepared, group)
+        try:
+            acc_values = pe.group_accumulators(act.data, prepared, group)
+        except ValueError as err:  # an Inf/NaN activation: the PE has no special values
+            raise MachineError(
+                f"{where}: activation {self.desc_name(act.desc)!r} row block {act.row_block}, "
+                f"K chunk {act.k_chunk}: {err}"
+            ) from None
         x = pe.dequantize_groups(acc_values, weights.scale_codes)
         if acc.values is None:
             acc.values = np.zeros(x.shape[:2], np.float32)

@@ -20,9 +20,11 @@ Notation (paper Sec. IV-B, Fig. 5). A weight in integer grid units is a sum of b
 How the fast model stays exact
 ------------------------------
 Steps 1–3 run in float32 over arrays ``[terms, rows, cols, steps]``, one array per lane:
-``a · 2^exp · man`` is an FP16 mantissa times a power of two, hence exact in float32, and so is
-its scaling by ``2^(3 − E)``; ``numpy.rint`` rounds half to even, which is step 2's RNE; the four
-``p_i`` are integers below ``2^14``, their sum below ``2^16``: exact. Step 4: each cycle's
+``a · 2^exp · man`` is an FP16 mantissa times a power of two, hence exact in float32. Step 2's
+RNE is float32 addition's own rounding: ``C = 1.5 · 2^(E+20)`` has an ulp of ``2^(E−3)`` and
+``|a_i t_i| < 2^(E+11)`` keeps ``a_i t_i + C`` in C's binade, so ``fl(a_i t_i + C) − C`` is
+``p_i · 2^(E−3)`` exactly (ties to even). The four ``p_i`` are integers below ``2^14``, their
+sum below ``2^16``: exact. Step 4: each cycle's
 ``D · 2^(E−3+bsig)`` is exact in float32 (a 17-bit integer times a power of two) and a multiple
 of ``2^−27``; summed in float64 it stays exact while every partial sum is below ``2^26`` (53
 bits above the LSB), which an a-priori bound ``2·G·max|a|·max Σ_t|t|`` checks per block;
@@ -36,6 +38,7 @@ float64→float32 rounding of an exactly representable value; the FP32 additions
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import cached_property
 
 import numpy as np
 from bitmod.runtime.bitserial import Terms
@@ -108,6 +111,15 @@ class PreparedWeights:
     bsig: np.ndarray
     max_term_sum: float
 
+    @cached_property
+    def any_bsig(self) -> bool:
+        return bool(self.bsig.any())
+
+    @cached_property
+    def bsig_scale(self) -> np.ndarray:
+        """``2^bsig`` [T, C, K/4] float32."""
+        return _pow2_float32(self.bsig)
+
     @property
     def shape(self) -> tuple[int, int, int]:
         """(C, K, T)."""
@@ -168,24 +180,31 @@ def _steps_accumulate(
     w = weights.value[:, :, None, :, s0:s1]
     we = weights.exp[:, :, None, :, s0:s1]
     big_e = ae[0] + we[0]  # E = max_i e_i, int16; ≈ 2·_ZERO_EXP for zero lanes
+    lane_e = np.empty_like(big_e)
     for i in range(1, LANES):
-        np.maximum(big_e, ae[i] + we[i], out=big_e)
+        np.maximum(big_e, np.add(ae[i], we[i], out=lane_e), out=big_e)
     big_e = np.where(big_e > _ZERO_EXP // 2, big_e, _FP16_EXP_MIN).astype(np.int32)
-    align = _pow2_float32(GUARD_BITS - big_e)  # 2^(3 − E)
+    # Step 2 by the round-to-nearest-even of float32 addition: C = 1.5·2^(E+20) has an ulp of
+    # 2^(E−3), and |a_i·t_i| < 2^(E+11) keeps a_i·t_i + C in C's binade, so fl(a_i·t_i + C) − C
+    # is a_i·t_i rounded to a multiple of 2^(E−3), ties to even: p_i · 2^(E−3), exactly.
+    magic = (((big_e + (127 + 20)) << 23) | (1 << 22)).view(np.float32)
     d = np.zeros(big_e.shape, np.float32)
     lane = np.empty(big_e.shape, np.float32)
     for i in range(LANES):
         np.multiply(a[i], w[i], out=lane)  # man·Ma·2^e_i, exact in float32
-        lane *= align  # man·Ma·2^(e_i − E + 3), exact
-        d += np.rint(lane, out=lane)  # RNE per lane (3 guard bits); exact adder tree
-    exponent = big_e + (weights.bsig[:, None, :, s0:s1] - GUARD_BITS)  # E − 3 + bsig ≥ −27
+        lane += magic
+        lane -= magic
+        d += lane  # D · 2^(E−3): the adder tree, exact (16 significant bits at most)
     t, rows, cols, steps = d.shape
     steps_per_group = group_size // LANES
     shape = (t, rows, cols, steps // steps_per_group, steps_per_group)
     if float_sum:
-        d *= _pow2_float32(exponent)  # D · 2^(E − 3 + bsig), exact in float32
+        if weights.any_bsig:
+            d *= weights.bsig_scale[:, None, :, s0:s1]  # · 2^bsig, exact
         total = d.reshape(shape).sum(axis=(0, 4), dtype=np.float64)
         return np.ldexp(total, -ACC_LSB_EXP).astype(np.int64)
+    d *= _pow2_float32(GUARD_BITS - big_e)  # D, an integer below 2^16
+    exponent = big_e + (weights.bsig[:, None, :, s0:s1] - GUARD_BITS)  # E − 3 + bsig ≥ −27
     contribution = d.astype(np.int64) << (exponent - ACC_LSB_EXP)
     return contribution.reshape(shape).sum(axis=(0, 4))
 

@@ -120,6 +120,35 @@ def test_machine_matches_scalar_reference(fmt, m, n, k, group, kchunk, bias) -> 
     assert fp16_bits_equal(result.outputs["y"], reference_output(q, x, b if bias else None))
 
 
+RANDOM_FORMATS = ["int8", "int6", "int5_asym", "fp4", "bitmod3", "bitmod4", "fp4_er_pos"]
+
+
+@pytest.mark.parametrize("seed", range(6))
+def test_random_programs_match_scalar_reference(seed: int) -> None:
+    """Random shapes, geometry, K chunks, formats, signed scale codes, bias, SV register order."""
+    rng = np.random.default_rng(1000 + seed)
+    fmt = RANDOM_FORMATS[int(rng.integers(len(RANDOM_FORMATS)))]
+    group = int(rng.choice([8, 16, 32]))
+    k = group * int(rng.integers(1, 5))
+    m, n = int(rng.integers(1, 9)), int(rng.integers(1, 13))
+    config = HardwareConfig(
+        rows=int(rng.integers(1, 5)), cols=int(rng.integers(1, 5)), tiles=int(rng.integers(1, 4))
+    )
+    kchunk = group * int(rng.integers(1, k // group + 1))
+    q = ref.random_quantized(rng, fmt, n, k, group)
+    codes = rng.integers(-128, 128, size=q.scales.shape).astype(np.int8)
+    q = dataclasses.replace(q, scales=torch.from_numpy(codes))  # negative scale codes, too
+    x = ref.random_activations(rng, m, k, str(rng.choice(["normal", "wide", "special"])))
+    bias = rng.standard_normal(n).astype(np.float16) if rng.integers(2) else None
+    register = None
+    if get_format(fmt).special_values:
+        register = tuple(int(v) for v in rng.permutation(get_format(fmt).special_values))
+    program = program_for(q, m, config, kchunk, bias is not None, register)
+    memory = {"x": x, "w": q} | ({"b": bias} if bias is not None else {})
+    result = Machine(config).run(Program.decode(program.encode()), memory)
+    assert fp16_bits_equal(result.outputs["y"], reference_output(q, x, bias, register))
+
+
 def test_reprogrammed_special_values_are_used() -> None:
     """The SV register is programmable: the machine decodes with the program's values, which
     here include 7 (three set bits: a third term per weight)."""
@@ -423,6 +452,15 @@ def test_unset_special_value_slot_is_an_error() -> None:
     program = program_for(q, 6, SMALL, special_values=(3, -3))  # slots 2, 3 never set
     assert int(q.sv_index.max()) >= 2
     with pytest.raises(MachineError, match=r"mac\): weight groups select special-value slot"):
+        Machine(SMALL).run(program, {"x": x, "w": q, "b": b})
+
+
+def test_inf_activation_is_an_error_naming_the_mac() -> None:
+    q, x, b, program = _simple()
+    x = x.copy()
+    x[5, 40] = np.inf
+    with pytest.raises(MachineError, match=r"\(mac\): activation 'x' row block 1, K chunk 0: "
+                                           r"activation inf at index \[1, 40\] is Inf/NaN"):
         Machine(SMALL).run(program, {"x": x, "w": q, "b": b})
 
 
