@@ -301,6 +301,7 @@ class _Memory:
             self.mapping.update(memory)
         self.mapping.update(inputs or {})
         self.stored: dict[str, np.ndarray] = {}
+        self.written: dict[str, np.ndarray] = {}  # bool mask of what st.out wrote, per tensor
         self._quantized: dict[str, QuantizedTensor] = {}
 
     def names(self) -> list[str]:
@@ -603,6 +604,11 @@ class _Run:
                 f"activation {name!r} ({m}x{k}, {rows} rows x {kc} K per block)"
             )
         tensor = self.memory.tensor(name, "activation")
+        written = self.memory.written.get(name)
+        if written is not None and not written[r0 : r0 + rows, k0 : k0 + kc].all():
+            raise MachineError(
+                f"{where}: reads rows {r0}.. K {k0}.. of {name!r} before st.out wrote them"
+            )
         self._check_shape(tensor, desc.shape, f"{where}: activation {name!r}")
         data = tensor[r0 : r0 + rows, k0 : k0 + kc]
         slot = self.act_buffer.place(rows * kc * FP16_BYTES, where)
@@ -827,6 +833,8 @@ class _Run:
         out = self.outputs[name]
         out[r0 : r0 + drained.data.shape[0], c0 : c0 + drained.data.shape[1]] = drained.data
         self.memory.stored[name] = out
+        mask = self.memory.written.setdefault(name, np.zeros(out.shape, bool))
+        mask[r0 : r0 + drained.data.shape[0], c0 : c0 + drained.data.shape[1]] = True
         nbytes = drained.data.size * FP16_BYTES
         ready = max(drained.ready, self.last_store_start)
         start, end = self.channel.reserve(ready, nbytes)

@@ -455,6 +455,35 @@ def test_unset_special_value_slot_is_an_error() -> None:
         Machine(SMALL).run(program, {"x": x, "w": q, "b": b})
 
 
+def test_reading_an_output_before_it_is_stored_is_an_error() -> None:
+    """Layer 2 reads all of 'h' after layer 1 stored only its first column block."""
+    rng = np.random.default_rng(3)
+    q1 = ref.random_quantized(rng, "int8", 16, 32, 16)
+    q2 = ref.random_quantized(rng, "int8", 8, 16, 16)
+    x = ref.random_activations(rng, 4, 32, "normal")
+    text = """
+    .desc x act "x" 4x32
+    .desc w1 qweight "w1" 16x32 fmt=int8 sb=8 g=16
+    .desc h out "h" 4x16
+    .desc h_in act "h" 4x16
+    .desc w2 qweight "w2" 8x16 fmt=int8 sb=8 g=16
+    cfg.array rows=4 cols=4 tiles=2
+    cfg.fmt fmt=int8 sb=8 g=16
+    cfg.kchunk 32
+    ld.wgt w1 col=- k=-
+    ld.act x row=- k=-
+    mac
+    drain bias=-
+    st.out h row=- col=-
+    cfg.kchunk 16
+    ld.act h_in row=- k=-
+    halt
+    """
+    with pytest.raises(MachineError, match=r"instruction 9 \(ld.act\): reads rows 0.. K 0.. of "
+                                           r"'h' before st.out wrote them"):
+        Machine(SMALL).run(assemble(text), {"x": x, "w1": q1, "w2": q2})
+
+
 def test_inf_activation_is_an_error_naming_the_mac() -> None:
     q, x, b, program = _simple()
     x = x.copy()
