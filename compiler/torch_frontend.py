@@ -35,13 +35,15 @@ Everything else runs on the host, and the import records why (:data:`HostOp.reas
 
 from __future__ import annotations
 
+import contextlib
+import io
 import logging
 import math
 import operator
+import sys
 import traceback
 import warnings
 from collections.abc import Callable, Iterator, Mapping, Sequence
-from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -76,7 +78,7 @@ class TraceError(CompileError):
 # --- tracing ---------------------------------------------------------------------------------
 
 
-@contextmanager
+@contextlib.contextmanager
 def _eval_mode(model: nn.Module) -> Iterator[None]:
     """Trace in inference mode (no dropout, running norm statistics), then restore."""
     modes = {module: module.training for module in model.modules()}
@@ -88,7 +90,7 @@ def _eval_mode(model: nn.Module) -> Iterator[None]:
             module.training = training
 
 
-@contextmanager
+@contextlib.contextmanager
 def _quiet_torch_logs() -> Iterator[None]:
     """torch.export logs failed guards at WARNING with graph dumps; our error says it all."""
     names = ("torch.fx.experimental.symbolic_shapes", "torch._export", "torch.export")
@@ -151,9 +153,13 @@ def export_model(
                 f"tensor inputs only (bind other arguments in the model)"
             )
     model_name = type(model).__name__
+    # torch.export prints the partial graph of a failed trace to stderr; our error says it.
+    printed = io.StringIO()
     try:
-        with _eval_mode(model), _quiet_torch_logs(), torch.no_grad():
+        with _eval_mode(model), _quiet_torch_logs(), torch.no_grad(), \
+                contextlib.redirect_stderr(printed):
             exported = torch.export.export(model, tuple(example_args), kwargs, strict=False)
+        sys.stderr.write(printed.getvalue())
     except Exception as error:  # noqa: BLE001 - every tracer failure becomes one message
         module, location = _failing_module(error, model)
         where = f"module '{module}' ({type(model.get_submodule(module)).__name__})" if module \

@@ -1,0 +1,304 @@
+"""The ``bitmod`` console command: compile a PyTorch model without writing a Python driver.
+
+::
+
+    bitmod compile examples/gpt/model.py:gpt --example-shape 1x16:int64 --int-range 0:256 \\
+        --dtype bitmod3 -o build/gpt
+    bitmod compile model.py:make_model --example make_inputs --layer lm_head=int8 -o out
+    bitmod run build/gpt            # run the bundle on its saved example inputs, print the report
+    bitmod report build/gpt [--json]
+
+``MODEL.py:FACTORY`` names a Python file and a function in it that takes no arguments and
+returns the ``nn.Module``. Example inputs come either from ``--example FUNC`` (a function in
+the same file returning a tensor or a tuple of tensors) or from one ``--example-shape
+DIMS[:DTYPE]`` per input (seeded random values: normal for float dtypes, uniform in
+``--int-range`` for integer ones). Every other option is a :func:`bitmod.compile` argument.
+
+Errors (a missing file or factory, a bad option, a model that cannot be traced or compiled)
+print one line ``bitmod: error: ...`` and exit with status 1 (2 for command-line syntax, as
+argparse does), leaving no output directory behind; ``--debug`` shows the traceback.
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import importlib.util
+import json
+import sys
+import traceback
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any
+
+__all__ = ["CliError", "main"]
+
+_DTYPES = ("float32", "float16", "bfloat16", "float64", "int64", "int32", "int16", "int8",
+           "uint8", "bool")
+
+
+class CliError(Exception):
+    """A user error the command reports as one line."""
+
+
+# --- argument parsing --------------------------------------------------------------------------
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="bitmod",
+        description="Compile PyTorch models for BitMoD-style bit-serial accelerators and run "
+        "them on the bit-exact emulator.",
+    )
+    parser.add_argument("--debug", action="store_true", help="show tracebacks on errors")
+    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    compile_ = commands.add_parser(
+        "compile", help="compile MODEL.py:FACTORY into a bundle directory",
+        description="Trace, quantize, tile and lower a model; write IR, binaries, the "
+        "parameter archive, the host graph and a report to OUTDIR.",
+    )
+    compile_.add_argument("model", metavar="MODEL.py:FACTORY",
+                          help="a Python file and the function in it that returns the model")
+    compile_.add_argument("-o", "--output", required=True, metavar="OUTDIR",
+                          help="bundle directory to write (replaced if it is a bitmod bundle)")
+    source = compile_.add_mutually_exclusive_group(required=True)
+    source.add_argument("--example", metavar="FUNC",
+                        help="function in MODEL.py returning the example input(s)")
+    source.add_argument("--example-shape", action="append", metavar="DIMS[:DTYPE]",
+                        help="shape of one example input, e.g. 1x16:int64 (repeat per input; "
+                        "dtype defaults to float32)")
+    compile_.add_argument("--int-range", default="0:2", metavar="LO:HI",
+                          help="integer example values are drawn from [LO, HI) (default 0:2)")
+    compile_.add_argument("--seed", type=int, default=0, help="seed of random example inputs")
+    compile_.add_argument("--dtype", default="bitmod3", help="weight format (default bitmod3)")
+    compile_.add_argument("--group-size", type=int, default=128,
+                          help="weights per group along K (default 128)")
+    compile_.add_argument("--scale-bits", type=int, default=8,
+                          help="bits of the second-level group scales (default 8)")
+    compile_.add_argument("--kv-dtype", default="int8",
+                          help="run-time format of attention K/V (default int8)")
+    compile_.add_argument("--kv-group-size", type=int, default=None,
+                          help="K/V group size along the reduction (default: --group-size)")
+    compile_.add_argument("--layer", action="append", default=[], metavar="NAME=DTYPE",
+                          help="per-layer format or 'host' (NAME may be a glob); repeatable")
+    compile_.add_argument("--pipeline", default=None,
+                          help="pass pipeline run on each op (default: bitmod-quantize, "
+                          "bitmod-tile for the hardware, bitmod-lower-to-isa)")
+    compile_.add_argument("--tiles", type=int, default=None, help="PE tiles (default 16)")
+    compile_.add_argument("--rows", type=int, default=None, help="PE rows per tile (default 8)")
+    compile_.add_argument("--cols", type=int, default=None, help="PE cols per tile (default 8)")
+    compile_.add_argument("--quiet", action="store_true", help="do not print the report")
+    progress = compile_.add_mutually_exclusive_group()
+    progress.add_argument("--progress", dest="progress", action="store_true", default=None,
+                          help="always show the progress bar")
+    progress.add_argument("--no-progress", dest="progress", action="store_false",
+                          help="never show the progress bar")
+
+    run = commands.add_parser("run", help="run a bundle on its saved example inputs")
+    run.add_argument("bundle", metavar="BUNDLE")
+    run.add_argument("--json", action="store_true", help="print the report as JSON")
+
+    report = commands.add_parser("report", help="print a bundle's saved report")
+    report.add_argument("bundle", metavar="BUNDLE")
+    report.add_argument("--json", action="store_true", help="print the report as JSON")
+    return parser
+
+
+# --- helpers -------------------------------------------------------------------------------------
+
+
+def _load_module(path_text: str) -> Any:
+    path = Path(path_text)
+    if not path.is_file():
+        raise CliError(f"{path}: no such file")
+    digest = hashlib.sha1(str(path.resolve()).encode()).hexdigest()[:10]
+    name = f"_bitmod_model_{path.stem}_{digest}"
+    spec = importlib.util.spec_from_file_location(name, path)
+    if spec is None or spec.loader is None:
+        raise CliError(f"{path}: cannot be imported as a Python module")
+    module = importlib.util.module_from_spec(spec)
+    folder = str(path.resolve().parent)
+    sys.path.insert(0, folder)  # so the model file can import its neighbours
+    sys.modules[name] = module
+    try:
+        spec.loader.exec_module(module)
+    except Exception as error:  # noqa: BLE001 - any failure in user code is reported
+        sys.modules.pop(name, None)
+        raise CliError(f"{path}: importing it failed: {type(error).__name__}: {error}") from error
+    finally:
+        sys.path.remove(folder)
+    return module
+
+
+def _function(module: Any, name: str, path: str) -> Callable[..., Any]:
+    function = getattr(module, name, None)
+    if function is None:
+        defined = sorted(
+            n for n, v in vars(module).items()
+            if callable(v) and not n.startswith("_") and getattr(v, "__module__", None)
+            == module.__name__
+        )
+        raise CliError(f"{path} has no function {name!r} (it defines: {', '.join(defined)})")
+    if not callable(function):
+        raise CliError(f"{path}: {name!r} is not a function")
+    return function
+
+
+def _call(function: Callable[..., Any], what: str) -> Any:
+    try:
+        return function()
+    except Exception as error:  # noqa: BLE001
+        raise CliError(f"{what} failed: {type(error).__name__}: {error}") from error
+
+
+def _parse_shape(text: str) -> tuple[tuple[int, ...], str]:
+    dims_text, _, dtype = text.partition(":")
+    dtype = dtype or "float32"
+    if dtype not in _DTYPES:
+        raise CliError(f"--example-shape {text!r}: unknown dtype {dtype!r} "
+                       f"(one of {', '.join(_DTYPES)})")
+    try:
+        dims = tuple(int(d) for d in dims_text.lower().split("x"))
+    except ValueError:
+        dims = ()
+    if not dims or any(d <= 0 for d in dims):
+        raise CliError(f"--example-shape {text!r}: expected positive dimensions like 1x16")
+    return dims, dtype
+
+
+def _parse_range(text: str) -> tuple[int, int]:
+    low, sep, high = text.partition(":")
+    try:
+        bounds = (int(low), int(high))
+    except ValueError:
+        bounds = None
+    if not sep or bounds is None or bounds[0] >= bounds[1]:
+        raise CliError(f"--int-range {text!r}: expected LO:HI with LO < HI")
+    return bounds
+
+
+def _random_inputs(shapes: Sequence[str], int_range: str, seed: int) -> tuple[Any, ...]:
+    import torch
+
+    low, high = _parse_range(int_range)
+    generator = torch.Generator().manual_seed(seed)
+    inputs = []
+    for text in shapes:
+        dims, dtype_name = _parse_shape(text)
+        dtype = getattr(torch, dtype_name)
+        if dtype.is_floating_point:
+            inputs.append(torch.randn(dims, generator=generator).to(dtype))
+        elif dtype == torch.bool:
+            inputs.append(torch.randint(0, 2, dims, generator=generator).bool())
+        else:
+            inputs.append(torch.randint(low, high, dims, generator=generator).to(dtype))
+    return tuple(inputs)
+
+
+def _layers(entries: Sequence[str]) -> dict[str, str]:
+    layers: dict[str, str] = {}
+    for entry in entries:
+        name, sep, dtype = entry.partition("=")
+        if not sep or not name or not dtype:
+            raise CliError(f"--layer {entry!r}: expected NAME=DTYPE (e.g. lm_head=int8)")
+        if name in layers:
+            raise CliError(f"--layer names {name!r} twice")
+        layers[name] = dtype
+    return layers
+
+
+# --- commands ------------------------------------------------------------------------------------
+
+
+def _compile(args: argparse.Namespace) -> int:
+    spec = args.model
+    path, sep, factory_name = spec.rpartition(":")
+    if not sep or not path or not factory_name:
+        raise CliError(f"{spec!r}: expected MODEL.py:FACTORY (a file and a function in it)")
+    layers = _layers(args.layer)
+    if args.example_shape:
+        for text in args.example_shape:
+            _parse_shape(text)  # syntax errors before the slow imports
+        _parse_range(args.int_range)
+    module = _load_module(path)
+    factory = _function(module, factory_name, path)
+
+    import torch
+    from bitmod.compiler.api import compile as compile_model
+    from bitmod.runtime.hwconfig import HardwareConfig
+
+    model = _call(factory, f"{path}:{factory_name}()")
+    if not isinstance(model, torch.nn.Module):
+        raise CliError(f"{path}:{factory_name}() returned a {type(model).__name__}, "
+                       f"not a torch.nn.Module")
+    if args.example:
+        example = _call(_function(module, args.example, path), f"{path}:{args.example}()")
+        example_args = example if isinstance(example, tuple | list) else (example,)
+    else:
+        example_args = _random_inputs(args.example_shape, args.int_range, args.seed)
+    geometry = {k: v for k in ("rows", "cols", "tiles") if (v := getattr(args, k)) is not None}
+    try:
+        hardware = HardwareConfig(**geometry)
+    except ValueError as error:
+        raise CliError(str(error)) from None
+    compiled = compile_model(
+        model, tuple(example_args), dtype=args.dtype, group_size=args.group_size,
+        scale_bits=args.scale_bits, pipeline=args.pipeline, layers=layers or None,
+        kv_dtype=args.kv_dtype, kv_group_size=args.kv_group_size, hardware=hardware,
+        progress=args.progress,
+    )
+    bundle = compiled.save(args.output)
+    if not args.quiet:
+        print(compiled.report().format())
+    programs = len(compiled.ops)
+    size = sum(f.stat().st_size for f in bundle.rglob("*") if f.is_file())
+    print(f"bitmod: wrote {bundle} ({programs} programs, {size / 1024:.1f} KiB)")
+    return 0
+
+
+def _run(args: argparse.Namespace) -> int:
+    from bitmod.compiler.api import load
+
+    compiled = load(args.bundle)
+    compiled.run(compiled.example_inputs, label="the saved example inputs")
+    report = compiled.report()
+    print(json.dumps(report.to_json(), indent=1) if args.json else report.format())
+    return 0
+
+
+def _report(args: argparse.Namespace) -> int:
+    from bitmod.compiler.api import ModelReport
+
+    path = Path(args.bundle) / "report.json"
+    if not path.is_file():
+        raise CliError(f"{path}: no such file (is {args.bundle} a bitmod bundle?)")
+    try:
+        data = json.loads(path.read_text())
+        report = ModelReport(**data)
+    except (json.JSONDecodeError, TypeError, UnicodeDecodeError) as error:
+        raise CliError(f"{path}: not a bitmod report ({error})") from None
+    print(json.dumps(data, indent=1) if args.json else report.format())
+    return 0
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of the ``bitmod`` console script; returns the exit status."""
+    args = _parser().parse_args(argv)
+    commands = {"compile": _compile, "run": _run, "report": _report}
+    try:
+        return commands[args.command](args)
+    except Exception as error:  # noqa: BLE001 - every failure becomes one line
+        if args.debug:
+            traceback.print_exc()
+        if not isinstance(error, CliError | ValueError):
+            message = f"internal error: {type(error).__name__}: {error} (rerun with --debug)"
+        else:
+            message = str(error)
+        print(f"bitmod: error: {message.splitlines()[0] if message else type(error).__name__}",
+              file=sys.stderr)
+        return 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
