@@ -17,7 +17,8 @@ Three engines run concurrently and each executes its own instructions in program
 * the **PE array** (``mac``): starts when its act and weight blocks have arrived, the previous mac
   has finished and the previous pass has been drained (the drain copies the accumulators out);
   takes ``groups · (G/4) · terms`` cycles plus ``SB`` cycles for the last group's bit-serial
-  dequantization (the earlier groups' dequantization overlaps the next group).
+  dequantization (the earlier groups' dequantization overlaps the next group; a group shorter
+  than ``SB`` cycles stalls the difference, counted as ``dequant_tail`` too).
 * the **drain/store path**: ``drain`` takes ``rows`` cycles (each column's shared accumulator
   scales its ``rows`` PEs one a cycle) into a double-buffered output buffer; ``st.out`` writes
   the block back over DRAM. Stores share the one DRAM channel with loads: each transfer takes
@@ -743,8 +744,11 @@ class _Run:
         acc.chunks.add(act.k_chunk)
         # timing
         groups = -(-act.data.shape[1] // group)
-        compute = groups * (group // pe.LANES) * terms
-        tail = self.regs.sb
+        group_cycles = (group // pe.LANES) * terms
+        compute = groups * group_cycles
+        # A group's SB-cycle dequantization hides behind the next group's MACs; when a group
+        # is shorter than SB the array waits the difference, and the last group's SB is exposed.
+        tail = (groups - 1) * max(0, self.regs.sb - group_cycles) + self.regs.sb
         start = max(self.pe_free, act.ready, weights.ready, self.last_drain_start)
         waits = {
             "dram_stall": max(act.ready, weights.ready),

@@ -266,6 +266,16 @@ def test_compute_bound_cycles_match_the_formula(fmt: str, terms: int) -> None:
     assert sum(report.cycles_by_cause.values()) == pytest.approx(report.cycles)
 
 
+def test_short_groups_expose_the_dequantization() -> None:
+    """G = 8 with 2 terms: 4 MAC cycles a group cannot hide 8 dequantization cycles."""
+    config = HardwareConfig(rows=4, cols=4, tiles=1, dram_bytes_per_cycle=1e6)
+    q, x, _ = make_case("bitmod3", 4, 4, 64, 8, 12, bias=False)
+    report = Machine(config).run(program_for(q, 4, config, bias=False), {"x": x, "w": q}).report
+    groups = 64 // 8
+    assert report.cycles_by_cause["compute"] == groups * 2 * 2
+    assert report.cycles_by_cause["dequant_tail"] == (groups - 1) * (8 - 4) + 8
+
+
 def test_dram_bound_gemm_is_paced_by_the_channel() -> None:
     """bitmod3 at DDR4 (25.6 B/cycle): each pass's 8×K FP16 activations (16 B per 4-MAC step
     per row pair...) outrun the 2 cycles per step, so the run takes ~ bytes / bandwidth."""
