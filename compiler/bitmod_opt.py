@@ -1,0 +1,285 @@
+"""`bitmod-opt`: parse MLIR, run bitmod passes, print MLIR, ISA assembly or a binary.
+
+Usage::
+
+    bitmod-opt model.mlir -o model.bitmod.mlir \
+        --pass-pipeline='builtin.module(convert-linalg-to-bitmod,bitmod-quantize{dtype=bitmod3})'
+    bitmod-opt model.mlir -p 'convert-linalg-to-bitmod,bitmod-quantize{layers=fc1:int8}'
+    bitmod-opt model.mlir --pipeline=bitmod-default --emit=bin -o model.bin
+    cat model.mlir | bitmod-opt - -p convert-linalg-to-bitmod
+    bitmod-opt --list-passes
+
+Parameter archive. Weights live in a safetensors archive next to the IR, named by the module
+attribute ``bitmod.params`` (relative to the IR file; to the working directory for stdin).
+The driver loads it into the compilation context (:mod:`bitmod.passes.context`) before the
+passes run, and afterwards writes the archive to ``--params PATH`` or, with ``-o OUT``, next
+to the output as ``<OUT without suffix>.params.safetensors``; the printed module's
+``bitmod.params`` names that file. Printing to stdout without ``--params`` writes no
+archive (a note on stderr says so when the passes changed it).
+
+Errors. Every problem (unreadable or malformed input, failed verification, unknown pass, bad
+option value, unknown dtype, shape mismatch, missing archive) is one line
+``FILE:LINE:COL: error: MESSAGE`` on stderr naming the op, exit status 1, no traceback unless
+``--debug``. Outputs are written to a temporary file and renamed, so a failed run never
+leaves a partial ``-o`` file.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import tempfile
+import traceback
+from collections.abc import Sequence
+from pathlib import Path
+from typing import NoReturn
+
+from bitmod.compiler.diagnostics import DiagnosticError, SourceLocation, error_at
+from bitmod.compiler.ir_io import parse_module, print_module, verify_module
+from bitmod.compiler.pipelines import PIPELINES, build_pipeline, preset
+from bitmod.passes import ALL_PASSES, PASS_SUMMARIES
+from bitmod.passes.context import PARAMS_ATTR, BitmodContext, make_context
+from bitmod.runtime.archive import ArchiveError, ParamArchive
+from xdsl.dialects.builtin import ModuleOp, StringAttr
+from xdsl.passes import PassPipeline
+from xdsl.utils.exceptions import VerifyException
+
+PARAMS_SUFFIX = ".params.safetensors"
+EXIT_ERROR = 1
+
+
+class _ArgumentParser(argparse.ArgumentParser):
+    """argparse, but a usage error is one line and exit status 1 like every other error."""
+
+    def error(self, message: str) -> NoReturn:
+        self.exit(EXIT_ERROR, f"{self.prog}: error: {message} (see --help)\n")
+
+
+def _argument_parser() -> argparse.ArgumentParser:
+    parser = _ArgumentParser(
+        prog="bitmod-opt",
+        description="Run bitmod compiler passes on MLIR (torch-mlir linalg-on-tensors or "
+        "bitmod IR).",
+    )
+    parser.add_argument("input", nargs="?", default="-", help="input .mlir file, '-' = stdin")
+    pipeline = parser.add_mutually_exclusive_group()
+    pipeline.add_argument(
+        "--pass-pipeline",
+        metavar="PIPELINE",
+        help="mlir-opt syntax: 'builtin.module(a,b{opt=v})'",
+    )
+    pipeline.add_argument(
+        "-p", "--passes", metavar="PIPELINE", help="xdsl-opt syntax: 'a,b{opt=v other=w}'"
+    )
+    pipeline.add_argument(
+        "--pipeline",
+        metavar="NAME",
+        help=f"a named preset: {', '.join(PIPELINES)}",
+    )
+    parser.add_argument("-o", "--output", metavar="OUT", help="output file (default stdout)")
+    parser.add_argument(
+        "--emit",
+        choices=("mlir", "asm", "bin"),
+        default="mlir",
+        help="mlir: the module; asm: bsisa text assembly; bin: bsisa binary",
+    )
+    parser.add_argument(
+        "--params",
+        metavar="PATH",
+        help="where to write the parameter archive (default: next to -o)",
+    )
+    parser.add_argument(
+        "--list-passes", action="store_true", help="list passes and presets, then exit"
+    )
+    parser.add_argument(
+        "--allow-unregistered-dialect",
+        action="store_true",
+        help="accept ops of dialects the compiler does not know",
+    )
+    parser.add_argument("--debug", action="store_true", help="print Python tracebacks with errors")
+    return parser
+
+
+def _list_passes() -> str:
+    lines = ["passes:"]
+    width = max(len(name) for name in ALL_PASSES)
+    for name in ALL_PASSES:
+        lines.append(f"  {name:<{width}}  {PASS_SUMMARIES.get(name, '')}")
+    lines.append("pipelines (--pipeline=NAME):")
+    for name, text in PIPELINES.items():
+        lines.append(f"  {name}: {text}")
+    return "\n".join(lines) + "\n"
+
+
+def _pipeline_text(args: argparse.Namespace) -> str | None:
+    if args.pipeline is not None:
+        return preset(args.pipeline)
+    return args.pass_pipeline if args.pass_pipeline is not None else args.passes
+
+
+def _read_input(path: str) -> tuple[str, str, Path]:
+    """(text, name used in diagnostics, directory relative archive names resolve in)."""
+    if path == "-":
+        return sys.stdin.read(), "<stdin>", Path.cwd()
+    try:
+        return Path(path).read_text(encoding="utf-8"), path, Path(path).resolve().parent
+    except (OSError, UnicodeDecodeError) as error:
+        reason = getattr(error, "strerror", None) or str(error)
+        raise DiagnosticError(
+            f"cannot read input: {reason}", location=SourceLocation(path, 1, 1)
+        ) from None
+
+
+def _archive_output(args: argparse.Namespace) -> Path | None:
+    if args.params is not None:
+        return Path(args.params)
+    if args.output is not None:
+        output = Path(args.output)
+        return output.with_name(output.stem + PARAMS_SUFFIX)
+    return None
+
+
+def _relative_name(archive_path: Path, output: str | None) -> str:
+    """How the output IR names the archive: relative to the output's directory."""
+    base = Path(output).resolve().parent if output is not None else Path.cwd()
+    return os.path.relpath(archive_path.resolve(), base)
+
+
+def _load_archive(ctx: BitmodContext, module: ModuleOp, base_dir: Path) -> None:
+    attr = module.attributes.get(PARAMS_ATTR)
+    if attr is None:
+        return
+    if not isinstance(attr, StringAttr):
+        raise error_at(module, f"attribute {PARAMS_ATTR} must be a string (a file name)")
+    try:
+        ctx.archive = ParamArchive.load(base_dir / attr.data)
+    except ArchiveError as error:
+        raise error_at(module, str(error)) from None
+
+
+def _run_passes(ctx: BitmodContext, module: ModuleOp, pipeline: PassPipeline) -> None:
+    for module_pass in pipeline.passes:
+        try:
+            module_pass.apply(ctx, module)
+        except DiagnosticError:
+            raise
+        except VerifyException as error:
+            raise error_at(module, f"{module_pass.name}: {error}") from None
+        except ArchiveError as error:
+            raise error_at(module, f"{module_pass.name}: {error}") from None
+        verify_module(module)
+
+
+def _emit(ctx: BitmodContext, module: ModuleOp, emit: str) -> bytes:
+    if emit == "mlir":
+        return print_module(ctx, module).encode("utf-8")
+    try:
+        from bitmod.backends.emit import module_to_program
+    except ImportError as error:
+        raise error_at(
+            module, f"--emit={emit} needs bitmod.backends.emit, which is not available: {error}"
+        ) from None
+    try:
+        program = module_to_program(module)
+    except ValueError as error:
+        raise error_at(module, f"--emit={emit}: {error}") from None
+    return program.to_asm().encode("utf-8") if emit == "asm" else program.encode()
+
+
+def _write_atomically(path: Path, data: bytes) -> None:
+    """Write to a temporary file beside `path`, then rename: never a partial file."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    handle, temporary = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
+    try:
+        with os.fdopen(handle, "wb") as stream:
+            stream.write(data)
+        # mkstemp makes the file private; give it the permissions a plain open() would.
+        umask = os.umask(0)
+        os.umask(umask)
+        os.chmod(temporary, 0o666 & ~umask)
+        os.replace(temporary, path)
+    except BaseException:
+        Path(temporary).unlink(missing_ok=True)
+        raise
+
+
+def run(args: argparse.Namespace) -> None:
+    """Everything after argument parsing; raises DiagnosticError on any user error."""
+    pipeline_text = _pipeline_text(args)
+    pipeline = build_pipeline(pipeline_text) if pipeline_text else PassPipeline(())
+
+    text, source_name, base_dir = _read_input(args.input)
+    ctx = make_context(allow_unregistered=args.allow_unregistered_dialect)
+    archive_path = _archive_output(args)
+    if archive_path is not None:
+        ctx.params_name = _relative_name(archive_path, args.output)
+    else:
+        stem = "stdin" if args.input == "-" else Path(args.input).stem
+        ctx.params_name = stem + PARAMS_SUFFIX
+
+    module = parse_module(ctx, text, source_name)
+    _load_archive(ctx, module, base_dir)
+    _run_passes(ctx, module, pipeline)
+
+    has_archive = PARAMS_ATTR in module.attributes
+    if has_archive and archive_path is not None:
+        module.attributes[PARAMS_ATTR] = StringAttr(ctx.params_name)
+    data = _emit(ctx, module, args.emit)
+
+    if has_archive and archive_path is not None:
+        try:
+            ctx.archive.save(archive_path)
+        except OSError as error:
+            raise DiagnosticError(
+                f"cannot write parameter archive: {error.strerror or error}",
+                location=SourceLocation(str(archive_path), 1, 1),
+            ) from None
+    elif has_archive and pipeline.passes:
+        print(
+            "bitmod-opt: note: parameter archive not written (give -o OUT or --params PATH)",
+            file=sys.stderr,
+        )
+
+    if args.output is None:
+        sys.stdout.buffer.write(data)
+        sys.stdout.flush()
+        return
+    try:
+        _write_atomically(Path(args.output), data)
+    except OSError as error:
+        raise DiagnosticError(
+            f"cannot write output: {error.strerror or error}",
+            location=SourceLocation(args.output, 1, 1),
+        ) from None
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Console entry point; returns (and exits with) 0 on success, 1 on any error."""
+    args = _argument_parser().parse_args(argv)
+    if args.list_passes:
+        sys.stdout.write(_list_passes())
+        return 0
+    source_name = "<stdin>" if args.input == "-" else args.input
+    try:
+        run(args)
+    except DiagnosticError as error:
+        if args.debug:
+            traceback.print_exc()
+        print(error.render(source_name), file=sys.stderr)
+        return EXIT_ERROR
+    except Exception as error:  # a compiler bug: still one line unless --debug
+        if args.debug:
+            traceback.print_exc()
+        internal = DiagnosticError(
+            f"internal compiler error: {type(error).__name__}: {error} "
+            "(rerun with --debug for a traceback)",
+            location=SourceLocation(source_name, 0, 0),
+        )
+        print(internal.render(), file=sys.stderr)
+        return EXIT_ERROR
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,112 @@
+"""One error type for the whole compiler: a message at a source position, naming the op.
+
+Every pass and the driver raise :class:`DiagnosticError`; ``bitmod-opt`` prints it as one
+line in the form compilers and editors understand::
+
+    FILE:LINE:COL: error: 'bitmod.matmul' op operand 'weight' has K=64 but ...
+
+The position of an op is its ``loc(...)`` when the IR spelled one out, else where the op
+started in the text the driver parsed (:mod:`bitmod.compiler.ir_io` records it as a
+``FileLineColLoc``); ops that passes create inherit the location of the op they replace.
+Errors in a pass pipeline string are reported at ``<pass-pipeline>:1:COL``.
+
+This module depends on xDSL only, so passes can raise its error without importing the
+driver (it is the one module of ``bitmod.compiler`` that lower layers import).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from xdsl.dialects.builtin import FileLineColLoc
+from xdsl.ir import Operation
+from xdsl.utils.exceptions import ArgSpecParseError, ParseError
+
+PIPELINE_SOURCE = "<pass-pipeline>"
+"""The file name under which errors in a pass-pipeline string are reported."""
+
+
+@dataclass(frozen=True)
+class SourceLocation:
+    """A 1-based line and column in a named source."""
+
+    file: str
+    line: int
+    column: int
+
+    def __str__(self) -> str:
+        return f"{self.file}:{self.line}:{self.column}"
+
+
+class DiagnosticError(Exception):
+    """A compile error: a message, where it happened, and the op it concerns.
+
+    ``location`` may be left out when the op carries one (see :func:`location_of`); the
+    driver then falls back to the input file name with line and column 0.
+    """
+
+    def __init__(
+        self,
+        message: str,
+        op: Operation | None = None,
+        location: SourceLocation | None = None,
+    ):
+        super().__init__(message)
+        self.message = message
+        self.op = op
+        self.location = location if location is not None else location_of(op)
+
+    def render(self, default_file: str = "<unknown>") -> str:
+        """The one-line ``FILE:LINE:COL: error: MESSAGE`` form."""
+        location = self.location or SourceLocation(default_file, 0, 0)
+        subject = f"'{self.op.name}' op " if self.op is not None else ""
+        return f"{location}: error: {subject}{_one_line(self.message)}"
+
+    def __str__(self) -> str:
+        return self.render()
+
+
+def _one_line(text: str) -> str:
+    """Collapse a possibly multi-line message to one line."""
+    return " ".join(part.strip() for part in text.splitlines() if part.strip())
+
+
+def location_of(op: Operation | None) -> SourceLocation | None:
+    """The source location of `op`, or of its closest enclosing op that has one."""
+    while op is not None:
+        loc = op.location
+        if isinstance(loc, FileLineColLoc):
+            return SourceLocation(loc.filename.data, loc.line.data, loc.column.data)
+        op = op.parent_op()
+    return None
+
+
+def error_at(op: Operation, message: str) -> DiagnosticError:
+    """A diagnostic about `op`, located where `op` came from."""
+    return DiagnosticError(message, op=op)
+
+
+def from_parse_error(error: ParseError) -> DiagnosticError:
+    """Turn xDSL's multi-line parse error (source line + carets) into one diagnostic."""
+    position = error.span.get_location()
+    return DiagnosticError(
+        error.msg, location=SourceLocation(position.file, position.line, position.col)
+    )
+
+
+def from_pipeline_error(error: ArgSpecParseError) -> DiagnosticError:
+    """Turn xDSL's pipeline-spec syntax error into a diagnostic with the column.
+
+    The error only keeps its rendered text: a header line, the pipeline, a caret line
+    under the offending token, and the message; the column is where the carets start.
+    """
+    lines = str(error).splitlines()
+    column = 1
+    message = lines[-1].strip() if lines else "malformed pass pipeline"
+    for line in lines:
+        if line.strip() and set(line.strip()) == {"^"}:
+            column = line.index("^") + 1
+    return DiagnosticError(
+        f"malformed pass pipeline: {message}",
+        location=SourceLocation(PIPELINE_SOURCE, 1, column),
+    )

@@ -1,0 +1,80 @@
+"""Reading, verifying and writing IR text with source positions kept for diagnostics.
+
+:func:`parse_module` records where every op starts as its ``FileLineColLoc`` (unless the
+text gave one with ``loc(...)``), so errors found later, by a verifier or a pass, still name
+``FILE:LINE:COL``. Locations are not printed back (xDSL prints them only in debug-info
+mode), so parse -> print -> parse gives the same module.
+
+torch-mlir's ``{-# dialect_resources: { builtin: { ... } } #-}`` trailer is parsed by xDSL
+0.74 into the context's builtin resource table (see :mod:`bitmod.passes.context` for why
+each context has its own); :func:`print_module` prints the blobs the module still refers
+to in the same trailer form.
+"""
+
+from __future__ import annotations
+
+from io import StringIO
+
+from bitmod.compiler.diagnostics import DiagnosticError, error_at, from_parse_error
+from xdsl.context import Context
+from xdsl.dialects.builtin import FileLineColLoc, IntAttr, ModuleOp, StringAttr, UnknownLoc
+from xdsl.ir import Operation
+from xdsl.parser import Parser
+from xdsl.printer import Printer
+from xdsl.utils.exceptions import ParseError, VerifyException
+
+
+class _LocatingParser(Parser):
+    """An xDSL parser that stamps each op with the position it was parsed from."""
+
+    def parse_operation(self) -> Operation:
+        start = self._current_token.span
+        op = super().parse_operation()
+        if isinstance(op.location, UnknownLoc):
+            position = start.get_location()
+            op.location = FileLineColLoc(
+                StringAttr(position.file), IntAttr(position.line), IntAttr(position.col)
+            )
+        return op
+
+
+def parse_module(ctx: Context, text: str, filename: str, verify: bool = True) -> ModuleOp:
+    """Parse `text` (named `filename` in diagnostics) into a module, verified by default."""
+    try:
+        module = _LocatingParser(ctx, text, filename).parse_module()
+    except ParseError as error:
+        raise from_parse_error(error) from None
+    if isinstance(module.location, UnknownLoc):  # the implicit module of a bare op list
+        module.location = FileLineColLoc(StringAttr(filename), IntAttr(1), IntAttr(1))
+    if verify:
+        verify_module(module)
+    return module
+
+
+def verify_module(module: ModuleOp) -> None:
+    """Verify every op, raising a :class:`DiagnosticError` for the first one that fails.
+
+    Ops are checked one at a time (not through ``module.verify()``) so that the error names
+    the failing op and its position instead of reprinting the whole module.
+    """
+    for op in module.walk():
+        try:
+            op.verify(verify_nested_ops=False)
+        except VerifyException as error:
+            raise error_at(op, str(error).split("\n\n")[0]) from None
+        except (ValueError, AssertionError) as error:
+            # Structural breakage (e.g. an erased value still in use) is reported the same way.
+            raise error_at(op, str(error) or type(error).__name__) from None
+
+
+def print_module(ctx: Context, module: ModuleOp) -> str:
+    """The module as MLIR text, with the dense_resource blobs it still refers to."""
+    stream = StringIO()
+    printer = Printer(stream=stream)
+    printer.print_op(module)
+    printer.print_metadata(ctx.loaded_dialects)
+    stream.write("\n")
+    return stream.getvalue()
+
+
+__all__ = ["DiagnosticError", "parse_module", "print_module", "verify_module"]

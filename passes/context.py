@@ -1,0 +1,138 @@
+"""The compilation context: an xDSL `Context` that also holds the parameter archive.
+
+Weights never travel as MLIR text. Passes read and write them in the in-memory
+:class:`~bitmod.runtime.archive.ParamArchive` of the :class:`BitmodContext` they are applied
+with (``ModulePass.apply(ctx, module)`` already hands every pass its context):
+
+* ``convert-linalg-to-bitmod`` moves constant weights (``dense<...>`` literals or
+  ``dense_resource`` blobs) into ``ctx.archive`` and sets the module attribute
+  ``bitmod.params = ctx.params_name``;
+* ``bitmod-quantize`` reads the float weights from it and stores the quantized ones.
+
+The driver (``bitmod-opt``) builds the context with :func:`make_context`, loads the archive a
+module names (resolved relative to the IR file), runs the pipeline, and saves the archive
+next to its output. Python users do the same::
+
+    ctx = make_context()
+    module = parse_module(ctx, text, "model.mlir")      # bitmod.compiler.ir_io
+    pipeline = PassPipeline.parse_spec(ALL_PASSES, "convert-linalg-to-bitmod,bitmod-quantize")
+    pipeline.apply(ctx, module)
+    ctx.archive.save("model.params.safetensors")
+
+Each context owns its own ``builtin`` dialect object: xDSL keeps ``dense_resource`` blobs in
+the builtin dialect's resource table, and sharing xDSL's module-level one between two parses
+in one process renames the second file's handles (``key`` becomes ``key_0``) and detaches them
+from their blobs.
+"""
+
+from __future__ import annotations
+
+import importlib
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+from bitmod.compiler.diagnostics import DiagnosticError
+from bitmod.runtime.archive import ParamArchive
+from xdsl.context import Context
+from xdsl.dialect_interfaces.op_asm import OpAsmDialectInterface
+from xdsl.dialects import get_all_dialects
+from xdsl.dialects.builtin import Builtin
+from xdsl.ir import Dialect
+
+PARAMS_ATTR = "bitmod.params"
+"""Module attribute naming the parameter archive file, relative to the IR file."""
+
+DEFAULT_PARAMS_NAME = "params.safetensors"
+
+
+@dataclass
+class BitmodContext(Context):
+    """xDSL context plus the parameter archive the passes read and write."""
+
+    archive: ParamArchive = field(default_factory=ParamArchive)
+    params_name: str = DEFAULT_PARAMS_NAME
+    """What ``convert-linalg-to-bitmod`` records in ``bitmod.params`` (a file name)."""
+
+    def clone(self) -> BitmodContext:
+        base = super().clone()
+        # The archive is shared, not copied: it may hold gigabytes of weights.
+        return BitmodContext(
+            base.allow_unregistered,
+            base._loaded_dialects,
+            base._loaded_ops,
+            base._loaded_attrs,
+            base._loaded_types,
+            base._registered_dialects,
+            archive=self.archive,
+            params_name=self.params_name,
+        )
+
+
+def _fresh_builtin() -> Dialect:
+    """A builtin dialect with its own (empty) dense_resource blob table."""
+    return Dialect(
+        Builtin.name, list(Builtin.operations), list(Builtin.attributes), [OpAsmDialectInterface()]
+    )
+
+
+def _linalg_dialect() -> Dialect:
+    from bitmod.dialects.linalg_extras import linalg_with_extras
+
+    return linalg_with_extras()
+
+
+def _bitmod_dialect() -> Dialect:
+    from bitmod.dialects.bitmod import Bitmod
+
+    return Bitmod
+
+
+def _bsisa_dialect() -> Dialect:
+    module = importlib.import_module("bitmod.dialects.bsisa")
+    for value in vars(module).values():
+        if isinstance(value, Dialect) and value.name == "bsisa":
+            return value
+    raise ImportError("bitmod.dialects.bsisa defines no Dialect named 'bsisa'")
+
+
+# Dialects that replace xDSL's of the same name (see the module docstring and
+# bitmod.dialects.linalg_extras) and our own.
+DIALECT_OVERRIDES: dict[str, Callable[[], Dialect]] = {
+    Builtin.name: _fresh_builtin,
+    "linalg": _linalg_dialect,
+}
+
+PROJECT_DIALECTS: dict[str, Callable[[], Dialect]] = {
+    "bitmod": _bitmod_dialect,
+    "bsisa": _bsisa_dialect,
+}
+
+
+def make_context(allow_unregistered: bool = False) -> BitmodContext:
+    """A context knowing xDSL's dialects (torch-mlir's output uses builtin, func, arith,
+    linalg, tensor, math, ml_program) and ours, loaded lazily on first use."""
+    ctx = BitmodContext(allow_unregistered=allow_unregistered)
+    for name, factory in get_all_dialects().items():
+        ctx.register_dialect(name, DIALECT_OVERRIDES.get(name, factory))
+    for name, factory in PROJECT_DIALECTS.items():
+        ctx.register_dialect(name, factory)
+    return ctx
+
+
+def archive_of(ctx: Context, pass_name: str) -> ParamArchive:
+    """The archive of a :class:`BitmodContext`; a diagnostic for a plain xDSL context."""
+    if not isinstance(ctx, BitmodContext):
+        raise DiagnosticError(
+            f"pass '{pass_name}' needs the parameter archive: apply it with a "
+            "bitmod.passes.context.BitmodContext (make_context()), as bitmod-opt does"
+        )
+    return ctx.archive
+
+
+def resource_blob(ctx: Context, handle: str) -> str | None:
+    """The hex text (``0x...``) of the builtin ``dense_resource`` blob `handle`, if any."""
+    builtin = ctx.get_optional_dialect(Builtin.name)
+    interface = None if builtin is None else builtin.get_interface(OpAsmDialectInterface)
+    if interface is None:
+        return None
+    return interface.lookup(handle) or None
