@@ -253,13 +253,18 @@ class CompiledModel:
             for name in (compiled.binding.act, compiled.binding.weight, compiled.binding.out):
                 if name not in strings:
                     raise CompileError(f"op '{op.name}': its program has no tensor {name!r}")
-            geometry = next(i for i in compiled.program.instructions if isinstance(i, CfgArray))
+            geometry = next(
+                (i for i in compiled.program.instructions if isinstance(i, CfgArray)), None
+            )
+            if geometry is None:
+                raise CompileError(f"op '{op.name}': its program declares no array (cfg.array)")
             mine = (self.hardware.rows, self.hardware.cols, self.hardware.tiles)
             if (geometry.rows, geometry.cols, geometry.tiles) != mine:
                 raise CompileError(
                     f"op '{op.name}': program tiled for rows={geometry.rows} "
                     f"cols={geometry.cols} tiles={geometry.tiles}, the hardware has "
-                    f"rows={mine[0]} cols={mine[1]} tiles={mine[2]}"
+                    f"rows={mine[0]} cols={mine[1]} tiles={mine[2]} (compile with a matching "
+                    f"hardware=HardwareConfig(...) instead of tiling options in the pipeline)"
                 )
 
     # -- running ---------------------------------------------------------------------------
@@ -787,9 +792,9 @@ def load(directory: str | os.PathLike[str]) -> CompiledModel:
         inputs_path = root / _FILES["inputs"]
         try:
             tensors = load_file(str(inputs_path))
-        except (SafetensorError, OSError) as error:
-            raise CompileError(f"{inputs_path}: {error}") from None
-        example_inputs = [tensors[f"input.{i}"] for i in range(len(tensors))]
+            example_inputs = [tensors[f"input.{i}"] for i in range(len(tensors))]
+        except (SafetensorError, OSError, KeyError) as error:
+            raise CompileError(f"{inputs_path}: not the saved example inputs ({error})") from None
         return CompiledModel(
             model_name=str(manifest["model"]), host=host, ops=ops, host_ops=host_ops,
             archive=archive, settings=dict(manifest["settings"]), hardware=hardware,

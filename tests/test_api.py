@@ -392,3 +392,41 @@ def test_progress_bar(capsys) -> None:
     model = nn.Sequential(*(nn.Linear(8, 8) for _ in range(3)))
     compile(model, (torch.randn(1, 8),), dtype="int8", progress=True)
     assert "bitmod.compile" in capsys.readouterr().err
+
+
+class TiedWithKwargs(nn.Module):
+    """Tied embedding/LM head, a linear applied twice, a keyword input, a dict output."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.embedding = nn.Embedding(50, 16)
+        self.fc = nn.Linear(16, 16)
+        self.head = nn.Linear(16, 50, bias=False)
+        self.head.weight = self.embedding.weight
+
+    def forward(self, tokens: torch.Tensor, scale: torch.Tensor) -> dict[str, torch.Tensor]:
+        hidden = self.fc(self.fc(self.embedding(tokens) * scale))
+        return {"logits": self.head(hidden), "hidden": hidden}
+
+
+def test_tied_weights_kwargs_and_dict_outputs(tmp_path) -> None:
+    torch.manual_seed(1)
+    model = TiedWithKwargs().eval()
+    tokens, scale = torch.randint(0, 50, (2, 5)), torch.tensor(0.5)
+    compiled = compile(model, (tokens,), example_kwargs={"scale": scale}, dtype="int8")
+    assert sorted(compiled.ops) == ["fc", "fc.linear0", "head"]
+    run = compiled.run((tokens,), {"scale": scale}, record=True)
+    check_every_run(compiled, run.records)
+    assert set(run.outputs) == {"logits", "hidden"}
+    with torch.no_grad():
+        expected = model(tokens, scale)
+    for key in expected:
+        assert float((run.outputs[key] - expected[key]).abs().max()) < 0.05 * float(
+            expected[key].abs().max())
+    # The shared matrix is both a host parameter (embedding) and a quantized weight (head).
+    head_weight = compiled.ops["head"].binding.weight
+    assert head_weight in compiled.host.param_names()
+    assert compiled.archive.is_quantized(head_weight)
+    loaded = load(compiled.save(tmp_path / "tied"))
+    again = loaded(tokens, scale=scale)
+    assert all(torch.equal(again[k], run.outputs[k]) for k in expected)
