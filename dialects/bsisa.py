@@ -101,12 +101,12 @@ def ceil_div(a: int, b: int) -> int:
     return -(-a // b)
 
 
-def _isa_check(op: Operation, check: Callable[[], object]) -> None:
+def _isa_check(check: Callable[[], object]) -> None:
     """Run a :mod:`bitmod.runtime.isa` range check, reporting its error as the op's."""
     try:
         check()
     except isa.IsaError as error:
-        raise VerifyException(f"{op.name}: {error}") from None
+        raise VerifyException(str(error)) from None
 
 
 # --------------------------------------------------------------------------------------------
@@ -354,32 +354,31 @@ class ProgramOp(IRDLOperation):
         return op
 
     def verify_(self) -> None:
-        where = f"bsisa.program @{self.sym_name.data}"
         ops = list(self.body.block.ops)
         seen_code = False
         for op in ops:
             if isinstance(op, DescOp):
                 if seen_code:
                     raise VerifyException(
-                        f"{where}: descriptor @{op.sym_name.data} after the first "
+                        f"descriptor @{op.sym_name.data} after the first "
                         "instruction; descriptors come first"
                     )
             elif isinstance(op, InstructionOp):
                 seen_code = True
             else:
-                raise VerifyException(f"{where}: {op.name} is not a bsisa instruction")
+                raise VerifyException(f"{op.name} is not a bsisa instruction")
         if len(self.descriptors) >= isa.NO_BIAS_FIELD:
             raise VerifyException(
-                f"{where}: {len(self.descriptors)} descriptors, at most {isa.NO_BIAS_FIELD - 1}"
+                f"{len(self.descriptors)} descriptors, at most {isa.NO_BIAS_FIELD - 1}"
             )
         table = self.string_table()
         if len(set(table)) != len(table):
-            raise VerifyException(f"{where}: duplicate name in the string table")
+            raise VerifyException("duplicate name in the string table")
         missing = {d.tensor.data for d in self.descriptors} - set(table)
         if missing:
-            raise VerifyException(f"{where}: tensor names {sorted(missing)} not in the strings")
+            raise VerifyException(f"tensor names {sorted(missing)} not in the strings")
         if not ops or not isinstance(ops[-1], HaltOp):
-            raise VerifyException(f"{where}: must end with bsisa.halt")
+            raise VerifyException("must end with bsisa.halt")
         _ScheduleChecker(self._resolve, _Config()).run(self.code)
 
     def _resolve(self, user: Operation, ref: str) -> TensorInfo:
@@ -516,27 +515,24 @@ class DescOp(IRDLOperation):
         return op
 
     def verify_(self) -> None:
-        where = f"bsisa.desc @{self.sym_name.data}"
         kind = self.kind.data
         if kind not in DESC_KINDS:
-            raise VerifyException(f"{where}: unknown kind {kind!r}; kinds: {', '.join(DESC_KINDS)}")
+            raise VerifyException(f"unknown kind {kind!r}; kinds: {', '.join(DESC_KINDS)}")
         if not isinstance(self.parent_op(), ProgramOp):
-            raise VerifyException(f"{where}: descriptors live directly in a bsisa.program")
+            raise VerifyException("descriptors live directly in a bsisa.program")
         shape = self.shape_tuple
         rank = 1 if kind == "bias" else 2
         if len(shape) != rank:
-            raise VerifyException(
-                f"{where}: a {kind} descriptor is {rank}-D, got shape {list(shape)}"
-            )
+            raise VerifyException(f"a {kind} descriptor is {rank}-D, got shape {list(shape)}")
         quant_fields = (self.fmt, self.scale_bits, self.group_size)
         if kind == "qweight" and any(field is None for field in quant_fields):
-            raise VerifyException(f"{where}: a qweight descriptor needs fmt, sb and g")
+            raise VerifyException("a qweight descriptor needs fmt, sb and g")
         if kind != "qweight" and any(field is not None for field in quant_fields):
-            raise VerifyException(f"{where}: fmt, sb and g belong to qweight descriptors only")
+            raise VerifyException("fmt, sb and g belong to qweight descriptors only")
         try:
             self.to_isa(0).check(n_strings=1)
         except isa.IsaError as error:
-            raise VerifyException(f"{where}: {error}") from None
+            raise VerifyException(f"{error}") from None
 
 
 # --------------------------------------------------------------------------------------------
@@ -577,15 +573,13 @@ class InstructionOp(IRDLOperation):
 
     def verify_(self) -> None:
         if not isinstance(self.container(), ProgramOp | TiledMatmulOp):
-            raise VerifyException(
-                f"{self.name} must be inside a bsisa.program or bsisa.tiled_matmul"
-            )
+            raise VerifyException("must be inside a bsisa.program or bsisa.tiled_matmul")
         # Descriptor 0 stands in for names: references are checked by the container.
-        _isa_check(self, lambda: self.to_isa(lambda _: 0).check())
+        _isa_check(lambda: self.to_isa(lambda _: 0).check())
         open_levels = {loop.level for loop in self.enclosing_loops()}
         for level in self.to_isa(lambda _: 0).levels():
             if level not in open_levels:
-                raise VerifyException(f"{self.name}: level L{level} is not an enclosing loop")
+                raise VerifyException(f"level L{level} is not an enclosing loop")
 
 
 class _NoFieldInstruction(InstructionOp):
@@ -624,7 +618,7 @@ class HaltOp(_NoFieldInstruction):
 
     def verify_(self) -> None:
         if not isinstance(self.parent_op(), ProgramOp):
-            raise VerifyException("bsisa.halt must be at the top level of a bsisa.program")
+            raise VerifyException("must be at the top level of a bsisa.program")
 
 
 @irdl_op_definition
@@ -645,8 +639,8 @@ class _ConfigOp(InstructionOp):
 
     def verify_(self) -> None:
         if not isinstance(self.container(), ProgramOp):
-            raise VerifyException(f"{self.name} must be inside a bsisa.program")
-        _isa_check(self, lambda: self.to_isa(lambda _: 0).check())
+            raise VerifyException("must be inside a bsisa.program")
+        _isa_check(lambda: self.to_isa(lambda _: 0).check())
 
 
 @irdl_op_definition
@@ -858,14 +852,12 @@ class LoopOp(InstructionOp):
         super().verify_()
         outer = [loop.level for loop in self.enclosing_loops()]
         if len(outer) + 1 > MAX_LOOP_DEPTH:
-            raise VerifyException(f"bsisa.loop: loop nest deeper than {MAX_LOOP_DEPTH} levels")
+            raise VerifyException(f"loop nest deeper than {MAX_LOOP_DEPTH} levels")
         if self.level in outer:
-            raise VerifyException(
-                f"bsisa.loop: level L{self.level} is already used by an enclosing loop"
-            )
+            raise VerifyException(f"level L{self.level} is already used by an enclosing loop")
         for op in self.body.block.ops:
             if not isinstance(op, InstructionOp) or isinstance(op, HaltOp):
-                raise VerifyException(f"bsisa.loop: {op.name} cannot appear in a loop body")
+                raise VerifyException(f"{op.name} cannot appear in a loop body")
 
 
 _LevelFields = tuple[tuple[str, str], tuple[str, str]]
@@ -941,7 +933,7 @@ class TensorRefInstruction(InstructionOp):
 
     def verify_(self) -> None:
         if self.desc.nested_references.data:
-            raise VerifyException(f"{self.name}: the tensor must be a flat @name")
+            raise VerifyException("the tensor must be a flat @name")
         super().verify_()
 
 
@@ -1014,7 +1006,7 @@ class DrainOp(InstructionOp):
 
     def verify_(self) -> None:
         if self.bias is not None and self.bias.nested_references.data:
-            raise VerifyException(f"{self.name}: the bias must be a flat @name")
+            raise VerifyException("the bias must be a flat @name")
         super().verify_()
 
 
@@ -1214,7 +1206,10 @@ class _ScheduleChecker:
                     f"{needed} blocks of {block}"
                 )
             return
-        loop = next(loop for loop in op.enclosing_loops() if loop.level == level)
+        loop = next((loop for loop in op.enclosing_loops() if loop.level == level), None)
+        if loop is None:
+            # The container verifies before its ops; say what the op's own verifier would.
+            raise VerifyException(f"{op.name}: level L{level} is not an enclosing loop")
         if loop.count != needed:
             raise VerifyException(
                 f"{op.name} @{op.desc_name}: {field} loop L{level} runs {loop.count} times "
@@ -1227,15 +1222,13 @@ class _ScheduleChecker:
 # --------------------------------------------------------------------------------------------
 
 
-def _tensor_shape(value: SSAValue, what: str, op_name: str, rank: int) -> tuple[int, ...]:
+def _tensor_shape(value: SSAValue, what: str, rank: int) -> tuple[int, ...]:
     value_type = value.type
     if not isinstance(value_type, TensorType):
-        raise VerifyException(f"{op_name}: {what} must be a tensor, got {value_type}")
+        raise VerifyException(f"{what} must be a tensor, got {value_type}")
     shape = tuple(int(d) for d in value_type.get_shape())
     if len(shape) != rank or any(d < 1 for d in shape):
-        raise VerifyException(
-            f"{op_name}: {what} must be a static {rank}-D tensor, got {value_type}"
-        )
+        raise VerifyException(f"{what} must be a static {rank}-D tensor, got {value_type}")
     return shape
 
 
@@ -1245,12 +1238,34 @@ def act_rows(shape: Sequence[int]) -> int:
     return math.prod(shape[:-1])
 
 
-def matrix_shape(value: SSAValue, what: str, op_name: str) -> tuple[int, int]:
+def matrix_shape(value: SSAValue, what: str) -> tuple[int, int]:
     """``(rows, K)`` of a 2-D ``[M, K]`` or batched 3-D ``[B, M, K]`` tensor."""
     value_type = value.type
     rank = len(value_type.get_shape()) if isinstance(value_type, TensorType) else 2
-    shape = _tensor_shape(value, what, op_name, 3 if rank == 3 else 2)
+    shape = _tensor_shape(value, what, 3 if rank == 3 else 2)
     return act_rows(shape), shape[-1]
+
+
+#: Bytes of one FP16 activation.
+ACT_BYTES = 2
+
+
+def act_block_bytes(rows: int, kc: int) -> int:
+    """``A(KC) = R · KC · 2``: the buffer space of one FP16 activation block."""
+    return rows * kc * ACT_BYTES
+
+
+def weight_block_bytes(block_cols: int, kc: int, fmt: str, group_size: int, scale_bits: int) -> int:
+    """``W(KC)``: the buffer space of one weight block of ``C·T`` channels by ``KC``.
+
+    The machine's own size (:func:`bitmod.runtime.machine.weight_block_bytes`): per channel
+    the packed codes ``⌈KC·b/8⌉``, the packed group metadata
+    ``⌈(KC/G)·(SB + index bits + zero-point bits)/8⌉`` and a 2-byte channel scale.
+    ``scale_bits`` 0 (FP16 group scales) counts 16 bits a group.
+    """
+    from bitmod.runtime.machine import weight_block_bytes as machine_block_bytes
+
+    return machine_block_bytes(fmt, block_cols, kc, group_size, scale_bits or 16)
 
 
 @dataclass(frozen=True)
@@ -1367,12 +1382,10 @@ class TiledMatmulOp(IRDLOperation):
 
     def matrix_shapes(self) -> tuple[int, int, int]:
         """``(M, N, K)`` as the array sees them (batched activations flattened)."""
-        m, k = matrix_shape(self.act, "activation", self.name)
+        m, k = matrix_shape(self.act, "activation")
         n, weight_k = self.weight_info.shape
         if weight_k != k:
-            raise VerifyException(
-                f"{self.name}: activation K={k} does not match weight K={weight_k}"
-            )
+            raise VerifyException(f"activation K={k} does not match weight K={weight_k}")
         return m, n, k
 
     def verify_(self) -> None:
@@ -1382,12 +1395,12 @@ class TiledMatmulOp(IRDLOperation):
         expected_out = [*act_type.get_shape()[:-1], n]
         if list(out_type.get_shape()) != expected_out:
             raise VerifyException(
-                f"{self.name}: result shape {list(out_type.get_shape())} is not {expected_out}"
+                f"result shape {list(out_type.get_shape())} is not {expected_out}"
             )
         if self.bias is not None:
-            bias = _tensor_shape(self.bias, "bias", self.name, 1)
+            bias = _tensor_shape(self.bias, "bias", 1)
             if bias != (n,):
-                raise VerifyException(f"{self.name}: bias shape {list(bias)} is not [{n}]")
+                raise VerifyException(f"bias shape {list(bias)} is not [{n}]")
         weight = self.weight_info
         tiling = self.tiling
         expected = {
@@ -1398,19 +1411,32 @@ class TiledMatmulOp(IRDLOperation):
         for field, value in expected.items():
             if tiling.get(field) != value:
                 raise VerifyException(
-                    f"{self.name}: tiling {field} = {tiling.get(field)}, expected {value} "
-                    f"for M={m} N={n} K={k}"
+                    f"tiling {field} = {tiling.get(field)}, expected {value} for M={m} N={n} K={k}"
                 )
         if tiling.get("kc") % weight.group_size:
             raise VerifyException(
-                f"{self.name}: K chunk {tiling.get('kc')} is not a multiple of the group size "
+                f"K chunk {tiling.get('kc')} is not a multiple of the group size "
                 f"{weight.group_size}"
             )
+        block_bytes = {
+            "act_block_bytes": act_block_bytes(tiling.get("rows"), tiling.get("kc")),
+            "weight_block_bytes": weight_block_bytes(
+                tiling.block_cols,
+                tiling.get("kc"),
+                weight.fmt,
+                weight.group_size,
+                weight.scale_bits,
+            ),
+        }
+        for field, value in block_bytes.items():
+            if tiling.get(field) != value:
+                raise VerifyException(
+                    f"tiling {field} = {tiling.get(field)}, but a block of this "
+                    f"matmul takes {value} bytes"
+                )
         for op in self.schedule.block.ops:
             if not isinstance(op, InstructionOp) or isinstance(op, _ConfigOp | HaltOp):
-                raise VerifyException(
-                    f"{self.name}: {op.name} cannot appear in a tiled matmul schedule"
-                )
+                raise VerifyException(f"{op.name} cannot appear in a tiled matmul schedule")
         config = _Config(
             rows=tiling.get("rows"),
             cols=tiling.get("cols"),
@@ -1545,7 +1571,7 @@ class LaunchOp(IRDLOperation):
         expected = 1 if bias is None else 2
         if len(inputs) != expected or len(func_type.outputs.data) != 1:
             parser.raise_error(
-                f"bsisa.launch: expected {expected} operand types and 1 result type",
+                f"expected {expected} operand types and 1 result type",
                 pos,
                 parser.pos,
             )
@@ -1567,19 +1593,17 @@ class LaunchOp(IRDLOperation):
     def program_op(self) -> ProgramOp:
         program = SymbolTable.lookup_symbol(self, self.program)
         if not isinstance(program, ProgramOp):
-            raise VerifyException(
-                f"bsisa.launch: @{self._name(self.program)} is not a bsisa.program"
-            )
+            raise VerifyException(f"@{self._name(self.program)} is not a bsisa.program")
         return program
 
     def verify_(self) -> None:
         if (self.bias is None) != (self.bias_desc is None):
-            raise VerifyException("bsisa.launch: a bias operand and a bias descriptor go together")
+            raise VerifyException("a bias operand and a bias descriptor go together")
         program = self.program_op()
         segments = len(program.segments())
         if not 0 <= self.segment.value.data < segments:
             raise VerifyException(
-                f"bsisa.launch: segment {self.segment.value.data} out of range; "
+                f"segment {self.segment.value.data} out of range; "
                 f"@{program.sym_name.data} has {segments} segments"
             )
         bindings: list[tuple[str, SymbolRefAttr, SSAValue]] = [
@@ -1592,16 +1616,15 @@ class LaunchOp(IRDLOperation):
             desc = program.descriptor(self._name(ref))
             if desc is None or desc.kind.data != kind:
                 raise VerifyException(
-                    f"bsisa.launch: @{self._name(ref)} is not a {kind} descriptor of "
-                    f"@{program.sym_name.data}"
+                    f"@{self._name(ref)} is not a {kind} descriptor of @{program.sym_name.data}"
                 )
             if kind == "bias":
-                shape: tuple[int, ...] = _tensor_shape(value, kind, self.name, 1)
+                shape: tuple[int, ...] = _tensor_shape(value, kind, 1)
             else:
-                shape = matrix_shape(value, kind, self.name)
+                shape = matrix_shape(value, kind)
             if shape != desc.shape_tuple:
                 raise VerifyException(
-                    f"bsisa.launch: {kind} tensor shape {list(shape)} does not match "
+                    f"{kind} tensor shape {list(shape)} does not match "
                     f"@{self._name(ref)} {list(desc.shape_tuple)}"
                 )
 

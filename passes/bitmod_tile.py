@@ -32,19 +32,19 @@ stream past it)::
 
 Choosing the K chunk
 --------------------
-Both buffers are double-buffered, so one block may use half of each:
+Both buffers are double-buffered, so one block may use half of each. The block sizes are
+the machine's (:mod:`bitmod.runtime.machine`, docs/ISA.md "Timing"):
 
-    act block    A(KC) = min(M, R) · KC · 2 bytes                      (FP16)
-    weight block W(KC) = ⌈min(N, C·T) · KC · s(KC) / 8⌉ bytes
+    act block    A(KC) = R · KC · 2 bytes                                   (FP16)
+    weight block W(KC) = C·T · (⌈KC·b/8⌉ + ⌈(KC/G)·(SB + i + z)/8⌉ + 2) bytes
 
-where ``s(KC)`` is the storage in bits per weight of the format over a row of ``KC``
-weights, metadata included (codes, group scales, SV indices, zero points, the channel
-scale): :func:`bitmod.runtime.perf.storage_bits`, the project's one definition. ``KC`` is a
-multiple of the group size ``G`` (``K`` is one, the ``!bitmod.qweight`` verifier checks).
-With ``g*`` the most groups per chunk for which ``2·A ≤ act-buffer`` and
-``2·W ≤ weight-buffer``, the pass takes the fewest chunks, ``k_chunks = ⌈(K/G) / g*⌉``, and
-balances them: ``KC = G · ⌈(K/G) / k_chunks⌉``. ``kchunk=N`` (N > 0) forces ``KC = min(N, K)``
-instead; it must be a multiple of ``G`` and fit the buffers.
+for a ``b``-bit format with ``i`` SV-index bits and ``z`` zero-point bits per group, ``SB``
+scale bits and a 2-byte channel scale per channel. ``KC`` is a multiple of the group size
+``G`` (``K`` is one: the ``!bitmod.qweight`` verifier checks). With ``g*`` the most groups
+per chunk for which ``2·A ≤ act-buffer`` and ``2·W ≤ weight-buffer``, the pass takes the
+fewest chunks, ``k_chunks = ⌈(K/G) / g*⌉``, and balances them:
+``KC = G · ⌈(K/G) / k_chunks⌉``. ``kchunk=N`` (N > 0) forces ``KC = min(N, K)`` instead; it
+must be a multiple of ``G`` and fit the buffers.
 
 Errors (one diagnostic naming the op, nothing changed): a ``dataflow`` other than ``os``;
 ``rows``, ``cols``, ``tiles`` or a buffer size that is not positive or does not fit the ISA's
@@ -54,7 +54,6 @@ activation) block of a single group that does not fit its buffer twice.
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass
 from typing import ClassVar
 
@@ -70,9 +69,11 @@ from bitmod.dialects.bsisa import (
     StOutOp,
     TiledMatmulOp,
     TilingAttr,
+    act_block_bytes,
     ceil_div,
     matrix_shape,
     qweight_info,
+    weight_block_bytes,
 )
 from bitmod.runtime import isa
 from bitmod.runtime.hwconfig import HardwareConfig
@@ -83,9 +84,6 @@ from xdsl.passes import ModulePass
 from xdsl.rewriter import Rewriter
 
 _HW = HardwareConfig()
-
-#: Bytes of one FP16 activation.
-ACT_BYTES = 2
 
 #: Loop levels of the schedule.
 COL_LEVEL, ROW_LEVEL, K_LEVEL = 0, 1, 2
@@ -101,26 +99,6 @@ class BlockPlan:
     k_chunks: int
     act_block_bytes: int
     weight_block_bytes: int
-
-
-def act_block_bytes(m: int, rows: int, kc: int) -> int:
-    """``A(KC) = min(M, R) · KC · 2``: one FP16 activation block."""
-    return min(m, rows) * kc * ACT_BYTES
-
-
-def weight_block_bytes(
-    n: int, block_cols: int, kc: int, fmt: str, group_size: int, scale_bits: int
-) -> int:
-    """``W(KC) = ⌈min(N, C·T) · KC · s(KC) / 8⌉``: one weight block with its metadata.
-
-    ``scale_bits`` is the ``!bitmod.qweight`` field (0: FP16 group scales).
-    """
-    from bitmod.runtime.perf import storage_bits
-
-    bits_per_weight = storage_bits(fmt, kc, group_size, scale_bits or None)  # type: ignore[arg-type]
-    # storage_bits is a float; the tolerance keeps an exact whole number of bytes from
-    # rounding up by one.
-    return math.ceil(min(n, block_cols) * kc * bits_per_weight / 8 - 1e-6)
 
 
 def plan_blocks(
@@ -141,10 +119,10 @@ def plan_blocks(
     n_groups = ceil_div(k, group_size)
 
     def act_bytes(groups: int) -> int:
-        return act_block_bytes(m, rows, groups * group_size)
+        return act_block_bytes(rows, groups * group_size)
 
     def weight_bytes(groups: int) -> int:
-        return weight_block_bytes(n, block_cols, groups * group_size, fmt, group_size, scale_bits)
+        return weight_block_bytes(block_cols, groups * group_size, fmt, group_size, scale_bits)
 
     def fits(groups: int) -> bool:
         return 2 * act_bytes(groups) <= act_buffer and 2 * weight_bytes(groups) <= weight_buffer
@@ -225,10 +203,12 @@ class BitmodTilePass(ModulePass):
     weight_buffer: int = _HW.weight_buffer_bytes
     kchunk: int = 0
 
-    def check_options(self) -> None:
+    def __post_init__(self) -> None:
+        # Checked on construction, so that bitmod-opt reports a bad option at its place in
+        # the pipeline string before any pass runs.
         if self.dataflow not in self.DATAFLOWS:
             raise DiagnosticError(
-                f"bitmod-tile: dataflow '{self.dataflow}' is not supported; the array is "
+                f"dataflow '{self.dataflow}' is not supported; the array is "
                 f"output-stationary: dataflow={'|'.join(self.DATAFLOWS)}"
             )
         for option, value in (
@@ -239,18 +219,17 @@ class BitmodTilePass(ModulePass):
             ("weight-buffer", self.weight_buffer),
         ):
             if value < 1:
-                raise DiagnosticError(f"bitmod-tile: {option} must be positive, got {value}")
+                raise DiagnosticError(f"{option} must be positive, got {value}")
         if self.kchunk < 0:
-            raise DiagnosticError(f"bitmod-tile: kchunk must be >= 0, got {self.kchunk}")
+            raise DiagnosticError(f"kchunk must be >= 0 (0: automatic), got {self.kchunk}")
         try:
             isa.CfgArray(self.rows, self.cols, self.tiles).check()
             if self.kchunk:
                 isa.CfgKchunk(self.kchunk).check()
         except isa.IsaError as error:
-            raise DiagnosticError(f"bitmod-tile: {error}") from None
+            raise DiagnosticError(f"bad array geometry: {error}") from None
 
     def apply(self, ctx: Context, op: ModuleOp) -> None:
-        self.check_options()
         matmuls = [
             matmul
             for matmul in op.walk()
@@ -264,7 +243,7 @@ class BitmodTilePass(ModulePass):
     def plan(self, matmul: MatmulOp) -> BlockPlan:
         weight = qweight_info(matmul.weight.type)
         assert weight is not None
-        m, k = matrix_shape(matmul.input, "activation", matmul.name)
+        m, k = matrix_shape(matmul.input, "activation")
         n = weight.shape[0]
         try:
             return plan_blocks(

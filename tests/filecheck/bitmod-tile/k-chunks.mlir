@@ -1,0 +1,33 @@
+// A Llama-2-7B down projection (N = 4096, K = 11008) at M = 256 tokens: the double-
+// buffered weight block limits the K chunk, so K is cut into balanced chunks and the
+// chunk loop L2 is innermost.
+// RUN: bitmod-opt %s -p bitmod-tile | filecheck %s
+// RUN: bitmod-opt %s -p bitmod-tile | bitmod-opt - | filecheck %s
+
+func.func @down(%h: tensor<256x11008xf32>) -> tensor<256x4096xf32> {
+  %w = bitmod.param "down.weight" : tensor<4096x11008xf32>
+  %q = bitmod.quantize %w into "down.weight" : tensor<4096x11008xf32> -> !bitmod.qweight<4096x11008, bitmod3, 128>
+  %y = bitmod.matmul %h, %q : (tensor<256x11008xf32>, !bitmod.qweight<4096x11008, bitmod3, 128>) -> tensor<256x4096xf32>
+  func.return %y : tensor<256x4096xf32>
+}
+
+// Weight block of g groups (KC = 128 g) for 128 channels: W = 128 (48 g + ceil(10 g / 8)
+// + 2) bytes (3-bit codes, 8 scale + 2 SV-index bits a group, 2 B channel scale).
+// 2 W <= 524288 needs 48 g + ceil(1.25 g) + 2 <= 2048: g = 41 gives 2022, g = 42 gives
+// 2071, so at most 41 groups. K has 86 groups: ceil(86/41) = 3 chunks, balanced to
+// ceil(86/3) = 29 groups, KC = 3712 (the last chunk is clipped to 11008 - 2*3712 = 3584).
+// W = 128 x (1392 + 37 + 2) = 183168 B; activation block 8 x 3712 x 2 = 59392 B.
+// CHECK:      bsisa.tiled_matmul %h, %{{.*}} tiling #bsisa.tiling<rows = 8, cols = 8, tiles = 16, kc = 3712, m_blocks = 32, n_blocks = 32, k_chunks = 3, act_block_bytes = 59392, weight_block_bytes = 183168>
+// CHECK-NEXT:   bsisa.loop L0 count 32 {
+// CHECK-NEXT:     bsisa.loop L1 count 32 {
+// CHECK-NEXT:       bsisa.acc.clr
+// CHECK-NEXT:       bsisa.loop L2 count 3 {
+// CHECK-NEXT:         bsisa.ld.act @act row L1 k L2
+// CHECK-NEXT:         bsisa.ld.wgt @weight col L0 k L2
+// CHECK-NEXT:         bsisa.mac
+// CHECK-NEXT:       }
+// CHECK-NEXT:       bsisa.drain
+// CHECK-NEXT:       bsisa.st.out @out row L1 col L0
+// CHECK-NEXT:     }
+// CHECK-NEXT:   }
+// CHECK-NEXT: }

@@ -1,0 +1,32 @@
+// Options: a smaller array, a forced K chunk, a batched activation; a matmul whose weight
+// is still a float tensor stays as it is (it runs on the host).
+// RUN: bitmod-opt %s -p 'bitmod-tile{rows=4 cols=4 tiles=2 kchunk=64}' | filecheck %s
+// RUN: bitmod-opt %s --pass-pipeline='builtin.module(bitmod-tile{rows=4 cols=4 tiles=2 kchunk=64})' | filecheck %s
+// A forced chunk larger than K is K.
+// RUN: bitmod-opt %s -p 'bitmod-tile{kchunk=4096}' | filecheck %s --check-prefix=WHOLE
+// RUN: bitmod-opt %s -p 'bitmod-tile{rows=4 cols=4 tiles=2 kchunk=64}' | bitmod-opt - | filecheck %s
+
+func.func @f(%x: tensor<2x5x128xf32>, %h: tensor<3x16xf32>, %v: tensor<20x16xf32>) -> (tensor<2x5x20xf32>, tensor<3x20xf32>) {
+  %w = bitmod.param "a.weight" : tensor<20x128xf32>
+  %q = bitmod.quantize %w into "a.weight" : tensor<20x128xf32> -> !bitmod.qweight<20x128, int4, 32>
+  %y = bitmod.matmul %x, %q : (tensor<2x5x128xf32>, !bitmod.qweight<20x128, int4, 32>) -> tensor<2x5x20xf32>
+  %z = bitmod.matmul %h, %v : (tensor<3x16xf32>, tensor<20x16xf32>) -> tensor<3x20xf32>
+  func.return %y, %z : tensor<2x5x20xf32>, tensor<3x20xf32>
+}
+
+// The batched [2, 5, 128] activation is a [10, 128] matrix: ceil(10/4) = 3 row blocks;
+// 20 channels in blocks of 4*2 = 8: 3; K = 128 in chunks of 64: 2.
+// Activation block 4 x 64 x 2 = 512 B; weight block 8 channels x (64 x 4 / 8 = 32 B codes
+// + 2 groups x 8 scale bits = 2 B + 2 B channel scale) = 8 x 36 = 288 B.
+// CHECK:      %y = bsisa.tiled_matmul %x, %q tiling #bsisa.tiling<rows = 4, cols = 4, tiles = 2, kc = 64, m_blocks = 3, n_blocks = 3, k_chunks = 2, act_block_bytes = 512, weight_block_bytes = 288> : (tensor<2x5x128xf32>, !bitmod.qweight<20x128, int4, 32>) -> tensor<2x5x20xf32> {
+// CHECK-NEXT:   bsisa.loop L0 count 3 {
+// CHECK-NEXT:     bsisa.loop L1 count 3 {
+// CHECK-NEXT:       bsisa.acc.clr
+// CHECK-NEXT:       bsisa.loop L2 count 2 {
+// CHECK:            bsisa.drain{{$}}
+// CHECK:      %z = bitmod.matmul %h, %v : (tensor<3x16xf32>, tensor<20x16xf32>) -> tensor<3x20xf32>
+
+// Default array, K chunk 4096 clipped to K = 128: one chunk. A block takes the buffer
+// space of a whole block even where the tensor clips it: activation 8 x 128 x 2 = 2048 B;
+// weight 128 channels x (64 B codes + 4 groups x 8 bits = 4 B + 2 B) = 8960 B.
+// WHOLE: bsisa.tiled_matmul %x, %q tiling #bsisa.tiling<rows = 8, cols = 8, tiles = 16, kc = 128, m_blocks = 2, n_blocks = 1, k_chunks = 1, act_block_bytes = 2048, weight_block_bytes = 8960>

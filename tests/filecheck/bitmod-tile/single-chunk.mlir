@@ -1,0 +1,35 @@
+// One quantized matmul with bias, default options (8x8 PEs, 16 tiles, 512 KiB buffers).
+// K = 256 fits one chunk, so the weight block is loaded once per column block (outside
+// the row loop) and the K level is '-'.
+// RUN: bitmod-opt %s -p bitmod-tile | filecheck %s
+// Round trip of the input and of the tiled output.
+// RUN: bitmod-opt %s | bitmod-opt - | filecheck %s --check-prefix=INPUT
+// RUN: bitmod-opt %s -p bitmod-tile | bitmod-opt - | filecheck %s
+
+func.func @forward(%x: tensor<16x256xf32>, %b: tensor<192xf32>) -> tensor<16x192xf32> {
+  %w = bitmod.param "fc1.weight" : tensor<192x256xf32>
+  %q = bitmod.quantize %w into "fc1.weight" : tensor<192x256xf32> -> !bitmod.qweight<192x256, bitmod3, 128>
+  %y = bitmod.matmul %x, %q bias %b : (tensor<16x256xf32>, !bitmod.qweight<192x256, bitmod3, 128>, tensor<192xf32>) -> tensor<16x192xf32>
+  func.return %y : tensor<16x192xf32>
+}
+
+// INPUT: bitmod.matmul %x, %q bias %b
+
+// M = 16 rows in blocks of 8: 2; N = 192 channels in blocks of 8*16 = 128: 2; K = 256 in
+// one chunk. Activation block 8 x 256 x 2 B = 4096 B. Weight block: 128 channels x
+// (256 x 3 code bits / 8 = 96 B + 2 groups x (8 scale + 2 SV index bits) / 8 -> 3 B
+// + 2 B channel scale) = 128 x 101 = 12928 B.
+// CHECK:      %[[Q:.*]] = bitmod.quantize %w into "fc1.weight"
+// CHECK-NEXT: %y = bsisa.tiled_matmul %x, %[[Q]] bias %b tiling #bsisa.tiling<rows = 8, cols = 8, tiles = 16, kc = 256, m_blocks = 2, n_blocks = 2, k_chunks = 1, act_block_bytes = 4096, weight_block_bytes = 12928> : (tensor<16x256xf32>, !bitmod.qweight<192x256, bitmod3, 128>, tensor<192xf32>) -> tensor<16x192xf32> {
+// CHECK-NEXT:   bsisa.loop L0 count 2 {
+// CHECK-NEXT:     bsisa.ld.wgt @weight col L0 k -
+// CHECK-NEXT:     bsisa.loop L1 count 2 {
+// CHECK-NEXT:       bsisa.acc.clr
+// CHECK-NEXT:       bsisa.ld.act @act row L1 k -
+// CHECK-NEXT:       bsisa.mac
+// CHECK-NEXT:       bsisa.drain bias @bias
+// CHECK-NEXT:       bsisa.st.out @out row L1 col L0
+// CHECK-NEXT:     }
+// CHECK-NEXT:   }
+// CHECK-NEXT: }
+// CHECK-NEXT: func.return %y : tensor<16x192xf32>
