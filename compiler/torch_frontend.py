@@ -499,6 +499,8 @@ def _classify(walk: _Walk, node: Node) -> str | None:
         return "matrix-vector product (1-D operand)"
     if isinstance(x, Node) and x.name not in walk.dynamic:
         return "left operand is a constant; the PE streams the activation on the left"
+    if isinstance(weight_side, Node) and weight_side.name not in walk.dynamic:
+        return "constant right operand that is not a 2-D weight (batched weights are not lowered)"
     name, module = walk.layer_name(node, linear=False)
     walk.ops.append(
         AcceleratedOp(

@@ -275,3 +275,22 @@ def test_special_float_arguments_round_trip() -> None:
     host = HostProgram.from_json(imported.host.to_json())
     x = torch.tensor([1.0, -2.0, 3.0])
     assert torch.equal(run_with_torch(imported, x, host=host), Masked()(x))
+
+
+class BatchedWeight(nn.Module):
+    def __init__(self) -> None:
+        super().__init__()
+        self.w = nn.Parameter(torch.randn(3, 4, 5))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return torch.bmm(x, self.w) + torch.bmm(self.w.transpose(1, 2), x.transpose(1, 2)).sum()
+
+
+def test_constant_operands_that_cannot_be_weights_stay_on_the_host() -> None:
+    imported = import_model(BatchedWeight(), (torch.randn(3, 2, 4),))
+    assert imported.ops == []
+    reasons = sorted(op.reason for op in imported.host_ops if op.category == "matmul")
+    assert reasons == [
+        "constant right operand that is not a 2-D weight (batched weights are not lowered)",
+        "left operand is a constant; the PE streams the activation on the left",
+    ]
