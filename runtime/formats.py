@@ -607,8 +607,9 @@ def _quantize_candidates(
             q2 = torch.index_select(luts.values2[position], 0, cell.view(-1)).view_as(x2)
             distance = torch.linalg.vector_norm(q2.sub_(x2), dim=-1)
             errors[position] = distance.square_().mul_(half_scale[..., 0].square() / size)
-    # argmin returns the first minimum: the first candidate wins equal errors.
-    best_index = torch.stack(errors).argmin(dim=0)  # type: ignore[arg-type]
+    # argmin returns the first minimum: the first candidate wins equal errors. Candidates on the
+    # last, contiguous axis: a CPU argmin over the outer axis is ~7x slower.
+    best_index = torch.stack(errors, dim=-1).argmin(dim=-1)  # type: ignore[arg-type]
     maxima = torch.as_tensor(luts.max_values, dtype=groups.dtype, device=groups.device)
     best_max = maxima[best_index]
     best_scale = absmax[..., 0] / best_max
