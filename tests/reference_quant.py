@@ -20,7 +20,9 @@ threshold (and assert that they are rare). Exact ties
 (identical quantized groups under two candidates of the same scale) need no skipping: both
 implementations compute bit-identical errors and both keep the first candidate.
 
-Imported by the tests through ``tests/test_formats.py``'s loader; not a project module.
+Loaded by ``tests/test_formats.py`` and ``tests/test_bitserial.py`` under the module name
+``bitmod_tests_reference_quant`` (pytest's importlib mode puts no test folder on sys.path); not
+a project module.
 """
 
 from __future__ import annotations
