@@ -11,13 +11,14 @@ adds (``arith.addf`` / ``arith.mulf`` on tensors), in the IR that ``bitmod-quant
 ``bitmod.param`` + ``bitmod.quantize ... into`` + ``bitmod.matmul``.
 
 Weights. Random weights are quantized to bitmod3 (G = 128, INT8 scales) with
-``bitmod.runtime.formats.quantize``, once per distinct shape (3 shapes), and the archive holds
-the same quantized tensor under every layer's names: tiling and lowering read only the IR
+``bitmod.runtime.formats.quantize``, once per distinct shape (3 shapes), and the memory image
+holds the same quantized tensor under every layer's names: tiling and lowering read only the IR
 (shapes, formats, archive names), never weight values, so quantizing 4 x 7 matrices of a 7B
 model on a laptop CPU (minutes) would measure nothing more. Quantization time is reported on
 its own; ``--no-quantize`` skips it.
 
-Timed (CPU, wall clock, best of ``--repeat``): parsing the IR text, ``bitmod-tile``,
+Timed (CPU, wall clock, best of ``--repeat``; ``cold`` is the first repetition, which also
+pays one-time imports): parsing the IR text, ``bitmod-tile``,
 ``bitmod-lower-to-isa``, and emitting (``module_to_program`` + ``encode``). The program must
 lower in under 10 s, and its instruction count must not depend on M (the number of array
 passes): the loops stay loops. The baseline, measured in the same run, is the size of the
@@ -40,7 +41,6 @@ from bitmod.dialects.bsisa import ProgramOp, TiledMatmulOp
 from bitmod.passes.bitmod_lower_to_isa import BitmodLowerToIsaPass
 from bitmod.passes.bitmod_tile import BitmodTilePass
 from bitmod.passes.context import make_context
-from bitmod.runtime.archive import ParamArchive
 from bitmod.runtime.formats import QuantizedTensor, quantize
 from bitmod.runtime.perf import load_llm_shapes
 
@@ -100,6 +100,7 @@ class Result:
     array_passes: int
     unrolled_instructions: int
     seconds: dict[str, float]
+    cold_seconds: float
 
     @property
     def lower_seconds(self) -> float:
@@ -109,7 +110,8 @@ class Result:
 def measure(layers: int, tokens: int, shape_linear: list, hidden: int, repeat: int) -> Result:
     text = decoder_ir(layers, tokens, shape_linear, hidden)
     best: dict[str, float] = {}
-    for _ in range(repeat):
+    cold = 0.0
+    for repetition in range(repeat):
         ctx = make_context()
         times: dict[str, float] = {}
         start = time.perf_counter()
@@ -132,6 +134,8 @@ def measure(layers: int, tokens: int, shape_linear: list, hidden: int, repeat: i
         binary = program.encode()
         times["emit"] = time.perf_counter() - start
         best = {key: min(best.get(key, float("inf")), value) for key, value in times.items()}
+        if repetition == 0:
+            cold = sum(times.values())
     assert len([op for op in module.ops if isinstance(op, ProgramOp)]) == 1
     return Result(
         layers=layers,
@@ -142,11 +146,16 @@ def measure(layers: int, tokens: int, shape_linear: list, hidden: int, repeat: i
         array_passes=passes,
         unrolled_instructions=3 * passes + 3 * blocks,
         seconds=best,
+        cold_seconds=cold,
     )
 
 
-def quantized_archive(linear: list, layers: int) -> tuple[ParamArchive, float]:
-    """Random bitmod3 weights, one quantization per distinct shape, shared by every layer."""
+def quantized_weights(linear: list, layers: int) -> tuple[dict[str, QuantizedTensor], float]:
+    """Random bitmod3 weights, one quantization per distinct shape, shared by every layer.
+
+    Returned as the name -> QuantizedTensor memory image that ``bitmod.runtime.machine``
+    accepts (packing 28 copies into a ParamArchive would only time the packer).
+    """
     generator = torch.Generator().manual_seed(0)
     by_shape: dict[tuple[int, int], QuantizedTensor] = {}
     start = time.perf_counter()
@@ -154,11 +163,12 @@ def quantized_archive(linear: list, layers: int) -> tuple[ParamArchive, float]:
         if (n, k) not in by_shape:
             by_shape[(n, k)] = quantize(torch.randn(n, k, generator=generator), FORMAT, GROUP, 8)
     seconds = time.perf_counter() - start
-    archive = ParamArchive()
-    for layer in range(layers):
-        for name, n, k in linear:
-            archive.put_quantized(f"layers.{layer}.{name}.weight", by_shape[(n, k)])
-    return archive, seconds
+    weights = {
+        f"layers.{layer}.{name}.weight": by_shape[(n, k)]
+        for layer in range(layers)
+        for name, n, k in linear
+    }
+    return weights, seconds
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -183,19 +193,19 @@ def main(argv: list[str] | None = None) -> int:
         "",
     ]
     if not args.no_quantize:
-        archive, seconds = quantized_archive(linear, max(args.layers))
-        names = sorted(archive.names())
+        weights, seconds = quantized_weights(linear, max(args.layers))
         lines.append(
             f"Quantized {len({(n, k) for _, n, k in linear})} distinct random weights "
             f"({sum(n * k for n, k in {(n, k) for _, n, k in linear}) / 1e6:.0f} M weights) "
-            f"to bitmod3 in {seconds:.1f} s, shared by the {len(names)} archive entries."
+            f"to bitmod3 in {seconds:.1f} s, shared by the {len(weights)} weights of "
+            f"{max(args.layers)} layers."
         )
         lines.append("")
     header = (
         "| layers | tokens M | matmuls | instructions | binary B | array passes | "
-        "unrolled instr. | unrolled / looped | parse | tile | lower | emit | total |"
+        "unrolled instr. | unrolled / looped | parse | tile | lower | emit | total | cold |"
     )
-    lines += [header, "|" + "---|" * 13]
+    lines += [header, "|" + "---|" * 14]
     print("\n".join(lines), flush=True)
     results = []
     for layers in args.layers:
@@ -209,11 +219,11 @@ def main(argv: list[str] | None = None) -> int:
                 f"{result.unrolled_instructions:,} | "
                 f"{result.unrolled_instructions / result.instructions:,.0f}x | "
                 f"{s['parse']:.2f} | {s['tile']:.2f} | {s['lower']:.2f} | {s['emit']:.3f} | "
-                f"{result.lower_seconds:.2f} |"
+                f"{result.lower_seconds:.2f} | {result.cold_seconds:.2f} |"
             )
             print(lines[-1], flush=True)
     if not args.no_quantize:
-        # Every weight the program names is in the archive, quantized as its descriptor says.
+        # Every weight the program names is in the memory image, as its descriptor says.
         for layers in args.layers:
             ctx = make_context()
             module = parse_module(ctx, decoder_ir(layers, 1, linear, shape.hidden_size), "d")
@@ -222,23 +232,24 @@ def main(argv: list[str] | None = None) -> int:
             program = module_to_program(module)
             for desc in program.descriptors:
                 if desc.kind.name == "QWEIGHT":
-                    q = archive.get_quantized(program.strings[desc.name])
-                    assert (q.fmt, q.shape, q.group_size) == (
+                    q = weights[program.strings[desc.name]]
+                    assert (q.fmt, q.shape, q.group_size, q.scale_bits) == (
                         FORMAT,
                         (desc.dim0, desc.dim1),
                         desc.group_size,
+                        desc.scale_bits,
                     )
 
     by_layers: dict[int, set[int]] = {}
     for result in results:
         by_layers.setdefault(result.layers, set()).add(result.instructions)
     per_layer = {layers: counts.pop() for layers, counts in by_layers.items() if len(counts) == 1}
-    slowest = max(result.lower_seconds for result in results)
+    slowest = max(max(result.lower_seconds, result.cold_seconds) for result in results)
     lines += [
         "",
         f"- Instruction count independent of M (array passes): "
         f"{'yes' if len(per_layer) == len(by_layers) else 'NO'}.",
-        "- Instructions per layer count: "
+        "- Instructions by number of layers: "
         + ", ".join(f"{layers} layer(s): {count}" for layers, count in sorted(per_layer.items()))
         + (
             f" (growth {per_layer[max(per_layer)] / per_layer[min(per_layer)]:.2f}x for "
@@ -246,8 +257,8 @@ def main(argv: list[str] | None = None) -> int:
             if len(per_layer) > 1
             else "."
         ),
-        f"- Slowest parse+tile+lower+emit: {slowest:.2f} s (limit {LIMIT_SECONDS:.0f} s): "
-        f"{'met' if slowest < LIMIT_SECONDS else 'NOT met'}.",
+        f"- Slowest parse+tile+lower+emit (cold or best): {slowest:.2f} s "
+        f"(limit {LIMIT_SECONDS:.0f} s): {'met' if slowest < LIMIT_SECONDS else 'NOT met'}.",
     ]
     report = "\n".join(lines) + "\n"
     print("\n".join(lines[-3:]))

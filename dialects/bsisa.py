@@ -118,19 +118,32 @@ def _print_level(printer: Printer, level: int | None) -> None:
     printer.print_string("-" if level is None else f"L{level}")
 
 
+_I64_MIN, _I64_MAX = -(1 << 63), (1 << 63) - 1
+
+
+def _parse_int(parser: Parser, context: str) -> int:
+    """An integer that fits the i64 properties (a parse error at its position otherwise;
+    the field's own range is the verifier's business)."""
+    pos = parser.pos
+    value = parser.parse_integer(allow_boolean=False, context_msg=context)
+    if not _I64_MIN <= value <= _I64_MAX:
+        parser.raise_error(f"integer {value} does not fit 64 bits{context}", pos, parser.pos)
+    return value
+
+
 def _parse_level(parser: Parser) -> int | None:
     if parser.parse_optional_punctuation("-") is not None:
         return None
     pos = parser.pos
     ident = parser.parse_identifier(" (a loop level L0..L7 or -)")
-    if len(ident) < 2 or ident[0] != "L" or not ident[1:].isdigit():
+    if len(ident) < 2 or ident[0] != "L" or not ident[1:].isdigit() or len(ident) > 4:
         parser.raise_error(f"expected a loop level L0..L7 or -, got {ident!r}", pos, parser.pos)
     return int(ident[1:])
 
 
 def _parse_keyword_int(parser: Parser, keyword: str) -> int:
     parser.parse_keyword(keyword)
-    return parser.parse_integer(allow_boolean=False, context_msg=f" after '{keyword}'")
+    return _parse_int(parser, f" after '{keyword}'")
 
 
 def _print_extra_attrs(printer: Printer, op: Operation) -> None:
@@ -240,23 +253,30 @@ class TilingAttr(ParametrizedAttribute):
         parser.parse_comma_separated_list(parser.Delimiter.ANGLE, parse_entry)
         if missing := [name for name in cls.FIELDS if name not in values]:
             parser.raise_error(f"bsisa.tiling: missing {', '.join(missing)}", pos, parser.pos)
+        try:
+            cls.check_values(values)
+        except VerifyException as error:
+            # Reported where the attribute is, as a parse error, not as a bare exception.
+            parser.raise_error(str(error), pos, parser.pos)
         return [IntAttr(values[name]) for name in cls.FIELDS]
 
     def print_parameters(self, printer: Printer) -> None:
         with printer.in_angle_brackets():
             printer.print_string(", ".join(f"{name} = {self.get(name)}" for name in self.FIELDS))
 
-    def verify(self) -> None:
-        for name in self.FIELDS:
-            if self.get(name) < 1:
-                raise VerifyException(
-                    f"bsisa.tiling: {name} must be positive, got {self.get(name)}"
-                )
+    @classmethod
+    def check_values(cls, values: dict[str, int]) -> None:
+        for name in cls.FIELDS:
+            if values[name] < 1:
+                raise VerifyException(f"bsisa.tiling: {name} must be positive, got {values[name]}")
         try:
-            isa.CfgArray(self.get("rows"), self.get("cols"), self.get("tiles")).check()
-            isa.CfgKchunk(self.get("kc")).check()
+            isa.CfgArray(values["rows"], values["cols"], values["tiles"]).check()
+            isa.CfgKchunk(values["kc"]).check()
         except isa.IsaError as error:
             raise VerifyException(f"bsisa.tiling: {error}") from None
+
+    def verify(self) -> None:
+        self.check_values({name: self.get(name) for name in self.FIELDS})
 
 
 # --------------------------------------------------------------------------------------------
@@ -502,14 +522,14 @@ class DescOp(IRDLOperation):
         kind = parser.parse_identifier(" (descriptor kind)")
         tensor = parser.parse_str_literal(" (tensor name)")
         shape = parser.parse_comma_separated_list(
-            parser.Delimiter.SQUARE, lambda: parser.parse_integer(allow_boolean=False)
+            parser.Delimiter.SQUARE, lambda: _parse_int(parser, " (a dimension)")
         )
         fmt = parser.parse_str_literal() if parser.parse_optional_keyword("fmt") else None
         sb = g = None
         if parser.parse_optional_keyword("sb"):
-            sb = parser.parse_integer(allow_boolean=False, context_msg=" after 'sb'")
+            sb = _parse_int(parser, " after 'sb'")
         if parser.parse_optional_keyword("g"):
-            g = parser.parse_integer(allow_boolean=False, context_msg=" after 'g'")
+            g = _parse_int(parser, " after 'g'")
         op = cls(sym_name, kind, tensor, shape, fmt, sb, g)
         _parse_extra_attrs(parser, op)
         return op
@@ -788,7 +808,7 @@ class CfgKchunkOp(_ConfigOp):
 
     @classmethod
     def parse(cls, parser: Parser) -> Self:
-        op = cls(parser.parse_integer(allow_boolean=False, context_msg=" (K chunk)"))
+        op = cls(_parse_int(parser, " (K chunk)"))
         _parse_extra_attrs(parser, op)
         return op
 
@@ -1548,7 +1568,7 @@ class LaunchOp(IRDLOperation):
     def parse(cls, parser: Parser) -> Self:
         program = parser.parse_symbol_name().data
         parser.parse_punctuation("[")
-        segment = parser.parse_integer(allow_boolean=False, allow_negative=False)
+        segment = _parse_int(parser, " (segment index)")
         parser.parse_punctuation("]")
         parser.parse_keyword("act")
         act_desc = parser.parse_symbol_name().data

@@ -88,6 +88,7 @@ class _TensorNames:
     module: ModuleOp
     taken: set[str] = field(default_factory=set)
     names: dict[SSAValue, str] = field(default_factory=dict)
+    functions: list[FuncOp] = field(default_factory=list)
     counter: int = 0
 
     def __post_init__(self) -> None:
@@ -97,7 +98,7 @@ class _TensorNames:
                 self.taken.add(op.param_name.data)
             elif isinstance(op, QuantizeOp) and op.entry is not None:
                 self.taken.add(op.entry.data)
-        self.functions = [op for op in self.module.walk() if isinstance(op, FuncOp)]
+        self.functions += [op for op in self.module.walk() if isinstance(op, FuncOp)]
 
     def _function_of(self, value: SSAValue) -> FuncOp | None:
         owner = value.owner

@@ -440,3 +440,23 @@ def test_launch_round_trips() -> None:
 def test_launch_verifier_rejects(segment: str, out: str, message: str) -> None:
     with pytest.raises(DiagnosticError, match=message):
         parse(launch_module(segment, out))
+
+
+@pytest.mark.parametrize(
+    ("text", "message", "column"),
+    [
+        (program_text("bsisa.cfg.kchunk 99999999999999999999"), "does not fit 64 bits", 18),
+        (program_text("bsisa.loop L12345 count 1 {\n}"), "expected a loop level L0..L7", 12),
+        (program_text("bsisa.loop X1 count 1 {\n}"), "expected a loop level L0..L7", 12),
+        (program_text(CONFIG + "\n bsisa.ld.act @d0 row - k"), "expected a loop level", 0),
+        (tiled().replace("tiles = 16", "tiles = 0"), "bsisa.tiling: tiles must be positive", 0),
+        (tiled().replace("m_blocks = 2, ", ""), "bsisa.tiling: missing m_blocks", 0),
+    ],
+)
+def test_malformed_syntax_is_a_located_parse_error(text: str, message: str, column: int) -> None:
+    with pytest.raises(DiagnosticError, match=message) as error:
+        parse(text)
+    location = error.value.location
+    assert location is not None and location.file == "test.mlir" and location.line > 0
+    if column:
+        assert location.column == column
