@@ -151,7 +151,7 @@ def decode_codes(
     fmt: str | Format,
     codes: np.ndarray,
     sv_index: np.ndarray,
-    sv_register: tuple[int, ...] | None = None,
+    sv_register: tuple[int, ...] | np.ndarray | None = None,
 ) -> np.ndarray:
     """The term decoder's front end: stored codes → integer grid values.
 
@@ -166,7 +166,8 @@ def decode_codes(
         return fmt.table[index, codes]
     values = fmt.table[0][codes]
     if fmt.special_code is not None and fmt.family in ("mixture", "fp_er", "fp_ea"):
-        register = np.asarray(sv_register or fmt.special_values, dtype=np.float64)
+        chosen = fmt.special_values if sv_register is None else sv_register
+        register = np.asarray(chosen, dtype=np.float64)
         values = np.where(codes == fmt.special_code, register[index], values)
     return values
 
