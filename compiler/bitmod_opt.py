@@ -40,7 +40,6 @@ from bitmod.compiler.ir_io import parse_module, print_module, verify_module
 from bitmod.compiler.pipelines import PIPELINES, build_pipeline, preset
 from bitmod.passes import ALL_PASSES, PASS_SUMMARIES
 from bitmod.passes.context import PARAMS_ATTR, BitmodContext, make_context
-from bitmod.runtime.archive import ArchiveError, ParamArchive
 from xdsl.dialects.builtin import ModuleOp, StringAttr
 from xdsl.passes import PassPipeline
 from xdsl.utils.exceptions import VerifyException
@@ -152,6 +151,8 @@ def _load_archive(ctx: BitmodContext, module: ModuleOp, base_dir: Path) -> None:
         return
     if not isinstance(attr, StringAttr):
         raise error_at(module, f"attribute {PARAMS_ATTR} must be a string (a file name)")
+    from bitmod.runtime.archive import ArchiveError, ParamArchive
+
     try:
         ctx.archive = ParamArchive.load(base_dir / attr.data)
     except ArchiveError as error:
@@ -159,6 +160,10 @@ def _load_archive(ctx: BitmodContext, module: ModuleOp, base_dir: Path) -> None:
 
 
 def _run_passes(ctx: BitmodContext, module: ModuleOp, pipeline: PassPipeline) -> None:
+    if not pipeline.passes:
+        return
+    from bitmod.runtime.archive import ArchiveError
+
     for module_pass in pipeline.passes:
         try:
             module_pass.apply(ctx, module)
@@ -228,8 +233,10 @@ def run(args: argparse.Namespace) -> None:
     data = _emit(ctx, module, args.emit)
 
     if has_archive and archive_path is not None:
+        if ctx.params_archive is None:
+            raise error_at(module, f"{PARAMS_ATTR} names an archive, but none was loaded")
         try:
-            ctx.archive.save(archive_path)
+            ctx.params_archive.save(archive_path)
         except OSError as error:
             raise DiagnosticError(
                 f"cannot write parameter archive: {error.strerror or error}",

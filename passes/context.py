@@ -29,10 +29,13 @@ from __future__ import annotations
 
 import importlib
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 from bitmod.compiler.diagnostics import DiagnosticError
-from bitmod.runtime.archive import ParamArchive
+
+if TYPE_CHECKING:
+    from bitmod.runtime.archive import ParamArchive
 from xdsl.context import Context
 from xdsl.dialect_interfaces.op_asm import OpAsmDialectInterface
 from xdsl.dialects import get_all_dialects
@@ -49,9 +52,24 @@ DEFAULT_PARAMS_NAME = "params.safetensors"
 class BitmodContext(Context):
     """xDSL context plus the parameter archive the passes read and write."""
 
-    archive: ParamArchive = field(default_factory=ParamArchive)
+    params_archive: ParamArchive | None = None
+    """The archive; created empty on first use of :attr:`archive`."""
     params_name: str = DEFAULT_PARAMS_NAME
     """What ``convert-linalg-to-bitmod`` records in ``bitmod.params`` (a file name)."""
+
+    @property
+    def archive(self) -> ParamArchive:
+        # Created lazily: the archive module imports torch, which runs that need no
+        # weights (listing passes, reporting a malformed file) should not pay for.
+        if self.params_archive is None:
+            from bitmod.runtime.archive import ParamArchive
+
+            self.params_archive = ParamArchive()
+        return self.params_archive
+
+    @archive.setter
+    def archive(self, archive: ParamArchive) -> None:
+        self.params_archive = archive
 
     def clone(self) -> BitmodContext:
         base = super().clone()
@@ -63,7 +81,7 @@ class BitmodContext(Context):
             base._loaded_attrs,
             base._loaded_types,
             base._registered_dialects,
-            archive=self.archive,
+            params_archive=self.params_archive,
             params_name=self.params_name,
         )
 

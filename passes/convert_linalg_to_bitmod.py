@@ -50,7 +50,7 @@ from bitmod.dialects.linalg_extras import BatchMatmulOp
 from bitmod.passes.context import PARAMS_ATTR, BitmodContext, archive_of, resource_blob
 from bitmod.runtime.archive import ParamArchive
 from xdsl.context import Context
-from xdsl.dialects import arith, linalg, tensor
+from xdsl.dialects import arith, tensor
 from xdsl.dialects.builtin import (
     AffineMapAttr,
     AnyFloat,
@@ -66,6 +66,7 @@ from xdsl.dialects.builtin import (
     StringAttr,
     TensorType,
 )
+from xdsl.dialects.linalg import ops as linalg
 from xdsl.ir import Attribute, Operation, SSAValue
 from xdsl.ir.affine import AffineDimExpr, AffineExpr, AffineMap
 from xdsl.passes import ModulePass

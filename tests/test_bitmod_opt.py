@@ -1,0 +1,341 @@
+"""bitmod-opt end to end: weights in the archive, quantized values, errors, output files.
+
+Values are checked against independent computations: the torch model the example was
+exported from, hand-written constants, and direct calls of the quantizer.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+from bitmod.compiler.bitmod_opt import main
+from bitmod.compiler.diagnostics import DiagnosticError
+from bitmod.compiler.ir_io import parse_module, print_module
+from bitmod.dialects.bitmod import QuantizeOp
+from bitmod.passes.bitmod_quantize import BitmodQuantizePass, parse_layer_overrides
+from bitmod.passes.context import make_context
+from bitmod.passes.convert_linalg_to_bitmod import ConvertLinalgToBitmodPass
+from bitmod.runtime import isa
+from bitmod.runtime.archive import ParamArchive
+from bitmod.runtime.formats import dequantize, quantize
+from xdsl.context import Context
+
+ROOT = Path(__file__).resolve().parent.parent
+MLP_DIR = ROOT / "examples" / "mlp"
+FILECHECK = ROOT / "tests" / "filecheck"
+
+
+def _mlp_model() -> torch.nn.Module:
+    spec = importlib.util.spec_from_file_location("make_mlp", MLP_DIR / "make_mlp.py")
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    model, _ = module.build()
+    return model
+
+
+def _run(capsys: pytest.CaptureFixture[str], *argv: str) -> tuple[int, str, str]:
+    status = main(list(argv))
+    captured = capsys.readouterr()
+    return status, captured.out, captured.err
+
+
+# --- convert-linalg-to-bitmod -------------------------------------------------------------
+
+
+def test_mlp_weights_move_to_the_archive_unchanged(tmp_path: Path, capsys) -> None:
+    out = tmp_path / "mlp.mlir"
+    status, _, err = _run(capsys, str(MLP_DIR / "mlp.mlir"), "-p", "convert-linalg-to-bitmod",
+                          "-o", str(out))
+    assert status == 0, err
+    archive = ParamArchive.load(tmp_path / "mlp.params.safetensors")
+    model = _mlp_model()
+    for layer in ("fc1", "fc2", "fc3"):
+        linear = getattr(model, layer)
+        assert torch.equal(archive.get(f"{layer}.weight"), linear.weight.detach())
+        assert torch.equal(archive.get(f"{layer}.bias"), linear.bias.detach())
+    text = out.read_text()
+    assert 'bitmod.params = "mlp.params.safetensors"' in text
+    assert "dense_resource" not in text and "linalg.matmul" not in text
+
+
+def test_converted_mlp_computes_the_model(tmp_path: Path, capsys) -> None:
+    # y = fc3(relu(fc2(relu(fc1(x))))) from the archive, in the order the IR uses the params.
+    out = tmp_path / "mlp.mlir"
+    assert _run(capsys, str(MLP_DIR / "mlp.mlir"), "-p", "convert-linalg-to-bitmod", "-o",
+                str(out))[0] == 0
+    archive = ParamArchive.load(tmp_path / "mlp.params.safetensors")
+    text = out.read_text()
+    order = [line.split('"')[1] for line in text.splitlines() if "= bitmod.param " in line]
+    assert order == ["fc1.weight", "fc1.bias", "fc2.weight", "fc2.bias", "fc3.weight", "fc3.bias"]
+    model = _mlp_model()
+    x = torch.randn(4, 64)
+    y = x
+    for index, layer in enumerate(("fc1", "fc2", "fc3")):
+        y = y @ archive.get(f"{layer}.weight").T + archive.get(f"{layer}.bias")
+        if index < 2:
+            y = torch.relu(y)
+    torch.testing.assert_close(y, model(x).detach())
+
+
+def test_weight_forms_are_stored_as_n_by_k(tmp_path: Path, capsys) -> None:
+    source = FILECHECK / "convert-linalg-to-bitmod" / "weight-forms.mlir"
+    assert _run(capsys, str(source), "-p", "convert-linalg-to-bitmod", "-o",
+                str(tmp_path / "w.mlir"))[0] == 0
+    archive = ParamArchive.load(tmp_path / "w.params.safetensors")
+    assert archive.get("fc1.weight").tolist() == [
+        [1.0, 2.0, 3.0, 4.0], [5.0, 6.0, 7.0, 8.0], [9.0, 10.0, 11.0, 12.0]
+    ]
+    assert archive.get("fc1.bias").tolist() == [0.5, -0.5, 1.5]
+    # the [K, N] constant [[1,0],[0,1],[2,0],[0,2]] used directly, stored transposed
+    assert archive.get("fc2.weight").tolist() == [[1.0, 0.0, 2.0, 0.0], [0.0, 1.0, 0.0, 2.0]]
+    assert sorted(archive.names()) == ["fc1.bias", "fc1.weight", "fc2.weight"]
+
+
+def test_batched_weight_and_broadcast_bias(tmp_path: Path, capsys) -> None:
+    source = FILECHECK / "convert-linalg-to-bitmod" / "batch-matmul.mlir"
+    assert _run(capsys, str(source), "-p", "convert-linalg-to-bitmod", "-o",
+                str(tmp_path / "b.mlir"))[0] == 0
+    archive = ParamArchive.load(tmp_path / "b.params.safetensors")
+    assert archive.get("fc1.weight").tolist() == [[1.0, 3.0, 5.0, 7.0], [2.0, 4.0, 6.0, 8.0]]
+    assert archive.get("fc1.bias").tolist() == [0.25, 0.75]
+
+
+def test_dense_resource_blob_of_f16_is_decoded() -> None:
+    # 0x04000000 is the blob's alignment; then f16 1.0, -2.0, 0.5, 4.0, 0.25, -1.0.
+    text = """
+    func.func @f(%x: tensor<1x2xf16>) -> tensor<1x3xf16> {
+      %zero = arith.constant 0.000000e+00 : f16
+      %w = arith.constant dense_resource<w16> : tensor<2x3xf16>
+      %e = tensor.empty() : tensor<1x3xf16>
+      %acc = linalg.fill ins(%zero : f16) outs(%e : tensor<1x3xf16>) -> tensor<1x3xf16>
+      %y = linalg.matmul ins(%x, %w : tensor<1x2xf16>, tensor<2x3xf16>)
+             outs(%acc : tensor<1x3xf16>) -> tensor<1x3xf16>
+      func.return %y : tensor<1x3xf16>
+    }
+    {-#
+      dialect_resources: { builtin: { w16: "0x04000000003C00C000380044003400BC" } }
+    #-}
+    """
+    ctx = make_context()
+    module = parse_module(ctx, text, "f16.mlir")
+    ConvertLinalgToBitmodPass().apply(ctx, module)
+    weight = ctx.archive.get("fc1.weight")
+    assert weight.dtype == torch.float16
+    # W [K=2, N=3] = [[1, -2, 0.5], [4, 0.25, -1]] is stored as W^T [N, K]
+    assert weight.tolist() == [[1.0, 4.0], [-2.0, 0.25], [0.5, -1.0]]
+    assert "bitmod.param \"fc1.weight\" : tensor<3x2xf16>" in print_module(ctx, module)
+
+
+def test_new_layers_do_not_reuse_names_the_archive_has() -> None:
+    ctx = make_context()
+    ctx.archive.put("fc1.weight", torch.zeros(3, 4))
+    source = (FILECHECK / "bitmod-opt" / "stdin-and-output.mlir").read_text()
+    module = parse_module(ctx, source, "s.mlir")
+    ConvertLinalgToBitmodPass().apply(ctx, module)
+    assert 'bitmod.param "fc2.weight" : tensor<3x4xf32>' in print_module(ctx, module)
+    assert torch.equal(ctx.archive.get("fc1.weight"), torch.zeros(3, 4))
+
+
+def test_passes_need_the_bitmod_context() -> None:
+    ctx = make_context()
+    module = parse_module(ctx, "func.func @f() {\n  func.return\n}\n", "f.mlir")
+    with pytest.raises(DiagnosticError, match="needs the parameter archive"):
+        ConvertLinalgToBitmodPass().apply(Context(), module)
+
+
+# --- bitmod-quantize ----------------------------------------------------------------------
+
+
+def _quantized_mlp(tmp_path: Path, capsys, pipeline: str) -> ParamArchive:
+    status, _, err = _run(capsys, str(MLP_DIR / "mlp.mlir"), "-p", pipeline, "-o",
+                          str(tmp_path / "q.mlir"))
+    assert status == 0, err
+    return ParamArchive.load(tmp_path / "q.params.safetensors")
+
+
+def _assert_same_quantization(actual, expected) -> None:
+    assert (actual.fmt, actual.shape, actual.group_size, actual.scale_bits) == (
+        expected.fmt, expected.shape, expected.group_size, expected.scale_bits
+    )
+    assert torch.equal(actual.codes, expected.codes)
+    assert torch.equal(actual.sv_index, expected.sv_index)
+    assert torch.equal(actual.scales, expected.scales)
+    torch.testing.assert_close(dequantize(actual), dequantize(expected), rtol=0, atol=0)
+
+
+def test_default_quantization_matches_the_quantizer(tmp_path: Path, capsys) -> None:
+    archive = _quantized_mlp(tmp_path, capsys, "convert-linalg-to-bitmod,bitmod-quantize")
+    model = _mlp_model()
+    # fc1 has K=64 < 128: one group per row; fc2, fc3 have K=128: one group of 128.
+    for layer, group in (("fc1", 64), ("fc2", 128), ("fc3", 128)):
+        weight = getattr(model, layer).weight.detach()
+        expected = quantize(weight, "bitmod3", group, 8)
+        actual = archive.get_quantized(f"{layer}.weight")
+        _assert_same_quantization(actual, expected)
+        # and it is a faithful 3-bit approximation: the FP3 grids (0, 1, 2, 4 and the special
+        # 3 or 6) are at most 2 units apart, and an EA candidate's short side (-4 when +6 is
+        # the special value) clips by at most 2 units; INT8 scales add well under 0.1 unit.
+        scale = actual.group_scale().repeat_interleave(group, dim=1)
+        error = (dequantize(actual) - weight).abs()
+        assert bool((error <= scale * 2.1).all())
+        assert float((error / scale).mean()) < 0.5
+        # the float weight is still there for the IR's bitmod.param
+        assert torch.equal(archive.get(f"{layer}.weight"), weight)
+
+
+def test_layer_overrides_and_scale_bits(tmp_path: Path, capsys) -> None:
+    archive = _quantized_mlp(
+        tmp_path, capsys,
+        "convert-linalg-to-bitmod,bitmod-quantize{dtype=int4 scale-bits=0 "
+        "layers=fc1:int8:32,fc3.weight:mxfp4}",
+    )
+    model = _mlp_model()
+    cases = {"fc1": ("int8", 32, None), "fc2": ("int4", 128, None), "fc3": ("mxfp4", 32, None)}
+    for layer, (fmt, group, scale_bits) in cases.items():
+        expected = quantize(getattr(model, layer).weight.detach(), fmt, group, scale_bits)
+        _assert_same_quantization(archive.get_quantized(f"{layer}.weight"), expected)
+
+
+def test_layer_override_syntax() -> None:
+    assert parse_layer_overrides("fc1:int8, fc3:bitmod4:64,blocks.0.attn:mxfp4") == {
+        "fc1": ("int8", None), "fc3": ("bitmod4", 64), "blocks.0.attn": ("mxfp4", None)
+    }
+    for bad, message in (("fc1", "malformed"), ("fc1:int8:0", "positive integer"),
+                         ("fc1:int8,fc1:int4", "twice"), ("fc1:int99", "unknown bitmod")):
+        with pytest.raises(ValueError, match=message):
+            parse_layer_overrides(bad)
+
+
+REQUEST_IR = """
+module attributes {bitmod.params = "unused"} {
+  func.func @f(%x: tensor<2x16xf32>) -> (tensor<2x8xf32>, tensor<2x8xf32>) {
+    %w = bitmod.param "proj.weight" : tensor<8x16xf32>
+    %q = bitmod.quantize %w : tensor<8x16xf32> -> !bitmod.qweight<8x16, int4, 8, sb=4>
+    %y = bitmod.matmul %x, %q
+         : (tensor<2x16xf32>, !bitmod.qweight<8x16, int4, 8, sb=4>) -> tensor<2x8xf32>
+    %v = bitmod.param "other" : tensor<8x16xf32>
+    %z = bitmod.matmul %x, %v : (tensor<2x16xf32>, tensor<8x16xf32>) -> tensor<2x8xf32>
+    func.return %y, %z : tensor<2x8xf32>, tensor<2x8xf32>
+  }
+}
+"""
+
+
+def test_quantize_request_in_the_ir_keeps_its_format() -> None:
+    ctx = make_context()
+    weight = torch.randn(8, 16, generator=torch.Generator().manual_seed(1))
+    ctx.archive.put("proj.weight", weight)
+    ctx.archive.put("other", weight * 2)
+    module = parse_module(ctx, REQUEST_IR, "r.mlir")
+    BitmodQuantizePass(dtype="fp4").apply(ctx, module)
+    _assert_same_quantization(ctx.archive.get_quantized("proj.weight"),
+                              quantize(weight, "int4", 8, 4))
+    _assert_same_quantization(ctx.archive.get_quantized("other"),
+                              quantize(weight * 2, "fp4", 16, 8))
+    entries = {op.entry.data for op in module.walk() if isinstance(op, QuantizeOp) and op.entry}
+    assert entries == {"proj.weight", "other"}
+
+
+def test_quantize_reports_a_missing_parameter() -> None:
+    ctx = make_context()
+    module = parse_module(ctx, REQUEST_IR, "r.mlir")
+    with pytest.raises(DiagnosticError) as info:
+        BitmodQuantizePass().apply(ctx, module)
+    assert info.value.render().startswith("r.mlir:4:5: error: 'bitmod.param' op parameter")
+    assert "'proj.weight' not found" in info.value.render()
+
+
+def test_progress_bar_on_request(tmp_path: Path, capsys) -> None:
+    status, _, err = _run(capsys, str(MLP_DIR / "mlp.mlir"), "-p",
+                          "convert-linalg-to-bitmod,bitmod-quantize{progress=true}",
+                          "-o", str(tmp_path / "q.mlir"))
+    assert status == 0
+    assert "bitmod-quantize" in err and "3/3" in err
+    status, _, err = _run(capsys, str(MLP_DIR / "mlp.mlir"), "-p",
+                          "convert-linalg-to-bitmod,bitmod-quantize", "-o",
+                          str(tmp_path / "q2.mlir"))
+    assert status == 0 and err == ""  # stderr is not a terminal here
+
+
+# --- driver -------------------------------------------------------------------------------
+
+
+def test_failed_run_leaves_no_partial_output(tmp_path: Path, capsys) -> None:
+    out = tmp_path / "out.mlir"
+    out.write_text("previous result\n")
+    bad = FILECHECK / "bitmod-opt" / "shape-mismatch.mlir"
+    status, stdout, err = _run(capsys, str(bad), "-o", str(out))
+    assert status == 1 and stdout == ""
+    assert len(err.strip().splitlines()) == 1 and "Traceback" not in err
+    assert out.read_text() == "previous result\n"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["out.mlir"]
+
+
+def test_debug_shows_the_traceback(capsys) -> None:
+    bad = FILECHECK / "bitmod-opt" / "shape-mismatch.mlir"
+    status, _, err = _run(capsys, str(bad), "--debug")
+    assert status == 1
+    assert "Traceback" in err
+    assert err.strip().splitlines()[-1].startswith(f"{bad}:6:3: error: 'bitmod.matmul' op")
+
+
+def test_stdout_run_writes_no_archive(tmp_path: Path) -> None:
+    source = FILECHECK / "bitmod-opt" / "stdin-and-output.mlir"
+    result = subprocess.run(
+        [sys.executable, "-m", "bitmod.compiler.bitmod_opt", "-", "-p",
+         "convert-linalg-to-bitmod"],
+        input=source.read_text(), capture_output=True, text=True, cwd=tmp_path, check=False,
+    )
+    assert result.returncode == 0, result.stderr
+    assert 'bitmod.params = "stdin.params.safetensors"' in result.stdout
+    assert "parameter archive not written" in result.stderr
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_params_option_places_the_archive(tmp_path: Path, capsys) -> None:
+    params = tmp_path / "weights" / "all.safetensors"
+    out = tmp_path / "ir" / "m.mlir"
+    status, _, err = _run(capsys, str(MLP_DIR / "mlp.mlir"), "-p", "convert-linalg-to-bitmod",
+                          "-o", str(out), "--params", str(params))
+    assert status == 0, err
+    assert 'bitmod.params = "../weights/all.safetensors"' in out.read_text()
+    assert "fc2.weight" in ParamArchive.load(params)
+    # and the output reads back from elsewhere with that relative name
+    status, _, err = _run(capsys, str(out), "-p", "bitmod-quantize", "-o",
+                          str(tmp_path / "q.mlir"))
+    assert status == 0, err
+    assert ParamArchive.load(tmp_path / "q.params.safetensors").is_quantized("fc2.weight")
+
+
+def test_full_pipeline_binary_and_assembly_agree(tmp_path: Path, capsys) -> None:
+    binary = tmp_path / "mlp.bin"
+    status, _, err = _run(capsys, str(MLP_DIR / "mlp.mlir"), "--pipeline=bitmod-default",
+                          "--emit=bin", "-o", str(binary))
+    assert status == 0, err
+    data = binary.read_bytes()
+    assert data[:4] == b"BSIS"
+    program = isa.Program.decode(data)
+    assert isa.assemble(program.to_asm()).encode() == data
+    status, asm, err = _run(capsys, str(MLP_DIR / "mlp.mlir"), "--pipeline=bitmod-default",
+                            "--emit=asm")
+    assert status == 0, err
+    assert isa.assemble(asm).encode() == data
+    archive = ParamArchive.load(tmp_path / "mlp.params.safetensors")
+    for layer in ("fc1", "fc2", "fc3"):
+        assert archive.quantized_metadata(f"{layer}.weight")["fmt"] == "bitmod3"
+        assert f'"{layer}.weight"' in asm
+
+
+def test_emit_without_a_program_is_one_error(tmp_path: Path, capsys) -> None:
+    out = tmp_path / "x.bin"
+    status, _, err = _run(capsys, str(MLP_DIR / "mlp.mlir"), "--pipeline=bitmod-frontend",
+                          "--emit=bin", "-o", str(out))
+    assert status == 1
+    assert "error: 'builtin.module' op --emit=bin" in err and len(err.splitlines()) == 1
+    assert not out.exists()
