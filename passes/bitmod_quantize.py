@@ -207,6 +207,7 @@ class BitmodQuantizePass(ModulePass):
 
         default = QuantSpec(self.dtype, self.group_size, self.scale_bits)
         show = self.progress or (sys.stderr.isatty() and len(targets) >= PROGRESS_MIN_LAYERS)
+        done: dict[str, tuple[str, int, int]] = {}  # parameter -> format it was given
         bar = tqdm(targets, desc="bitmod-quantize", unit="layer", disable=not show, file=sys.stderr)
         for target in bar:
             param_name = target.param.param_name.data
@@ -221,7 +222,7 @@ class BitmodQuantizePass(ModulePass):
                     request_type.group_size.data,
                     request_type.scale_bits.data,
                 )
-            _quantize_target(target, spec or default, archive, layer)
+            _quantize_target(target, spec or default, archive, layer, done)
 
 
 def _collect_targets(module: ModuleOp, archive: ParamArchive) -> list[_Target]:
@@ -262,7 +263,18 @@ def _collect_targets(module: ModuleOp, archive: ParamArchive) -> list[_Target]:
     return list(targets.values())
 
 
-def _quantize_target(target: _Target, spec: QuantSpec, archive: ParamArchive, layer: str) -> None:
+def _quantize_target(
+    target: _Target,
+    spec: QuantSpec,
+    archive: ParamArchive,
+    layer: str,
+    done: dict[str, tuple[str, int, int]],
+) -> None:
+    """Quantize one weight into the archive (once per parameter) and rewrite its users.
+
+    `done` maps parameters quantized earlier in this run to their (format, group size,
+    scale bits): a tied weight read by several `bitmod.param` ops is quantized once.
+    """
     param = target.param
     name = param.param_name.data
     param_type = param.result.type
@@ -282,12 +294,20 @@ def _quantize_target(target: _Target, spec: QuantSpec, archive: ParamArchive, la
         )
     try:
         dtype, group, scale_bits = spec.resolve(shape[1], layer)
-        quantized = quantize(
-            weight.to(torch.float32), dtype, group, None if scale_bits == 0 else scale_bits
-        )
+        if name not in done:
+            quantized = quantize(
+                weight.to(torch.float32), dtype, group, None if scale_bits == 0 else scale_bits
+            )
+            archive.put_quantized(name, quantized)
+            done[name] = (dtype, group, scale_bits)
     except ValueError as error:
         raise error_at(param, f"cannot quantize '{name}': {error}") from None
-    archive.put_quantized(name, quantized)
+    if done[name] != (dtype, group, scale_bits):
+        raise error_at(
+            param,
+            f"weight '{name}' is shared by layers asking for different quantizations "
+            f"({done[name]} and {(dtype, group, scale_bits)}); the archive holds one",
+        )
 
     qweight_type = QWeightType(shape, dtype, group, scale_bits)
     quantize_op = QuantizeOp(param.result, qweight_type, entry=name)

@@ -404,8 +404,11 @@ class _Conversion:
         if weight is None:
             return
         bias_add = match_bias_add(self.ctx, op.res[0])
-        if bias_add is not None and bias_add.bias.shape[0] != weight.value.shape[0]:
-            bias_add = None
+        if bias_add is not None and (
+            bias_add.bias.shape[0] != weight.value.shape[0]
+            or bias_add.bias.dtype != _TORCH_DTYPES.get(type(input_type.get_element_type()))
+        ):
+            bias_add = None  # bitmod.matmul adds a bias of the activation's type only
 
         weight_param, layer = self.weight_param(weight, op)
         new_ops: list[Operation] = [weight_param]

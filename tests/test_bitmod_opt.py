@@ -339,3 +339,26 @@ def test_emit_without_a_program_is_one_error(tmp_path: Path, capsys) -> None:
     assert status == 1
     assert "error: 'builtin.module' op --emit=bin" in err and len(err.splitlines()) == 1
     assert not out.exists()
+
+
+def test_a_shared_weight_gets_one_quantization() -> None:
+    text = """
+    module attributes {bitmod.params = "unused"} {
+      func.func @f(%x: tensor<2x16xf32>) -> (tensor<2x8xf32>, tensor<2x8xf32>) {
+        %w = bitmod.param "shared" : tensor<8x16xf32>
+        %q = bitmod.quantize %w : tensor<8x16xf32> -> !bitmod.qweight<8x16, int4, 8>
+        %y = bitmod.matmul %x, %q
+             : (tensor<2x16xf32>, !bitmod.qweight<8x16, int4, 8>) -> tensor<2x8xf32>
+        %v = bitmod.param "shared" : tensor<8x16xf32>
+        %r = bitmod.quantize %v : tensor<8x16xf32> -> !bitmod.qweight<8x16, int8, 8>
+        %z = bitmod.matmul %x, %r
+             : (tensor<2x16xf32>, !bitmod.qweight<8x16, int8, 8>) -> tensor<2x8xf32>
+        func.return %y, %z : tensor<2x8xf32>, tensor<2x8xf32>
+      }
+    }
+    """
+    ctx = make_context()
+    ctx.archive.put("shared", torch.ones(8, 16))
+    module = parse_module(ctx, text, "s.mlir")
+    with pytest.raises(DiagnosticError, match="shared by layers asking for different"):
+        BitmodQuantizePass().apply(ctx, module)
