@@ -39,7 +39,14 @@ class _LocatingParser(Parser):
 
 
 def parse_module(ctx: Context, text: str, filename: str, verify: bool = True) -> ModuleOp:
-    """Parse `text` (named `filename` in diagnostics) into a module, verified by default."""
+    """Parse `text` (named `filename` in diagnostics) into a module, verified by default.
+
+    A file with nothing but comments is an empty module, as for mlir-opt (xDSL rejects it).
+    """
+    if not any(line.split("//", 1)[0].strip() for line in text.splitlines()):
+        empty = ModuleOp([])
+        empty.location = FileLineColLoc(StringAttr(filename), IntAttr(1), IntAttr(1))
+        return empty
     try:
         module = _LocatingParser(ctx, text, filename).parse_module()
     except ParseError as error:

@@ -362,3 +362,15 @@ def test_a_shared_weight_gets_one_quantization() -> None:
     module = parse_module(ctx, text, "s.mlir")
     with pytest.raises(DiagnosticError, match="shared by layers asking for different"):
         BitmodQuantizePass().apply(ctx, module)
+
+
+def test_empty_input_is_an_empty_module(tmp_path: Path) -> None:
+    source = tmp_path / "empty.mlir"
+    source.write_text("// only a comment\n\n")
+    result = subprocess.run(
+        [sys.executable, "-m", "bitmod.compiler.bitmod_opt", str(source), "-p",
+         "convert-linalg-to-bitmod"],
+        capture_output=True, text=True, check=False,
+    )
+    assert result.returncode == 0, result.stderr
+    assert result.stdout == "builtin.module {\n}\n"
