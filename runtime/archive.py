@@ -114,6 +114,9 @@ class ParamArchive:
         os.close(handle)
         try:
             save_file(self._tensors, temporary, metadata=self._metadata)
+            umask = os.umask(0)
+            os.umask(umask)
+            os.chmod(temporary, 0o666 & ~umask)  # mkstemp creates 0600; give a normal file's mode
             os.replace(temporary, path)
         except BaseException:
             Path(temporary).unlink(missing_ok=True)
