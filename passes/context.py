@@ -33,14 +33,14 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from bitmod.compiler.diagnostics import DiagnosticError
-
-if TYPE_CHECKING:
-    from bitmod.runtime.archive import ParamArchive
 from xdsl.context import Context
 from xdsl.dialect_interfaces.op_asm import OpAsmDialectInterface
 from xdsl.dialects import get_all_dialects
 from xdsl.dialects.builtin import Builtin
 from xdsl.ir import Dialect
+
+if TYPE_CHECKING:
+    from bitmod.runtime.archive import ParamArchive
 
 PARAMS_ATTR = "bitmod.params"
 """Module attribute naming the parameter archive file, relative to the IR file."""
