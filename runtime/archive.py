@@ -49,7 +49,7 @@ class ParamArchive:
         """Parameter names: plain tensors and quantized weights (not their packed parts)."""
         quantized = self.quantized_names()
         parts = {f"{name}.{part}" for name in quantized for part in _PACKED_PARTS}
-        return sorted([n for n in self._tensors if n not in parts] + quantized)
+        return sorted({n for n in self._tensors if n not in parts} | set(quantized))
 
     def quantized_names(self) -> list[str]:
         return sorted(k[len(_QUANT_PREFIX):] for k in self._metadata if k.startswith(_QUANT_PREFIX))

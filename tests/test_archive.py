@@ -170,3 +170,11 @@ def test_put_quantized_replaces_all_parts(tmp_path: Path) -> None:
     archive.save(path)
     loaded = ParamArchive.load(path)
     assert "w.zeros" not in loaded and loaded.get_quantized("w").fmt == "bitmod3"
+
+
+def test_a_name_both_plain_and_quantized_is_listed_once() -> None:
+    archive = ParamArchive()
+    weight = torch.randn(4, 128)
+    archive.put("fc1.weight", weight)
+    archive.put_quantized("fc1.weight", quantize(weight, "bitmod3"))
+    assert archive.names() == ["fc1.weight"]
