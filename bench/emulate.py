@@ -4,10 +4,11 @@
     python bench/emulate.py --n 1024                 # an N-reduced slice, extrapolated
 
 What is timed: ``Machine().run(program, memory)`` for ``Y[M,N] = X[M,K] · W[N,K]ᵀ`` with the
-canonical ``matmul_program`` nest on the default 8×8×16 array, i.e. the whole emulator (program
-interpretation, loads with clipping, the SV-register term decoder, the vectorized PE model over
-every block, dequantization, FP32 accumulation, drain, the cycle/energy model). Quantizing the
-random weight and drawing the activations are not timed.
+program of ``matmul_program`` (the schedule ``bitmod-tile`` picks) on the default 8×8×16
+array, i.e. the whole emulator (program interpretation, loads with clipping, the SV-register
+term decoder, the vectorized PE model over every block, dequantization, FP32 accumulation,
+drain, the cycle/energy model). Quantizing the random weight and drawing the activations are
+not timed.
 
 The baseline is the scalar reference PE of ``tests/pe_reference.py`` (one PE, one cycle at a
 time, Python ints and exact fractions), timed in the same run on a small shape, on which the
@@ -62,7 +63,7 @@ def make_gemm(fmt: str, m: int, n: int, k: int, seed: int):
     program = matmul_program(
         act="x", weight="w", out="y", m=m, n=n, k=k, fmt=fmt, group_size=q.group_size,
         scale_bits=q.scale_bits, special_values=get_format(fmt).special_values,
-        rows=8, cols=8, tiles=16,
+        config=HardwareConfig(),
     )  # fmt: skip
     return q, x, program
 

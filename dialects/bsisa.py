@@ -8,7 +8,7 @@ One op per instruction, so that a ``bsisa.program`` maps 1:1 onto
 * ``bsisa.loop L<lvl> count <n> { ... }`` is the ``loop`` / ``endloop`` pair with its body
   as a region, so loops stay loops in the IR exactly as in the binary;
 * the configuration instructions ``bsisa.cfg.array``, ``bsisa.cfg.sv``, ``bsisa.cfg.fmt``,
-  ``bsisa.cfg.kchunk``; the data movers ``bsisa.ld.act``, ``bsisa.ld.wgt``,
+  ``bsisa.cfg.kchunk``, ``bsisa.cfg.mblock``; the data movers ``bsisa.ld.act``, ``bsisa.ld.wgt``,
   ``bsisa.st.out``; the compute instructions ``bsisa.acc.clr``, ``bsisa.mac``,
   ``bsisa.drain``; ``bsisa.nop`` and ``bsisa.halt``.
 
@@ -29,12 +29,13 @@ Two ops sit between the tensor world and the program:
   program (segment ``i`` starts at the ``i``-th ``bsisa.cfg.array``).
 
 Loop levels are printed ``L0`` .. ``L7``; a missing level (the ISA's ``0xF``, "no loop:
-index 0") is printed ``-``. Beyond field ranges, the verifier of a whole program or tiled
-matmul checks that the loops cover the tensors exactly: a loop indexing the rows of an
-``[M, K]`` activation runs ``ceil(M / ROWS)`` times, one indexing output channels
-``ceil(N / (COLS·TILES))`` times, one indexing K ``ceil(K / KC)`` times, with ``KC`` a
-multiple of the group size ``G``; a level left out (``-``) needs the whole dimension in one
-block. Loads before the ``cfg`` instruction they depend on are errors too.
+index 0"; for the K of a load: all of K) is printed ``-``. Beyond field ranges, the verifier
+of a whole program or tiled matmul checks that the loops cover the tensors exactly: a loop
+indexing the rows of an ``[M, K]`` activation runs ``ceil(M / MR)`` times (``MR`` rows a block:
+``cfg.mblock``, else ROWS), one indexing output channels ``ceil(N / (COLS·TILES))`` times, one
+indexing K ``ceil(K / KC)`` times, with ``KC`` a multiple of the group size ``G``; a row or
+column level left out (``-``) needs the whole dimension in one block. Loads before the
+``cfg`` instruction they depend on are errors too.
 """
 
 from __future__ import annotations
@@ -46,6 +47,7 @@ from typing import ClassVar, Self
 
 from bitmod.dialects.bitmod import QWeightType
 from bitmod.runtime import isa
+from bitmod.runtime.schedule import ACT_BYTES, WeightLayout
 from xdsl.dialects.builtin import (
     I64,
     ArrayAttr,
@@ -183,11 +185,13 @@ def _move_region(source: Region, target: Region) -> None:
 class TilingAttr(ParametrizedAttribute):
     """How ``bitmod-tile`` mapped one matmul onto the array (output-stationary).
 
-    An output block is ``rows × (cols·tiles)``; the K dimension is cut into chunks of ``kc``
-    elements (a multiple of the group size). ``m_blocks = ceil(M/rows)``,
-    ``n_blocks = ceil(N/(cols·tiles))``, ``k_chunks = ceil(K/kc)``. ``act_block_bytes`` and
-    ``weight_block_bytes`` are the bytes of one activation / weight block, i.e. one half of
-    the double-buffered pair that must fit each buffer.
+    An output block is ``block_rows × (cols·tiles)`` (``block_rows``, the ISA's ``MR``, a
+    multiple of ``rows``: the array takes it ``rows`` at a time); a weight block holds ``kc``
+    elements of K (a multiple of the group size), an activation block ``act_kc`` (``kc``, or
+    all of K when it stays in its buffer while the weight chunks stream past).
+    ``m_blocks = ceil(M/block_rows)``, ``n_blocks = ceil(N/(cols·tiles))``,
+    ``k_chunks = ceil(K/kc)``. ``act_block_bytes`` and ``weight_block_bytes`` are the buffer
+    space of one activation / weight block (:mod:`bitmod.runtime.schedule`).
     """
 
     name = "bsisa.tiling"
@@ -196,7 +200,9 @@ class TilingAttr(ParametrizedAttribute):
         "rows",
         "cols",
         "tiles",
+        "block_rows",
         "kc",
+        "act_kc",
         "m_blocks",
         "n_blocks",
         "k_chunks",
@@ -207,7 +213,9 @@ class TilingAttr(ParametrizedAttribute):
     rows: IntAttr
     cols: IntAttr
     tiles: IntAttr
+    block_rows: IntAttr
     kc: IntAttr
+    act_kc: IntAttr
     m_blocks: IntAttr
     n_blocks: IntAttr
     k_chunks: IntAttr
@@ -272,8 +280,14 @@ class TilingAttr(ParametrizedAttribute):
         try:
             isa.CfgArray(values["rows"], values["cols"], values["tiles"]).check()
             isa.CfgKchunk(values["kc"]).check()
+            isa.CfgMblock(values["block_rows"]).check()
         except isa.IsaError as error:
             raise VerifyException(f"bsisa.tiling: {error}") from None
+        if values["block_rows"] % values["rows"]:
+            raise VerifyException(
+                f"bsisa.tiling: block_rows {values['block_rows']} is not a multiple of rows "
+                f"{values['rows']}"
+            )
 
     def verify(self) -> None:
         self.check_values({name: self.get(name) for name in self.FIELDS})
@@ -814,6 +828,37 @@ class CfgKchunkOp(_ConfigOp):
 
 
 @irdl_op_definition
+class CfgMblockOp(_ConfigOp):
+    """``cfg.mblock MR``: rows of an activation / output block (a multiple of ROWS)."""
+
+    name = "bsisa.cfg.mblock"
+    ISA_TYPE: ClassVar[type[isa.Instruction]] = isa.CfgMblock
+
+    block_rows = prop_def(IntegerAttr[I64], prop_name="rows")
+
+    def __init__(self, rows: int) -> None:
+        super().__init__(properties={"rows": _int(rows)})
+
+    def to_isa(self, desc_index: DescIndex) -> isa.Instruction:
+        return isa.CfgMblock(self.block_rows.value.data)
+
+    @classmethod
+    def from_isa(cls, instr: isa.Instruction, desc_name: DescName) -> InstructionOp:
+        assert isinstance(instr, isa.CfgMblock)
+        return cls(instr.rows)
+
+    def print(self, printer: Printer) -> None:
+        printer.print_string(f" {self.block_rows.value.data}")
+        _print_extra_attrs(printer, self)
+
+    @classmethod
+    def parse(cls, parser: Parser) -> Self:
+        op = cls(_parse_int(parser, " (block rows)"))
+        _parse_extra_attrs(parser, op)
+        return op
+
+
+@irdl_op_definition
 class LoopOp(InstructionOp):
     """``loop L<lvl> count N { body }``: encodes as ``loop``, the body, ``endloop``."""
 
@@ -1037,6 +1082,7 @@ INSTRUCTION_OPS: tuple[type[InstructionOp], ...] = (
     CfgSvOp,
     CfgFmtOp,
     CfgKchunkOp,
+    CfgMblockOp,
     LoopOp,
     LdActOp,
     LdWgtOp,
@@ -1117,15 +1163,18 @@ class _Config:
     scale_bits: int | None = None
     group_size: int | None = None
     kc: int | None = None
+    block_rows: int | None = None  # MR; cfg.array resets it to rows
 
 
 class _ScheduleChecker:
     """Walks a schedule in program order and checks that every load/store covers its tensor.
 
     A level ``L`` indexing a dimension of ``d`` elements in blocks of ``b`` must belong to
-    a loop of exactly ``ceil(d / b)`` iterations; a missing level (``-``) needs ``d <= b``.
-    The weight loaded by ``ld.wgt`` must be in the format, scale bits and group size that
-    ``cfg.fmt`` set, and ``KC`` must be a multiple of ``G``.
+    a loop of exactly ``ceil(d / b)`` iterations; a missing row or column level (``-``)
+    needs ``d <= b``, a missing K level loads all of K. Rows come in blocks of ``MR``
+    (``cfg.mblock``, a multiple of the array's rows), channels of ``cols · tiles``, K of
+    ``KC``. The weight loaded by ``ld.wgt`` must be in the format, scale bits and group size
+    that ``cfg.fmt`` set, and ``KC`` must be a multiple of ``G``.
     """
 
     def __init__(self, resolve: Callable[[Operation, str], TensorInfo], config: _Config) -> None:
@@ -1142,12 +1191,23 @@ class _ScheduleChecker:
             cfg.rows = op.rows.value.data
             cfg.cols = op.cols.value.data
             cfg.tiles = op.tiles.value.data
+            cfg.block_rows = cfg.rows
         elif isinstance(op, CfgFmtOp):
             cfg.fmt = op.fmt.data
             cfg.scale_bits = op.scale_bits.value.data
             cfg.group_size = op.group_size.value.data
         elif isinstance(op, CfgKchunkOp):
             cfg.kc = op.kc.value.data
+        elif isinstance(op, CfgMblockOp):
+            self.require(op, "cfg.array", cfg.rows)
+            assert cfg.rows is not None
+            block_rows = op.block_rows.value.data
+            if block_rows % cfg.rows:
+                raise VerifyException(
+                    f"bsisa.cfg.mblock: {block_rows} rows is not a multiple of the array's "
+                    f"{cfg.rows} rows"
+                )
+            cfg.block_rows = block_rows
         elif isinstance(op, LoopOp):
             self.run(list(op.body.block.ops))
         elif isinstance(op, MacOp | AccClrOp):
@@ -1188,20 +1248,21 @@ class _ScheduleChecker:
                 f"{op.name}: @{op.desc_name} is a {info.kind}, expected a {op.TENSOR_KIND}"
             )
         self.require(op, "cfg.array", cfg.rows)
-        assert cfg.rows is not None and cfg.cols is not None and cfg.tiles is not None
+        assert cfg.block_rows is not None and cfg.cols is not None and cfg.tiles is not None
         block_cols = cfg.cols * cfg.tiles
         (_, first_kw), (_, second_kw) = op.LEVEL_FIELDS
         first, second = op.levels
         outer, inner = info.shape
         if isinstance(op, StOutOp):
-            self.check_cover(op, first_kw, first, outer, cfg.rows)
+            self.check_cover(op, first_kw, first, outer, cfg.block_rows)
             self.check_cover(op, second_kw, second, inner, block_cols)
             return
         self.require(op, "cfg.kchunk", cfg.kc)
         assert cfg.kc is not None
-        outer_block = cfg.rows if isinstance(op, LdActOp) else block_cols
+        outer_block = cfg.block_rows if isinstance(op, LdActOp) else block_cols
         self.check_cover(op, first_kw, first, outer, outer_block)
-        self.check_cover(op, second_kw, second, inner, cfg.kc)
+        if second is not None:  # without a K level the load holds all of K
+            self.check_cover(op, second_kw, second, inner, cfg.kc)
         if isinstance(op, LdWgtOp):
             self.require(op, "cfg.fmt", cfg.fmt)
             loaded = (info.fmt, info.scale_bits, info.group_size)
@@ -1264,28 +1325,6 @@ def matrix_shape(value: SSAValue, what: str) -> tuple[int, int]:
     rank = len(value_type.get_shape()) if isinstance(value_type, TensorType) else 2
     shape = _tensor_shape(value, what, 3 if rank == 3 else 2)
     return act_rows(shape), shape[-1]
-
-
-#: Bytes of one FP16 activation.
-ACT_BYTES = 2
-
-
-def act_block_bytes(rows: int, kc: int) -> int:
-    """``A(KC) = R · KC · 2``: the buffer space of one FP16 activation block."""
-    return rows * kc * ACT_BYTES
-
-
-def weight_block_bytes(block_cols: int, kc: int, fmt: str, group_size: int, scale_bits: int) -> int:
-    """``W(KC)``: the buffer space of one weight block of ``C·T`` channels by ``KC``.
-
-    The machine's own size (:func:`bitmod.runtime.machine.weight_block_bytes`): per channel
-    the packed codes ``⌈KC·b/8⌉``, the packed group metadata
-    ``⌈(KC/G)·(SB + index bits + zero-point bits)/8⌉`` and a 2-byte channel scale.
-    ``scale_bits`` 0 (FP16 group scales) counts 16 bits a group.
-    """
-    from bitmod.runtime.machine import weight_block_bytes as machine_block_bytes
-
-    return machine_block_bytes(fmt, block_cols, kc, group_size, scale_bits or 16)
 
 
 @dataclass(frozen=True)
@@ -1424,7 +1463,7 @@ class TiledMatmulOp(IRDLOperation):
         weight = self.weight_info
         tiling = self.tiling
         expected = {
-            "m_blocks": ceil_div(m, tiling.get("rows")),
+            "m_blocks": ceil_div(m, tiling.get("block_rows")),
             "n_blocks": ceil_div(n, tiling.block_cols),
             "k_chunks": ceil_div(k, tiling.get("kc")),
         }
@@ -1438,15 +1477,15 @@ class TiledMatmulOp(IRDLOperation):
                 f"K chunk {tiling.get('kc')} is not a multiple of the group size "
                 f"{weight.group_size}"
             )
+        if tiling.get("act_kc") not in (tiling.get("kc"), k):
+            raise VerifyException(
+                f"tiling act_kc = {tiling.get('act_kc')} is neither kc = {tiling.get('kc')} "
+                f"nor K = {k}"
+            )
+        layout = WeightLayout.of_format(weight.fmt, weight.group_size, weight.scale_bits)
         block_bytes = {
-            "act_block_bytes": act_block_bytes(tiling.get("rows"), tiling.get("kc")),
-            "weight_block_bytes": weight_block_bytes(
-                tiling.block_cols,
-                tiling.get("kc"),
-                weight.fmt,
-                weight.group_size,
-                weight.scale_bits,
-            ),
+            "act_block_bytes": ACT_BYTES * tiling.get("block_rows") * tiling.get("act_kc"),
+            "weight_block_bytes": int(layout.block_bytes(tiling.block_cols, tiling.get("kc"))),
         }
         for field, value in block_bytes.items():
             if tiling.get(field) != value:
@@ -1465,6 +1504,7 @@ class TiledMatmulOp(IRDLOperation):
             scale_bits=weight.scale_bits,
             group_size=weight.group_size,
             kc=tiling.get("kc"),
+            block_rows=tiling.get("block_rows"),
         )
         _ScheduleChecker(self._resolve, config).run(list(self.schedule.block.ops))
 

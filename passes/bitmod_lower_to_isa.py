@@ -10,7 +10,10 @@ ops in order). Each segment is self-contained so a host can run it alone::
     cfg.fmt fmt=F sb=S g=G
     cfg.sv slot=i value=v          for the format's special values, in candidate order
     cfg.kchunk KC
+    cfg.mblock MR                  when the tiling's blocks have more rows than the array
     <the schedule of the tiled matmul, role names replaced by descriptors>
+
+(:func:`bitmod.runtime.isa.matmul_config`, the configuration ``matmul_program`` emits too)
 
 and the program ends with ``halt``.
 
@@ -58,19 +61,15 @@ from bitmod.compiler.diagnostics import DiagnosticError, error_at
 from bitmod.dialects.bitmod import MatmulOp, ParamOp, QuantizeOp, QWeightType
 from bitmod.dialects.bsisa import (
     DEFAULT_PROGRAM_NAME,
-    CfgArrayOp,
-    CfgFmtOp,
-    CfgKchunkOp,
-    CfgSvOp,
     DescOp,
     DrainOp,
     HaltOp,
-    InstructionOp,
     LaunchOp,
     ProgramOp,
     QWeightInfo,
     TensorRefInstruction,
     TiledMatmulOp,
+    ops_from_isa,
 )
 from bitmod.runtime import isa
 from xdsl.context import Context
@@ -240,20 +239,21 @@ class _ProgramBuilder:
         except ValueError as error:
             raise error_at(tiled, f"bitmod-lower-to-isa: {error}") from None
         tiling = tiled.tiling
-        config: list[InstructionOp] = [
-            CfgArrayOp(tiling.get("rows"), tiling.get("cols"), tiling.get("tiles")),
-            CfgFmtOp(weight.fmt, weight.scale_bits, weight.group_size),
-            *(CfgSvOp(slot, int(value)) for slot, value in enumerate(fmt.special_values)),
-            CfgKchunkOp(tiling.get("kc")),
-        ]
         try:
-            if len(fmt.special_values) > isa.NUM_SV_SLOTS:
-                raise isa.IsaError(
-                    f"{len(fmt.special_values)} special values, the SV register holds "
-                    f"{isa.NUM_SV_SLOTS}"
-                )
-            for config_op in config:
-                config_op.to_isa(lambda _: 0).check()
+            config = ops_from_isa(
+                isa.matmul_config(
+                    rows=tiling.get("rows"),
+                    cols=tiling.get("cols"),
+                    tiles=tiling.get("tiles"),
+                    fmt=weight.fmt,
+                    scale_bits=weight.scale_bits,
+                    group_size=weight.group_size,
+                    special_values=fmt.special_values,
+                    kc=tiling.get("kc"),
+                    block_rows=tiling.get("block_rows"),
+                ),
+                lambda index: "",  # configuration names no tensor
+            )
             for desc in descs.values():
                 desc.to_isa(0).check(n_strings=1)
         except isa.IsaError as error:

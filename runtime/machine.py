@@ -51,6 +51,7 @@ from bitmod.runtime.isa import (
     CfgArray,
     CfgFmt,
     CfgKchunk,
+    CfgMblock,
     CfgSv,
     DescKind,
     Drain,
@@ -66,11 +67,10 @@ from bitmod.runtime.isa import (
     StOut,
     format_name,
 )
-from bitmod.runtime.packing import packed_row_bytes
+from bitmod.runtime.schedule import ACT_BYTES, MacTiming, WeightLayout
 
-__all__ = ["Machine", "MachineError", "Report", "RunResult", "weight_block_bytes"]
+__all__ = ["Machine", "MachineError", "Report", "RunResult"]
 
-FP16_BYTES = 2
 CYCLE_CAUSES = ("compute", "dequant_tail", "drain", "dram_stall", "other")
 ENERGY_COMPONENTS = (
     "pe", "encoder", "act_buffer", "weight_buffer", "out_buffer", "dram",
@@ -132,20 +132,6 @@ class Report:
 class RunResult:
     outputs: dict[str, np.ndarray]  # every out descriptor's tensor, FP16
     report: Report
-
-
-def weight_block_bytes(q_fmt: str, channels: int, k: int, group_size: int, sb: int) -> int:
-    """DRAM/buffer bytes of ``channels`` weight rows × ``k``: packed codes, group metadata
-    (SB-bit scale code, SV index, zero point) and the FP16 channel scales."""
-    fmt = get_format(q_fmt)
-    groups = -(-k // group_size)
-    zero_bits = fmt.bits if fmt.family == "int_asym" else 0
-    per_channel = (
-        packed_row_bytes(k, fmt.bits)
-        + packed_row_bytes(groups, sb + fmt.index_bits + zero_bits)
-        + FP16_BYTES
-    )
-    return channels * per_channel
 
 
 # --- the DRAM channel -------------------------------------------------------------------------
@@ -241,7 +227,8 @@ class _Buffer:
 class _ActBlock:
     data: np.ndarray  # FP16 [valid rows, valid k]
     row_block: int
-    k_chunk: int
+    k_chunk: int | None  # None: the block holds all of K
+    k0: int  # first K element
     desc: int
     ready: float
     slot: int
@@ -257,7 +244,8 @@ class _WeightBlock:
     scale_codes: np.ndarray  # int64 [valid channels, groups]
     channel_scale: np.ndarray  # FP16 [valid channels]
     col_block: int
-    k_chunk: int
+    k_chunk: int | None  # None: the block holds all of K
+    k0: int  # first K element
     desc: int
     ready: float
     slot: int
@@ -327,8 +315,10 @@ class _Memory:
             return self.stored[name]
         if name in self.mapping:
             value = self.mapping[name]
-        elif self.archive is not None and name in self.archive and not self.archive.is_quantized(
-            name
+        elif (
+            self.archive is not None
+            and name in self.archive
+            and not self.archive.is_quantized(name)
         ):
             value = self.archive.get(name)
         else:
@@ -370,6 +360,7 @@ class _Registers:
     sb: int | None = None
     group_size: int | None = None
     kchunk: int | None = None
+    block_rows: int | None = None  # MR
     sv: list[int] = field(default_factory=lambda: [0, 0, 0, 0])
     sv_written: list[bool] = field(default_factory=lambda: [False] * 4)
     loops: list[int] = field(default_factory=lambda: [0] * 8)
@@ -490,9 +481,7 @@ class _Run:
             )
         fmt = get_format(q.fmt)
         if q.fmt != format_name(d.fmt):
-            raise MachineError(
-                f"{label}: weight is {q.fmt}, descriptor says {format_name(d.fmt)}"
-            )
+            raise MachineError(f"{label}: weight is {q.fmt}, descriptor says {format_name(d.fmt)}")
         if q.group_size != d.group_size:
             raise MachineError(
                 f"{label}: weight has group size {q.group_size}, descriptor says {d.group_size}"
@@ -543,6 +532,7 @@ class _Run:
                         f"the machine has rows={mine[0]} cols={mine[1]} tiles={mine[2]}"
                     )
                 self.regs.geometry = (rows, cols, tiles)
+                self.regs.block_rows = rows
             case CfgFmt(fmt, sb, group_size):
                 self.regs.fmt, self.regs.sb, self.regs.group_size = fmt, sb, group_size
             case CfgSv(slot, value):
@@ -550,6 +540,15 @@ class _Run:
                 self.regs.sv_written[slot] = True
             case CfgKchunk(kc):
                 self.regs.kchunk = kc
+            case CfgMblock(block_rows):
+                self._need(where, "geometry")
+                rows, depth = self.config.rows, self.config.max_block_rows
+                if block_rows % rows or block_rows > depth:
+                    raise MachineError(
+                        f"{where}: blocks of {block_rows} rows must be a multiple of the {rows} "
+                        f"PE rows and at most the {depth} rows the column accumulators hold"
+                    )
+                self.regs.block_rows = block_rows
             case LdAct():
                 self.load_act(where, instr)
             case LdWgt():
@@ -579,6 +578,20 @@ class _Run:
     def _block_index(self, lvl: int | None) -> int:
         return 0 if lvl is None else self.regs.loops[lvl]
 
+    def _k_range(self, lvl: int | None, k: int) -> tuple[int | None, int, int, int]:
+        """(chunk or None, first K, end K, K elements of the buffer block) of a load: chunk
+        ``L_k`` of ``KC`` elements, or all of K without a K level."""
+        if lvl is None:
+            return None, 0, k, k
+        kc = self.regs.kchunk
+        assert kc is not None
+        chunk = self.regs.loops[lvl]
+        return chunk, chunk * kc, min(k, chunk * kc + kc), kc
+
+    @staticmethod
+    def _chunk_text(chunk: int | None) -> str:
+        return "all of K" if chunk is None else f"K chunk {chunk}"
+
     def _load_transfer(self, buffer: _Buffer, slot: int, nbytes: int) -> tuple[float, float]:
         ready = max(self.last_load_start, buffer.slot_free[slot])
         start, end = self.channel.reserve(ready, nbytes)
@@ -591,31 +604,31 @@ class _Run:
 
     def load_act(self, where: str, instr: LdAct) -> None:
         self._need(where, "geometry", "kchunk")
-        rows = self.config.rows
-        kc = self.regs.kchunk
+        rows = self.regs.block_rows
+        assert rows is not None
         desc = self.program.descriptors[instr.desc]
         name = self.desc_name(instr.desc)
         row_block = self._block_index(instr.row_lvl)
-        k_chunk = self._block_index(instr.k_lvl)
         m, k = desc.shape
-        r0, k0 = row_block * rows, k_chunk * kc
+        k_chunk, k0, k1, block_k = self._k_range(instr.k_lvl, k)
+        r0 = row_block * rows
         if r0 >= m or k0 >= k:
             raise MachineError(
-                f"{where}: block (row block {row_block}, K chunk {k_chunk}) lies outside "
-                f"activation {name!r} ({m}x{k}, {rows} rows x {kc} K per block)"
+                f"{where}: block (row block {row_block}, {self._chunk_text(k_chunk)}) lies "
+                f"outside activation {name!r} ({m}x{k}, {rows} rows x {block_k} K per block)"
             )
         tensor = self.memory.tensor(name, "activation")
         written = self.memory.written.get(name)
-        if written is not None and not written[r0 : r0 + rows, k0 : k0 + kc].all():
+        if written is not None and not written[r0 : r0 + rows, k0:k1].all():
             raise MachineError(
                 f"{where}: reads rows {r0}.. K {k0}.. of {name!r} before st.out wrote them"
             )
         self._check_shape(tensor, desc.shape, f"{where}: activation {name!r}")
-        data = tensor[r0 : r0 + rows, k0 : k0 + kc]
-        slot = self.act_buffer.place(rows * kc * FP16_BYTES, where)
-        nbytes = data.size * FP16_BYTES
+        data = tensor[r0 : r0 + rows, k0:k1]
+        slot = self.act_buffer.place(rows * block_k * ACT_BYTES, where)
+        nbytes = data.size * ACT_BYTES
         _, end = self._load_transfer(self.act_buffer, slot, nbytes)
-        self.act = _ActBlock(np.ascontiguousarray(data), row_block, k_chunk, instr.desc, end,
+        self.act = _ActBlock(np.ascontiguousarray(data), row_block, k_chunk, k0, instr.desc, end,
                              slot, nbytes)  # fmt: skip
 
     def load_weights(self, where: str, instr: LdWgt) -> None:
@@ -636,21 +649,21 @@ class _Run:
             raise MachineError(f"{where}: K chunk {kc} is not a multiple of the group size {group}")
         columns = self.config.cols * self.config.tiles
         col_block = self._block_index(instr.col_lvl)
-        k_chunk = self._block_index(instr.k_lvl)
         n, k = desc.shape
-        c0, k0 = col_block * columns, k_chunk * kc
+        k_chunk, k0, k1, block_k = self._k_range(instr.k_lvl, k)
+        c0 = col_block * columns
         if c0 >= n or k0 >= k:
             raise MachineError(
-                f"{where}: block (column block {col_block}, K chunk {k_chunk}) lies outside "
-                f"weight {name!r} ({n}x{k}, {columns} channels x {kc} K per block)"
+                f"{where}: block (column block {col_block}, {self._chunk_text(k_chunk)}) lies "
+                f"outside weight {name!r} ({n}x{k}, {columns} channels x {block_k} K per block)"
             )
         q = self.memory.quantized(name)
-        c1, k1 = min(n, c0 + columns), min(k, k0 + kc)
+        c1 = min(n, c0 + columns)
         g0, g1 = k0 // group, -(-k1 // group)
         fmt = q.fmt
-        capacity_bytes = weight_block_bytes(fmt, columns, kc, group, desc.scale_bits)
-        slot = self.weight_buffer.place(capacity_bytes, where)
-        nbytes = weight_block_bytes(fmt, c1 - c0, k1 - k0, group, desc.scale_bits)
+        layout = WeightLayout.of_format(fmt, group, desc.scale_bits)
+        slot = self.weight_buffer.place(int(layout.block_bytes(columns, block_k)), where)
+        nbytes = int(layout.block_bytes(c1 - c0, k1 - k0))
         _, end = self._load_transfer(self.weight_buffer, slot, nbytes)
         zeros = None if q.zeros is None else q.zeros[c0:c1, g0:g1].numpy()
         self.weights = _WeightBlock(
@@ -662,6 +675,7 @@ class _Run:
             channel_scale=q.channel_scale[c0:c1].numpy(),
             col_block=col_block,
             k_chunk=k_chunk,
+            k0=k0,
             desc=instr.desc,
             ready=end,
             slot=slot,
@@ -710,11 +724,22 @@ class _Run:
                 f"{where}: activation {self.desc_name(act.desc)!r} has K={act_desc.dim1}, "
                 f"weight {self.desc_name(weights.desc)!r} has K={wgt_desc.dim1}"
             )
-        if act.k_chunk != weights.k_chunk:
+        # The mac runs the weight block's K range; the activation block must hold it.
+        k_valid = weights.codes.shape[1]
+        if weights.k_chunk is None and act.k_chunk is not None:
+            raise MachineError(
+                f"{where}: the weight block holds all of K, the activation block only "
+                f"K chunk {act.k_chunk}"
+            )
+        if act.k_chunk is not None and act.k_chunk != weights.k_chunk:
             raise MachineError(
                 f"{where}: activation block is K chunk {act.k_chunk}, "
                 f"weight block is K chunk {weights.k_chunk}"
             )
+        first = weights.k0 - act.k0
+        act_data = act.data[:, first : first + k_valid]
+        k_chunks = -(-act_desc.dim1 // self.regs.kchunk)
+        chunks = set(range(k_chunks)) if weights.k_chunk is None else {weights.k_chunk}
         acc = self.acc
         key = (act.desc, weights.desc, act.row_block, weights.col_block)
         if acc.chunks and key != (acc.act_desc, acc.wgt_desc, acc.row_block, acc.col_block):
@@ -723,32 +748,30 @@ class _Run:
                 f"{acc.col_block}; this mac is row block {act.row_block} x column block "
                 f"{weights.col_block} without acc.clr"
             )
-        if act.k_chunk in acc.chunks:
+        if chunks & acc.chunks:
             raise MachineError(
-                f"{where}: K chunk {act.k_chunk} accumulated twice without acc.clr"
+                f"{where}: K chunk {min(chunks & acc.chunks)} accumulated twice without acc.clr"
             )
         prepared, terms = self._prepared(where, weights)
         group = self.regs.group_size
         try:
-            acc_values = pe.group_accumulators(act.data, prepared, group)
+            acc_values = pe.group_accumulators(act_data, prepared, group)
         except ValueError as err:  # an Inf/NaN activation: the PE has no special values
             raise MachineError(
                 f"{where}: activation {self.desc_name(act.desc)!r} row block {act.row_block}, "
-                f"K chunk {act.k_chunk}: {err}"
+                f"{self._chunk_text(weights.k_chunk)}: {err}"
             ) from None
         x = pe.dequantize_groups(acc_values, weights.scale_codes)
         if acc.values is None:
             acc.values = np.zeros(x.shape[:2], np.float32)
         acc.values = pe.accumulate_groups(acc.values, x)
         acc.act_desc, acc.wgt_desc, acc.row_block, acc.col_block = key
-        acc.chunks.add(act.k_chunk)
-        # timing
-        groups = -(-act.data.shape[1] // group)
-        group_cycles = (group // pe.LANES) * terms
-        compute = groups * group_cycles
-        # A group's SB-cycle dequantization hides behind the next group's MACs; when a group
-        # is shorter than SB the array waits the difference, and the last group's SB is exposed.
-        tail = (groups - 1) * max(0, self.regs.sb - group_cycles) + self.regs.sb
+        acc.chunks |= chunks
+        # timing: the array takes the block's rows ROWS at a time (runtime.schedule.MacTiming)
+        rows = act_data.shape[0]
+        passes = -(-rows // self.config.rows)
+        timing = MacTiming(pe.LANES, terms, group, self.regs.sb)
+        compute, tail = (float(v) for v in timing.cycles(passes, k_valid))
         start = max(self.pe_free, act.ready, weights.ready, self.last_drain_start)
         waits = {
             "dram_stall": max(act.ready, weights.ready),
@@ -764,9 +787,9 @@ class _Run:
         self.causes["dequant_tail"] += tail
         self.act_buffer.slot_free[act.slot] = end
         self.weight_buffer.slot_free[weights.slot] = end
-        self.buffer_read["activation"] += act.nbytes
-        self.buffer_read["weight"] += weights.nbytes
-        rows, k_valid = act.data.shape
+        # Every pass broadcasts the weight block's terms again; the activation rows once.
+        self.buffer_read["activation"] += act_data.size * ACT_BYTES
+        self.buffer_read["weight"] += passes * weights.nbytes
         useful = rows * weights.codes.shape[0] * k_valid
         self.macs += useful
         self.useful_pe_cycles += useful * terms / pe.LANES
@@ -802,9 +825,10 @@ class _Run:
         self.drains += 1
         start = max(self.pe_free, self.drain_free, self.out_slot_free[slot])
         self.last_drain_start = start
-        self.drain_free = start + self.config.rows
+        rows = self.config.rows
+        self.drain_free = start + -(-data.shape[0] // rows) * rows  # a cycle per row of a pass
         self.out_slot = slot
-        nbytes = data.size * FP16_BYTES
+        nbytes = data.size * ACT_BYTES
         self.buffer_written["output"] += nbytes
         self.drained = _Drained(
             data, acc.act_desc, acc.wgt_desc, acc.row_block, acc.col_block, self.drain_free
@@ -832,14 +856,15 @@ class _Run:
                 f"{self.desc_name(drained.act_desc)!r} and {self.desc_name(drained.wgt_desc)!r}"
                 f" is {m}x{n}"
             )
-        rows, columns = self.config.rows, self.config.cols * self.config.tiles
+        rows, columns = self.regs.block_rows, self.config.cols * self.config.tiles
+        assert rows is not None
         r0, c0 = row_block * rows, col_block * columns
         out = self.outputs[name]
         out[r0 : r0 + drained.data.shape[0], c0 : c0 + drained.data.shape[1]] = drained.data
         self.memory.stored[name] = out
         mask = self.memory.written.setdefault(name, np.zeros(out.shape, bool))
         mask[r0 : r0 + drained.data.shape[0], c0 : c0 + drained.data.shape[1]] = True
-        nbytes = drained.data.size * FP16_BYTES
+        nbytes = drained.data.size * ACT_BYTES
         ready = max(drained.ready, self.last_store_start)
         start, end = self.channel.reserve(ready, nbytes)
         self.last_store_start = start

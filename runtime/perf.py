@@ -15,44 +15,43 @@ bit-serial PE by quantizing the key and value tensors to low-precision integers"
 
 The array (paper IV-C, docs/ISA.md) is output-stationary: ``R`` rows of PEs take ``R`` tokens,
 ``C`` columns take ``C`` output channels (``C = cols · tiles`` for BitMoD, all columns of all
-tiles). One *pass* computes a ``R × C`` output block over the whole K.
+tiles). An output block of ``MR`` rows (a multiple of ``R``) takes ``⌈MR/R⌉`` array passes.
 
-Compute cycles of one GEMM (:func:`gemm_compute_cycles`)::
+Schedule, cycles and traffic of one GEMM: :mod:`bitmod.runtime.schedule`, the module the
+compiler (``bitmod-tile``) plans with. Every accelerator gets the schedule that planner picks
+for its array, its 512 KB activation and weight buffers, its weight bytes and its PE timing:
+one of three loop orders (weights resident with the activations streaming past, activations
+resident with the weights streaming past in K chunks, or both streamed in K chunks), the
+block rows ``MR`` and the K chunk, and is charged that schedule's cycles::
 
-    passes = ⌈M / R⌉ · ⌈N / C⌉
-    cycles = passes · (⌈K / d⌉ · t + tail)
+    cycles = first/B + max(compute + reload, (read + Y − first − last)/B + idle) + drain + last/B
 
-with ``d`` MACs per PE step and ``t`` cycles per step:
+(``compute`` the MAC and dequantization cycles of every ``mac``, ``read`` the DRAM bytes the
+schedule's loads move, ``Y`` the outputs; ``first``/``last`` the blocks nothing overlaps;
+``reload``/``idle`` the stalls of a single-buffered resident block; details in
+:mod:`bitmod.runtime.schedule`). A compute-bound GEMM takes ``compute`` plus the fixed parts,
+a memory-bound one its bytes over ``B``. For BitMoD this is the program ``bitmod-tile``
+emits, and ``Machine.run`` of that program agrees (tests/test_perf_vs_machine.py).
+
+Per ``mac`` of ``p`` passes over ``k`` elements of K, ``d`` MACs per PE step and ``t`` cycles
+a step::
+
+    mac(p, k) = p·⌈k/d⌉·t + (p·⌈k/G⌉ − 1)·s + tail
 
 * **BitMoD** (paper IV-B): ``d = 4`` (4-way dot product of bit-serial terms with FP16
   activations), ``t = terms`` = ``bitmod.runtime.bitserial.num_terms(fmt)``: 4 / 3 / 2 / 2 for
   INT8 / INT6 / FP4 / FP3. Bit-serial dequantization of a group takes ``SB`` = 8 cycles and is
   hidden behind the next group's ``⌈G/4⌉·t`` cycles when ``⌈G/4⌉·t ≥ SB`` (always for G = 128:
   32·2 = 64 ≥ 8); the last group's ``SB`` cycles are the non-overlapped ``tail``. If a group
-  were shorter than ``SB`` the difference stalls every group; the formula includes it.
-  For ``K`` divisible by 4 and ``N`` by ``C`` this is exactly
-  ``⌈M/R⌉·⌈N/cols⌉·⌈K/4⌉·terms / tiles`` plus the tail.
+  were shorter than ``SB`` the difference ``s`` stalls every group; the formula includes it.
+  Summed over a GEMM: ``⌈M/R⌉·⌈N/C⌉·⌈K/4⌉·terms`` MAC cycles (for ``K`` divisible by 4, i.e.
+  ``⌈M/rows⌉·⌈N/cols⌉·⌈K/4⌉·terms / tiles`` when ``N`` is a multiple of ``C``) plus ``SB``
+  per ``mac``.
 * **FP16 baseline, ANT, OliVe, MixPE**: bit-parallel, one MAC per PE per cycle (``d = t = 1``).
 
-Memory (:func:`gemm_dram_bytes`): operands and results live in DRAM. Weight bytes
-``W_b = N·K·b_w/8`` (``b_w`` includes scales, special-value indices, zero points), activation
-bytes ``X_b = 2·M·K``, output bytes ``Y_b = 2·M·N``. Double buffering reserves half of each
-512 KB buffer for prefetching, so ``cap_w = weight_buffer / 2`` and ``cap_a = act_buffer / 2``
-are resident. If either operand is resident (``W_b ≤ cap_w`` or ``X_b ≤ cap_a``), each byte is
-read once. Otherwise one operand is split into resident chunks and the other is streamed once
-per chunk, whichever order moves fewer bytes (the refetch model of the BitMoD authors'
-simulator)::
-
-    read = min(W_b + X_b·⌈W_b/cap_w⌉,  X_b + W_b·⌈X_b/cap_a⌉)
-    DRAM = (read + Y_b) / B                       B = dram_bytes_per_cycle
-
-Per GEMM, with the first pass's operand load (``pro``) and the last pass's store (``epi``)
-not overlapped::
-
-    cycles = pro + epi + max(compute, DRAM − pro − epi)
-
-so a memory-bound GEMM takes exactly ``(read + Y_b) / B`` cycles and a compute-bound one
-``compute + pro + epi``.
+Bytes: weights as stored (``b_w`` bits a weight plus per-group scale / special-value index /
+zero point and a per-channel FP16 scale, packed per K chunk: :class:`WeightLayout`),
+activations and outputs FP16.
 
 Energy (:func:`simulate`), in pJ, summed over GEMMs:
 
@@ -60,10 +59,10 @@ Energy (:func:`simulate`), in pJ, summed over GEMMs:
   (idle rows included, as in the authors' simulator); PEs are clock-gated while the array
   waits on DRAM.
 * Term encoder (BitMoD only): ``E_enc · tiles · compute`` (Table X: 1.86 mW per tile).
-* SRAM: each pass reads its weight block and activation block once (weights are broadcast
-  down columns, activations along rows): ``W_b·⌈M/R⌉ + X_b·⌈N/C⌉`` bytes, plus the outputs
-  read back for the store; writes are the DRAM fills plus the outputs.
-* DRAM: ``8 · (read + Y_b) · E_bit``.
+* SRAM: every array pass reads its weight block (broadcast down the columns), every ``mac``
+  its activation rows once (broadcast along the rows): ``⌈M/R⌉·W + ⌈N/C⌉·X`` bytes, plus the
+  outputs read back for the store; writes are the DRAM fills plus the outputs.
+* DRAM: ``8 · (read + Y) · E_bit``.
 
 The comparison points (:func:`accelerator`):
 
@@ -97,18 +96,16 @@ rows (the BitMoD array's area including its encoders is the budget).
 from __future__ import annotations
 
 import json
-import math
 from collections.abc import Sequence
 from dataclasses import dataclass
-from functools import cache
 from importlib import resources
 from pathlib import Path
 
 import numpy as np
-import torch
 from bitmod.runtime.bitserial import num_terms
-from bitmod.runtime.formats import QuantizedTensor, get_format
+from bitmod.runtime.formats import get_format
 from bitmod.runtime.hwconfig import PE_KINDS, HardwareConfig
+from bitmod.runtime.schedule import ArraySpec, MacTiming, Plans, WeightLayout, plan
 
 __all__ = [
     "ACCELERATORS",
@@ -122,12 +119,9 @@ __all__ = [
     "SimResult",
     "accelerator",
     "build_workload",
-    "gemm_compute_cycles",
-    "gemm_dram_bytes",
+    "gemm_plans",
     "load_llm_shapes",
-    "operand_bytes",
     "simulate",
-    "storage_bits",
 ]
 
 TASKS: tuple[str, ...] = ("discriminative", "generative")
@@ -356,33 +350,16 @@ def build_workload(
 # =======================================================================================
 
 
-@cache
-def storage_bits(
-    fmt: str, k: int, group_size: int = GROUP_SIZE, scale_bits: int = SCALE_BITS
-) -> float:
-    """Bits per weight of ``fmt`` quantized per group along a K of ``k``, metadata included.
-
-    Delegates to :attr:`bitmod.runtime.formats.QuantizedTensor.bits_per_weight` (the single
-    definition: value bits + (scale + SV index + zero point) bits per group + the FP16 channel
-    scale per row) on an empty tensor of the right shape. The group is ``min(group_size, k)``.
-    """
-    fmt_obj = get_format(fmt)
-    group = min(group_size, k)
-    empty = torch.empty(0, dtype=torch.uint8)
-    zeros = empty if fmt_obj.family == "int_asym" else None
-    probe = QuantizedTensor(fmt, (1, k), group, scale_bits, empty, empty, empty, None, zeros)
-    return float(probe.bits_per_weight)
-
-
 @dataclass(frozen=True)
 class OperandSpec:
     """How one accelerator stores and consumes a weight operand.
 
-    ``label``: what it is (e.g. ``"bitmod3"``, ``"ANT 5b/ch"``). Storage per value: for a
-    per-group format ``fmt`` (G = 128, INT8 scales) :func:`storage_bits`, otherwise
-    ``value_bits + channel_bits / K`` (per-channel FP16 scale). The PE consumes
-    ``macs_per_step`` MACs in ``step_cycles`` cycles; ``tail_cycles`` are not overlapped at
-    the end of a pass; ``stall_per_group`` cycles stall every group but the last.
+    ``label``: what it is (e.g. ``"bitmod3"``, ``"ANT 5b/ch"``). Storage: a per-group format
+    ``fmt`` (G = 128, INT8 scales) is packed as the BitMoD buffers hold it
+    (:meth:`WeightLayout.of_format`), otherwise ``value_bits`` a value plus ``channel_bits``
+    per channel. The PE consumes ``macs_per_step`` MACs in ``step_cycles`` cycles;
+    ``tail_cycles`` are not overlapped at the end of a ``mac`` (and stall every group shorter
+    than that).
     """
 
     label: str
@@ -393,16 +370,14 @@ class OperandSpec:
     macs_per_step: int = 1
     step_cycles: int = 1
     tail_cycles: int = 0
-    stall_per_group: int = 0
 
-    def bits(self, k: np.ndarray) -> np.ndarray:
-        """Storage bits per value of a ``[N, K]`` operand, for every K in ``k``."""
-        k = np.asarray(k, dtype=np.int64)
-        if self.fmt is None:
-            return self.value_bits + self.channel_bits / k.astype(np.float64)
-        unique, inverse = np.unique(k, return_inverse=True)
-        per_k = np.array([storage_bits(self.fmt, int(v), self.group_size) for v in unique])
-        return per_k[inverse].reshape(k.shape)
+    def layout(self) -> WeightLayout:
+        if self.fmt is not None:
+            return WeightLayout.of_format(self.fmt, self.group_size, SCALE_BITS)
+        return WeightLayout(self.value_bits, self.group_size, 0, round(self.channel_bits / 8))
+
+    def timing(self) -> MacTiming:
+        return MacTiming(self.macs_per_step, self.step_cycles, self.group_size, self.tail_cycles)
 
 
 def bit_parallel_operand(label: str, bits: float, channel_bits: float = 16.0) -> OperandSpec:
@@ -413,22 +388,20 @@ def bit_parallel_operand(label: str, bits: float, channel_bits: float = 16.0) ->
 def grouped_operand(fmt: str, bit_serial: bool, tail_cycles: int) -> OperandSpec:
     """A per-group operand of ``fmt`` (G = 128, INT8 scales) on a BitMoD or MixPE PE.
 
-    On the bit-serial BitMoD PE: 4 MACs per ``num_terms(fmt)`` cycles, the last group's
-    SB-cycle bit-serial dequantization is the tail, and a group shorter than SB cycles stalls
-    every group by the difference. On MixPE: one MAC per cycle.
+    On the bit-serial BitMoD PE (:meth:`MacTiming.bit_serial`): 4 MACs per ``num_terms(fmt)``
+    cycles, the last group's SB-cycle bit-serial dequantization is the tail. On MixPE: one MAC
+    per cycle.
     """
     bits = float(get_format(fmt).bits)
     if bit_serial:
-        terms = num_terms(fmt)
-        group_cycles = math.ceil(GROUP_SIZE / 4) * terms
+        timing = MacTiming.bit_serial(fmt, GROUP_SIZE, tail_cycles)
         return OperandSpec(
             label=fmt,
             value_bits=bits,
             fmt=fmt,
-            macs_per_step=4,
-            step_cycles=terms,
+            macs_per_step=timing.macs_per_step,
+            step_cycles=timing.step_cycles,
             tail_cycles=tail_cycles,
-            stall_per_group=max(0, tail_cycles - group_cycles),
         )
     return OperandSpec(label=fmt, value_bits=bits, fmt=fmt, tail_cycles=tail_cycles)
 
@@ -528,10 +501,6 @@ def _parse_bits(text: str, name: str) -> float:
 # =======================================================================================
 
 
-def _ceil_div(a: np.ndarray | int, b: np.ndarray | int) -> np.ndarray:
-    return -(-np.asarray(a, dtype=np.int64) // np.asarray(b, dtype=np.int64))
-
-
 def array_shape(
     cfg: HardwareConfig, acc: Accelerator, pe_count: int | None = None
 ) -> tuple[int, int]:
@@ -544,49 +513,39 @@ def array_shape(
     return cfg.rows, count // cfg.rows
 
 
-def gemm_compute_cycles(
-    m: np.ndarray, n: np.ndarray, k: np.ndarray, rows: int, columns: int, op: OperandSpec
-) -> np.ndarray:
-    """Cycles of one GEMM instance on a ``rows × columns`` output-stationary array.
-
-    ``⌈M/R⌉·⌈N/C⌉ · (⌈K/d⌉·t + (groups − 1)·stall + tail)`` (see the module docstring).
-    """
-    passes = _ceil_div(m, rows) * _ceil_div(n, columns)
-    groups = _ceil_div(k, np.minimum(op.group_size, k))
-    per_pass = (
-        _ceil_div(k, op.macs_per_step) * op.step_cycles
-        + (groups - 1) * op.stall_per_group
-        + op.tail_cycles
-    )
-    return passes * per_pass
-
-
-def operand_bytes(
-    m: np.ndarray, n: np.ndarray, k: np.ndarray, weight_bits: np.ndarray
-) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """(W_b, X_b, Y_b): weight operand, FP16 activation and FP16 output bytes of one GEMM."""
-    w_bytes = np.ceil(np.asarray(n) * np.asarray(k) * weight_bits / 8)
-    x_bytes = (FP16_BYTES * np.asarray(m) * np.asarray(k)).astype(np.float64)
-    y_bytes = (FP16_BYTES * np.asarray(m) * np.asarray(n)).astype(np.float64)
-    return w_bytes, x_bytes, y_bytes
-
-
-def gemm_dram_bytes(
-    m: np.ndarray,
-    n: np.ndarray,
-    k: np.ndarray,
-    weight_bits: np.ndarray,
-    cfg: HardwareConfig,
-) -> tuple[np.ndarray, np.ndarray]:
-    """(bytes read, bytes written) of one GEMM instance under the refetch model."""
-    w_bytes, x_bytes, y_bytes = operand_bytes(m, n, k, weight_bits)
-    cap_w = cfg.weight_buffer_bytes
-    cap_a = cfg.act_buffer_bytes
-    weights_resident = w_bytes + x_bytes * np.ceil(w_bytes / cap_w)
-    acts_resident = x_bytes + w_bytes * np.ceil(x_bytes / cap_a)
-    fits = (w_bytes <= cap_w) | (x_bytes <= cap_a)
-    read = np.where(fits, w_bytes + x_bytes, np.minimum(weights_resident, acts_resident))
-    return read, y_bytes
+def gemm_plans(
+    workload: GemmTable, acc: Accelerator, cfg: HardwareConfig, pe_count: int | None = None
+) -> Plans:
+    """The schedule of every GEMM of ``workload`` on ``acc`` (module docstring): the weight
+    operand's for linear layers, the K/V operand's for attention. ValueError naming a GEMM
+    that no schedule fits."""
+    rows, columns = array_shape(cfg, acc, pe_count)
+    array = ArraySpec.of(cfg, columns=columns)
+    assert array.rows == rows
+    is_kv = workload.operand == "kv"
+    parts = [(mask, op) for mask, op in ((~is_kv, acc.weight), (is_kv, acc.kv)) if mask.any()]
+    planned = [
+        (mask, plan(workload.m[mask], workload.n[mask], workload.k[mask], array, op.layout(),
+                    op.timing()))
+        for mask, op in parts
+    ]  # fmt: skip
+    values = {}
+    for name in Plans.__dataclass_fields__:
+        template = getattr(planned[0][1], name)
+        column = np.zeros(len(workload), dtype=template.dtype)
+        for mask, part in planned:
+            column[mask] = getattr(part, name)
+        values[name] = column
+    plans = Plans(**values)
+    unplanned = np.flatnonzero(~np.isfinite(plans.cycles))
+    if unplanned.size:
+        i = int(unplanned[0])
+        raise ValueError(
+            f"{acc.name}: GEMM {workload.name[i]} ({workload.phase[i]}, M={workload.m[i]} "
+            f"N={workload.n[i]} K={workload.k[i]}) fits no schedule of the "
+            f"{cfg.act_buffer_bytes} B / {cfg.weight_buffer_bytes} B buffers"
+        )
+    return plans
 
 
 ENERGY_COMPONENTS: tuple[str, ...] = ("pe", "encoder", "sram", "dram")
@@ -635,34 +594,17 @@ def simulate(
     cfg = cfg or HardwareConfig()
     rows, columns = array_shape(cfg, acc, pe_count)
     n_pes = rows * columns
-    m, n, k, count = workload.m, workload.n, workload.k, workload.count
-    is_kv = workload.operand == "kv"
-    kv_bits = acc.kv.bits(k)
-    w_bits = acc.weight.bits(k)
-    bits = np.where(is_kv, kv_bits, w_bits)
-
-    compute = np.where(
-        is_kv,
-        gemm_compute_cycles(m, n, k, rows, columns, acc.kv),
-        gemm_compute_cycles(m, n, k, rows, columns, acc.weight),
-    ).astype(np.float64)
-    read, written = gemm_dram_bytes(m, n, k, bits, cfg)
-    bandwidth = cfg.dram_bytes_per_cycle
-    dram = (read + written) / bandwidth
-    # The first pass cannot start before its first K-chunk (half of each buffer at most:
-    # the other half is the double buffer) has arrived.
-    first_weights = np.minimum(
-        np.ceil(np.minimum(n, columns) * k * bits / 8), cfg.weight_buffer_bytes // 2
+    count = workload.count
+    plans = gemm_plans(workload, acc, cfg, pe_count)
+    compute, read, written, cycles = (
+        plans.compute_cycles,
+        plans.dram_read,
+        plans.dram_written,
+        plans.cycles,
     )
-    first_acts = np.minimum(FP16_BYTES * np.minimum(m, rows) * k, cfg.act_buffer_bytes // 2)
-    prologue = np.minimum(first_weights + first_acts, read) / bandwidth
-    epilogue = FP16_BYTES * np.minimum(m, rows) * np.minimum(n, columns) / bandwidth
-    fixed = prologue + epilogue
-    cycles = fixed + np.maximum(compute, dram - fixed)
-
-    w_bytes, x_bytes, y_bytes = operand_bytes(m, n, k, bits)
-    sram_read = w_bytes * _ceil_div(m, rows) + x_bytes * _ceil_div(n, columns) + y_bytes
-    sram_write = read + y_bytes
+    dram = (read + written) / cfg.dram_bytes_per_cycle
+    sram_read = plans.sram_read
+    sram_write = read + written
 
     table = cfg.energy
     total_compute = float(np.sum(compute * count))

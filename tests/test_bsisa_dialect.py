@@ -14,6 +14,7 @@ from bitmod.compiler.ir_io import parse_module, print_module
 from bitmod.dialects import bsisa
 from bitmod.passes.context import make_context
 from bitmod.runtime import isa
+from bitmod.runtime.hwconfig import HardwareConfig
 from xdsl.dialects.builtin import ModuleOp
 
 CTX = make_context()
@@ -81,7 +82,16 @@ def test_every_op_prints_and_parses_back() -> None:
 
 def test_missing_levels_print_as_dash() -> None:
     program = isa.matmul_program(
-        act="x", weight="w", out="y", m=8, n=16, k=64, fmt="int8", group_size=32, tiles=2
+        act="x",
+        weight="w",
+        out="y",
+        m=8,
+        n=16,
+        k=64,
+        fmt="int8",
+        group_size=32,
+        config=HardwareConfig(tiles=2),
+        order="weights-resident",
     )
     text = printed(program_to_module(program))
     assert "bsisa.ld.wgt @d1 col L0 k -" in text
@@ -119,7 +129,8 @@ def test_program_round_trips_through_ir(
 ) -> None:
     program = isa.matmul_program(
         act="x", weight="layer.weight", out="y", m=40, n=300, k=512, fmt=fmt,
-        group_size=128, special_values=special_values, tiles=tiles, kchunk=kchunk, bias=bias,
+        group_size=128, special_values=special_values, config=HardwareConfig(tiles=tiles),
+        kchunk=kchunk or 0, bias=bias,
     )  # fmt: skip
     module = program_to_module(program)
     module.verify()
@@ -135,7 +146,7 @@ def test_program_round_trips_through_ir(
 def test_binary_to_ir_and_back_is_byte_identical() -> None:
     binary = isa.matmul_program(
         act="a", weight="w", out="o", m=9, n=129, k=256, fmt="bitmod3", group_size=64,
-        special_values=(3, -3, 6, -6), tiles=16, kchunk=128,
+        special_values=(3, -3, 6, -6), kchunk=128, block_rows=16,
     ).encode()  # fmt: skip
     module = parse(printed(program_to_module(isa.Program.decode(binary))))
     assert module_to_program(module).encode() == binary
@@ -231,6 +242,22 @@ def bsisa_code(module: ModuleOp) -> list[bsisa.InstructionOp]:
 def test_good_program_verifies() -> None:
     module = parse(program_text(CONFIG + GOOD_NEST))
     assert bsisa.instruction_count(bsisa_code(module)) == 4 + 3 * 2 + 6 + 1
+    # A load without a K level holds all of K (both K chunks of 128), here one block of all
+    # 16 rows (cfg.mblock) that the weight chunks stream past.
+    acts_resident = """
+    bsisa.cfg.mblock 16
+    bsisa.ld.act @d0 row - k -
+    bsisa.loop L0 count 2 {
+      bsisa.acc.clr
+      bsisa.loop L1 count 2 {
+        bsisa.ld.wgt @d1 col L0 k L1
+        bsisa.mac
+      }
+      bsisa.drain
+      bsisa.st.out @d2 row - col L0
+    }"""
+    module = parse(program_text(CONFIG + acts_resident))
+    assert "bsisa.cfg.mblock 16" in printed(module)
 
 
 @pytest.mark.parametrize(
@@ -273,9 +300,14 @@ def test_good_program_verifies() -> None:
             "row loop L0 runs 3 times but 16 elements in blocks of 8 need 2",
         ),
         (
-            CONFIG + "\n bsisa.loop L0 count 2 {\n bsisa.ld.act @d0 row L0 k -\n }",
-            "k has no loop but 256 elements need 2 blocks of 128",
+            CONFIG
+            + "\n bsisa.cfg.mblock 16\n bsisa.loop L0 count 2 {\n bsisa.ld.act @d0 row L0 k -\n }",
+            "row loop L0 runs 2 times but 16 elements in blocks of 16 need 1",
         ),
+        (CONFIG + "\n bsisa.cfg.mblock 12", "12 rows is not a multiple of the array's 8 rows"),
+        ("bsisa.cfg.mblock 16", "bsisa.cfg.mblock before any cfg.array"),
+        (CONFIG + "\n bsisa.cfg.mblock 0", "rows must be >= 1"),
+        (CONFIG + "\n bsisa.cfg.mblock 65536", "field rows=65536 out of range"),
         (
             CONFIG + "\n bsisa.loop L0 count 2 {\n bsisa.st.out @d2 row L0 col -\n }",
             "col has no loop but 192 elements need 2 blocks of 128",
@@ -350,7 +382,8 @@ QTYPE = "!bitmod.qweight<192x256, bitmod3, 128>"
 TILED = (
     f"func.func @f(%x: tensor<16x256xf32>, %q: {QTYPE}) -> tensor<16x192xf32> {{\n"
     "  %y = bsisa.tiled_matmul %x, %q tiling #bsisa.tiling<rows = 8, cols = 8, tiles = 16, "
-    "kc = KC, m_blocks = 2, n_blocks = 2, k_chunks = CHUNKS, act_block_bytes = ACT, "
+    "block_rows = 8, kc = KC, act_kc = AKC, m_blocks = 2, n_blocks = 2, k_chunks = CHUNKS, "
+    "act_block_bytes = ACT, "
     f"weight_block_bytes = WGT> : (tensor<16x256xf32>, {QTYPE}) -> tensor<16x192xf32> {{\n"
     """    bsisa.loop L0 count 2 {
       bsisa.ld.wgt @weight col L0 k -
@@ -374,6 +407,7 @@ def tiled(**fields: str) -> str:
     # codes + ceil(2 x 10 / 8) = 3 B group metadata + 2 B channel scale) = 12928 B.
     values = {"KC": "256", "CHUNKS": "1", "ACT": "4096", "WGT": "12928", "ACTREF": "@act"}
     values.update(fields)
+    values.setdefault("AKC", values["KC"])
     text = TILED
     for key in sorted(values, key=len, reverse=True):
         text = text.replace(key, values[key])
@@ -396,6 +430,7 @@ def test_tiled_matmul_round_trips() -> None:
         ),
         ({"WGT": "12864"}, "weight_block_bytes = 12864, but a block of this matmul takes 12928"),
         ({"ACT": "100"}, "act_block_bytes = 100, but a block of this matmul takes 4096"),
+        ({"AKC": "128"}, "tiling act_kc = 128 is neither kc = 256 nor K = 256"),
         ({"ACTREF": "@bias"}, "@bias is not a role of this tiled matmul"),
         ({"ACTREF": "@weight"}, "@weight is a qweight, expected a act"),
     ],
@@ -451,6 +486,11 @@ def test_launch_verifier_rejects(segment: str, out: str, message: str) -> None:
         (program_text(CONFIG + "\n bsisa.ld.act @d0 row - k"), "expected a loop level", 0),
         (tiled().replace("tiles = 16", "tiles = 0"), "bsisa.tiling: tiles must be positive", 0),
         (tiled().replace("m_blocks = 2, ", ""), "bsisa.tiling: missing m_blocks", 0),
+        (
+            tiled().replace("block_rows = 8", "block_rows = 12"),
+            "bsisa.tiling: block_rows 12 is not a multiple of rows 8",
+            0,
+        ),
     ],
 )
 def test_malformed_syntax_is_a_located_parse_error(text: str, message: str, column: int) -> None:

@@ -7,12 +7,14 @@ import zlib
 
 import pytest
 from bitmod.runtime.formats import FORMAT_IDS, get_format
+from bitmod.runtime.hwconfig import HardwareConfig
 from bitmod.runtime.isa import (
     BY_OPCODE,
     AccClr,
     CfgArray,
     CfgFmt,
     CfgKchunk,
+    CfgMblock,
     CfgSv,
     DescKind,
     Descriptor,
@@ -29,8 +31,10 @@ from bitmod.runtime.isa import (
     StOut,
     assemble,
     decode_word,
+    matmul_nest,
     matmul_program,
 )
+from bitmod.runtime.schedule import ORDERS
 
 SPEC_EXAMPLE = """
 .desc d0 act "x" 256x4096
@@ -59,9 +63,10 @@ def sample_programs() -> list[Program]:
     return [
         assemble(SPEC_EXAMPLE),
         matmul_program(act="x", weight="w", out="y", m=256, n=4096, k=4096, fmt="bitmod3",
-                       group_size=128, special_values=bitmod3, tiles=16),
+                       group_size=128, special_values=bitmod3),
         matmul_program(act="a b", weight="w\"q\"", out="ÿ", m=20, n=30, k=512, fmt="int8",
-                       group_size=128, tiles=2, kchunk=256, bias="bias"),
+                       group_size=128, config=HardwareConfig(tiles=2), kchunk=256,
+                       bias="bias"),
         Program(("unused", "x", "y", "w"),
                 (Descriptor(1, DescKind.ACT, 4, 8), Descriptor(3, DescKind.QWEIGHT, 8, 8,
                  FORMAT_IDS["int4_asym"], 4, 8), Descriptor(2, DescKind.OUT, 4, 8)),
@@ -81,6 +86,7 @@ def test_words_match_the_spec_layout() -> None:
         (CfgSv(1, -3), 0x11 << 56 | 1 << 54 | 0xFFFD << 32),
         (CfgFmt(bitmod3, 8, 128), 0x12 << 56 | bitmod3 << 48 | 8 << 44 | 128 << 24),
         (CfgKchunk(4096), 0x13 << 56 | 4096),
+        (CfgMblock(64), 0x14 << 56 | 64),
         (Loop(5, 32), 0x20 << 56 | 5 << 53 | 32),
         (EndLoop(5), 0x21 << 56 | 5 << 53),
         (LdAct(2, 0, None), 0x30 << 56 | 2 << 40 | 0 << 36 | 0xF << 32),
@@ -150,12 +156,61 @@ def test_comments_labels_and_hex() -> None:
     assert program.instructions == (Loop(3, 2), StOut(1, 3, None), EndLoop(3))
 
 
-def test_program_size_independent_of_matmul_size() -> None:
-    small = matmul_program(act="x", weight="w", out="y", m=8, n=8, k=128, fmt="int8",
-                           group_size=128)  # fmt: skip
-    large = matmul_program(act="x", weight="w", out="y", m=4096, n=11008, k=4096, fmt="int8",
-                           group_size=128)  # fmt: skip
-    assert len(small.instructions) == len(large.instructions)
+@pytest.mark.parametrize("order", ORDERS)
+def test_program_size_independent_of_matmul_size(order: str) -> None:
+    # K = 256 is two chunks of 128 (k-streamed needs several), K = 4096 cut likewise.
+    def size(m: int, n: int, k: int) -> int:
+        kchunk = 0 if order == "weights-resident" else 128
+        program = matmul_program(act="x", weight="w", out="y", m=m, n=n, k=k, fmt="int8",
+                                 group_size=128, order=order, kchunk=kchunk, block_rows=16)
+        return len(program.instructions)  # fmt: skip
+
+    k_small = 128 if order == "weights-resident" else 256
+    assert size(16, 8, k_small) == size(4096, 11008, 4 * k_small)
+    # The compiler's own choice: at most 4 cfg + 1 cfg.mblock + a 12-instruction nest + halt.
+    auto = matmul_program(act="x", weight="w", out="y", m=4096, n=11008, k=4096, fmt="int8",
+                          group_size=128)  # fmt: skip
+    assert len(auto.instructions) <= 18
+
+
+def test_matmul_nests_as_written_in_the_spec() -> None:
+    """docs/ISA.md's three nests, written out by hand (act d0, weight d1, out d2, bias d3)."""
+    assert matmul_nest("weights-resident", m_blocks=3, n_blocks=2, k_chunks=1, bias=True) == [
+        Loop(0, 2), LdWgt(1, 0, None),
+        Loop(1, 3), AccClr(), LdAct(0, 1, None), Mac(), Drain(3), StOut(2, 1, 0), EndLoop(1),
+        EndLoop(0),
+    ]  # fmt: skip
+    assert matmul_nest("acts-resident", m_blocks=3, n_blocks=2, k_chunks=4, bias=False) == [
+        Loop(0, 3), LdAct(0, 0, None),
+        Loop(1, 2), AccClr(), Loop(2, 4), LdWgt(1, 1, 2), Mac(), EndLoop(2), Drain(None),
+        StOut(2, 0, 1), EndLoop(1),
+        EndLoop(0),
+    ]  # fmt: skip
+    assert matmul_nest("acts-resident", m_blocks=3, n_blocks=2, k_chunks=1, bias=False) == [
+        Loop(0, 3), LdAct(0, 0, None),
+        Loop(1, 2), AccClr(), LdWgt(1, 1, None), Mac(), Drain(None), StOut(2, 0, 1), EndLoop(1),
+        EndLoop(0),
+    ]  # fmt: skip
+    assert matmul_nest("k-streamed", m_blocks=3, n_blocks=2, k_chunks=4, bias=False) == [
+        Loop(0, 2),
+        Loop(1, 3), AccClr(), Loop(2, 4), LdAct(0, 1, 2), LdWgt(1, 0, 2), Mac(), EndLoop(2),
+        Drain(None), StOut(2, 1, 0), EndLoop(1),
+        EndLoop(0),
+    ]  # fmt: skip
+    with pytest.raises(IsaError, match="weights-resident needs K in one chunk"):
+        matmul_nest("weights-resident", m_blocks=1, n_blocks=1, k_chunks=2, bias=False)
+    with pytest.raises(IsaError, match="unknown loop order 'sideways'"):
+        matmul_nest("sideways", m_blocks=1, n_blocks=1, k_chunks=1, bias=False)
+
+
+def test_block_rows_other_than_the_array_rows_set_mr() -> None:
+    program = matmul_program(act="x", weight="w", out="y", m=256, n=256, k=4096, fmt="int8",
+                             group_size=128, order="acts-resident", block_rows=32)  # fmt: skip
+    assert program.instructions[:4] == (
+        CfgArray(8, 8, 16), CfgFmt(FORMAT_IDS["int8"], 8, 128), CfgKchunk(1408), CfgMblock(32)
+    )  # fmt: skip
+    assert "cfg.mblock rows=32" in program.to_asm()
+    assert assemble(program.to_asm()) == program
 
 
 # --- binary corruption ------------------------------------------------------------------------
@@ -296,6 +351,9 @@ def test_bad_descriptors_rejected() -> None:
         ('.desc d0 act "x" 4x4\nst.out d0 row=- col=-', 2, "is act, needs out"),
         ("cfg.kchunk", 1, "one operand"),
         ("cfg.kchunk many", 1, "expected an integer"),
+        ("nop\ncfg.mblock rows=0", 2, "rows must be >= 1"),
+        ("cfg.mblock", 1, "missing operand rows="),
+        ("cfg.mblock rows=65536", 1, "rows=65536 out of range"),
         ('.desc d0 act "x 4x4', 1, "unterminated string"),
     ],
 )
@@ -307,9 +365,12 @@ def test_assembly_errors_name_the_line(text: str, line: int, message: str) -> No
 
 
 def test_matmul_program_rejects_bad_arguments() -> None:
-    with pytest.raises(IsaError, match="multiple of the group size"):
+    with pytest.raises(IsaError, match="group size 128 does not divide the K chunk 100"):
         matmul_program(act="x", weight="w", out="y", m=8, n=8, k=512, fmt="int8",
                        group_size=128, kchunk=100)  # fmt: skip
+    with pytest.raises(IsaError, match="block rows 12 must be a multiple of the 8 PE rows"):
+        matmul_program(act="x", weight="w", out="y", m=8, n=8, k=512, fmt="int8",
+                       group_size=128, block_rows=12)  # fmt: skip
     with pytest.raises(IsaError, match="distinct"):
         matmul_program(act="x", weight="x", out="y", m=8, n=8, k=128, fmt="int8",
                        group_size=128)  # fmt: skip

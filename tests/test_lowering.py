@@ -1,9 +1,10 @@
 """bitmod-tile + bitmod-lower-to-isa: block planning, programs, program size, end to end.
 
-Independent references: hand-worked block sizes (docs in passes/bitmod_tile.py),
-:func:`bitmod.runtime.isa.matmul_program` (runtime's own canonical loop nest, written
-separately from the tile pass), and a float64 ``X · dequantize(W)ᵀ + b`` computed with torch
-for the numbers the emulated machine produces from the compiled program.
+Independent references: hand-worked block sizes (derivations in runtime/schedule.py and
+passes/bitmod_tile.py), :func:`bitmod.runtime.isa.matmul_program` (the runtime's program for
+one matmul: the same planner and nest, so equality checks the pass's plumbing: options,
+roles -> descriptors, configuration), and a float64 ``X · dequantize(W)ᵀ + b`` computed with
+torch for the numbers the emulated machine produces from the compiled program.
 """
 
 from __future__ import annotations
@@ -19,12 +20,13 @@ from bitmod.compiler.ir_io import parse_module, print_module
 from bitmod.dialects import bsisa
 from bitmod.passes.bitmod_lower_to_isa import BitmodLowerToIsaPass
 from bitmod.passes.bitmod_quantize import BitmodQuantizePass
-from bitmod.passes.bitmod_tile import BitmodTilePass, plan_blocks
+from bitmod.passes.bitmod_tile import BitmodTilePass
 from bitmod.passes.context import BitmodContext, make_context
 from bitmod.runtime import isa
 from bitmod.runtime.formats import dequantize, get_format
 from bitmod.runtime.hwconfig import HardwareConfig
 from bitmod.runtime.machine import Machine
+from bitmod.runtime.schedule import ArraySpec, plan_bitmod_matmul
 from xdsl.dialects.builtin import ModuleOp
 
 FILECHECK_DIRS = [
@@ -54,7 +56,7 @@ def matmul_module(
     )
 
 
-def lower(text: str, ctx: BitmodContext | None = None, **tile_options: int) -> ModuleOp:
+def lower(text: str, ctx: BitmodContext | None = None, **tile_options: int | str) -> ModuleOp:
     ctx = ctx or make_context()
     module = parse_module(ctx, text, "test.mlir")
     BitmodTilePass(**tile_options).apply(ctx, module)  # type: ignore[arg-type]
@@ -67,42 +69,54 @@ def lower(text: str, ctx: BitmodContext | None = None, **tile_options: int) -> M
 # --- block planning --------------------------------------------------------------------------
 
 
+def array(columns: int = 128, act: int = 512 * 1024, weight: int = 512 * 1024) -> ArraySpec:
+    return ArraySpec(8, columns, act, weight, max_block_rows=64, dram_bytes_per_cycle=25.6)
+
+
 def test_plan_of_a_llama_down_projection() -> None:
     # bitmod3, G = 128, SB = 8, 128 channels a block: W(g groups) = 128 (48 g + ceil(1.25 g)
     # + 2) bytes; 2 W <= 512 KiB holds for g = 41 (W = 258816), not for g = 42 (265088).
-    # K = 11008 = 86 groups -> 3 chunks of ceil(86/3) = 29 groups.
-    plan = plan_blocks(
-        256, 4096, 11008, fmt="bitmod3", group_size=128, scale_bits=8, rows=8,
-        block_cols=128, act_buffer=512 * 1024, weight_buffer=512 * 1024,
-    )  # fmt: skip
+    # K = 11008 = 86 groups; with 8-row blocks -> 3 chunks of ceil(86/3) = 29 groups.
+    common = dict(fmt="bitmod3", group_size=128, scale_bits=8, array=array())
+    plan = plan_bitmod_matmul(256, 4096, 11008, order="k-streamed", block_rows=8, **common)
     assert (plan.kc, plan.k_chunks, plan.m_blocks, plan.n_blocks) == (3712, 3, 32, 32)
     assert plan.weight_block_bytes == 128 * (29 * 48 + 37 + 2)
     assert plan.act_block_bytes == 8 * 3712 * 2
     # One group more per chunk would not fit: 2 x 128 x (42 x 48 + 53 + 2) > 512 KiB.
     assert 2 * 128 * (42 * 48 + 53 + 2) > 512 * 1024 >= 2 * 128 * (41 * 48 + 52 + 2)
+    # The choice: 64-row blocks, whose double-buffered activation chunk (64 x KC x 2 B)
+    # holds 16 groups -> 6 chunks of ceil(86/6) = 15 groups.
+    plan = plan_bitmod_matmul(256, 4096, 11008, **common)
+    assert (plan.order, plan.block_rows, plan.kc, plan.k_chunks) == ("k-streamed", 64, 1920, 6)
+    # Bytes read: the activation once per column block, the weight once per row block, in
+    # 5 chunks of 15 groups and a last one of 11008 - 5 x 1920 = 1408 (11 groups).
+    x_bytes = 256 * 11008 * 2
+    w_bytes = 4096 * (5 * (15 * 48 + 19 + 2) + (11 * 48 + 14 + 2))
+    assert plan.dram_read == 32 * x_bytes + 4 * w_bytes
+    assert plan.dram_written == 256 * 4096 * 2
 
 
 def test_plan_int8_asym_counts_zero_points() -> None:
     # int8_asym, G = 64, SB = 4: per channel and group 64 B codes + (4 + 8 zero-point bits)
     # per group; K = 256 in one chunk: 256 + ceil(4 x 12 / 8) + 2 = 264 B a channel.
-    plan = plan_blocks(
-        8, 64, 256, fmt="int8_asym", group_size=64, scale_bits=4, rows=8,
-        block_cols=64, act_buffer=1 << 20, weight_buffer=1 << 20,
+    plan = plan_bitmod_matmul(
+        8, 64, 256, fmt="int8_asym", group_size=64, scale_bits=4,
+        array=array(64, 1 << 20, 1 << 20),
     )  # fmt: skip
     assert (plan.kc, plan.k_chunks) == (256, 1)
     assert plan.weight_block_bytes == 64 * 264
 
 
 def test_plan_forced_chunk_and_its_errors() -> None:
-    common = dict(fmt="int4", group_size=32, scale_bits=8, rows=8, block_cols=8)
-    plan = plan_blocks(16, 16, 320, act_buffer=4096, weight_buffer=4096, kchunk=96, **common)
+    common = dict(fmt="int4", group_size=32, scale_bits=8, array=array(8, 4096, 4096))
+    plan = plan_bitmod_matmul(16, 16, 320, kchunk=96, **common)
     # 96 = 3 groups; K = 320 = 10 groups -> ceil(320 / 96) = 4 chunks.
     assert (plan.kc, plan.k_chunks) == (96, 4)
     with pytest.raises(ValueError, match="group size 32 does not divide the K chunk 80"):
-        plan_blocks(16, 16, 320, act_buffer=4096, weight_buffer=4096, kchunk=80, **common)
+        plan_bitmod_matmul(16, 16, 320, kchunk=80, **common)
     # One group for 8 channels: 8 x (16 + 1 + 2) = 152 B; 2 x 152 > 300.
     with pytest.raises(ValueError, match="weight block of one group .* takes 152 B"):
-        plan_blocks(16, 16, 320, act_buffer=4096, weight_buffer=300, **common)
+        plan_bitmod_matmul(16, 16, 320, **(common | {"array": array(8, 4096, 300)}))
 
 
 # --- programs: the same as runtime.isa.matmul_program ---------------------------------------
@@ -124,15 +138,15 @@ def test_lowered_matmul_is_the_canonical_program(
     module = lower(matmul_module(m, n, k, fmt, group, bias), **options)
     program = module_to_program(module)
     # The K chunk is the tile pass's choice (tested above); the rest is fixed by the shapes.
-    (kchunk,) = [
-        op.kc.value.data for op in _program(module).code if isinstance(op, bsisa.CfgKchunkOp)
-    ]
-    hw = HardwareConfig()
+    hardware = {"rows", "cols", "tiles"}
+    config = HardwareConfig(
+        **{key: value for key, value in options.items() if key in hardware},
+        weight_buffer_bytes=options.get("weight_buffer", 512 * 1024),
+    )
     expected = isa.matmul_program(
         act="x", weight="fc.weight", out="result0", m=m, n=n, k=k, fmt=fmt,
         group_size=group, scale_bits=8, special_values=get_format(fmt).special_values,
-        rows=options.get("rows", hw.rows), cols=options.get("cols", hw.cols),
-        tiles=options.get("tiles", hw.tiles), kchunk=kchunk, bias="b" if bias else None,
+        config=config, kchunk=options.get("kchunk", 0), bias="b" if bias else None,
     )  # fmt: skip
     assert program == expected
     assert program.encode() == expected.encode()
@@ -152,16 +166,22 @@ def instruction_count(module: ModuleOp) -> int:
 
 def test_instruction_count_does_not_grow_with_tiles() -> None:
     # One array pass (M <= 8, N <= 128, K in one chunk) vs 512 x 86 passes of the same K.
-    one_tile = instruction_count(lower(matmul_module(8, 128, 128, "bitmod3")))
-    many_tiles = instruction_count(lower(matmul_module(4096, 11008, 128, "bitmod3")))
+    # The same loop order and block rows (the planner may pick others for other shapes;
+    # each order's nest has a fixed size).
+    fixed = {"order": "weights-resident", "block_rows": 8}
+    one_tile = instruction_count(lower(matmul_module(8, 128, 128, "bitmod3"), **fixed))
+    many_tiles = instruction_count(lower(matmul_module(4096, 11008, 128, "bitmod3"), **fixed))
     assert one_tile == many_tiles
     # cfg.array, cfg.fmt, 4 x cfg.sv, cfg.kchunk, loop, ld.wgt, loop, acc.clr, ld.act, mac,
     # drain, st.out, endloop, endloop, halt
     assert one_tile == 18
     # With K in chunks (forced to one group) the count is the same for 2 and 100 chunks,
     # and for 1 and 64 x 8 output blocks.
-    two_chunks = instruction_count(lower(matmul_module(8, 128, 256, "bitmod3"), kchunk=128))
-    many_chunks = instruction_count(lower(matmul_module(512, 1024, 12800, "bitmod3"), kchunk=128))
+    streamed = {"kchunk": 128, "order": "k-streamed", "block_rows": 8}
+    two_chunks = instruction_count(lower(matmul_module(8, 128, 256, "bitmod3"), **streamed))
+    many_chunks = instruction_count(
+        lower(matmul_module(512, 1024, 12800, "bitmod3"), **streamed)
+    )
     assert two_chunks == many_chunks == one_tile + 2  # the K loop's loop/endloop pair
 
 

@@ -23,6 +23,7 @@ from bitmod.runtime.isa import (
     CfgArray,
     CfgFmt,
     CfgKchunk,
+    CfgMblock,
     CfgSv,
     DescKind,
     Descriptor,
@@ -40,7 +41,8 @@ from bitmod.runtime.isa import (
     assemble,
     matmul_program,
 )
-from bitmod.runtime.machine import Machine, MachineError, weight_block_bytes
+from bitmod.runtime.machine import Machine, MachineError
+from bitmod.runtime.schedule import ORDERS
 
 
 def _load_reference():
@@ -72,14 +74,17 @@ def make_case(fmt: str, m: int, n: int, k: int, group: int, seed: int, bias: boo
     return q, x, b
 
 
-def program_for(q, m, config, kchunk=None, bias=True, special_values=None):
+def program_for(
+    q, m, config, kchunk=None, bias=True, special_values=None, order=None, block_rows=0
+):
+    """The compiler's program for ``x @ w.T (+ b)`` on ``config`` (parts of the schedule forced
+    where given)."""
     fmt = get_format(q.fmt)
     sv = fmt.special_values if special_values is None else special_values
     return matmul_program(
         act="x", weight="w", out="y", m=m, n=q.shape[0], k=q.shape[1], fmt=q.fmt,
-        group_size=q.group_size, scale_bits=q.scale_bits, special_values=sv,
-        rows=config.rows, cols=config.cols, tiles=config.tiles, kchunk=kchunk,
-        bias="b" if bias else None,
+        group_size=q.group_size, scale_bits=q.scale_bits, special_values=sv, config=config,
+        kchunk=kchunk or 0, order=order, block_rows=block_rows, bias="b" if bias else None,
     )  # fmt: skip
 
 
@@ -102,19 +107,25 @@ def reference_output(q, x, b, register=None):
 
 
 @pytest.mark.parametrize(
-    ("fmt", "m", "n", "k", "group", "kchunk", "bias"),
+    ("fmt", "m", "n", "k", "group", "kchunk", "bias", "order", "block_rows"),
     [
-        ("int8", 10, 20, 64, 16, 32, True),  # clipped row and column blocks, 2 K chunks
-        ("int6", 4, 8, 64, 32, None, False),
-        ("bitmod3", 9, 17, 96, 16, 48, True),  # partial last K chunk (96 = 48 + 48)
-        ("bitmod4", 5, 12, 64, 16, None, True),
-        ("int4_asym", 7, 9, 64, 32, 32, True),
-        ("fp3_ea_neg", 3, 5, 32, 16, None, False),
+        ("int8", 10, 20, 64, 16, 32, True, None, 0),  # clipped row and column blocks, 2 K chunks
+        ("int6", 4, 8, 64, 32, None, False, None, 0),
+        ("bitmod3", 9, 17, 96, 16, 48, True, None, 0),  # partial last K chunk (96 = 48 + 48)
+        ("bitmod4", 5, 12, 64, 16, None, True, None, 0),
+        ("int4_asym", 7, 9, 64, 32, 32, True, None, 0),
+        ("fp3_ea_neg", 3, 5, 32, 16, None, False, None, 0),
+        # every loop order, with blocks of several array passes (SMALL has 4 PE rows)
+        ("int8", 13, 20, 64, 16, None, True, "weights-resident", 8),  # 13 = 8 + 5 rows
+        ("bitmod3", 13, 20, 96, 16, 32, True, "acts-resident", 12),  # all K resident, 3 chunks
+        ("bitmod4", 30, 9, 64, 16, 16, False, "k-streamed", 16),  # 4 passes, last block 2
     ],
-)
-def test_machine_matches_scalar_reference(fmt, m, n, k, group, kchunk, bias) -> None:
+)  # fmt: skip
+def test_machine_matches_scalar_reference(
+    fmt, m, n, k, group, kchunk, bias, order, block_rows
+) -> None:
     q, x, b = make_case(fmt, m, n, k, group, zlib.crc32(f"{fmt}{m}{n}{k}".encode()), bias)
-    program = program_for(q, m, SMALL, kchunk, bias)
+    program = program_for(q, m, SMALL, kchunk, bias, order=order, block_rows=block_rows)
     memory = {"x": x, "w": q} | ({"b": b} if bias else {})
     result = Machine(SMALL).run(program.encode(), memory)
     assert fp16_bits_equal(result.outputs["y"], reference_output(q, x, b if bias else None))
@@ -135,6 +146,12 @@ def test_random_programs_match_scalar_reference(seed: int) -> None:
         rows=int(rng.integers(1, 5)), cols=int(rng.integers(1, 5)), tiles=int(rng.integers(1, 4))
     )
     kchunk = group * int(rng.integers(1, k // group + 1))
+    order = str(rng.choice(ORDERS))
+    if order == "weights-resident":
+        kchunk = k
+    elif order == "k-streamed" and kchunk == k:
+        order = "acts-resident"
+    block_rows = config.rows * int(rng.integers(1, 4))
     q = ref.random_quantized(rng, fmt, n, k, group)
     codes = rng.integers(-128, 128, size=q.scales.shape).astype(np.int8)
     q = dataclasses.replace(q, scales=torch.from_numpy(codes))  # negative scale codes, too
@@ -143,7 +160,7 @@ def test_random_programs_match_scalar_reference(seed: int) -> None:
     register = None
     if get_format(fmt).special_values:
         register = tuple(int(v) for v in rng.permutation(get_format(fmt).special_values))
-    program = program_for(q, m, config, kchunk, bias is not None, register)
+    program = program_for(q, m, config, kchunk, bias is not None, register, order, block_rows)
     memory = {"x": x, "w": q} | ({"b": bias} if bias is not None else {})
     result = Machine(config).run(Program.decode(program.encode()), memory)
     assert fp16_bits_equal(result.outputs["y"], reference_output(q, x, bias, register))
@@ -256,14 +273,23 @@ def test_compute_bound_cycles_match_the_formula(fmt: str, terms: int) -> None:
     config = HardwareConfig(dram_bytes_per_cycle=64.0)
     m, n, k = 256, 256, 1024
     q, x, _ = make_case(fmt, m, n, k, 128, 1, bias=False)
-    report = Machine(config).run(program_for(q, m, config, bias=False), {"x": x, "w": q}).report
     expected = formula_cycles(m, n, k, terms, config)
+    # Blocks of one array pass (8 rows): one mac, so one exposed SB tail, per pass.
+    program = program_for(q, m, config, bias=False, order="weights-resident", block_rows=8)
+    report = Machine(config).run(program, {"x": x, "w": q}).report
     assert report.cycles_by_cause["compute"] == expected
     assert expected <= report.cycles <= 1.10 * expected
     passes = (m // 8) * (n // 128)
     assert report.cycles_by_cause["dequant_tail"] == 8 * passes  # SB cycles a pass
     assert report.pe_utilization > 0.9
     assert sum(report.cycles_by_cause.values()) == pytest.approx(report.cycles)
+    # The compiler's own schedule: the same MACs, the tail once per mac of MR rows.
+    program = program_for(q, m, config, bias=False)
+    (mblock,) = [i.rows for i in program.instructions if isinstance(i, CfgMblock)] or [8]
+    report = Machine(config).run(program, {"x": x, "w": q}).report
+    assert report.cycles_by_cause["compute"] == expected
+    assert report.cycles_by_cause["dequant_tail"] == 8 * (m // mblock) * (n // 128)
+    assert expected <= report.cycles <= 1.10 * expected
 
 
 def test_short_groups_expose_the_dequantization() -> None:
@@ -276,13 +302,16 @@ def test_short_groups_expose_the_dequantization() -> None:
     assert report.cycles_by_cause["dequant_tail"] == (groups - 1) * (8 - 4) + 8
 
 
-def test_dram_bound_gemm_is_paced_by_the_channel() -> None:
-    """bitmod3 at DDR4 (25.6 B/cycle): each pass's 8×K FP16 activations (16 B per 4-MAC step
-    per row pair...) outrun the 2 cycles per step, so the run takes ~ bytes / bandwidth."""
+@pytest.mark.parametrize(("m", "n", "order"), [(64, 256, "weights-resident"), (1, 1024, None)])
+def test_dram_bound_gemm_is_paced_by_the_channel(m: int, n: int, order: str | None) -> None:
+    """bitmod3 at DDR4 (25.6 B/cycle). Streaming 8-row activation blocks past resident
+    weights needs 8 rows × 4 K × 2 B = 64 B per 4-MAC step of 2 cycles, 32 B a cycle; a GEMV
+    reads every weight byte for 2 MACs per weight. Either way the run takes bytes / B."""
     config = HardwareConfig()
-    m, n, k = 64, 256, 1024
+    k = 1024
     q, x, _ = make_case("bitmod3", m, n, k, 128, 2, bias=False)
-    report = Machine(config).run(program_for(q, m, config, bias=False), {"x": x, "w": q}).report
+    program = program_for(q, m, config, bias=False, order=order, block_rows=8)
+    report = Machine(config).run(program, {"x": x, "w": q}).report
     channel_cycles = (report.dram_bytes_read + report.dram_bytes_written) / 25.6
     assert report.cycles >= channel_cycles
     assert report.cycles <= 1.10 * channel_cycles
@@ -293,12 +322,12 @@ def test_traffic_and_energy_by_hand() -> None:
     config = HardwareConfig(rows=4, cols=4, tiles=2, dram_bytes_per_cycle=8.0)
     m, n, k, group = 6, 10, 64, 32
     q, x, b = make_case("int8", m, n, k, group, 4)
-    report = Machine(config).run(program_for(q, m, config), {"x": x, "w": q, "b": b}).report
-    # weight-stationary nest: weights once; activations once per column block (2 row blocks
+    program = program_for(q, m, config, order="weights-resident", block_rows=4)
+    report = Machine(config).run(program, {"x": x, "w": q, "b": b}).report
+    # weights-resident nest: weights once; activations once per column block (2 row blocks
     # × ⌈10/8⌉ = 2 column blocks); outputs once. int8: K bytes of codes + 2 groups × 1 B scale
     # per channel + 2 B channel scale.
     weight_bytes = n * (k + 2 + 2)
-    assert weight_bytes == weight_block_bytes("int8", n, k, group, 8)
     act_bytes = 2 * m * k * 2
     out_bytes = 2 * m * n
     assert report.dram_bytes_read == weight_bytes + act_bytes
@@ -323,6 +352,34 @@ def test_traffic_and_energy_by_hand() -> None:
     assert "PE utilization" in report.format()
 
 
+def test_acts_resident_traffic_and_cycles_by_hand() -> None:
+    """The same GEMM with one 8-row activation block (2 passes of 4 rows) holding all of K,
+    and the weights in 2 K chunks of 32 streaming past it."""
+    config = HardwareConfig(rows=4, cols=4, tiles=2, dram_bytes_per_cycle=8.0)
+    m, n, k, group = 6, 10, 64, 32
+    q, x, b = make_case("int8", m, n, k, group, 4)
+    program = program_for(q, m, config, order="acts-resident", block_rows=8, kchunk=32)
+    assert CfgMblock(8) in program.instructions
+    report = Machine(config).run(program, {"x": x, "w": q, "b": b}).report
+    weight_bytes = n * 2 * (32 + 1 + 2)  # per chunk: codes, one scale code, channel scale
+    assert report.dram_bytes_read == weight_bytes + m * k * 2  # activations once
+    assert report.dram_bytes_written == m * n * 2
+    # 2 column blocks × 2 chunks = 4 macs, each 2 passes × 8 steps × 4 terms + SB = 72.
+    assert report.cycles_by_cause["compute"] == 4 * 2 * 8 * 4
+    assert report.cycles_by_cause["dequant_tail"] == 4 * 8
+    # Each mac reads its K chunk of the 6 rows once and its weight block once per pass.
+    assert report.buffer_bytes_read["activation"] == 4 * m * 32 * 2
+    assert report.buffer_bytes_read["weight"] == 2 * weight_bytes
+    baseline = Machine(config).run(
+        program_for(q, m, config, order="weights-resident", block_rows=4),
+        {"x": x, "w": q, "b": b},
+    )
+    assert fp16_bits_equal(
+        Machine(config).run(program, {"x": x, "w": q, "b": b}).outputs["y"],
+        baseline.outputs["y"],
+    )
+
+
 def test_double_buffering_hides_loads() -> None:
     """The same program on a buffer that holds two act blocks and on one that holds one."""
     m, n, k = 64, 128, 512
@@ -330,7 +387,7 @@ def test_double_buffering_hides_loads() -> None:
     act_block = 8 * k * 2
     double = HardwareConfig(dram_bytes_per_cycle=8.0, act_buffer_bytes=2 * act_block)
     single = dataclasses.replace(double, act_buffer_bytes=act_block + 1024)
-    program = program_for(q, m, double, bias=False)
+    program = program_for(q, m, double, bias=False, order="weights-resident", block_rows=8)
     fast = Machine(double).run(program, {"x": x, "w": q}).report
     slow = Machine(single).run(program, {"x": x, "w": q}).report
     # compute per pass 512 cycles + 8 tail; an act block takes 8192 B / 8 = 1024 cycles: with
@@ -406,6 +463,7 @@ def _run_code(code, descriptors=None, config=SMALL, memory=None):
 
 INT8 = FORMAT_IDS["int8"]
 SETUP = (CfgArray(4, 4, 2), CfgFmt(INT8, 8, 32), CfgKchunk(64))
+CHUNKED = (CfgArray(4, 4, 2), CfgFmt(INT8, 8, 32), CfgKchunk(32))
 
 
 @pytest.mark.parametrize(
@@ -419,15 +477,29 @@ SETUP = (CfgArray(4, 4, 2), CfgFmt(INT8, 8, 32), CfgKchunk(64))
         ((CfgArray(4, 4, 2), CfgFmt(INT8, 8, 32), CfgKchunk(48), LdWgt(1, None, None)),
          r"K chunk 48 is not a multiple of the group size 32"),
         ((*SETUP, Loop(0, 3), LdAct(0, 0, None), EndLoop(0)),
-         r"instruction 4 \(ld.act\): block \(row block 2, K chunk 0\) lies outside"),
+         r"instruction 4 \(ld.act\): block \(row block 2, all of K\) lies outside"),
         ((*SETUP, Loop(0, 3), LdWgt(1, 0, None), EndLoop(0)),
-         r"ld.wgt\): block \(column block 2, K chunk 0\) lies outside"),
-        ((CfgArray(4, 4, 2), CfgFmt(INT8, 8, 32), CfgKchunk(32), LdAct(0, None, None),
-          CfgKchunk(32), Loop(1, 2), LdWgt(1, None, 1), EndLoop(1), Mac()),
-         r"instruction 8 \(mac\): activation block is K chunk 0, weight block is K chunk 1"),
-        ((CfgArray(4, 4, 2), CfgFmt(INT8, 8, 32), CfgKchunk(32), LdAct(0, None, None),
-          LdWgt(1, None, None), Mac(), Drain()),
-         r"instruction 6 \(drain\): K chunk\(s\) \[1\] of 2 never accumulated"),
+         r"ld.wgt\): block \(column block 2, all of K\) lies outside"),
+        ((*CHUNKED, Loop(0, 3), LdWgt(1, None, 0), EndLoop(0)),
+         r"ld.wgt\): block \(column block 0, K chunk 2\) lies outside"),
+        ((*CHUNKED, Loop(0, 1), LdAct(0, None, 0), EndLoop(0), Loop(1, 2), LdWgt(1, None, 1),
+          EndLoop(1), Mac()),
+         r"instruction 9 \(mac\): activation block is K chunk 0, weight block is K chunk 1"),
+        ((*CHUNKED, Loop(0, 1), LdAct(0, None, 0), EndLoop(0), LdWgt(1, None, None), Mac()),
+         r"instruction 7 \(mac\): the weight block holds all of K, the activation block only "
+         r"K chunk 0"),
+        ((*CHUNKED, Loop(0, 1), LdAct(0, None, 0), LdWgt(1, None, 0), Mac(), EndLoop(0),
+          Drain()),
+         r"instruction 8 \(drain\): K chunk\(s\) \[1\] of 2 never accumulated"),
+        ((*CHUNKED, LdAct(0, None, None), Loop(0, 1), LdWgt(1, None, 0), Mac(), EndLoop(0),
+          Loop(0, 1), LdWgt(1, None, 0), Mac(), EndLoop(0)),
+         r"instruction 10 \(mac\): K chunk 0 accumulated twice"),
+        ((*CHUNKED, LdAct(0, None, None), Loop(0, 1), LdWgt(1, None, 0), Mac(), EndLoop(0),
+          LdWgt(1, None, None), Mac()),
+         r"instruction 9 \(mac\): K chunk 0 accumulated twice"),
+        ((CfgMblock(8),), r"instruction 0 \(cfg.mblock\): no cfg.array before it"),
+        ((*SETUP, CfgMblock(6)), r"cfg.mblock\): blocks of 6 rows must be a multiple of the 4 PE"),
+        ((*SETUP, CfgMblock(68)), r"at most the 64 rows the column accumulators hold"),
         ((*SETUP, LdAct(0, None, None), LdWgt(1, None, None), Mac(), Mac()),
          r"instruction 6 \(mac\): K chunk 0 accumulated twice"),
         ((*SETUP, LdAct(0, None, None), LdWgt(1, None, None), Mac(), Loop(2, 2),
@@ -498,7 +570,7 @@ def test_inf_activation_is_an_error_naming_the_mac() -> None:
     q, x, b, program = _simple()
     x = x.copy()
     x[5, 40] = np.inf
-    with pytest.raises(MachineError, match=r"\(mac\): activation 'x' row block 1, K chunk 0: "
+    with pytest.raises(MachineError, match=r"\(mac\): activation 'x' row block 1, all of K: "
                                            r"activation inf at index \[1, 40\] is Inf/NaN"):
         Machine(SMALL).run(program, {"x": x, "w": q, "b": b})
 

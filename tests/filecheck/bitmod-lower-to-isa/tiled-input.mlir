@@ -7,7 +7,7 @@
 func.func @layer(%tokens: tensor<2x4x512xf32>, %bias: tensor<256xf32>) -> tensor<2x4x256xf32> {
   %w = bitmod.param "proj.weight" : tensor<256x512xf32>
   %q = bitmod.quantize %w into "proj.weight" : tensor<256x512xf32> -> !bitmod.qweight<256x512, bitmod4, 128>
-  %out = bsisa.tiled_matmul %tokens, %q bias %bias tiling #bsisa.tiling<rows = 8, cols = 8, tiles = 8, kc = 256, m_blocks = 1, n_blocks = 4, k_chunks = 2, act_block_bytes = 4096, weight_block_bytes = 8512> : (tensor<2x4x512xf32>, !bitmod.qweight<256x512, bitmod4, 128>, tensor<256xf32>) -> tensor<2x4x256xf32> {
+  %out = bsisa.tiled_matmul %tokens, %q bias %bias tiling #bsisa.tiling<rows = 8, cols = 8, tiles = 8, block_rows = 8, kc = 256, act_kc = 256, m_blocks = 1, n_blocks = 4, k_chunks = 2, act_block_bytes = 4096, weight_block_bytes = 8512> : (tensor<2x4x512xf32>, !bitmod.qweight<256x512, bitmod4, 128>, tensor<256xf32>) -> tensor<2x4x256xf32> {
     bsisa.loop L0 count 4 {
       bsisa.loop L1 count 1 {
         bsisa.acc.clr
@@ -24,7 +24,7 @@ func.func @layer(%tokens: tensor<2x4x512xf32>, %bias: tensor<256xf32>) -> tensor
   func.return %out : tensor<2x4x256xf32>
 }
 
-// INPUT: bsisa.tiled_matmul %tokens, %q bias %bias tiling #bsisa.tiling<rows = 8, cols = 8, tiles = 8, kc = 256, m_blocks = 1, n_blocks = 4, k_chunks = 2, act_block_bytes = 4096, weight_block_bytes = 8512>
+// INPUT: bsisa.tiled_matmul %tokens, %q bias %bias tiling #bsisa.tiling<rows = 8, cols = 8, tiles = 8, block_rows = 8, kc = 256, act_kc = 256, m_blocks = 1, n_blocks = 4, k_chunks = 2, act_block_bytes = 4096, weight_block_bytes = 8512>
 // INPUT: bsisa.ld.wgt @weight col L0 k L2
 
 // The batched [2, 4, 512] activation is the [8, 512] matrix "tokens"; the returned value

@@ -1,0 +1,567 @@
+"""Block schedules of one GEMM on the output-stationary array: the compiler's choice and its cost.
+
+One module decides how ``Y[M, N] = X[M, K] · W[N, K]ᵀ`` is cut into blocks and in which order
+the blocks move between DRAM and the two on-chip buffers, and predicts what that schedule
+costs. Every consumer uses it:
+
+* the compiler (``bitmod-tile``) and :func:`bitmod.runtime.isa.matmul_program` emit the loop
+  nest (:func:`bitmod.runtime.isa.matmul_nest`) of the schedule :func:`plan_matmul` picks;
+* the machine (:mod:`bitmod.runtime.machine`) sizes blocks with :class:`WeightLayout` and
+  times every ``mac`` with :class:`MacTiming`;
+* the analytical model (:mod:`bitmod.runtime.perf`) charges each GEMM of a workload the cost
+  of the schedule :func:`plan` picks for it (vectorized over the GEMM table), so for BitMoD
+  its cycles are those of the program the compiler emits, run on the machine.
+
+Notation (docs/ISA.md)
+----------------------
+``R`` PE rows, ``C`` output channels per column block (``cols · tiles``), ``MR`` rows of an
+activation / output block (a multiple of ``R``, at most the column accumulators' depth;
+register ``MR`` of the ISA), ``KC`` K elements of a weight block (a multiple of the group size
+``G``). A ``mac`` runs the loaded weight block against the same K range of the activation
+block, ``R`` rows at a time: ``p = ⌈rows/R⌉`` array passes. Counts::
+
+    m_blocks = ⌈M/MR⌉,  n_blocks = ⌈N/C⌉,  k_chunks = ⌈K/KC⌉,  P = ⌈M/R⌉ (passes over rows)
+
+Block bytes: an activation block is ``MR · KA · 2`` (FP16; ``KA`` = ``KC`` or the whole ``K``),
+a weight block ``C · w(KC)`` with the per-channel bytes of a K-chunk of ``k`` elements
+
+    w(k) = ⌈k·b/8⌉ + ⌈⌈k/G⌉·(SB + i + z)/8⌉ + 2
+
+(``b``-bit codes, per group an ``SB``-bit scale code, ``i`` special-value index bits and ``z``
+zero-point bits, per channel a 2-byte FP16 scale; packed as :mod:`bitmod.runtime.packing`).
+Loads move only the part of a block inside the tensor.
+
+The three loop orders
+---------------------
+The array is output-stationary: one block of accumulators, so all of K flows through it for
+one output block before it is drained. Reuse across output blocks comes from a block that
+stays in its buffer while the loops move the other operand past it:
+
+``weights-resident`` (K in one chunk): a weight block of ``C`` channels × K is loaded once per
+column block and the activation blocks stream past it::
+
+    loop n_blocks: ld.wgt (all K); loop m_blocks: acc.clr; ld.act (all K); mac; drain; st.out
+
+``acts-resident``: an activation block of ``MR`` rows × all K is loaded once per row block and
+the weight blocks stream past it, K chunk by K chunk::
+
+    loop m_blocks: ld.act (all K); loop n_blocks: acc.clr; loop k_chunks: ld.wgt; mac
+                                                   drain; st.out
+
+``k-streamed`` (several K chunks): both operands stream, chunk by chunk::
+
+    loop n_blocks: loop m_blocks: acc.clr; loop k_chunks: ld.act; ld.wgt; mac
+                                  drain; st.out
+
+DRAM bytes read, with ``X = 2MK``, ``W_KC = N · Σ_chunks w(kc)`` (one sweep of the weight in
+chunks of ``KC``) and ``Y = 2MN`` written::
+
+    weights-resident:  W_K  + n_blocks · X
+    acts-resident:     X    + m_blocks · W_KC
+    k-streamed:        n_blocks · X + m_blocks · W_KC
+
+The streamed operand is double-buffered (two blocks must fit its buffer); the resident one
+is double-buffered when two blocks fit, else it has the whole buffer and its reload waits for
+the last ``mac`` that reads it (a *single-slot* reload).
+
+Cycles
+------
+A ``mac`` of ``p`` passes over ``k`` elements is busy (``d`` MACs per PE step, ``t`` cycles a
+step, ``SB`` cycles of bit-serial dequantization of a group, hidden behind the next group's
+``⌈G/d⌉·t`` cycles when that is long enough, else stalling the difference ``s``)::
+
+    mac(p, k) = p·⌈k/d⌉·t + (p·⌈k/G⌉ − 1)·s + SB,     s = max(0, SB − ⌈G/d⌉·t)
+
+and the GEMM computes ``compute = n_blocks · Σ_row blocks Σ_chunks mac(p, kc)``. The DMA
+engine prefetches one block ahead, so loads overlap compute; with ``B`` bytes a cycle::
+
+    cycles = first/B + max(compute + reload, (read + Y − first − last)/B + idle) + drain + last/B
+
+``first``: the first activation and weight blocks (nothing runs before they arrive);
+``last``: the last output block's store, after its ``drain`` (``p·R`` cycles); ``reload``: the
+single-slot reloads of the resident operand (with the first streamed block behind each),
+``idle``: the last ``mac`` before each of them, during which DRAM has nothing to do. A
+compute-bound GEMM takes ``compute`` plus the fixed parts; a memory-bound one its bytes over
+``B``.
+
+Choosing (:func:`plan`)
+-----------------------
+For every order and every ``MR`` (``R, 2R, …`` up to the accumulator depth, never more rows
+than ``M`` needs), ``KC`` is the largest that fits: the fewest chunks of at most ``g*`` groups
+(``g*`` the most groups whose blocks fit their buffers), balanced to ``⌈groups / chunks⌉``
+groups each. Of the plans within 1 % of the fewest predicted cycles the one reading the fewest
+DRAM bytes wins (DRAM is most of the energy), then the earlier order and the smaller ``MR``.
+Every choice can be forced (``kchunk``, ``block_rows``, ``order``).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, fields
+from typing import TYPE_CHECKING
+
+import numpy as np
+
+if TYPE_CHECKING:
+    from bitmod.runtime.hwconfig import HardwareConfig
+
+__all__ = [
+    "ACT_BYTES",
+    "ORDERS",
+    "ArraySpec",
+    "MacTiming",
+    "Plans",
+    "Schedule",
+    "WeightLayout",
+    "plan",
+    "plan_bitmod_matmul",
+    "plan_matmul",
+]
+
+#: Loop orders, in the order ties are broken.
+ORDERS: tuple[str, ...] = ("weights-resident", "acts-resident", "k-streamed")
+WEIGHTS_RESIDENT, ACTS_RESIDENT, K_STREAMED = range(3)
+#: Bytes of one FP16 activation or output element.
+ACT_BYTES = 2
+#: Plans within this fraction of the fewest cycles count as equally fast; of those the one
+#: reading the fewest DRAM bytes wins (DRAM is most of the energy).
+NEAR_FASTEST = 0.01
+
+_Array = np.ndarray
+
+
+def _ceil_div(a: _Array | int, b: _Array | int) -> _Array:
+    return -(-np.asarray(a, dtype=np.int64) // np.asarray(b, dtype=np.int64))
+
+
+@dataclass(frozen=True)
+class ArraySpec:
+    """The array and memory a schedule is planned for."""
+
+    rows: int  # R: PE rows (tokens per pass)
+    columns: int  # C: output channels per column block
+    act_buffer: int  # bytes
+    weight_buffer: int  # bytes
+    max_block_rows: int  # rows of partial sums a column accumulator holds
+    dram_bytes_per_cycle: float  # B
+
+    @classmethod
+    def of(cls, cfg: HardwareConfig, columns: int | None = None) -> ArraySpec:
+        """The BitMoD array of ``cfg`` (``columns`` overrides ``cols · tiles``)."""
+        return cls(
+            rows=cfg.rows,
+            columns=cfg.cols * cfg.tiles if columns is None else columns,
+            act_buffer=cfg.act_buffer_bytes,
+            weight_buffer=cfg.weight_buffer_bytes,
+            max_block_rows=cfg.max_block_rows,
+            dram_bytes_per_cycle=cfg.dram_bytes_per_cycle,
+        )
+
+
+@dataclass(frozen=True)
+class WeightLayout:
+    """Bytes of a weight block: per channel ``w(k)`` of the module docstring."""
+
+    value_bits: float  # b (fractional for a mixed-precision average)
+    group_size: int  # G
+    group_bits: int = 0  # SB + index bits + zero-point bits per group
+    channel_bytes: int = 2  # FP16 channel scale
+
+    @classmethod
+    def of_format(cls, fmt: str, group_size: int, scale_bits: int) -> WeightLayout:
+        """A per-group weight of format ``fmt`` (``scale_bits`` 0: FP16 group scales)."""
+        from bitmod.runtime.formats import get_format  # formats pulls in torch
+
+        format_ = get_format(fmt)
+        zero_bits = format_.bits if format_.family == "int_asym" else 0
+        return cls(format_.bits, group_size, (scale_bits or 16) + format_.index_bits + zero_bits)
+
+    def channel_block_bytes(self, k: _Array | int) -> _Array:
+        """``w(k)``: bytes of one channel's K-chunk of ``k`` elements (vectorized)."""
+        k = np.asarray(k, dtype=np.int64)
+        codes = np.ceil(k * (self.value_bits / 8)).astype(np.int64)
+        groups = _ceil_div(k, self.group_size)
+        return codes + (groups * self.group_bits + 7) // 8 + self.channel_bytes
+
+    def block_bytes(self, channels: _Array | int, k: _Array | int) -> _Array:
+        """Bytes of ``channels`` weight rows × ``k``."""
+        return np.asarray(channels, dtype=np.int64) * self.channel_block_bytes(k)
+
+
+@dataclass(frozen=True)
+class MacTiming:
+    """Cycles of one ``mac``: ``d`` MACs per PE step in ``t`` cycles, ``SB`` dequant cycles."""
+
+    macs_per_step: int  # d
+    step_cycles: int  # t
+    group_size: int  # G
+    tail_cycles: int  # SB: the last group's dequantization (and the stall per short group)
+
+    @property
+    def group_stall(self) -> int:
+        """``s``: cycles every group but the last waits when it is shorter than ``SB``."""
+        return max(
+            0, self.tail_cycles - -(-self.group_size // self.macs_per_step) * self.step_cycles
+        )
+
+    @classmethod
+    def bit_serial(cls, fmt: str, group_size: int, scale_bits: int) -> MacTiming:
+        """The BitMoD PE: 4 MACs per step of ``num_terms(fmt)`` cycles, SB-cycle dequant."""
+        from bitmod.runtime.bitserial import num_terms  # formats pulls in torch
+        from bitmod.runtime.pe import LANES
+
+        return cls(LANES, num_terms(fmt), group_size, scale_bits)
+
+    def cycles(self, passes: _Array | int, k: _Array | int) -> tuple[_Array, _Array]:
+        """(MAC cycles, dequantization cycles) of ``mac(p, k)`` (module docstring)."""
+        passes = np.asarray(passes, dtype=np.int64)
+        k = np.asarray(k, dtype=np.int64)
+        compute = passes * _ceil_div(k, self.macs_per_step) * self.step_cycles
+        groups = passes * _ceil_div(k, self.group_size)
+        return compute, (groups - 1) * self.group_stall + self.tail_cycles
+
+
+@dataclass(frozen=True)
+class Schedule:
+    """One GEMM's schedule (what ``bitmod-tile`` records in ``#bsisa.tiling``) and its cost."""
+
+    order: str
+    block_rows: int  # MR
+    kc: int  # K elements per weight block
+    act_kc: int  # K elements per activation block: kc, or K when the block holds all of K
+    m_blocks: int
+    n_blocks: int
+    k_chunks: int
+    act_block_bytes: int  # buffer space of one block (a clipped block takes the same)
+    weight_block_bytes: int
+    act_slots: int  # 2: double-buffered, 1: the block has the whole buffer
+    weight_slots: int
+    compute_cycles: float
+    dram_read: float
+    dram_written: float
+    cycles: float
+
+
+@dataclass(frozen=True)
+class Plans:
+    """Vectorized :class:`Schedule`: one entry per GEMM (``order`` indexes :data:`ORDERS`;
+    ``cycles`` is inf where nothing fits). ``sram_read`` are the buffer bytes the PEs read."""
+
+    order: _Array
+    block_rows: _Array
+    kc: _Array
+    act_kc: _Array
+    m_blocks: _Array
+    n_blocks: _Array
+    k_chunks: _Array
+    act_block_bytes: _Array
+    weight_block_bytes: _Array
+    act_slots: _Array
+    weight_slots: _Array
+    compute_cycles: _Array
+    dram_read: _Array
+    dram_written: _Array
+    cycles: _Array
+    sram_read: _Array
+
+    def schedule(self, index: int = 0) -> Schedule:
+        values = {f.name: getattr(self, f.name)[index] for f in fields(Schedule)}
+        values["order"] = ORDERS[int(values["order"])]
+        for name, value in values.items():
+            if isinstance(value, np.integer):
+                values[name] = int(value)
+            elif isinstance(value, np.floating):
+                values[name] = float(value)
+        return Schedule(**values)
+
+    def where(self, mask: _Array, other: Plans) -> Plans:
+        """Entries of ``self`` where ``mask``, else of ``other``."""
+        return Plans(
+            **{
+                f.name: np.where(mask, getattr(self, f.name), getattr(other, f.name))
+                for f in fields(Plans)
+            }
+        )
+
+
+def _most_groups(fits: Callable[[_Array], _Array], estimate: _Array, total: _Array) -> _Array:
+    """The largest ``g`` in ``[0, total]`` with ``fits(g)`` (``fits`` monotone, ``fits(0)``),
+    starting from ``estimate`` (within a few groups of the answer)."""
+    g = np.clip(estimate, 0, total)
+    while True:
+        too_many = (g > 0) & ~fits(g)
+        if not too_many.any():
+            break
+        g = np.where(too_many, g - 1, g)
+    while True:
+        one_more = (g < total) & fits(g + 1)
+        if not one_more.any():
+            return g
+        g = np.where(one_more, g + 1, g)
+
+
+def _chunking(k: _Array, group: int, most_groups: _Array, kchunk: int) -> tuple[_Array, _Array]:
+    """(KC, feasible): the fewest chunks of at most ``most_groups`` groups, balanced; or the
+    forced ``kchunk`` when it is within ``most_groups``."""
+    total = _ceil_div(k, group)
+    if kchunk:
+        kc = np.minimum(kchunk, k)
+        return kc, _ceil_div(kc, group) <= most_groups
+    chunks = _ceil_div(total, np.maximum(most_groups, 1))
+    kc = np.minimum(_ceil_div(total, chunks) * group, k)
+    return kc, most_groups >= 1
+
+
+def _evaluate(
+    order: int,
+    block_rows: int,
+    m: _Array,
+    n: _Array,
+    k: _Array,
+    array: ArraySpec,
+    layout: WeightLayout,
+    timing: MacTiming,
+    kchunk: int,
+    forced_rows: bool,
+) -> Plans:
+    """The plan of one (order, MR) for every GEMM; ``cycles`` inf where it does not fit (or,
+    unless ``forced_rows``, where ``MR`` has more rows than ``M`` needs)."""
+    rows, cols, bandwidth = array.rows, array.columns, array.dram_bytes_per_cycle
+    group = layout.group_size
+    mr = block_rows
+    one = np.ones_like(m)
+    row_passes = _ceil_div(m, rows)
+    feasible = (mr == rows) | (mr <= row_passes * rows) | forced_rows
+
+    def weight_fits(slots: int) -> Callable[[_Array], _Array]:
+        return lambda g: slots * layout.block_bytes(cols, g * group) <= array.weight_buffer
+
+    per_group = group * layout.value_bits / 8 + layout.group_bits / 8
+    weight_estimate = (
+        int(max(0.0, array.weight_buffer / 2 / cols - layout.channel_bytes) / per_group) * one
+    )
+    total_groups = _ceil_div(k, group)
+    if order == WEIGHTS_RESIDENT:
+        kc = k.copy()
+        feasible &= (kchunk == 0) | (kchunk >= k)
+        act_kc = k
+        weight_slots = np.where(2 * layout.block_bytes(cols, k) <= array.weight_buffer, 2, 1)
+        feasible &= layout.block_bytes(cols, k) <= array.weight_buffer
+        act_slots = 2 * one
+    else:
+        most = _most_groups(weight_fits(2), weight_estimate, total_groups)
+        if order == K_STREAMED:
+            act_most = array.act_buffer // (2 * ACT_BYTES * mr * group) * one
+            most = np.minimum(most, act_most)
+        kc, fits = _chunking(k, group, most, kchunk)
+        feasible &= fits
+        weight_slots = 2 * one
+        if order == ACTS_RESIDENT:
+            act_kc = k
+            act_slots = np.where(2 * ACT_BYTES * mr * k <= array.act_buffer, 2, 1)
+            feasible &= ACT_BYTES * mr * k <= array.act_buffer
+        else:
+            act_kc = kc
+            act_slots = 2 * one
+            feasible &= kc < k  # one chunk is weights-resident with more traffic
+    act_block = ACT_BYTES * mr * act_kc
+    weight_block = layout.block_bytes(cols, kc)
+    feasible &= act_slots * act_block <= array.act_buffer
+    feasible &= weight_slots * weight_block <= array.weight_buffer
+
+    m_blocks, n_blocks, k_chunks = _ceil_div(m, mr), _ceil_div(n, cols), _ceil_div(k, kc)
+    kc_last = k - (k_chunks - 1) * kc
+    # Compute: Σ over row blocks and chunks of mac(p, kc), times the column blocks.
+    full_mac, full_dequant = timing.cycles(row_passes, kc)
+    last_mac, last_dequant = timing.cycles(row_passes, kc_last)
+    per_column = (k_chunks - 1) * full_mac + last_mac
+    # The dequantization term counts (p·groups − 1)·s + SB per mac; the per-row-pass sums
+    # above count it once per chunk, so add the other row blocks' (SB − s).
+    per_column += (k_chunks - 1) * full_dequant + last_dequant
+    per_column += (m_blocks - 1) * k_chunks * (timing.tail_cycles - timing.group_stall)
+    compute = (n_blocks * per_column).astype(np.float64)
+
+    x_bytes = ACT_BYTES * m * k
+    y_bytes = ACT_BYTES * m * n
+    sweep = n * (
+        (k_chunks - 1) * layout.channel_block_bytes(kc) + layout.channel_block_bytes(kc_last)
+    )
+    if order == WEIGHTS_RESIDENT:
+        read = sweep + n_blocks * x_bytes
+    elif order == ACTS_RESIDENT:
+        read = x_bytes + m_blocks * sweep
+    else:
+        read = n_blocks * x_bytes + m_blocks * sweep
+    read = read.astype(np.float64)
+
+    rows0, cols0 = np.minimum(mr, m), np.minimum(cols, n)
+    first_act = ACT_BYTES * rows0 * np.minimum(act_kc, k)
+    first_weight = layout.block_bytes(cols0, np.minimum(kc, k))
+    first = first_act + first_weight
+    rows_last = m - (m_blocks - 1) * mr
+    cols_last = n - (n_blocks - 1) * cols
+    last_store = ACT_BYTES * rows_last * cols_last
+    drain = _ceil_div(rows_last, rows) * rows
+    body = read + y_bytes - first - last_store
+
+    # Single-slot reloads of the resident operand: each waits for the last mac on the old
+    # block, then moves the block and the first streamed block behind it.
+    block_passes = np.minimum(mr, row_passes * rows) // rows
+    if order == WEIGHTS_RESIDENT:
+        single = weight_slots == 1
+        reload_bytes = (n - cols0) * layout.channel_block_bytes(k) + (n_blocks - 1) * first_act
+        mac_cycles = sum(timing.cycles(_ceil_div(rows_last, rows), k))
+        outer = n_blocks
+    elif order == ACTS_RESIDENT:
+        single = act_slots == 1
+        reload_bytes = ACT_BYTES * (m - rows0) * k + (m_blocks - 1) * first_weight
+        mac_cycles = sum(timing.cycles(block_passes, kc_last))
+        outer = m_blocks
+    else:
+        single = np.zeros_like(feasible)
+        reload_bytes = mac_cycles = outer = one
+    reload = np.where(single, reload_bytes / bandwidth, 0.0)
+    idle = np.where(single, (outer - 1) * mac_cycles, 0.0)
+    cycles = (
+        first / bandwidth
+        + np.maximum(compute + reload, body / bandwidth + idle)
+        + drain
+        + last_store / bandwidth
+    )
+    cycles = np.where(feasible, cycles, np.inf)
+    sram_read = n_blocks * x_bytes + row_passes * sweep + y_bytes
+    return Plans(
+        order=np.full_like(m, order),
+        block_rows=np.full_like(m, mr),
+        kc=kc * one,
+        act_kc=act_kc * one,
+        m_blocks=m_blocks,
+        n_blocks=n_blocks,
+        k_chunks=k_chunks,
+        act_block_bytes=act_block * one,
+        weight_block_bytes=weight_block * one,
+        act_slots=act_slots * one,
+        weight_slots=weight_slots * one,
+        compute_cycles=compute,
+        dram_read=read,
+        dram_written=y_bytes.astype(np.float64),
+        cycles=cycles,
+        sram_read=sram_read.astype(np.float64),
+    )
+
+
+def plan(
+    m: _Array | int,
+    n: _Array | int,
+    k: _Array | int,
+    array: ArraySpec,
+    layout: WeightLayout,
+    timing: MacTiming,
+    *,
+    kchunk: int = 0,
+    block_rows: int = 0,
+    order: str | None = None,
+) -> Plans:
+    """The fastest schedule of every GEMM ``(m[i], n[i], k[i])`` (module docstring).
+
+    ``kchunk``, ``block_rows`` and ``order`` (0 / None: choose) force that part of the plan;
+    a GEMM nothing fits gets ``cycles = inf``.
+    """
+    m, n, k = np.broadcast_arrays(*(np.atleast_1d(np.asarray(v, np.int64)) for v in (m, n, k)))
+    row_choices = (
+        [block_rows]
+        if block_rows
+        else range(array.rows, max(array.rows, array.max_block_rows) + 1, array.rows)
+    )
+    orders = range(len(ORDERS)) if order is None else [ORDERS.index(order)]
+    candidates = [
+        _evaluate(order_index, mr, m, n, k, array, layout, timing, kchunk, bool(block_rows))
+        for order_index in orders
+        for mr in row_choices
+    ]
+    stacked = {f.name: np.stack([getattr(c, f.name) for c in candidates]) for f in fields(Plans)}
+    cycles = stacked["cycles"]
+    fastest = cycles.min(axis=0)
+    eligible = np.isfinite(cycles) & (cycles <= fastest * (1 + NEAR_FASTEST))
+    # argmin keeps the first of equals: the earlier order, then the smaller MR.
+    choice = np.argmin(np.where(eligible, stacked["dram_read"], np.inf), axis=0)
+    columns = np.arange(choice.size)
+    return Plans(**{name: values[choice, columns] for name, values in stacked.items()})
+
+
+def plan_matmul(
+    m: int,
+    n: int,
+    k: int,
+    *,
+    array: ArraySpec,
+    layout: WeightLayout,
+    timing: MacTiming,
+    kchunk: int = 0,
+    block_rows: int = 0,
+    order: str | None = None,
+) -> Schedule:
+    """The schedule of one GEMM; ValueError saying what does not fit (or is malformed)."""
+    group = layout.group_size
+    if kchunk < 0 or block_rows < 0:
+        raise ValueError(f"kchunk and block_rows must be >= 0, got {kchunk} and {block_rows}")
+    if kchunk and kchunk % group and kchunk < k:
+        raise ValueError(f"group size {group} does not divide the K chunk {kchunk}")
+    if block_rows and (block_rows % array.rows or block_rows > array.max_block_rows):
+        raise ValueError(
+            f"block rows {block_rows} must be a multiple of the {array.rows} PE rows and at "
+            f"most the {array.max_block_rows} rows the column accumulators hold"
+        )
+    if order is not None and order not in ORDERS:
+        raise ValueError(f"unknown loop order {order!r}; valid: {', '.join(ORDERS)}")
+    schedule = plan(
+        m, n, k, array, layout, timing, kchunk=kchunk, block_rows=block_rows, order=order
+    ).schedule()
+    if np.isfinite(schedule.cycles):
+        return schedule
+    rows = block_rows or array.rows
+    if kchunk:
+        kc = min(kchunk, k)
+        raise ValueError(
+            f"a K chunk of {kchunk} does not fit: double-buffered activation block "
+            f"2x{ACT_BYTES * rows * kc} B (buffer {array.act_buffer} B), weight block "
+            f"2x{int(layout.block_bytes(array.columns, kc))} B (buffer {array.weight_buffer} B)"
+        )
+    one_group = min(group, k)
+    weight = int(layout.block_bytes(array.columns, one_group))
+    act = ACT_BYTES * rows * one_group
+    if 2 * weight > array.weight_buffer:
+        raise ValueError(
+            f"the weight block of one group ({one_group} along K) takes {weight} B; "
+            f"double-buffered it does not fit the {array.weight_buffer} B weight buffer"
+        )
+    if 2 * act > array.act_buffer:
+        raise ValueError(
+            f"the activation block of one group ({one_group} along K) takes {act} B; "
+            f"double-buffered it does not fit the {array.act_buffer} B activation buffer"
+        )
+    raise ValueError(
+        f"no {order or 'loop order'} with {rows}-row blocks fits the {array.act_buffer} B "
+        f"activation and {array.weight_buffer} B weight buffers"
+    )
+
+
+def plan_bitmod_matmul(
+    m: int,
+    n: int,
+    k: int,
+    *,
+    fmt: str,
+    group_size: int,
+    scale_bits: int,
+    array: ArraySpec,
+    kchunk: int = 0,
+    block_rows: int = 0,
+    order: str | None = None,
+) -> Schedule:
+    """:func:`plan_matmul` of a ``fmt`` weight on the BitMoD PE (what ``bitmod-tile`` emits)."""
+    return plan_matmul(
+        m, n, k, array=array, layout=WeightLayout.of_format(fmt, group_size, scale_bits),
+        timing=MacTiming.bit_serial(fmt, group_size, scale_bits), kchunk=kchunk,
+        block_rows=block_rows, order=order,
+    )  # fmt: skip
