@@ -35,6 +35,7 @@ from __future__ import annotations
 
 import bisect
 import math
+from collections import OrderedDict
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -250,7 +251,7 @@ class _WeightBlock:
     ready: float
     slot: int
     nbytes: int
-    prepared: dict[tuple[int, ...], tuple[pe.PreparedWeights, int]] = field(default_factory=dict)
+    sv_needed: list[int] | None = None  # SV slots the block's groups select
 
 
 @dataclass
@@ -369,9 +370,18 @@ class _Registers:
 class Machine:
     """A BitMoD accelerator of ``config`` (rows × cols PEs per tile, ``tiles`` tiles)."""
 
-    def __init__(self, config: HardwareConfig | None = None, pe_kind: str = "bitmod") -> None:
+    #: Bytes of decoded weight blocks one run keeps (see ``_Run._prepared``).
+    DECODE_CACHE_BYTES = 512 * 2**20
+
+    def __init__(
+        self,
+        config: HardwareConfig | None = None,
+        pe_kind: str = "bitmod",
+        decode_cache_bytes: int = DECODE_CACHE_BYTES,
+    ) -> None:
         self.config = config or HardwareConfig()
         self.pe_kind = pe_kind
+        self.decode_cache_bytes = decode_cache_bytes
         self.config.energy.pe(pe_kind)  # validates the kind
 
     # The run is a method object: all per-run state lives on _Run.
@@ -425,6 +435,8 @@ class _Run:
         self.macs = 0
         self.useful_pe_cycles = 0.0
         self.executed = 0
+        self.decoded: OrderedDict[tuple, tuple[pe.PreparedWeights, int]] = OrderedDict()
+        self.decoded_bytes = 0
         self._check_descriptors()
 
     # -- helpers -------------------------------------------------------------------------------
@@ -685,21 +697,37 @@ class _Run:
     # -- compute -------------------------------------------------------------------------------
 
     def _prepared(self, where: str, block: _WeightBlock) -> tuple[pe.PreparedWeights, int]:
-        """The term decoder: codes → grid values (SV register) → bit-serial terms."""
+        """The term decoder: codes → grid values (SV register) → bit-serial terms.
+
+        The hardware decodes a block each time it streams it; the emulator keeps decoded blocks
+        (keyed by weight, block and SV register, least recently used first out, at most
+        ``Machine.decode_cache_bytes``), so a schedule that streams the weights past resident
+        activations several times decodes each block once.
+        """
         fmt = get_format(block.fmt)
         uses_sv = fmt.special_code is not None and fmt.family in ("mixture", "fp_er", "fp_ea")
         register = tuple(self.regs.sv) if uses_sv else ()
-        if register in block.prepared:
-            return block.prepared[register]
-        group = self.regs.group_size
         if uses_sv:
-            needed = sorted({int(i) for i in np.unique(block.sv_index)})
-            unset = [i for i in needed if not self.regs.sv_written[i]]
+            if block.sv_needed is None:
+                block.sv_needed = sorted({int(i) for i in np.unique(block.sv_index)})
+            unset = [i for i in block.sv_needed if not self.regs.sv_written[i]]
             if unset:
                 raise MachineError(
                     f"{where}: weight groups select special-value slot(s) {unset}, "
                     f"never set by cfg.sv"
                 )
+        key = (
+            self.desc_name(block.desc),
+            block.col_block,
+            block.k0,
+            block.codes.shape[1],
+            register,
+        )
+        cached = self.decoded.get(key)
+        if cached is not None:
+            self.decoded.move_to_end(key)
+            return cached
+        group = self.regs.group_size
         per_weight_index = np.repeat(block.sv_index, group, axis=1)[:, : block.codes.shape[1]]
         values = decode_codes(fmt, block.codes, per_weight_index, register or None)
         if block.zeros is not None:
@@ -709,8 +737,13 @@ class _Run:
             terms = value_terms(fmt, values, terms_count)
         except ValueError as err:
             raise MachineError(f"{where}: {err}") from None
-        block.prepared = {register: (pe.prepare_weights(terms), terms_count)}
-        return block.prepared[register]
+        prepared = pe.prepare_weights(terms)
+        self.decoded[key] = (prepared, terms_count)
+        self.decoded_bytes += prepared.nbytes
+        while self.decoded_bytes > self.machine.decode_cache_bytes and len(self.decoded) > 1:
+            _, (evicted, _) = self.decoded.popitem(last=False)
+            self.decoded_bytes -= evicted.nbytes
+        return prepared, terms_count
 
     def mac(self, where: str) -> None:
         self._need(where, "geometry", "fmt", "kchunk")

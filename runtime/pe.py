@@ -121,6 +121,10 @@ class PreparedWeights:
         return _pow2_float32(self.bsig)
 
     @property
+    def nbytes(self) -> int:
+        return self.value.nbytes + self.exp.nbytes + self.bsig.nbytes
+
+    @property
     def shape(self) -> tuple[int, int, int]:
         """(C, K, T)."""
         _, t, c, steps = self.value.shape

@@ -166,6 +166,21 @@ def test_random_programs_match_scalar_reference(seed: int) -> None:
     assert fp16_bits_equal(result.outputs["y"], reference_output(q, x, bias, register))
 
 
+def test_decoded_block_cache_changes_nothing_but_speed() -> None:
+    """Acts-resident: each weight block streams past 3 row blocks; decoded once (cached),
+    or every time (no cache), or with a cache that holds one block (evictions)."""
+    q, x, b = make_case("bitmod4", 12, 20, 64, 16, 21)
+    program = program_for(q, 12, SMALL, order="acts-resident", block_rows=4, kchunk=32)
+    memory = {"x": x, "w": q, "b": b}
+    runs = [
+        Machine(SMALL, decode_cache_bytes=size).run(program, memory) for size in (2**30, 0, 4000)
+    ]
+    for run in runs[1:]:
+        assert fp16_bits_equal(run.outputs["y"], runs[0].outputs["y"])
+        assert run.report == runs[0].report
+    assert fp16_bits_equal(runs[0].outputs["y"], reference_output(q, x, b))
+
+
 def test_reprogrammed_special_values_are_used() -> None:
     """The SV register is programmable: the machine decodes with the program's values, which
     here include 7 (three set bits: a third term per weight)."""
