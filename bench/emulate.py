@@ -24,7 +24,6 @@ independent and identical in cost); the output says so. Results go to
 from __future__ import annotations
 
 import argparse
-import importlib.util
 import os
 import platform
 import sys
@@ -46,14 +45,12 @@ FULL = (256, 4096, 4096)
 
 
 def load_reference():
-    name = "bitmod_tests_pe_reference"
-    if name not in sys.modules:
-        spec = importlib.util.spec_from_file_location(name, ROOT / "tests" / "pe_reference.py")
-        assert spec is not None and spec.loader is not None
-        module = importlib.util.module_from_spec(spec)
-        sys.modules[name] = module
-        spec.loader.exec_module(module)
-    return sys.modules[name]
+    """tests/pe_reference.py, through the test suite's own loader (tests/conftest.py)."""
+    if str(ROOT / "tests") not in sys.path:
+        sys.path.insert(0, str(ROOT / "tests"))
+    from conftest import load_reference as load
+
+    return load("bitmod_tests_pe_reference")
 
 
 def make_gemm(fmt: str, m: int, n: int, k: int, seed: int):

@@ -47,7 +47,7 @@ from typing import ClassVar, Self
 
 from bitmod.dialects.bitmod import QWeightType
 from bitmod.runtime import isa
-from bitmod.runtime.schedule import ACT_BYTES, WeightLayout
+from bitmod.runtime.schedule import ACT_BYTES, Schedule, WeightLayout
 from xdsl.dialects.builtin import (
     I64,
     ArrayAttr,
@@ -80,7 +80,7 @@ from xdsl.irdl import (
     result_def,
     traits_def,
 )
-from xdsl.parser import AttrParser, Parser
+from xdsl.parser import AttrParser, Parser, UnresolvedOperand
 from xdsl.printer import Printer
 from xdsl.traits import IsolatedFromAbove, NoTerminator, SymbolOpInterface, SymbolTable
 from xdsl.utils.exceptions import VerifyException
@@ -168,6 +168,28 @@ def _parse_extra_attrs_before_region(parser: Parser) -> dict[str, Attribute]:
     return {} if attrs is None else dict(attrs.data)
 
 
+def _parse_signature(
+    parser: Parser, op_name: str, operands: Sequence[UnresolvedOperand | None]
+) -> tuple[list[SSAValue | None], Attribute]:
+    """``: (operand types) -> result type`` for the present ``operands`` (None: an optional
+    operand left out); the resolved operands in the same places, and the result type."""
+    parser.parse_punctuation(":")
+    pos = parser.pos
+    func_type = parser.parse_function_type()
+    inputs = func_type.inputs.data
+    expected = sum(operand is not None for operand in operands)
+    if len(inputs) != expected or len(func_type.outputs.data) != 1:
+        parser.raise_error(
+            f"{op_name}: expected {expected} operand types and 1 result type", pos, parser.pos
+        )
+    types = iter(inputs)
+    values = [
+        None if operand is None else parser.resolve_operand(operand, next(types))
+        for operand in operands
+    ]
+    return values, func_type.outputs.data[0]
+
+
 def _move_region(source: Region, target: Region) -> None:
     """Replace the (single, empty) block of ``target`` by the blocks of a parsed region."""
     target.detach_block(target.block).erase()
@@ -221,6 +243,12 @@ class TilingAttr(ParametrizedAttribute):
     k_chunks: IntAttr
     act_block_bytes: IntAttr
     weight_block_bytes: IntAttr
+
+    @classmethod
+    def from_schedule(cls, schedule: Schedule, *, rows: int, cols: int, tiles: int) -> TilingAttr:
+        """The tiling of ``schedule`` (:mod:`bitmod.runtime.schedule`) on this array."""
+        fields = {name: getattr(schedule, name) for name in cls.FIELDS if hasattr(schedule, name)}
+        return cls.make(rows=rows, cols=cols, tiles=tiles, **fields)
 
     @classmethod
     def make(cls, **values: int) -> TilingAttr:
@@ -677,77 +705,78 @@ class _ConfigOp(InstructionOp):
         _isa_check(lambda: self.to_isa(lambda _: 0).check())
 
 
+class _IntFieldsConfigOp(_ConfigOp):
+    """A ``cfg.*`` op whose fields are its ISA instruction's integer fields, one i64 property
+    each (``FIELDS``: property names in ISA field order). Printed as ``name value`` pairs, or,
+    for a single field with ``BARE`` set (what the value is), as the bare value."""
+
+    FIELDS: ClassVar[tuple[str, ...]]
+    BARE: ClassVar[str | None] = None
+
+    def __init__(self, *values: int) -> None:
+        super().__init__(
+            properties={name: _int(value) for name, value in zip(self.FIELDS, values, strict=True)}
+        )
+
+    def field_values(self) -> tuple[int, ...]:
+        values = []
+        for name in self.FIELDS:
+            prop = self.properties[name]
+            assert isinstance(prop, IntegerAttr)
+            values.append(prop.value.data)
+        return tuple(values)
+
+    def to_isa(self, desc_index: DescIndex) -> isa.Instruction:
+        return self.ISA_TYPE(*self.field_values())
+
+    @classmethod
+    def from_isa(cls, instr: isa.Instruction, desc_name: DescName) -> InstructionOp:
+        assert isinstance(instr, cls.ISA_TYPE)
+        return cls(*(getattr(instr, field.name) for field in instr.FIELDS))
+
+    def print(self, printer: Printer) -> None:
+        values = self.field_values()
+        if self.BARE is not None:
+            printer.print_string(f" {values[0]}")
+        else:
+            pairs = zip(self.FIELDS, values, strict=True)
+            printer.print_string("".join(f" {name} {value}" for name, value in pairs))
+        _print_extra_attrs(printer, self)
+
+    @classmethod
+    def parse(cls, parser: Parser) -> Self:
+        if cls.BARE is not None:
+            values = [_parse_int(parser, f" ({cls.BARE})")]
+        else:
+            values = [_parse_keyword_int(parser, name) for name in cls.FIELDS]
+        op = cls(*values)
+        _parse_extra_attrs(parser, op)
+        return op
+
+
 @irdl_op_definition
-class CfgArrayOp(_ConfigOp):
+class CfgArrayOp(_IntFieldsConfigOp):
     """``cfg.array rows R cols C tiles T``: the geometry the program was compiled for."""
 
     name = "bsisa.cfg.array"
     ISA_TYPE: ClassVar[type[isa.Instruction]] = isa.CfgArray
+    FIELDS: ClassVar[tuple[str, ...]] = ("rows", "cols", "tiles")
 
     rows = prop_def(IntegerAttr[I64])
     cols = prop_def(IntegerAttr[I64])
     tiles = prop_def(IntegerAttr[I64])
 
-    def __init__(self, rows: int, cols: int, tiles: int) -> None:
-        super().__init__(properties={"rows": _int(rows), "cols": _int(cols), "tiles": _int(tiles)})
-
-    def to_isa(self, desc_index: DescIndex) -> isa.Instruction:
-        return isa.CfgArray(self.rows.value.data, self.cols.value.data, self.tiles.value.data)
-
-    @classmethod
-    def from_isa(cls, instr: isa.Instruction, desc_name: DescName) -> InstructionOp:
-        assert isinstance(instr, isa.CfgArray)
-        return cls(instr.rows, instr.cols, instr.tiles)
-
-    def print(self, printer: Printer) -> None:
-        printer.print_string(
-            f" rows {self.rows.value.data} cols {self.cols.value.data} "
-            f"tiles {self.tiles.value.data}"
-        )
-        _print_extra_attrs(printer, self)
-
-    @classmethod
-    def parse(cls, parser: Parser) -> Self:
-        rows = _parse_keyword_int(parser, "rows")
-        cols = _parse_keyword_int(parser, "cols")
-        tiles = _parse_keyword_int(parser, "tiles")
-        op = cls(rows, cols, tiles)
-        _parse_extra_attrs(parser, op)
-        return op
-
 
 @irdl_op_definition
-class CfgSvOp(_ConfigOp):
+class CfgSvOp(_IntFieldsConfigOp):
     """``cfg.sv slot S value V``: ``SV[S] = V`` (signed 16-bit, grid units)."""
 
     name = "bsisa.cfg.sv"
     ISA_TYPE: ClassVar[type[isa.Instruction]] = isa.CfgSv
+    FIELDS: ClassVar[tuple[str, ...]] = ("slot", "value")
 
     slot = prop_def(IntegerAttr[I64])
     value = prop_def(IntegerAttr[I64])
-
-    def __init__(self, slot: int, value: int) -> None:
-        super().__init__(properties={"slot": _int(slot), "value": _int(value)})
-
-    def to_isa(self, desc_index: DescIndex) -> isa.Instruction:
-        return isa.CfgSv(self.slot.value.data, self.value.value.data)
-
-    @classmethod
-    def from_isa(cls, instr: isa.Instruction, desc_name: DescName) -> InstructionOp:
-        assert isinstance(instr, isa.CfgSv)
-        return cls(instr.slot, instr.value)
-
-    def print(self, printer: Printer) -> None:
-        printer.print_string(f" slot {self.slot.value.data} value {self.value.value.data}")
-        _print_extra_attrs(printer, self)
-
-    @classmethod
-    def parse(cls, parser: Parser) -> Self:
-        slot = _parse_keyword_int(parser, "slot")
-        value = _parse_keyword_int(parser, "value")
-        op = cls(slot, value)
-        _parse_extra_attrs(parser, op)
-        return op
 
 
 @irdl_op_definition
@@ -797,65 +826,27 @@ class CfgFmtOp(_ConfigOp):
 
 
 @irdl_op_definition
-class CfgKchunkOp(_ConfigOp):
+class CfgKchunkOp(_IntFieldsConfigOp):
     """``cfg.kchunk KC``: K elements per chunk (a multiple of G)."""
 
     name = "bsisa.cfg.kchunk"
     ISA_TYPE: ClassVar[type[isa.Instruction]] = isa.CfgKchunk
+    FIELDS: ClassVar[tuple[str, ...]] = ("kc",)
+    BARE: ClassVar[str | None] = "K chunk"
 
     kc = prop_def(IntegerAttr[I64])
 
-    def __init__(self, kc: int) -> None:
-        super().__init__(properties={"kc": _int(kc)})
-
-    def to_isa(self, desc_index: DescIndex) -> isa.Instruction:
-        return isa.CfgKchunk(self.kc.value.data)
-
-    @classmethod
-    def from_isa(cls, instr: isa.Instruction, desc_name: DescName) -> InstructionOp:
-        assert isinstance(instr, isa.CfgKchunk)
-        return cls(instr.kc)
-
-    def print(self, printer: Printer) -> None:
-        printer.print_string(f" {self.kc.value.data}")
-        _print_extra_attrs(printer, self)
-
-    @classmethod
-    def parse(cls, parser: Parser) -> Self:
-        op = cls(_parse_int(parser, " (K chunk)"))
-        _parse_extra_attrs(parser, op)
-        return op
-
 
 @irdl_op_definition
-class CfgMblockOp(_ConfigOp):
+class CfgMblockOp(_IntFieldsConfigOp):
     """``cfg.mblock MR``: rows of an activation / output block (a multiple of ROWS)."""
 
     name = "bsisa.cfg.mblock"
     ISA_TYPE: ClassVar[type[isa.Instruction]] = isa.CfgMblock
+    FIELDS: ClassVar[tuple[str, ...]] = ("rows",)
+    BARE: ClassVar[str | None] = "block rows"
 
     block_rows = prop_def(IntegerAttr[I64], prop_name="rows")
-
-    def __init__(self, rows: int) -> None:
-        super().__init__(properties={"rows": _int(rows)})
-
-    def to_isa(self, desc_index: DescIndex) -> isa.Instruction:
-        return isa.CfgMblock(self.block_rows.value.data)
-
-    @classmethod
-    def from_isa(cls, instr: isa.Instruction, desc_name: DescName) -> InstructionOp:
-        assert isinstance(instr, isa.CfgMblock)
-        return cls(instr.rows)
-
-    def print(self, printer: Printer) -> None:
-        printer.print_string(f" {self.block_rows.value.data}")
-        _print_extra_attrs(printer, self)
-
-    @classmethod
-    def parse(cls, parser: Parser) -> Self:
-        op = cls(_parse_int(parser, " (block rows)"))
-        _parse_extra_attrs(parser, op)
-        return op
 
 
 @irdl_op_definition
@@ -1004,7 +995,8 @@ class TensorRefInstruction(InstructionOp):
 
 @irdl_op_definition
 class LdActOp(TensorRefInstruction):
-    """``ld.act @d row Li k Lj``: activation rows ``[Li·ROWS, +ROWS)``, K chunk ``Lj``."""
+    """``ld.act @d row Li k Lj``: activation rows ``[Li·MR, +MR)``, K chunk ``Lj`` (``k -``:
+    all of K)."""
 
     name = "bsisa.ld.act"
     ISA_TYPE: ClassVar[type[isa.Instruction]] = isa.LdAct
@@ -1014,7 +1006,8 @@ class LdActOp(TensorRefInstruction):
 
 @irdl_op_definition
 class LdWgtOp(TensorRefInstruction):
-    """``ld.wgt @d col Li k Lj``: channels ``[Li·COLS·TILES, +COLS·TILES)``, K chunk ``Lj``."""
+    """``ld.wgt @d col Li k Lj``: channels ``[Li·COLS·TILES, +COLS·TILES)``, K chunk ``Lj``
+    (``k -``: all of K)."""
 
     name = "bsisa.ld.wgt"
     ISA_TYPE: ClassVar[type[isa.Instruction]] = isa.LdWgt
@@ -1413,22 +1406,12 @@ class TiledMatmulOp(IRDLOperation):
         if not isinstance(tiling, TilingAttr):
             parser.raise_error("expected #bsisa.tiling<...>", pos, parser.pos)
         attrs = parser.parse_optional_attr_dict()
-        parser.parse_punctuation(":")
-        pos = parser.pos
-        func_type = parser.parse_function_type()
-        inputs = func_type.inputs.data
-        expected = 2 if bias is None else 3
-        if len(inputs) != expected or len(func_type.outputs.data) != 1:
-            parser.raise_error(
-                f"bsisa.tiled_matmul: expected {expected} operand types and 1 result type",
-                pos,
-                parser.pos,
-            )
-        act_value = parser.resolve_operand(act, inputs[0])
-        weight_value = parser.resolve_operand(weight, inputs[1])
-        bias_value = None if bias is None else parser.resolve_operand(bias, inputs[2])
+        (act_value, weight_value, bias_value), result_type = _parse_signature(
+            parser, cls.name, [act, weight, bias]
+        )
+        assert act_value is not None and weight_value is not None
         region = parser.parse_region()
-        op = cls(act_value, weight_value, bias_value, func_type.outputs.data[0], tiling)
+        op = cls(act_value, weight_value, bias_value, result_type, tiling)
         _move_region(region, op.schedule)
         op.attributes |= attrs
         return op
@@ -1496,17 +1479,20 @@ class TiledMatmulOp(IRDLOperation):
         for op in self.schedule.block.ops:
             if not isinstance(op, InstructionOp) or isinstance(op, _ConfigOp | HaltOp):
                 raise VerifyException(f"{op.name} cannot appear in a tiled matmul schedule")
-        config = _Config(
-            rows=tiling.get("rows"),
-            cols=tiling.get("cols"),
-            tiles=tiling.get("tiles"),
-            fmt=weight.fmt,
-            scale_bits=weight.scale_bits,
-            group_size=weight.group_size,
-            kc=tiling.get("kc"),
-            block_rows=tiling.get("block_rows"),
-        )
+        config = _Config(**self.config_fields())
         _ScheduleChecker(self._resolve, config).run(list(self.schedule.block.ops))
+
+    def config_fields(self) -> dict[str, int | str]:
+        """The registers the schedule runs under: ``rows``, ``cols``, ``tiles``, ``fmt``,
+        ``scale_bits``, ``group_size``, ``kc``, ``block_rows`` (from the tiling and the weight
+        type; the keywords of :func:`bitmod.runtime.isa.matmul_config`)."""
+        tiling, weight = self.tiling, self.weight_info
+        return {
+            **{name: tiling.get(name) for name in ("rows", "cols", "tiles", "kc", "block_rows")},
+            "fmt": weight.fmt,
+            "scale_bits": weight.scale_bits,
+            "group_size": weight.group_size,
+        }
 
     def role_info(self, role: str) -> TensorInfo | None:
         m, n, k = self.matrix_shapes()
@@ -1624,28 +1610,10 @@ class LaunchOp(IRDLOperation):
         parser.parse_keyword("out")
         out_desc = parser.parse_symbol_name().data
         attrs = parser.parse_optional_attr_dict()
-        parser.parse_punctuation(":")
-        pos = parser.pos
-        func_type = parser.parse_function_type()
-        inputs = func_type.inputs.data
-        expected = 1 if bias is None else 2
-        if len(inputs) != expected or len(func_type.outputs.data) != 1:
-            parser.raise_error(
-                f"expected {expected} operand types and 1 result type",
-                pos,
-                parser.pos,
-            )
-        act_value = parser.resolve_operand(act, inputs[0])
-        bias_value = None if bias is None else parser.resolve_operand(bias, inputs[1])
+        (act_value, bias_value), result_type = _parse_signature(parser, cls.name, [act, bias])
+        assert act_value is not None
         op = cls(
-            program,
-            segment,
-            act_value,
-            act_desc,
-            bias_value,
-            bias_desc,
-            out_desc,
-            func_type.outputs.data[0],
+            program, segment, act_value, act_desc, bias_value, bias_desc, out_desc, result_type
         )
         op.attributes |= attrs
         return op

@@ -238,20 +238,9 @@ class _ProgramBuilder:
                 descs["bias"] = self.descriptor("bias", bias_name, (n,))
         except ValueError as error:
             raise error_at(tiled, f"bitmod-lower-to-isa: {error}") from None
-        tiling = tiled.tiling
         try:
             config = ops_from_isa(
-                isa.matmul_config(
-                    rows=tiling.get("rows"),
-                    cols=tiling.get("cols"),
-                    tiles=tiling.get("tiles"),
-                    fmt=weight.fmt,
-                    scale_bits=weight.scale_bits,
-                    group_size=weight.group_size,
-                    special_values=fmt.special_values,
-                    kc=tiling.get("kc"),
-                    block_rows=tiling.get("block_rows"),
-                ),
+                isa.matmul_config(**tiled.config_fields(), special_values=fmt.special_values),
                 lambda index: "",  # configuration names no tensor
             )
             for desc in descs.values():

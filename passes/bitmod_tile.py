@@ -173,18 +173,8 @@ class BitmodTilePass(ModulePass):
             raise error_at(matmul, f"bitmod-tile: {error}") from None
 
     def rewrite(self, matmul: MatmulOp, schedule: Schedule) -> None:
-        tiling = TilingAttr.make(
-            rows=self.rows,
-            cols=self.cols,
-            tiles=self.tiles,
-            block_rows=schedule.block_rows,
-            kc=schedule.kc,
-            act_kc=schedule.act_kc,
-            m_blocks=schedule.m_blocks,
-            n_blocks=schedule.n_blocks,
-            k_chunks=schedule.k_chunks,
-            act_block_bytes=schedule.act_block_bytes,
-            weight_block_bytes=schedule.weight_block_bytes,
+        tiling = TilingAttr.from_schedule(
+            schedule, rows=self.rows, cols=self.cols, tiles=self.tiles
         )
         nest = isa.matmul_nest(
             schedule.order,

@@ -224,20 +224,40 @@ class _Buffer:
         return slot
 
 
-@dataclass
-class _ActBlock:
-    data: np.ndarray  # FP16 [valid rows, valid k]
-    row_block: int
+@dataclass(frozen=True)
+class _BlockRange:
+    """Where a load's block lies: rows / channels ``[start, end)`` (clipped), K ``[k0, k1)``."""
+
+    name: str
+    index: int  # block index along rows / channels
+    start: int
+    end: int
+    k_chunk: int | None  # None: all of K
+    k0: int
+    k1: int
+    block_k: int  # K elements of the buffer block (KC, or K)
+
+
+@dataclass(kw_only=True)
+class _LoadedBlock:
+    """A block in a buffer: what it holds and when it arrived."""
+
+    desc: int
     k_chunk: int | None  # None: the block holds all of K
     k0: int  # first K element
-    desc: int
-    ready: float
+    ready: float  # cycle its last byte arrived
     slot: int
-    nbytes: int
+    nbytes: int  # bytes moved over DRAM (the part inside the tensor)
 
 
-@dataclass
-class _WeightBlock:
+@dataclass(kw_only=True)
+class _ActBlock(_LoadedBlock):
+    data: np.ndarray  # FP16 [valid rows, valid k]
+    row_block: int
+
+
+@dataclass(kw_only=True)
+class _WeightBlock(_LoadedBlock):
     fmt: str
     codes: np.ndarray  # [valid channels, valid k]
     sv_index: np.ndarray  # [valid channels, groups]
@@ -245,12 +265,6 @@ class _WeightBlock:
     scale_codes: np.ndarray  # int64 [valid channels, groups]
     channel_scale: np.ndarray  # FP16 [valid channels]
     col_block: int
-    k_chunk: int | None  # None: the block holds all of K
-    k0: int  # first K element
-    desc: int
-    ready: float
-    slot: int
-    nbytes: int
     sv_needed: list[int] | None = None  # SV slots the block's groups select
 
 
@@ -614,34 +628,48 @@ class _Run:
 
     # -- loads ---------------------------------------------------------------------------------
 
+    def _block(
+        self, where: str, desc_index: int, outer_lvl: int | None, k_lvl: int | None, size: int
+    ) -> _BlockRange:
+        """The block of ``size`` rows (act) / channels (weight) at ``L[outer_lvl]`` by the K
+        range of ``k_lvl`` (MachineError if it starts outside the tensor)."""
+        desc = self.program.descriptors[desc_index]
+        name = self.desc_name(desc_index)
+        index = self._block_index(outer_lvl)
+        outer, k = desc.shape
+        k_chunk, k0, k1, block_k = self._k_range(k_lvl, k)
+        start = index * size
+        if start >= outer or k0 >= k:
+            what, unit = ("row", "rows") if desc.kind is DescKind.ACT else ("column", "channels")
+            raise MachineError(
+                f"{where}: block ({what} block {index}, {self._chunk_text(k_chunk)}) lies "
+                f"outside {'activation' if desc.kind is DescKind.ACT else 'weight'} {name!r} "
+                f"({outer}x{k}, {size} {unit} x {block_k} K per block)"
+            )
+        return _BlockRange(name, index, start, min(outer, start + size), k_chunk, k0, k1, block_k)
+
     def load_act(self, where: str, instr: LdAct) -> None:
         self._need(where, "geometry", "kchunk")
         rows = self.regs.block_rows
         assert rows is not None
         desc = self.program.descriptors[instr.desc]
-        name = self.desc_name(instr.desc)
-        row_block = self._block_index(instr.row_lvl)
-        m, k = desc.shape
-        k_chunk, k0, k1, block_k = self._k_range(instr.k_lvl, k)
-        r0 = row_block * rows
-        if r0 >= m or k0 >= k:
+        block = self._block(where, instr.desc, instr.row_lvl, instr.k_lvl, rows)
+        tensor = self.memory.tensor(block.name, "activation")
+        written = self.memory.written.get(block.name)
+        if written is not None and not written[block.start : block.end, block.k0 : block.k1].all():
             raise MachineError(
-                f"{where}: block (row block {row_block}, {self._chunk_text(k_chunk)}) lies "
-                f"outside activation {name!r} ({m}x{k}, {rows} rows x {block_k} K per block)"
+                f"{where}: reads rows {block.start}.. K {block.k0}.. of {block.name!r} before "
+                f"st.out wrote them"
             )
-        tensor = self.memory.tensor(name, "activation")
-        written = self.memory.written.get(name)
-        if written is not None and not written[r0 : r0 + rows, k0:k1].all():
-            raise MachineError(
-                f"{where}: reads rows {r0}.. K {k0}.. of {name!r} before st.out wrote them"
-            )
-        self._check_shape(tensor, desc.shape, f"{where}: activation {name!r}")
-        data = tensor[r0 : r0 + rows, k0:k1]
-        slot = self.act_buffer.place(rows * block_k * ACT_BYTES, where)
+        self._check_shape(tensor, desc.shape, f"{where}: activation {block.name!r}")
+        data = tensor[block.start : block.end, block.k0 : block.k1]
+        slot = self.act_buffer.place(rows * block.block_k * ACT_BYTES, where)
         nbytes = data.size * ACT_BYTES
         _, end = self._load_transfer(self.act_buffer, slot, nbytes)
-        self.act = _ActBlock(np.ascontiguousarray(data), row_block, k_chunk, k0, instr.desc, end,
-                             slot, nbytes)  # fmt: skip
+        self.act = _ActBlock(
+            data=np.ascontiguousarray(data), row_block=block.index, k_chunk=block.k_chunk,
+            k0=block.k0, desc=instr.desc, ready=end, slot=slot, nbytes=nbytes,
+        )  # fmt: skip
 
     def load_weights(self, where: str, instr: LdWgt) -> None:
         self._need(where, "geometry", "fmt", "kchunk")
@@ -660,34 +688,24 @@ class _Run:
         if kc % group:
             raise MachineError(f"{where}: K chunk {kc} is not a multiple of the group size {group}")
         columns = self.config.cols * self.config.tiles
-        col_block = self._block_index(instr.col_lvl)
-        n, k = desc.shape
-        k_chunk, k0, k1, block_k = self._k_range(instr.k_lvl, k)
-        c0 = col_block * columns
-        if c0 >= n or k0 >= k:
-            raise MachineError(
-                f"{where}: block (column block {col_block}, {self._chunk_text(k_chunk)}) lies "
-                f"outside weight {name!r} ({n}x{k}, {columns} channels x {block_k} K per block)"
-            )
+        block = self._block(where, instr.desc, instr.col_lvl, instr.k_lvl, columns)
         q = self.memory.quantized(name)
-        c1 = min(n, c0 + columns)
-        g0, g1 = k0 // group, -(-k1 // group)
-        fmt = q.fmt
-        layout = WeightLayout.of_format(fmt, group, desc.scale_bits)
-        slot = self.weight_buffer.place(int(layout.block_bytes(columns, block_k)), where)
-        nbytes = int(layout.block_bytes(c1 - c0, k1 - k0))
+        channels, k_range = slice(block.start, block.end), slice(block.k0, block.k1)
+        groups = slice(block.k0 // group, -(-block.k1 // group))
+        layout = WeightLayout.of_format(q.fmt, group, desc.scale_bits)
+        slot = self.weight_buffer.place(int(layout.block_bytes(columns, block.block_k)), where)
+        nbytes = int(layout.block_bytes(block.end - block.start, block.k1 - block.k0))
         _, end = self._load_transfer(self.weight_buffer, slot, nbytes)
-        zeros = None if q.zeros is None else q.zeros[c0:c1, g0:g1].numpy()
         self.weights = _WeightBlock(
-            fmt=fmt,
-            codes=q.codes[c0:c1, k0:k1].numpy(),
-            sv_index=q.sv_index[c0:c1, g0:g1].numpy(),
-            zeros=zeros,
-            scale_codes=q.scales[c0:c1, g0:g1].numpy().astype(np.int64),
-            channel_scale=q.channel_scale[c0:c1].numpy(),
-            col_block=col_block,
-            k_chunk=k_chunk,
-            k0=k0,
+            fmt=q.fmt,
+            codes=q.codes[channels, k_range].numpy(),
+            sv_index=q.sv_index[channels, groups].numpy(),
+            zeros=None if q.zeros is None else q.zeros[channels, groups].numpy(),
+            scale_codes=q.scales[channels, groups].numpy().astype(np.int64),
+            channel_scale=q.channel_scale[channels].numpy(),
+            col_block=block.index,
+            k_chunk=block.k_chunk,
+            k0=block.k0,
             desc=instr.desc,
             ready=end,
             slot=slot,

@@ -91,27 +91,14 @@ def build_parser() -> argparse.ArgumentParser:
     hw.add_argument("--cols", type=int, help="PE columns per tile (default 8)")
     hw.add_argument("--act-buffer-kb", type=int, help="activation buffer KiB (default 512)")
     hw.add_argument("--weight-buffer-kb", type=int, help="weight buffer KiB (default 512)")
-    hw.add_argument(
-        "--pe-count",
-        action="append",
-        default=[],
-        metavar="KIND=N",
-        help=f"override the iso-area PE count of a PE kind ({', '.join(PE_KINDS)})",
-    )
-    hw.add_argument(
-        "--pe-area",
-        action="append",
-        default=[],
-        metavar="KIND=UM2",
-        help="override one PE's area in um^2 (changes iso-area counts)",
-    )
-    hw.add_argument(
-        "--energy",
-        action="append",
-        default=[],
-        metavar="KEY=PJ",
-        help=f"override an energy constant: {', '.join(_ENERGY_KEYS)} or pe.KIND",
-    )
+    for flag, metavar, purpose in (
+        ("--pe-count", "KIND=N", f"the iso-area PE count of a PE kind ({', '.join(PE_KINDS)})"),
+        ("--pe-area", "KIND=UM2", "one PE's area in um^2 (changes iso-area counts)"),
+        ("--energy", "KEY=PJ", f"an energy constant: {', '.join(_ENERGY_KEYS)} or pe.KIND"),
+    ):
+        hw.add_argument(
+            flag, action="append", default=[], metavar=metavar, help=f"override {purpose}"
+        )
     parser.add_argument(
         "--weight",
         action="append",

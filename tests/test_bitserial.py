@@ -6,10 +6,7 @@ OCP MX bit layouts), not from the format registry's tables.
 
 from __future__ import annotations
 
-import importlib.util
-import sys
-from pathlib import Path
-
+import bitmod_tests_reference_quant as ref  # registered by tests/conftest.py
 import numpy as np
 import pytest
 import torch
@@ -22,22 +19,6 @@ from bitmod.runtime.bitserial import (
     value_terms,
 )
 from bitmod.runtime.formats import FORMAT_NAMES, get_format, quantize
-
-
-def _load_reference():
-    name = "bitmod_tests_reference_quant"
-    if name not in sys.modules:
-        spec = importlib.util.spec_from_file_location(
-            name, Path(__file__).with_name("reference_quant.py")
-        )
-        assert spec is not None and spec.loader is not None
-        module = importlib.util.module_from_spec(spec)
-        sys.modules[name] = module
-        spec.loader.exec_module(module)
-    return sys.modules[name]
-
-
-ref = _load_reference()
 
 #: (exponent bits, mantissa bits, NaN rule) of the MX FP elements.
 MX_FP_LAYOUT = {

@@ -4,12 +4,11 @@ every error a program or memory image can cause."""
 from __future__ import annotations
 
 import dataclasses
-import importlib.util
 import math
-import sys
 import zlib
 from pathlib import Path
 
+import bitmod_tests_pe_reference as ref  # registered by tests/conftest.py
 import numpy as np
 import pytest
 import torch
@@ -44,21 +43,6 @@ from bitmod.runtime.isa import (
 from bitmod.runtime.machine import Machine, MachineError
 from bitmod.runtime.schedule import ORDERS
 
-
-def _load_reference():
-    name = "bitmod_tests_pe_reference"
-    if name not in sys.modules:
-        spec = importlib.util.spec_from_file_location(
-            name, Path(__file__).with_name("pe_reference.py")
-        )
-        assert spec is not None and spec.loader is not None
-        module = importlib.util.module_from_spec(spec)
-        sys.modules[name] = module
-        spec.loader.exec_module(module)
-    return sys.modules[name]
-
-
-ref = _load_reference()
 SMALL = HardwareConfig(rows=4, cols=4, tiles=2)
 
 

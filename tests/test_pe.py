@@ -2,33 +2,16 @@
 
 from __future__ import annotations
 
-import importlib.util
-import sys
 import zlib
 from fractions import Fraction
-from pathlib import Path
 
+import bitmod_tests_pe_reference as ref  # registered by tests/conftest.py
 import numpy as np
 import pytest
 from bitmod.runtime import pe
 from bitmod.runtime.bitserial import Terms, num_terms, quantized_terms, value_terms
 from bitmod.runtime.formats import dequantize, get_format
 
-
-def _load_reference():
-    name = "bitmod_tests_pe_reference"
-    if name not in sys.modules:
-        spec = importlib.util.spec_from_file_location(
-            name, Path(__file__).with_name("pe_reference.py")
-        )
-        assert spec is not None and spec.loader is not None
-        module = importlib.util.module_from_spec(spec)
-        sys.modules[name] = module
-        spec.loader.exec_module(module)
-    return sys.modules[name]
-
-
-ref = _load_reference()
 ScalarPE = ref.ScalarPE
 reference_matmul = ref.reference_matmul
 random_activations = ref.random_activations
