@@ -1,9 +1,10 @@
 """bsisa: the BitMoD bit-serial ISA (docs/ISA.md), the single Python definition.
 
 Opcodes, field layouts, the binary container (``Program.encode`` / ``Program.decode``), the
-text assembly (``Program.to_asm`` / ``assemble``) and the canonical matmul loop nest
-(``matmul_program``) live here; the compiler (dialects/bsisa.py), the emulator
-(runtime/machine.py) and the RTL backend import them.
+text assembly (``Program.to_asm`` / ``assemble``) and the matmul loop nests (``matmul_nest``,
+``matmul_config``, ``matmul_program``) live here; the compiler (dialects/bsisa.py,
+bitmod-tile, bitmod-lower-to-isa), the emulator (runtime/machine.py) and the RTL backend
+import them.
 
 Every instruction is one 64-bit little-endian word, opcode in bits [63:56]. Every bit that is
 not part of a field is reserved and must be zero, so a decoded program re-encodes to the same
@@ -990,7 +991,7 @@ def assemble(text: str) -> Program:
     return _Assembler().run(text)
 
 
-# --- the canonical matmul loop nest ---------------------------------------------------------
+# --- the matmul loop nests ------------------------------------------------------------------
 
 #: Descriptor indices of a matmul's tensors in :func:`matmul_nest` (the ``bitmod-tile`` pass
 #: names them by role: ``@act``, ``@weight``, ``@out``, ``@bias``).
