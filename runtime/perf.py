@@ -3,8 +3,8 @@
 The model runs whole LLM workloads (every GEMM of a forward pass, every decoding step) in
 milliseconds, so that the paper's Fig. 7 / Fig. 8 sweep (six LLMs × accelerators × tasks)
 is interactive. The instruction-level emulator (``bitmod.runtime`` machine) shares its
-:class:`~bitmod.runtime.hwconfig.HardwareConfig`; its cycle counts for one compute-bound
-GEMM equal :func:`gemm_compute_cycles` here.
+:class:`~bitmod.runtime.hwconfig.HardwareConfig` and its schedules (below); for one GEMM its
+bytes, busy cycles and energy equal :func:`simulate`'s and its cycles agree within a few %.
 
 Notation
 --------
@@ -58,7 +58,8 @@ Energy (:func:`simulate`), in pJ, summed over GEMMs:
 * PE core: ``E_pe · n_PE · compute`` — every PE of the array is clocked during compute cycles
   (idle rows included, as in the authors' simulator); PEs are clock-gated while the array
   waits on DRAM.
-* Term encoder (BitMoD only): ``E_enc · tiles · compute`` (Table X: 1.86 mW per tile).
+* Term encoder (BitMoD only): ``E_enc · tiles · MAC cycles`` (Table X: 1.86 mW per tile; it
+  feeds terms during MAC steps, not during the dequantization tail).
 * SRAM: every array pass reads its weight block (broadcast down the columns), every ``mac``
   its activation rows once (broadcast along the rows): ``⌈M/R⌉·W + ⌈N/C⌉·X`` bytes, plus the
   outputs read back for the store; writes are the DRAM fills plus the outputs.
@@ -608,10 +609,11 @@ def simulate(
 
     table = cfg.energy
     total_compute = float(np.sum(compute * count))
+    total_mac = float(np.sum(plans.mac_cycles * count))
     energy = {
         "pe": table.pe(acc.pe_kind) * n_pes * total_compute,
         "encoder": (
-            table.encoder_pj_per_tile_cycle * cfg.tiles * total_compute if acc.has_encoder else 0.0
+            table.encoder_pj_per_tile_cycle * cfg.tiles * total_mac if acc.has_encoder else 0.0
         ),
         "sram": float(
             np.sum(

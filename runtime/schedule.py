@@ -245,7 +245,8 @@ class Schedule:
 @dataclass(frozen=True)
 class Plans:
     """Vectorized :class:`Schedule`: one entry per GEMM (``order`` indexes :data:`ORDERS`;
-    ``cycles`` is inf where nothing fits). ``sram_read`` are the buffer bytes the PEs read."""
+    ``cycles`` is inf where nothing fits). ``sram_read`` are the buffer bytes the PEs read,
+    ``mac_cycles`` the part of ``compute_cycles`` that is MAC steps (no dequantization)."""
 
     order: _Array
     block_rows: _Array
@@ -263,6 +264,7 @@ class Plans:
     dram_written: _Array
     cycles: _Array
     sram_read: _Array
+    mac_cycles: _Array
 
     def schedule(self, index: int = 0) -> Schedule:
         values = {f.name: getattr(self, f.name)[index] for f in fields(Schedule)}
@@ -410,18 +412,18 @@ def _evaluate(
     if order == WEIGHTS_RESIDENT:
         single = weight_slots == 1
         reload_bytes = (n - cols0) * layout.channel_block_bytes(k) + (n_blocks - 1) * first_act
-        mac_cycles = sum(timing.cycles(_ceil_div(rows_last, rows), k))
+        last_mac_busy = sum(timing.cycles(_ceil_div(rows_last, rows), k))
         outer = n_blocks
     elif order == ACTS_RESIDENT:
         single = act_slots == 1
         reload_bytes = ACT_BYTES * (m - rows0) * k + (m_blocks - 1) * first_weight
-        mac_cycles = sum(timing.cycles(block_passes, kc_last))
+        last_mac_busy = sum(timing.cycles(block_passes, kc_last))
         outer = m_blocks
     else:
         single = np.zeros_like(feasible)
-        reload_bytes = mac_cycles = outer = one
+        reload_bytes = last_mac_busy = outer = one
     reload = np.where(single, reload_bytes / bandwidth, 0.0)
-    idle = np.where(single, (outer - 1) * mac_cycles, 0.0)
+    idle = np.where(single, (outer - 1) * last_mac_busy, 0.0)
     cycles = (
         first / bandwidth
         + np.maximum(compute + reload, body / bandwidth + idle)
@@ -447,6 +449,7 @@ def _evaluate(
         dram_written=y_bytes.astype(np.float64),
         cycles=cycles,
         sram_read=sram_read.astype(np.float64),
+        mac_cycles=(n_blocks * ((k_chunks - 1) * full_mac + last_mac)).astype(np.float64),
     )
 
 

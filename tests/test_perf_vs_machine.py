@@ -119,6 +119,11 @@ def test_perf_predicts_the_machine_on_the_compiled_program(
     )
     assert sum(report.buffer_bytes_read.values()) == predicted.sram_read_bytes
     assert sum(report.buffer_bytes_written.values()) == predicted.sram_write_bytes
+    # Energy from the same counts: PE and encoder cycles, SRAM and DRAM bytes.
+    machine_sram = sum(report.energy_pj[f"{b}_buffer"] for b in ("act", "weight", "out"))
+    assert machine_sram == pytest.approx(predicted.energy_pj["sram"])
+    for component in ("pe", "encoder", "dram"):
+        assert report.energy_pj[component] == pytest.approx(predicted.energy_pj[component])
     compute_bound = report.cycles <= 1.10 * report.pe_cycles_busy
     assert compute_bound == (bound == "compute")
 
