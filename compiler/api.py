@@ -530,8 +530,8 @@ def _default_pipeline(hardware: HardwareConfig) -> str:
 
 
 def _passes(pipeline: str) -> list[Any]:
-    from bitmod.compiler.diagnostics import DiagnosticError
     from bitmod.compiler.pipelines import PIPELINES, build_pipeline
+    from bitmod.dialects.diagnostics import DiagnosticError
 
     text = PIPELINES.get(pipeline, pipeline)
     try:
@@ -600,8 +600,8 @@ def compile(  # noqa: A001 - the public name mirrors torch.compile
     rules.check_all_used()
     passes = _passes(pipeline if pipeline is not None else _default_pipeline(hardware))
 
-    from bitmod.compiler.diagnostics import DiagnosticError
     from bitmod.compiler.ir_io import print_module
+    from bitmod.dialects.diagnostics import DiagnosticError
     from bitmod.passes.bitmod_quantize import PROGRESS_MIN_LAYERS
     from bitmod.passes.context import make_context
     from xdsl.dialects.builtin import ModuleOp

@@ -35,9 +35,9 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import NoReturn
 
-from bitmod.compiler.diagnostics import DiagnosticError, SourceLocation, error_at
 from bitmod.compiler.ir_io import parse_module, print_module, verify_module
 from bitmod.compiler.pipelines import PIPELINES, build_pipeline, preset
+from bitmod.dialects.diagnostics import DiagnosticError, SourceLocation, error_at
 from bitmod.passes import ALL_PASSES, PASS_SUMMARIES
 from bitmod.passes.context import PARAMS_ATTR, BitmodContext, make_context
 from xdsl.dialects.builtin import ModuleOp, StringAttr

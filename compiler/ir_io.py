@@ -15,7 +15,7 @@ from __future__ import annotations
 
 from io import StringIO
 
-from bitmod.compiler.diagnostics import DiagnosticError, error_at, from_parse_error
+from bitmod.dialects.diagnostics import DiagnosticError, error_at, from_parse_error
 from xdsl.context import Context
 from xdsl.dialects.builtin import FileLineColLoc, IntAttr, ModuleOp, StringAttr, UnknownLoc
 from xdsl.ir import Operation

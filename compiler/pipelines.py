@@ -11,7 +11,7 @@ xDSL's pipeline lexer has no token for ``:`` or ``.``, so the per-layer map of
 ``bitmod-quantize`` (``layers=fc1:int8,fc3:bitmod4``) is quoted before parsing
 (``layers="fc1:int8,fc3:bitmod4"``); an already quoted value is left as is.
 
-Errors come back as :class:`~bitmod.compiler.diagnostics.DiagnosticError` located at
+Errors come back as :class:`~bitmod.dialects.diagnostics.DiagnosticError` located at
 ``<pass-pipeline>:1:COL``, the column pointing into the string the user wrote.
 """
 
@@ -23,7 +23,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import get_type_hints
 
-from bitmod.compiler.diagnostics import (
+from bitmod.dialects.diagnostics import (
     PIPELINE_SOURCE,
     DiagnosticError,
     SourceLocation,

@@ -57,7 +57,6 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from bitmod.compiler.diagnostics import DiagnosticError, error_at
 from bitmod.dialects.bitmod import MatmulOp, ParamOp, QuantizeOp, QWeightType
 from bitmod.dialects.bsisa import (
     DEFAULT_PROGRAM_NAME,
@@ -71,6 +70,7 @@ from bitmod.dialects.bsisa import (
     TiledMatmulOp,
     ops_from_isa,
 )
+from bitmod.dialects.diagnostics import DiagnosticError, error_at
 from bitmod.runtime import isa
 from xdsl.context import Context
 from xdsl.dialects.builtin import ModuleOp, SymbolRefAttr

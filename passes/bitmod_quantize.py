@@ -46,7 +46,6 @@ import sys
 from dataclasses import dataclass
 
 import torch
-from bitmod.compiler.diagnostics import DiagnosticError, error_at
 from bitmod.dialects.bitmod import (
     DEFAULT_SCALE_BITS,
     MAX_SCALE_BITS,
@@ -57,6 +56,7 @@ from bitmod.dialects.bitmod import (
     known_format_names,
     unknown_dtype_message,
 )
+from bitmod.dialects.diagnostics import DiagnosticError, error_at
 from bitmod.passes.context import archive_of
 from bitmod.runtime.archive import ArchiveError, ParamArchive
 from bitmod.runtime.formats import get_format, quantize

@@ -41,7 +41,6 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import ClassVar
 
-from bitmod.compiler.diagnostics import DiagnosticError, error_at
 from bitmod.dialects.bitmod import MatmulOp, QWeightType
 from bitmod.dialects.bsisa import (
     TiledMatmulOp,
@@ -50,6 +49,7 @@ from bitmod.dialects.bsisa import (
     ops_from_isa,
     qweight_info,
 )
+from bitmod.dialects.diagnostics import DiagnosticError, error_at
 from bitmod.runtime import isa
 from bitmod.runtime.hwconfig import HardwareConfig
 from bitmod.runtime.schedule import ORDERS, ArraySpec, Schedule, plan_bitmod_matmul

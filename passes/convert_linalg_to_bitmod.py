@@ -44,8 +44,8 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 
 import torch
-from bitmod.compiler.diagnostics import error_at
 from bitmod.dialects.bitmod import MatmulOp, ParamOp
+from bitmod.dialects.diagnostics import error_at
 from bitmod.dialects.linalg_extras import BatchMatmulOp
 from bitmod.passes.context import PARAMS_ATTR, BitmodContext, archive_of, resource_blob
 from bitmod.runtime.archive import ParamArchive

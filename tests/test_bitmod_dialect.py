@@ -5,9 +5,9 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-from bitmod.compiler.diagnostics import DiagnosticError
 from bitmod.compiler.ir_io import parse_module, print_module
 from bitmod.dialects.bitmod import DtypeAttr, MatmulOp, ParamOp, QuantizeOp, QWeightType
+from bitmod.dialects.diagnostics import DiagnosticError
 from bitmod.passes.context import make_context
 from bitmod.runtime.formats import FORMAT_NAMES
 from xdsl.dialects.builtin import Float16Type, Float32Type, TensorType

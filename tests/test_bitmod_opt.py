@@ -14,9 +14,9 @@ from pathlib import Path
 import pytest
 import torch
 from bitmod.compiler.bitmod_opt import main
-from bitmod.compiler.diagnostics import DiagnosticError
 from bitmod.compiler.ir_io import parse_module, print_module
 from bitmod.dialects.bitmod import QuantizeOp
+from bitmod.dialects.diagnostics import DiagnosticError
 from bitmod.passes.bitmod_quantize import BitmodQuantizePass, parse_layer_overrides
 from bitmod.passes.context import make_context
 from bitmod.passes.convert_linalg_to_bitmod import ConvertLinalgToBitmodPass

@@ -9,9 +9,9 @@ from __future__ import annotations
 
 import pytest
 from bitmod.backends.emit import EmitError, module_to_program, program_to_module
-from bitmod.compiler.diagnostics import DiagnosticError
 from bitmod.compiler.ir_io import parse_module, print_module
 from bitmod.dialects import bsisa
+from bitmod.dialects.diagnostics import DiagnosticError
 from bitmod.passes.context import make_context
 from bitmod.runtime import isa
 from bitmod.runtime.hwconfig import HardwareConfig

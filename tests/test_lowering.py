@@ -15,9 +15,9 @@ import numpy as np
 import pytest
 import torch
 from bitmod.backends.emit import module_to_program
-from bitmod.compiler.diagnostics import DiagnosticError
 from bitmod.compiler.ir_io import parse_module, print_module
 from bitmod.dialects import bsisa
+from bitmod.dialects.diagnostics import DiagnosticError
 from bitmod.passes.bitmod_lower_to_isa import BitmodLowerToIsaPass
 from bitmod.passes.bitmod_quantize import BitmodQuantizePass
 from bitmod.passes.bitmod_tile import BitmodTilePass

@@ -10,8 +10,8 @@ started in the text the driver parsed (:mod:`bitmod.compiler.ir_io` records it a
 ``FileLineColLoc``); ops that passes create inherit the location of the op they replace.
 Errors in a pass pipeline string are reported at ``<pass-pipeline>:1:COL``.
 
-This module depends on xDSL only, so passes can raise its error without importing the
-driver (it is the one module of ``bitmod.compiler`` that lower layers import).
+This module depends on xDSL only and sits in the dialect layer, so dialects and passes can
+raise its error without importing the driver (``bitmod.compiler`` sits above them).
 """
 
 from __future__ import annotations
