@@ -26,9 +26,13 @@ cost in cycles per 4 MACs. Two decoders produce terms:
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import numpy as np
-from bitmod.runtime.formats import Format, QuantizedTensor, get_format
+from bitmod.runtime.formats import Format, get_format
+
+if TYPE_CHECKING:
+    from bitmod.runtime.quantizer import QuantizedTensor
 
 __all__ = [
     "Terms",

@@ -170,7 +170,7 @@ class WeightLayout:
     @classmethod
     def of_format(cls, fmt: str, group_size: int, scale_bits: int) -> WeightLayout:
         """A per-group weight of format ``fmt`` (``scale_bits`` 0: FP16 group scales)."""
-        from bitmod.runtime.formats import get_format  # formats pulls in torch
+        from bitmod.runtime.formats import get_format
 
         format_ = get_format(fmt)
         zero_bits = format_.bits if format_.family == "int_asym" else 0
@@ -207,7 +207,7 @@ class MacTiming:
     @classmethod
     def bit_serial(cls, fmt: str, group_size: int, scale_bits: int) -> MacTiming:
         """The BitMoD PE: 4 MACs per step of ``num_terms(fmt)`` cycles, SB-cycle dequant."""
-        from bitmod.runtime.bitserial import num_terms  # formats pulls in torch
+        from bitmod.runtime.bitserial import num_terms
         from bitmod.runtime.pe import LANES
 
         return cls(LANES, num_terms(fmt), group_size, scale_bits)
