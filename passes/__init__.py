@@ -36,7 +36,8 @@ PASS_SUMMARIES: dict[str, str] = {
     "bitmod-quantize": "quantize every bitmod.matmul weight per group "
     "{dtype= group-size= scale-bits= layers= progress=}",
     "bitmod-tile": "output-stationary tiling onto rows x cols PE tiles "
-    "{rows= cols= tiles= dataflow=}",
+    "{rows= cols= tiles= dataflow= act-buffer= weight-buffer= max-block-rows= "
+    "dram-bytes-per-cycle= kchunk= block-rows= order=}",
     "bitmod-lower-to-isa": "lower tiled bitmod ops to the bsisa instruction set",
 }
 """One line per pass for --list-passes (kept here so listing imports no pass)."""
