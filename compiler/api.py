@@ -524,7 +524,9 @@ def _default_pipeline(hardware: HardwareConfig) -> str:
     return (
         "bitmod-quantize,"
         f"bitmod-tile{{rows={hardware.rows} cols={hardware.cols} tiles={hardware.tiles} "
-        f"act-buffer={hardware.act_buffer_bytes} weight-buffer={hardware.weight_buffer_bytes}}},"
+        f"act-buffer={hardware.act_buffer_bytes} weight-buffer={hardware.weight_buffer_bytes} "
+        f"max-block-rows={hardware.max_block_rows} "
+        f"dram-bytes-per-cycle={hardware.dram_bytes_per_cycle}}},"
         "bitmod-lower-to-isa"
     )
 
