@@ -12,8 +12,10 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import math
+import re
 import sys
 from pathlib import Path
 
@@ -26,6 +28,7 @@ from bitmod.compiler.offload import OpRecord, plan_groups
 from bitmod.runtime import pe
 from bitmod.runtime.bitserial import quantized_terms
 from bitmod.runtime.formats import QuantizedTensor, dequantize
+from bitmod.runtime.hwconfig import HardwareConfig
 from torch import nn
 from torch.nn import functional as F
 
@@ -430,3 +433,19 @@ def test_tied_weights_kwargs_and_dict_outputs(tmp_path) -> None:
     loaded = load(compiled.save(tmp_path / "tied"))
     again = loaded(tokens, scale=scale)
     assert all(torch.equal(again[k], run.outputs[k]) for k in expected)
+
+
+def test_tiling_follows_the_hardware_config(tmp_path: Path) -> None:
+    # A machine with 16-row column accumulators: every planned block must fit them (with the
+    # default 64 rows this GEMM is planned activations-resident in one 64-row block).
+    hardware = dataclasses.replace(HardwareConfig(), max_block_rows=16)
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Linear(4096, 512))
+    x = torch.randn(64, 4096)
+    compiled = compile(model, (x,), dtype="int8", hardware=hardware)
+    compiled.save(tmp_path / "bundle")
+    assembly = "".join(p.read_text() for p in (tmp_path / "bundle").rglob("*.s"))
+    block_rows = [int(r) for r in re.findall(r"cfg\.mblock rows=(\d+)", assembly)]
+    assert block_rows and max(block_rows) <= 16
+    with torch.no_grad():
+        assert torch.allclose(compiled(x).float(), model(x), atol=0.05, rtol=0.05)
