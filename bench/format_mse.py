@@ -27,11 +27,11 @@ from __future__ import annotations
 import argparse
 import os
 import sys
-import tempfile
 from pathlib import Path
 
 import numpy as np
 import torch
+from bitmod.runtime.fileio import write_atomically
 from bitmod.runtime.formats import dequantize, get_format, quantize
 from tqdm import tqdm
 
@@ -208,19 +208,6 @@ def bar_chart(results: dict[str, dict], out: Path) -> None:
     plt.close(fig)
 
 
-def _write_atomically(path: Path, write) -> None:
-    handle, temporary = tempfile.mkstemp(
-        dir=path.parent, prefix=f".{path.name}.", suffix=path.suffix
-    )
-    os.close(handle)
-    try:
-        write(Path(temporary))
-        os.replace(temporary, path)
-    except BaseException:
-        Path(temporary).unlink(missing_ok=True)
-        raise
-
-
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--out-dir", type=Path, default=RESULTS)
@@ -235,8 +222,8 @@ def main(argv: list[str] | None = None) -> int:
     args.out_dir.mkdir(parents=True, exist_ok=True)
     md_path, png_path = args.out_dir / "format_mse.md", args.out_dir / "format_mse.png"
     text = markdown(results, path, png_path.name)
-    _write_atomically(png_path, lambda p: bar_chart(results, p))
-    _write_atomically(md_path, lambda p: p.write_text(text))
+    write_atomically(png_path, lambda p: bar_chart(results, p))
+    write_atomically(md_path, lambda p: p.write_text(text))
     print(text)
     print(f"wrote {md_path} and {png_path}")
     failed = [

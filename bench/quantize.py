@@ -21,16 +21,15 @@ replaced).
 from __future__ import annotations
 
 import argparse
-import os
 import platform
 import re
 import sys
-import tempfile
 import time
 from collections.abc import Callable
 from pathlib import Path
 
 import torch
+from bitmod.runtime.fileio import write_atomically
 from bitmod.runtime.formats import dequantize, get_format, quantize
 
 RESULTS = Path(__file__).resolve().parent / "results" / "quantize.md"
@@ -115,11 +114,7 @@ def write_section(path: Path, heading: str, body: str) -> None:
     section = f"## {heading}\n\n{body.rstrip()}\n"
     pattern = re.compile(rf"^## {re.escape(heading)}\n.*?(?=^## |\Z)", re.S | re.M)
     text = pattern.sub(section + "\n", text) if pattern.search(text) else f"{text}\n{section}"
-    path.parent.mkdir(parents=True, exist_ok=True)
-    handle, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
-    with os.fdopen(handle, "w") as stream:
-        stream.write(text.rstrip() + "\n")
-    os.replace(temporary, path)
+    write_atomically(path, lambda temporary: temporary.write_text(text.rstrip() + "\n"))
 
 
 def main(argv: list[str] | None = None) -> int:

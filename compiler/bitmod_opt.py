@@ -29,7 +29,6 @@ from __future__ import annotations
 import argparse
 import os
 import sys
-import tempfile
 import traceback
 from collections.abc import Sequence
 from pathlib import Path
@@ -40,6 +39,7 @@ from bitmod.compiler.pipelines import PIPELINES, build_pipeline, preset
 from bitmod.dialects.diagnostics import DiagnosticError, SourceLocation, error_at
 from bitmod.passes import ALL_PASSES, PASS_SUMMARIES
 from bitmod.passes.context import PARAMS_ATTR, BitmodContext, make_context
+from bitmod.runtime.fileio import write_atomically
 from xdsl.dialects.builtin import ModuleOp, StringAttr
 from xdsl.passes import PassPipeline
 from xdsl.utils.exceptions import VerifyException
@@ -200,23 +200,6 @@ def _emit(ctx: BitmodContext, module: ModuleOp, emit: str) -> bytes:
     return program.to_asm().encode("utf-8") if emit == "asm" else program.encode()
 
 
-def _write_atomically(path: Path, data: bytes) -> None:
-    """Write to a temporary file beside `path`, then rename: never a partial file."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    handle, temporary = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
-    try:
-        with os.fdopen(handle, "wb") as stream:
-            stream.write(data)
-        # mkstemp makes the file private; give it the permissions a plain open() would.
-        umask = os.umask(0)
-        os.umask(umask)
-        os.chmod(temporary, 0o666 & ~umask)
-        os.replace(temporary, path)
-    except BaseException:
-        Path(temporary).unlink(missing_ok=True)
-        raise
-
-
 def run(args: argparse.Namespace) -> None:
     """Everything after argument parsing; raises DiagnosticError on any user error."""
     pipeline_text = _pipeline_text(args)
@@ -261,7 +244,7 @@ def run(args: argparse.Namespace) -> None:
         sys.stdout.flush()
         return
     try:
-        _write_atomically(Path(args.output), data)
+        write_atomically(Path(args.output), lambda temporary: temporary.write_bytes(data))
     except OSError as error:
         raise DiagnosticError(
             f"cannot write output: {error.strerror or error}",

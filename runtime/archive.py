@@ -9,12 +9,11 @@ size, scale bits) as JSON in the safetensors header under ``bitmod.q.<name>``.
 from __future__ import annotations
 
 import json
-import os
-import tempfile
 from pathlib import Path
 
 import numpy as np
 import torch
+from bitmod.runtime.fileio import write_atomically
 from bitmod.runtime.formats import QuantizedTensor
 from bitmod.runtime.packing import pack_quantized, unpack_quantized
 from safetensors import SafetensorError
@@ -109,18 +108,9 @@ class ParamArchive:
     def save(self, path: str | Path) -> None:
         """Write atomically: a reader never sees a half-written archive."""
         path = Path(path)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        handle, temporary = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
-        os.close(handle)
-        try:
-            save_file(self._tensors, temporary, metadata=self._metadata)
-            umask = os.umask(0)
-            os.umask(umask)
-            os.chmod(temporary, 0o666 & ~umask)  # mkstemp creates 0600; give a normal file's mode
-            os.replace(temporary, path)
-        except BaseException:
-            Path(temporary).unlink(missing_ok=True)
-            raise
+        write_atomically(
+            path, lambda temporary: save_file(self._tensors, temporary, metadata=self._metadata)
+        )
         self.path = path
 
     @classmethod
