@@ -25,6 +25,7 @@ groups and channel scales are per row).
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -78,10 +79,7 @@ class QuantPlan:
     scale_bits: int
 
     def to_json(self) -> dict[str, Any]:
-        return {
-            "dtype": self.dtype, "group_size": self.group_size, "k_padded": self.k_padded,
-            "scale_bits": self.scale_bits,
-        }
+        return dataclasses.asdict(self)
 
     @classmethod
     def from_json(cls, data: Mapping[str, Any]) -> QuantPlan:
@@ -101,7 +99,7 @@ class Binding:
     bias: str | None = None
 
     def to_json(self) -> dict[str, Any]:
-        return {"act": self.act, "weight": self.weight, "out": self.out, "bias": self.bias}
+        return dataclasses.asdict(self)
 
     @classmethod
     def from_json(cls, data: Mapping[str, Any]) -> Binding:

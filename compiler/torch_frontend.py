@@ -36,6 +36,7 @@ Everything else runs on the host, and the import records why (:data:`HostOp.reas
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import io
 import logging
 import math
@@ -290,10 +291,7 @@ class HostOp:
     reason: str
 
     def to_json(self) -> dict[str, str]:
-        return {
-            "node": self.node, "module": self.module, "aten": self.aten,
-            "category": self.category, "reason": self.reason,
-        }
+        return dataclasses.asdict(self)
 
 
 @dataclass
