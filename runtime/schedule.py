@@ -101,6 +101,9 @@ from dataclasses import dataclass, fields
 from typing import TYPE_CHECKING
 
 import numpy as np
+from bitmod.runtime.bitserial import num_terms
+from bitmod.runtime.formats import get_format
+from bitmod.runtime.pe import LANES
 
 if TYPE_CHECKING:
     from bitmod.runtime.hwconfig import HardwareConfig
@@ -170,7 +173,6 @@ class WeightLayout:
     @classmethod
     def of_format(cls, fmt: str, group_size: int, scale_bits: int) -> WeightLayout:
         """A per-group weight of format ``fmt`` (``scale_bits`` 0: FP16 group scales)."""
-        from bitmod.runtime.formats import get_format
 
         format_ = get_format(fmt)
         zero_bits = format_.bits if format_.family == "int_asym" else 0
@@ -207,8 +209,6 @@ class MacTiming:
     @classmethod
     def bit_serial(cls, fmt: str, group_size: int, scale_bits: int) -> MacTiming:
         """The BitMoD PE: 4 MACs per step of ``num_terms(fmt)`` cycles, SB-cycle dequant."""
-        from bitmod.runtime.bitserial import num_terms
-        from bitmod.runtime.pe import LANES
 
         return cls(LANES, num_terms(fmt), group_size, scale_bits)
 
