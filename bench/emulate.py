@@ -10,11 +10,11 @@ term decoder, the vectorized PE model over every block, dequantization, FP32 acc
 drain, the cycle/energy model). Quantizing the random weight and drawing the activations are
 not timed.
 
-The baseline is the scalar reference PE of ``tests/pe_reference.py`` (one PE, one cycle at a
-time, Python ints and exact fractions), timed in the same run on a small shape, on which the
-machine is also run and checked bit for bit against it before any number is printed. The
-factor is (machine MAC/s on the large shape) / (reference MAC/s on the small shape); the
-machine's MAC/s on the small shape is printed too (it is dominated by per-instruction overhead).
+The baseline is the scalar reference PE of ``runtime/emulator/reference_pe.py`` (one PE, one cycle
+at a time, Python ints and exact fractions), timed in the same run on a small shape, on which the
+machine is also run and checked bit for bit against it before any number is printed. The factor is
+(machine MAC/s on the large shape) / (reference MAC/s on the small shape); the machine's MAC/s on
+the small shape is printed too (it is dominated by per-instruction overhead).
 Both are best-of-``--repeats``. With ``--n`` smaller than 4096 (or ``--k``) the large run is a
 slice of the 256×4096×4096 GEMM and the time is extrapolated linearly in N (column blocks are
 independent and identical in cost); the output says so. Results go to
@@ -32,25 +32,17 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from bitmod.runtime.bitserial import quantized_terms
+from bitmod.runtime.arch.hwconfig import HardwareConfig
+from bitmod.runtime.arch.nest import matmul_program
+from bitmod.runtime.arch.schedule import ArraySpec, plan_bitmod_matmul
+from bitmod.runtime.emulator import reference_pe
+from bitmod.runtime.emulator.machine import Machine
 from bitmod.runtime.formats import get_format, quantize
-from bitmod.runtime.hwconfig import HardwareConfig
-from bitmod.runtime.isa import matmul_program
-from bitmod.runtime.machine import Machine
-from bitmod.runtime.schedule import ArraySpec, plan_bitmod_matmul
+from bitmod.runtime.formats.bitserial import quantized_terms
 
 ROOT = Path(__file__).resolve().parent.parent
 RESULTS = ROOT / "bench" / "results" / "emulate.md"
 FULL = (256, 4096, 4096)
-
-
-def load_reference():
-    """tests/pe_reference.py, through the test suite's own loader (tests/conftest.py)."""
-    if str(ROOT / "tests") not in sys.path:
-        sys.path.insert(0, str(ROOT / "tests"))
-    from conftest import load_reference as load
-
-    return load("bitmod_tests_pe_reference")
 
 
 def make_gemm(fmt: str, m: int, n: int, k: int, seed: int):
@@ -93,7 +85,7 @@ def main(argv: list[str] | None = None) -> int:
     except ValueError as err:
         parser.error(str(err))
     machine = Machine(HardwareConfig())
-    reference = load_reference()
+    reference = reference_pe
 
     # Small shape: the scalar reference and the machine, bit for bit.
     q, x, program = make_gemm(args.fmt, sm, sn, sk, seed=1)
@@ -141,7 +133,7 @@ def main(argv: list[str] | None = None) -> int:
         "",
         "| run | shape M×N×K | MACs | wall s | CPU s | MAC/s (wall) | MAC/s (CPU) |",
         "|---|---|---|---|---|---|---|",
-        row("scalar reference PE (tests/pe_reference.py)", f"{sm}×{sn}×{sk}", small_macs,
+        row("scalar reference PE (runtime/emulator/reference_pe.py)", f"{sm}×{sn}×{sk}", small_macs,
             ref_seconds, ref_cpu),
         row("machine, same small shape", f"{sm}×{sn}×{sk}", small_macs, small_seconds, small_cpu),
         row(f"machine{' (slice)' if is_slice else ''}", f"{m}×{n}×{k}", macs, seconds, cpu),

@@ -31,8 +31,8 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from bitmod.runtime.fileio import write_atomically
 from bitmod.runtime.formats import dequantize, get_format, quantize
+from bitmod.runtime.storage.fileio import write_atomically
 from tqdm import tqdm
 
 RESULTS = Path(__file__).resolve().parent / "results"

@@ -47,7 +47,7 @@ from bitmod.passes.bitmod_tile import BitmodTilePass
 from bitmod.passes.context import make_context
 from bitmod.runtime.formats import QuantizedTensor, quantize
 from bitmod.runtime.isa import EndLoop, Instruction, Loop
-from bitmod.runtime.perf import load_llm_shapes
+from bitmod.runtime.perf.model import load_llm_shapes
 
 FORMAT = "bitmod3"
 GROUP = 128
@@ -173,7 +173,7 @@ def unrolled_size(instructions: Sequence[Instruction]) -> int:
 def quantized_weights(linear: list, layers: int) -> tuple[dict[str, QuantizedTensor], float]:
     """Random bitmod3 weights, one quantization per distinct shape, shared by every layer.
 
-    Returned as the name -> QuantizedTensor memory image that ``bitmod.runtime.machine``
+    Returned as the name -> QuantizedTensor memory image that ``bitmod.runtime.emulator.machine``
     accepts (packing 28 copies into a ParamArchive would only time the packer).
     """
     generator = torch.Generator().manual_seed(0)

@@ -29,8 +29,8 @@ from collections.abc import Callable
 from pathlib import Path
 
 import torch
-from bitmod.runtime.fileio import write_atomically
 from bitmod.runtime.formats import dequantize, get_format, quantize
+from bitmod.runtime.storage.fileio import write_atomically
 
 RESULTS = Path(__file__).resolve().parent / "results" / "quantize.md"
 SEVEN_B = 7e9

@@ -20,7 +20,7 @@ from pathlib import Path
 
 import torch
 from bitmod.runtime.formats import quantize
-from bitmod.runtime.perf import load_llm_shapes
+from bitmod.runtime.perf.model import load_llm_shapes
 from tqdm import tqdm
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))

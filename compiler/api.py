@@ -23,8 +23,8 @@ How a model is compiled
    model runs (INT8 by default, ``kv_dtype="int4"`` for INT4), see
    :mod:`bitmod.compiler.offload`.
 3. Calling the compiled model runs the host program; each accelerated op executes its binary
-   on :class:`bitmod.runtime.machine.Machine` with the archive and its FP16 activation as the
-   memory image. Results are what the binary computes, bit for bit.
+   on :class:`bitmod.runtime.emulator.machine.Machine` with the archive and its FP16
+   activation as the memory image. Results are what the binary computes, bit for bit.
 
 Per-layer choices (``layers=``)
 -------------------------------
@@ -74,11 +74,11 @@ from bitmod.compiler.torch_frontend import (
     import_model,
     op_module,
 )
-from bitmod.runtime.archive import ArchiveError, ParamArchive
+from bitmod.runtime.arch.hwconfig import AreaTable, EnergyTable, HardwareConfig
+from bitmod.runtime.emulator.machine import Machine, MachineError
 from bitmod.runtime.formats import dequantize
-from bitmod.runtime.hwconfig import AreaTable, EnergyTable, HardwareConfig
 from bitmod.runtime.isa import CfgArray, IsaError, Program
-from bitmod.runtime.machine import Machine, MachineError
+from bitmod.runtime.storage.archive import ArchiveError, ParamArchive
 from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 from tqdm import tqdm

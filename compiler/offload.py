@@ -3,7 +3,7 @@
 Each accelerated op of a compiled model has its own bsisa :class:`~bitmod.runtime.isa.Program`
 (one ``bsisa.program`` with one segment, lowered from that op's module; the ISA has no entry
 points, so a bundle holds one binary per op). Running the op means executing that binary on
-:class:`bitmod.runtime.machine.Machine` with a memory image made of
+:class:`bitmod.runtime.emulator.machine.Machine` with a memory image made of
 
 * the parameter archive (the quantized weight of a linear, stored by ``bitmod-quantize``), and
 * the op's activation, rounded to FP16 (the PE's activation format) and zero-padded along K
@@ -34,10 +34,10 @@ from typing import Any
 import numpy as np
 import torch
 from bitmod.compiler.torch_frontend import AcceleratedOp, CompileError
-from bitmod.runtime.archive import ParamArchive
+from bitmod.runtime.emulator.machine import Machine, Report
 from bitmod.runtime.formats import QuantizedTensor, dequantize, get_format, quantize
 from bitmod.runtime.isa import Program
-from bitmod.runtime.machine import Machine, Report
+from bitmod.runtime.storage.archive import ParamArchive
 
 __all__ = [
     "Binding",

@@ -47,7 +47,7 @@ from typing import ClassVar, Self
 
 from bitmod.dialects.bitmod import QWeightType
 from bitmod.runtime import isa
-from bitmod.runtime.schedule import ACT_BYTES, Schedule, WeightLayout
+from bitmod.runtime.arch.schedule import ACT_BYTES, Schedule, WeightLayout
 from xdsl.dialects.builtin import (
     I64,
     ArrayAttr,
@@ -213,7 +213,7 @@ class TilingAttr(ParametrizedAttribute):
     all of K when it stays in its buffer while the weight chunks stream past).
     ``m_blocks = ceil(M/block_rows)``, ``n_blocks = ceil(N/(cols·tiles))``,
     ``k_chunks = ceil(K/kc)``. ``act_block_bytes`` and ``weight_block_bytes`` are the buffer
-    space of one activation / weight block (:mod:`bitmod.runtime.schedule`).
+    space of one activation / weight block (:mod:`bitmod.runtime.arch.schedule`).
     """
 
     name = "bsisa.tiling"
@@ -246,7 +246,7 @@ class TilingAttr(ParametrizedAttribute):
 
     @classmethod
     def from_schedule(cls, schedule: Schedule, *, rows: int, cols: int, tiles: int) -> TilingAttr:
-        """The tiling of ``schedule`` (:mod:`bitmod.runtime.schedule`) on this array."""
+        """The tiling of ``schedule`` (:mod:`bitmod.runtime.arch.schedule`) on this array."""
         fields = {name: getattr(schedule, name) for name in cls.FIELDS if hasattr(schedule, name)}
         return cls.make(rows=rows, cols=cols, tiles=tiles, **fields)
 
@@ -1485,7 +1485,7 @@ class TiledMatmulOp(IRDLOperation):
     def config_fields(self) -> dict[str, int | str]:
         """The registers the schedule runs under: ``rows``, ``cols``, ``tiles``, ``fmt``,
         ``scale_bits``, ``group_size``, ``kc``, ``block_rows`` (from the tiling and the weight
-        type; the keywords of :func:`bitmod.runtime.isa.matmul_config`)."""
+        type; the keywords of :func:`bitmod.runtime.arch.nest.matmul_config`)."""
         tiling, weight = self.tiling, self.weight_info
         return {
             **{name: tiling.get(name) for name in ("rows", "cols", "tiles", "kc", "block_rows")},

@@ -13,7 +13,7 @@ ops in order). Each segment is self-contained so a host can run it alone::
     cfg.mblock MR                  when the tiling's blocks have more rows than the array
     <the schedule of the tiled matmul, role names replaced by descriptors>
 
-(:func:`bitmod.runtime.isa.matmul_config`, the configuration ``matmul_program`` emits too)
+(:func:`bitmod.runtime.arch.nest.matmul_config`, the configuration ``matmul_program`` emits too)
 
 and the program ends with ``halt``.
 
@@ -72,6 +72,7 @@ from bitmod.dialects.bsisa import (
 )
 from bitmod.dialects.diagnostics import DiagnosticError, error_at
 from bitmod.runtime import isa
+from bitmod.runtime.arch.nest import matmul_config
 from xdsl.context import Context
 from xdsl.dialects.builtin import ModuleOp, SymbolRefAttr
 from xdsl.dialects.func import FuncOp, ReturnOp
@@ -240,7 +241,7 @@ class _ProgramBuilder:
             raise error_at(tiled, f"bitmod-lower-to-isa: {error}") from None
         try:
             config = ops_from_isa(
-                isa.matmul_config(**tiled.config_fields(), special_values=fmt.special_values),
+                matmul_config(**tiled.config_fields(), special_values=fmt.special_values),
                 lambda index: "",  # configuration names no tensor
             )
             for desc in descs.values():

@@ -58,8 +58,8 @@ from bitmod.dialects.bitmod import (
 )
 from bitmod.dialects.diagnostics import DiagnosticError, error_at
 from bitmod.passes.context import archive_of
-from bitmod.runtime.archive import ArchiveError, ParamArchive
 from bitmod.runtime.formats import get_format, quantize
+from bitmod.runtime.storage.archive import ArchiveError, ParamArchive
 from tqdm import tqdm
 from xdsl.context import Context
 from xdsl.dialects.builtin import ModuleOp, TensorType

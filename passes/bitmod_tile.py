@@ -8,20 +8,20 @@ the schedule as a loop nest of ``bsisa.loop`` ops (loops stay loops: the schedul
 same number of ops for any M, N, K). Matmuls with float weights are left alone: they run on
 the host.
 
-The schedule is :mod:`bitmod.runtime.schedule`'s: with ``M`` rows of activations (a batched
+The schedule is :mod:`bitmod.runtime.arch.schedule`'s: with ``M`` rows of activations (a batched
 ``[B, M, K]`` activation counts ``B·M``), ``N`` output channels and ``K`` inputs, the array of
 ``rows × (cols·tiles)`` output-stationary PEs computes output blocks of ``MR × (cols·tiles)``
 (``MR`` a multiple of ``rows``, at most ``max-block-rows``: the depth of the column
 accumulators), and one of three loop orders moves the blocks: a weight block of all of K
 resident while the activation blocks stream (``weights-resident``), an activation block of
 all of K resident while the weight blocks stream chunk by chunk (``acts-resident``), or both
-streamed in K chunks (``k-streamed``). :func:`bitmod.runtime.schedule.plan_matmul` picks the
+streamed in K chunks (``k-streamed``). :func:`bitmod.runtime.arch.schedule.plan_matmul` picks the
 order, ``MR`` and the K chunk ``KC`` with the fewest predicted cycles for the buffers (each
 streamed block double-buffered; a resident block double-buffered when two fit) and the
 DRAM bandwidth (``dram-bytes-per-cycle``, default :class:`HardwareConfig`'s) — the same
 prediction ``bitmod-sim`` (``runtime.perf``) charges, and
 what the emulator measures for this program. The nest is
-:func:`bitmod.runtime.isa.matmul_nest` with the tensors named by their roles (``@act``,
+:func:`bitmod.runtime.arch.nest.matmul_nest` with the tensors named by their roles (``@act``,
 ``@weight``, ``@out``, ``@bias``); ``bitmod-lower-to-isa`` puts the configuration in front.
 
 ``kchunk=N``, ``block-rows=N`` (N > 0) and ``order=NAME`` force that part of the schedule;
@@ -51,8 +51,9 @@ from bitmod.dialects.bsisa import (
 )
 from bitmod.dialects.diagnostics import DiagnosticError, error_at
 from bitmod.runtime import isa
-from bitmod.runtime.hwconfig import HardwareConfig
-from bitmod.runtime.schedule import ORDERS, ArraySpec, Schedule, plan_bitmod_matmul
+from bitmod.runtime.arch.hwconfig import HardwareConfig
+from bitmod.runtime.arch.nest import MATMUL_ROLES, matmul_nest
+from bitmod.runtime.arch.schedule import ORDERS, ArraySpec, Schedule, plan_bitmod_matmul
 from xdsl.context import Context
 from xdsl.dialects.builtin import ModuleOp
 from xdsl.passes import ModulePass
@@ -176,7 +177,7 @@ class BitmodTilePass(ModulePass):
         tiling = TilingAttr.from_schedule(
             schedule, rows=self.rows, cols=self.cols, tiles=self.tiles
         )
-        nest = isa.matmul_nest(
+        nest = matmul_nest(
             schedule.order,
             m_blocks=schedule.m_blocks,
             n_blocks=schedule.n_blocks,
@@ -189,7 +190,7 @@ class BitmodTilePass(ModulePass):
             matmul.bias,
             matmul.result.type,
             tiling,
-            ops_from_isa(nest, lambda index: isa.MATMUL_ROLES[index]),
+            ops_from_isa(nest, lambda index: MATMUL_ROLES[index]),
         )
         tiled.location = matmul.location
         tiled.attributes |= matmul.attributes

@@ -1,7 +1,7 @@
 """The compilation context: an xDSL `Context` that also holds the parameter archive.
 
 Weights never travel as MLIR text. Passes read and write them in the in-memory
-:class:`~bitmod.runtime.archive.ParamArchive` of the :class:`BitmodContext` they are applied
+:class:`~bitmod.runtime.storage.archive.ParamArchive` of the :class:`BitmodContext` they are applied
 with (``ModulePass.apply(ctx, module)`` already hands every pass its context):
 
 * ``convert-linalg-to-bitmod`` moves constant weights (``dense<...>`` literals or
@@ -40,7 +40,7 @@ from xdsl.dialects.builtin import Builtin
 from xdsl.ir import Dialect
 
 if TYPE_CHECKING:
-    from bitmod.runtime.archive import ParamArchive
+    from bitmod.runtime.storage.archive import ParamArchive
 
 PARAMS_ATTR = "bitmod.params"
 """Module attribute naming the parameter archive file, relative to the IR file."""
@@ -62,7 +62,7 @@ class BitmodContext(Context):
         # Created lazily: the archive module imports torch, which runs that need no
         # weights (listing passes, reporting a malformed file) should not pay for.
         if self.params_archive is None:
-            from bitmod.runtime.archive import ParamArchive
+            from bitmod.runtime.storage.archive import ParamArchive
 
             self.params_archive = ParamArchive()
         return self.params_archive

@@ -48,7 +48,7 @@ from bitmod.dialects.bitmod import MatmulOp, ParamOp
 from bitmod.dialects.diagnostics import error_at
 from bitmod.dialects.linalg_extras import BatchMatmulOp
 from bitmod.passes.context import PARAMS_ATTR, BitmodContext, archive_of, resource_blob
-from bitmod.runtime.archive import ParamArchive
+from bitmod.runtime.storage.archive import ParamArchive
 from xdsl.context import Context
 from xdsl.dialects import arith, tensor
 from xdsl.dialects.builtin import (

@@ -2,7 +2,7 @@
 
 * Every accelerator run of a compiled model (its FP16 activation and quantized weight as
   recorded) agrees with a float64 matmul of the dequantized weight within the PE's derived
-  error bound (:func:`bitmod.runtime.pe.error_bound`): this checks the memory images the
+  error bound (:func:`bitmod.runtime.emulator.pe.error_bound`): this checks the memory images the
   compiled model builds (padding, FP16 conversion, K/V slices, biases) end to end through
   the binary.
 * The GPT example's logits agree with a plain torch re-implementation of the decoder that
@@ -25,10 +25,10 @@ import torch
 from bitmod.compiler.api import CompiledModel, CompileError, compile, load
 from bitmod.compiler.host import HostError
 from bitmod.compiler.offload import OpRecord, plan_groups
-from bitmod.runtime import pe
-from bitmod.runtime.bitserial import quantized_terms
+from bitmod.runtime.arch.hwconfig import HardwareConfig
+from bitmod.runtime.emulator import pe
 from bitmod.runtime.formats import QuantizedTensor, dequantize
-from bitmod.runtime.hwconfig import HardwareConfig
+from bitmod.runtime.formats.bitserial import quantized_terms
 from torch import nn
 from torch.nn import functional as F
 

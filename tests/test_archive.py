@@ -1,4 +1,4 @@
-"""bitmod.runtime.archive: the safetensors parameter archive, its round trips and its errors."""
+"""bitmod.runtime.storage.archive: the safetensors parameter archive, round trips, errors."""
 
 from __future__ import annotations
 
@@ -7,8 +7,8 @@ from pathlib import Path
 
 import pytest
 import torch
-from bitmod.runtime.archive import ArchiveError, ParamArchive
 from bitmod.runtime.formats import dequantize, quantize
+from bitmod.runtime.storage.archive import ArchiveError, ParamArchive
 
 
 def _weight(n: int = 4, k: int = 256, seed: int = 0) -> torch.Tensor:

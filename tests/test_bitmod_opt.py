@@ -13,16 +13,16 @@ from pathlib import Path
 
 import pytest
 import torch
-from bitmod.compiler.bitmod_opt import main
 from bitmod.compiler.ir_io import parse_module, print_module
+from bitmod.compiler.tools.bitmod_opt import main
 from bitmod.dialects.bitmod import QuantizeOp
 from bitmod.dialects.diagnostics import DiagnosticError
 from bitmod.passes.bitmod_quantize import BitmodQuantizePass, parse_layer_overrides
 from bitmod.passes.context import make_context
 from bitmod.passes.convert_linalg_to_bitmod import ConvertLinalgToBitmodPass
 from bitmod.runtime import isa
-from bitmod.runtime.archive import ParamArchive
 from bitmod.runtime.formats import dequantize, quantize
+from bitmod.runtime.storage.archive import ParamArchive
 from xdsl.context import Context
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -288,7 +288,7 @@ def test_debug_shows_the_traceback(capsys) -> None:
 def test_stdout_run_writes_no_archive(tmp_path: Path) -> None:
     source = FILECHECK / "bitmod-opt" / "stdin-and-output.mlir"
     result = subprocess.run(
-        [sys.executable, "-m", "bitmod.compiler.bitmod_opt", "-", "-p",
+        [sys.executable, "-m", "bitmod.compiler.tools.bitmod_opt", "-", "-p",
          "convert-linalg-to-bitmod"],
         input=source.read_text(), capture_output=True, text=True, cwd=tmp_path, check=False,
     )
@@ -368,7 +368,7 @@ def test_empty_input_is_an_empty_module(tmp_path: Path) -> None:
     source = tmp_path / "empty.mlir"
     source.write_text("// only a comment\n\n")
     result = subprocess.run(
-        [sys.executable, "-m", "bitmod.compiler.bitmod_opt", str(source), "-p",
+        [sys.executable, "-m", "bitmod.compiler.tools.bitmod_opt", str(source), "-p",
          "convert-linalg-to-bitmod"],
         capture_output=True, text=True, check=False,
     )

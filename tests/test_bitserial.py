@@ -1,4 +1,5 @@
-"""bitmod.runtime.bitserial: every code of every format decodes to terms that sum to its value.
+"""bitmod.runtime.formats.bitserial: every code of every format decodes to terms summing to
+its value.
 
 The value of each code comes from an independent decoder written here from FORMATS.md (and the
 OCP MX bit layouts), not from the format registry's tables.
@@ -6,11 +7,12 @@ OCP MX bit layouts), not from the format registry's tables.
 
 from __future__ import annotations
 
-import bitmod_tests_reference_quant as ref  # registered by tests/conftest.py
 import numpy as np
 import pytest
 import torch
-from bitmod.runtime.bitserial import (
+from bitmod.runtime.formats import FORMAT_NAMES, get_format, quantize
+from bitmod.runtime.formats import reference_quant as ref
+from bitmod.runtime.formats.bitserial import (
     booth_digits,
     decode_codes,
     encoding,
@@ -18,7 +20,6 @@ from bitmod.runtime.bitserial import (
     quantized_terms,
     value_terms,
 )
-from bitmod.runtime.formats import FORMAT_NAMES, get_format, quantize
 
 #: (exponent bits, mantissa bits, NaN rule) of the MX FP elements.
 MX_FP_LAYOUT = {

@@ -1,6 +1,6 @@
 """The bsisa dialect: printing/parsing, verifiers, and the 1:1 mapping onto runtime.isa.Program.
 
-Expected programs come from :func:`bitmod.runtime.isa.matmul_program` and from hand-built
+Expected programs come from :func:`bitmod.runtime.arch.nest.matmul_program` and from hand-built
 ``isa`` instruction lists (an implementation independent of the dialect); expected errors are
 the rules of docs/ISA.md.
 """
@@ -14,7 +14,8 @@ from bitmod.dialects import bsisa
 from bitmod.dialects.diagnostics import DiagnosticError
 from bitmod.passes.context import make_context
 from bitmod.runtime import isa
-from bitmod.runtime.hwconfig import HardwareConfig
+from bitmod.runtime.arch.hwconfig import HardwareConfig
+from bitmod.runtime.arch.nest import matmul_program
 from xdsl.dialects.builtin import ModuleOp
 
 CTX = make_context()
@@ -81,7 +82,7 @@ def test_every_op_prints_and_parses_back() -> None:
 
 
 def test_missing_levels_print_as_dash() -> None:
-    program = isa.matmul_program(
+    program = matmul_program(
         act="x",
         weight="w",
         out="y",
@@ -127,7 +128,7 @@ def test_loop_with_attributes_keeps_its_region() -> None:
 def test_program_round_trips_through_ir(
     fmt: str, special_values: tuple[int, ...], kchunk: int | None, bias: str | None, tiles: int
 ) -> None:
-    program = isa.matmul_program(
+    program = matmul_program(
         act="x", weight="layer.weight", out="y", m=40, n=300, k=512, fmt=fmt,
         group_size=128, special_values=special_values, config=HardwareConfig(tiles=tiles),
         kchunk=kchunk or 0, bias=bias,
@@ -144,7 +145,7 @@ def test_program_round_trips_through_ir(
 
 
 def test_binary_to_ir_and_back_is_byte_identical() -> None:
-    binary = isa.matmul_program(
+    binary = matmul_program(
         act="a", weight="w", out="o", m=9, n=129, k=256, fmt="bitmod3", group_size=64,
         special_values=(3, -3, 6, -6), kchunk=128, block_rows=16,
     ).encode()  # fmt: skip
@@ -193,7 +194,7 @@ def test_hand_built_program_maps_instruction_for_instruction() -> None:
 def test_explicit_string_table_is_kept() -> None:
     # A string table that is not the descriptors' names in first-use order (an unused name
     # and another order) round-trips through the `strings` property.
-    base = isa.matmul_program(
+    base = matmul_program(
         act="x", weight="w", out="y", m=8, n=8, k=32, fmt="int8", group_size=32
     )
     strings = ("unused", "y", "w", "x")

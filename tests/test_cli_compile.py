@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 import torch
 from bitmod.compiler.api import compile, load
-from bitmod.compiler.cli import main
+from bitmod.compiler.tools.bitmod_cli import main
 
 ROOT = Path(__file__).resolve().parents[1]
 GPT = ROOT / "examples" / "gpt" / "model.py"

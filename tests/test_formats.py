@@ -4,7 +4,7 @@ Three kinds of evidence, none of them the code's own output:
 
 * the registry against FORMATS.md's grids typed in again (``reference_quant``);
 * hand-worked groups (small group sizes, arithmetic in the comments), one per family;
-* the plain slow reference ``tests/reference_quant.py`` on random groups.
+* the plain slow reference ``runtime/formats/reference_quant.py`` on random groups.
 
 Scales are chosen as powers of two in the hand-worked groups so every ``w / s`` is exact and the
 expected dequantized values can be written down exactly. ``scale_bits=None`` (FP16 scales) unless
@@ -13,10 +13,7 @@ the test is about the second-level INT scale.
 
 from __future__ import annotations
 
-import importlib.util
 import math
-import sys
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -29,23 +26,7 @@ from bitmod.runtime.formats import (
     get_format,
     quantize,
 )
-
-
-def _load_reference():
-    """``tests/reference_quant.py`` (pytest's importlib mode puts no test folder on sys.path)."""
-    name = "bitmod_tests_reference_quant"
-    if name not in sys.modules:
-        spec = importlib.util.spec_from_file_location(
-            name, Path(__file__).with_name("reference_quant.py")
-        )
-        assert spec is not None and spec.loader is not None
-        module = importlib.util.module_from_spec(spec)
-        sys.modules[name] = module  # dataclasses look their module up while the class is built
-        spec.loader.exec_module(module)
-    return sys.modules[name]
-
-
-ref = _load_reference()
+from bitmod.runtime.formats import reference_quant as ref
 
 
 def q_of(rows: list[list[float]], fmt: str, group_size: int | None, scale_bits=None):

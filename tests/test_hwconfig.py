@@ -6,7 +6,7 @@ import dataclasses
 import math
 
 import pytest
-from bitmod.runtime.hwconfig import (
+from bitmod.runtime.arch.hwconfig import (
     AREA_SOURCES,
     ENERGY_SOURCES,
     PE_KINDS,

@@ -6,8 +6,10 @@ import struct
 import zlib
 
 import pytest
+from bitmod.runtime.arch.hwconfig import HardwareConfig
+from bitmod.runtime.arch.nest import matmul_nest, matmul_program
+from bitmod.runtime.arch.schedule import ORDERS
 from bitmod.runtime.formats import FORMAT_IDS, get_format
-from bitmod.runtime.hwconfig import HardwareConfig
 from bitmod.runtime.isa import (
     BY_OPCODE,
     AccClr,
@@ -31,10 +33,7 @@ from bitmod.runtime.isa import (
     StOut,
     assemble,
     decode_word,
-    matmul_nest,
-    matmul_program,
 )
-from bitmod.runtime.schedule import ORDERS
 
 SPEC_EXAMPLE = """
 .desc d0 act "x" 256x4096

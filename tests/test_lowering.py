@@ -1,7 +1,7 @@
 """bitmod-tile + bitmod-lower-to-isa: block planning, programs, program size, end to end.
 
-Independent references: hand-worked block sizes (derivations in runtime/schedule.py and
-passes/bitmod_tile.py), :func:`bitmod.runtime.isa.matmul_program` (the runtime's program for
+Independent references: hand-worked block sizes (derivations in runtime/arch/schedule.py and
+passes/bitmod_tile.py), :func:`bitmod.runtime.arch.nest.matmul_program` (the runtime's program for
 one matmul: the same planner and nest, so equality checks the pass's plumbing: options,
 roles -> descriptors, configuration), and a float64 ``X · dequantize(W)ᵀ + b`` computed with
 torch for the numbers the emulated machine produces from the compiled program.
@@ -23,10 +23,11 @@ from bitmod.passes.bitmod_quantize import BitmodQuantizePass
 from bitmod.passes.bitmod_tile import BitmodTilePass
 from bitmod.passes.context import BitmodContext, make_context
 from bitmod.runtime import isa
+from bitmod.runtime.arch.hwconfig import HardwareConfig
+from bitmod.runtime.arch.nest import matmul_program
+from bitmod.runtime.arch.schedule import ArraySpec, plan_bitmod_matmul
+from bitmod.runtime.emulator.machine import Machine
 from bitmod.runtime.formats import dequantize, get_format
-from bitmod.runtime.hwconfig import HardwareConfig
-from bitmod.runtime.machine import Machine
-from bitmod.runtime.schedule import ArraySpec, plan_bitmod_matmul
 from xdsl.dialects.builtin import ModuleOp
 
 FILECHECK_DIRS = [
@@ -119,7 +120,7 @@ def test_plan_forced_chunk_and_its_errors() -> None:
         plan_bitmod_matmul(16, 16, 320, **(common | {"array": array(8, 4096, 300)}))
 
 
-# --- programs: the same as runtime.isa.matmul_program ---------------------------------------
+# --- programs: the same as runtime.matmul_program ---------------------------------------
 
 
 @pytest.mark.parametrize(
@@ -143,7 +144,7 @@ def test_lowered_matmul_is_the_canonical_program(
         **{key: value for key, value in options.items() if key in hardware},
         weight_buffer_bytes=options.get("weight_buffer", 512 * 1024),
     )
-    expected = isa.matmul_program(
+    expected = matmul_program(
         act="x", weight="fc.weight", out="result0", m=m, n=n, k=k, fmt=fmt,
         group_size=group, scale_bits=8, special_values=get_format(fmt).special_values,
         config=config, kchunk=options.get("kchunk", 0), bias="b" if bias else None,

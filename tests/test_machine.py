@@ -8,15 +8,17 @@ import math
 import zlib
 from pathlib import Path
 
-import bitmod_tests_pe_reference as ref  # registered by tests/conftest.py
 import numpy as np
 import pytest
 import torch
-from bitmod.runtime import pe
-from bitmod.runtime.archive import ParamArchive
-from bitmod.runtime.bitserial import decode_codes, num_terms, quantized_terms, value_terms
+from bitmod.runtime.arch.hwconfig import HardwareConfig
+from bitmod.runtime.arch.nest import matmul_program
+from bitmod.runtime.arch.schedule import ORDERS
+from bitmod.runtime.emulator import pe
+from bitmod.runtime.emulator import reference_pe as ref
+from bitmod.runtime.emulator.machine import Machine, MachineError
 from bitmod.runtime.formats import FORMAT_IDS, dequantize, get_format, quantize
-from bitmod.runtime.hwconfig import HardwareConfig
+from bitmod.runtime.formats.bitserial import decode_codes, num_terms, quantized_terms, value_terms
 from bitmod.runtime.isa import (
     AccClr,
     CfgArray,
@@ -38,10 +40,8 @@ from bitmod.runtime.isa import (
     Program,
     StOut,
     assemble,
-    matmul_program,
 )
-from bitmod.runtime.machine import Machine, MachineError
-from bitmod.runtime.schedule import ORDERS
+from bitmod.runtime.storage.archive import ParamArchive
 
 SMALL = HardwareConfig(rows=4, cols=4, tiles=2)
 

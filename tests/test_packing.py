@@ -1,4 +1,4 @@
-"""bitmod.runtime.packing: codes and metadata at their real bit widths, unpacked exactly."""
+"""bitmod.runtime.formats.packing: codes and metadata at their real bit widths, unpacked exactly."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 import torch
 from bitmod.runtime.formats import FORMAT_NAMES, QuantizedTensor, dequantize, get_format, quantize
-from bitmod.runtime.packing import (
+from bitmod.runtime.formats.packing import (
     pack_bits,
     pack_quantized,
     packed_row_bytes,

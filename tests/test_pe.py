@@ -1,16 +1,17 @@
-"""The fast PE model (runtime/pe.py) against the scalar reference PE (tests/pe_reference.py)."""
+"""The fast PE model (runtime/emulator/pe.py) against the scalar reference PE
+(runtime/emulator/reference_pe.py)."""
 
 from __future__ import annotations
 
 import zlib
 from fractions import Fraction
 
-import bitmod_tests_pe_reference as ref  # registered by tests/conftest.py
 import numpy as np
 import pytest
-from bitmod.runtime import pe
-from bitmod.runtime.bitserial import Terms, num_terms, quantized_terms, value_terms
+from bitmod.runtime.emulator import pe
+from bitmod.runtime.emulator import reference_pe as ref
 from bitmod.runtime.formats import dequantize, get_format
+from bitmod.runtime.formats.bitserial import Terms, num_terms, quantized_terms, value_terms
 
 ScalarPE = ref.ScalarPE
 reference_matmul = ref.reference_matmul

@@ -9,8 +9,8 @@ import math
 
 import numpy as np
 import pytest
-from bitmod.runtime.hwconfig import HardwareConfig
-from bitmod.runtime.perf import (
+from bitmod.runtime.arch.hwconfig import HardwareConfig
+from bitmod.runtime.perf.model import (
     ACCELERATORS,
     ANT_WEIGHT_BITS,
     OLIVE_WEIGHT_BITS,

@@ -30,12 +30,13 @@ from bitmod.compiler.ir_io import parse_module
 from bitmod.passes.bitmod_lower_to_isa import BitmodLowerToIsaPass
 from bitmod.passes.bitmod_tile import BitmodTilePass
 from bitmod.passes.context import make_context
+from bitmod.runtime.arch.hwconfig import HardwareConfig
+from bitmod.runtime.arch.nest import matmul_program
+from bitmod.runtime.arch.schedule import ArraySpec, Schedule, plan_bitmod_matmul
+from bitmod.runtime.emulator.machine import Machine, Report
 from bitmod.runtime.formats import QuantizedTensor, get_format, quantize
-from bitmod.runtime.hwconfig import HardwareConfig
-from bitmod.runtime.isa import Program, matmul_program
-from bitmod.runtime.machine import Machine, Report
-from bitmod.runtime.perf import GemmTable, accelerator, simulate
-from bitmod.runtime.schedule import ArraySpec, Schedule, plan_bitmod_matmul
+from bitmod.runtime.isa import Program
+from bitmod.runtime.perf.model import GemmTable, accelerator, simulate
 
 TOLERANCE = 0.10
 CONFIG = HardwareConfig()  # one DDR4-3200 channel: 25.6 B/cycle

@@ -13,9 +13,8 @@ import math
 import numpy as np
 import pytest
 import torch
-from bitmod.runtime.formats import quantize
-from bitmod.runtime.hwconfig import HardwareConfig
-from bitmod.runtime.schedule import (
+from bitmod.runtime.arch.hwconfig import HardwareConfig
+from bitmod.runtime.arch.schedule import (
     ORDERS,
     ArraySpec,
     MacTiming,
@@ -25,6 +24,7 @@ from bitmod.runtime.schedule import (
     plan_bitmod_matmul,
     plan_matmul,
 )
+from bitmod.runtime.formats import quantize
 
 ARRAY = ArraySpec.of(HardwareConfig())
 

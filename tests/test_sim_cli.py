@@ -9,9 +9,10 @@ import sys
 from pathlib import Path
 
 import pytest
-from bitmod.runtime import perf_report, sim_cli
-from bitmod.runtime.hwconfig import HardwareConfig
-from bitmod.runtime.perf import accelerator, build_workload, load_llm_shapes, simulate
+from bitmod.compiler.tools import bitmod_sim as sim_cli
+from bitmod.runtime.arch.hwconfig import HardwareConfig
+from bitmod.runtime.perf import report as perf_report
+from bitmod.runtime.perf.model import accelerator, build_workload, load_llm_shapes, simulate
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 
@@ -233,7 +234,7 @@ def test_console_script_exit_status() -> None:
     assert result.returncode == 2
     assert "unknown model 'nope'" in result.stderr
     result = subprocess.run(
-        [sys.executable, "-m", "bitmod.runtime.sim_cli", "--list-models"],
+        [sys.executable, "-m", "bitmod.compiler.tools.bitmod_sim", "--list-models"],
         capture_output=True,
         text=True,
         check=False,

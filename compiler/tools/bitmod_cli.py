@@ -226,7 +226,7 @@ def _compile(args: argparse.Namespace) -> int:
 
     import torch
     from bitmod.compiler.api import compile as compile_model
-    from bitmod.runtime.hwconfig import HardwareConfig
+    from bitmod.runtime.arch.hwconfig import HardwareConfig
 
     model = _call(factory, f"{path}:{factory_name}()")
     if not isinstance(model, torch.nn.Module):

@@ -2,7 +2,7 @@
 
 Deliberately naive: one PE, one cycle at a time, Python ints for the datapath and exact
 ``Fraction`` arithmetic with an explicit round-to-nearest-even for FP32 and FP16. It shares
-nothing with the fast model (runtime/pe.py) except the bit-serial terms it is fed. Used by
+nothing with the fast model (runtime/emulator/pe.py) except the bit-serial terms it is fed. Used by
 tests/test_pe.py, tests/test_machine.py and bench/emulate.py under the module name
 ``bitmod_tests_pe_reference``, which tests/conftest.py registers (pytest's importlib mode puts
 no test folder on sys.path).
@@ -15,8 +15,8 @@ from fractions import Fraction
 
 import numpy as np
 import torch
-from bitmod.runtime.bitserial import Terms
-from bitmod.runtime.formats import QuantizedTensor, quantize
+from bitmod.runtime.formats.bitserial import Terms
+from bitmod.runtime.formats.quantizer import QuantizedTensor, quantize
 
 
 def round_float(x: Fraction, mantissa_bits: int, min_exp: int, max_finite: Fraction) -> Fraction:

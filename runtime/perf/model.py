@@ -3,7 +3,7 @@
 The model runs whole LLM workloads (every GEMM of a forward pass, every decoding step) in
 milliseconds, so that the paper's Fig. 7 / Fig. 8 sweep (six LLMs × accelerators × tasks)
 is interactive. The instruction-level emulator (``bitmod.runtime`` machine) shares its
-:class:`~bitmod.runtime.hwconfig.HardwareConfig` and its schedules (below); for one GEMM its
+:class:`~bitmod.runtime.arch.hwconfig.HardwareConfig` and its schedules (below); for one GEMM its
 bytes, busy cycles and energy equal :func:`simulate`'s and its cycles agree within a few %.
 
 Notation
@@ -17,7 +17,7 @@ The array (paper IV-C, docs/ISA.md) is output-stationary: ``R`` rows of PEs take
 ``C`` columns take ``C`` output channels (``C = cols · tiles`` for BitMoD, all columns of all
 tiles). An output block of ``MR`` rows (a multiple of ``R``) takes ``⌈MR/R⌉`` array passes.
 
-Schedule, cycles and traffic of one GEMM: :mod:`bitmod.runtime.schedule`, the module the
+Schedule, cycles and traffic of one GEMM: :mod:`bitmod.runtime.arch.schedule`, the module the
 compiler (``bitmod-tile``) plans with. Every accelerator gets the schedule that planner picks
 for its array, its 512 KB activation and weight buffers, its weight bytes and its PE timing:
 one of three loop orders (weights resident with the activations streaming past, activations
@@ -29,7 +29,7 @@ block rows ``MR`` and the K chunk, and is charged that schedule's cycles::
 (``compute`` the MAC and dequantization cycles of every ``mac``, ``read`` the DRAM bytes the
 schedule's loads move, ``Y`` the outputs; ``first``/``last`` the blocks nothing overlaps;
 ``reload``/``idle`` the stalls of a single-buffered resident block; details in
-:mod:`bitmod.runtime.schedule`). A compute-bound GEMM takes ``compute`` plus the fixed parts,
+:mod:`bitmod.runtime.arch.schedule`). A compute-bound GEMM takes ``compute`` plus the fixed parts,
 a memory-bound one its bytes over ``B``. For BitMoD this is the program ``bitmod-tile``
 emits, and ``Machine.run`` of that program agrees (tests/test_perf_vs_machine.py).
 
@@ -39,11 +39,11 @@ a step::
     mac(p, k) = p·⌈k/d⌉·t + (p·⌈k/G⌉ − 1)·s + tail
 
 * **BitMoD** (paper IV-B): ``d = 4`` (4-way dot product of bit-serial terms with FP16
-  activations), ``t = terms`` = ``bitmod.runtime.bitserial.num_terms(fmt)``: 4 / 3 / 2 / 2 for
-  INT8 / INT6 / FP4 / FP3. Bit-serial dequantization of a group takes ``SB`` = 8 cycles and is
-  hidden behind the next group's ``⌈G/4⌉·t`` cycles when ``⌈G/4⌉·t ≥ SB`` (always for G = 128:
-  32·2 = 64 ≥ 8); the last group's ``SB`` cycles are the non-overlapped ``tail``. If a group
-  were shorter than ``SB`` the difference ``s`` stalls every group; the formula includes it.
+  activations), ``t = terms`` = ``bitmod.runtime.formats.bitserial.num_terms(fmt)``: 4 / 3 / 2 / 2
+  for INT8 / INT6 / FP4 / FP3. Bit-serial dequantization of a group takes ``SB`` = 8 cycles and is
+  hidden behind the next group's ``⌈G/4⌉·t`` cycles when ``⌈G/4⌉·t ≥ SB`` (always for G = 128: 32·2
+  = 64 ≥ 8); the last group's ``SB`` cycles are the non-overlapped ``tail``. If a group were shorter
+  than ``SB`` the difference ``s`` stalls every group; the formula includes it.
   Summed over a GEMM: ``⌈M/R⌉·⌈N/C⌉·⌈K/4⌉·terms`` MAC cycles (for ``K`` divisible by 4, i.e.
   ``⌈M/rows⌉·⌈N/cols⌉·⌈K/4⌉·terms / tiles`` when ``N`` is a multiple of ``C``) plus ``SB``
   per ``mac``.
@@ -83,7 +83,7 @@ The comparison points (:func:`accelerator`):
   is pruned so the pair encodes one wide-range outlier (abfloat) in place, memory-aligned at 4
   or 8 bits per weight. The PE decodes normal values (int4/flint4) and outliers, whose much
   wider range needs a wider aligner and accumulator: a larger PE (see
-  :mod:`bitmod.runtime.hwconfig`). Precision per model: :data:`OLIVE_WEIGHT_BITS` (authors'
+  :mod:`bitmod.runtime.arch.hwconfig`). Precision per model: :data:`OLIVE_WEIGHT_BITS` (authors'
   ``bitmod_sim/test_olive.py``).
 * ``mixpe`` (Zhang et al., 2024, seed 001): integer weight × FP16 activation by shift-and-add
   (no multiplier), per-group INT4 (asymmetric) weights, dequantization once per group *after*
@@ -103,10 +103,10 @@ from importlib import resources
 from pathlib import Path
 
 import numpy as np
-from bitmod.runtime.bitserial import num_terms
+from bitmod.runtime.arch.hwconfig import PE_KINDS, HardwareConfig
+from bitmod.runtime.arch.schedule import ArraySpec, MacTiming, Plans, WeightLayout, plan
 from bitmod.runtime.formats import get_format
-from bitmod.runtime.hwconfig import PE_KINDS, HardwareConfig
-from bitmod.runtime.schedule import ArraySpec, MacTiming, Plans, WeightLayout, plan
+from bitmod.runtime.formats.bitserial import num_terms
 
 __all__ = [
     "ACCELERATORS",
@@ -165,7 +165,7 @@ OLIVE_WEIGHT_BITS: dict[str, float] = {
 
 @dataclass(frozen=True)
 class LLMShape:
-    """The published config fields of one decoder-only LLM (``runtime/data/llm_shapes.json``)."""
+    """The published config fields of one decoder-only LLM (``perf/data/llm_shapes.json``)."""
 
     key: str
     display: str
@@ -217,8 +217,8 @@ def load_llm_shapes(path: str | Path | None = None) -> dict[str, LLMShape]:
     Raises ValueError naming the file and the model on a malformed entry.
     """
     if path is None:
-        text = resources.files("bitmod.runtime").joinpath("data/llm_shapes.json").read_text()
-        where = "bitmod/runtime/data/llm_shapes.json"
+        text = resources.files("bitmod.runtime.perf").joinpath("data/llm_shapes.json").read_text()
+        where = "bitmod/runtime/perf/data/llm_shapes.json"
     else:
         where = str(path)
         try:

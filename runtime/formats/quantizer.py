@@ -11,16 +11,16 @@ from dataclasses import dataclass
 
 import numpy as np
 import torch
-from bitmod.runtime.formats import (
-    _E8M0_BIAS,
-    _MX_BLOCK,
-    _OLIVE_OUTLIER_MAGNITUDES,
-    _OLIVE_SCALE_TARGETS,
-    _OLIVE_VICTIM_CODE,
+from bitmod.runtime.formats.registry import (
     DEFAULT_GROUP_SIZE,
+    E8M0_BIAS,
+    MX_BLOCK,
+    OLIVE_OUTLIER_MAGNITUDES,
+    OLIVE_SCALE_TARGETS,
+    OLIVE_VICTIM_CODE,
     Format,
-    _twos_complement_table,
     get_format,
+    twos_complement_table,
 )
 
 __all__ = ["QuantizedTensor", "dequantize", "quantize"]
@@ -72,7 +72,7 @@ class QuantizedTensor:
         """Effective float32 scale of every group, in value per grid unit."""
         fmt = self.format
         if fmt.family == "mx":
-            exponent = self.scales.to(torch.float32) - _E8M0_BIAS
+            exponent = self.scales.to(torch.float32) - E8M0_BIAS
             return torch.exp2(exponent) * fmt.grid_unit
         if self.scale_bits is None:
             return self.scales.to(torch.float32)
@@ -162,11 +162,11 @@ def quantize(
     """
     fmt = get_format(fmt)
     if fmt.family == "mx":
-        if group_size not in (None, _MX_BLOCK):
+        if group_size not in (None, MX_BLOCK):
             raise ValueError(
-                f"quantize: {fmt.name} uses the OCP MX block size {_MX_BLOCK}, not {group_size}"
+                f"quantize: {fmt.name} uses the OCP MX block size {MX_BLOCK}, not {group_size}"
             )
-        group_size = _MX_BLOCK
+        group_size = MX_BLOCK
     elif group_size is None:
         group_size = DEFAULT_GROUP_SIZE
     if scale_bits is not None and not 2 <= scale_bits <= 8:
@@ -392,7 +392,7 @@ def _quantize_mx(groups: torch.Tensor, fmt: Format) -> tuple[torch.Tensor, torch
     rounded = rounded.clamp_(-element.max_normal, element.max_normal)
     grid_values = rounded / fmt.grid_unit
     codes = _codes_of_values(grid_values, fmt.table[0])
-    return codes, (shared[..., 0] + _E8M0_BIAS).to(torch.uint8)
+    return codes, (shared[..., 0] + E8M0_BIAS).to(torch.uint8)
 
 
 def _codes_of_values(values: torch.Tensor, table_row: np.ndarray) -> torch.Tensor:
@@ -412,11 +412,11 @@ def _olive_decode(codes: torch.Tensor) -> torch.Tensor:
     n, k = codes.shape
     pairs = codes.reshape(n, k // 2, 2)
     normal_table = torch.as_tensor(
-        _twos_complement_table(4, True), dtype=torch.float32, device=codes.device
+        twos_complement_table(4, True), dtype=torch.float32, device=codes.device
     ).nan_to_num(0.0)
-    magnitudes = torch.tensor(_OLIVE_OUTLIER_MAGNITUDES, dtype=torch.float32, device=codes.device)
+    magnitudes = torch.tensor(OLIVE_OUTLIER_MAGNITUDES, dtype=torch.float32, device=codes.device)
     outlier_table = torch.cat([magnitudes, -magnitudes])
-    victim = pairs == _OLIVE_VICTIM_CODE
+    victim = pairs == OLIVE_VICTIM_CODE
     # A pair with two victim codes holds the outlier -8 first (see _quantize_olive).
     first_is_outlier = victim[..., 1]
     second_is_outlier = victim[..., 0] & ~victim[..., 1]
@@ -428,7 +428,7 @@ def _olive_decode(codes: torch.Tensor) -> torch.Tensor:
 
 
 _OLIVE_OUTLIER_LUT, _OLIVE_OUTLIER_OFFSET = _round_grid_lut(
-    np.asarray(_OLIVE_OUTLIER_MAGNITUDES, dtype=np.float64)
+    np.asarray(OLIVE_OUTLIER_MAGNITUDES, dtype=np.float64)
 )
 
 
@@ -441,16 +441,16 @@ def _quantize_olive(groups: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     −8 shares its code with the identifier; a pair of two identifier codes reads as (−8, victim),
     so −8 is only available in the first slot and a second-slot outlier that would round to −8
     takes −12. ``s`` is chosen per group among ``absmax / t`` for ``t`` in
-    ``_OLIVE_SCALE_TARGETS`` by least squared error.
+    ``OLIVE_SCALE_TARGETS`` by least squared error.
     """
     n, g_count, size = groups.shape
     absmax = groups.abs().amax(dim=-1, keepdim=True)
     device = groups.device
-    magnitudes = torch.as_tensor(_OLIVE_OUTLIER_MAGNITUDES, dtype=torch.float32, device=device)
+    magnitudes = torch.as_tensor(OLIVE_OUTLIER_MAGNITUDES, dtype=torch.float32, device=device)
     positive_lut_t = torch.as_tensor(_OLIVE_OUTLIER_LUT, device=device)
     positive_offset = _OLIVE_OUTLIER_OFFSET
     best_codes = best_scale = best_error = None
-    for target in _OLIVE_SCALE_TARGETS:
+    for target in OLIVE_SCALE_TARGETS:
         scale = absmax / target
         safe = torch.where(scale > 0, scale, torch.ones_like(scale))
         x = (groups / safe).reshape(n, g_count, size // 2, 2)
@@ -473,7 +473,7 @@ def _quantize_olive(groups: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         normal_code = torch.remainder(normal_value.long(), 16)
         codes = torch.where(
             outlier_slot, outlier_code,
-            torch.where(victim_slot, torch.full_like(normal_code, _OLIVE_VICTIM_CODE), normal_code),
+            torch.where(victim_slot, torch.full_like(normal_code, OLIVE_VICTIM_CODE), normal_code),
         )
         q = torch.where(outlier_slot, outlier_value, torch.where(victim_slot, 0.0, normal_value))
         error = (q.reshape(n, g_count, size) * scale - groups).square_().mean(dim=-1)

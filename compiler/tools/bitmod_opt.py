@@ -39,7 +39,7 @@ from bitmod.compiler.pipelines import PIPELINES, build_pipeline, preset
 from bitmod.dialects.diagnostics import DiagnosticError, SourceLocation, error_at
 from bitmod.passes import ALL_PASSES, PASS_SUMMARIES
 from bitmod.passes.context import PARAMS_ATTR, BitmodContext, make_context
-from bitmod.runtime.fileio import write_atomically
+from bitmod.runtime.storage.fileio import write_atomically
 from xdsl.dialects.builtin import ModuleOp, StringAttr
 from xdsl.passes import PassPipeline
 from xdsl.utils.exceptions import VerifyException
@@ -151,7 +151,7 @@ def _load_archive(ctx: BitmodContext, module: ModuleOp, base_dir: Path) -> None:
         return
     if not isinstance(attr, StringAttr):
         raise error_at(module, f"attribute {PARAMS_ATTR} must be a string (a file name)")
-    from bitmod.runtime.archive import ArchiveError, ParamArchive
+    from bitmod.runtime.storage.archive import ArchiveError, ParamArchive
 
     try:
         ctx.archive = ParamArchive.load(base_dir / attr.data)
@@ -180,7 +180,7 @@ def _is_archive_error(error: Exception) -> bool:
     # Only a pass that used the archive raises ArchiveError, and then the archive module (with
     # torch) is loaded; looking it up instead of importing it keeps torch out of runs that
     # never touch weights (parsing, tiling, lowering, emitting).
-    archive = sys.modules.get("bitmod.runtime.archive")
+    archive = sys.modules.get("bitmod.runtime.storage.archive")
     return archive is not None and isinstance(error, archive.ArchiveError)
 
 

@@ -1,7 +1,7 @@
 """Bit-exact, vectorized model of the BitMoD PE array arithmetic (docs/ISA.md, "PE arithmetic").
 
 Notation (paper Sec. IV-B, Fig. 5). A weight in integer grid units is a sum of bit-serial terms
-``t = (−1)^s · 2^exp · man · 2^bsig`` (``bitmod.runtime.bitserial``); an FP16 activation is
+``t = (−1)^s · 2^exp · man · 2^bsig`` (``bitmod.runtime.formats.bitserial``); an FP16 activation is
 ``a = (−1)^sa · Ma · 2^ea`` with ``Ma`` the 11-bit mantissa including the hidden bit and
 ``ea = e_biased − 25`` (subnormals: hidden bit 0, ``ea = −24``). One PE cycle consumes four lanes
 ``i`` (four consecutive K elements, one term index, one shared ``bsig``):
@@ -41,7 +41,8 @@ from dataclasses import dataclass
 from functools import cached_property
 
 import numpy as np
-from bitmod.runtime.bitserial import Terms
+from bitmod.runtime.arch.hwconfig import LANES
+from bitmod.runtime.formats.bitserial import Terms
 
 __all__ = [
     "ACC_LSB_EXP",
@@ -61,7 +62,6 @@ __all__ = [
     "round_to_mantissa",
 ]
 
-LANES = 4  # MACs per PE per cycle
 GUARD_BITS = 3  # extra bits kept when aligning a lane to the largest exponent
 ACC_LSB_EXP = -27  # group accumulator LSB: min FP16 exponent (−24) minus the guard bits
 MANTISSA_BITS = 24  # the group sum is rounded to this many bits before dequantization

@@ -29,10 +29,10 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 import numpy as np
-from bitmod.runtime.formats import Format, get_format
+from bitmod.runtime.formats.registry import Format, get_format
 
 if TYPE_CHECKING:
-    from bitmod.runtime.quantizer import QuantizedTensor
+    from bitmod.runtime.formats.quantizer import QuantizedTensor
 
 __all__ = [
     "Terms",

@@ -4,11 +4,11 @@ One module decides how ``Y[M, N] = X[M, K] · W[N, K]ᵀ`` is cut into blocks an
 the blocks move between DRAM and the two on-chip buffers, and predicts what that schedule
 costs. Every consumer uses it:
 
-* the compiler (``bitmod-tile``) and :func:`bitmod.runtime.isa.matmul_program` emit the loop
-  nest (:func:`bitmod.runtime.isa.matmul_nest`) of the schedule :func:`plan_matmul` picks;
-* the machine (:mod:`bitmod.runtime.machine`) sizes blocks with :class:`WeightLayout` and
+* the compiler (``bitmod-tile``) and :func:`bitmod.runtime.arch.nest.matmul_program` emit the loop
+  nest (:func:`bitmod.runtime.arch.nest.matmul_nest`) of the schedule :func:`plan_matmul` picks;
+* the machine (:mod:`bitmod.runtime.emulator.machine`) sizes blocks with :class:`WeightLayout` and
   times every ``mac`` with :class:`MacTiming`;
-* the analytical model (:mod:`bitmod.runtime.perf`) charges each GEMM of a workload the cost
+* the analytical model (:mod:`bitmod.runtime.perf.model`) charges each GEMM of a workload the cost
   of the schedule :func:`plan` picks for it (vectorized over the GEMM table), so for BitMoD
   its cycles are those of the program the compiler emits, run on the machine.
 
@@ -28,7 +28,7 @@ a weight block ``C · w(KC)`` with the per-channel bytes of a K-chunk of ``k`` e
     w(k) = ⌈k·b/8⌉ + ⌈⌈k/G⌉·(SB + i + z)/8⌉ + 2
 
 (``b``-bit codes, per group an ``SB``-bit scale code, ``i`` special-value index bits and ``z``
-zero-point bits, per channel a 2-byte FP16 scale; packed as :mod:`bitmod.runtime.packing`).
+zero-point bits, per channel a 2-byte FP16 scale; packed as :mod:`bitmod.runtime.formats.packing`).
 Loads move only the part of a block inside the tensor.
 
 The three loop orders
@@ -98,15 +98,11 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass, fields
-from typing import TYPE_CHECKING
 
 import numpy as np
-from bitmod.runtime.bitserial import num_terms
+from bitmod.runtime.arch.hwconfig import LANES, HardwareConfig
 from bitmod.runtime.formats import get_format
-from bitmod.runtime.pe import LANES
-
-if TYPE_CHECKING:
-    from bitmod.runtime.hwconfig import HardwareConfig
+from bitmod.runtime.formats.bitserial import num_terms
 
 __all__ = [
     "ACT_BYTES",

@@ -2,7 +2,7 @@
 
 One frozen :class:`HardwareConfig` describes the machine that both the instruction-level
 emulator (``bitmod.runtime`` machine) and the analytical cycle/energy model
-(``bitmod.runtime.perf``) run against: array geometry, clock, on-chip buffers, DRAM
+(``bitmod.runtime.perf.model``) run against: array geometry, clock, on-chip buffers, DRAM
 bandwidth, and two tables of constants, :class:`EnergyTable` and :class:`AreaTable`, each
 constant carrying its source in :data:`ENERGY_SOURCES` / :data:`AREA_SOURCES`.
 
@@ -48,7 +48,7 @@ can span several 8-row passes of the array (``cfg.mblock``, docs/ISA.md). The pa
 size; 64 rows cost 64 × 4 B of accumulator and 2 × 64 × 2 B of double-buffered FP16 output per
 column (64 KB for the 128 columns), and let a block of 64 rows × K = 4096 fill the 512 KB
 activation buffer, which keeps the K = 4096 prefill projections of a 7B model within 5 % of
-compute-bound for every format (:mod:`bitmod.runtime.schedule`).
+compute-bound for every format (:mod:`bitmod.runtime.arch.schedule`).
 """
 
 from __future__ import annotations
@@ -59,6 +59,9 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from types import MappingProxyType
 from typing import Any
+
+#: MACs a BitMoD PE performs per cycle (its 4 lanes: one 4-element K step of a dot product).
+LANES = 4
 
 #: PE kinds known to the tables, in the order the reports list them.
 PE_KINDS: tuple[str, ...] = ("fp16", "bitmod", "ant", "olive", "mixpe")

@@ -1,4 +1,4 @@
-"""The paper's accelerator evaluation on top of :mod:`bitmod.runtime.perf`.
+"""The paper's accelerator evaluation on top of :mod:`bitmod.runtime.perf.model`.
 
 * :func:`run_sweep` — every (task, model, accelerator) of Fig. 7 / Fig. 8.
 * :func:`summarize` — speedup and energy normalized to the FP16 baseline per model, their
@@ -18,8 +18,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
-from bitmod.runtime.hwconfig import HardwareConfig
-from bitmod.runtime.perf import (
+from bitmod.runtime.arch.hwconfig import HardwareConfig
+from bitmod.runtime.perf.model import (
     ACCELERATORS,
     ENERGY_COMPONENTS,
     TASKS,
@@ -120,7 +120,7 @@ def run_sweep(
     """Simulate every (task, model, accelerator); ``progress`` wraps the iteration (tqdm).
 
     ``weights`` maps an accelerator name to a weight-precision override (see
-    :func:`bitmod.runtime.perf.accelerator`), applied to every model and task.
+    :func:`bitmod.runtime.perf.model.accelerator`), applied to every model and task.
     ``output_tokens`` applies to the generative task (discriminative tasks emit one token).
     """
     cfg = cfg or HardwareConfig()

@@ -14,7 +14,8 @@ from typing import Any
 
 import numpy as np
 import torch
-from bitmod.runtime.formats import QuantizedTensor, get_format
+from bitmod.runtime.formats.quantizer import QuantizedTensor
+from bitmod.runtime.formats.registry import get_format
 
 __all__ = ["pack_bits", "pack_quantized", "packed_row_bytes", "unpack_bits", "unpack_quantized"]
 

@@ -1,7 +1,7 @@
 """``bitmod-sim``: the paper's accelerator evaluation (Fig. 7, Fig. 8, Fig. 9) from the shell.
 
 Runs the six LLMs (batch 1, 256 input tokens; 1 output token for discriminative tasks, 256
-for generative ones) on every accelerator of :mod:`bitmod.runtime.perf`, prints speedup and
+for generative ones) on every accelerator of :mod:`bitmod.runtime.perf.model`, prints speedup and
 energy normalized to the FP16 baseline with their means, and with ``--out DIR`` writes:
 
 * ``fig7_speedup.png``, ``fig8_energy.png`` — bar charts like the paper's Fig. 7 / Fig. 8;
@@ -30,9 +30,9 @@ import tempfile
 from collections.abc import Sequence
 from pathlib import Path
 
-from bitmod.runtime.hwconfig import PE_KINDS, HardwareConfig
-from bitmod.runtime.perf import ACCELERATORS, TASKS, accelerator, load_llm_shapes
-from bitmod.runtime.perf_report import (
+from bitmod.runtime.arch.hwconfig import PE_KINDS, HardwareConfig
+from bitmod.runtime.perf.model import ACCELERATORS, TASKS, accelerator, load_llm_shapes
+from bitmod.runtime.perf.report import (
     PARETO_MODELS,
     format_markdown,
     format_text,
@@ -84,7 +84,7 @@ def build_parser() -> argparse.ArgumentParser:
         help="tokens generated in the generative task (default 256; the first comes from the "
         "prefill, the others from decoding steps)",
     )
-    hw = parser.add_argument_group("hardware overrides (defaults: runtime/hwconfig.py)")
+    hw = parser.add_argument_group("hardware overrides (defaults: runtime/arch/hwconfig.py)")
     hw.add_argument("--dram-gbps", type=float, help="DRAM bandwidth in GB/s (default 25.6)")
     hw.add_argument("--tiles", type=int, help="BitMoD tiles (default 16); sets the area budget")
     hw.add_argument("--rows", type=int, help="PE rows per tile (default 8)")

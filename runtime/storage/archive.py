@@ -1,7 +1,7 @@
 """The external parameter archive: weights live here, not in the IR (like IREE's parameters).
 
 A safetensors file. A plain tensor is stored under its name. A quantized weight ``name`` is stored
-packed (see :mod:`bitmod.runtime.packing`) as ``name.codes``, ``name.scales``, ``name.sv``,
+packed (see :mod:`bitmod.runtime.formats.packing`) as ``name.codes``, ``name.scales``, ``name.sv``,
 ``name.channel_scale``, ``name.zeros`` (those that apply), and its metadata (format, shape, group
 size, scale bits) as JSON in the safetensors header under ``bitmod.q.<name>``.
 """
@@ -13,9 +13,9 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from bitmod.runtime.fileio import write_atomically
-from bitmod.runtime.formats import QuantizedTensor
-from bitmod.runtime.packing import pack_quantized, unpack_quantized
+from bitmod.runtime.formats.packing import pack_quantized, unpack_quantized
+from bitmod.runtime.formats.quantizer import QuantizedTensor
+from bitmod.runtime.storage.fileio import write_atomically
 from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 

@@ -32,8 +32,8 @@ ties going down, and ``round_grid(x) = LUT[ceil(2x)]``: one gather per weight.
 
 This module is the registry and needs only numpy, so tools that read format metadata (the IR
 parser, tiling, lowering) start without torch. The quantizer itself lives in
-:mod:`bitmod.runtime.quantizer`; ``quantize``, ``dequantize`` and ``QuantizedTensor`` are
-importable from here too (loaded on first use).
+:mod:`bitmod.runtime.formats.quantizer`; the package :mod:`bitmod.runtime.formats` offers both
+(the quantizer's names loaded on first use).
 """
 
 from __future__ import annotations
@@ -41,21 +41,14 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass, field
 from functools import cached_property
-from typing import TYPE_CHECKING
 
 import numpy as np
-
-if TYPE_CHECKING:  # loaded lazily at run time by __getattr__ below
-    from bitmod.runtime.quantizer import QuantizedTensor, dequantize, quantize
 
 __all__ = [
     "FORMAT_IDS",
     "FORMAT_NAMES",
     "Format",
-    "QuantizedTensor",
-    "dequantize",
     "get_format",
-    "quantize",
 ]
 
 # --------------------------------------------------------------------------------------------
@@ -129,16 +122,16 @@ _MX_ELEMENTS: dict[str, _MxElement] = {
     "mxfp8_e5m2": _MxElement(5, 2, 15, 15, 57344.0, True),
     "mxint8": _MxElement(0, 7, 0, 0, 127.0 / 64.0, False),
 }
-_MX_BLOCK = 32
-_E8M0_BIAS = 127
+MX_BLOCK = 32
+E8M0_BIAS = 127
 
 # OliVe (ISCA'23) 4-bit: normal values INT4 (-7..7); the code 1000 marks a victim (value 0) whose
 # pair neighbour is an outlier in "abfloat": E2M1 magnitudes biased so the smallest outlier (8)
 # lies above the normal range: (1, 1.5, 2, 3, 4, 6, 8, 12) * 2^3.
-_OLIVE_OUTLIER_MAGNITUDES = (8, 12, 16, 24, 32, 48, 64, 96)
-_OLIVE_VICTIM_CODE = 0b1000
+OLIVE_OUTLIER_MAGNITUDES = (8, 12, 16, 24, 32, 48, 64, 96)
+OLIVE_VICTIM_CODE = 0b1000
 #: Scale candidates: the group absmax is mapped to one of these grid values (searched by MSE).
-_OLIVE_SCALE_TARGETS = (7.0, 12.0, 16.0, 24.0, 32.0, 48.0, 64.0, 96.0)
+OLIVE_SCALE_TARGETS = (7.0, 12.0, 16.0, 24.0, 32.0, 48.0, 64.0, 96.0)
 
 DEFAULT_GROUP_SIZE = 128
 
@@ -183,7 +176,7 @@ class Format:
         """Every representable grid value (all candidates, special values included), sorted."""
         values = self.table[np.isfinite(self.table)]
         if self.family == "olive":
-            outliers = np.asarray(_OLIVE_OUTLIER_MAGNITUDES, dtype=np.float64)
+            outliers = np.asarray(OLIVE_OUTLIER_MAGNITUDES, dtype=np.float64)
             values = np.concatenate([values, outliers, -outliers])
         return np.unique(values)
 
@@ -215,7 +208,7 @@ def _sign_magnitude_table(magnitudes: tuple[int, ...], bits: int, special: float
     return table
 
 
-def _twos_complement_table(bits: int, symmetric: bool) -> list:
+def twos_complement_table(bits: int, symmetric: bool) -> list:
     table = [float(c if c < (1 << (bits - 1)) else c - (1 << bits)) for c in range(1 << bits)]
     if symmetric:
         table[1 << (bits - 1)] = math.nan
@@ -225,7 +218,7 @@ def _twos_complement_table(bits: int, symmetric: bool) -> list:
 def _mx_table(element: _MxElement, bits: int) -> tuple[list, float]:
     """Code table in grid units (multiples of the element's smallest subnormal) and that unit."""
     if element.ebits == 0:
-        return _twos_complement_table(bits, symmetric=False), 2.0**-6
+        return twos_complement_table(bits, symmetric=False), 2.0**-6
     unit = 2.0 ** (1 - element.bias - element.mbits)
     magnitudes = []
     for mag in range(1 << (bits - 1)):
@@ -248,7 +241,7 @@ def _build_registry() -> dict[str, Format]:
     formats: dict[str, Format] = {}
     for bits in range(3, 9):
         formats[f"int{bits}"] = Format(
-            f"int{bits}", "int", bits, (tuple(_twos_complement_table(bits, True)),),
+            f"int{bits}", "int", bits, (tuple(twos_complement_table(bits, True)),),
             accelerated=True,
             description=f"symmetric INT{bits}, two's complement, Booth-encoded bit-serial terms",
         )
@@ -291,13 +284,13 @@ def _build_registry() -> dict[str, Format]:
         bits = 8 if name.startswith("mxfp8") or name == "mxint8" else int(name[4])
         table, unit = _mx_table(element, bits)
         formats[name] = Format(
-            name, "mx", bits, (tuple(table),), grid_unit=unit, block_size=_MX_BLOCK,
+            name, "mx", bits, (tuple(table),), grid_unit=unit, block_size=MX_BLOCK,
             mx_element=element,
             description="OCP MX v1.0: block of 32 with an E8M0 shared scale",
         )
     formats["olive4"] = Format(
-        "olive4", "olive", 4, (tuple(_twos_complement_table(4, True)),),
-        special_code=_OLIVE_VICTIM_CODE,
+        "olive4", "olive", 4, (tuple(twos_complement_table(4, True)),),
+        special_code=OLIVE_VICTIM_CODE,
         description="OliVe outlier-victim pairs: INT4 normals, abfloat E2M1 (bias 3) outliers",
     )
     return formats
@@ -322,16 +315,3 @@ def get_format(name: str | Format) -> Format:
         raise ValueError(
             f"unknown data type {name!r}; valid names: {', '.join(FORMAT_NAMES)}"
         ) from None
-
-
-_QUANTIZER_NAMES = ("QuantizedTensor", "dequantize", "quantize")
-
-
-def __getattr__(name: str) -> object:
-    """``quantize``, ``dequantize`` and ``QuantizedTensor`` from the torch-based quantizer."""
-    if name in _QUANTIZER_NAMES:
-        from bitmod.runtime import quantizer
-
-        return getattr(quantizer, name)
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-

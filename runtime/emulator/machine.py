@@ -3,7 +3,7 @@
 ``Machine(config).run(program, memory)`` interprets the instruction stream (loops through the
 ``L`` registers), moves clipped blocks between the memory image ("DRAM") and the double-buffered
 activation / weight buffers, runs every ``mac`` on the vectorized PE model of
-:mod:`bitmod.runtime.pe` over the whole block, and returns the FP16 outputs and a
+:mod:`bitmod.runtime.emulator.pe` over the whole block, and returns the FP16 outputs and a
 :class:`Report` of cycles, traffic, utilization and energy.
 
 Timing model (docs/ISA.md, "Timing")
@@ -42,11 +42,12 @@ from typing import Any
 
 import numpy as np
 import torch
-from bitmod.runtime import pe
-from bitmod.runtime.archive import ArchiveError, ParamArchive
-from bitmod.runtime.bitserial import decode_codes, num_terms, value_terms
-from bitmod.runtime.formats import QuantizedTensor, get_format
-from bitmod.runtime.hwconfig import HardwareConfig
+from bitmod.runtime.arch.hwconfig import HardwareConfig
+from bitmod.runtime.arch.schedule import ACT_BYTES, MacTiming, WeightLayout
+from bitmod.runtime.emulator import pe
+from bitmod.runtime.formats.bitserial import decode_codes, num_terms, value_terms
+from bitmod.runtime.formats.quantizer import QuantizedTensor
+from bitmod.runtime.formats.registry import get_format
 from bitmod.runtime.isa import (
     AccClr,
     CfgArray,
@@ -68,7 +69,7 @@ from bitmod.runtime.isa import (
     StOut,
     format_name,
 )
-from bitmod.runtime.schedule import ACT_BYTES, MacTiming, WeightLayout
+from bitmod.runtime.storage.archive import ArchiveError, ParamArchive
 
 __all__ = ["Machine", "MachineError", "Report", "RunResult"]
 

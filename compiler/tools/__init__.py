@@ -1,0 +1,1 @@
+"""The console tools: ``bitmod-opt``, ``bitmod`` and ``bitmod-sim``."""

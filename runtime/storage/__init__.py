@@ -1,0 +1,1 @@
+"""Files: the safetensors parameter archive and atomic writes."""
