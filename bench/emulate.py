@@ -51,10 +51,18 @@ def make_gemm(fmt: str, m: int, n: int, k: int, seed: int):
     q = quantize(w, fmt)
     x = rng.standard_normal((m, k)).astype(np.float16)
     program = matmul_program(
-        act="x", weight="w", out="y", m=m, n=n, k=k, fmt=fmt, group_size=q.group_size,
-        scale_bits=q.scale_bits, special_values=get_format(fmt).special_values,
+        act="x",
+        weight="w",
+        out="y",
+        m=m,
+        n=n,
+        k=k,
+        fmt=fmt,
+        group_size=q.group_size,
+        scale_bits=q.scale_bits,
+        special_values=get_format(fmt).special_values,
         config=HardwareConfig(),
-    )  # fmt: skip
+    )
     return q, x, program
 
 
@@ -107,17 +115,20 @@ def main(argv: list[str] | None = None) -> int:
     # Large shape (or a slice of it).
     m, n, k = args.m, args.n, args.k
     q, x, program = make_gemm(args.fmt, m, n, k, seed=2)
-    seconds, cpu, result = best_time(
-        lambda: machine.run(program, {"x": x, "w": q}), args.repeats
-    )
+    seconds, cpu, result = best_time(lambda: machine.run(program, {"x": x, "w": q}), args.repeats)
     macs = m * n * k
     is_slice = (m, n, k) != FULL
     full_macs = FULL[0] * FULL[1] * FULL[2]
     report = result.report
     schedule = plan_bitmod_matmul(
-        m, n, k, fmt=args.fmt, group_size=q.group_size, scale_bits=q.scale_bits,
+        m,
+        n,
+        k,
+        fmt=args.fmt,
+        group_size=q.group_size,
+        scale_bits=q.scale_bits,
         array=ArraySpec.of(machine.config),
-    )  # fmt: skip
+    )
 
     def row(label: str, shape: str, count: int, wall: float, cpu_s: float) -> str:
         return (
@@ -133,17 +144,27 @@ def main(argv: list[str] | None = None) -> int:
         "",
         "| run | shape M×N×K | MACs | wall s | CPU s | MAC/s (wall) | MAC/s (CPU) |",
         "|---|---|---|---|---|---|---|",
-        row("scalar reference PE (runtime/emulator/reference_pe.py)", f"{sm}×{sn}×{sk}", small_macs,
-            ref_seconds, ref_cpu),
+        row(
+            "scalar reference PE (runtime/emulator/reference_pe.py)",
+            f"{sm}×{sn}×{sk}",
+            small_macs,
+            ref_seconds,
+            ref_cpu,
+        ),
         row("machine, same small shape", f"{sm}×{sn}×{sk}", small_macs, small_seconds, small_cpu),
         row(f"machine{' (slice)' if is_slice else ''}", f"{m}×{n}×{k}", macs, seconds, cpu),
-    ]  # fmt: skip
+    ]
     if is_slice:
         scale = full_macs / macs
         lines.append(
-            row("machine, 256×4096×4096 extrapolated linearly in MACs", "256×4096×4096",
-                full_macs, seconds * scale, cpu * scale)
-        )  # fmt: skip
+            row(
+                "machine, 256×4096×4096 extrapolated linearly in MACs",
+                "256×4096×4096",
+                full_macs,
+                seconds * scale,
+                cpu * scale,
+            )
+        )
     factor_wall = (macs / seconds) / (small_macs / ref_seconds)
     factor_cpu = (macs / cpu) / (small_macs / ref_cpu)
     lines += [

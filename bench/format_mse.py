@@ -39,16 +39,36 @@ RESULTS = Path(__file__).resolve().parent / "results"
 
 FORMATS_3 = ("int3", "int3_asym", "fp3", "fp3_er", "fp3_ea", "bitmod3", "ant3")
 FORMATS_4 = (
-    "int4", "int4_asym", "fp4", "fp4_er", "fp4_ea", "bitmod4", "ant4", "flint4", "mxfp4",
+    "int4",
+    "int4_asym",
+    "fp4",
+    "fp4_er",
+    "fp4_ea",
+    "bitmod4",
+    "ant4",
+    "flint4",
+    "mxfp4",
     "olive4",
 )
 FORMATS_CONTEXT = (
-    "int6", "int6_asym", "fp6_e2m3", "fp6_e3m2", "mxfp6_e2m3", "mxfp6_e3m2",
-    "int8", "int8_asym", "mxfp8_e4m3", "mxfp8_e5m2", "mxint8",
+    "int6",
+    "int6_asym",
+    "fp6_e2m3",
+    "fp6_e3m2",
+    "mxfp6_e2m3",
+    "mxfp6_e3m2",
+    "int8",
+    "int8_asym",
+    "mxfp8_e4m3",
+    "mxfp8_e5m2",
+    "mxint8",
 )
 #: The claims the table must support: (better, worse).
 CLAIMS = (
-    ("bitmod3", "int3_asym"), ("bitmod3", "fp3"), ("bitmod4", "int4_asym"), ("bitmod4", "fp4"),
+    ("bitmod3", "int3_asym"),
+    ("bitmod3", "fp3"),
+    ("bitmod4", "int4_asym"),
+    ("bitmod4", "fp4"),
 )
 GROUP_SIZE = 128
 
@@ -172,9 +192,7 @@ def markdown(results: dict[str, dict], path: Path, png_name: str) -> str:
         for data, label in (("gaussian", "Gaussian + outliers"), ("minilm", "MiniLM")):
             a, b = results[better][(data, None)], results[worse][(data, None)]
             verdict = "holds" if a < b else "FAILS"
-            lines.append(
-                f"- {label}: {better} {a:.4g} < {worse} {b:.4g}: {verdict} ({b / a:.2f}x)"
-            )
+            lines.append(f"- {label}: {better} {a:.4g} < {worse} {b:.4g}: {verdict} ({b / a:.2f}x)")
     lines += ["", f"![relative MSE per format]({png_name})", ""]
     return "\n".join(lines)
 
@@ -189,7 +207,8 @@ def bar_chart(results: dict[str, dict], out: Path) -> None:
     x = np.arange(len(names))
     fig, ax = plt.subplots(figsize=(12, 4.5))
     for offset, (data, label) in zip(
-        (-0.2, 0.2), (("gaussian", "Gaussian + outliers"), ("minilm", "MiniLM (mean over layers)")),
+        (-0.2, 0.2),
+        (("gaussian", "Gaussian + outliers"), ("minilm", "MiniLM (mean over layers)")),
         strict=True,
     ):
         values = [results[f][(data, None)] for f in names]
@@ -227,7 +246,9 @@ def main(argv: list[str] | None = None) -> int:
     print(text)
     print(f"wrote {md_path} and {png_path}")
     failed = [
-        (b, w) for b, w in CLAIMS for data in ("gaussian", "minilm")
+        (b, w)
+        for b, w in CLAIMS
+        for data in ("gaussian", "minilm")
         if not results[b][(data, None)] < results[w][(data, None)]
     ]
     return 1 if failed else 0

@@ -171,14 +171,15 @@ def main(argv: list[str] | None = None) -> int:
 
     times = best_times(
         {"fast": fast, "fast+dequantize": fast_and_dequantize, "baseline": baseline},
-        device, args.repeats,
+        device,
+        args.repeats,
     )
     t_fast, t_fast_deq, t_base = times["fast"], times["fast+dequantize"], times["baseline"]
     rate_fast, rate_deq, rate_base = weights / t_fast, weights / t_fast_deq, weights / t_base
     ratio = t_base / t_fast
     rows = [
         ("baseline: per-candidate, per-grid-value masking (float32)", t_base, rate_base, 1.0),
-        (f"`quantize(w, \"{args.format}\")` (INT8 scales)", t_fast, rate_fast, ratio),
+        (f'`quantize(w, "{args.format}")` (INT8 scales)', t_fast, rate_fast, ratio),
         ("`quantize` + `dequantize`", t_fast_deq, rate_deq, t_base / t_fast_deq),
     ]
     kind = "GPU" if device.type == "cuda" else "CPU"
@@ -196,8 +197,7 @@ def main(argv: list[str] | None = None) -> int:
     ]
     if device.type == "cuda":
         lines.append(
-            f"A 7B-parameter weight set at this rate: {SEVEN_B / rate_fast:.2f} s "
-            f"(target < 1.5 s)."
+            f"A 7B-parameter weight set at this rate: {SEVEN_B / rate_fast:.2f} s (target < 1.5 s)."
         )
     else:
         lines.append(f"Speed-up {ratio:.1f}x (target >= 5x on CPU).")

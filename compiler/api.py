@@ -289,9 +289,16 @@ class CompiledModel:
             compiled = self.ops[name]
             try:
                 return run_op(
-                    compiled.op, compiled.plan, compiled.program, compiled.binding, operands,
-                    machine=self.machine, archive=self.archive, bias16=self._bias(compiled),
-                    stats=stats[name], records=records,
+                    compiled.op,
+                    compiled.plan,
+                    compiled.program,
+                    compiled.binding,
+                    operands,
+                    machine=self.machine,
+                    archive=self.archive,
+                    bias16=self._bias(compiled),
+                    stats=stats[name],
+                    records=records,
                 )
             except MachineError as error:
                 raise CompileError(f"op '{name}' failed on the machine: {error}") from None
@@ -324,8 +331,9 @@ class CompiledModel:
             op, plan, op_stats = compiled.op, compiled.plan, stats[name]
             m, k, n = op.mkn
             if op.kind == "linear":
-                rel_error = None if compiled.weight_error is None else compiled.weight_error[
-                    "relative"]
+                rel_error = (
+                    None if compiled.weight_error is None else compiled.weight_error["relative"]
+                )
                 bits = compiled.bits_per_weight
                 if bits is not None:
                     total_bits += bits * n * plan.k_padded
@@ -334,22 +342,39 @@ class CompiledModel:
             else:
                 rel_error = op_stats.kv_relative_error
                 bits = None
-                why = (f"activation x activation matmul: right operand quantized to "
-                       f"{plan.dtype} at run time (paper Sec. IV-B)")
+                why = (
+                    f"activation x activation matmul: right operand quantized to "
+                    f"{plan.dtype} at run time (paper Sec. IV-B)"
+                )
             for component, value in op_stats.energy_pj.items():
                 energy[component] = energy.get(component, 0.0) + value
-            layers.append({
-                "name": name, "kind": op.kind, "module": op.module, "aten": op.aten,
-                "where": "accelerator", "why": why, "dtype": plan.dtype,
-                "group_size": plan.group_size, "scale_bits": plan.scale_bits,
-                "m": m, "k": k, "n": n, "k_padded": plan.k_padded, "runs": op_stats.runs,
-                "bits_per_weight": bits, "rel_error": rel_error,
-                "weight_error": compiled.weight_error,
-                "instructions": len(compiled.program.instructions),
-                "cycles": op_stats.cycles, "energy_pj": op_stats.energy_total_pj,
-                "macs": op_stats.macs, "dram_bytes": op_stats.dram_bytes,
-                "cycles_by_cause": dict(op_stats.cycles_by_cause),
-            })
+            layers.append(
+                {
+                    "name": name,
+                    "kind": op.kind,
+                    "module": op.module,
+                    "aten": op.aten,
+                    "where": "accelerator",
+                    "why": why,
+                    "dtype": plan.dtype,
+                    "group_size": plan.group_size,
+                    "scale_bits": plan.scale_bits,
+                    "m": m,
+                    "k": k,
+                    "n": n,
+                    "k_padded": plan.k_padded,
+                    "runs": op_stats.runs,
+                    "bits_per_weight": bits,
+                    "rel_error": rel_error,
+                    "weight_error": compiled.weight_error,
+                    "instructions": len(compiled.program.instructions),
+                    "cycles": op_stats.cycles,
+                    "energy_pj": op_stats.energy_total_pj,
+                    "macs": op_stats.macs,
+                    "dram_bytes": op_stats.dram_bytes,
+                    "cycles_by_cause": dict(op_stats.cycles_by_cause),
+                }
+            )
         host_ops = [dict(op.to_json(), where="host") for op in self.host_ops]
         cycles = sum(layer["cycles"] for layer in layers)
         return ModelReport(
@@ -405,12 +430,17 @@ class CompiledModel:
             (root / f"{stem}.bin").write_bytes(compiled.program.encode())
             (root / f"{stem}.s").write_text(compiled.program.to_asm() + "\n")
             (root / f"{stem}.mlir").write_text(compiled.lowered_ir)
-            ops_json.append({
-                "op": compiled.op.to_json(), "plan": compiled.plan.to_json(),
-                "binding": compiled.binding.to_json(), "program": f"{stem}.bin",
-                "lowered_ir": f"{stem}.mlir", "weight_error": compiled.weight_error,
-                "bits_per_weight": compiled.bits_per_weight,
-            })
+            ops_json.append(
+                {
+                    "op": compiled.op.to_json(),
+                    "plan": compiled.plan.to_json(),
+                    "binding": compiled.binding.to_json(),
+                    "program": f"{stem}.bin",
+                    "lowered_ir": f"{stem}.mlir",
+                    "weight_error": compiled.weight_error,
+                    "bits_per_weight": compiled.bits_per_weight,
+                }
+            )
         manifest = {
             "format": BUNDLE_FORMAT,
             "version": BUNDLE_VERSION,
@@ -553,8 +583,7 @@ def _check_options(
                 f"{what} must be a positive multiple of 4 (the PE takes 4 weights a cycle), "
                 f"got {value!r}"
             )
-    if not isinstance(scale_bits, int) or isinstance(scale_bits, bool) \
-            or not 2 <= scale_bits <= 8:
+    if not isinstance(scale_bits, int) or isinstance(scale_bits, bool) or not 2 <= scale_bits <= 8:
         raise CompileError(
             f"scale_bits must be 2..8 (the PE dequantizes by an integer group scale, one bit a "
             f"cycle), got {scale_bits!r}"
@@ -596,7 +625,9 @@ def compile(  # noqa: A001 - the public name mirrors torch.compile
     if not isinstance(example_args, tuple | list):
         example_args = (example_args,)
     imported = import_model(
-        model, example_args, example_kwargs,
+        model,
+        example_args,
+        example_kwargs,
         keep_on_host=lambda name: rules.lookup(name) == HOST,
     )
     rules.check_all_used()
@@ -611,19 +642,29 @@ def compile(  # noqa: A001 - the public name mirrors torch.compile
     ctx = make_context()
     for name, tensor in imported.tensors.items():
         ctx.archive.put(name, tensor)
-    show = progress if progress is not None else (
-        sys.stderr.isatty() and len(imported.ops) >= PROGRESS_MIN_LAYERS
+    show = (
+        progress
+        if progress is not None
+        else (sys.stderr.isatty() and len(imported.ops) >= PROGRESS_MIN_LAYERS)
     )
     compiled_ops: list[CompiledOp] = []
     quantized_funcs: list[Any] = []
-    bar = tqdm(imported.ops, desc="bitmod.compile", unit="layer", disable=not show,
-               file=sys.stderr)
+    bar = tqdm(imported.ops, desc="bitmod.compile", unit="layer", disable=not show, file=sys.stderr)
     for op in bar:
         bar.set_postfix_str(op.name, refresh=False)
         compiled, quantized_func = _compile_op(
-            op, ctx, passes, rules, dtype=dtype, group_size=group_size, scale_bits=scale_bits,
-            kv_dtype=kv_dtype, kv_group_size=kv_group_size, imported_tensors=imported.tensors,
-            print_module=print_module, diagnostic=DiagnosticError,
+            op,
+            ctx,
+            passes,
+            rules,
+            dtype=dtype,
+            group_size=group_size,
+            scale_bits=scale_bits,
+            kv_dtype=kv_dtype,
+            kv_group_size=kv_group_size,
+            imported_tensors=imported.tensors,
+            print_module=print_module,
+            diagnostic=DiagnosticError,
         )
         compiled_ops.append(compiled)
         quantized_funcs.append(quantized_func)
@@ -635,15 +676,25 @@ def compile(  # noqa: A001 - the public name mirrors torch.compile
     ir_module.attributes["bitmod.params"] = StringAttr(_FILES["params"])
     archive = _bundle_archive(imported.host.param_names(), compiled_ops, ctx.archive)
     settings = {
-        "dtype": dtype, "group_size": group_size, "scale_bits": scale_bits,
-        "kv_dtype": kv_dtype, "kv_group_size": kv_group_size, "layers": dict(layers or {}),
+        "dtype": dtype,
+        "group_size": group_size,
+        "scale_bits": scale_bits,
+        "kv_dtype": kv_dtype,
+        "kv_group_size": kv_group_size,
+        "layers": dict(layers or {}),
         "pipeline": pipeline if pipeline is not None else _default_pipeline(hardware),
     }
     inputs = list(example_args) + list((example_kwargs or {}).values())
     return CompiledModel(
-        model_name=imported.model_name, host=imported.host, ops=compiled_ops,
-        host_ops=imported.host_ops, archive=archive, settings=settings, hardware=hardware,
-        ir=print_module(ctx, ir_module), example_inputs=[t.detach().clone() for t in inputs],
+        model_name=imported.model_name,
+        host=imported.host,
+        ops=compiled_ops,
+        host_ops=imported.host_ops,
+        archive=archive,
+        settings=settings,
+        hardware=hardware,
+        ir=print_module(ctx, ir_module),
+        example_inputs=[t.detach().clone() for t in inputs],
     )
 
 
@@ -681,8 +732,14 @@ def _compile_op(
     else:
         runtime_operand = f"{op.name}.rhs"
     module = op_module(
-        op, dtype=layer_dtype, group_size=group, k_padded=k_padded, scale_bits=scale_bits,
-        weight=weight_name, runtime_operand=runtime_operand, params_file=_FILES["params"],
+        op,
+        dtype=layer_dtype,
+        group_size=group,
+        k_padded=k_padded,
+        scale_bits=scale_bits,
+        weight=weight_name,
+        runtime_operand=runtime_operand,
+        params_file=_FILES["params"],
     )
     quantized_func = None
     try:
@@ -712,7 +769,9 @@ def _compile_op(
 
     weights = [d.tensor.data for d in program_op.descriptors if d.kind.data == "qweight"]
     binding = Binding(
-        tensor_of(launch.act_desc), weights[0], tensor_of(launch.out_desc),
+        tensor_of(launch.act_desc),
+        weights[0],
+        tensor_of(launch.out_desc),
         None if launch.bias_desc is None else tensor_of(launch.bias_desc),
     )
     expected_weight = weight_name if op.kind == "linear" else runtime_operand
@@ -734,9 +793,7 @@ def _compile_op(
             "max_abs": float(difference.abs().max()),
         }
         bits = float(q.bits_per_weight)
-    compiled = CompiledOp(
-        op, plan, program, binding, print_module(ctx, module), weight_error, bits
-    )
+    compiled = CompiledOp(op, plan, program, binding, print_module(ctx, module), weight_error, bits)
     return compiled, quantized_func
 
 
@@ -756,8 +813,9 @@ def _bundle_archive(
         archive.put(name, source.get(name))
     for compiled in ops:
         if compiled.op.kind == "linear":
-            archive.put_quantized(compiled.binding.weight,
-                                  source.get_quantized(compiled.binding.weight))
+            archive.put_quantized(
+                compiled.binding.weight, source.get_quantized(compiled.binding.weight)
+            )
         if compiled.binding.bias is not None and compiled.binding.bias not in archive:
             archive.put(compiled.binding.bias, source.get(compiled.binding.bias))
     return archive
@@ -784,9 +842,7 @@ def load(directory: str | os.PathLike[str]) -> CompiledModel:
             f"{BUNDLE_VERSION}"
         )
     try:
-        host = HostProgram.from_json(
-            _read_text(root / _FILES["host"]), str(root / _FILES["host"])
-        )
+        host = HostProgram.from_json(_read_text(root / _FILES["host"]), str(root / _FILES["host"]))
         archive = ParamArchive.load(root / _FILES["params"])
         ops = [_load_op(root, entry) for entry in manifest["ops"]]
         host_ops = [HostOp(**entry) for entry in manifest["host_ops"]]
@@ -798,9 +854,15 @@ def load(directory: str | os.PathLike[str]) -> CompiledModel:
         except (SafetensorError, OSError, KeyError) as error:
             raise CompileError(f"{inputs_path}: not the saved example inputs ({error})") from None
         return CompiledModel(
-            model_name=str(manifest["model"]), host=host, ops=ops, host_ops=host_ops,
-            archive=archive, settings=dict(manifest["settings"]), hardware=hardware,
-            ir=_read_text(root / _FILES["ir"]), example_inputs=example_inputs,
+            model_name=str(manifest["model"]),
+            host=host,
+            ops=ops,
+            host_ops=host_ops,
+            archive=archive,
+            settings=dict(manifest["settings"]),
+            hardware=hardware,
+            ir=_read_text(root / _FILES["ir"]),
+            example_inputs=example_inputs,
         )
     except (HostError, ArchiveError) as error:
         raise CompileError(str(error)) from None
@@ -818,8 +880,12 @@ def _load_op(root: Path, entry: Mapping[str, Any]) -> CompiledOp:
         raise CompileError(f"{program_path}: corrupt program: {error}") from None
     op = AcceleratedOp.from_json(entry["op"])
     return CompiledOp(
-        op, QuantPlan.from_json(entry["plan"]), program, Binding.from_json(entry["binding"]),
-        _read_text(root / str(entry["lowered_ir"])), entry.get("weight_error"),
+        op,
+        QuantPlan.from_json(entry["plan"]),
+        program,
+        Binding.from_json(entry["binding"]),
+        _read_text(root / str(entry["lowered_ir"])),
+        entry.get("weight_error"),
         entry.get("bits_per_weight"),
     )
 
@@ -843,4 +909,3 @@ def _read_json(path: Path) -> Any:
         return json.loads(_read_text(path))
     except json.JSONDecodeError as error:
         raise CompileError(f"{path}: not valid JSON ({error})") from None
-

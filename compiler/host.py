@@ -167,7 +167,7 @@ def _decode(value: Any, env: Mapping[str, Any], where: str) -> Any:
         return value
     if len(value) != 1:
         raise HostError(f"{where}: malformed argument {value!r}")
-    (tag, payload), = value.items()
+    ((tag, payload),) = value.items()
     if tag == "$node":
         if payload not in env:
             raise HostError(f"{where}: uses {payload!r} before it is defined")
@@ -292,7 +292,9 @@ class HostProgram:
             else:
                 raise HostError(f"{where}: FX op kind {node.op!r} is not supported")
         return cls(
-            _prune(nodes), list(inputs), pytree.treespec_dumps(in_spec),
+            _prune(nodes),
+            list(inputs),
+            pytree.treespec_dumps(in_spec),
             pytree.treespec_dumps(out_spec),
         )
 
@@ -431,8 +433,11 @@ class HostProgram:
                     raise HostError(f"node {entry['name']!r}: unknown fields {sorted(unknown)}")
                 nodes.append(
                     HostNode(
-                        entry["name"], entry.get("kind", ""), entry.get("target", ""),
-                        list(entry.get("args", [])), dict(entry.get("kwargs", {})),
+                        entry["name"],
+                        entry.get("kind", ""),
+                        entry.get("target", ""),
+                        list(entry.get("args", [])),
+                        dict(entry.get("kwargs", {})),
                     )
                 )
             inputs = [TensorSpec.from_json(spec) for spec in data["inputs"]]

@@ -84,7 +84,9 @@ class QuantPlan:
     @classmethod
     def from_json(cls, data: Mapping[str, Any]) -> QuantPlan:
         return cls(
-            str(data["dtype"]), int(data["group_size"]), int(data["k_padded"]),
+            str(data["dtype"]),
+            int(data["group_size"]),
+            int(data["k_padded"]),
             int(data["scale_bits"]),
         )
 
@@ -104,8 +106,12 @@ class Binding:
     @classmethod
     def from_json(cls, data: Mapping[str, Any]) -> Binding:
         bias = data.get("bias")
-        return cls(str(data["act"]), str(data["weight"]), str(data["out"]),
-                   None if bias is None else str(bias))
+        return cls(
+            str(data["act"]),
+            str(data["weight"]),
+            str(data["out"]),
+            None if bias is None else str(bias),
+        )
 
 
 @dataclass
@@ -146,9 +152,13 @@ class OpStats:
 
     def to_json(self) -> dict[str, Any]:
         return {
-            "runs": self.runs, "cycles": self.cycles, "macs": self.macs,
-            "dram_bytes": self.dram_bytes, "pe_cycles_busy": self.pe_cycles_busy,
-            "energy_pj": dict(self.energy_pj), "energy_total_pj": self.energy_total_pj,
+            "runs": self.runs,
+            "cycles": self.cycles,
+            "macs": self.macs,
+            "dram_bytes": self.dram_bytes,
+            "pe_cycles_busy": self.pe_cycles_busy,
+            "energy_pj": dict(self.energy_pj),
+            "energy_total_pj": self.energy_total_pj,
             "cycles_by_cause": dict(self.cycles_by_cause),
             "kv_relative_error": self.kv_relative_error,
         }
@@ -190,7 +200,9 @@ def _pad_k(x: torch.Tensor, k_padded: int) -> torch.Tensor:
 def quantize_rows(w: torch.Tensor, plan: QuantPlan) -> QuantizedTensor:
     """Quantize ``w [rows, K]`` (padded to ``plan.k_padded``) per group along K."""
     return quantize(
-        _pad_k(w.to(torch.float32), plan.k_padded), plan.dtype, plan.group_size,
+        _pad_k(w.to(torch.float32), plan.k_padded),
+        plan.dtype,
+        plan.group_size,
         plan.scale_bits,
     )
 
@@ -202,8 +214,15 @@ def _slice_rows(q: QuantizedTensor, start: int, stop: int) -> QuantizedTensor:
         return None if t is None else t[start:stop].contiguous()
 
     return QuantizedTensor(
-        q.fmt, (stop - start, q.shape[1]), q.group_size, q.scale_bits, q.codes[start:stop],
-        q.sv_index[start:stop], q.scales[start:stop], rows(q.channel_scale), rows(q.zeros),
+        q.fmt,
+        (stop - start, q.shape[1]),
+        q.group_size,
+        q.scale_bits,
+        q.codes[start:stop],
+        q.sv_index[start:stop],
+        q.scales[start:stop],
+        rows(q.channel_scale),
+        rows(q.zeros),
     )
 
 

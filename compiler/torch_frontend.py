@@ -157,14 +157,21 @@ def export_model(
     # torch.export prints the partial graph of a failed trace to stderr; our error says it.
     printed = io.StringIO()
     try:
-        with _eval_mode(model), _quiet_torch_logs(), torch.no_grad(), \
-                contextlib.redirect_stderr(printed):
+        with (
+            _eval_mode(model),
+            _quiet_torch_logs(),
+            torch.no_grad(),
+            contextlib.redirect_stderr(printed),
+        ):
             exported = torch.export.export(model, tuple(example_args), kwargs, strict=False)
         sys.stderr.write(printed.getvalue())
     except Exception as error:  # noqa: BLE001 - every tracer failure becomes one message
         module, location = _failing_module(error, model)
-        where = f"module '{module}' ({type(model.get_submodule(module)).__name__})" if module \
+        where = (
+            f"module '{module}' ({type(model.get_submodule(module)).__name__})"
+            if module
             else f"the top-level module ({model_name})"
+        )
         at = f" at {location}" if location else ""
         raise TraceError(
             f"cannot trace {model_name}: unsupported construct in {where}{at}: "
@@ -259,19 +266,29 @@ class AcceleratedOp:
 
     def to_json(self) -> dict[str, Any]:
         return {
-            "name": self.name, "kind": self.kind, "module": self.module, "aten": self.aten,
+            "name": self.name,
+            "kind": self.kind,
+            "module": self.module,
+            "aten": self.aten,
             "input_shapes": [list(s) for s in self.input_shapes],
-            "output_shape": list(self.output_shape), "dtype": self.dtype,
-            "weight": self.weight, "bias": self.bias,
+            "output_shape": list(self.output_shape),
+            "dtype": self.dtype,
+            "weight": self.weight,
+            "bias": self.bias,
         }
 
     @classmethod
     def from_json(cls, data: Mapping[str, Any]) -> AcceleratedOp:
         op = cls(
-            str(data["name"]), str(data["kind"]), str(data["module"]), str(data["aten"]),
+            str(data["name"]),
+            str(data["kind"]),
+            str(data["module"]),
+            str(data["aten"]),
             tuple(tuple(int(d) for d in s) for s in data["input_shapes"]),
-            tuple(int(d) for d in data["output_shape"]), str(data["dtype"]),
-            data.get("weight"), data.get("bias"),
+            tuple(int(d) for d in data["output_shape"]),
+            str(data["dtype"]),
+            data.get("weight"),
+            data.get("bias"),
         )
         if op.kind not in ("linear", "matmul"):
             raise ValueError(f"unknown accelerated op kind {op.kind!r}")
@@ -308,7 +325,10 @@ class ImportedModel:
 
 
 _MATMUL_TARGETS = {
-    aten.linear.default, aten.addmm.default, aten.mm.default, aten.matmul.default,
+    aten.linear.default,
+    aten.addmm.default,
+    aten.mm.default,
+    aten.matmul.default,
     aten.bmm.default,
 }
 _TRANSPOSES = {aten.t.default, aten.numpy_T.default, aten.transpose.int, aten.permute.default}
@@ -316,31 +336,157 @@ _ALIASES = {aten.detach.default, aten.alias.default, aten.clone.default, aten.co
 
 # Host op categories: (category, reason), matched on the ATen op's base name.
 _HOST_CATEGORIES: tuple[tuple[frozenset[str], str, str], ...] = (
-    (frozenset({"layer_norm", "native_layer_norm", "rms_norm", "group_norm", "batch_norm",
-                "_native_batch_norm_legit_no_training", "instance_norm"}),
-     "normalization", "normalization: per-token statistics and a division, not a matmul"),
-    (frozenset({"softmax", "_softmax", "log_softmax", "_log_softmax", "_safe_softmax"}),
-     "softmax", "softmax: exponentials and a division, not a matmul"),
-    (frozenset({"gelu", "relu", "silu", "tanh", "sigmoid", "elu", "leaky_relu", "hardtanh",
-                "mish", "softplus", "exp", "log", "sqrt", "rsqrt", "erf", "cos", "sin", "pow",
-                "abs", "neg", "reciprocal"}),
-     "activation", "element-wise nonlinear function, not a matmul"),
-    (frozenset({"add", "sub", "mul", "div", "masked_fill", "where", "clamp", "maximum",
-                "minimum", "bitwise_not", "bitwise_and", "bitwise_or", "eq", "ne", "lt", "le",
-                "gt", "ge", "logical_not", "mean", "sum", "amax", "max", "min", "var"}),
-     "elementwise", "element-wise arithmetic or reduction (residuals, scaling, masking)"),
+    (
+        frozenset(
+            {
+                "layer_norm",
+                "native_layer_norm",
+                "rms_norm",
+                "group_norm",
+                "batch_norm",
+                "_native_batch_norm_legit_no_training",
+                "instance_norm",
+            }
+        ),
+        "normalization",
+        "normalization: per-token statistics and a division, not a matmul",
+    ),
+    (
+        frozenset({"softmax", "_softmax", "log_softmax", "_log_softmax", "_safe_softmax"}),
+        "softmax",
+        "softmax: exponentials and a division, not a matmul",
+    ),
+    (
+        frozenset(
+            {
+                "gelu",
+                "relu",
+                "silu",
+                "tanh",
+                "sigmoid",
+                "elu",
+                "leaky_relu",
+                "hardtanh",
+                "mish",
+                "softplus",
+                "exp",
+                "log",
+                "sqrt",
+                "rsqrt",
+                "erf",
+                "cos",
+                "sin",
+                "pow",
+                "abs",
+                "neg",
+                "reciprocal",
+            }
+        ),
+        "activation",
+        "element-wise nonlinear function, not a matmul",
+    ),
+    (
+        frozenset(
+            {
+                "add",
+                "sub",
+                "mul",
+                "div",
+                "masked_fill",
+                "where",
+                "clamp",
+                "maximum",
+                "minimum",
+                "bitwise_not",
+                "bitwise_and",
+                "bitwise_or",
+                "eq",
+                "ne",
+                "lt",
+                "le",
+                "gt",
+                "ge",
+                "logical_not",
+                "mean",
+                "sum",
+                "amax",
+                "max",
+                "min",
+                "var",
+            }
+        ),
+        "elementwise",
+        "element-wise arithmetic or reduction (residuals, scaling, masking)",
+    ),
     (frozenset({"embedding"}), "embedding", "embedding: a table lookup, not a matmul"),
-    (frozenset({"convolution", "conv1d", "conv2d", "conv3d", "conv_transpose1d",
-                "conv_transpose2d", "_convolution"}),
-     "convolution", "convolution: the accelerator runs matmuls only; no im2col lowering"),
-    (frozenset({"view", "reshape", "_unsafe_view", "transpose", "t", "permute", "expand",
-                "split", "split_with_sizes", "chunk", "slice", "select", "unsqueeze", "squeeze",
-                "cat", "stack", "contiguous", "clone", "flatten", "unflatten", "numpy_T",
-                "alias", "detach", "getitem", "arange", "ones", "zeros", "full", "tril", "triu",
-                "to", "_to_copy", "type_as", "repeat", "repeat_interleave", "index", "gather",
-                "scalar_tensor", "lift_fresh_copy", "empty", "new_ones", "new_zeros", "narrow",
-                "dropout", "_assert_tensor_metadata"}),
-     "data movement", "layout/data movement only (no arithmetic)"),
+    (
+        frozenset(
+            {
+                "convolution",
+                "conv1d",
+                "conv2d",
+                "conv3d",
+                "conv_transpose1d",
+                "conv_transpose2d",
+                "_convolution",
+            }
+        ),
+        "convolution",
+        "convolution: the accelerator runs matmuls only; no im2col lowering",
+    ),
+    (
+        frozenset(
+            {
+                "view",
+                "reshape",
+                "_unsafe_view",
+                "transpose",
+                "t",
+                "permute",
+                "expand",
+                "split",
+                "split_with_sizes",
+                "chunk",
+                "slice",
+                "select",
+                "unsqueeze",
+                "squeeze",
+                "cat",
+                "stack",
+                "contiguous",
+                "clone",
+                "flatten",
+                "unflatten",
+                "numpy_T",
+                "alias",
+                "detach",
+                "getitem",
+                "arange",
+                "ones",
+                "zeros",
+                "full",
+                "tril",
+                "triu",
+                "to",
+                "_to_copy",
+                "type_as",
+                "repeat",
+                "repeat_interleave",
+                "index",
+                "gather",
+                "scalar_tensor",
+                "lift_fresh_copy",
+                "empty",
+                "new_ones",
+                "new_zeros",
+                "narrow",
+                "dropout",
+                "_assert_tensor_metadata",
+            }
+        ),
+        "data movement",
+        "layout/data movement only (no arithmetic)",
+    ),
 )
 
 
@@ -481,8 +627,15 @@ def _classify(walk: _Walk, node: Node) -> str | None:
         name, module = walk.layer_name(node, linear=True)
         walk.ops.append(
             AcceleratedOp(
-                name, "linear", module, op_name(node.target), (tuple(x_meta.shape),),
-                tuple(out_meta.shape), dtype_name(out_meta.dtype), weight_name, bias_name,
+                name,
+                "linear",
+                module,
+                op_name(node.target),
+                (tuple(x_meta.shape),),
+                tuple(out_meta.shape),
+                dtype_name(out_meta.dtype),
+                weight_name,
+                bias_name,
             )
         )
         walk.operands[node.name] = (name, [x])
@@ -502,8 +655,12 @@ def _classify(walk: _Walk, node: Node) -> str | None:
     name, module = walk.layer_name(node, linear=False)
     walk.ops.append(
         AcceleratedOp(
-            name, "matmul", module, op_name(node.target),
-            (tuple(x_meta.shape), tuple(b_meta.shape)), tuple(out_meta.shape),
+            name,
+            "matmul",
+            module,
+            op_name(node.target),
+            (tuple(x_meta.shape), tuple(b_meta.shape)),
+            tuple(out_meta.shape),
             dtype_name(out_meta.dtype),
         )
     )

@@ -38,21 +38,29 @@ from model import GPT, example_tokens, gpt  # noqa: E402
 # --- independent references --------------------------------------------------------------------
 
 
-def pe_bound_violations(act: torch.Tensor, q: QuantizedTensor, out: torch.Tensor,
-                        bias: torch.Tensor | None) -> int:
+def pe_bound_violations(
+    act: torch.Tensor, q: QuantizedTensor, out: torch.Tensor, bias: torch.Tensor | None
+) -> int:
     """How many outputs of one accelerator run fall outside the PE error bound."""
     terms = quantized_terms(q)
-    term_abs = (terms.man.astype(np.float64) * np.exp2(terms.exp.astype(np.float64)
-                + terms.bsig.astype(np.float64))).sum(-1)
+    term_abs = (
+        terms.man.astype(np.float64)
+        * np.exp2(terms.exp.astype(np.float64) + terms.bsig.astype(np.float64))
+    ).sum(-1)
     bias16 = None if bias is None else bias.to(torch.float16).numpy()
     bound = pe.error_bound(
-        act.numpy(), q.values().numpy(), term_abs, q.scales.numpy(),
-        q.channel_scale.numpy(), q.group_size, bias16,
+        act.numpy(),
+        q.values().numpy(),
+        term_abs,
+        q.scales.numpy(),
+        q.channel_scale.numpy(),
+        q.group_size,
+        bias16,
     )
     reference = act.double() @ dequantize(q).double().T
     if bias16 is not None:
         reference = reference + torch.from_numpy(bias16).double()
-    return int((( out.double() - reference).abs().numpy() > bound).sum())
+    return int(((out.double() - reference).abs().numpy() > bound).sum())
 
 
 def check_every_run(compiled: CompiledModel, records: list[OpRecord]) -> None:
@@ -78,8 +86,9 @@ def logit_tolerance(reference: torch.Tensor, accelerated_ops_on_path: int) -> fl
     return accelerated_ops_on_path * 3 * 2.0**-11 * float(reference.abs().max())
 
 
-def reference_gpt(model: GPT, compiled: CompiledModel, records: list[OpRecord],
-                  tokens: torch.Tensor) -> torch.Tensor:
+def reference_gpt(
+    model: GPT, compiled: CompiledModel, records: list[OpRecord], tokens: torch.Tensor
+) -> torch.Tensor:
     """The decoder written out in float32 torch with the compiled model's dequantized
     weights, FP16 biases and the run-time quantized K/V it recorded."""
     config = model.config
@@ -206,8 +215,15 @@ def test_save_load_run_identical(tmp_path, gpt_setup, gpt_bitmod3) -> None:
     expected = gpt_bitmod3(tokens)
     bundle = gpt_bitmod3.save(tmp_path / "gpt")
     files = {p.name for p in bundle.iterdir()}
-    assert {"manifest.json", "host.json", "params.safetensors", "model.mlir", "report.json",
-            "inputs.safetensors", "programs"} <= files
+    assert {
+        "manifest.json",
+        "host.json",
+        "params.safetensors",
+        "model.mlir",
+        "report.json",
+        "inputs.safetensors",
+        "programs",
+    } <= files
     assert len(list((bundle / "programs").glob("*.bin"))) == 13
     assert "bitmod.quantize" in (bundle / "model.mlir").read_text()
     loaded = load(bundle)
@@ -300,7 +316,7 @@ def test_linear_shapes(shape, n, dtype) -> None:
         assert torch.equal(output.reshape(-1, n), record.out.float())
         q = compiled.archive.get_quantized(op.binding.weight)
         assert q.shape == (n, k_padded)
-        assert torch.count_nonzero(dequantize(q)[:, shape[-1]:]) == 0  # zero padding
+        assert torch.count_nonzero(dequantize(q)[:, shape[-1] :]) == 0  # zero padding
     assert compiled.ops["with_bias"].binding.bias == "with_bias.bias"
     assert compiled.ops["without_bias"].binding.bias is None
 
@@ -346,9 +362,15 @@ def test_host_only_op_runs_and_is_reported() -> None:
 def test_layers_overrides(gpt_setup) -> None:
     model, tokens = gpt_setup
     compiled = compile(
-        model, (tokens,), dtype="bitmod3",
-        layers={"lm_head": "host", "blocks.*.mlp.*": "bitmod4", "blocks.1.mlp.fc": "int8",
-                "blocks.0.attn.matmul*": "int4"},
+        model,
+        (tokens,),
+        dtype="bitmod3",
+        layers={
+            "lm_head": "host",
+            "blocks.*.mlp.*": "bitmod4",
+            "blocks.1.mlp.fc": "int8",
+            "blocks.0.attn.matmul*": "int4",
+        },
     )
     report = compiled.report()
     dtypes = {layer["name"]: layer["dtype"] for layer in report.layers}
@@ -425,7 +447,8 @@ def test_tied_weights_kwargs_and_dict_outputs(tmp_path) -> None:
         expected = model(tokens, scale)
     for key in expected:
         assert float((run.outputs[key] - expected[key]).abs().max()) < 0.05 * float(
-            expected[key].abs().max())
+            expected[key].abs().max()
+        )
     # The shared matrix is both a host parameter (embedding) and a quantized weight (head).
     head_weight = compiled.ops["head"].binding.weight
     assert head_weight in compiled.host.param_names()

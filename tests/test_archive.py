@@ -41,7 +41,10 @@ def test_round_trip_plain_and_quantized(tmp_path: Path) -> None:
         assert torch.equal(dequantize(a), dequantize(b))
         assert torch.equal(a.codes, b.codes) and torch.equal(a.sv_index, b.sv_index)
     assert loaded.quantized_metadata("layer0.w") == {
-        "fmt": "bitmod3", "shape": [4, 256], "group_size": 128, "scale_bits": 8,
+        "fmt": "bitmod3",
+        "shape": [4, 256],
+        "group_size": 128,
+        "scale_bits": 8,
     }
 
 
@@ -136,9 +139,13 @@ def test_bad_quantized_metadata_names_the_parameter(tmp_path: Path) -> None:
         ParamArchive.load(path)
     _rewrite(
         path,
-        lambda t, m: m.update({"bitmod.q.layer2.w": json.dumps({"fmt": "mxfp9", "shape": [4, 256],
-                                                                  "group_size": 32,
-                                                                  "scale_bits": None})}),
+        lambda t, m: m.update(
+            {
+                "bitmod.q.layer2.w": json.dumps(
+                    {"fmt": "mxfp9", "shape": [4, 256], "group_size": 32, "scale_bits": None}
+                )
+            }
+        ),
     )
     with pytest.raises(ArchiveError, match=r"'layer2.w'.*unknown data type 'mxfp9'"):
         ParamArchive.load(path)

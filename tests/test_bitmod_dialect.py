@@ -46,9 +46,7 @@ def test_every_test_input_is_covered_or_marked() -> None:
             parse_module(make_context(), path.read_text(), str(path), verify=False)
 
 
-@pytest.mark.parametrize(
-    "path", _roundtrip_inputs(), ids=lambda p: str(p.relative_to(ROOT))
-)
+@pytest.mark.parametrize("path", _roundtrip_inputs(), ids=lambda p: str(p.relative_to(ROOT)))
 def test_parse_print_parse_round_trip(path: Path) -> None:
     ctx = make_context()
     module = parse_module(ctx, path.read_text(), str(path), verify=False)

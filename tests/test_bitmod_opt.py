@@ -50,8 +50,9 @@ def _run(capsys: pytest.CaptureFixture[str], *argv: str) -> tuple[int, str, str]
 
 def test_mlp_weights_move_to_the_archive_unchanged(tmp_path: Path, capsys) -> None:
     out = tmp_path / "mlp.mlir"
-    status, _, err = _run(capsys, str(MLP_DIR / "mlp.mlir"), "-p", "convert-linalg-to-bitmod",
-                          "-o", str(out))
+    status, _, err = _run(
+        capsys, str(MLP_DIR / "mlp.mlir"), "-p", "convert-linalg-to-bitmod", "-o", str(out)
+    )
     assert status == 0, err
     archive = ParamArchive.load(tmp_path / "mlp.params.safetensors")
     model = _mlp_model()
@@ -67,8 +68,10 @@ def test_mlp_weights_move_to_the_archive_unchanged(tmp_path: Path, capsys) -> No
 def test_converted_mlp_computes_the_model(tmp_path: Path, capsys) -> None:
     # y = fc3(relu(fc2(relu(fc1(x))))) from the archive, in the order the IR uses the params.
     out = tmp_path / "mlp.mlir"
-    assert _run(capsys, str(MLP_DIR / "mlp.mlir"), "-p", "convert-linalg-to-bitmod", "-o",
-                str(out))[0] == 0
+    assert (
+        _run(capsys, str(MLP_DIR / "mlp.mlir"), "-p", "convert-linalg-to-bitmod", "-o", str(out))[0]
+        == 0
+    )
     archive = ParamArchive.load(tmp_path / "mlp.params.safetensors")
     text = out.read_text()
     order = [line.split('"')[1] for line in text.splitlines() if "= bitmod.param " in line]
@@ -85,11 +88,17 @@ def test_converted_mlp_computes_the_model(tmp_path: Path, capsys) -> None:
 
 def test_weight_forms_are_stored_as_n_by_k(tmp_path: Path, capsys) -> None:
     source = FILECHECK / "convert-linalg-to-bitmod" / "weight-forms.mlir"
-    assert _run(capsys, str(source), "-p", "convert-linalg-to-bitmod", "-o",
-                str(tmp_path / "w.mlir"))[0] == 0
+    assert (
+        _run(capsys, str(source), "-p", "convert-linalg-to-bitmod", "-o", str(tmp_path / "w.mlir"))[
+            0
+        ]
+        == 0
+    )
     archive = ParamArchive.load(tmp_path / "w.params.safetensors")
     assert archive.get("fc1.weight").tolist() == [
-        [1.0, 2.0, 3.0, 4.0], [5.0, 6.0, 7.0, 8.0], [9.0, 10.0, 11.0, 12.0]
+        [1.0, 2.0, 3.0, 4.0],
+        [5.0, 6.0, 7.0, 8.0],
+        [9.0, 10.0, 11.0, 12.0],
     ]
     assert archive.get("fc1.bias").tolist() == [0.5, -0.5, 1.5]
     # the [K, N] constant [[1,0],[0,1],[2,0],[0,2]] used directly, stored transposed
@@ -99,8 +108,12 @@ def test_weight_forms_are_stored_as_n_by_k(tmp_path: Path, capsys) -> None:
 
 def test_batched_weight_and_broadcast_bias(tmp_path: Path, capsys) -> None:
     source = FILECHECK / "convert-linalg-to-bitmod" / "batch-matmul.mlir"
-    assert _run(capsys, str(source), "-p", "convert-linalg-to-bitmod", "-o",
-                str(tmp_path / "b.mlir"))[0] == 0
+    assert (
+        _run(capsys, str(source), "-p", "convert-linalg-to-bitmod", "-o", str(tmp_path / "b.mlir"))[
+            0
+        ]
+        == 0
+    )
     archive = ParamArchive.load(tmp_path / "b.params.safetensors")
     assert archive.get("fc1.weight").tolist() == [[1.0, 3.0, 5.0, 7.0], [2.0, 4.0, 6.0, 8.0]]
     assert archive.get("fc1.bias").tolist() == [0.25, 0.75]
@@ -129,7 +142,7 @@ def test_dense_resource_blob_of_f16_is_decoded() -> None:
     assert weight.dtype == torch.float16
     # W [K=2, N=3] = [[1, -2, 0.5], [4, 0.25, -1]] is stored as W^T [N, K]
     assert weight.tolist() == [[1.0, 4.0], [-2.0, 0.25], [0.5, -1.0]]
-    assert "bitmod.param \"fc1.weight\" : tensor<3x2xf16>" in print_module(ctx, module)
+    assert 'bitmod.param "fc1.weight" : tensor<3x2xf16>' in print_module(ctx, module)
 
 
 def test_new_layers_do_not_reuse_names_the_archive_has() -> None:
@@ -153,15 +166,19 @@ def test_passes_need_the_bitmod_context() -> None:
 
 
 def _quantized_mlp(tmp_path: Path, capsys, pipeline: str) -> ParamArchive:
-    status, _, err = _run(capsys, str(MLP_DIR / "mlp.mlir"), "-p", pipeline, "-o",
-                          str(tmp_path / "q.mlir"))
+    status, _, err = _run(
+        capsys, str(MLP_DIR / "mlp.mlir"), "-p", pipeline, "-o", str(tmp_path / "q.mlir")
+    )
     assert status == 0, err
     return ParamArchive.load(tmp_path / "q.params.safetensors")
 
 
 def _assert_same_quantization(actual, expected) -> None:
     assert (actual.fmt, actual.shape, actual.group_size, actual.scale_bits) == (
-        expected.fmt, expected.shape, expected.group_size, expected.scale_bits
+        expected.fmt,
+        expected.shape,
+        expected.group_size,
+        expected.scale_bits,
     )
     assert torch.equal(actual.codes, expected.codes)
     assert torch.equal(actual.sv_index, expected.sv_index)
@@ -191,7 +208,8 @@ def test_default_quantization_matches_the_quantizer(tmp_path: Path, capsys) -> N
 
 def test_layer_overrides_and_scale_bits(tmp_path: Path, capsys) -> None:
     archive = _quantized_mlp(
-        tmp_path, capsys,
+        tmp_path,
+        capsys,
         "convert-linalg-to-bitmod,bitmod-quantize{dtype=int4 scale-bits=0 "
         "layers=fc1:int8:32,fc3.weight:mxfp4}",
     )
@@ -204,10 +222,16 @@ def test_layer_overrides_and_scale_bits(tmp_path: Path, capsys) -> None:
 
 def test_layer_override_syntax() -> None:
     assert parse_layer_overrides("fc1:int8, fc3:bitmod4:64,blocks.0.attn:mxfp4") == {
-        "fc1": ("int8", None), "fc3": ("bitmod4", 64), "blocks.0.attn": ("mxfp4", None)
+        "fc1": ("int8", None),
+        "fc3": ("bitmod4", 64),
+        "blocks.0.attn": ("mxfp4", None),
     }
-    for bad, message in (("fc1", "malformed"), ("fc1:int8:0", "positive integer"),
-                         ("fc1:int8,fc1:int4", "twice"), ("fc1:int99", "unknown bitmod")):
+    for bad, message in (
+        ("fc1", "malformed"),
+        ("fc1:int8:0", "positive integer"),
+        ("fc1:int8,fc1:int4", "twice"),
+        ("fc1:int99", "unknown bitmod"),
+    ):
         with pytest.raises(ValueError, match=message):
             parse_layer_overrides(bad)
 
@@ -234,10 +258,12 @@ def test_quantize_request_in_the_ir_keeps_its_format() -> None:
     ctx.archive.put("other", weight * 2)
     module = parse_module(ctx, REQUEST_IR, "r.mlir")
     BitmodQuantizePass(dtype="fp4").apply(ctx, module)
-    _assert_same_quantization(ctx.archive.get_quantized("proj.weight"),
-                              quantize(weight, "int4", 8, 4))
-    _assert_same_quantization(ctx.archive.get_quantized("other"),
-                              quantize(weight * 2, "fp4", 16, 8))
+    _assert_same_quantization(
+        ctx.archive.get_quantized("proj.weight"), quantize(weight, "int4", 8, 4)
+    )
+    _assert_same_quantization(
+        ctx.archive.get_quantized("other"), quantize(weight * 2, "fp4", 16, 8)
+    )
     entries = {op.entry.data for op in module.walk() if isinstance(op, QuantizeOp) and op.entry}
     assert entries == {"proj.weight", "other"}
 
@@ -252,14 +278,24 @@ def test_quantize_reports_a_missing_parameter() -> None:
 
 
 def test_progress_bar_on_request(tmp_path: Path, capsys) -> None:
-    status, _, err = _run(capsys, str(MLP_DIR / "mlp.mlir"), "-p",
-                          "convert-linalg-to-bitmod,bitmod-quantize{progress=true}",
-                          "-o", str(tmp_path / "q.mlir"))
+    status, _, err = _run(
+        capsys,
+        str(MLP_DIR / "mlp.mlir"),
+        "-p",
+        "convert-linalg-to-bitmod,bitmod-quantize{progress=true}",
+        "-o",
+        str(tmp_path / "q.mlir"),
+    )
     assert status == 0
     assert "bitmod-quantize" in err and "3/3" in err
-    status, _, err = _run(capsys, str(MLP_DIR / "mlp.mlir"), "-p",
-                          "convert-linalg-to-bitmod,bitmod-quantize", "-o",
-                          str(tmp_path / "q2.mlir"))
+    status, _, err = _run(
+        capsys,
+        str(MLP_DIR / "mlp.mlir"),
+        "-p",
+        "convert-linalg-to-bitmod,bitmod-quantize",
+        "-o",
+        str(tmp_path / "q2.mlir"),
+    )
     assert status == 0 and err == ""  # stderr is not a terminal here
 
 
@@ -288,9 +324,19 @@ def test_debug_shows_the_traceback(capsys) -> None:
 def test_stdout_run_writes_no_archive(tmp_path: Path) -> None:
     source = FILECHECK / "bitmod-opt" / "stdin-and-output.mlir"
     result = subprocess.run(
-        [sys.executable, "-m", "bitmod.compiler.tools.bitmod_opt", "-", "-p",
-         "convert-linalg-to-bitmod"],
-        input=source.read_text(), capture_output=True, text=True, cwd=tmp_path, check=False,
+        [
+            sys.executable,
+            "-m",
+            "bitmod.compiler.tools.bitmod_opt",
+            "-",
+            "-p",
+            "convert-linalg-to-bitmod",
+        ],
+        input=source.read_text(),
+        capture_output=True,
+        text=True,
+        cwd=tmp_path,
+        check=False,
     )
     assert result.returncode == 0, result.stderr
     assert 'bitmod.params = "stdin.params.safetensors"' in result.stdout
@@ -301,29 +347,43 @@ def test_stdout_run_writes_no_archive(tmp_path: Path) -> None:
 def test_params_option_places_the_archive(tmp_path: Path, capsys) -> None:
     params = tmp_path / "weights" / "all.safetensors"
     out = tmp_path / "ir" / "m.mlir"
-    status, _, err = _run(capsys, str(MLP_DIR / "mlp.mlir"), "-p", "convert-linalg-to-bitmod",
-                          "-o", str(out), "--params", str(params))
+    status, _, err = _run(
+        capsys,
+        str(MLP_DIR / "mlp.mlir"),
+        "-p",
+        "convert-linalg-to-bitmod",
+        "-o",
+        str(out),
+        "--params",
+        str(params),
+    )
     assert status == 0, err
     assert 'bitmod.params = "../weights/all.safetensors"' in out.read_text()
     assert "fc2.weight" in ParamArchive.load(params)
     # and the output reads back from elsewhere with that relative name
-    status, _, err = _run(capsys, str(out), "-p", "bitmod-quantize", "-o",
-                          str(tmp_path / "q.mlir"))
+    status, _, err = _run(capsys, str(out), "-p", "bitmod-quantize", "-o", str(tmp_path / "q.mlir"))
     assert status == 0, err
     assert ParamArchive.load(tmp_path / "q.params.safetensors").is_quantized("fc2.weight")
 
 
 def test_full_pipeline_binary_and_assembly_agree(tmp_path: Path, capsys) -> None:
     binary = tmp_path / "mlp.bin"
-    status, _, err = _run(capsys, str(MLP_DIR / "mlp.mlir"), "--pipeline=bitmod-default",
-                          "--emit=bin", "-o", str(binary))
+    status, _, err = _run(
+        capsys,
+        str(MLP_DIR / "mlp.mlir"),
+        "--pipeline=bitmod-default",
+        "--emit=bin",
+        "-o",
+        str(binary),
+    )
     assert status == 0, err
     data = binary.read_bytes()
     assert data[:4] == b"BSIS"
     program = isa.Program.decode(data)
     assert isa.assemble(program.to_asm()).encode() == data
-    status, asm, err = _run(capsys, str(MLP_DIR / "mlp.mlir"), "--pipeline=bitmod-default",
-                            "--emit=asm")
+    status, asm, err = _run(
+        capsys, str(MLP_DIR / "mlp.mlir"), "--pipeline=bitmod-default", "--emit=asm"
+    )
     assert status == 0, err
     assert isa.assemble(asm).encode() == data
     archive = ParamArchive.load(tmp_path / "mlp.params.safetensors")
@@ -334,8 +394,14 @@ def test_full_pipeline_binary_and_assembly_agree(tmp_path: Path, capsys) -> None
 
 def test_emit_without_a_program_is_one_error(tmp_path: Path, capsys) -> None:
     out = tmp_path / "x.bin"
-    status, _, err = _run(capsys, str(MLP_DIR / "mlp.mlir"), "--pipeline=bitmod-frontend",
-                          "--emit=bin", "-o", str(out))
+    status, _, err = _run(
+        capsys,
+        str(MLP_DIR / "mlp.mlir"),
+        "--pipeline=bitmod-frontend",
+        "--emit=bin",
+        "-o",
+        str(out),
+    )
     assert status == 1
     assert "error: 'builtin.module' op --emit=bin" in err and len(err.splitlines()) == 1
     assert not out.exists()
@@ -368,9 +434,17 @@ def test_empty_input_is_an_empty_module(tmp_path: Path) -> None:
     source = tmp_path / "empty.mlir"
     source.write_text("// only a comment\n\n")
     result = subprocess.run(
-        [sys.executable, "-m", "bitmod.compiler.tools.bitmod_opt", str(source), "-p",
-         "convert-linalg-to-bitmod"],
-        capture_output=True, text=True, check=False,
+        [
+            sys.executable,
+            "-m",
+            "bitmod.compiler.tools.bitmod_opt",
+            str(source),
+            "-p",
+            "convert-linalg-to-bitmod",
+        ],
+        capture_output=True,
+        text=True,
+        check=False,
     )
     assert result.returncode == 0, result.stderr
     assert result.stdout == "builtin.module {\n}\n"

@@ -40,9 +40,11 @@ def mx_code_value(name: str, code: int) -> float | None:
     sign = code >> (bits - 1)
     exponent = (code >> mbits) & ((1 << ebits) - 1)
     mantissa = code & ((1 << mbits) - 1)
-    if nan_rule == "all-ones magnitude" and exponent == (1 << ebits) - 1 and mantissa == (
-        1 << mbits
-    ) - 1:
+    if (
+        nan_rule == "all-ones magnitude"
+        and exponent == (1 << ebits) - 1
+        and mantissa == (1 << mbits) - 1
+    ):
         return None
     if nan_rule == "all-ones exponent" and exponent == (1 << ebits) - 1:
         return None
@@ -103,8 +105,16 @@ def test_olive_grid_values_have_exact_terms() -> None:
 
 def test_num_terms_of_the_issue() -> None:
     counts = {
-        "int8": 4, "int6": 3, "int5": 3, "int4": 2, "int3": 2, "mxint8": 4,
-        "fp4": 2, "fp3": 2, "bitmod4": 2, "bitmod3": 2,
+        "int8": 4,
+        "int6": 3,
+        "int5": 3,
+        "int4": 2,
+        "int3": 2,
+        "mxint8": 4,
+        "fp4": 2,
+        "fp3": 2,
+        "bitmod4": 2,
+        "bitmod3": 2,
     }
     assert {name: num_terms(name) for name in counts} == counts
     for name in ref.EXTENDED:
@@ -169,14 +179,19 @@ def test_decode_codes_with_a_reprogrammed_sv_register() -> None:
     sv = np.array([[0], [3]])  # one SV index per group (row), broadcast over its codes
     register = (5, -5, 12, -12)
     assert decode_codes("bitmod3", codes, sv, register).tolist() == [
-        [5.0, 5.0, 1.0, -4.0], [-12.0, -12.0, 4.0, 0.0]
+        [5.0, 5.0, 1.0, -4.0],
+        [-12.0, -12.0, 4.0, 0.0],
     ]
     assert decode_codes("bitmod3", codes, sv).tolist() == [
-        [3.0, 3.0, 1.0, -4.0], [-6.0, -6.0, 4.0, 0.0]
+        [3.0, 3.0, 1.0, -4.0],
+        [-6.0, -6.0, 4.0, 0.0],
     ]
     # per-weight indices
     assert decode_codes("bitmod4", np.full(4, 8), np.arange(4), (7, 9, -11, 13)).tolist() == [
-        7.0, 9.0, -11.0, 13.0
+        7.0,
+        9.0,
+        -11.0,
+        13.0,
     ]
     # a register value with three set bits (7 = 111b) raises the term count to three
     assert num_terms("bitmod4", (7, 9, -11, 13)) == 3

@@ -129,10 +129,19 @@ def test_program_round_trips_through_ir(
     fmt: str, special_values: tuple[int, ...], kchunk: int | None, bias: str | None, tiles: int
 ) -> None:
     program = matmul_program(
-        act="x", weight="layer.weight", out="y", m=40, n=300, k=512, fmt=fmt,
-        group_size=128, special_values=special_values, config=HardwareConfig(tiles=tiles),
-        kchunk=kchunk or 0, bias=bias,
-    )  # fmt: skip
+        act="x",
+        weight="layer.weight",
+        out="y",
+        m=40,
+        n=300,
+        k=512,
+        fmt=fmt,
+        group_size=128,
+        special_values=special_values,
+        config=HardwareConfig(tiles=tiles),
+        kchunk=kchunk or 0,
+        bias=bias,
+    )
     module = program_to_module(program)
     module.verify()
     reparsed = parse(printed(module))
@@ -146,9 +155,18 @@ def test_program_round_trips_through_ir(
 
 def test_binary_to_ir_and_back_is_byte_identical() -> None:
     binary = matmul_program(
-        act="a", weight="w", out="o", m=9, n=129, k=256, fmt="bitmod3", group_size=64,
-        special_values=(3, -3, 6, -6), kchunk=128, block_rows=16,
-    ).encode()  # fmt: skip
+        act="a",
+        weight="w",
+        out="o",
+        m=9,
+        n=129,
+        k=256,
+        fmt="bitmod3",
+        group_size=64,
+        special_values=(3, -3, 6, -6),
+        kchunk=128,
+        block_rows=16,
+    ).encode()
     module = parse(printed(program_to_module(isa.Program.decode(binary))))
     assert module_to_program(module).encode() == binary
 
@@ -167,24 +185,55 @@ def test_hand_built_program_maps_instruction_for_instruction() -> None:
             isa.Descriptor(4, isa.DescKind.OUT, 8, 4),
         ),
         (
-            isa.CfgArray(8, 8, 1), isa.CfgFmt(isa.format_id("int8"), 8, 32), isa.CfgKchunk(32),
-            isa.Loop(3, 2), isa.Loop(6, 1), isa.AccClr(), isa.Loop(1, 2),
-            isa.LdAct(0, 6, 1), isa.LdWgt(1, 3, 1), isa.Mac(), isa.EndLoop(1),
-            isa.Drain(None), isa.StOut(2, 6, 3), isa.EndLoop(6), isa.EndLoop(3),
-            isa.CfgArray(8, 8, 1), isa.CfgFmt(isa.format_id("int4"), 4, 16), isa.CfgKchunk(16),
-            isa.AccClr(), isa.LdAct(3, None, None), isa.LdWgt(4, None, None), isa.Mac(),
-            isa.Drain(), isa.StOut(5, None, None), isa.Nop(), isa.Halt(),
+            isa.CfgArray(8, 8, 1),
+            isa.CfgFmt(isa.format_id("int8"), 8, 32),
+            isa.CfgKchunk(32),
+            isa.Loop(3, 2),
+            isa.Loop(6, 1),
+            isa.AccClr(),
+            isa.Loop(1, 2),
+            isa.LdAct(0, 6, 1),
+            isa.LdWgt(1, 3, 1),
+            isa.Mac(),
+            isa.EndLoop(1),
+            isa.Drain(None),
+            isa.StOut(2, 6, 3),
+            isa.EndLoop(6),
+            isa.EndLoop(3),
+            isa.CfgArray(8, 8, 1),
+            isa.CfgFmt(isa.format_id("int4"), 4, 16),
+            isa.CfgKchunk(16),
+            isa.AccClr(),
+            isa.LdAct(3, None, None),
+            isa.LdWgt(4, None, None),
+            isa.Mac(),
+            isa.Drain(),
+            isa.StOut(5, None, None),
+            isa.Nop(),
+            isa.Halt(),
         ),
-    )  # fmt: skip
+    )
     program.validate()
     module = program_to_module(program)
     module.verify()
     ops = bsisa_code(module)
     assert [type(op).__name__ for op in ops] == [
-        "CfgArrayOp", "CfgFmtOp", "CfgKchunkOp", "LoopOp",
-        "CfgArrayOp", "CfgFmtOp", "CfgKchunkOp", "AccClrOp", "LdActOp", "LdWgtOp", "MacOp",
-        "DrainOp", "StOutOp", "NopOp", "HaltOp",
-    ]  # fmt: skip
+        "CfgArrayOp",
+        "CfgFmtOp",
+        "CfgKchunkOp",
+        "LoopOp",
+        "CfgArrayOp",
+        "CfgFmtOp",
+        "CfgKchunkOp",
+        "AccClrOp",
+        "LdActOp",
+        "LdWgtOp",
+        "MacOp",
+        "DrainOp",
+        "StOutOp",
+        "NopOp",
+        "HaltOp",
+    ]
     program_op = bsisa_program(module)
     assert program_op.segments() == [0, 4]
     assert [d.tensor.data for d in program_op.descriptors] == ["x", "w1", "h", "h", "w2", "y"]
@@ -194,20 +243,19 @@ def test_hand_built_program_maps_instruction_for_instruction() -> None:
 def test_explicit_string_table_is_kept() -> None:
     # A string table that is not the descriptors' names in first-use order (an unused name
     # and another order) round-trips through the `strings` property.
-    base = matmul_program(
-        act="x", weight="w", out="y", m=8, n=8, k=32, fmt="int8", group_size=32
-    )
+    base = matmul_program(act="x", weight="w", out="y", m=8, n=8, k=32, fmt="int8", group_size=32)
     strings = ("unused", "y", "w", "x")
     renumber = {0: 3, 1: 2, 2: 1}
     program = isa.Program(
         strings,
         tuple(
-            isa.Descriptor(renumber[d.name], d.kind, d.dim0, d.dim1, d.fmt, d.scale_bits,
-                           d.group_size)
+            isa.Descriptor(
+                renumber[d.name], d.kind, d.dim0, d.dim1, d.fmt, d.scale_bits, d.group_size
+            )
             for d in base.descriptors
         ),
         base.instructions,
-    )  # fmt: skip
+    )
     text = printed(program_to_module(program))
     assert 'strings ["unused", "y", "w", "x"]' in text
     assert module_to_program(parse(text)) == program

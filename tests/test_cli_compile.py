@@ -17,7 +17,7 @@ from bitmod.compiler.tools.bitmod_cli import main
 ROOT = Path(__file__).resolve().parents[1]
 GPT = ROOT / "examples" / "gpt" / "model.py"
 
-MODEL_FILE = '''
+MODEL_FILE = """
 import torch
 from torch import nn
 
@@ -64,7 +64,7 @@ def broken():
 
 def not_a_model():
     return 42
-'''
+"""
 
 
 @pytest.fixture()
@@ -77,8 +77,21 @@ def model_file(tmp_path: Path) -> Path:
 
 def test_compile_run_report(tmp_path, model_file, capsys) -> None:
     out = tmp_path / "bundle"
-    status = main(["compile", f"{model_file}:make", "--example", "inputs", "--dtype", "bitmod4",
-                   "--layer", "fc2=int8", "--no-progress", "-o", str(out)])
+    status = main(
+        [
+            "compile",
+            f"{model_file}:make",
+            "--example",
+            "inputs",
+            "--dtype",
+            "bitmod4",
+            "--layer",
+            "fc2=int8",
+            "--no-progress",
+            "-o",
+            str(out),
+        ]
+    )
     assert status == 0
     printed = capsys.readouterr().out
     assert "fc1" in printed and "bitmod: wrote" in printed
@@ -104,8 +117,21 @@ def test_compile_run_report(tmp_path, model_file, capsys) -> None:
 
 def test_gpt_from_shapes(tmp_path, capsys) -> None:
     out = tmp_path / "gpt"
-    status = main(["compile", f"{GPT}:gpt", "--example-shape", "1x8:int64", "--int-range",
-                   "0:256", "--dtype", "bitmod3", "--quiet", "-o", str(out)])
+    status = main(
+        [
+            "compile",
+            f"{GPT}:gpt",
+            "--example-shape",
+            "1x8:int64",
+            "--int-range",
+            "0:256",
+            "--dtype",
+            "bitmod3",
+            "--quiet",
+            "-o",
+            str(out),
+        ]
+    )
     assert status == 0, capsys.readouterr().err
     compiled = load(out)
     (tokens,) = compiled.example_inputs
@@ -120,21 +146,26 @@ def test_gpt_from_shapes(tmp_path, capsys) -> None:
     [
         (["{dir}/missing.py:make", "--example-shape", "2x20"], "missing.py: no such file"),
         (["{model}", "--example-shape", "2x20"], "expected MODEL.py:FACTORY"),
-        (["{model}:nope", "--example-shape", "2x20"],
-         "has no function 'nope' (it defines: Branchy, Tiny, branchy, broken, inputs, make"),
+        (
+            ["{model}:nope", "--example-shape", "2x20"],
+            "has no function 'nope' (it defines: Branchy, Tiny, branchy, broken, inputs, make",
+        ),
         (["{model}:broken", "--example-shape", "2x20"], "broken() failed: RuntimeError"),
         (["{model}:not_a_model", "--example-shape", "2x20"], "returned a int, not a torch"),
         (["{model}:make", "--example-shape", "2xa"], "expected positive dimensions"),
         (["{model}:make", "--example-shape", "2x20:complex"], "unknown dtype 'complex'"),
         (["{model}:make", "--example-shape", "2x20", "--int-range", "5:1"], "LO < HI"),
-        (["{model}:make", "--example-shape", "2x20", "--dtype", "bitmod9"],
-         "unknown data type 'bitmod9'"),
+        (
+            ["{model}:make", "--example-shape", "2x20", "--dtype", "bitmod9"],
+            "unknown data type 'bitmod9'",
+        ),
         (["{model}:make", "--example-shape", "2x20", "--layer", "fc1"], "expected NAME=DTYPE"),
-        (["{model}:make", "--example-shape", "2x20", "--layer", "fc9=int8"],
-         "match no layer"),
+        (["{model}:make", "--example-shape", "2x20", "--layer", "fc9=int8"], "match no layer"),
         (["{model}:make", "--example-shape", "2x20", "--tiles", "0"], "tiles must be"),
-        (["{model}:branchy", "--example-shape", "2x20"],
-         "unsupported construct in the top-level module (Branchy)"),
+        (
+            ["{model}:branchy", "--example-shape", "2x20"],
+            "unsupported construct in the top-level module (Branchy)",
+        ),
         (["{model}:make", "--example-shape", "2x21"], "cannot trace Tiny"),
     ],
 )
@@ -169,8 +200,17 @@ def test_console_script(tmp_path) -> None:
     if not Path(script).exists():
         pytest.fail("the bitmod console script is not installed: pip install -e .")
     result = subprocess.run(
-        [script, "compile", str(tmp_path / "none.py:f"), "--example-shape", "1", "-o",
-         str(tmp_path / "o")], capture_output=True, text=True,
+        [
+            script,
+            "compile",
+            str(tmp_path / "none.py:f"),
+            "--example-shape",
+            "1",
+            "-o",
+            str(tmp_path / "o"),
+        ],
+        capture_output=True,
+        text=True,
     )
     assert result.returncode == 1
     assert result.stderr == f"bitmod: error: {tmp_path / 'none.py'}: no such file\n"

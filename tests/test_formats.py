@@ -88,9 +88,22 @@ def test_code_tables_match_formats_md(name: str) -> None:
 def test_formats_md_maxima() -> None:
     # The "max" column of FORMATS.md's table.
     maxima = {
-        "int3": 3, "fp3": 4, "fp3_er_pos": 4, "fp3_ea_pos": 6, "int4": 7, "fp4": 12,
-        "fp4_er_neg": 12, "fp4_ea_neg": 16, "flint4": 16, "int5": 15, "fp5_e2m2": 28,
-        "fp5_e3m1": 192, "flint5": 64, "int6": 31, "fp6_e2m3": 60, "fp6_e3m2": 448,
+        "int3": 3,
+        "fp3": 4,
+        "fp3_er_pos": 4,
+        "fp3_ea_pos": 6,
+        "int4": 7,
+        "fp4": 12,
+        "fp4_er_neg": 12,
+        "fp4_ea_neg": 16,
+        "flint4": 16,
+        "int5": 15,
+        "fp5_e2m2": 28,
+        "fp5_e3m1": 192,
+        "flint5": 64,
+        "int6": 31,
+        "fp6_e2m3": 60,
+        "fp6_e3m2": 448,
     }
     assert {name: get_format(name).max_value for name in maxima} == maxima
 
@@ -141,8 +154,11 @@ def test_int_sym_hand_worked() -> None:
     # two's complement 3-bit codes: 1, -3=101b=5, 2, 0, -2=110b=6, -1=111b=7, 0, 3
     q = q_of([[0.375, -0.75, 0.5625, 0.125, -0.375, -0.125, 0.0, 0.6875]], "int3", 8)
     assert_q(
-        q, [[1, 5, 2, 0, 6, 7, 0, 3]],
-        [[0.25, -0.75, 0.5, 0.0, -0.5, -0.25, 0.0, 0.75]], scales=[[0.25]], sv=[[0]],
+        q,
+        [[1, 5, 2, 0, 6, 7, 0, 3]],
+        [[0.25, -0.75, 0.5, 0.0, -0.5, -0.25, 0.0, 0.75]],
+        scales=[[0.25]],
+        sv=[[0]],
     )
 
 
@@ -183,8 +199,10 @@ def test_fp_basic_hand_worked() -> None:
     # sign-magnitude codes (magnitude index 0..3 of 0,1,2,4): 3, 4+2=6, 1, 6, 2, 4+3=7, 0, 0
     q = q_of([[1.0, -0.375, 0.1875, -0.625, 0.75, -0.75, 0.0625, 0.125]], "fp3", 8)
     assert_q(
-        q, [[3, 6, 1, 6, 2, 7, 0, 0]],
-        [[1.0, -0.5, 0.25, -0.5, 0.5, -1.0, 0.0, 0.0]], scales=[[0.25]],
+        q,
+        [[3, 6, 1, 6, 2, 7, 0, 0]],
+        [[1.0, -0.5, 0.25, -0.5, 0.5, -1.0, 0.0, 0.0]],
+        scales=[[0.25]],
     )
 
 
@@ -195,8 +213,10 @@ def test_fp4_basic_hand_worked() -> None:
     # codes: index of magnitude in (0,1,2,3,4,6,8,12), +8 when negative
     q = q_of([[3.0, 1.75, 1.25, -2.5, 0.625, 0.125, -2.25, 0.4375]], "fp4", 8)
     assert_q(
-        q, [[7, 5, 4, 15, 2, 0, 14, 2]],
-        [[3.0, 1.5, 1.0, -3.0, 0.5, 0.0, -2.0, 0.5]], scales=[[0.25]],
+        q,
+        [[7, 5, 4, 15, 2, 0, 14, 2]],
+        [[3.0, 1.5, 1.0, -3.0, 0.5, 0.0, -2.0, 0.5]],
+        scales=[[0.25]],
     )
 
 
@@ -260,7 +280,10 @@ def test_bitmod3_hand_worked_sv_index() -> None:
     )
     # values(): the special value substituted from the register entry the SV index selects
     assert q.values()[:4].tolist() == [
-        [4, 3, 1, 2], [-4, -3, -1, -2], [6, 4, 1, 2], [-6, -4, -1, -2]
+        [4, 3, 1, 2],
+        [-4, -3, -1, -2],
+        [6, 4, 1, 2],
+        [-6, -4, -1, -2],
     ]
 
 
@@ -275,8 +298,11 @@ def test_bitmod4_hand_worked_sv_index() -> None:
     q = q_of(rows, "bitmod4", 4)
     # codes: magnitude index in (0,1,2,3,4,6,8,12), +8 when negative, special value in 1000b
     assert_q(
-        q, [[7, 8, 4, 1], [15, 8, 12, 9], [8, 7, 4, 2], [8, 15, 12, 10]], rows,
-        scales=[[0.25]] * 4, sv=[[0], [1], [2], [3]],
+        q,
+        [[7, 8, 4, 1], [15, 8, 12, 9], [8, 7, 4, 2], [8, 15, 12, 10]],
+        rows,
+        scales=[[0.25]] * 4,
+        sv=[[0], [1], [2], [3]],
     )
 
 
@@ -301,8 +327,11 @@ def test_ant_mixture_hand_worked() -> None:
     q = q_of(rows, "ant3", 4)
     s = float(np.float16(1 / 3))  # the FP16 group scale of row 0
     assert_q(
-        q, [[3, 2, 1, 1], [3, 2, 1, 0]], [[3 * s, 2 * s, s, s], [1.0, 0.5, 0.25, 0.0]],
-        scales=[[s], [0.25]], sv=[[0], [1]],
+        q,
+        [[3, 2, 1, 1], [3, 2, 1, 0]],
+        [[3 * s, 2 * s, s, s], [1.0, 0.5, 0.25, 0.0]],
+        scales=[[s], [0.25]],
+        sv=[[0], [1]],
     )
     # ant4: INT4 vs flint4. [7, 5, 3, 1]/7 is exact on INT4; [16, 8, 3, 1]/16 on flint4.
     q = q_of([[7.0, 5.0, 3.0, 1.0], [16.0, 8.0, 3.0, 1.0]], "ant4", 4)
@@ -396,7 +425,12 @@ def test_olive4_victim_identifier_pair_decodes_as_minus_eight() -> None:
     # other slot as the outlier on the abfloat grid (code 0001 -> 12, 1011 -> -24).
     codes = torch.tensor([[8, 8, 1, 8, 8, 11]], dtype=torch.uint8)
     q = QuantizedTensor(
-        "olive4", (1, 6), 6, None, codes, torch.zeros(1, 1, dtype=torch.uint8),
+        "olive4",
+        (1, 6),
+        6,
+        None,
+        codes,
+        torch.zeros(1, 1, dtype=torch.uint8),
         torch.ones(1, 1, dtype=torch.float16),
     )
     assert q.values().tolist() == [[-8.0, 0.0, 12.0, 0.0, 0.0, -24.0]]
@@ -488,7 +522,7 @@ def test_fast_quantizer_agrees_with_reference(name: str) -> None:
     for row in range(n):
         for g in range(k // group_size):
             offset = g * group_size
-            group = [float(x) for x in w[row, offset:offset + group_size]]
+            group = [float(x) for x in w[row, offset : offset + group_size]]
             result = ref.quantize_group(group, name)
             if result.error_gap < ERROR_GAP:  # two candidates within float noise of each other
                 skipped_groups += 1
@@ -524,7 +558,7 @@ def test_int_asym_agrees_with_reference(bits: int) -> None:
     for row in range(n):
         for g in range(k // group_size):
             offset = g * group_size
-            group = [float(x) for x in w[row, offset:offset + group_size]]
+            group = [float(x) for x in w[row, offset : offset + group_size]]
             codes, scale, zero, margins = ref.quantize_group_asym(group, bits)
             assert float(q.scales[row, g]) == float(np.float16(np.float32(scale)))
             if min(margins) >= MARGIN:
@@ -548,7 +582,7 @@ def test_second_level_scale_agrees_with_reference(name: str, scale_bits: int) ->
     for row in range(n):
         first_level = []
         for g in range(k // group_size):
-            group = [float(x) for x in w[row, g * group_size:(g + 1) * group_size]]
+            group = [float(x) for x in w[row, g * group_size : (g + 1) * group_size]]
             first_level.append(float(np.float32(ref.quantize_group(group, name).scale)))
         codes, channel, margins = ref.quantize_scales_int(first_level, scale_bits)
         assert float(q.channel_scale[row]) == channel
@@ -568,10 +602,10 @@ def test_mx_agrees_with_reference(name: str) -> None:
     out = dequantize(q)
     for row in range(4):
         for b in range(4):
-            block = [float(x) for x in w[row, 32 * b:32 * (b + 1)]]
+            block = [float(x) for x in w[row, 32 * b : 32 * (b + 1)]]
             shared, elements = ref.mx_block(block, name)
             assert int(q.scales[row, b]) == shared + 127
-            assert out[row, 32 * b:32 * (b + 1)].tolist() == [e * 2.0**shared for e in elements]
+            assert out[row, 32 * b : 32 * (b + 1)].tolist() == [e * 2.0**shared for e in elements]
 
 
 def test_quantize_runs_on_a_cuda_device_when_present() -> None:

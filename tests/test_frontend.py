@@ -64,7 +64,10 @@ def test_gpt_offloads_every_matmul(gpt_import) -> None:
     assert (qk.mkn, qk.runs) == ((16, 32, 16), 8)
     fc = next(op for op in imported.ops if op.name == "blocks.0.mlp.fc")
     assert (fc.mkn, fc.runs, fc.weight, fc.bias) == (
-        (32, 128, 512), 1, "blocks.0.mlp.fc.weight", "blocks.0.mlp.fc.bias"
+        (32, 128, 512),
+        1,
+        "blocks.0.mlp.fc.weight",
+        "blocks.0.mlp.fc.bias",
     )
     assert next(op for op in imported.ops if op.name == "lm_head").bias is None
 

@@ -61,16 +61,40 @@ def sample_programs() -> list[Program]:
     bitmod3 = get_format("bitmod3").special_values
     return [
         assemble(SPEC_EXAMPLE),
-        matmul_program(act="x", weight="w", out="y", m=256, n=4096, k=4096, fmt="bitmod3",
-                       group_size=128, special_values=bitmod3),
-        matmul_program(act="a b", weight="w\"q\"", out="ÿ", m=20, n=30, k=512, fmt="int8",
-                       group_size=128, config=HardwareConfig(tiles=2), kchunk=256,
-                       bias="bias"),
-        Program(("unused", "x", "y", "w"),
-                (Descriptor(1, DescKind.ACT, 4, 8), Descriptor(3, DescKind.QWEIGHT, 8, 8,
-                 FORMAT_IDS["int4_asym"], 4, 8), Descriptor(2, DescKind.OUT, 4, 8)),
-                (Nop(), CfgSv(3, -32768), CfgSv(2, 32767), Halt())),
-    ]  # fmt: skip
+        matmul_program(
+            act="x",
+            weight="w",
+            out="y",
+            m=256,
+            n=4096,
+            k=4096,
+            fmt="bitmod3",
+            group_size=128,
+            special_values=bitmod3,
+        ),
+        matmul_program(
+            act="a b",
+            weight='w"q"',
+            out="ÿ",
+            m=20,
+            n=30,
+            k=512,
+            fmt="int8",
+            group_size=128,
+            config=HardwareConfig(tiles=2),
+            kchunk=256,
+            bias="bias",
+        ),
+        Program(
+            ("unused", "x", "y", "w"),
+            (
+                Descriptor(1, DescKind.ACT, 4, 8),
+                Descriptor(3, DescKind.QWEIGHT, 8, 8, FORMAT_IDS["int4_asym"], 4, 8),
+                Descriptor(2, DescKind.OUT, 4, 8),
+            ),
+            (Nop(), CfgSv(3, -32768), CfgSv(2, 32767), Halt()),
+        ),
+    ]
 
 
 # --- words against hand-assembled bit patterns ------------------------------------------------
@@ -103,9 +127,7 @@ def test_words_match_the_spec_layout() -> None:
 
 
 def test_container_layout_by_hand() -> None:
-    program = Program(
-        ("x",), (Descriptor(0, DescKind.ACT, 3, 8),), (Nop(), Halt())
-    )
+    program = Program(("x",), (Descriptor(0, DescKind.ACT, 3, 8),), (Nop(), Halt()))
     body = struct.pack("<H", 1) + b"x"
     body += struct.pack("<IBBBBIII12x", 0, 0, 0, 0, 0, 3, 8, 0)
     body += struct.pack("<QQ", 0, 1 << 56)
@@ -160,42 +182,84 @@ def test_program_size_independent_of_matmul_size(order: str) -> None:
     # K = 256 is two chunks of 128 (k-streamed needs several), K = 4096 cut likewise.
     def size(m: int, n: int, k: int) -> int:
         kchunk = 0 if order == "weights-resident" else 128
-        program = matmul_program(act="x", weight="w", out="y", m=m, n=n, k=k, fmt="int8",
-                                 group_size=128, order=order, kchunk=kchunk, block_rows=16)
-        return len(program.instructions)  # fmt: skip
+        program = matmul_program(
+            act="x",
+            weight="w",
+            out="y",
+            m=m,
+            n=n,
+            k=k,
+            fmt="int8",
+            group_size=128,
+            order=order,
+            kchunk=kchunk,
+            block_rows=16,
+        )
+        return len(program.instructions)
 
     k_small = 128 if order == "weights-resident" else 256
     assert size(16, 8, k_small) == size(4096, 11008, 4 * k_small)
     # The compiler's own choice: at most 4 cfg + 1 cfg.mblock + a 12-instruction nest + halt.
-    auto = matmul_program(act="x", weight="w", out="y", m=4096, n=11008, k=4096, fmt="int8",
-                          group_size=128)  # fmt: skip
+    auto = matmul_program(
+        act="x", weight="w", out="y", m=4096, n=11008, k=4096, fmt="int8", group_size=128
+    )
     assert len(auto.instructions) <= 18
 
 
 def test_matmul_nests_as_written_in_the_spec() -> None:
     """docs/ISA.md's three nests, written out by hand (act d0, weight d1, out d2, bias d3)."""
     assert matmul_nest("weights-resident", m_blocks=3, n_blocks=2, k_chunks=1, bias=True) == [
-        Loop(0, 2), LdWgt(1, 0, None),
-        Loop(1, 3), AccClr(), LdAct(0, 1, None), Mac(), Drain(3), StOut(2, 1, 0), EndLoop(1),
+        Loop(0, 2),
+        LdWgt(1, 0, None),
+        Loop(1, 3),
+        AccClr(),
+        LdAct(0, 1, None),
+        Mac(),
+        Drain(3),
+        StOut(2, 1, 0),
+        EndLoop(1),
         EndLoop(0),
-    ]  # fmt: skip
+    ]
     assert matmul_nest("acts-resident", m_blocks=3, n_blocks=2, k_chunks=4, bias=False) == [
-        Loop(0, 3), LdAct(0, 0, None),
-        Loop(1, 2), AccClr(), Loop(2, 4), LdWgt(1, 1, 2), Mac(), EndLoop(2), Drain(None),
-        StOut(2, 0, 1), EndLoop(1),
+        Loop(0, 3),
+        LdAct(0, 0, None),
+        Loop(1, 2),
+        AccClr(),
+        Loop(2, 4),
+        LdWgt(1, 1, 2),
+        Mac(),
+        EndLoop(2),
+        Drain(None),
+        StOut(2, 0, 1),
+        EndLoop(1),
         EndLoop(0),
-    ]  # fmt: skip
+    ]
     assert matmul_nest("acts-resident", m_blocks=3, n_blocks=2, k_chunks=1, bias=False) == [
-        Loop(0, 3), LdAct(0, 0, None),
-        Loop(1, 2), AccClr(), LdWgt(1, 1, None), Mac(), Drain(None), StOut(2, 0, 1), EndLoop(1),
+        Loop(0, 3),
+        LdAct(0, 0, None),
+        Loop(1, 2),
+        AccClr(),
+        LdWgt(1, 1, None),
+        Mac(),
+        Drain(None),
+        StOut(2, 0, 1),
+        EndLoop(1),
         EndLoop(0),
-    ]  # fmt: skip
+    ]
     assert matmul_nest("k-streamed", m_blocks=3, n_blocks=2, k_chunks=4, bias=False) == [
         Loop(0, 2),
-        Loop(1, 3), AccClr(), Loop(2, 4), LdAct(0, 1, 2), LdWgt(1, 0, 2), Mac(), EndLoop(2),
-        Drain(None), StOut(2, 1, 0), EndLoop(1),
+        Loop(1, 3),
+        AccClr(),
+        Loop(2, 4),
+        LdAct(0, 1, 2),
+        LdWgt(1, 0, 2),
+        Mac(),
+        EndLoop(2),
+        Drain(None),
+        StOut(2, 1, 0),
+        EndLoop(1),
         EndLoop(0),
-    ]  # fmt: skip
+    ]
     with pytest.raises(IsaError, match="weights-resident needs K in one chunk"):
         matmul_nest("weights-resident", m_blocks=1, n_blocks=1, k_chunks=2, bias=False)
     with pytest.raises(IsaError, match="unknown loop order 'sideways'"):
@@ -203,11 +267,24 @@ def test_matmul_nests_as_written_in_the_spec() -> None:
 
 
 def test_block_rows_other_than_the_array_rows_set_mr() -> None:
-    program = matmul_program(act="x", weight="w", out="y", m=256, n=256, k=4096, fmt="int8",
-                             group_size=128, order="acts-resident", block_rows=32)  # fmt: skip
+    program = matmul_program(
+        act="x",
+        weight="w",
+        out="y",
+        m=256,
+        n=256,
+        k=4096,
+        fmt="int8",
+        group_size=128,
+        order="acts-resident",
+        block_rows=32,
+    )
     assert program.instructions[:4] == (
-        CfgArray(8, 8, 16), CfgFmt(FORMAT_IDS["int8"], 8, 128), CfgKchunk(1408), CfgMblock(32)
-    )  # fmt: skip
+        CfgArray(8, 8, 16),
+        CfgFmt(FORMAT_IDS["int8"], 8, 128),
+        CfgKchunk(1408),
+        CfgMblock(32),
+    )
     assert "cfg.mblock rows=32" in program.to_asm()
     assert assemble(program.to_asm()) == program
 
@@ -268,9 +345,7 @@ def test_bad_instruction_names_index_and_offset(word: int, message: str) -> None
     offset = _code_offset(program) + 8 * index
     binary = _with_body(
         program.encode(),
-        lambda body: body.__setitem__(
-            slice(offset - 24, offset - 16), struct.pack("<Q", word)
-        ),
+        lambda body: body.__setitem__(slice(offset - 24, offset - 16), struct.pack("<Q", word)),
     )
     with pytest.raises(IsaError, match=message) as info:
         Program.decode(binary)
@@ -365,14 +440,14 @@ def test_assembly_errors_name_the_line(text: str, line: int, message: str) -> No
 
 def test_matmul_program_rejects_bad_arguments() -> None:
     with pytest.raises(IsaError, match="group size 128 does not divide the K chunk 100"):
-        matmul_program(act="x", weight="w", out="y", m=8, n=8, k=512, fmt="int8",
-                       group_size=128, kchunk=100)  # fmt: skip
+        matmul_program(
+            act="x", weight="w", out="y", m=8, n=8, k=512, fmt="int8", group_size=128, kchunk=100
+        )
     with pytest.raises(IsaError, match="block rows 12 must be a multiple of the 8 PE rows"):
-        matmul_program(act="x", weight="w", out="y", m=8, n=8, k=512, fmt="int8",
-                       group_size=128, block_rows=12)  # fmt: skip
+        matmul_program(
+            act="x", weight="w", out="y", m=8, n=8, k=512, fmt="int8", group_size=128, block_rows=12
+        )
     with pytest.raises(IsaError, match="distinct"):
-        matmul_program(act="x", weight="x", out="y", m=8, n=8, k=128, fmt="int8",
-                       group_size=128)  # fmt: skip
+        matmul_program(act="x", weight="x", out="y", m=8, n=8, k=128, fmt="int8", group_size=128)
     with pytest.raises(IsaError, match="unknown weight format"):
-        matmul_program(act="x", weight="w", out="y", m=8, n=8, k=128, fmt="nope",
-                       group_size=128)  # fmt: skip
+        matmul_program(act="x", weight="w", out="y", m=8, n=8, k=128, fmt="nope", group_size=128)

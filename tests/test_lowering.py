@@ -101,9 +101,14 @@ def test_plan_int8_asym_counts_zero_points() -> None:
     # int8_asym, G = 64, SB = 4: per channel and group 64 B codes + (4 + 8 zero-point bits)
     # per group; K = 256 in one chunk: 256 + ceil(4 x 12 / 8) + 2 = 264 B a channel.
     plan = plan_bitmod_matmul(
-        8, 64, 256, fmt="int8_asym", group_size=64, scale_bits=4,
+        8,
+        64,
+        256,
+        fmt="int8_asym",
+        group_size=64,
+        scale_bits=4,
         array=array(64, 1 << 20, 1 << 20),
-    )  # fmt: skip
+    )
     assert (plan.kc, plan.k_chunks) == (256, 1)
     assert plan.weight_block_bytes == 64 * 264
 
@@ -145,10 +150,20 @@ def test_lowered_matmul_is_the_canonical_program(
         weight_buffer_bytes=options.get("weight_buffer", 512 * 1024),
     )
     expected = matmul_program(
-        act="x", weight="fc.weight", out="result0", m=m, n=n, k=k, fmt=fmt,
-        group_size=group, scale_bits=8, special_values=get_format(fmt).special_values,
-        config=config, kchunk=options.get("kchunk", 0), bias="b" if bias else None,
-    )  # fmt: skip
+        act="x",
+        weight="fc.weight",
+        out="result0",
+        m=m,
+        n=n,
+        k=k,
+        fmt=fmt,
+        group_size=group,
+        scale_bits=8,
+        special_values=get_format(fmt).special_values,
+        config=config,
+        kchunk=options.get("kchunk", 0),
+        bias="b" if bias else None,
+    )
     assert program == expected
     assert program.encode() == expected.encode()
 
@@ -180,9 +195,7 @@ def test_instruction_count_does_not_grow_with_tiles() -> None:
     # and for 1 and 64 x 8 output blocks.
     streamed = {"kchunk": 128, "order": "k-streamed", "block_rows": 8}
     two_chunks = instruction_count(lower(matmul_module(8, 128, 256, "bitmod3"), **streamed))
-    many_chunks = instruction_count(
-        lower(matmul_module(512, 1024, 12800, "bitmod3"), **streamed)
-    )
+    many_chunks = instruction_count(lower(matmul_module(512, 1024, 12800, "bitmod3"), **streamed))
     assert two_chunks == many_chunks == one_tile + 2  # the K loop's loop/endloop pair
 
 

@@ -66,10 +66,22 @@ def program_for(
     fmt = get_format(q.fmt)
     sv = fmt.special_values if special_values is None else special_values
     return matmul_program(
-        act="x", weight="w", out="y", m=m, n=q.shape[0], k=q.shape[1], fmt=q.fmt,
-        group_size=q.group_size, scale_bits=q.scale_bits, special_values=sv, config=config,
-        kchunk=kchunk or 0, order=order, block_rows=block_rows, bias="b" if bias else None,
-    )  # fmt: skip
+        act="x",
+        weight="w",
+        out="y",
+        m=m,
+        n=q.shape[0],
+        k=q.shape[1],
+        fmt=q.fmt,
+        group_size=q.group_size,
+        scale_bits=q.scale_bits,
+        special_values=sv,
+        config=config,
+        kchunk=kchunk or 0,
+        order=order,
+        block_rows=block_rows,
+        bias="b" if bias else None,
+    )
 
 
 def reference_output(q, x, b, register=None):
@@ -104,7 +116,7 @@ def reference_output(q, x, b, register=None):
         ("bitmod3", 13, 20, 96, 16, 32, True, "acts-resident", 12),  # all K resident, 3 chunks
         ("bitmod4", 30, 9, 64, 16, 16, False, "k-streamed", 16),  # 4 passes, last block 2
     ],
-)  # fmt: skip
+)
 def test_machine_matches_scalar_reference(
     fmt, m, n, k, group, kchunk, bias, order, block_rows
 ) -> None:
@@ -176,9 +188,9 @@ def test_reprogrammed_special_values_are_used() -> None:
     assert fp16_bits_equal(result.outputs["y"], expected)
     default = Machine(SMALL).run(program_for(q, 6, SMALL), {"x": x, "w": q, "b": b})
     assert not fp16_bits_equal(default.outputs["y"], expected)
-    assert result.report.cycles_by_cause["compute"] == 1.5 * default.report.cycles_by_cause[
-        "compute"
-    ]  # 3 terms instead of 2
+    assert (
+        result.report.cycles_by_cause["compute"] == 1.5 * default.report.cycles_by_cause["compute"]
+    )  # 3 terms instead of 2
 
 
 def test_error_against_float64_within_the_derived_bound() -> None:
@@ -244,10 +256,12 @@ def test_two_layer_program_chains_through_dram() -> None:
     """
     program = assemble(text)
     result = Machine(SMALL).run(Program.decode(program.encode()), {"x": x, "w1": q1, "w2": q2})
-    h = ref.reference_matmul(x, quantized_terms(q1), q1.scales.numpy().astype(np.int64),
-                             q1.channel_scale.numpy(), 16)[2]  # fmt: skip
-    y = ref.reference_matmul(h, quantized_terms(q2), q2.scales.numpy().astype(np.int64),
-                             q2.channel_scale.numpy(), 16)[2]  # fmt: skip
+    h = ref.reference_matmul(
+        x, quantized_terms(q1), q1.scales.numpy().astype(np.int64), q1.channel_scale.numpy(), 16
+    )[2]
+    y = ref.reference_matmul(
+        h, quantized_terms(q2), q2.scales.numpy().astype(np.int64), q2.channel_scale.numpy(), 16
+    )[2]
     assert fp16_bits_equal(result.outputs["h"], h)
     assert fp16_bits_equal(result.outputs["y"], y)
 
@@ -258,15 +272,18 @@ def test_two_layer_program_chains_through_dram() -> None:
 def formula_cycles(m, n, k, terms, config):
     """⌈M/rows⌉·⌈N/cols⌉·⌈K/4⌉·terms / tiles (issue 5's acceptance formula)."""
     return (
-        math.ceil(m / config.rows) * math.ceil(n / config.cols) * math.ceil(k / 4) * terms
+        math.ceil(m / config.rows)
+        * math.ceil(n / config.cols)
+        * math.ceil(k / 4)
+        * terms
         / config.tiles
     )
 
 
 @pytest.mark.parametrize(
-    ("fmt", "terms"), [("int8", 4), ("int6", 3), ("fp4", 2), ("bitmod4", 2), ("fp3", 2),
-                       ("bitmod3", 2)],
-)  # fmt: skip
+    ("fmt", "terms"),
+    [("int8", 4), ("int6", 3), ("fp4", 2), ("bitmod4", 2), ("fp3", 2), ("bitmod3", 2)],
+)
 def test_compute_bound_cycles_match_the_formula(fmt: str, terms: int) -> None:
     # 64 DRAM bytes per cycle keeps the loads behind compute for every format.
     config = HardwareConfig(dram_bytes_per_cycle=64.0)
@@ -422,15 +439,21 @@ def test_corrupt_and_truncated_binary() -> None:
         (lambda mem: mem.update(x=mem["x"][:, :32]), r"'x'.*shape \[6, 32\], descriptor says 6x64"),
         (lambda mem: mem.update(x=mem["x"].astype(np.float32)), r"'x' must be float16"),
         (lambda mem: mem.update(b=mem["b"][:4]), r"bias 'b'.*shape \[4\]"),
-        (lambda mem: mem.update(w=quantize(torch.randn(8, 64), "bitmod4", 32)),
-         r"weight is bitmod4, descriptor says bitmod3"),
-        (lambda mem: mem.update(w=quantize(torch.randn(8, 64), "bitmod3", 16)),
-         r"group size 16, descriptor says 32"),
-        (lambda mem: mem.update(w=quantize(torch.randn(9, 64), "bitmod3", 32)),
-         r"shape \[9, 64\], descriptor says 8x64"),
+        (
+            lambda mem: mem.update(w=quantize(torch.randn(8, 64), "bitmod4", 32)),
+            r"weight is bitmod4, descriptor says bitmod3",
+        ),
+        (
+            lambda mem: mem.update(w=quantize(torch.randn(8, 64), "bitmod3", 16)),
+            r"group size 16, descriptor says 32",
+        ),
+        (
+            lambda mem: mem.update(w=quantize(torch.randn(9, 64), "bitmod3", 32)),
+            r"shape \[9, 64\], descriptor says 8x64",
+        ),
         (lambda mem: mem.update(w=mem["x"]), r"'w' is a plain tensor"),
     ],
-)  # fmt: skip
+)
 def test_memory_image_errors(memory_change, message) -> None:
     q, x, b, program = _simple()
     memory = {"x": x, "w": q, "b": b}
@@ -471,47 +494,123 @@ CHUNKED = (CfgArray(4, 4, 2), CfgFmt(INT8, 8, 32), CfgKchunk(32))
         ((CfgArray(8, 8, 16),), r"instruction 0 \(cfg.array\): program compiled for rows=8"),
         ((CfgArray(4, 4, 2), LdAct(0, None, None)), r"instruction 1 \(ld.act\): no cfg.kchunk"),
         ((*SETUP, Mac()), r"instruction 3 \(mac\): no activation block"),
-        ((*SETUP, CfgFmt(FORMAT_IDS["int4"], 8, 32), LdWgt(1, None, None)),
-         r"instruction 4 \(ld.wgt\): weight 'w' is int8 sb=8 g=32, but cfg.fmt set int4"),
-        ((CfgArray(4, 4, 2), CfgFmt(INT8, 8, 32), CfgKchunk(48), LdWgt(1, None, None)),
-         r"K chunk 48 is not a multiple of the group size 32"),
-        ((*SETUP, Loop(0, 3), LdAct(0, 0, None), EndLoop(0)),
-         r"instruction 4 \(ld.act\): block \(row block 2, all of K\) lies outside"),
-        ((*SETUP, Loop(0, 3), LdWgt(1, 0, None), EndLoop(0)),
-         r"ld.wgt\): block \(column block 2, all of K\) lies outside"),
-        ((*CHUNKED, Loop(0, 3), LdWgt(1, None, 0), EndLoop(0)),
-         r"ld.wgt\): block \(column block 0, K chunk 2\) lies outside"),
-        ((*CHUNKED, Loop(0, 1), LdAct(0, None, 0), EndLoop(0), Loop(1, 2), LdWgt(1, None, 1),
-          EndLoop(1), Mac()),
-         r"instruction 9 \(mac\): activation block is K chunk 0, weight block is K chunk 1"),
-        ((*CHUNKED, Loop(0, 1), LdAct(0, None, 0), EndLoop(0), LdWgt(1, None, None), Mac()),
-         r"instruction 7 \(mac\): the weight block holds all of K, the activation block only "
-         r"K chunk 0"),
-        ((*CHUNKED, Loop(0, 1), LdAct(0, None, 0), LdWgt(1, None, 0), Mac(), EndLoop(0),
-          Drain()),
-         r"instruction 8 \(drain\): K chunk\(s\) \[1\] of 2 never accumulated"),
-        ((*CHUNKED, LdAct(0, None, None), Loop(0, 1), LdWgt(1, None, 0), Mac(), EndLoop(0),
-          Loop(0, 1), LdWgt(1, None, 0), Mac(), EndLoop(0)),
-         r"instruction 10 \(mac\): K chunk 0 accumulated twice"),
-        ((*CHUNKED, LdAct(0, None, None), Loop(0, 1), LdWgt(1, None, 0), Mac(), EndLoop(0),
-          LdWgt(1, None, None), Mac()),
-         r"instruction 9 \(mac\): K chunk 0 accumulated twice"),
+        (
+            (*SETUP, CfgFmt(FORMAT_IDS["int4"], 8, 32), LdWgt(1, None, None)),
+            r"instruction 4 \(ld.wgt\): weight 'w' is int8 sb=8 g=32, but cfg.fmt set int4",
+        ),
+        (
+            (CfgArray(4, 4, 2), CfgFmt(INT8, 8, 32), CfgKchunk(48), LdWgt(1, None, None)),
+            r"K chunk 48 is not a multiple of the group size 32",
+        ),
+        (
+            (*SETUP, Loop(0, 3), LdAct(0, 0, None), EndLoop(0)),
+            r"instruction 4 \(ld.act\): block \(row block 2, all of K\) lies outside",
+        ),
+        (
+            (*SETUP, Loop(0, 3), LdWgt(1, 0, None), EndLoop(0)),
+            r"ld.wgt\): block \(column block 2, all of K\) lies outside",
+        ),
+        (
+            (*CHUNKED, Loop(0, 3), LdWgt(1, None, 0), EndLoop(0)),
+            r"ld.wgt\): block \(column block 0, K chunk 2\) lies outside",
+        ),
+        (
+            (
+                *CHUNKED,
+                Loop(0, 1),
+                LdAct(0, None, 0),
+                EndLoop(0),
+                Loop(1, 2),
+                LdWgt(1, None, 1),
+                EndLoop(1),
+                Mac(),
+            ),
+            r"instruction 9 \(mac\): activation block is K chunk 0, weight block is K chunk 1",
+        ),
+        (
+            (*CHUNKED, Loop(0, 1), LdAct(0, None, 0), EndLoop(0), LdWgt(1, None, None), Mac()),
+            r"instruction 7 \(mac\): the weight block holds all of K, the activation block only "
+            r"K chunk 0",
+        ),
+        (
+            (
+                *CHUNKED,
+                Loop(0, 1),
+                LdAct(0, None, 0),
+                LdWgt(1, None, 0),
+                Mac(),
+                EndLoop(0),
+                Drain(),
+            ),
+            r"instruction 8 \(drain\): K chunk\(s\) \[1\] of 2 never accumulated",
+        ),
+        (
+            (
+                *CHUNKED,
+                LdAct(0, None, None),
+                Loop(0, 1),
+                LdWgt(1, None, 0),
+                Mac(),
+                EndLoop(0),
+                Loop(0, 1),
+                LdWgt(1, None, 0),
+                Mac(),
+                EndLoop(0),
+            ),
+            r"instruction 10 \(mac\): K chunk 0 accumulated twice",
+        ),
+        (
+            (
+                *CHUNKED,
+                LdAct(0, None, None),
+                Loop(0, 1),
+                LdWgt(1, None, 0),
+                Mac(),
+                EndLoop(0),
+                LdWgt(1, None, None),
+                Mac(),
+            ),
+            r"instruction 9 \(mac\): K chunk 0 accumulated twice",
+        ),
         ((CfgMblock(8),), r"instruction 0 \(cfg.mblock\): no cfg.array before it"),
         ((*SETUP, CfgMblock(6)), r"cfg.mblock\): blocks of 6 rows must be a multiple of the 4 PE"),
         ((*SETUP, CfgMblock(68)), r"at most the 64 rows the column accumulators hold"),
-        ((*SETUP, LdAct(0, None, None), LdWgt(1, None, None), Mac(), Mac()),
-         r"instruction 6 \(mac\): K chunk 0 accumulated twice"),
-        ((*SETUP, LdAct(0, None, None), LdWgt(1, None, None), Mac(), Loop(2, 2),
-          LdAct(0, 2, None), EndLoop(2), Mac()),
-         r"mac\): accumulators hold row block 0 x column block 0; this mac is row block 1"),
+        (
+            (*SETUP, LdAct(0, None, None), LdWgt(1, None, None), Mac(), Mac()),
+            r"instruction 6 \(mac\): K chunk 0 accumulated twice",
+        ),
+        (
+            (
+                *SETUP,
+                LdAct(0, None, None),
+                LdWgt(1, None, None),
+                Mac(),
+                Loop(2, 2),
+                LdAct(0, 2, None),
+                EndLoop(2),
+                Mac(),
+            ),
+            r"mac\): accumulators hold row block 0 x column block 0; this mac is row block 1",
+        ),
         ((*SETUP, Drain()), r"instruction 3 \(drain\): nothing accumulated"),
         ((*SETUP, StOut(2, None, None)), r"instruction 3 \(st.out\): nothing drained"),
-        ((*SETUP, Loop(1, 2), AccClr(), LdAct(0, None, None), LdWgt(1, None, None), Mac(),
-          Drain(), StOut(2, 1, None), EndLoop(1)),
-         r"st.out\): stores at row block 1, column block 0, but the drained block is row "
-         r"block 0"),
+        (
+            (
+                *SETUP,
+                Loop(1, 2),
+                AccClr(),
+                LdAct(0, None, None),
+                LdWgt(1, None, None),
+                Mac(),
+                Drain(),
+                StOut(2, 1, None),
+                EndLoop(1),
+            ),
+            r"st.out\): stores at row block 1, column block 0, but the drained block is row "
+            r"block 0",
+        ),
     ],
-)  # fmt: skip
+)
 def test_program_errors_name_the_instruction(code, message) -> None:
     with pytest.raises(MachineError, match=message):
         _run_code(code)
@@ -560,8 +659,11 @@ def test_reading_an_output_before_it_is_stored_is_an_error() -> None:
     ld.act h_in row=- k=-
     halt
     """
-    with pytest.raises(MachineError, match=r"instruction 9 \(ld.act\): reads rows 0.. K 0.. of "
-                                           r"'h' before st.out wrote them"):
+    with pytest.raises(
+        MachineError,
+        match=r"instruction 9 \(ld.act\): reads rows 0.. K 0.. of "
+        r"'h' before st.out wrote them",
+    ):
         Machine(SMALL).run(assemble(text), {"x": x, "w1": q1, "w2": q2})
 
 
@@ -569,8 +671,11 @@ def test_inf_activation_is_an_error_naming_the_mac() -> None:
     q, x, b, program = _simple()
     x = x.copy()
     x[5, 40] = np.inf
-    with pytest.raises(MachineError, match=r"\(mac\): activation 'x' row block 1, all of K: "
-                                           r"activation inf at index \[1, 40\] is Inf/NaN"):
+    with pytest.raises(
+        MachineError,
+        match=r"\(mac\): activation 'x' row block 1, all of K: "
+        r"activation inf at index \[1, 40\] is Inf/NaN",
+    ):
         Machine(SMALL).run(program, {"x": x, "w": q, "b": b})
 
 
@@ -583,8 +688,11 @@ def test_wrong_output_shape_and_bias_length() -> None:
         Descriptor(2, DescKind.OUT, 8, 12),
         Descriptor(3, DescKind.BIAS, 16, 1),
     )
-    with pytest.raises(MachineError, match=r"st.out\): output 'y' is 8x12, the matmul of 'x' "
-                                           r"and 'w' is 8x16"):  # fmt: skip
+    with pytest.raises(
+        MachineError,
+        match=r"st.out\): output 'y' is 8x12, the matmul of 'x' "
+        r"and 'w' is 8x16",
+    ):
         _run_code((*base, Drain(), StOut(2, None, None)), descriptors=bad_out)
 
 

@@ -79,9 +79,14 @@ def one_gemm(m: int, n: int, k: int) -> GemmTable:
         return np.asarray([value])
 
     return GemmTable(
-        name=column("fc"), phase=column("prefill"), operand=column("weight"), m=column(m),
-        n=column(n), k=column(k), count=column(1),
-    )  # fmt: skip
+        name=column("fc"),
+        phase=column("prefill"),
+        operand=column("weight"),
+        m=column(m),
+        n=column(n),
+        k=column(k),
+        count=column(1),
+    )
 
 
 def assert_agree(report: Report, cycles: float, read: float, written: float, busy: float) -> None:
@@ -103,7 +108,7 @@ def assert_agree(report: Report, cycles: float, read: float, written: float, bus
         ("int8", 256, 256, 4096, TWO_CHANNELS, "compute"),
         ("int6", 128, 256, 11008, TWO_CHANNELS, "compute"),
     ],
-)  # fmt: skip
+)
 def test_perf_predicts_the_machine_on_the_compiled_program(
     fmt: str, m: int, n: int, k: int, config: HardwareConfig, bound: str
 ) -> None:
@@ -154,16 +159,34 @@ def test_full_layer_schedules_on_a_slice(
     m, slice_n = 256, 256
     forced = {"order": full.order, "block_rows": full.block_rows, "kchunk": full.kc}
     predicted = plan_bitmod_matmul(
-        m, slice_n, k, fmt=fmt, group_size=128, scale_bits=8, array=ArraySpec.of(CONFIG),
+        m,
+        slice_n,
+        k,
+        fmt=fmt,
+        group_size=128,
+        scale_bits=8,
+        array=ArraySpec.of(CONFIG),
         **forced,
-    )  # fmt: skip
+    )
     q, x = gemm(fmt, m, slice_n, k, seed=7)
     program = matmul_program(
-        act="x", weight="fc.weight", out="y", m=m, n=slice_n, k=k, fmt=fmt, group_size=128,
-        special_values=get_format(fmt).special_values, config=CONFIG, **forced,
-    )  # fmt: skip
+        act="x",
+        weight="fc.weight",
+        out="y",
+        m=m,
+        n=slice_n,
+        k=k,
+        fmt=fmt,
+        group_size=128,
+        special_values=get_format(fmt).special_values,
+        config=CONFIG,
+        **forced,
+    )
     report = run(program, q, x)
     assert_agree(
-        report, predicted.cycles, predicted.dram_read, predicted.dram_written,
+        report,
+        predicted.cycles,
+        predicted.dram_read,
+        predicted.dram_written,
         predicted.compute_cycles,
-    )  # fmt: skip
+    )

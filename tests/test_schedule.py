@@ -103,7 +103,7 @@ def walk(schedule: Schedule, m: int, n: int, k: int, layout: WeightLayout, rows:
         (256, 1000, 4096, 32, 1408),
         (9, 9, 256, 24, 0),
     ],
-)  # fmt: skip
+)
 def test_closed_form_traffic_and_compute_match_a_block_walk(
     order: str, m: int, n: int, k: int, block_rows: int, kchunk: int
 ) -> None:
@@ -113,18 +113,33 @@ def test_closed_form_traffic_and_compute_match_a_block_walk(
         kchunk = 128
     layout = WeightLayout.of_format("bitmod3", 128, 8)
     schedule = plan_bitmod_matmul(
-        m, n, k, fmt="bitmod3", group_size=128, scale_bits=8, array=ARRAY, order=order,
-        block_rows=block_rows, kchunk=kchunk,
-    )  # fmt: skip
+        m,
+        n,
+        k,
+        fmt="bitmod3",
+        group_size=128,
+        scale_bits=8,
+        array=ARRAY,
+        order=order,
+        block_rows=block_rows,
+        kchunk=kchunk,
+    )
     assert schedule.order == order and schedule.block_rows == block_rows
     read, busy, sram = walk(schedule, m, n, k, layout, ARRAY.rows, ARRAY.columns)
     assert schedule.dram_read == read
     assert schedule.dram_written == 2 * m * n
     assert schedule.compute_cycles == busy
     plans = plan(
-        m, n, k, ARRAY, layout, MacTiming.bit_serial("bitmod3", 128, 8), order=order,
-        block_rows=block_rows, kchunk=kchunk,
-    )  # fmt: skip
+        m,
+        n,
+        k,
+        ARRAY,
+        layout,
+        MacTiming.bit_serial("bitmod3", 128, 8),
+        order=order,
+        block_rows=block_rows,
+        kchunk=kchunk,
+    )
     assert plans.sram_read[0] == sram
     # Cycles: never less than the compute or the DRAM transfers.
     bytes_moved = read + 2 * m * n

@@ -33,8 +33,18 @@ from typing import Any
 
 __all__ = ["CliError", "main"]
 
-_DTYPES = ("float32", "float16", "bfloat16", "float64", "int64", "int32", "int16", "int8",
-           "uint8", "bool")
+_DTYPES = (
+    "float32",
+    "float16",
+    "bfloat16",
+    "float64",
+    "int64",
+    "int32",
+    "int16",
+    "int8",
+    "uint8",
+    "bool",
+)
 
 
 class CliError(Exception):
@@ -54,46 +64,88 @@ def _parser() -> argparse.ArgumentParser:
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     compile_ = commands.add_parser(
-        "compile", help="compile MODEL.py:FACTORY into a bundle directory",
+        "compile",
+        help="compile MODEL.py:FACTORY into a bundle directory",
         description="Trace, quantize, tile and lower a model; write IR, binaries, the "
         "parameter archive, the host graph and a report to OUTDIR.",
     )
-    compile_.add_argument("model", metavar="MODEL.py:FACTORY",
-                          help="a Python file and the function in it that returns the model")
-    compile_.add_argument("-o", "--output", required=True, metavar="OUTDIR",
-                          help="bundle directory to write (replaced if it is a bitmod bundle)")
+    compile_.add_argument(
+        "model",
+        metavar="MODEL.py:FACTORY",
+        help="a Python file and the function in it that returns the model",
+    )
+    compile_.add_argument(
+        "-o",
+        "--output",
+        required=True,
+        metavar="OUTDIR",
+        help="bundle directory to write (replaced if it is a bitmod bundle)",
+    )
     source = compile_.add_mutually_exclusive_group(required=True)
-    source.add_argument("--example", metavar="FUNC",
-                        help="function in MODEL.py returning the example input(s)")
-    source.add_argument("--example-shape", action="append", metavar="DIMS[:DTYPE]",
-                        help="shape of one example input, e.g. 1x16:int64 (repeat per input; "
-                        "dtype defaults to float32)")
-    compile_.add_argument("--int-range", default="0:2", metavar="LO:HI",
-                          help="integer example values are drawn from [LO, HI) (default 0:2)")
+    source.add_argument(
+        "--example", metavar="FUNC", help="function in MODEL.py returning the example input(s)"
+    )
+    source.add_argument(
+        "--example-shape",
+        action="append",
+        metavar="DIMS[:DTYPE]",
+        help="shape of one example input, e.g. 1x16:int64 (repeat per input; "
+        "dtype defaults to float32)",
+    )
+    compile_.add_argument(
+        "--int-range",
+        default="0:2",
+        metavar="LO:HI",
+        help="integer example values are drawn from [LO, HI) (default 0:2)",
+    )
     compile_.add_argument("--seed", type=int, default=0, help="seed of random example inputs")
     compile_.add_argument("--dtype", default="bitmod3", help="weight format (default bitmod3)")
-    compile_.add_argument("--group-size", type=int, default=128,
-                          help="weights per group along K (default 128)")
-    compile_.add_argument("--scale-bits", type=int, default=8,
-                          help="bits of the second-level group scales (default 8)")
-    compile_.add_argument("--kv-dtype", default="int8",
-                          help="run-time format of attention K/V (default int8)")
-    compile_.add_argument("--kv-group-size", type=int, default=None,
-                          help="K/V group size along the reduction (default: --group-size)")
-    compile_.add_argument("--layer", action="append", default=[], metavar="NAME=DTYPE",
-                          help="per-layer format or 'host' (NAME may be a glob); repeatable")
-    compile_.add_argument("--pipeline", default=None,
-                          help="pass pipeline run on each op (default: bitmod-quantize, "
-                          "bitmod-tile for the hardware, bitmod-lower-to-isa)")
+    compile_.add_argument(
+        "--group-size", type=int, default=128, help="weights per group along K (default 128)"
+    )
+    compile_.add_argument(
+        "--scale-bits",
+        type=int,
+        default=8,
+        help="bits of the second-level group scales (default 8)",
+    )
+    compile_.add_argument(
+        "--kv-dtype", default="int8", help="run-time format of attention K/V (default int8)"
+    )
+    compile_.add_argument(
+        "--kv-group-size",
+        type=int,
+        default=None,
+        help="K/V group size along the reduction (default: --group-size)",
+    )
+    compile_.add_argument(
+        "--layer",
+        action="append",
+        default=[],
+        metavar="NAME=DTYPE",
+        help="per-layer format or 'host' (NAME may be a glob); repeatable",
+    )
+    compile_.add_argument(
+        "--pipeline",
+        default=None,
+        help="pass pipeline run on each op (default: bitmod-quantize, "
+        "bitmod-tile for the hardware, bitmod-lower-to-isa)",
+    )
     compile_.add_argument("--tiles", type=int, default=None, help="PE tiles (default 16)")
     compile_.add_argument("--rows", type=int, default=None, help="PE rows per tile (default 8)")
     compile_.add_argument("--cols", type=int, default=None, help="PE cols per tile (default 8)")
     compile_.add_argument("--quiet", action="store_true", help="do not print the report")
     progress = compile_.add_mutually_exclusive_group()
-    progress.add_argument("--progress", dest="progress", action="store_true", default=None,
-                          help="always show the progress bar")
-    progress.add_argument("--no-progress", dest="progress", action="store_false",
-                          help="never show the progress bar")
+    progress.add_argument(
+        "--progress",
+        dest="progress",
+        action="store_true",
+        default=None,
+        help="always show the progress bar",
+    )
+    progress.add_argument(
+        "--no-progress", dest="progress", action="store_false", help="never show the progress bar"
+    )
 
     run = commands.add_parser("run", help="run a bundle on its saved example inputs")
     run.add_argument("bundle", metavar="BUNDLE")
@@ -135,9 +187,11 @@ def _function(module: Any, name: str, path: str) -> Callable[..., Any]:
     function = getattr(module, name, None)
     if function is None:
         defined = sorted(
-            n for n, v in vars(module).items()
-            if callable(v) and not n.startswith("_") and getattr(v, "__module__", None)
-            == module.__name__
+            n
+            for n, v in vars(module).items()
+            if callable(v)
+            and not n.startswith("_")
+            and getattr(v, "__module__", None) == module.__name__
         )
         raise CliError(f"{path} has no function {name!r} (it defines: {', '.join(defined)})")
     if not callable(function):
@@ -156,8 +210,9 @@ def _parse_shape(text: str) -> tuple[tuple[int, ...], str]:
     dims_text, _, dtype = text.partition(":")
     dtype = dtype or "float32"
     if dtype not in _DTYPES:
-        raise CliError(f"--example-shape {text!r}: unknown dtype {dtype!r} "
-                       f"(one of {', '.join(_DTYPES)})")
+        raise CliError(
+            f"--example-shape {text!r}: unknown dtype {dtype!r} (one of {', '.join(_DTYPES)})"
+        )
     try:
         dims = tuple(int(d) for d in dims_text.lower().split("x"))
     except ValueError:
@@ -230,8 +285,9 @@ def _compile(args: argparse.Namespace) -> int:
 
     model = _call(factory, f"{path}:{factory_name}()")
     if not isinstance(model, torch.nn.Module):
-        raise CliError(f"{path}:{factory_name}() returned a {type(model).__name__}, "
-                       f"not a torch.nn.Module")
+        raise CliError(
+            f"{path}:{factory_name}() returned a {type(model).__name__}, not a torch.nn.Module"
+        )
     if args.example:
         example = _call(_function(module, args.example, path), f"{path}:{args.example}()")
         example_args = example if isinstance(example, tuple | list) else (example,)
@@ -243,9 +299,16 @@ def _compile(args: argparse.Namespace) -> int:
     except ValueError as error:
         raise CliError(str(error)) from None
     compiled = compile_model(
-        model, tuple(example_args), dtype=args.dtype, group_size=args.group_size,
-        scale_bits=args.scale_bits, pipeline=args.pipeline, layers=layers or None,
-        kv_dtype=args.kv_dtype, kv_group_size=args.kv_group_size, hardware=hardware,
+        model,
+        tuple(example_args),
+        dtype=args.dtype,
+        group_size=args.group_size,
+        scale_bits=args.scale_bits,
+        pipeline=args.pipeline,
+        layers=layers or None,
+        kv_dtype=args.kv_dtype,
+        kv_group_size=args.kv_group_size,
+        hardware=hardware,
         progress=args.progress,
     )
     bundle = compiled.save(args.output)
@@ -295,8 +358,10 @@ def main(argv: Sequence[str] | None = None) -> int:
             message = f"internal error: {type(error).__name__}: {error} (rerun with --debug)"
         else:
             message = str(error)
-        print(f"bitmod: error: {message.splitlines()[0] if message else type(error).__name__}",
-              file=sys.stderr)
+        print(
+            f"bitmod: error: {message.splitlines()[0] if message else type(error).__name__}",
+            file=sys.stderr,
+        )
         return 1
 
 

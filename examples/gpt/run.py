@@ -48,8 +48,7 @@ def main(argv: list[str] | None = None) -> int:
     print(compiled.report())
     print()
     print(f"compile {compiled_at - start:.1f} s, emulated run {ran_at - compiled_at:.1f} s")
-    print(f"logits vs float32 model: relative error {error:.4f}, "
-          f"top-1 agreement {agree:.1%}")
+    print(f"logits vs float32 model: relative error {error:.4f}, top-1 agreement {agree:.1%}")
     if args.save:
         print(f"saved {compiled.save(args.save)}")
     return 0

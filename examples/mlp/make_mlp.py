@@ -51,9 +51,7 @@ def export_mlir(model: nn.Module, example: torch.Tensor) -> str:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument(
-        "-o", "--output", type=Path, default=Path(__file__).with_name("mlp.mlir")
-    )
+    parser.add_argument("-o", "--output", type=Path, default=Path(__file__).with_name("mlp.mlir"))
     args = parser.parse_args()
     model, example = build()
     args.output.write_text(export_mlir(model, example), encoding="utf-8")

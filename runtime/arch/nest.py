@@ -196,9 +196,17 @@ def matmul_program(
     fmt_id = format_id(fmt)
     try:
         schedule = plan_bitmod_matmul(
-            m, n, k, fmt=fmt, group_size=group_size, scale_bits=scale_bits,
-            array=ArraySpec.of(config), kchunk=kchunk, block_rows=block_rows, order=order,
-        )  # fmt: skip
+            m,
+            n,
+            k,
+            fmt=fmt,
+            group_size=group_size,
+            scale_bits=scale_bits,
+            array=ArraySpec.of(config),
+            kchunk=kchunk,
+            block_rows=block_rows,
+            order=order,
+        )
     except ValueError as error:
         raise IsaError(f"matmul {m}x{n}x{k} {fmt}: {error}") from None
     descriptors = [
@@ -209,17 +217,24 @@ def matmul_program(
     if bias is not None:
         descriptors.append(Descriptor(BIAS_DESC, DescKind.BIAS, n, 1))
     code = matmul_config(
-        rows=config.rows, cols=config.cols, tiles=config.tiles, fmt=fmt,
-        scale_bits=scale_bits, group_size=group_size, special_values=special_values,
-        kc=schedule.kc, block_rows=schedule.block_rows,
-    )  # fmt: skip
+        rows=config.rows,
+        cols=config.cols,
+        tiles=config.tiles,
+        fmt=fmt,
+        scale_bits=scale_bits,
+        group_size=group_size,
+        special_values=special_values,
+        kc=schedule.kc,
+        block_rows=schedule.block_rows,
+    )
     code += matmul_nest(
-        schedule.order, m_blocks=schedule.m_blocks, n_blocks=schedule.n_blocks,
-        k_chunks=schedule.k_chunks, bias=bias is not None,
-    )  # fmt: skip
+        schedule.order,
+        m_blocks=schedule.m_blocks,
+        n_blocks=schedule.n_blocks,
+        k_chunks=schedule.k_chunks,
+        bias=bias is not None,
+    )
     code.append(Halt())
     program = Program(strings, tuple(descriptors), tuple(code))
     program.validate()
     return program
-
-

@@ -560,7 +560,13 @@ def plan_bitmod_matmul(
 ) -> Schedule:
     """:func:`plan_matmul` of a ``fmt`` weight on the BitMoD PE (what ``bitmod-tile`` emits)."""
     return plan_matmul(
-        m, n, k, array=array, layout=WeightLayout.of_format(fmt, group_size, scale_bits),
-        timing=MacTiming.bit_serial(fmt, group_size, scale_bits), kchunk=kchunk,
-        block_rows=block_rows, order=order,
-    )  # fmt: skip
+        m,
+        n,
+        k,
+        array=array,
+        layout=WeightLayout.of_format(fmt, group_size, scale_bits),
+        timing=MacTiming.bit_serial(fmt, group_size, scale_bits),
+        kchunk=kchunk,
+        block_rows=block_rows,
+        order=order,
+    )

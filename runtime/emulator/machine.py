@@ -75,8 +75,13 @@ __all__ = ["Machine", "MachineError", "Report", "RunResult"]
 
 CYCLE_CAUSES = ("compute", "dequant_tail", "drain", "dram_stall", "other")
 ENERGY_COMPONENTS = (
-    "pe", "encoder", "act_buffer", "weight_buffer", "out_buffer", "dram",
-)  # fmt: skip
+    "pe",
+    "encoder",
+    "act_buffer",
+    "weight_buffer",
+    "out_buffer",
+    "dram",
+)
 
 
 class MachineError(ValueError):
@@ -598,8 +603,10 @@ class _Run:
         for name in names:
             if getattr(self.regs, name) is None:
                 instr = {
-                    "geometry": "cfg.array", "fmt": "cfg.fmt", "kchunk": "cfg.kchunk",
-                }[name]  # fmt: skip
+                    "geometry": "cfg.array",
+                    "fmt": "cfg.fmt",
+                    "kchunk": "cfg.kchunk",
+                }[name]
                 raise MachineError(f"{where}: no {instr} before it")
 
     def _block_index(self, lvl: int | None) -> int:
@@ -668,17 +675,25 @@ class _Run:
         nbytes = data.size * ACT_BYTES
         _, end = self._load_transfer(self.act_buffer, slot, nbytes)
         self.act = _ActBlock(
-            data=np.ascontiguousarray(data), row_block=block.index, k_chunk=block.k_chunk,
-            k0=block.k0, desc=instr.desc, ready=end, slot=slot, nbytes=nbytes,
-        )  # fmt: skip
+            data=np.ascontiguousarray(data),
+            row_block=block.index,
+            k_chunk=block.k_chunk,
+            k0=block.k0,
+            desc=instr.desc,
+            ready=end,
+            slot=slot,
+            nbytes=nbytes,
+        )
 
     def load_weights(self, where: str, instr: LdWgt) -> None:
         self._need(where, "geometry", "fmt", "kchunk")
         desc = self.program.descriptors[instr.desc]
         name = self.desc_name(instr.desc)
         if (desc.fmt, desc.scale_bits, desc.group_size) != (
-            self.regs.fmt, self.regs.sb, self.regs.group_size,
-        ):  # fmt: skip
+            self.regs.fmt,
+            self.regs.sb,
+            self.regs.group_size,
+        ):
             raise MachineError(
                 f"{where}: weight {name!r} is {format_name(desc.fmt)} sb={desc.scale_bits} "
                 f"g={desc.group_size}, but cfg.fmt set {format_name(self.regs.fmt)} "

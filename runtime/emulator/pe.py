@@ -218,9 +218,7 @@ def _steps_accumulate(
 _FLOAT_SUM_LIMIT = 2.0**26
 
 
-def group_accumulators(
-    act: np.ndarray, weights: PreparedWeights, group_size: int
-) -> np.ndarray:
+def group_accumulators(act: np.ndarray, weights: PreparedWeights, group_size: int) -> np.ndarray:
     """Steps 1–4 for every PE and group: ``A`` [R, C, K/G] int64 in units of ``2^ACC_LSB_EXP``.
 
     ``act`` is FP16 [R, K]; rows and columns of the array are the leading axes.
@@ -251,7 +249,12 @@ def group_accumulators(
     for g0 in range(0, n_groups, chunk_groups):
         g1 = min(n_groups, g0 + chunk_groups)
         out[:, :, g0:g1] = _steps_accumulate(
-            act32, act_exp, weights, g0 * steps_per_group, g1 * steps_per_group, group_size,
+            act32,
+            act_exp,
+            weights,
+            g0 * steps_per_group,
+            g1 * steps_per_group,
+            group_size,
             float_sum,
         )
     return out

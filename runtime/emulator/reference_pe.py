@@ -168,12 +168,16 @@ def reference_matmul(
     for col in range(n):
         col_terms = [
             [
-                (int(terms.sign[col, kk, t]), int(terms.exp[col, kk, t]),
-                 int(terms.man[col, kk, t]), int(terms.bsig[col, kk, t]))
+                (
+                    int(terms.sign[col, kk, t]),
+                    int(terms.exp[col, kk, t]),
+                    int(terms.man[col, kk, t]),
+                    int(terms.bsig[col, kk, t]),
+                )
                 for t in range(terms.sign.shape[2])
             ]
             for kk in range(k)
-        ]  # fmt: skip
+        ]
         for row in range(m):
             a_list, c, out = model.run(
                 [int(b) for b in act_bits[row]],
@@ -184,8 +188,10 @@ def reference_matmul(
             )
             acc[row, col] = a_list
             column[row, col] = c
-            y[row, col] = np.float16(float(out)) if abs(out) <= FP16_MAX else np.float16(
-                np.inf if out > 0 else -np.inf
+            y[row, col] = (
+                np.float16(float(out))
+                if abs(out) <= FP16_MAX
+                else np.float16(np.inf if out > 0 else -np.inf)
             )
     return acc, column, y
 
@@ -202,10 +208,24 @@ def random_activations(rng: np.random.Generator, m: int, k: int, kind: str) -> n
         return bits.view(np.float16)
     if kind == "special":
         pool = np.array(
-            [0.0, -0.0, 65504.0, -65504.0, 2.0**-24, -(2.0**-24), 2.0**-14, 6.1e-5, 1.0, -1.0,
-             0.333, 1000.0, -3.0e-7, 2.0**-20],
+            [
+                0.0,
+                -0.0,
+                65504.0,
+                -65504.0,
+                2.0**-24,
+                -(2.0**-24),
+                2.0**-14,
+                6.1e-5,
+                1.0,
+                -1.0,
+                0.333,
+                1000.0,
+                -3.0e-7,
+                2.0**-20,
+            ],
             dtype=np.float16,
-        )  # fmt: skip
+        )
         return pool[rng.integers(0, len(pool), size=(m, k))]
     raise ValueError(kind)
 

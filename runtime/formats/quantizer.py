@@ -96,8 +96,14 @@ class QuantizedTensor:
             return None if t is None else t.to(device)
 
         return QuantizedTensor(
-            self.fmt, self.shape, self.group_size, self.scale_bits, self.codes.to(device),
-            self.sv_index.to(device), self.scales.to(device), move(self.channel_scale),
+            self.fmt,
+            self.shape,
+            self.group_size,
+            self.scale_bits,
+            self.codes.to(device),
+            self.sv_index.to(device),
+            self.scales.to(device),
+            move(self.channel_scale),
             move(self.zeros),
         )
 
@@ -472,7 +478,8 @@ def _quantize_olive(groups: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         normal_value = torch.round(x).clamp_(-7, 7)
         normal_code = torch.remainder(normal_value.long(), 16)
         codes = torch.where(
-            outlier_slot, outlier_code,
+            outlier_slot,
+            outlier_code,
             torch.where(victim_slot, torch.full_like(normal_code, OLIVE_VICTIM_CODE), normal_code),
         )
         q = torch.where(outlier_slot, outlier_value, torch.where(victim_slot, 0.0, normal_value))

@@ -64,10 +64,14 @@ SIGN_MAGNITUDE["fp6_e3m2"] = _fp_magnitudes(3, 2)  # max 7·64 = 448
 
 #: Extended FP types: the negative-zero code holds this special value.
 EXTENDED: dict[str, tuple[str, int]] = {
-    "fp3_er_pos": ("fp3", 3), "fp3_er_neg": ("fp3", -3),
-    "fp3_ea_pos": ("fp3", 6), "fp3_ea_neg": ("fp3", -6),
-    "fp4_er_pos": ("fp4", 10), "fp4_er_neg": ("fp4", -10),
-    "fp4_ea_pos": ("fp4", 16), "fp4_ea_neg": ("fp4", -16),
+    "fp3_er_pos": ("fp3", 3),
+    "fp3_er_neg": ("fp3", -3),
+    "fp3_ea_pos": ("fp3", 6),
+    "fp3_ea_neg": ("fp3", -6),
+    "fp4_er_pos": ("fp4", 10),
+    "fp4_er_neg": ("fp4", -10),
+    "fp4_ea_pos": ("fp4", 16),
+    "fp4_ea_neg": ("fp4", -16),
 }
 
 #: Mixtures, candidates in SV-register order.
@@ -199,9 +203,7 @@ def round_half_even(x: float) -> int:
     return round(x)  # Python's round() on a float is round-half-to-even
 
 
-def quantize_group_asym(
-    group: list[float], bits: int
-) -> tuple[list[int], float, int, list[float]]:
+def quantize_group_asym(group: list[float], bits: int) -> tuple[list[int], float, int, list[float]]:
     """Eq. 2: ``s = (max − min)/(2^b − 1)``, ``z = clamp(round(−min/s))``,
     ``q = clamp(round(w/s) + z)``.
 
@@ -225,9 +227,7 @@ def _tie_margin(x: float) -> float:
     return abs(abs(x - math.floor(x)) - 0.5)
 
 
-def quantize_scales_int(
-    scales: list[float], bits: int
-) -> tuple[list[int], float, list[float]]:
+def quantize_scales_int(scales: list[float], bits: int) -> tuple[list[int], float, list[float]]:
     """VS-Quant second level: ``c = fp16(max s / (2^(b−1) − 1))``, ``code = clamp(round(s/c))``.
 
     ``scales`` are the float32 first-level scales; returns codes, ``c`` and each code's margin

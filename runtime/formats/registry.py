@@ -65,26 +65,80 @@ _MAGNITUDES: dict[str, tuple[int, ...]] = {
     "flint5": (0, 1, 2, 3, 4, 5, 6, 7, 8, 10, 12, 14, 16, 24, 32, 64),
     "fp6_e2m3": (
         *range(0, 17),
-        18, 20, 22, 24, 26, 28, 30, 32, 36, 40, 44, 48, 52, 56, 60,
+        18,
+        20,
+        22,
+        24,
+        26,
+        28,
+        30,
+        32,
+        36,
+        40,
+        44,
+        48,
+        52,
+        56,
+        60,
     ),
     "fp6_e3m2": (
-        0, 1, 2, 3, 4, 5, 6, 7, 8, 10, 12, 14, 16, 20, 24, 28,
-        32, 40, 48, 56, 64, 80, 96, 112, 128, 160, 192, 224, 256, 320, 384, 448,
+        0,
+        1,
+        2,
+        3,
+        4,
+        5,
+        6,
+        7,
+        8,
+        10,
+        12,
+        14,
+        16,
+        20,
+        24,
+        28,
+        32,
+        40,
+        48,
+        56,
+        64,
+        80,
+        96,
+        112,
+        128,
+        160,
+        192,
+        224,
+        256,
+        320,
+        384,
+        448,
     ),
 }
 
 #: Grid unit (nominal value of grid integer 1) of the sign-magnitude types, informational.
 _GRID_UNITS: dict[str, float] = {
-    "fp3": 0.5, "fp4": 0.5, "flint4": 1.0, "flint5": 1.0,
-    "fp5_e2m2": 0.25, "fp5_e3m1": 0.125, "fp6_e2m3": 0.125, "fp6_e3m2": 0.0625,
+    "fp3": 0.5,
+    "fp4": 0.5,
+    "flint4": 1.0,
+    "flint5": 1.0,
+    "fp5_e2m2": 0.25,
+    "fp5_e3m1": 0.125,
+    "fp6_e2m3": 0.125,
+    "fp6_e3m2": 0.0625,
 }
 
 #: Extended FP types: (basic grid, special value replacing the negative-zero code).
 _EXTENDED: dict[str, tuple[str, int]] = {
-    "fp3_er_pos": ("fp3", 3), "fp3_er_neg": ("fp3", -3),
-    "fp3_ea_pos": ("fp3", 6), "fp3_ea_neg": ("fp3", -6),
-    "fp4_er_pos": ("fp4", 10), "fp4_er_neg": ("fp4", -10),
-    "fp4_ea_pos": ("fp4", 16), "fp4_ea_neg": ("fp4", -16),
+    "fp3_er_pos": ("fp3", 3),
+    "fp3_er_neg": ("fp3", -3),
+    "fp3_ea_pos": ("fp3", 6),
+    "fp3_ea_neg": ("fp3", -6),
+    "fp4_er_pos": ("fp4", 10),
+    "fp4_er_neg": ("fp4", -10),
+    "fp4_ea_pos": ("fp4", 16),
+    "fp4_ea_neg": ("fp4", -16),
 }
 
 #: Mixtures: candidates in SV-register order (the stored per-group index selects one).
@@ -241,12 +295,18 @@ def _build_registry() -> dict[str, Format]:
     formats: dict[str, Format] = {}
     for bits in range(3, 9):
         formats[f"int{bits}"] = Format(
-            f"int{bits}", "int", bits, (tuple(twos_complement_table(bits, True)),),
+            f"int{bits}",
+            "int",
+            bits,
+            (tuple(twos_complement_table(bits, True)),),
             accelerated=True,
             description=f"symmetric INT{bits}, two's complement, Booth-encoded bit-serial terms",
         )
         formats[f"int{bits}_asym"] = Format(
-            f"int{bits}_asym", "int_asym", bits, (tuple(float(c) for c in range(1 << bits)),),
+            f"int{bits}_asym",
+            "int_asym",
+            bits,
+            (tuple(float(c) for c in range(1 << bits)),),
             accelerated=True,
             description=f"asymmetric INT{bits}: unsigned code minus a per-group zero point",
         )
@@ -254,18 +314,26 @@ def _build_registry() -> dict[str, Format]:
         bits = int(math.log2(len(magnitudes))) + 1
         family = "flint" if name.startswith("flint") else "fp"
         formats[name] = Format(
-            name, family, bits, (tuple(_sign_magnitude_table(magnitudes, bits, None)),),
-            grid_unit=_GRID_UNITS[name], accelerated=name in ("fp3", "fp4"),
+            name,
+            family,
+            bits,
+            (tuple(_sign_magnitude_table(magnitudes, bits, None)),),
+            grid_unit=_GRID_UNITS[name],
+            accelerated=name in ("fp3", "fp4"),
             description=f"basic {name} grid, sign-magnitude with a redundant negative zero",
         )
     for name, (basic, special) in _EXTENDED.items():
         magnitudes = _MAGNITUDES[basic]
         bits = int(math.log2(len(magnitudes))) + 1
         formats[name] = Format(
-            name, "fp_er" if "_er_" in name else "fp_ea", bits,
+            name,
+            "fp_er" if "_er_" in name else "fp_ea",
+            bits,
             (tuple(_sign_magnitude_table(magnitudes, bits, special)),),
-            special_code=1 << (bits - 1), special_values=(special,),
-            grid_unit=_GRID_UNITS[basic], accelerated=True,
+            special_code=1 << (bits - 1),
+            special_values=(special,),
+            grid_unit=_GRID_UNITS[basic],
+            accelerated=True,
             description=f"{basic} with the negative-zero code replaced by {special:+d}",
         )
     for name, members in _MIXTURES.items():
@@ -273,10 +341,14 @@ def _build_registry() -> dict[str, Format]:
         bits = formats[members[0]].bits
         extended = all(m in _EXTENDED for m in members)
         formats[name] = Format(
-            name, "mixture", bits, rows,
+            name,
+            "mixture",
+            bits,
+            rows,
             special_code=(1 << (bits - 1)) if extended else None,
             special_values=tuple(_EXTENDED[m][1] for m in members) if extended else (),
-            candidates=members, grid_unit=formats[members[0]].grid_unit,
+            candidates=members,
+            grid_unit=formats[members[0]].grid_unit,
             accelerated=extended,
             description="per-group choice (least squared error) among " + ", ".join(members),
         )
@@ -284,12 +356,20 @@ def _build_registry() -> dict[str, Format]:
         bits = 8 if name.startswith("mxfp8") or name == "mxint8" else int(name[4])
         table, unit = _mx_table(element, bits)
         formats[name] = Format(
-            name, "mx", bits, (tuple(table),), grid_unit=unit, block_size=MX_BLOCK,
+            name,
+            "mx",
+            bits,
+            (tuple(table),),
+            grid_unit=unit,
+            block_size=MX_BLOCK,
             mx_element=element,
             description="OCP MX v1.0: block of 32 with an E8M0 shared scale",
         )
     formats["olive4"] = Format(
-        "olive4", "olive", 4, (tuple(twos_complement_table(4, True)),),
+        "olive4",
+        "olive",
+        4,
+        (tuple(twos_complement_table(4, True)),),
         special_code=OLIVE_VICTIM_CODE,
         description="OliVe outlier-victim pairs: INT4 normals, abfloat E2M1 (bias 3) outliers",
     )

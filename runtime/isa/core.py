@@ -461,9 +461,22 @@ class StOut(Instruction):
 
 
 INSTRUCTION_TYPES: tuple[type[Instruction], ...] = (
-    Nop, Halt, CfgArray, CfgSv, CfgFmt, CfgKchunk, CfgMblock, Loop, EndLoop,
-    LdAct, LdWgt, AccClr, Mac, Drain, StOut,
-)  # fmt: skip
+    Nop,
+    Halt,
+    CfgArray,
+    CfgSv,
+    CfgFmt,
+    CfgKchunk,
+    CfgMblock,
+    Loop,
+    EndLoop,
+    LdAct,
+    LdWgt,
+    AccClr,
+    Mac,
+    Drain,
+    StOut,
+)
 BY_OPCODE: dict[int, type[Instruction]] = {t.OPCODE: t for t in INSTRUCTION_TYPES}
 BY_MNEMONIC: dict[str, type[Instruction]] = {t.MNEMONIC: t for t in INSTRUCTION_TYPES}
 
@@ -989,10 +1002,37 @@ def assemble(text: str) -> Program:
 
 
 __all__ = [
-    "MAGIC", "VERSION", "NUM_LOOP_LEVELS", "NUM_SV_SLOTS", "NO_LEVEL_FIELD", "NO_BIAS_FIELD",
-    "IsaError", "DescKind", "Descriptor", "Instruction",
-    "Nop", "Halt", "CfgArray", "CfgSv", "CfgFmt", "CfgKchunk", "CfgMblock", "Loop", "EndLoop",
-    "LdAct", "LdWgt", "AccClr", "Mac", "Drain", "StOut", "INSTRUCTION_TYPES",
-    "BY_OPCODE", "BY_MNEMONIC", "decode_word", "Program", "assemble",
-    "format_id", "format_name",
-]  # fmt: skip
+    "MAGIC",
+    "VERSION",
+    "NUM_LOOP_LEVELS",
+    "NUM_SV_SLOTS",
+    "NO_LEVEL_FIELD",
+    "NO_BIAS_FIELD",
+    "IsaError",
+    "DescKind",
+    "Descriptor",
+    "Instruction",
+    "Nop",
+    "Halt",
+    "CfgArray",
+    "CfgSv",
+    "CfgFmt",
+    "CfgKchunk",
+    "CfgMblock",
+    "Loop",
+    "EndLoop",
+    "LdAct",
+    "LdWgt",
+    "AccClr",
+    "Mac",
+    "Drain",
+    "StOut",
+    "INSTRUCTION_TYPES",
+    "BY_OPCODE",
+    "BY_MNEMONIC",
+    "decode_word",
+    "Program",
+    "assemble",
+    "format_id",
+    "format_name",
+]

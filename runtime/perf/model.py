@@ -526,10 +526,19 @@ def gemm_plans(
     is_kv = workload.operand == "kv"
     parts = [(mask, op) for mask, op in ((~is_kv, acc.weight), (is_kv, acc.kv)) if mask.any()]
     planned = [
-        (mask, plan(workload.m[mask], workload.n[mask], workload.k[mask], array, op.layout(),
-                    op.timing()))
+        (
+            mask,
+            plan(
+                workload.m[mask],
+                workload.n[mask],
+                workload.k[mask],
+                array,
+                op.layout(),
+                op.timing(),
+            ),
+        )
         for mask, op in parts
-    ]  # fmt: skip
+    ]
     values = {}
     for name in Plans.__dataclass_fields__:
         template = getattr(planned[0][1], name)

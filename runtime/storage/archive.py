@@ -51,7 +51,9 @@ class ParamArchive:
         return sorted({n for n in self._tensors if n not in parts} | set(quantized))
 
     def quantized_names(self) -> list[str]:
-        return sorted(k[len(_QUANT_PREFIX):] for k in self._metadata if k.startswith(_QUANT_PREFIX))
+        return sorted(
+            k[len(_QUANT_PREFIX) :] for k in self._metadata if k.startswith(_QUANT_PREFIX)
+        )
 
     def __contains__(self, name: object) -> bool:
         return isinstance(name, str) and (name in self._tensors or self.is_quantized(name))
