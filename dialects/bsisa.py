@@ -47,6 +47,7 @@ from typing import ClassVar, Self
 
 from bitmod.dialects.bitmod import QWeightType
 from bitmod.runtime import isa
+from bitmod.runtime.arch.rules import block_rows_error, kchunk_error
 from bitmod.runtime.arch.schedule import ACT_BYTES, Schedule, WeightLayout
 from xdsl.dialects.builtin import (
     I64,
@@ -311,11 +312,9 @@ class TilingAttr(ParametrizedAttribute):
             isa.CfgMblock(values["block_rows"]).check()
         except isa.IsaError as error:
             raise VerifyException(f"bsisa.tiling: {error}") from None
-        if values["block_rows"] % values["rows"]:
-            raise VerifyException(
-                f"bsisa.tiling: block_rows {values['block_rows']} is not a multiple of rows "
-                f"{values['rows']}"
-            )
+        problem = block_rows_error(values["block_rows"], values["rows"])
+        if problem:
+            raise VerifyException(f"bsisa.tiling: {problem}")
 
     def verify(self) -> None:
         self.check_values({name: self.get(name) for name in self.FIELDS})
@@ -1195,11 +1194,9 @@ class _ScheduleChecker:
             self.require(op, "cfg.array", cfg.rows)
             assert cfg.rows is not None
             block_rows = op.block_rows.value.data
-            if block_rows % cfg.rows:
-                raise VerifyException(
-                    f"bsisa.cfg.mblock: {block_rows} rows is not a multiple of the array's "
-                    f"{cfg.rows} rows"
-                )
+            problem = block_rows_error(block_rows, cfg.rows)
+            if problem:
+                raise VerifyException(f"bsisa.cfg.mblock: {problem}")
             cfg.block_rows = block_rows
         elif isinstance(op, LoopOp):
             self.run(list(op.body.block.ops))
@@ -1228,10 +1225,9 @@ class _ScheduleChecker:
     def check_kc_multiple(self, op: Operation) -> None:
         cfg = self.config
         assert cfg.kc is not None and cfg.group_size is not None
-        if cfg.kc % cfg.group_size:
-            raise VerifyException(
-                f"{op.name}: K chunk {cfg.kc} is not a multiple of the group size {cfg.group_size}"
-            )
+        problem = kchunk_error(cfg.kc, cfg.group_size)
+        if problem:
+            raise VerifyException(f"{op.name}: {problem}")
 
     def visit_tensor_ref(self, op: TensorRefInstruction) -> None:
         cfg = self.config
@@ -1455,11 +1451,9 @@ class TiledMatmulOp(IRDLOperation):
                 raise VerifyException(
                     f"tiling {field} = {tiling.get(field)}, expected {value} for M={m} N={n} K={k}"
                 )
-        if tiling.get("kc") % weight.group_size:
-            raise VerifyException(
-                f"K chunk {tiling.get('kc')} is not a multiple of the group size "
-                f"{weight.group_size}"
-            )
+        problem = kchunk_error(tiling.get("kc"), weight.group_size)
+        if problem:
+            raise VerifyException(problem)
         if tiling.get("act_kc") not in (tiling.get("kc"), k):
             raise VerifyException(
                 f"tiling act_kc = {tiling.get('act_kc')} is neither kc = {tiling.get('kc')} "

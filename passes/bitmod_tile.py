@@ -53,6 +53,7 @@ from bitmod.dialects.diagnostics import DiagnosticError, error_at
 from bitmod.runtime import isa
 from bitmod.runtime.arch.hwconfig import HardwareConfig
 from bitmod.runtime.arch.nest import MATMUL_ROLES, matmul_nest
+from bitmod.runtime.arch.rules import block_rows_error
 from bitmod.runtime.arch.schedule import ORDERS, ArraySpec, Schedule, plan_bitmod_matmul
 from xdsl.context import Context
 from xdsl.dialects.builtin import ModuleOp
@@ -115,13 +116,11 @@ class BitmodTilePass(ModulePass):
             raise DiagnosticError(
                 f"max-block-rows {self.max_block_rows} is less than rows {self.rows}"
             )
-        if self.block_rows and (
-            self.block_rows % self.rows or self.block_rows > self.max_block_rows
-        ):
-            raise DiagnosticError(
-                f"block-rows {self.block_rows} must be a multiple of rows {self.rows} and at "
-                f"most max-block-rows {self.max_block_rows}"
-            )
+        problem = self.block_rows and block_rows_error(
+            self.block_rows, self.rows, self.max_block_rows
+        )
+        if problem:
+            raise DiagnosticError(f"block-rows: {problem}")
         try:
             isa.CfgArray(self.rows, self.cols, self.tiles).check()
             isa.CfgMblock(self.max_block_rows).check()

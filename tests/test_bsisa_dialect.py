@@ -353,7 +353,10 @@ def test_good_program_verifies() -> None:
             + "\n bsisa.cfg.mblock 16\n bsisa.loop L0 count 2 {\n bsisa.ld.act @d0 row L0 k -\n }",
             "row loop L0 runs 2 times but 16 elements in blocks of 16 need 1",
         ),
-        (CONFIG + "\n bsisa.cfg.mblock 12", "12 rows is not a multiple of the array's 8 rows"),
+        (
+            CONFIG + "\n bsisa.cfg.mblock 12",
+            "blocks of 12 rows must be a multiple of the 8 PE rows",
+        ),
         ("bsisa.cfg.mblock 16", "bsisa.cfg.mblock before any cfg.array"),
         (CONFIG + "\n bsisa.cfg.mblock 0", "rows must be >= 1"),
         (CONFIG + "\n bsisa.cfg.mblock 65536", "field rows=65536 out of range"),
@@ -537,7 +540,7 @@ def test_launch_verifier_rejects(segment: str, out: str, message: str) -> None:
         (tiled().replace("m_blocks = 2, ", ""), "bsisa.tiling: missing m_blocks", 0),
         (
             tiled().replace("block_rows = 8", "block_rows = 12"),
-            "bsisa.tiling: block_rows 12 is not a multiple of rows 8",
+            "bsisa.tiling: blocks of 12 rows must be a multiple of the 8 PE rows",
             0,
         ),
     ],

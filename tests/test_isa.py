@@ -439,11 +439,11 @@ def test_assembly_errors_name_the_line(text: str, line: int, message: str) -> No
 
 
 def test_matmul_program_rejects_bad_arguments() -> None:
-    with pytest.raises(IsaError, match="group size 128 does not divide the K chunk 100"):
+    with pytest.raises(IsaError, match="K chunk 100 is not a multiple of the group size 128"):
         matmul_program(
             act="x", weight="w", out="y", m=8, n=8, k=512, fmt="int8", group_size=128, kchunk=100
         )
-    with pytest.raises(IsaError, match="block rows 12 must be a multiple of the 8 PE rows"):
+    with pytest.raises(IsaError, match="blocks of 12 rows must be a multiple of the 8 PE rows"):
         matmul_program(
             act="x", weight="w", out="y", m=8, n=8, k=512, fmt="int8", group_size=128, block_rows=12
         )

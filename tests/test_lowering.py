@@ -118,7 +118,7 @@ def test_plan_forced_chunk_and_its_errors() -> None:
     plan = plan_bitmod_matmul(16, 16, 320, kchunk=96, **common)
     # 96 = 3 groups; K = 320 = 10 groups -> ceil(320 / 96) = 4 chunks.
     assert (plan.kc, plan.k_chunks) == (96, 4)
-    with pytest.raises(ValueError, match="group size 32 does not divide the K chunk 80"):
+    with pytest.raises(ValueError, match="K chunk 80 is not a multiple of the group size 32"):
         plan_bitmod_matmul(16, 16, 320, kchunk=80, **common)
     # One group for 8 channels: 8 x (16 + 1 + 2) = 152 B; 2 x 152 > 300.
     with pytest.raises(ValueError, match="weight block of one group .* takes 152 B"):

@@ -194,8 +194,8 @@ def test_vectorized_plans_equal_one_by_one() -> None:
 @pytest.mark.parametrize(
     ("options", "message"),
     [
-        ({"kchunk": 96}, "group size 128 does not divide the K chunk 96"),
-        ({"block_rows": 12}, "block rows 12 must be a multiple of the 8 PE rows"),
+        ({"kchunk": 96}, "K chunk 96 is not a multiple of the group size 128"),
+        ({"block_rows": 12}, "blocks of 12 rows must be a multiple of the 8 PE rows"),
         ({"block_rows": 72}, "at most the 64 rows the column accumulators hold"),
         ({"order": "diagonal"}, "unknown loop order 'diagonal'"),
         ({"kchunk": -1}, "must be >= 0"),

@@ -101,6 +101,7 @@ from dataclasses import dataclass, fields
 
 import numpy as np
 from bitmod.runtime.arch.hwconfig import LANES, HardwareConfig
+from bitmod.runtime.arch.rules import block_rows_error, kchunk_error
 from bitmod.runtime.formats import get_format
 from bitmod.runtime.formats.bitserial import num_terms
 
@@ -504,13 +505,11 @@ def plan_matmul(
     group = layout.group_size
     if kchunk < 0 or block_rows < 0:
         raise ValueError(f"kchunk and block_rows must be >= 0, got {kchunk} and {block_rows}")
-    if kchunk and kchunk % group and kchunk < k:
-        raise ValueError(f"group size {group} does not divide the K chunk {kchunk}")
-    if block_rows and (block_rows % array.rows or block_rows > array.max_block_rows):
-        raise ValueError(
-            f"block rows {block_rows} must be a multiple of the {array.rows} PE rows and at "
-            f"most the {array.max_block_rows} rows the column accumulators hold"
-        )
+    problem = (kchunk and kchunk_error(kchunk, group, k)) or (
+        block_rows and block_rows_error(block_rows, array.rows, array.max_block_rows)
+    )
+    if problem:
+        raise ValueError(problem)
     if order is not None and order not in ORDERS:
         raise ValueError(f"unknown loop order {order!r}; valid: {', '.join(ORDERS)}")
     schedule = plan(

@@ -43,6 +43,7 @@ from typing import Any
 import numpy as np
 import torch
 from bitmod.runtime.arch.hwconfig import HardwareConfig
+from bitmod.runtime.arch.rules import block_rows_error, kchunk_error
 from bitmod.runtime.arch.schedule import ACT_BYTES, MacTiming, WeightLayout
 from bitmod.runtime.emulator import pe
 from bitmod.runtime.formats.bitserial import decode_codes, num_terms, value_terms
@@ -574,12 +575,9 @@ class _Run:
                 self.regs.kchunk = kc
             case CfgMblock(block_rows):
                 self._need(where, "geometry")
-                rows, depth = self.config.rows, self.config.max_block_rows
-                if block_rows % rows or block_rows > depth:
-                    raise MachineError(
-                        f"{where}: blocks of {block_rows} rows must be a multiple of the {rows} "
-                        f"PE rows and at most the {depth} rows the column accumulators hold"
-                    )
+                problem = block_rows_error(block_rows, self.config.rows, self.config.max_block_rows)
+                if problem:
+                    raise MachineError(f"{where}: {problem}")
                 self.regs.block_rows = block_rows
             case LdAct():
                 self.load_act(where, instr)
@@ -701,8 +699,9 @@ class _Run:
             )
         kc = self.regs.kchunk
         group = desc.group_size
-        if kc % group:
-            raise MachineError(f"{where}: K chunk {kc} is not a multiple of the group size {group}")
+        problem = kchunk_error(kc, group)
+        if problem:
+            raise MachineError(f"{where}: {problem}")
         columns = self.config.cols * self.config.tiles
         block = self._block(where, instr.desc, instr.col_lvl, instr.k_lvl, columns)
         q = self.memory.quantized(name)

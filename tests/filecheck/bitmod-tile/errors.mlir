@@ -28,7 +28,7 @@ func.func @f(%x: tensor<8x256xf32>) -> tensor<8x64xf32> {
 // ROWS: error: pass 'bitmod-tile': rows must be positive, got 0
 // COLS: error: pass 'bitmod-tile': cols must be positive, got -8
 // TILES: error: pass 'bitmod-tile': bad array geometry: cfg.array: field tiles=70000 out of range
-// GROUP: errors.mlir:22:3: error: 'bitmod.matmul' op bitmod-tile: group size 128 does not divide the K chunk 96
+// GROUP: errors.mlir:22:3: error: 'bitmod.matmul' op bitmod-tile: K chunk 96 is not a multiple of the group size 128
 // One group (a block is 128 channels even though N = 64): 128 x (64 B codes + 10 bits of
 // scale and SV index -> 2 B + 2 B) = 8704 B; twice that exceeds 4096 B.
 // WEIGHT: errors.mlir:22:3: error: 'bitmod.matmul' op bitmod-tile: the weight block of one group (128 along K) takes 8704 B; double-buffered it does not fit the 4096 B weight buffer
@@ -36,7 +36,7 @@ func.func @f(%x: tensor<8x256xf32>) -> tensor<8x64xf32> {
 // Activation 8 x 256 x 2 = 4096 B; weight 128 x (128 + ceil(20/8) + 2) = 17024 B.
 // FORCED: error: 'bitmod.matmul' op bitmod-tile: a K chunk of 256 does not fit: double-buffered activation block 2x4096 B (buffer 524288 B), weight block 2x17024 B (buffer 16384 B)
 // ORDER: error: pass 'bitmod-tile': order 'sideways' is not a loop order; valid: auto, weights-resident, acts-resident, k-streamed
-// BLOCKROWS: error: pass 'bitmod-tile': block-rows {{12|128}} must be a multiple of rows 8 and at most max-block-rows 64
+// BLOCKROWS: error: pass 'bitmod-tile': block-rows: blocks of {{12|128}} rows must be a multiple of the 8 PE rows and at most the 64 rows the column accumulators hold
 // MAXROWS: error: pass 'bitmod-tile': max-block-rows 4 is less than rows 8
 // K = 256 is one chunk of the default buffers, and streaming needs several.
 // NOCHUNKS: error: 'bitmod.matmul' op bitmod-tile: no k-streamed with 8-row blocks fits the 524288 B activation and 524288 B weight buffers
