@@ -1,8 +1,14 @@
-"""Upstream `linalg` ops that torch-mlir emits and xDSL 0.74 does not define.
+"""Upstream `linalg` syntax that torch-mlir emits and xDSL 0.74 does not read.
 
-xDSL 0.74's linalg dialect has ``linalg.matmul`` but no ``linalg.batch_matmul``, which
-torch-mlir's ``linalg-on-tensors`` output uses for ``torch.bmm`` / batched ``matmul``.
-:func:`linalg_with_extras` returns xDSL's linalg dialect plus these ops; the compilation
+* xDSL 0.74's linalg dialect has ``linalg.matmul`` but no ``linalg.batch_matmul``, which
+  torch-mlir's ``linalg-on-tensors`` output uses for ``torch.bmm`` / batched ``matmul``.
+* Its ``linalg.generic`` parser reads the result types after ``->`` as a bare list, but MLIR
+  prints several results in parentheses (``-> (tensor<4xf32>, tensor<4xi64>)``): every
+  softmax (its max-with-index reduction) produces such a generic, so no transformer block
+  parsed. :class:`GenericOp` reads both forms (it prints as xDSL does: bare for one result,
+  parenthesized for several, which is MLIR's form).
+
+:func:`linalg_with_extras` returns xDSL's linalg dialect with these ops; the compilation
 context registers it under the name ``linalg``.
 """
 
@@ -13,14 +19,16 @@ from typing import ClassVar
 
 from xdsl.builder import Builder
 from xdsl.dialects import arith
-from xdsl.dialects.builtin import AffineMapAttr, AnyFloat, ArrayAttr, TensorType
+from xdsl.dialects.builtin import AffineMapAttr, AnyFloat, ArrayAttr, StringAttr, TensorType
 from xdsl.dialects.linalg import Linalg
 from xdsl.dialects.linalg.abstract_ops import NamedOperation
-from xdsl.dialects.linalg.attrs import IteratorTypeAttr
+from xdsl.dialects.linalg.attrs import IteratorType, IteratorTypeAttr
+from xdsl.dialects.linalg.ops import GenericOp as XdslGenericOp
 from xdsl.dialects.linalg.ops import YieldOp
 from xdsl.ir import Attribute, BlockArgument, Dialect, Region, SSAValue
 from xdsl.ir.affine import AffineMap
 from xdsl.irdl import irdl_op_definition, prop_def
+from xdsl.parser import Parser
 
 
 @irdl_op_definition
@@ -89,13 +97,93 @@ class BatchMatmulOp(NamedOperation):
         )
 
 
+def _parse_operand_group(parser: Parser, keyword: str) -> list[SSAValue]:
+    """``keyword(%a, %b : ta, tb)``, or nothing when the keyword is absent."""
+    pos = parser.pos
+    if not parser.parse_optional_characters(keyword):
+        return []
+    parser.parse_punctuation("(")
+    unresolved = parser.parse_comma_separated_list(
+        Parser.Delimiter.NONE, parser.parse_unresolved_operand
+    )
+    parser.parse_punctuation(":")
+    types = parser.parse_comma_separated_list(Parser.Delimiter.NONE, parser.parse_type)
+    parser.parse_punctuation(")")
+    return list(parser.resolve_operands(unresolved, types, pos))
+
+
+def _iterator_type(attr: Attribute, parser: Parser, pos: int, end: int) -> IteratorTypeAttr:
+    if isinstance(attr, IteratorTypeAttr):
+        return attr
+    if isinstance(attr, StringAttr) and attr.data in {t.value for t in IteratorType}:
+        return IteratorTypeAttr(IteratorType(attr.data))
+    parser.raise_error(f"unknown iterator type {attr}", pos, end)
+
+
+class GenericOp(XdslGenericOp):
+    """``linalg.generic`` with MLIR's result syntax: ``-> type`` or ``-> (type, type, ...)``.
+
+    Only the parser differs; the definition (operands, properties, verifier) is xDSL's.
+    """
+
+    @classmethod
+    def parse(cls, parser: Parser) -> GenericOp:
+        start = parser.pos
+        attrs = dict(parser.parse_optional_attr_dict())
+        end = parser.pos
+        try:
+            maps = attrs.pop("indexing_maps")
+            iterators = attrs.pop("iterator_types")
+        except KeyError as missing:
+            parser.raise_error(f"linalg.generic needs {missing.args[0]}", start, end)
+        if not isinstance(maps, ArrayAttr) or not isinstance(iterators, ArrayAttr):
+            parser.raise_error("indexing_maps and iterator_types must be arrays", start, end)
+        doc, library_call = attrs.pop("doc", None), attrs.pop("library_call", None)
+        for name, value in (("doc", doc), ("library_call", library_call)):
+            if value is not None and not isinstance(value, StringAttr):
+                parser.raise_error(f"linalg.generic {name} must be a string", start, end)
+        iterator_types = [_iterator_type(a, parser, start, end) for a in iterators.data]
+        ins = _parse_operand_group(parser, "ins")
+        outs = _parse_operand_group(parser, "outs")
+        extra: dict[str, Attribute] = {}
+        if parser.parse_optional_keyword("attrs"):
+            parser.parse_punctuation("=")
+            extra = dict(parser.expect(parser.parse_optional_attr_dict, "expected attributes"))
+        body = parser.parse_region()
+        result_types: list[Attribute] = []
+        if parser.parse_optional_punctuation("->"):
+            if parser.parse_optional_punctuation("(") is not None:
+                result_types = parser.parse_comma_separated_list(
+                    Parser.Delimiter.NONE, parser.parse_type
+                )
+                parser.parse_punctuation(")")
+            else:
+                result_types = parser.parse_comma_separated_list(
+                    Parser.Delimiter.NONE, parser.parse_type
+                )
+        generic = cls(
+            ins,
+            outs,
+            body,
+            maps,  # type: ignore[arg-type]
+            iterator_types,
+            result_types,
+            doc,  # type: ignore[arg-type]
+            library_call,  # type: ignore[arg-type]
+        )
+        generic.attributes |= attrs | extra
+        return generic
+
+
 EXTRA_LINALG_OPS = (BatchMatmulOp,)
 
 
 def linalg_with_extras() -> Dialect:
-    """xDSL's linalg dialect plus the ops of this module."""
+    """xDSL's linalg dialect with :class:`GenericOp` in place of its own, plus the ops of this
+    module."""
+    operations = [op for op in Linalg.operations if op.name != GenericOp.name]
     return Dialect(
         Linalg.name,
-        [*Linalg.operations, *EXTRA_LINALG_OPS],
+        [*operations, GenericOp, *EXTRA_LINALG_OPS],
         list(Linalg.attributes),
     )
