@@ -44,6 +44,7 @@ from bitmod.runtime.emulator.pe import ACC_LSB_EXP, GUARD_BITS, MANTISSA_BITS
 from bitmod.runtime.formats.bitserial import Terms
 
 __all__ = [
+    "NO_LANE",
     "TorchWeights",
     "accumulate_groups",
     "decode_fp16",
@@ -57,7 +58,7 @@ __all__ = [
 ]
 
 #: Exponent of a lane that contributes nothing (zero mantissa): below every real exponent.
-_NO_LANE = -(1 << 12)
+NO_LANE = -(1 << 12)
 _FP16_EXP_MIN = -24
 #: Elements of one [T, R, C, steps, 4] temporary per chunk of groups.
 _WORK_ELEMENTS = 1 << 22
@@ -91,7 +92,7 @@ def exact_mode() -> Iterator[None]:
 def decode_fp16(act: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     """FP16 ``act`` → (signed 11-bit mantissa ``±Ma`` int32, exponent ``ea`` int32).
 
-    A zero lane gets exponent ``_NO_LANE``; ValueError names the first Inf/NaN (the PE has no
+    A zero lane gets exponent ``NO_LANE``; ValueError names the first Inf/NaN (the PE has no
     special values).
     """
     if act.dtype != torch.float16:
@@ -106,7 +107,7 @@ def decode_fp16(act: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     normal = biased > 0
     man = torch.where(normal, fraction | 0x400, fraction)
     exp = torch.where(normal, biased - 25, torch.full_like(biased, _FP16_EXP_MIN))
-    exp = torch.where(man != 0, exp, torch.full_like(exp, _NO_LANE))
+    exp = torch.where(man != 0, exp, torch.full_like(exp, NO_LANE))
     signed = torch.where((bits >> 15) != 0, -man, man)
     return signed, exp
 
@@ -114,7 +115,7 @@ def decode_fp16(act: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
 @dataclass(frozen=True)
 class TorchWeights:
     """A weight block's terms on a device: ``sign`` [T, C, K] bool, ``exp`` [T, C, K] int32
-    (``_NO_LANE`` where ``man = 0``), ``bsig`` [T, C, steps] int32 (shared by a step's lanes);
+    (``NO_LANE`` where ``man = 0``), ``bsig`` [T, C, steps] int32 (shared by a step's lanes);
     K is padded with zero terms to whole 4-lane steps. ``k`` is the real K."""
 
     sign: torch.Tensor
@@ -141,7 +142,7 @@ def prepare_weights(terms: Terms, device: str | torch.device = "cpu") -> TorchWe
     bsig = bsig.reshape(c, steps, LANES, t)
     if np.any(bsig != bsig[:, :, :1, :]):
         raise ValueError("terms of one step must share their bit significance across lanes")
-    exp = np.where(man != 0, exp, _NO_LANE)
+    exp = np.where(man != 0, exp, NO_LANE)
 
     def term_major(x: np.ndarray) -> torch.Tensor:  # [C, ·, T] -> [T, C, ·]
         return torch.from_numpy(np.ascontiguousarray(np.moveaxis(x, -1, 0))).to(device)
@@ -179,8 +180,8 @@ def _steps_accumulate(
     we = weights.exp[:, None, :, s0 * LANES : s1 * LANES].reshape(t, 1, c, s1 - s0, LANES)
     ws = weights.sign[:, None, :, s0 * LANES : s1 * LANES].reshape(t, 1, c, s1 - s0, LANES)
     lane_e = ae + we  # e_i; far below -1000 when either factor is zero
-    live = (ae > _NO_LANE // 2) & (we > _NO_LANE // 2)
-    lane_e = torch.where(live, lane_e, torch.full_like(lane_e, _NO_LANE))
+    live = (ae > NO_LANE // 2) & (we > NO_LANE // 2)
+    lane_e = torch.where(live, lane_e, torch.full_like(lane_e, NO_LANE))
     big_e = lane_e.amax(dim=-1, keepdim=True)
     shift = big_e - lane_e - GUARD_BITS  # s = E - e_i - 3
     magnitude = _round_shift(am.abs().expand_as(shift), shift)
@@ -215,7 +216,7 @@ def group_accumulators(act: torch.Tensor, weights: TorchWeights, group_size: int
     pad = steps * LANES - k
     if pad:
         man = torch.nn.functional.pad(man, (0, pad))
-        exp = torch.nn.functional.pad(exp, (0, pad), value=_NO_LANE)
+        exp = torch.nn.functional.pad(exp, (0, pad), value=NO_LANE)
     man = man.reshape(rows, steps, LANES)
     exp = exp.reshape(rows, steps, LANES)
     steps_per_group = group_size // LANES
