@@ -23,6 +23,7 @@ from bitmod.runtime.formats.bitserial import (
 
 #: (exponent bits, mantissa bits, NaN rule) of the MX FP elements.
 MX_FP_LAYOUT = {
+    "mxfp3": (2, 0, None),
     "mxfp4": (2, 1, None),
     "mxfp6_e2m3": (2, 3, None),
     "mxfp6_e3m2": (3, 2, None),

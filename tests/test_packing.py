@@ -116,7 +116,7 @@ def _packed_bitmod3() -> tuple[dict[str, np.ndarray], dict]:
         (lambda a, m: a.pop("sv"), "missing packed array 'sv'"),
         (lambda a, m: a.pop("channel_scale"), "missing packed array 'channel_scale'"),
         (lambda a, m: m.update(fmt="bitmod5"), "unknown data type 'bitmod5'"),
-        (lambda a, m: m.update(shape=[3, 100]), "bad quantized-weight metadata"),
+        (lambda a, m: m.update(shape=[3, 0]), "bad quantized-weight metadata"),
         (lambda a, m: m.pop("group_size"), "bad quantized-weight metadata"),
     ],
 )

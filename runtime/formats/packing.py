@@ -4,7 +4,8 @@ A ``b``-bit code takes ``b`` bits: the codes of one output channel are concatena
 least-significant bit first and the row is padded to a whole byte, so every channel starts on a
 byte boundary (a DMA engine loads channel rows independently). The per-group metadata is packed
 the same way: the special-value index at ``Format.index_bits`` bits, INT zero points at ``b`` bits,
-INT scale codes as bytes, FP16 scales and channel scales as FP16.
+INT scale codes as bytes, FP16 scales and channel scales as FP16. A row has ``ceil(K / G)``
+groups of metadata: a ragged last group (``G`` not dividing ``K``) is stored like the others.
 """
 
 from __future__ import annotations
@@ -97,9 +98,9 @@ def unpack_quantized(arrays: dict[str, np.ndarray], meta: dict[str, Any] | str) 
         scale_bits = None if meta["scale_bits"] is None else int(meta["scale_bits"])
     except (KeyError, TypeError, ValueError) as error:
         raise ValueError(f"bad quantized-weight metadata {meta!r}: {error}") from None
-    if n <= 0 or k <= 0 or group_size <= 0 or k % group_size:
+    if n <= 0 or k <= 0 or group_size <= 0:
         raise ValueError(f"bad quantized-weight metadata: shape {[n, k]}, group size {group_size}")
-    groups = k // group_size
+    groups = -(-k // group_size)
     packed_codes = _expect(arrays, "codes", (n, packed_row_bytes(k, fmt.bits)), "uint8")
     codes = unpack_bits(packed_codes, fmt.bits, k)
     if fmt.family == "mx":

@@ -34,7 +34,10 @@ __all__ = ["QuantizedTensor", "dequantize", "quantize"]
 class QuantizedTensor:
     """A weight ``[N, K]`` quantized per group of ``group_size`` along ``K``.
 
-    ``values() * group_scale()`` (broadcast per group) is the dequantized weight.
+    ``values() * group_scale()`` (broadcast per group) is the dequantized weight. There are
+    ``n_groups = ceil(K / G)`` groups per row; when ``G`` does not divide ``K`` the last one is
+    *ragged*: it holds the ``K − (n_groups − 1)·G`` remaining weights and has its own scale,
+    special-value index and zero point (see :func:`quantize`).
     """
 
     fmt: str
@@ -53,7 +56,13 @@ class QuantizedTensor:
 
     @property
     def n_groups(self) -> int:
-        return self.shape[1] // self.group_size
+        """Groups per row, the ragged last one included: ``ceil(K / G)``."""
+        return -(-self.shape[1] // self.group_size)
+
+    @property
+    def last_group_size(self) -> int:
+        """Weights in the last group of a row: ``G``, or fewer when ``G`` does not divide K."""
+        return self.shape[1] - (self.n_groups - 1) * self.group_size
 
     def values(self) -> torch.Tensor:
         """Grid value of every weight (special values substituted, zero points subtracted)."""
@@ -62,10 +71,11 @@ class QuantizedTensor:
         codes = self.codes.long()
         if fmt.family == "olive":
             return _olive_decode(codes)
-        rows = _per_weight(self.sv_index.long(), self.group_size)
+        k = self.shape[1]
+        rows = _per_weight(self.sv_index.long(), self.group_size, k)
         values = table[rows, codes]
         if self.zeros is not None:
-            values = values - _per_weight(self.zeros.float(), self.group_size)
+            values = values - _per_weight(self.zeros.float(), self.group_size, k)
         return values
 
     def group_scale(self) -> torch.Tensor:
@@ -81,15 +91,19 @@ class QuantizedTensor:
 
     @property
     def bits_per_weight(self) -> float:
-        """Storage per weight including all metadata (scales, indices, zero points)."""
+        """Storage per weight including all metadata (scales, indices, zero points).
+
+        Metadata is counted per stored group, so a ragged last group costs a whole group's
+        metadata for its fewer weights.
+        """
         fmt = self.format
         n, k = self.shape
         if fmt.family == "mx":
-            return fmt.bits + 8 / self.group_size
+            return fmt.bits + 8 * self.n_groups / k
         scale = 16 if self.scale_bits is None else self.scale_bits
         per_group = scale + fmt.index_bits + (fmt.bits if self.zeros is not None else 0)
         per_channel = 16 if self.scale_bits is not None else 0
-        return fmt.bits + per_group / self.group_size + per_channel / k
+        return fmt.bits + (per_group * self.n_groups + per_channel) / k
 
     def to(self, device: torch.device | str) -> QuantizedTensor:
         def move(t: torch.Tensor | None) -> torch.Tensor | None:
@@ -108,14 +122,14 @@ class QuantizedTensor:
         )
 
 
-def _per_weight(per_group: torch.Tensor, group_size: int) -> torch.Tensor:
-    """Broadcast a ``[N, K/G]`` tensor to ``[N, K]``."""
-    return per_group.repeat_interleave(group_size, dim=1)
+def _per_weight(per_group: torch.Tensor, group_size: int, k: int) -> torch.Tensor:
+    """Broadcast a ``[N, ceil(K/G)]`` tensor to ``[N, K]`` (a ragged last group is shorter)."""
+    return per_group.repeat_interleave(group_size, dim=1)[:, :k]
 
 
 def dequantize(q: QuantizedTensor) -> torch.Tensor:
     """The float32 weight ``[N, K]`` that ``q`` represents."""
-    scale = _per_weight(q.group_scale(), q.group_size)
+    scale = _per_weight(q.group_scale(), q.group_size, q.shape[1])
     return q.values() * scale
 
 
@@ -136,15 +150,12 @@ def _check_input(w: torch.Tensor, fmt: Format, group_size: int) -> torch.Tensor:
         raise ValueError(f"quantize: weight must be floating point, got {w.dtype}")
     if group_size <= 0:
         raise ValueError(f"quantize: group size must be positive, got {group_size}")
-    if k % group_size:
-        raise ValueError(
-            f"quantize: K={k} is not a multiple of the group size {group_size} "
-            f"(pad K or choose a group size that divides it)"
-        )
     if fmt.family == "olive" and group_size % 2:
         raise ValueError(
             f"quantize: olive4 pairs weights, so the group size must be even, got {group_size}"
         )
+    if fmt.family == "olive" and k % 2:
+        raise ValueError(f"quantize: olive4 pairs weights along K, so K must be even, got {k}")
     # One cheap reduction first; the element-wise search only when something is off.
     bad = ~torch.isfinite(w) if not bool(torch.isfinite(w.sum())) else None
     if bad is not None and bool(bad.any()):
@@ -165,6 +176,14 @@ def quantize(
     ``scale_bits=None`` keeps FP16 group scales; an integer applies the second-level symmetric
     quantization of group scales per output channel (ignored by MX, whose scale is E8M0).
     Works on CPU and CUDA tensors; the result lives on ``w``'s device.
+
+    Ragged K: when ``G`` does not divide ``K`` a row has ``ceil(K/G)`` groups and the last
+    one holds only the ``K mod G`` remaining weights. That group is quantized like any other
+    over *its real weights alone*: its absmax (or min/max), its scale, Algorithm 1's squared
+    error and its zero point see no padding, so it gets its own scale, special-value index
+    and zero point and no value is changed by padding; the second-level scale quantization
+    treats its scale like the others of the row. MX blocks follow the same rule (a short last
+    block has its own E8M0 exponent). OliVe pairs weights along K, so it needs K even.
     """
     fmt = get_format(fmt)
     if fmt.family == "mx":
@@ -217,6 +236,16 @@ def _quantize_rows(
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor | None]:
     """Codes ``[n, K]``, first-level scales (E8M0 codes for MX), indices and zero points."""
     n, k = w.shape
+    whole = k - k % group_size
+    if 0 < whole < k:  # a ragged last group, quantized on its own real weights (see quantize)
+        parts = (
+            _quantize_rows(w[:, :whole], fmt, group_size),
+            _quantize_rows(w[:, whole:], fmt, k - whole),
+        )
+        codes, scale, sv_index = (torch.cat([p[i] for p in parts], dim=1) for i in range(3))
+        zero_parts = [p[3] for p in parts if p[3] is not None]
+        return codes, scale, sv_index, torch.cat(zero_parts, dim=1) if zero_parts else None
+    group_size = min(group_size, k)
     groups = w.reshape(n, k // group_size, group_size)
     no_index = torch.zeros(groups.shape[:2], dtype=torch.uint8, device=w.device)
     zeros = None

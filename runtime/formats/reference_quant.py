@@ -20,6 +20,11 @@ threshold (and assert that they are rare). Exact ties
 (identical quantized groups under two candidates of the same scale) need no skipping: both
 implementations compute bit-identical errors and both keep the first candidate.
 
+Ragged rows: a row of ``K`` weights splits into groups of ``G`` consecutive weights, the last
+group holding whatever remains (``K mod G`` weights when ``G`` does not divide ``K``); every
+group, the short one included, is quantized from its own weights only (:func:`row_groups`,
+:func:`quantize_row`).
+
 Loaded by ``tests/test_formats.py`` and ``tests/test_bitserial.py`` under the module name
 ``bitmod_tests_reference_quant`` (pytest's importlib mode puts no test folder on sys.path); not
 a project module.
@@ -257,6 +262,7 @@ class MxElement:
 
 
 MX_ELEMENTS: dict[str, MxElement] = {
+    "mxfp3": MxElement(2, 0, 2, 4.0),  # E2M0: 0, 1, 2, 4 (not in OCP v1.0; the paper's MX-FP3)
     "mxfp4": MxElement(2, 1, 2, 6.0),
     "mxfp6_e2m3": MxElement(2, 3, 2, 7.5),
     "mxfp6_e3m2": MxElement(3, 2, 4, 28.0),
@@ -292,3 +298,137 @@ def mx_block(block: list[float], name: str) -> tuple[int, list[float]]:
     shared = -127 if absmax == 0 else math.frexp(absmax)[1] - 1 - element.emax
     shared = max(-127, min(127, shared))
     return shared, [mx_element_round(w * 2.0**-shared, element) for w in block]
+
+
+# ----------------------------------------------------------------------------------------------
+# OliVe 4-bit outlier-victim pairs
+# ----------------------------------------------------------------------------------------------
+
+OLIVE_OUTLIERS = [8.0, 12.0, 16.0, 24.0, 32.0, 48.0, 64.0, 96.0]  # abfloat E2M1, bias 3
+OLIVE_TARGETS = [7.0, 12.0, 16.0, 24.0, 32.0, 48.0, 64.0, 96.0]  # absmax -> this grid value
+OLIVE_VICTIM = 8  # code 1000
+
+
+@dataclass
+class OliveResult:
+    codes: list[int]
+    values: list[float]
+    scale: float
+    margins: list[float]
+    error_gap: float = math.inf
+
+
+def _olive_with_scale(group: list[float], scale: float) -> tuple[list[int], list[float], list]:
+    """One scale: pairs beyond INT4 keep the larger element as an outlier, the other is pruned."""
+    codes: list[int] = []
+    values: list[float] = []
+    margins: list[float] = []
+    for first in range(0, len(group), 2):
+        pair = [group[first] / scale, group[first + 1] / scale]
+        big = max(abs(pair[0]), abs(pair[1]))
+        pair_margin = min(abs(big - 7.5), abs(abs(pair[1]) - abs(pair[0])))
+        if big > 7.5:
+            outlier = 1 if abs(pair[1]) > abs(pair[0]) else 0
+            for slot, x in enumerate(pair):
+                if slot != outlier:
+                    codes.append(OLIVE_VICTIM)
+                    values.append(0.0)
+                    margins.append(pair_margin)
+                    continue
+                magnitude = nearest(abs(x), OLIVE_OUTLIERS)
+                if x < 0 and magnitude == 8.0 and slot == 1:
+                    magnitude = 12.0  # code 1000 in the second slot would read as the victim mark
+                index = OLIVE_OUTLIERS.index(magnitude)
+                codes.append(index + (8 if x < 0 else 0))
+                values.append(-magnitude if x < 0 else magnitude)
+                margins.append(min(pair_margin, midpoint_margin(abs(x), OLIVE_OUTLIERS)))
+        else:
+            for x in pair:
+                value = max(-7, min(7, round_half_even(x)))
+                codes.append(value % 16)
+                values.append(float(value))
+                margins.append(min(pair_margin, _tie_margin(x)))
+    return codes, values, margins
+
+
+def quantize_group_olive(group: list[float]) -> OliveResult:
+    """Every scale ``absmax / t``; the least squared error wins (the first on a tie)."""
+    absmax = max(abs(w) for w in group)
+    results = []
+    for target in OLIVE_TARGETS:
+        scale = float(np.float32(absmax / target))
+        codes, values, margins = _olive_with_scale(group, scale)
+        error = sum((v * scale - w) ** 2 for v, w in zip(values, group, strict=True))
+        results.append((error, codes, values, scale, margins))
+    best = 0
+    for index, result in enumerate(results):
+        if result[0] < results[best][0]:
+            best = index
+    error, codes, values, scale, margins = results[best]
+    gap = min(
+        (abs(r[0] - error) / max(error, 1e-30) for i, r in enumerate(results) if i != best),
+        default=math.inf,
+    )
+    return OliveResult(codes, values, scale, margins, gap)
+
+
+# ----------------------------------------------------------------------------------------------
+# Whole rows, ragged last group included
+# ----------------------------------------------------------------------------------------------
+
+
+def row_groups(k: int, group_size: int) -> list[tuple[int, int]]:
+    """``[start, stop)`` of every group of a row of ``k``: ``G`` each, the last one shorter."""
+    return [(start, min(start + group_size, k)) for start in range(0, k, group_size)]
+
+
+@dataclass
+class RowGroup:
+    """One group of a row quantized by :func:`quantize_row`, any family."""
+
+    start: int
+    stop: int
+    codes: list[int]
+    values: list[float]  # grid values after special values / minus the zero point
+    scale: float  # first-level scale; for MX the block's power of two
+    margins: list[float]
+    index: int = 0
+    zero: int = 0
+    error_gap: float = math.inf
+
+
+def quantize_row(row: list[float], name: str, group_size: int) -> list[RowGroup]:
+    """Quantize one row group by group (a ragged last group on its own weights only)."""
+    groups = []
+    for start, stop in row_groups(len(row), group_size):
+        group = row[start:stop]
+        if name in MX_ELEMENTS:
+            shared, elements = mx_block(group, name)
+            scale = 2.0**shared
+            groups.append(RowGroup(start, stop, [], elements, scale, [math.inf] * len(group)))
+        elif name.endswith("_asym"):
+            bits = int(name[3:].split("_")[0])
+            codes, scale, zero, margins = quantize_group_asym(group, bits)
+            values = [float(c - zero) for c in codes]
+            groups.append(RowGroup(start, stop, codes, values, scale, margins, zero=zero))
+        elif name == "olive4":
+            result = quantize_group_olive(group)
+            groups.append(
+                RowGroup(
+                    start,
+                    stop,
+                    result.codes,
+                    result.values,
+                    result.scale,
+                    result.margins,
+                    error_gap=result.error_gap,
+                )
+            )
+        else:
+            r = quantize_group(group, name)
+            groups.append(
+                RowGroup(
+                    start, stop, r.codes, r.values, r.scale, r.margins, r.index, 0, r.error_gap
+                )
+            )
+    return groups

@@ -179,6 +179,14 @@ _MX_ELEMENTS: dict[str, _MxElement] = {
 MX_BLOCK = 32
 E8M0_BIAS = 127
 
+#: MX-FP3, the BitMoD paper's Table VI row. OCP MX v1.0 defines no 3-bit element; this one is
+#: the OCP pattern carried down to 3 bits: sign + E2M0 (2 exponent bits, no mantissa, bias 1,
+#: no Inf/NaN), magnitudes 0, 1, 2, 4 (the FP3 grid of Sec. III-A with unit 1), emax 2, in a
+#: block of 32 with an E8M0 shared scale ``X = floor(log2 absmax) − 2``; elements round to
+#: nearest even and saturate at 4. Registered last, after olive4, so no other format's
+#: ``FORMAT_IDS`` entry moves.
+MXFP3_ELEMENT = _MxElement(2, 0, 1, 2, 4.0, False)
+
 # OliVe (ISCA'23) 4-bit: normal values INT4 (-7..7); the code 1000 marks a victim (value 0) whose
 # pair neighbour is an outlier in "abfloat": E2M1 magnitudes biased so the smallest outlier (8)
 # lies above the normal range: (1, 1.5, 2, 3, 4, 6, 8, 12) * 2^3.
@@ -372,6 +380,18 @@ def _build_registry() -> dict[str, Format]:
         (tuple(twos_complement_table(4, True)),),
         special_code=OLIVE_VICTIM_CODE,
         description="OliVe outlier-victim pairs: INT4 normals, abfloat E2M1 (bias 3) outliers",
+    )
+    table, unit = _mx_table(MXFP3_ELEMENT, 3)
+    formats["mxfp3"] = Format(
+        "mxfp3",
+        "mx",
+        3,
+        (tuple(table),),
+        grid_unit=unit,
+        block_size=MX_BLOCK,
+        mx_element=MXFP3_ELEMENT,
+        description="MX-FP3 (not in OCP MX v1.0): E2M0 elements 0, 1, 2, 4, block of 32 with an "
+        "E8M0 shared scale",
     )
     return formats
 
