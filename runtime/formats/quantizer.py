@@ -7,6 +7,7 @@ docstring of :mod:`bitmod.runtime.formats`, whose registry this module quantizes
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 import numpy as np
@@ -14,6 +15,7 @@ import torch
 from bitmod.runtime.formats.registry import (
     DEFAULT_GROUP_SIZE,
     E8M0_BIAS,
+    FP16_SMALLEST_NORMAL,
     MX_BLOCK,
     OLIVE_OUTLIER_MAGNITUDES,
     OLIVE_SCALE_TARGETS,
@@ -156,12 +158,18 @@ def _check_input(w: torch.Tensor, fmt: Format, group_size: int) -> torch.Tensor:
         )
     if fmt.family == "olive" and k % 2:
         raise ValueError(f"quantize: olive4 pairs weights along K, so K must be even, got {k}")
+    w32 = w.to(torch.float32)
     # One cheap reduction first; the element-wise search only when something is off.
-    bad = ~torch.isfinite(w) if not bool(torch.isfinite(w.sum())) else None
+    bad = ~torch.isfinite(w32) if not bool(torch.isfinite(w32.sum())) else None
     if bad is not None and bool(bad.any()):
         row, col = (int(i) for i in bad.nonzero()[0])
-        raise ValueError(f"quantize: non-finite weight {float(w[row, col])} at [{row}, {col}]")
-    return w.to(torch.float32)
+        value = float(w[row, col])
+        if math.isfinite(value):
+            raise ValueError(
+                f"quantize: weight {value:.6g} at [{row}, {col}] is outside float32's range"
+            )
+        raise ValueError(f"quantize: non-finite weight {value} at [{row}, {col}]")
+    return w32
 
 
 def quantize(
@@ -388,6 +396,14 @@ def _quantize_scales(scale: torch.Tensor, bits: int) -> tuple[torch.Tensor, torc
     """Second-level symmetric quantization of the group scales of each output channel.
 
     ``c = fp16(max_g s_g / (2^(b−1) − 1))`` and ``code_g = clamp(round(s_g / c), 0, 2^(b−1) − 1)``.
+
+    Below FP16's normal range (``max_g s_g / (2^(b−1) − 1) < 2^−14``) rounding ``c`` to nearest
+    would cost the row its relative precision (the subnormal spacing is ``2^−24``) or flush it
+    to zero; there ``c`` is rounded *up* to the next FP16 value instead (at least ``2^−24``), so
+    every group code stays in range and the row keeps ``b − 1`` bits of scale resolution as
+    long as ``max_g s_g ≥ 2^−24 · (2^(b−1) − 1)``. Rows smaller still get codes of 0 for the
+    groups whose scale is below ``2^−25``: weights that small are beyond what the FP16
+    channel scale and the INT group scale can express, and become zero.
     """
     qmax = (1 << (bits - 1)) - 1
     channel = scale.amax(dim=1) / qmax
@@ -395,13 +411,10 @@ def _quantize_scales(scale: torch.Tensor, bits: int) -> tuple[torch.Tensor, torc
     if bool(torch.isinf(channel16).any()):
         row = int(torch.isinf(channel16).nonzero()[0])
         raise ValueError(f"quantize: channel {row} scale {float(channel[row]):.3g} overflows FP16")
-    lost = (channel16 == 0) & (channel > 0)
-    if bool(lost.any()):
-        row = int(lost.nonzero()[0])
-        raise ValueError(
-            f"quantize: channel {row} scale {float(channel[row]):.3g} underflows FP16; "
-            f"use scale_bits=None"
-        )
+    below_normal = (channel > 0) & (channel < FP16_SMALLEST_NORMAL)
+    rounded_down = channel16.to(torch.float32) < channel
+    up = torch.nextafter(channel16, torch.full_like(channel16, float("inf")))
+    channel16 = torch.where(below_normal & rounded_down, up, channel16)
     c = channel16.to(torch.float32)[:, None]
     safe = torch.where(c > 0, c, torch.ones_like(c))
     codes = torch.round(scale / safe).clamp_(0, qmax).to(torch.int8)

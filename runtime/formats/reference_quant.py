@@ -233,13 +233,17 @@ def _tie_margin(x: float) -> float:
 
 
 def quantize_scales_int(scales: list[float], bits: int) -> tuple[list[int], float, list[float]]:
-    """VS-Quant second level: ``c = fp16(max s / (2^(b−1) − 1))``, ``code = clamp(round(s/c))``.
+    """VS-Quant second level: ``c = fp16(max s / (2^(b−1) − 1))``, ``code = clamp(round(s/c))``;
+    a ``c`` below FP16's smallest normal (``2^−14``) is rounded up to the next FP16 value instead.
 
     ``scales`` are the float32 first-level scales; returns codes, ``c`` and each code's margin
     to a .5 rounding tie.
     """
     qmax = (1 << (bits - 1)) - 1
-    channel = float(np.float16(np.float32(max(scales) / qmax)))
+    exact = float(np.float32(max(scales) / qmax))
+    channel = float(np.float16(exact))
+    if 0 < exact < 2.0**-14 and channel < exact:  # below FP16's normal range: round up
+        channel = float(np.nextafter(np.float16(channel), np.float16(np.inf)))
     codes, margins = [], []
     for s in scales:
         ratio = s / channel if channel > 0 else 0.0

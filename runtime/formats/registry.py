@@ -196,6 +196,8 @@ OLIVE_VICTIM_CODE = 0b1000
 OLIVE_SCALE_TARGETS = (7.0, 12.0, 16.0, 24.0, 32.0, 48.0, 64.0, 96.0)
 
 DEFAULT_GROUP_SIZE = 128
+#: Smallest positive normal FP16 value; channel scales below it are rounded up (see the quantizer).
+FP16_SMALLEST_NORMAL = 2.0**-14
 
 
 @dataclass(frozen=True)
