@@ -4,11 +4,19 @@ A safetensors file. A plain tensor is stored under its name. A quantized weight 
 packed (see :mod:`bitmod.runtime.formats.packing`) as ``name.codes``, ``name.scales``, ``name.sv``,
 ``name.channel_scale``, ``name.zeros`` (those that apply), and its metadata (format, shape, group
 size, scale bits) as JSON in the safetensors header under ``bitmod.q.<name>``.
+
+Integrity: :meth:`ParamArchive.save` records a CRC-32 per parameter in the header
+(``bitmod.checksums``): of a plain tensor's dtype, shape and bytes, and of a quantized weight's
+metadata text and the bytes of its packed parts. :meth:`ParamArchive.load` recomputes them
+and names the first parameter that differs, so a flipped bit, two same-shape tensors swapped
+under each other's names or an edited format/shape entry are found before anything runs. A
+safetensors file without that entry (written by another tool) is read unchecked.
 """
 
 from __future__ import annotations
 
 import json
+import zlib
 from pathlib import Path
 
 import numpy as np
@@ -22,6 +30,7 @@ from safetensors.torch import load_file, save_file
 __all__ = ["ArchiveError", "ParamArchive"]
 
 _QUANT_PREFIX = "bitmod.q."
+_CHECKSUMS = "bitmod.checksums"
 _PACKED_PARTS = ("codes", "scales", "sv", "channel_scale", "zeros")
 
 
@@ -105,14 +114,65 @@ class ParamArchive:
             raise ArchiveError(f"quantized parameter {name!r} not found{self._where()}")
         return json.loads(self._metadata[_QUANT_PREFIX + name])
 
+    # -- integrity --------------------------------------------------------------------------
+
+    def _checksum(self, name: str) -> str:
+        """CRC-32 (hex) of parameter ``name``: metadata and packed parts of a quantized weight,
+        dtype, shape and bytes of a plain tensor."""
+        if self.is_quantized(name):
+            crc = zlib.crc32(self._metadata[_QUANT_PREFIX + name].encode())
+            parts = [f"{name}.{part}" for part in _PACKED_PARTS]
+        else:
+            crc, parts = 0, [name]
+        for key in parts:
+            tensor = self._tensors.get(key)
+            if tensor is None:
+                continue
+            crc = zlib.crc32(f"{key}:{tensor.dtype}:{list(tensor.shape)}".encode(), crc)
+            crc = zlib.crc32(tensor.contiguous().view(torch.uint8).numpy().tobytes(), crc)
+        return f"{crc:08x}"
+
+    def checksums(self) -> dict[str, str]:
+        """Parameter name -> CRC-32 of its stored form (what :meth:`save` records)."""
+        return {name: self._checksum(name) for name in self.names()}
+
+    def verify(self) -> None:
+        """ArchiveError naming the first parameter whose checksum differs from the recorded
+        one (or that has none); nothing to check in a file without recorded checksums."""
+        if _CHECKSUMS not in self._metadata:
+            return
+        try:
+            recorded = json.loads(self._metadata[_CHECKSUMS])
+            if not isinstance(recorded, dict):
+                raise ValueError("not a JSON object")
+        except ValueError as error:
+            raise ArchiveError(
+                f"parameter archive{self._where()}: bad checksum table: {error}"
+            ) from None
+        names = self.names()
+        for name in names:
+            if name not in recorded:
+                raise ArchiveError(f"parameter {name!r}{self._where()} has no recorded checksum")
+            actual = self._checksum(name)
+            if recorded[name] != actual:
+                raise ArchiveError(
+                    f"parameter {name!r}{self._where()} is damaged: checksum {actual}, "
+                    f"recorded {recorded[name]}"
+                )
+        missing = sorted(set(recorded) - set(names))
+        if missing:
+            raise ArchiveError(f"parameter {missing[0]!r} is missing{self._where()}")
+
     # -- files ------------------------------------------------------------------------------
 
     def save(self, path: str | Path) -> None:
-        """Write atomically: a reader never sees a half-written archive."""
+        """Write atomically (a reader never sees a half-written archive), with checksums."""
         path = Path(path)
+        metadata = {**self._metadata, _CHECKSUMS: json.dumps(self.checksums(), sort_keys=True)}
         write_atomically(
-            path, lambda temporary: save_file(self._tensors, temporary, metadata=self._metadata)
+            path, lambda temporary: save_file(self._tensors, temporary, metadata=metadata)
         )
+        self._metadata = metadata
         self.path = path
 
     @classmethod
@@ -131,4 +191,5 @@ class ParamArchive:
         archive = cls(tensors, metadata, path)
         for name in archive.quantized_names():
             archive.get_quantized(name)  # validates shapes and metadata up front
+        archive.verify()  # then the bytes: what is well-formed must also be what was saved
         return archive
