@@ -9,6 +9,7 @@ __all__ = ["compile", "load"]
 
 def compile(*args: Any, **kwargs: Any) -> Any:  # noqa: A001 - mirrors torch.compile
     """Compile a PyTorch module for the accelerator; see :func:`bitmod.compiler.api.compile`."""
+    # Imported on call: the console tools import ``bitmod`` and must not pay for torch.
     from bitmod.compiler.api import compile as _compile
 
     return _compile(*args, **kwargs)

@@ -33,6 +33,7 @@ import numpy as np
 import torch
 from bitmod.runtime.formats import dequantize, get_format, quantize
 from bitmod.runtime.storage.fileio import write_atomically
+from safetensors.torch import load_file
 from tqdm import tqdm
 
 RESULTS = Path(__file__).resolve().parent / "results"
@@ -104,8 +105,6 @@ def minilm_path() -> Path:
 
 def minilm_linear_weights(path: Path) -> dict[str, torch.Tensor]:
     """The 2-D ``*.dense/query/key/value.weight`` matrices of the encoder layers."""
-    from safetensors.torch import load_file
-
     tensors = load_file(str(path))
     linear = {
         name: t.float()

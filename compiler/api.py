@@ -562,6 +562,8 @@ def _default_pipeline(hardware: HardwareConfig) -> str:
 
 
 def _passes(pipeline: str) -> list[Any]:
+    # The compiler (xDSL, dialects, passes) is imported only by ``compile``: ``load`` and
+    # running a saved bundle need the machine alone.
     from bitmod.compiler.pipelines import PIPELINES, build_pipeline
     from bitmod.dialects.diagnostics import DiagnosticError
 
@@ -633,6 +635,7 @@ def compile(  # noqa: A001 - the public name mirrors torch.compile
     rules.check_all_used()
     passes = _passes(pipeline if pipeline is not None else _default_pipeline(hardware))
 
+    # Local imports, as in _passes: keep xDSL out of load() and run().
     from bitmod.compiler.ir_io import print_module
     from bitmod.dialects.diagnostics import DiagnosticError
     from bitmod.passes.bitmod_quantize import PROGRESS_MIN_LAYERS
@@ -671,7 +674,7 @@ def compile(  # noqa: A001 - the public name mirrors torch.compile
     bar.close()
 
     ir_module = ModuleOp(quantized_funcs)
-    from xdsl.dialects.builtin import StringAttr
+    from xdsl.dialects.builtin import StringAttr  # local: see _passes
 
     ir_module.attributes["bitmod.params"] = StringAttr(_FILES["params"])
     archive = _bundle_archive(imported.host.param_names(), compiled_ops, ctx.archive)
@@ -714,6 +717,7 @@ def _compile_op(
     diagnostic: type[Exception],
 ) -> tuple[CompiledOp, Any]:
     """Build, quantize, tile and lower one op; (its CompiledOp, its quantized func)."""
+    # Local imports: see _passes.
     from bitmod.backends.emit import EmitError, find_program, module_to_program
     from bitmod.dialects.bsisa import LaunchOp
     from xdsl.dialects.func import FuncOp

@@ -35,7 +35,13 @@ import numpy as np
 import torch
 from bitmod.compiler.torch_frontend import AcceleratedOp, CompileError
 from bitmod.runtime.emulator.machine import Machine, Report
-from bitmod.runtime.formats import QuantizedTensor, dequantize, get_format, quantize
+from bitmod.runtime.formats import (
+    FORMAT_NAMES,
+    QuantizedTensor,
+    dequantize,
+    get_format,
+    quantize,
+)
 from bitmod.runtime.isa import Program
 from bitmod.runtime.storage.archive import ParamArchive
 
@@ -294,8 +300,6 @@ def check_accelerated_dtype(name: str, what: str) -> str:
     except ValueError as error:
         raise CompileError(f"{what}: {error}") from None
     if not fmt.accelerated:
-        from bitmod.runtime.formats import FORMAT_NAMES
-
         runnable = [f for f in FORMAT_NAMES if get_format(f).accelerated]
         raise CompileError(
             f"{what}: format '{name}' has no bit-serial lowering on the BitMoD PE; "

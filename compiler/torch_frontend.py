@@ -800,6 +800,8 @@ def op_module(
     ``runtime_operand`` (``bitmod.quantize %b into "..."``: already quantized as far as the
     passes are concerned; the host binds the real K/V per run).
     """
+    # Local imports: bitmod.compiler.api imports this module, and loading a saved bundle
+    # (bitmod.load) must not import xDSL; only building IR does.
     from bitmod.dialects.bitmod import MatmulOp, ParamOp, QuantizeOp, QWeightType
     from xdsl.dialects.builtin import ModuleOp, StringAttr, TensorType, f32
     from xdsl.dialects.func import FuncOp, ReturnOp

@@ -40,6 +40,7 @@ from __future__ import annotations
 import re
 from collections.abc import Sequence
 
+from bitmod.runtime.formats import FORMAT_NAMES, get_format
 from xdsl.dialects.builtin import (
     AnyFloat,
     ArrayAttr,
@@ -76,10 +77,6 @@ _BARE_IDENT = re.compile(r"[A-Za-z_][A-Za-z0-9_$.\-]*")
 
 def known_format_names() -> tuple[str, ...]:
     """The format names the runtime implements, in their registry order."""
-    # Imported here, not at module level, so that loading the dialect (e.g. for
-    # --list-passes or for parsing IR without bitmod ops) does not pull in torch.
-    from bitmod.runtime.formats import FORMAT_NAMES
-
     return tuple(FORMAT_NAMES)
 
 
@@ -162,8 +159,6 @@ def check_qweight_parameters(
             f"qweight scale bits must be 0 (FP16 scales) or 2..{MAX_SCALE_BITS}, got {scale_bits}"
         )
     check_dtype_name(format_name)
-    from bitmod.runtime.formats import get_format
-
     fmt = get_format(format_name)
     if fmt.family == "mx" and group_size != fmt.block_size:
         raise VerifyException(

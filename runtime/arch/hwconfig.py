@@ -309,12 +309,6 @@ class HardwareConfig:
             raise ValueError(f"DRAM bandwidth must be a positive number of GB/s, got {gbps!r}")
         return dataclasses.replace(self, dram_bytes_per_cycle=gbps * 1e9 / self.freq_hz)
 
-    def act_bank_bytes(self) -> int:
-        return self.act_buffer_bytes // self.act_buffer_banks
-
-    def weight_bank_bytes(self) -> int:
-        return self.weight_buffer_bytes // self.weight_buffer_banks
-
     # -- area ----------------------------------------------------------------------------
     @property
     def bitmod_tile_area_um2(self) -> float:

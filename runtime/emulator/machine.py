@@ -325,13 +325,6 @@ class _Memory:
         known = ", ".join(repr(n) for n in self.names()[:12]) or "nothing"
         return MachineError(f"{what} {name!r} is not in the memory image (it has {known})")
 
-    def has(self, name: str) -> bool:
-        return (
-            name in self.stored
-            or name in self.mapping
-            or (self.archive is not None and name in self.archive)
-        )
-
     def tensor(self, name: str, what: str) -> np.ndarray:
         if name in self.stored:
             return self.stored[name]

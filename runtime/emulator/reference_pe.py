@@ -83,7 +83,6 @@ class ScalarPE:
     """One PE (plus its column's dequantizer and accumulator), one cycle at a time."""
 
     group_size: int
-    trace_groups: list[int] | None = None
 
     def run(
         self,

@@ -127,10 +127,6 @@ def grid_of(name: str) -> list[float]:
     return sorted({v for m in members for v in code_table(m) if v is not None})
 
 
-def asym_grid(bits: int) -> list[float]:
-    return [float(c) for c in range(1 << bits)]
-
-
 # ----------------------------------------------------------------------------------------------
 # Symmetric types and Algorithm 1
 # ----------------------------------------------------------------------------------------------

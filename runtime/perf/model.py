@@ -97,7 +97,6 @@ rows (the BitMoD array's area including its encoders is the budget).
 from __future__ import annotations
 
 import json
-from collections.abc import Sequence
 from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
@@ -127,8 +126,6 @@ __all__ = [
 
 TASKS: tuple[str, ...] = ("discriminative", "generative")
 
-#: Activations, outputs and the FP16 baseline's weights are FP16.
-FP16_BYTES = 2
 #: Group size and scale bits of every per-group format in the comparison (paper III-C).
 GROUP_SIZE = 128
 SCALE_BITS = 8
@@ -653,21 +650,3 @@ def simulate(
         },
         per_gemm_cycles=cycles,
     )
-
-
-def run_models(
-    models: Sequence[str],
-    task: str,
-    accelerators: Sequence[str] = ACCELERATORS,
-    cfg: HardwareConfig | None = None,
-    shapes: dict[str, LLMShape] | None = None,
-) -> dict[str, dict[str, SimResult]]:
-    """``results[model][accelerator]`` for one task (no progress bar; see sim_cli)."""
-    shapes = shapes or load_llm_shapes()
-    out: dict[str, dict[str, SimResult]] = {}
-    for model in models:
-        workload = build_workload(shapes[model], task)
-        out[model] = {
-            name: simulate(accelerator(name, model, task), workload, cfg) for name in accelerators
-        }
-    return out

@@ -365,6 +365,8 @@ _COLORS = {
 
 
 def _pyplot():  # type: ignore[no-untyped-def]
+    # Imported on first plot: pyplot takes over a second to import and bitmod-sim without
+    # --out draws nothing; the backend must be chosen before pyplot is imported.
     import matplotlib
 
     matplotlib.use("Agg")
@@ -431,7 +433,7 @@ def plot_energy(summary: Summary, path: Path) -> None:
         ax.set_ylabel("energy / FP16")
         ax.set_title(f"{task}: energy breakdown (PE core, term encoder, SRAM, DRAM)")
         ax.grid(axis="y", alpha=0.3)
-    from matplotlib.patches import Patch
+    from matplotlib.patches import Patch  # local: see _pyplot
 
     handles = [
         Patch(color=_COLORS[a], label=ACCELERATOR_LABELS.get(a, a)) for a in summary.accelerators
