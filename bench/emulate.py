@@ -1,6 +1,6 @@
 """Emulator speed: emulated MAC/s of the bit-exact machine against the scalar reference PE.
 
-    python bench/emulate.py                          # 256 x 4096 x 4096 bitmod3 (the issue's shape)
+    python bench/emulate.py                          # 256 x 4096 x 4096 bitmod3 (a 7B projection)
     python bench/emulate.py --n 1024                 # an N-reduced slice, extrapolated
 
 What is timed: ``Machine().run(program, memory)`` for ``Y[M,N] = X[M,K] · W[N,K]ᵀ`` with the
@@ -185,10 +185,10 @@ def main(argv: list[str] | None = None) -> int:
         f"{report.dram_bytes_written / 2**20:,.1f} MiB; energy "
         f"{report.total_energy_pj / 1e6:,.1f} µJ.",
         "",
-        f"Schedule (`runtime.schedule`, what `bitmod-tile` emits): {schedule.order}, "
+        f"Schedule (`runtime.arch.schedule`, what `bitmod-tile` emits): {schedule.order}, "
         f"{schedule.block_rows}-row blocks, K chunk {schedule.kc} ({schedule.k_chunks} "
-        f"chunk{'s' if schedule.k_chunks > 1 else ''}). The analytical model (`runtime.perf`) "
-        f"predicts {schedule.cycles:,.0f} cycles (the machine: "
+        f"chunk{'s' if schedule.k_chunks > 1 else ''}). The analytical model "
+        f"(`runtime.perf.model`) predicts {schedule.cycles:,.0f} cycles (the machine: "
         f"{report.cycles / schedule.cycles - 1:+.1%}) and "
         f"{schedule.dram_read / 2**20:,.1f} MiB read "
         f"({'the same bytes' if schedule.dram_read == report.dram_bytes_read else 'DIFFERENT'}).",

@@ -4,7 +4,7 @@
     python bench/program_size.py --no-quantize         # shapes only (lowering reads no weights)
     python bench/program_size.py --out bench/results/program_size.md
 
-Each decoder layer has the seven linear layers of ``runtime/data/llm_shapes.json``
+Each decoder layer has the seven linear layers of ``runtime/perf/data/llm_shapes.json``
 (q, k, v, o: 4096x4096; gate, up: 11008x4096; down: 4096x11008) as quantized
 ``bitmod.matmul`` ops, with host ops standing in for attention, SiLU·gate and the residual
 adds (``arith.addf`` / ``arith.mulf`` on tensors), in the IR that ``bitmod-quantize`` leaves:

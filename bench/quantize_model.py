@@ -4,7 +4,7 @@
     python bench/quantize_model.py --model llama-2-7b --device cpu --layers 1   # one decoder layer
 
 Every linear weight of the model's decoder layers and its LM head (``LLMShape.linear_layers``
-from ``runtime/data/llm_shapes.json``) is drawn on the device (not timed) and quantized with
+from ``runtime/perf/data/llm_shapes.json``) is drawn on the device (not timed) and quantized with
 ``bitmod.runtime.formats.quantize`` (timed, synchronized per weight). The 7B-parameter target on
 a GPU is < 1.5 s for the whole set (the paper quotes 10 s for Llama-2-7B on an A6000).
 A baseline is measured in the same run: the per-candidate, per-grid-value masking formulation

@@ -1,8 +1,8 @@
 """bitmod.runtime.formats.bitserial: every code of every format decodes to terms summing to
 its value.
 
-The value of each code comes from an independent decoder written here from FORMATS.md (and the
-OCP MX bit layouts), not from the format registry's tables.
+The value of each code comes from an independent decoder written here from docs/formats.md (and
+the OCP MX bit layouts), not from the format registry's tables.
 """
 
 from __future__ import annotations
@@ -128,7 +128,7 @@ def test_every_fp3_fp4_er_ea_value_needs_at_most_two_terms(name: str) -> None:
     terms = value_terms(name, values)
     nonzero_terms = terms.man.sum(axis=-1)
     assert nonzero_terms.max() <= 2
-    # the values the issue names: ±3 = 2+1, ±6 = 4+2, ±10 = 8+2, ±12 = 8+4 take exactly two
+    # the special values and FP4's largest: ±3 = 2+1, ±6 = 4+2, ±10 = 8+2, ±12 = 8+4 take two
     for value in (3, 6, 10, 12):
         if value in values or -value in values:
             assert nonzero_terms[np.abs(values) == value].min() == 2

@@ -2,7 +2,7 @@
 
 Three kinds of evidence, none of them the code's own output:
 
-* the registry against FORMATS.md's grids typed in again (``reference_quant``);
+* the registry against docs/formats.md's grids typed in again (``reference_quant``);
 * hand-worked groups (small group sizes, arithmetic in the comments), one per family;
 * the plain slow reference ``runtime/formats/reference_quant.py`` on random groups.
 
@@ -86,7 +86,7 @@ def test_code_tables_match_formats_md(name: str) -> None:
 
 
 def test_formats_md_maxima() -> None:
-    # The "max" column of FORMATS.md's table.
+    # The "max" column of docs/formats.md's grid tables.
     maxima = {
         "int3": 3,
         "fp3": 4,
@@ -173,7 +173,7 @@ def test_int_asym_hand_worked() -> None:
 
 
 def test_int_asym_zero_point_clamps_for_an_all_positive_group() -> None:
-    # FORMATS.md (and the authors' code) clamp z: min 1, max 2.75, qmax 7 -> s = 1.75 / 7 = 0.25
+    # docs/formats.md (as the authors' code) clamps z: min 1, max 2.75, qmax 7 -> s = 0.25
     # z = round(-1 / 0.25) = -4 -> clamped to 0; q = clamp(round(w / s), 0, 7):
     # w / s = [4, 11, 5.2, 8] -> [4, 7, 5, 7]: the top of the range saturates at 7 s = 1.75.
     q = q_of([[1.0, 2.75, 1.3, 2.0]], "int3_asym", 4)

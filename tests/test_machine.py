@@ -270,7 +270,7 @@ def test_two_layer_program_chains_through_dram() -> None:
 
 
 def formula_cycles(m, n, k, terms, config):
-    """⌈M/rows⌉·⌈N/cols⌉·⌈K/4⌉·terms / tiles (issue 5's acceptance formula)."""
+    """⌈M/rows⌉·⌈N/cols⌉·⌈K/4⌉·terms / tiles: the MAC cycles of a compute-bound GEMM."""
     return (
         math.ceil(m / config.rows)
         * math.ceil(n / config.cols)

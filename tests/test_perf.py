@@ -40,7 +40,7 @@ def one_gemm(m: int, n: int, k: int, operand: str = "weight", count: int = 1) ->
 
 
 def brief_formula(m: int, n: int, k: int, terms: int, cfg: HardwareConfig) -> float:
-    """The acceptance formula: ⌈M/rows⌉·⌈N/cols⌉·⌈K/4⌉·terms / tiles."""
+    """The MAC cycles of a compute-bound GEMM: ⌈M/rows⌉·⌈N/cols⌉·⌈K/4⌉·terms / tiles."""
     return math.ceil(m / cfg.rows) * math.ceil(n / cfg.cols) * math.ceil(k / 4) * terms / cfg.tiles
 
 

@@ -1,54 +1,12 @@
 """Hardware configuration of the BitMoD accelerator and its comparison points.
 
 One frozen :class:`HardwareConfig` describes the machine that both the instruction-level
-emulator (``bitmod.runtime`` machine) and the analytical cycle/energy model
-(``bitmod.runtime.perf.model``) run against: array geometry, clock, on-chip buffers, DRAM
+emulator (:mod:`bitmod.runtime.emulator.machine`) and the analytical cycle/energy model
+(:mod:`bitmod.runtime.perf.model`) run against: array geometry, clock, on-chip buffers, DRAM
 bandwidth, and two tables of constants, :class:`EnergyTable` and :class:`AreaTable`, each
-constant carrying its source in :data:`ENERGY_SOURCES` / :data:`AREA_SOURCES`.
-
-Where the numbers come from
----------------------------
-*Paper Table X* (BitMoD, HPCA-25, TSMC 28 nm, 1 GHz): PE-array area / power of one tile,
-baseline FP16 95,498 µm² / 36.96 mW, BitMoD 97,090 µm² / 37.5 mW plus the bit-serial term
-encoder 2,419 µm² / 1.86 mW. The table's "Number of PEs" column was lost from the text
-(it was typeset as math). The counts are recovered as 48 FP16 PEs and 64 BitMoD PEs (one
-8×8 tile):
-
-* 36.96 mW / 48 = 0.770 pJ per PE-cycle at 1 GHz, exactly the FP16 PE energy the authors'
-  public simulator uses (``bitmod_sim/test_baseline.py``: ``pe_energy = 0.77``);
-* 95,498 / 48 = 1,989.5 µm² and 97,090 / 64 = 1,517.0 µm² per PE agree within 1.1 % with
-  that simulator's per-PE areas (1,968.7 and 1,507.7 µm²), and its arrays (768 FP16 PEs,
-  1,024 BitMoD PEs) are 16 tiles of each.
-
-So the paper's iso-area comparison is tile for tile: a 64-PE BitMoD tile has about the area
-of a 48-PE FP16 tile (+1.7 %, +4.2 % with the encoder).
-
-Default tile count (``tiles = 16``)
------------------------------------
-The paper's evaluated array: 16 tiles of 8×8 BitMoD PEs (1,024 PEs), compared with 16
-FP16 tiles of 48 PEs (768 PEs). Our iso-area rule is stricter than tile-for-tile: the
-compute-area budget is what the BitMoD array really occupies, ``tiles × (PE-array tile
-area + encoder)`` = 16 × 99,509 µm² = 1.592 mm², and every other accelerator gets
-``floor(budget / its per-PE area)`` PEs, in whole columns of ``rows`` PEs
-(:meth:`HardwareConfig.iso_area_pe_count`). For the FP16 baseline that is 800 PEs (the
-paper's 768 + 4 %), so the baseline is, if anything, favoured.
-
-DRAM bandwidth (``dram_bytes_per_cycle = 25.6``)
-------------------------------------------------
-One DDR4-3200 channel, 64 data bits: 3,200 MT/s × 8 B = 25.6 GB/s, i.e. 25.6 B per cycle at
-1 GHz. (The authors' simulator uses a 128-bit DDR interface, 32 B/cycle; ``--dram-gbps 32``
-reproduces that.) Speedups of memory-bound decoding are ratios of bytes moved and do not
-depend on this choice.
-
-Block rows (``max_block_rows = 64``)
-------------------------------------
-Each PE column's shared accumulator (paper IV-C: "a local output buffer and an accumulator"
-per column) holds the FP32 partial sums of up to ``max_block_rows`` rows, so an output block
-can span several 8-row passes of the array (``cfg.mblock``, docs/ISA.md). The paper gives no
-size; 64 rows cost 64 × 4 B of accumulator and 2 × 64 × 2 B of double-buffered FP16 output per
-column (64 KB for the 128 columns), and let a block of 64 rows × K = 4096 fill the 512 KB
-activation buffer, which keeps the K = 4096 prefill projections of a 7B model within 5 % of
-compute-bound for every format (:mod:`bitmod.runtime.arch.schedule`).
+constant carrying its source in :data:`ENERGY_SOURCES` / :data:`AREA_SOURCES`. The defaults,
+paper Table X and how its FP16 PE count was recovered, the iso-area rule and the energy table:
+docs/hardware.md.
 """
 
 from __future__ import annotations
@@ -71,7 +29,7 @@ PE_KINDS: tuple[str, ...] = ("fp16", "bitmod", "ant", "olive", "mixpe")
 # ---------------------------------------------------------------------------------------
 TABLE_X_FP16_TILE_AREA_UM2 = 95_498.0
 TABLE_X_FP16_TILE_POWER_MW = 36.96
-TABLE_X_FP16_TILE_PES = 48  # recovered, see the module docstring
+TABLE_X_FP16_TILE_PES = 48  # recovered: docs/hardware.md
 TABLE_X_BITMOD_TILE_AREA_UM2 = 97_090.0
 TABLE_X_BITMOD_TILE_POWER_MW = 37.5
 TABLE_X_BITMOD_TILE_PES = 64  # one 8×8 tile
@@ -131,7 +89,7 @@ AREA_SOURCES: Mapping[str, str] = MappingProxyType(
         ),
         "pe_area_um2.mixpe": (
             "assumption: same as the ANT PE (an FP16-activation x <=8-bit integer weight "
-            "MAC, one per cycle); MixPE (seed 001) gives no 28 nm figure we could use"
+            "MAC, one per cycle); MixPE (Zhang et al., 2024) gives no 28 nm figure we could use"
         ),
         "encoder_area_um2": "paper Table X: bit-serial term encoder, 2,419 um^2 per tile",
     }
@@ -234,8 +192,8 @@ class AreaTable:
 class HardwareConfig:
     """The accelerator: ``tiles`` tiles of ``rows × cols`` output-stationary PEs.
 
-    Defaults are the paper's evaluated BitMoD design (Section V-A / V-C); see the module
-    docstring for the derivation of ``tiles`` and ``dram_bytes_per_cycle``.
+    Defaults are the paper's evaluated BitMoD design (Section V-A / V-C); docs/hardware.md
+    derives ``tiles``, ``dram_bytes_per_cycle`` and ``max_block_rows``.
     """
 
     rows: int = 8

@@ -1,97 +1,11 @@
 """Block schedules of one GEMM on the output-stationary array: the compiler's choice and its cost.
 
-One module decides how ``Y[M, N] = X[M, K] · W[N, K]ᵀ`` is cut into blocks and in which order
-the blocks move between DRAM and the two on-chip buffers, and predicts what that schedule
-costs. Every consumer uses it:
-
-* the compiler (``bitmod-tile``) and :func:`bitmod.runtime.arch.nest.matmul_program` emit the loop
-  nest (:func:`bitmod.runtime.arch.nest.matmul_nest`) of the schedule :func:`plan_matmul` picks;
-* the machine (:mod:`bitmod.runtime.emulator.machine`) sizes blocks with :class:`WeightLayout` and
-  times every ``mac`` with :class:`MacTiming`;
-* the analytical model (:mod:`bitmod.runtime.perf.model`) charges each GEMM of a workload the cost
-  of the schedule :func:`plan` picks for it (vectorized over the GEMM table), so for BitMoD
-  its cycles are those of the program the compiler emits, run on the machine.
-
-Notation (docs/ISA.md)
-----------------------
-``R`` PE rows, ``C`` output channels per column block (``cols · tiles``), ``MR`` rows of an
-activation / output block (a multiple of ``R``, at most the column accumulators' depth;
-register ``MR`` of the ISA), ``KC`` K elements of a weight block (a multiple of the group size
-``G``). A ``mac`` runs the loaded weight block against the same K range of the activation
-block, ``R`` rows at a time: ``p = ⌈rows/R⌉`` array passes. Counts::
-
-    m_blocks = ⌈M/MR⌉,  n_blocks = ⌈N/C⌉,  k_chunks = ⌈K/KC⌉,  P = ⌈M/R⌉ (passes over rows)
-
-Block bytes: an activation block is ``MR · KA · 2`` (FP16; ``KA`` = ``KC`` or the whole ``K``),
-a weight block ``C · w(KC)`` with the per-channel bytes of a K-chunk of ``k`` elements
-
-    w(k) = ⌈k·b/8⌉ + ⌈⌈k/G⌉·(SB + i + z)/8⌉ + 2
-
-(``b``-bit codes, per group an ``SB``-bit scale code, ``i`` special-value index bits and ``z``
-zero-point bits, per channel a 2-byte FP16 scale; packed as :mod:`bitmod.runtime.formats.packing`).
-Loads move only the part of a block inside the tensor.
-
-The three loop orders
----------------------
-The array is output-stationary: one block of accumulators, so all of K flows through it for
-one output block before it is drained. Reuse across output blocks comes from a block that
-stays in its buffer while the loops move the other operand past it:
-
-``weights-resident`` (K in one chunk): a weight block of ``C`` channels × K is loaded once per
-column block and the activation blocks stream past it::
-
-    loop n_blocks: ld.wgt (all K); loop m_blocks: acc.clr; ld.act (all K); mac; drain; st.out
-
-``acts-resident``: an activation block of ``MR`` rows × all K is loaded once per row block and
-the weight blocks stream past it, K chunk by K chunk::
-
-    loop m_blocks: ld.act (all K); loop n_blocks: acc.clr; loop k_chunks: ld.wgt; mac
-                                                   drain; st.out
-
-``k-streamed`` (several K chunks): both operands stream, chunk by chunk::
-
-    loop n_blocks: loop m_blocks: acc.clr; loop k_chunks: ld.act; ld.wgt; mac
-                                  drain; st.out
-
-DRAM bytes read, with ``X = 2MK``, ``W_KC = N · Σ_chunks w(kc)`` (one sweep of the weight in
-chunks of ``KC``) and ``Y = 2MN`` written::
-
-    weights-resident:  W_K  + n_blocks · X
-    acts-resident:     X    + m_blocks · W_KC
-    k-streamed:        n_blocks · X + m_blocks · W_KC
-
-The streamed operand is double-buffered (two blocks must fit its buffer); the resident one
-is double-buffered when two blocks fit, else it has the whole buffer and its reload waits for
-the last ``mac`` that reads it (a *single-slot* reload).
-
-Cycles
-------
-A ``mac`` of ``p`` passes over ``k`` elements is busy (``d`` MACs per PE step, ``t`` cycles a
-step, ``SB`` cycles of bit-serial dequantization of a group, hidden behind the next group's
-``⌈G/d⌉·t`` cycles when that is long enough, else stalling the difference ``s``)::
-
-    mac(p, k) = p·⌈k/d⌉·t + (p·⌈k/G⌉ − 1)·s + SB,     s = max(0, SB − ⌈G/d⌉·t)
-
-and the GEMM computes ``compute = n_blocks · Σ_row blocks Σ_chunks mac(p, kc)``. The DMA
-engine prefetches one block ahead, so loads overlap compute; with ``B`` bytes a cycle::
-
-    cycles = first/B + max(compute + reload, (read + Y − first − last)/B + idle) + drain + last/B
-
-``first``: the first activation and weight blocks (nothing runs before they arrive);
-``last``: the last output block's store, after its ``drain`` (``p·R`` cycles); ``reload``: the
-single-slot reloads of the resident operand (with the first streamed block behind each),
-``idle``: the last ``mac`` before each of them, during which DRAM has nothing to do. A
-compute-bound GEMM takes ``compute`` plus the fixed parts; a memory-bound one its bytes over
-``B``.
-
-Choosing (:func:`plan`)
------------------------
-For every order and every ``MR`` (``R, 2R, …`` up to the accumulator depth, never more rows
-than ``M`` needs), ``KC`` is the largest that fits: the fewest chunks of at most ``g*`` groups
-(``g*`` the most groups whose blocks fit their buffers), balanced to ``⌈groups / chunks⌉``
-groups each. Of the plans within 1 % of the fewest predicted cycles the one reading the fewest
-DRAM bytes wins (DRAM is most of the energy), then the earlier order and the smaller ``MR``.
-Every choice can be forced (``kchunk``, ``block_rows``, ``order``).
+``Y[M, N] = X[M, K] · W[N, K]ᵀ`` is cut into blocks of ``MR`` rows and ``KC`` K elements and run
+in one of three loop orders (:data:`ORDERS`); :func:`plan` predicts each candidate's DRAM bytes
+and cycles and picks the fastest (the fewest bytes among those within 1 %). The compiler
+(``bitmod-tile``), the machine (:class:`WeightLayout`, :class:`MacTiming`) and the perf model
+all use it. Notation, the loop orders, the DRAM bytes, the cycle formula and the choice rule:
+docs/schedule.md.
 """
 
 from __future__ import annotations
@@ -160,7 +74,7 @@ class ArraySpec:
 
 @dataclass(frozen=True)
 class WeightLayout:
-    """Bytes of a weight block: per channel ``w(k)`` of the module docstring."""
+    """Bytes of a weight block: ``w(k)`` per channel (docs/schedule.md, "Block bytes")."""
 
     value_bits: float  # b (fractional for a mixed-precision average)
     group_size: int  # G
@@ -170,7 +84,6 @@ class WeightLayout:
     @classmethod
     def of_format(cls, fmt: str, group_size: int, scale_bits: int) -> WeightLayout:
         """A per-group weight of format ``fmt`` (``scale_bits`` 0: FP16 group scales)."""
-
         format_ = get_format(fmt)
         zero_bits = format_.bits if format_.family == "int_asym" else 0
         return cls(format_.bits, group_size, (scale_bits or 16) + format_.index_bits + zero_bits)
@@ -206,11 +119,10 @@ class MacTiming:
     @classmethod
     def bit_serial(cls, fmt: str, group_size: int, scale_bits: int) -> MacTiming:
         """The BitMoD PE: 4 MACs per step of ``num_terms(fmt)`` cycles, SB-cycle dequant."""
-
         return cls(LANES, num_terms(fmt), group_size, scale_bits)
 
     def cycles(self, passes: _Array | int, k: _Array | int) -> tuple[_Array, _Array]:
-        """(MAC cycles, dequantization cycles) of ``mac(p, k)`` (module docstring)."""
+        """(MAC cycles, dequantization cycles) of ``mac(p, k)`` (docs/schedule.md, "Cycles")."""
         passes = np.asarray(passes, dtype=np.int64)
         k = np.asarray(k, dtype=np.int64)
         compute = passes * _ceil_div(k, self.macs_per_step) * self.step_cycles
@@ -462,7 +374,7 @@ def plan(
     block_rows: int = 0,
     order: str | None = None,
 ) -> Plans:
-    """The fastest schedule of every GEMM ``(m[i], n[i], k[i])`` (module docstring).
+    """The fastest schedule of every GEMM ``(m[i], n[i], k[i])`` (docs/schedule.md, "Choosing").
 
     ``kchunk``, ``block_rows`` and ``order`` (0 / None: choose) force that part of the plan;
     a GEMM nothing fits gets ``cycles = inf``.

@@ -6,29 +6,9 @@ activation / weight buffers, runs every ``mac`` on the vectorized PE model of
 :mod:`bitmod.runtime.emulator.pe` over the whole block, and returns the FP16 outputs and a
 :class:`Report` of cycles, traffic, utilization and energy.
 
-Timing model (docs/ISA.md, "Timing")
-------------------------------------
-Three engines run concurrently and each executes its own instructions in program order:
-
-* the **load engine** (``ld.act``, ``ld.wgt``) runs ahead of compute: a load starts once the
-  buffer slot it fills is free (the last ``mac`` that read the block there has finished) and the
-  DRAM channel has room; it takes ``bytes / B`` cycles. A buffer has two slots when two blocks fit
-  (double buffering), else one; a block larger than the buffer is an error.
-* the **PE array** (``mac``): starts when its act and weight blocks have arrived, the previous mac
-  has finished and the previous pass has been drained (the drain copies the accumulators out);
-  takes ``groups · (G/4) · terms`` cycles plus ``SB`` cycles for the last group's bit-serial
-  dequantization (the earlier groups' dequantization overlaps the next group; a group shorter
-  than ``SB`` cycles stalls the difference, counted as ``dequant_tail`` too).
-* the **drain/store path**: ``drain`` takes ``rows`` cycles (each column's shared accumulator
-  scales its ``rows`` PEs one a cycle) into a double-buffered output buffer; ``st.out`` writes
-  the block back over DRAM. Stores share the one DRAM channel with loads: each transfer takes
-  the earliest free interval of the channel at or after it is ready.
-
-``acc.clr``, ``cfg.*``, ``loop``/``endloop`` and ``halt`` take no cycles (the controller handles
-them while the array computes); ``nop`` takes one. Total cycles are the time the last engine
-finishes. The PE array's idle time is attributed to what it waited for: a load (``dram_stall``),
-the drain of the previous pass (``drain``) or, after the last mac, the final drain (``drain``)
-and store (``dram_stall``); its busy time is ``compute`` plus ``dequant_tail``.
+Timing: three engines (loads, the PE array, drain/store) run concurrently, each in program order,
+sharing one DRAM channel; the PE array's idle time is attributed to what it waited for
+(``CYCLE_CAUSES``). The model, and the programs the machine refuses, are docs/ISA.md ("Timing").
 """
 
 from __future__ import annotations
@@ -826,7 +806,7 @@ class _Run:
         acc.values = pe.accumulate_groups(acc.values, x)
         acc.act_desc, acc.wgt_desc, acc.row_block, acc.col_block = key
         acc.chunks |= chunks
-        # timing: the array takes the block's rows ROWS at a time (runtime.schedule.MacTiming)
+        # timing: the array takes the block's rows ROWS at a time (runtime.arch.schedule.MacTiming)
         rows = act_data.shape[0]
         passes = -(-rows // self.config.rows)
         timing = MacTiming(pe.LANES, terms, group, self.regs.sb)

@@ -1,26 +1,11 @@
 """The unified bit-serial representation of BitMoD weights (paper Sec. IV-A, Eq. 4).
 
-Every weight value ``v`` (in integer grid units) is a short list of terms
-
-    v = Σ_t (−1)^{s_t} · 2^{exp_t} · man_t · 2^{bsig_t},     man_t ∈ {0, 1}
-
-and a PE spends one cycle per term on a 4-MAC step, so the number of terms a format needs is its
-cost in cycles per 4 MACs. Two decoders produce terms:
-
-* **Radix-4 Booth** (INT, asymmetric INT after subtracting the zero point, MXINT8). A ``W``-bit
-  two's complement value, padded to ``2D`` bits, is ``v = Σ_{i<D} d_i · 4^i`` with digits
-  ``d_i = −2·b_{2i+1} + b_{2i} + b_{2i−1}`` (``b_{−1} = 0``), ``d_i ∈ {−2, −1, 0, 1, 2}``.
-  Term ``i`` is ``s = [d_i < 0]``, ``man = [d_i ≠ 0]``, ``exp = [|d_i| = 2]``, ``bsig = 2i``:
-  every lane of a 4-MAC step works on the same digit, so ``bsig`` is shared and applied at
-  accumulation.
-  INT8 → 4 terms, INT6/INT5 → 3, INT4/INT3 → 2.
-* **Leading-one detection** on sign-magnitude fixed point (FP3/FP4 and their ER/EA extensions,
-  flint, FP5/FP6, MX-FP elements, OliVe). The magnitude ``|v|`` (for FP4: 4 integer bits and 1
-  fraction bit of ``v/2``, i.e. the 5-bit integer ``|v|``) is split into its set bits,
-  highest first: term ``t`` is ``s = [v < 0]``, ``man = 1``, ``exp`` = position of the t-th set bit,
-  ``bsig = 0``. Every FP3/FP4 basic, ER and EA value has at most two set bits; the decoder has
-  two leading-one detectors, so these formats take two terms (FP3 too, whose basic values have a
-  single set bit). The negative-zero code reads the group's special value from the SV register.
+Every weight value (in integer grid units) is a short list of terms
+``(−1)^s · 2^exp · man · 2^bsig``, and a PE spends one cycle per term on a 4-MAC step, so
+:func:`num_terms` is a format's cost in cycles per 4 MACs. Radix-4 Booth decodes INT (and
+asymmetric INT after the zero point, and MXINT8), leading-one detection the sign-magnitude
+formats; the negative-zero code reads the group's special value from the SV register. The
+Booth digits, the LOD rule and the terms of every format: docs/formats.md.
 """
 
 from __future__ import annotations

@@ -1,8 +1,9 @@
 """The quantizer: float weights to per-group codes of a format, and back (torch, CPU or CUDA).
 
-The formulas (symmetric grids, asymmetric INT, Algorithm 1's mixtures, VS-Quant second-level
-scales, OCP MX) and why nearest-value rounding is one table gather per weight are in the
-docstring of :mod:`bitmod.runtime.formats`, whose registry this module quantizes onto.
+Symmetric grids, asymmetric INT, Algorithm 1's mixtures, VS-Quant second-level scales, OCP MX
+and OliVe onto the registry's grids (:mod:`bitmod.runtime.formats.registry`), vectorized over
+all groups. The formulas, the rounding rule and why nearest-value rounding is one table gather
+per weight: docs/formats.md.
 """
 
 from __future__ import annotations
@@ -274,8 +275,8 @@ def _quantize_rows(
 def _round_grid_lut(grid: np.ndarray, top: int | None = None) -> tuple[np.ndarray, int]:
     """``LUT[ceil(2x) + offset]`` = index of the grid value nearest ``x`` (ties to the lower).
 
-    The LUT covers ``x`` in ``[−top, top]`` (default: the grid's own maximum); see the module
-    docstring for why a half-unit LUT is exact for integer grids.
+    The LUT covers ``x`` in ``[−top, top]`` (default: the grid's own maximum); why a half-unit
+    LUT is exact for integer grids: docs/formats.md, "The rounding rule".
     """
     top = int(np.abs(grid).max()) if top is None else top
     half_points = np.arange(-2 * top, 2 * top + 1) / 2.0
@@ -393,18 +394,9 @@ def _quantize_int_asym(
 
 
 def _quantize_scales(scale: torch.Tensor, bits: int) -> tuple[torch.Tensor, torch.Tensor]:
-    """Second-level symmetric quantization of the group scales of each output channel.
-
-    ``c = fp16(max_g s_g / (2^(b−1) − 1))`` and ``code_g = clamp(round(s_g / c), 0, 2^(b−1) − 1)``.
-
-    Below FP16's normal range (``max_g s_g / (2^(b−1) − 1) < 2^−14``) rounding ``c`` to nearest
-    would cost the row its relative precision (the subnormal spacing is ``2^−24``) or flush it
-    to zero; there ``c`` is rounded *up* to the next FP16 value instead (at least ``2^−24``), so
-    every group code stays in range and the row keeps ``b − 1`` bits of scale resolution as
-    long as ``max_g s_g ≥ 2^−24 · (2^(b−1) − 1)``. Rows smaller still get codes of 0 for the
-    groups whose scale is below ``2^−25``: weights that small are beyond what the FP16
-    channel scale and the INT group scale can express, and become zero.
-    """
+    """Second-level symmetric quantization of the group scales of each output channel
+    (docs/formats.md, "Second-level scale quantization": the formula, and why ``c`` is rounded
+    up below FP16's normal range)."""
     qmax = (1 << (bits - 1)) - 1
     channel = scale.amax(dim=1) / qmax
     channel16 = channel.to(torch.float16)
@@ -481,16 +473,8 @@ _OLIVE_OUTLIER_LUT, _OLIVE_OUTLIER_OFFSET = _round_grid_lut(
 
 
 def _quantize_olive(groups: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    """OliVe outlier-victim pair quantization, per group (as the BitMoD paper's extension).
-
-    For a scale ``s``: ``x = w/s``. A pair ``(x_0, x_1)`` with ``max |x_i| > 7.5`` (beyond INT4)
-    keeps its larger element as an outlier rounded on the abfloat grid and prunes the other (the
-    victim, stored as the identifier code 1000). Other pairs round to INT4. The negative outlier
-    −8 shares its code with the identifier; a pair of two identifier codes reads as (−8, victim),
-    so −8 is only available in the first slot and a second-slot outlier that would round to −8
-    takes −12. ``s`` is chosen per group among ``absmax / t`` for ``t`` in
-    ``OLIVE_SCALE_TARGETS`` by least squared error.
-    """
+    """OliVe outlier-victim pair quantization per group, the scale searched among
+    ``OLIVE_SCALE_TARGETS`` (the rules, and the −8 collision: docs/formats.md, "OliVe")."""
     n, g_count, size = groups.shape
     absmax = groups.abs().amax(dim=-1, keepdim=True)
     device = groups.device

@@ -1,14 +1,14 @@
-"""A plain, slow reference of the quantizers, written from FORMATS.md and nothing else.
+"""A plain, slow reference of the quantizers, written from docs/formats.md and nothing else.
 
 Python loops over groups and elements, float64 arithmetic, every grid value compared one by one:
 slow on purpose, so that it is obviously right and shares no code with
 ``bitmod.runtime.formats`` (whose vectorized Algorithm 1 the tests compare against it).
 
-Rounding rule (FORMATS.md, the authors' midpoint thresholds): ``x`` goes to the nearest grid value;
-at an exact midpoint it goes to the *lower* grid value. Here that is "scan the grid in ascending
-order and replace the best only on a strictly smaller distance". Algorithm 1 keeps the candidate
-with the least mean squared error, replacing only on a strictly smaller error, so the first
-candidate in SV-register order wins equal errors.
+Rounding rule (docs/formats.md, the authors' midpoint thresholds): ``x`` goes to the nearest
+grid value; at an exact midpoint it goes to the *lower* grid value. Here that is "scan the grid
+in ascending order and replace the best only on a strictly smaller distance". Algorithm 1 keeps
+the candidate with the least mean squared error, replacing only on a strictly smaller error, so
+the first candidate in SV-register order wins equal errors.
 
 Ties and floating point: the fast quantizer computes ``w / s`` in float32, this reference in
 float64, so an element within ~1e-6 grid units of a midpoint may round differently, and two
@@ -25,9 +25,8 @@ group holding whatever remains (``K mod G`` weights when ``G`` does not divide `
 group, the short one included, is quantized from its own weights only (:func:`row_groups`,
 :func:`quantize_row`).
 
-Loaded by ``tests/test_formats.py`` and ``tests/test_bitserial.py`` under the module name
-``bitmod_tests_reference_quant`` (pytest's importlib mode puts no test folder on sys.path); not
-a project module.
+The oracle of ``tests/test_formats.py`` and ``tests/test_bitserial.py``
+(``bitmod.runtime.formats.reference_quant``); nothing in the project itself imports it.
 """
 
 from __future__ import annotations
@@ -38,7 +37,7 @@ from dataclasses import dataclass
 import numpy as np
 
 # ----------------------------------------------------------------------------------------------
-# FORMATS.md's value grids, typed in again (integer grid units).
+# docs/formats.md's value grids, typed in again (integer grid units).
 # ----------------------------------------------------------------------------------------------
 
 #: Non-negative magnitudes of the sign-magnitude types; code = sign << (bits - 1) | index.

@@ -1,39 +1,12 @@
-"""Number formats of BitMoD and of the accelerators it is compared against, and the quantizer.
+"""The format registry: every weight format of BitMoD and of its comparison points, as data.
 
-Every format is data: a table of the value each stored code decodes to, in *integer grid units*
-(the usual FP grid times a power of two, so every value is exact in fixed point; the factor is
-folded into the scale). ``quantize`` maps a float weight ``W[N, K]`` group by group (``G``
-consecutive weights along ``K``) onto such a grid; ``dequantize`` inverts it.
+A :class:`Format` is a table of the value each stored code decodes to, in *integer grid units*
+(the nominal grid divided by its grid unit, so every value is exact in fixed point; the unit is
+folded into the scale), plus its special values, mixture candidates and MX element. The grids,
+the quantization rules and the MX traps: docs/formats.md.
 
-Notation (BitMoD paper, Sec. II-B and III):
-
-* symmetric grid types: ``s = absmax(W_g) / max|grid|`` and ``q = round_grid(W_g / s)``, where
-  ``round_grid`` picks the nearest grid value with ties going to the lower value (the midpoint
-  thresholds of the authors' code); ``Ŵ_g = q · s``.
-* asymmetric INT (Eq. 2): ``s = (max − min) / (2^b − 1)``,
-  ``z = clamp(round(−min / s), 0, 2^b − 1)``, ``q = clamp(round(W / s) + z, 0, 2^b − 1)``,
-  ``Ŵ = (q − z) · s``.
-* mixtures (Algorithm 1): quantize the group with every candidate data type and keep the one with
-  the least mean squared error; the first candidate wins ties. Its index (2 bits for four
-  candidates) is stored per group and selects the special value from the SV register.
-* second-level scale quantization (VS-Quant, Sec. III-C): the group scales ``s_g`` of one output
-  channel are quantized symmetrically to ``b_s``-bit integers against one FP16 channel scale
-  ``c = fp16(max_g s_g / (2^(b_s−1) − 1))``: ``ŝ_g = clamp(round(s_g / c), 0, 2^(b_s−1) − 1) · c``.
-  Codes are chosen with the first-level scale (as in the paper's flow); only the scale is
-  re-quantized.
-* MX (OCP MX v1.0): per block of 32, ``X = floor(log2 absmax) − emax`` (E8M0, clamped to
-  [−127, 127]), elements ``W / 2^X`` rounded to nearest even on the element grid, saturating at
-  its largest normal.
-
-Rounding ``round_grid`` is computed without comparing against every grid value: grid values are
-integers, so every midpoint between neighbours is a multiple of 1/2. All ``x`` in the half-open
-cell ``((k−1)/2, k/2]`` therefore round to the same grid value, the one nearest to ``k/2`` with
-ties going down, and ``round_grid(x) = LUT[ceil(2x)]``: one gather per weight.
-
-This module is the registry and needs only numpy, so tools that read format metadata (the IR
-parser, tiling, lowering) start without torch. The quantizer itself lives in
-:mod:`bitmod.runtime.formats.quantizer`; the package :mod:`bitmod.runtime.formats` offers both
-(the quantizer's names loaded on first use).
+Numpy only, so that tools reading format metadata (the IR parser, tiling, lowering) start
+without torch; the quantizer is :mod:`bitmod.runtime.formats.quantizer`.
 """
 
 from __future__ import annotations
@@ -52,7 +25,7 @@ __all__ = [
 ]
 
 # --------------------------------------------------------------------------------------------
-# Value grids (integer grid units), from the BitMoD authors' tables (FORMATS.md).
+# Value grids (integer grid units), as in the BitMoD authors' code (docs/formats.md).
 # --------------------------------------------------------------------------------------------
 
 #: Non-negative magnitudes of the sign-magnitude grid types; the code is ``sign << (b-1) | index``.

@@ -1,97 +1,11 @@
 """Analytical cycle and energy model of BitMoD and of the accelerators it is compared against.
 
-The model runs whole LLM workloads (every GEMM of a forward pass, every decoding step) in
-milliseconds, so that the paper's Fig. 7 / Fig. 8 sweep (six LLMs × accelerators × tasks)
-is interactive. The instruction-level emulator (``bitmod.runtime`` machine) shares its
-:class:`~bitmod.runtime.arch.hwconfig.HardwareConfig` and its schedules (below); for one GEMM its
-bytes, busy cycles and energy equal :func:`simulate`'s and its cycles agree within a few %.
-
-Notation
---------
-A GEMM is ``Y[M, N] = X[M, K] · W[N, K]ᵀ``. ``X`` is the FP16 activation (tokens along M),
-``W`` the *weight operand*: a quantized weight matrix for linear layers, the INT8 K / V cache
-for attention (paper IV-B: "BitMoD can accommodate the self-attention layer with the proposed
-bit-serial PE by quantizing the key and value tensors to low-precision integers").
-
-The array (paper IV-C, docs/ISA.md) is output-stationary: ``R`` rows of PEs take ``R`` tokens,
-``C`` columns take ``C`` output channels (``C = cols · tiles`` for BitMoD, all columns of all
-tiles). An output block of ``MR`` rows (a multiple of ``R``) takes ``⌈MR/R⌉`` array passes.
-
-Schedule, cycles and traffic of one GEMM: :mod:`bitmod.runtime.arch.schedule`, the module the
-compiler (``bitmod-tile``) plans with. Every accelerator gets the schedule that planner picks
-for its array, its 512 KB activation and weight buffers, its weight bytes and its PE timing:
-one of three loop orders (weights resident with the activations streaming past, activations
-resident with the weights streaming past in K chunks, or both streamed in K chunks), the
-block rows ``MR`` and the K chunk, and is charged that schedule's cycles::
-
-    cycles = first/B + max(compute + reload, (read + Y − first − last)/B + idle) + drain + last/B
-
-(``compute`` the MAC and dequantization cycles of every ``mac``, ``read`` the DRAM bytes the
-schedule's loads move, ``Y`` the outputs; ``first``/``last`` the blocks nothing overlaps;
-``reload``/``idle`` the stalls of a single-buffered resident block; details in
-:mod:`bitmod.runtime.arch.schedule`). A compute-bound GEMM takes ``compute`` plus the fixed parts,
-a memory-bound one its bytes over ``B``. For BitMoD this is the program ``bitmod-tile``
-emits, and ``Machine.run`` of that program agrees (tests/test_perf_vs_machine.py).
-
-Per ``mac`` of ``p`` passes over ``k`` elements of K, ``d`` MACs per PE step and ``t`` cycles
-a step::
-
-    mac(p, k) = p·⌈k/d⌉·t + (p·⌈k/G⌉ − 1)·s + tail
-
-* **BitMoD** (paper IV-B): ``d = 4`` (4-way dot product of bit-serial terms with FP16
-  activations), ``t = terms`` = ``bitmod.runtime.formats.bitserial.num_terms(fmt)``: 4 / 3 / 2 / 2
-  for INT8 / INT6 / FP4 / FP3. Bit-serial dequantization of a group takes ``SB`` = 8 cycles and is
-  hidden behind the next group's ``⌈G/4⌉·t`` cycles when ``⌈G/4⌉·t ≥ SB`` (always for G = 128: 32·2
-  = 64 ≥ 8); the last group's ``SB`` cycles are the non-overlapped ``tail``. If a group were shorter
-  than ``SB`` the difference ``s`` stalls every group; the formula includes it.
-  Summed over a GEMM: ``⌈M/R⌉·⌈N/C⌉·⌈K/4⌉·terms`` MAC cycles (for ``K`` divisible by 4, i.e.
-  ``⌈M/rows⌉·⌈N/cols⌉·⌈K/4⌉·terms / tiles`` when ``N`` is a multiple of ``C``) plus ``SB``
-  per ``mac``.
-* **FP16 baseline, ANT, OliVe, MixPE**: bit-parallel, one MAC per PE per cycle (``d = t = 1``).
-
-Bytes: weights as stored (``b_w`` bits a weight plus per-group scale / special-value index /
-zero point and a per-channel FP16 scale, packed per K chunk: :class:`WeightLayout`),
-activations and outputs FP16.
-
-Energy (:func:`simulate`), in pJ, summed over GEMMs:
-
-* PE core: ``E_pe · n_PE · compute`` — every PE of the array is clocked during compute cycles
-  (idle rows included, as in the authors' simulator); PEs are clock-gated while the array
-  waits on DRAM.
-* Term encoder (BitMoD only): ``E_enc · tiles · MAC cycles`` (Table X: 1.86 mW per tile; it
-  feeds terms during MAC steps, not during the dequantization tail).
-* SRAM: every array pass reads its weight block (broadcast down the columns), every ``mac``
-  its activation rows once (broadcast along the rows): ``⌈M/R⌉·W + ⌈N/C⌉·X`` bytes, plus the
-  outputs read back for the store; writes are the DRAM fills plus the outputs.
-* DRAM: ``8 · (read + Y) · E_bit``.
-
-The comparison points (:func:`accelerator`):
-
-* ``fp16``: FP16×FP16 MAC array at iso-area (paper V-A "baseline accelerator ... uses an FP16
-  multiply-accumulate PE"); FP16 weights and FP16 K/V.
-* ``bitmod-lossless`` / ``bitmod-lossy``: INT6 per group (paper V-C "lossless"), and the
-  BitMoD mixtures at 4 bits (discriminative) / 3 bits (generative) ("lossy").
-* ``ant`` (Guo et al., MICRO'22): per-tensor/per-channel adaptive types (int / flint / PoT)
-  decoded into a bit-parallel PE; with FP16 activations (the BitMoD comparison keeps
-  activations in FP16) the PE is an FP16 × decoded-weight MAC, one MAC per cycle for every
-  supported weight width (the paper's Fig. 7 setup). ANT has no per-group dequantization
-  hardware, so it runs per-channel quantization and, to keep acceptable accuracy, needs more
-  bits than BitMoD (paper V-C: "they must adopt a higher weight precision"). The precision per
-  model is :data:`ANT_WEIGHT_BITS`, the precisions the BitMoD authors profiled for Fig. 7
-  (their public simulator, ``bitmod_sim/test_ant.py``).
-* ``olive`` (Guo et al., ISCA'23): outlier-victim pairs — an outlier's neighbour (the victim)
-  is pruned so the pair encodes one wide-range outlier (abfloat) in place, memory-aligned at 4
-  or 8 bits per weight. The PE decodes normal values (int4/flint4) and outliers, whose much
-  wider range needs a wider aligner and accumulator: a larger PE (see
-  :mod:`bitmod.runtime.arch.hwconfig`). Precision per model: :data:`OLIVE_WEIGHT_BITS` (authors'
-  ``bitmod_sim/test_olive.py``).
-* ``mixpe`` (Zhang et al., 2024, seed 001): integer weight × FP16 activation by shift-and-add
-  (no multiplier), per-group INT4 (asymmetric) weights, dequantization once per group *after*
-  the group's mpGEMM (one multiply-add per output and group, pipelined: a 1-cycle tail per
-  pass). Not part of the paper's Fig. 7; added as the DESIGN's extra comparison point.
-
-Iso-area: every accelerator gets ``HardwareConfig.iso_area_pe_count(kind)`` PEs in ``rows``
-rows (the BitMoD array's area including its encoders is the budget).
+Whole LLM workloads (:func:`build_workload`) in milliseconds: every accelerator
+(:func:`accelerator`: FP16 baseline, ANT, OliVe, MixPE-style, lossless and lossy BitMoD, at
+iso-area) is charged, GEMM by GEMM, the schedule the compiler's planner picks for it
+(:mod:`bitmod.runtime.arch.schedule`), and :func:`simulate` sums cycles, traffic and energy.
+Workloads, PE timing, the energy formulas, the comparison points and the cited precisions:
+docs/perf-model.md.
 """
 
 from __future__ import annotations
@@ -131,11 +45,9 @@ GROUP_SIZE = 128
 SCALE_BITS = 8
 
 # ---------------------------------------------------------------------------------------
-# Cited data: weight precision each baseline needs (bits per weight, per-channel types).
-# Source: the BitMoD authors' public simulator, abdelfattah-lab/BitMoD-HPCA-25,
-# bitmod_sim/test_ant.py and test_olive.py ("The precision are profiled offline by ensuring
-# their perplexity and accuracy are acceptable"; same value for both tasks). Fractional
-# values are averages over layers of mixed precision.
+# Cited data: weight precision each baseline needs (bits per weight, per-channel types), from
+# the BitMoD authors' public simulator, abdelfattah-lab/BitMoD-HPCA-25, bitmod_sim/test_ant.py
+# and test_olive.py (docs/perf-model.md).
 # ---------------------------------------------------------------------------------------
 ANT_WEIGHT_BITS: dict[str, float] = {
     "opt-1.3b": 5.0,
@@ -514,7 +426,7 @@ def array_shape(
 def gemm_plans(
     workload: GemmTable, acc: Accelerator, cfg: HardwareConfig, pe_count: int | None = None
 ) -> Plans:
-    """The schedule of every GEMM of ``workload`` on ``acc`` (module docstring): the weight
+    """The schedule of every GEMM of ``workload`` on ``acc`` (docs/schedule.md): the weight
     operand's for linear layers, the K/V operand's for attention. ValueError naming a GEMM
     that no schedule fits."""
     rows, columns = array_shape(cfg, acc, pe_count)
