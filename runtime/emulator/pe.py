@@ -1,21 +1,11 @@
-"""Bit-exact, vectorized model of the BitMoD PE array arithmetic (docs/ISA.md, "PE arithmetic").
+"""Bit-exact, vectorized model of the BitMoD PE array arithmetic.
 
-Notation (paper Sec. IV-B, Fig. 5). A weight in integer grid units is a sum of bit-serial terms
-``t = (−1)^s · 2^exp · man · 2^bsig`` (``bitmod.runtime.formats.bitserial``); an FP16 activation is
-``a = (−1)^sa · Ma · 2^ea`` with ``Ma`` the 11-bit mantissa including the hidden bit and
-``ea = e_biased − 25`` (subnormals: hidden bit 0, ``ea = −24``). One PE cycle consumes four lanes
-``i`` (four consecutive K elements, one term index, one shared ``bsig``):
-
-1. ``e_i = ea_i + exp_i``; ``E = max e_i`` over lanes with ``man_i·Ma_i ≠ 0``.
-2. ``p_i = RNE(man_i·Ma_i · 2^(3 − (E − e_i)))``, signed by ``s_i ⊕ sa_i`` (3 guard bits; exact
-   when ``E − e_i ≤ 3``).
-3. ``D = Σ p_i`` (4-way adder tree, exact).
-4. ``A += D · 2^(E − 3 + bsig)``: an exact fixed-point group accumulator with LSB ``2^−27``
-   (``ACC_LSB_EXP``); ``E − 3 + bsig ≥ −24 − 3 = −27`` always.
-5. After the group's last term ``A`` is rounded (RNE) to a 24-bit mantissa ``m · 2^q``, multiplied
-   exactly by the SB-bit group scale code ``σ_g`` (shift-and-add), rounded once to FP32 and added
-   (FP32, RNE) to the column accumulator ``C``, groups in K order.
-6. drain: ``y = fp16(fp32(C · fp32(c)) + fp32(bias))`` with the FP16 channel scale ``c``.
+The arithmetic is the contract of docs/ISA.md, "PE arithmetic" (paper Sec. IV-B, Fig. 5): FP16
+activations times bit-serial weight terms (``bitmod.runtime.formats.bitserial``) in four lanes a
+cycle, aligned to the largest exponent with 3 guard bits and round-to-nearest-even (steps 1–3),
+an exact fixed-point group accumulator with LSB ``2^−27`` (``ACC_LSB_EXP``, step 4), the group
+scale applied bit-serially and an FP32 column accumulator (step 5), and the FP16 drain (step 6).
+This module computes it over whole blocks at once; the step numbers below are the contract's.
 
 How the fast model stays exact
 ------------------------------

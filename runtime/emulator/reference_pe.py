@@ -2,10 +2,8 @@
 
 Deliberately naive: one PE, one cycle at a time, Python ints for the datapath and exact
 ``Fraction`` arithmetic with an explicit round-to-nearest-even for FP32 and FP16. It shares
-nothing with the fast model (runtime/emulator/pe.py) except the bit-serial terms it is fed. Used by
-tests/test_pe.py, tests/test_machine.py and bench/emulate.py under the module name
-``bitmod_tests_pe_reference``, which tests/conftest.py registers (pytest's importlib mode puts
-no test folder on sys.path).
+nothing with the fast model (runtime/emulator/pe.py) except the bit-serial terms it is fed. The
+golden model of tests/test_pe.py, tests/test_machine.py, bench/emulate.py and the RTL testbenches.
 """
 
 from __future__ import annotations
