@@ -56,8 +56,19 @@ def test_every_named_repository_path_exists(page: Path) -> None:
     assert missing == [], f"{page.relative_to(ROOT)} names paths that do not exist"
 
 
-# Pointers a user of the repository cannot follow: the team's design notes and paper copies.
-_OUTSIDE = ("FORMATS.md", "DESIGN.md", "the DESIGN", "/work/", "shared/seeds", "seed 00")
+# Pointers a user of the repository cannot follow: the team's design notes and paper copies
+# (spelled in pieces so that this file does not match itself in a grep of the tree).
+_OUTSIDE = tuple(
+    a + b
+    for a, b in (
+        ("FORMATS", ".md"),
+        ("DESIGN", ".md"),
+        ("the ", "DESIGN"),
+        ("/work", "/"),
+        ("shared/", "seeds"),
+        ("seed ", "00"),
+    )
+)
 
 
 def _text_files() -> list[Path]:
@@ -72,11 +83,9 @@ def _text_files() -> list[Path]:
 
 
 def test_nothing_points_outside_the_repository() -> None:
-    this_file = Path(__file__).resolve()
     hits = [
         f"{path.relative_to(ROOT)}:{number}: {line.strip()}"
         for path in _text_files()
-        if path.resolve() != this_file
         for number, line in enumerate(path.read_text().splitlines(), 1)
         if any(marker in line for marker in _OUTSIDE)
     ]
