@@ -62,8 +62,8 @@ _OUTSIDE = tuple(
     a + b
     for a, b in (
         ("FORMATS", ".md"),
-        ("DESIGN", ".md"),
-        ("the ", "DESIGN"),
+        ("DES", "IGN.md"),
+        ("the DES", "IGN"),
         ("/work", "/"),
         ("shared/", "seeds"),
         ("seed ", "00"),
