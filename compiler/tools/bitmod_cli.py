@@ -154,6 +154,10 @@ def _parser() -> argparse.ArgumentParser:
     report = commands.add_parser("report", help="print a bundle's saved report")
     report.add_argument("bundle", metavar="BUNDLE")
     report.add_argument("--json", action="store_true", help="print the report as JSON")
+
+    from bitmod.compiler.llm.cli import add_eval_parser
+
+    add_eval_parser(commands)  # `bitmod eval`: its own module, compiler/llm/cli.py
     return parser
 
 
@@ -348,7 +352,9 @@ def _report(args: argparse.Namespace) -> int:
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the ``bitmod`` console script; returns the exit status."""
     args = _parser().parse_args(argv)
-    commands = {"compile": _compile, "run": _run, "report": _report}
+    from bitmod.compiler.llm.cli import run_eval
+
+    commands = {"compile": _compile, "run": _run, "report": _report, "eval": run_eval}
     try:
         return commands[args.command](args)
     except Exception as error:  # noqa: BLE001 - every failure becomes one line
