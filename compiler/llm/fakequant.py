@@ -122,7 +122,7 @@ def quantize_linears(
 def _round_fp16(x: torch.Tensor, layer: str, what: str) -> torch.Tensor:
     bad = ~torch.isfinite(x) | (x.abs() > _FP16_MAX)
     if bool(bad.any()):
-        value = float(x[bad][0])
+        value = float(x.detach()[bad][0])
         raise ActivationRangeError(
             f"layer '{layer}': {what} activation {value:g} is outside FP16's range "
             f"(max {_FP16_MAX:g}), which the accelerator cannot represent"
