@@ -10,17 +10,23 @@ started in the text the driver parsed (:mod:`bitmod.compiler.ir_io` records it a
 ``FileLineColLoc``); ops that passes create inherit the location of the op they replace.
 Errors in a pass pipeline string are reported at ``<pass-pipeline>:1:COL``.
 
+A pass that finds nothing it can act on, where that may be fine, says so with
+:func:`warn_at`: a :class:`DiagnosticWarning` through Python's :mod:`warnings`, which
+``bitmod-opt`` prints as ``FILE:LINE:COL: warning: MESSAGE`` (and Python callers see as a
+warning); where going on would silently do nothing useful it raises the error instead.
+
 This module depends on xDSL only and sits in the dialect layer, so dialects and passes can
 raise its error without importing the driver (``bitmod.compiler`` sits above them).
 """
 
 from __future__ import annotations
 
+import warnings
 from dataclasses import dataclass
 
 from xdsl.dialects.builtin import FileLineColLoc
 from xdsl.ir import Operation
-from xdsl.utils.exceptions import ArgSpecParseError, ParseError
+from xdsl.utils.exceptions import ParseError
 
 PIPELINE_SOURCE = "<pass-pipeline>"
 """The file name under which errors in a pass-pipeline string are reported."""
@@ -58,12 +64,39 @@ class DiagnosticError(Exception):
 
     def render(self, default_file: str = "<unknown>") -> str:
         """The one-line ``FILE:LINE:COL: error: MESSAGE`` form."""
-        location = self.location or SourceLocation(default_file, 0, 0)
-        subject = f"'{self.op.name}' op " if self.op is not None else ""
-        return f"{location}: error: {subject}{_one_line(self.message)}"
+        return _render("error", self.message, self.op, self.location, default_file)
 
     def __str__(self) -> str:
         return self.render()
+
+
+class DiagnosticWarning(UserWarning):
+    """A located warning: a pass found nothing it could act on (see the module docstring)."""
+
+    def __init__(self, message: str, op: Operation | None = None):
+        super().__init__(message)
+        self.message = message
+        self.op = op
+        self.location = location_of(op)
+
+    def render(self, default_file: str = "<unknown>") -> str:
+        """The one-line ``FILE:LINE:COL: warning: MESSAGE`` form."""
+        return _render("warning", self.message, self.op, self.location, default_file)
+
+    def __str__(self) -> str:
+        return self.render()
+
+
+def _render(
+    severity: str,
+    message: str,
+    op: Operation | None,
+    location: SourceLocation | None,
+    default_file: str,
+) -> str:
+    location = location or SourceLocation(default_file, 0, 0)
+    subject = f"'{op.name}' op " if op is not None else ""
+    return f"{location}: {severity}: {subject}{_one_line(message)}"
 
 
 def _one_line(text: str) -> str:
@@ -86,27 +119,14 @@ def error_at(op: Operation, message: str) -> DiagnosticError:
     return DiagnosticError(message, op=op)
 
 
+def warn_at(op: Operation, message: str) -> None:
+    """Warn about `op` (a :class:`DiagnosticWarning`, located where `op` came from)."""
+    warnings.warn(DiagnosticWarning(message, op=op), stacklevel=2)
+
+
 def from_parse_error(error: ParseError) -> DiagnosticError:
     """Turn xDSL's multi-line parse error (source line + carets) into one diagnostic."""
     position = error.span.get_location()
     return DiagnosticError(
         error.msg, location=SourceLocation(position.file, position.line, position.col)
-    )
-
-
-def from_pipeline_error(error: ArgSpecParseError) -> DiagnosticError:
-    """Turn xDSL's pipeline-spec syntax error into a diagnostic with the column.
-
-    The error only keeps its rendered text: a header line, the pipeline, a caret line
-    under the offending token, and the message; the column is where the carets start.
-    """
-    lines = str(error).splitlines()
-    column = 1
-    message = lines[-1].strip() if lines else "malformed pass pipeline"
-    for line in lines:
-        if line.strip() and set(line.strip()) == {"^"}:
-            column = line.index("^") + 1
-    return DiagnosticError(
-        f"malformed pass pipeline: {message}",
-        location=SourceLocation(PIPELINE_SOURCE, 1, column),
     )

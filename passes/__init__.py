@@ -1,7 +1,16 @@
 """The pass registry: every pass ``bitmod-opt`` knows, by its command-line name.
 
-Values are factories so that listing the passes (``bitmod-opt --list-passes``) does not
-import them, and a pass whose module is missing or broken only fails when it is used.
+Each pass is a `ModulePass` dataclass in the module named after it (``bitmod-tile`` in
+:mod:`bitmod.passes.bitmod_tile`); its fields are its options and the first line of its
+docstring its summary, which is all ``bitmod-opt --list-passes`` shows
+(:func:`bitmod.compiler.pipelines.pass_options`). The rewrites are xDSL `RewritePattern`s
+in the same module, applied by a `PatternRewriteWalker`.
+
+Values are factories so that a run imports only the passes it uses (parsing alone imports
+none), and a pass whose module is missing or broken only fails when it is used. Listing
+imports every pass module, so a pass module imports at module level only what declaring
+the pass needs; torch, the planner and the dialects the rewrite produces are imported by
+the code that runs the pass.
 """
 
 from __future__ import annotations
@@ -29,15 +38,3 @@ ALL_PASSES: dict[str, Callable[[], type[ModulePass]]] = {
     "bitmod-lower-to-isa": _lazy("bitmod.passes.bitmod_lower_to_isa", "BitmodLowerToIsaPass"),
 }
 """Pass name -> factory returning the pass class (the form xDSL's PassPipeline takes)."""
-
-PASS_SUMMARIES: dict[str, str] = {
-    "convert-linalg-to-bitmod": "linalg matmul/batch_matmul with constant weights (+ bias add) "
-    "-> bitmod.param + bitmod.matmul; weights move to the parameter archive",
-    "bitmod-quantize": "quantize every bitmod.matmul weight per group "
-    "{dtype= group-size= scale-bits= layers= progress=}",
-    "bitmod-tile": "output-stationary tiling onto rows x cols PE tiles "
-    "{rows= cols= tiles= dataflow= act-buffer= weight-buffer= max-block-rows= "
-    "dram-bytes-per-cycle= kchunk= block-rows= order=}",
-    "bitmod-lower-to-isa": "lower tiled bitmod ops to the bsisa instruction set",
-}
-"""One line per pass for --list-passes (kept here so listing imports no pass)."""

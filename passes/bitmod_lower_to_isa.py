@@ -45,6 +45,10 @@ API find the accelerator's work by walking for it (``segment`` indexes the progr
 segments). ``bitmod.quantize`` / ``bitmod.param`` ops that only fed lowered matmuls are
 removed: the program names those weights itself.
 
+Every segment is checked and named before anything changes; then the pattern
+:class:`LaunchSegment` replaces each tiled matmul under a ``PatternRewriteWalker``. A
+module with no tiled matmul gets a warning or an error as :mod:`bitmod.passes.stages` says.
+
 Errors (one diagnostic naming the op; the module is left unchanged): a weight format without
 a bit-serial datapath (``Format.accelerated`` false: MX, OliVe, flint, ...) -> "format X has
 no bit-serial lowering"; FP16 group scales (``sb=0``); a weight not quantized into the
@@ -56,29 +60,22 @@ values, ...); a module that already holds a ``bsisa.program``.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 from bitmod.dialects.bitmod import MatmulOp, ParamOp, QuantizeOp, QWeightType
-from bitmod.dialects.bsisa import (
-    DEFAULT_PROGRAM_NAME,
-    DescOp,
-    DrainOp,
-    HaltOp,
-    LaunchOp,
-    ProgramOp,
-    QWeightInfo,
-    TensorRefInstruction,
-    TiledMatmulOp,
-    ops_from_isa,
-)
 from bitmod.dialects.diagnostics import DiagnosticError, error_at
-from bitmod.runtime import isa
-from bitmod.runtime.arch.nest import matmul_config
+from bitmod.passes.bitmod_tile import unaccelerated_format_message
+from bitmod.passes.stages import nothing_to_do
 from xdsl.context import Context
 from xdsl.dialects.builtin import ModuleOp, SymbolRefAttr
-from xdsl.dialects.func import FuncOp, ReturnOp
 from xdsl.ir import BlockArgument, Operation, SSAValue
 from xdsl.passes import ModulePass
-from xdsl.rewriter import Rewriter
+from xdsl.pattern_rewriter import PatternRewriter, PatternRewriteWalker, RewritePattern
+from xdsl.rewriter import InsertPoint
+
+if TYPE_CHECKING:
+    from bitmod.dialects.bsisa import DescOp, QWeightInfo, TiledMatmulOp
+    from xdsl.dialects.func import FuncOp
 
 
 @dataclass
@@ -92,6 +89,8 @@ class _TensorNames:
     counter: int = 0
 
     def __post_init__(self) -> None:
+        from xdsl.dialects.func import FuncOp
+
         # Archive names are fixed; SSA-derived names step aside for them.
         for op in self.module.walk():
             if isinstance(op, ParamOp):
@@ -101,6 +100,8 @@ class _TensorNames:
         self.functions += [op for op in self.module.walk() if isinstance(op, FuncOp)]
 
     def _function_of(self, value: SSAValue) -> FuncOp | None:
+        from xdsl.dialects.func import FuncOp
+
         owner = value.owner
         op = owner.parent_op() if not isinstance(owner, Operation) else owner
         while op is not None and not isinstance(op, FuncOp):
@@ -108,6 +109,8 @@ class _TensorNames:
         return op
 
     def _base_name(self, value: SSAValue) -> str:
+        from xdsl.dialects.func import ReturnOp
+
         func = self._function_of(value)
         if isinstance(value, BlockArgument) and func is not None and value.block is func.body.block:
             base = value.name_hint or f"arg{value.index}"
@@ -180,6 +183,8 @@ class _ProgramBuilder:
         shape: tuple[int, ...],
         weight: QWeightInfo | None = None,
     ) -> DescOp:
+        from bitmod.dialects.bsisa import DescOp
+
         key = (kind, tensor)
         if key not in self.by_tensor:
             desc = DescOp(
@@ -203,16 +208,16 @@ class _ProgramBuilder:
 
     def add_segment(self, tiled: TiledMatmulOp) -> _Segment:
         """Check ``tiled`` and plan its segment (nothing in the module changes)."""
+        from bitmod.dialects.bsisa import ops_from_isa
+        from bitmod.runtime import isa
+        from bitmod.runtime.arch.nest import matmul_config
         from bitmod.runtime.formats import get_format
 
         weight = tiled.weight_info
+        problem = unaccelerated_format_message(weight.fmt)
+        if problem:
+            raise error_at(tiled, problem)
         fmt = get_format(weight.fmt)
-        if not fmt.accelerated:
-            raise error_at(
-                tiled,
-                f"format {weight.fmt} has no bit-serial lowering (family '{fmt.family}'); "
-                "quantize this layer to an accelerated format or keep it on the host",
-            )
         if weight.scale_bits == 0:
             raise error_at(
                 tiled,
@@ -261,6 +266,8 @@ class _ProgramBuilder:
 
 
 def _rename_roles(ops: list[Operation], roles: dict[str, str]) -> None:
+    from bitmod.dialects.bsisa import DrainOp, TensorRefInstruction
+
     for top in ops:
         for op in top.walk():
             if isinstance(op, TensorRefInstruction):
@@ -269,22 +276,59 @@ def _rename_roles(ops: list[Operation], roles: dict[str, str]) -> None:
                 op.bias = SymbolRefAttr(roles[op.bias_name])
 
 
+@dataclass
+class LaunchSegment(RewritePattern):
+    """A tiled matmul -> the ``bsisa.launch`` of its segment of the program; the quantize and
+    param ops only it used are erased (the program names the weight itself)."""
+
+    segments: dict[Operation, _Segment]
+    """The segments planned for the tiled matmuls (module docstring)."""
+
+    def match_and_rewrite(self, op: Operation, rewriter: PatternRewriter) -> None:
+        segment = self.segments.pop(op, None)
+        if segment is None:
+            return
+        from bitmod.dialects.bsisa import DEFAULT_PROGRAM_NAME, LaunchOp
+
+        tiled, roles = segment.tiled, segment.roles
+        launch = LaunchOp(
+            DEFAULT_PROGRAM_NAME,
+            segment.index,
+            tiled.act,
+            roles["act"],
+            tiled.bias,
+            roles.get("bias"),
+            roles["out"],
+            tiled.result.type,
+        )
+        launch.location = tiled.location
+        weight = tiled.weight
+        rewriter.replace(tiled, launch)
+        _erase_dead_producers(weight, rewriter)
+
+
 @dataclass(frozen=True)
 class BitmodLowerToIsaPass(ModulePass):
-    """Tiled matmuls -> one ``bsisa.program`` + ``bsisa.launch`` host calls (module doc)."""
+    """Lower tiled matmuls to one bsisa.program and the bsisa.launch ops that call it."""
 
     name = "bitmod-lower-to-isa"
 
     def apply(self, ctx: Context, op: ModuleOp) -> None:
+        from bitmod.dialects.bsisa import DEFAULT_PROGRAM_NAME, HaltOp, ProgramOp, TiledMatmulOp
+
         tiled_ops = [t for t in op.walk() if isinstance(t, TiledMatmulOp)]
-        for matmul in op.walk():
-            if isinstance(matmul, MatmulOp) and isinstance(matmul.weight.type, QWeightType):
+        matmuls = [matmul for matmul in op.walk() if isinstance(matmul, MatmulOp)]
+        for matmul in matmuls:
+            if isinstance(matmul.weight.type, QWeightType):
                 raise error_at(
                     matmul,
                     "bitmod-lower-to-isa: this quantized matmul is not tiled; run bitmod-tile "
                     "before bitmod-lower-to-isa",
                 )
         if not tiled_ops:
+            nothing_to_do(
+                op, self.name, "bsisa.tiled_matmul", matmuls, "bitmod-quantize and bitmod-tile"
+            )
             return
         existing = [p for p in op.ops if isinstance(p, ProgramOp)]
         if existing:
@@ -305,31 +349,17 @@ class BitmodLowerToIsaPass(ModulePass):
             _rename_roles(schedule, segment.roles)
             code += [*segment.config, *schedule]
         program = ProgramOp(DEFAULT_PROGRAM_NAME, [*builder.descriptors, *code, HaltOp()])
-        op.body.block.add_op(program)
-        for segment in builder.segments:
-            tiled, roles = segment.tiled, segment.roles
-            launch = LaunchOp(
-                DEFAULT_PROGRAM_NAME,
-                segment.index,
-                tiled.act,
-                roles["act"],
-                tiled.bias,
-                roles.get("bias"),
-                roles["out"],
-                tiled.result.type,
-            )
-            launch.location = tiled.location
-            weight = tiled.weight
-            Rewriter.replace_op(tiled, launch)
-            _erase_dead_producers(weight)
+        pattern = LaunchSegment({segment.tiled: segment for segment in builder.segments})
+        PatternRewriteWalker(pattern, apply_recursively=False).rewrite_module(op)
+        PatternRewriter(InsertPoint.at_end(op.body.block)).insert(program)
 
 
-def _erase_dead_producers(value: SSAValue) -> None:
+def _erase_dead_producers(value: SSAValue, rewriter: PatternRewriter) -> None:
     """Erase the quantize (and param) ops of a weight nothing uses any more."""
     producer = value.owner
     if not isinstance(producer, QuantizeOp | ParamOp) or value.uses:
         return
     operands = list(producer.operands)
-    Rewriter.erase_op(producer)
+    rewriter.erase(producer)
     for operand in operands:
-        _erase_dead_producers(operand)
+        _erase_dead_producers(operand, rewriter)

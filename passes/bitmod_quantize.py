@@ -36,16 +36,23 @@ Options
 
 Weights that are already quantized (``bitmod.quantize ... into``) are left alone, so the
 pass is idempotent. A ``bitmod.quantize`` without ``into`` written in the input is carried
-out with the format of its result type unless ``layers=`` names its layer.
+out with the format of its result type unless ``layers=`` names its layer. A module whose
+products are still linalg ops (the pass runs before ``convert-linalg-to-bitmod``) is an
+error (:mod:`bitmod.passes.stages`).
+
+The weights to quantize are collected first (so that ``layers=`` is checked against the
+module before anything changes); the pattern :class:`QuantizeWeight` then quantizes each at
+its ``bitmod.param`` under a ``PatternRewriteWalker``. A weight several ``bitmod.param`` ops
+read (tied weights) is quantized once.
 """
 
 from __future__ import annotations
 
 import re
 import sys
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
 
-import torch
 from bitmod.dialects.bitmod import (
     DEFAULT_SCALE_BITS,
     MAX_SCALE_BITS,
@@ -58,14 +65,20 @@ from bitmod.dialects.bitmod import (
 )
 from bitmod.dialects.diagnostics import DiagnosticError, error_at
 from bitmod.passes.context import archive_of
-from bitmod.runtime.formats import get_format, quantize
-from bitmod.runtime.storage.archive import ArchiveError, ParamArchive
-from tqdm import tqdm
+from bitmod.passes.stages import nothing_to_do
 from xdsl.context import Context
 from xdsl.dialects.builtin import ModuleOp, TensorType
-from xdsl.ir import Operation, SSAValue
 from xdsl.passes import ModulePass
-from xdsl.rewriter import InsertPoint, Rewriter
+from xdsl.pattern_rewriter import (
+    PatternRewriter,
+    PatternRewriteWalker,
+    RewritePattern,
+    op_type_rewrite_pattern,
+)
+from xdsl.rewriter import InsertPoint
+
+if TYPE_CHECKING:
+    from bitmod.runtime.storage.archive import ParamArchive
 
 PROGRESS_MIN_LAYERS = 8
 """Fewest layers for which a terminal gets a progress bar without asking."""
@@ -83,6 +96,8 @@ class QuantSpec:
 
     def resolve(self, in_features: int, layer: str) -> tuple[str, int, int]:
         """(format, group size, scale bits) for a weight with `in_features` K."""
+        from bitmod.runtime.formats import get_format
+
         fmt = get_format(self.dtype)
         if fmt.family == "mx":
             block = fmt.block_size
@@ -193,6 +208,8 @@ class BitmodQuantizePass(ModulePass):
         archive = archive_of(ctx, self.name)
         overrides = parse_layer_overrides(self.layers or "")
         targets = _collect_targets(op, archive)
+        if not targets:
+            nothing_to_do(op, self.name, "bitmod.matmul")
 
         params = {target.param.param_name.data for target in targets}
         known = params | {layer_name(name) for name in params}
@@ -205,24 +222,65 @@ class BitmodQuantizePass(ModulePass):
                 f"not have (layers: {have or 'none'})",
             )
 
-        default = QuantSpec(self.dtype, self.group_size, self.scale_bits)
+        from tqdm import tqdm
+
         show = self.progress or (sys.stderr.isatty() and len(targets) >= PROGRESS_MIN_LAYERS)
-        done: dict[str, tuple[str, int, int]] = {}  # parameter -> format it was given
-        bar = tqdm(targets, desc="bitmod-quantize", unit="layer", disable=not show, file=sys.stderr)
-        for target in bar:
-            param_name = target.param.param_name.data
-            layer = layer_name(param_name)
-            bar.set_postfix_str(layer, refresh=False)
-            spec = self.spec_for(layer, param_name, overrides)
-            if spec is None and target.request is not None:
-                request_type = target.request.result.type
-                assert isinstance(request_type, QWeightType)
-                spec = QuantSpec(
-                    request_type.format_name,
-                    request_type.group_size.data,
-                    request_type.scale_bits.data,
-                )
-            _quantize_target(target, spec or default, archive, layer, done)
+        bar = tqdm(
+            total=len(targets), desc=self.name, unit="layer", disable=not show, file=sys.stderr
+        )
+        with bar:
+            pattern = QuantizeWeight(
+                self, archive, overrides, {target.param: target for target in targets}, bar
+            )
+            PatternRewriteWalker(pattern, apply_recursively=False).rewrite_module(op)
+
+
+@dataclass
+class QuantizeWeight(RewritePattern):
+    """Quantize the weight a ``bitmod.param`` reads into the archive; its matmuls (or its
+    ``bitmod.quantize`` request) take the ``bitmod.quantize ... into`` of it instead."""
+
+    options: BitmodQuantizePass
+    archive: ParamArchive
+    overrides: dict[str, tuple[str, int | None]]
+    targets: dict[ParamOp, _Target]
+    progress: Any = None
+    """A tqdm bar advanced once per weight (None: no progress)."""
+    done: dict[str, tuple[str, int, int]] = field(default_factory=dict)
+    """Parameter -> (format, group size, scale bits) it was quantized with in this run."""
+
+    @op_type_rewrite_pattern
+    def match_and_rewrite(self, op: ParamOp, rewriter: PatternRewriter) -> None:
+        target = self.targets.pop(op, None)
+        if target is None:
+            return
+        param_name = op.param_name.data
+        layer = layer_name(param_name)
+        if self.progress is not None:
+            self.progress.set_postfix_str(layer, refresh=False)
+        spec = self.options.spec_for(layer, param_name, self.overrides)
+        if spec is None and target.request is not None:
+            request_type = target.request.result.type
+            assert isinstance(request_type, QWeightType)
+            spec = QuantSpec(
+                request_type.format_name,
+                request_type.group_size.data,
+                request_type.scale_bits.data,
+            )
+        default = QuantSpec(self.options.dtype, self.options.group_size, self.options.scale_bits)
+        qweight_type = _quantize_weight(op, spec or default, self.archive, layer, self.done)
+        quantize_op = QuantizeOp(op.result, qweight_type, entry=param_name)
+        quantize_op.location = op.location
+        if target.request is not None:
+            rewriter.replace(target.request, quantize_op)
+        else:
+            rewriter.insert(quantize_op, InsertPoint.after(op))
+            users = set(target.users)
+            rewriter.replace_uses_with_if(
+                op.result, quantize_op.result, lambda use: use.operation in users
+            )
+        if self.progress is not None:
+            self.progress.update()
 
 
 def _collect_targets(module: ModuleOp, archive: ParamArchive) -> list[_Target]:
@@ -263,19 +321,19 @@ def _collect_targets(module: ModuleOp, archive: ParamArchive) -> list[_Target]:
     return list(targets.values())
 
 
-def _quantize_target(
-    target: _Target,
+def _quantize_weight(
+    param: ParamOp,
     spec: QuantSpec,
     archive: ParamArchive,
     layer: str,
     done: dict[str, tuple[str, int, int]],
-) -> None:
-    """Quantize one weight into the archive (once per parameter) and rewrite its users.
+) -> QWeightType:
+    """Quantize the weight ``param`` reads into the archive (once per parameter: `done`
+    maps parameters quantized earlier in this run to their format, group size and scale
+    bits, so a tied weight read by several `bitmod.param` ops is quantized once); its type."""
+    from bitmod.runtime.formats import quantize
+    from bitmod.runtime.storage.archive import ArchiveError
 
-    `done` maps parameters quantized earlier in this run to their (format, group size,
-    scale bits): a tied weight read by several `bitmod.param` ops is quantized once.
-    """
-    param = target.param
     name = param.param_name.data
     param_type = param.result.type
     assert isinstance(param_type, TensorType)
@@ -296,7 +354,7 @@ def _quantize_target(
         dtype, group, scale_bits = spec.resolve(shape[1], layer)
         if name not in done:
             quantized = quantize(
-                weight.to(torch.float32), dtype, group, None if scale_bits == 0 else scale_bits
+                weight.float(), dtype, group, None if scale_bits == 0 else scale_bits
             )
             archive.put_quantized(name, quantized)
             done[name] = (dtype, group, scale_bits)
@@ -308,17 +366,4 @@ def _quantize_target(
             f"weight '{name}' is shared by layers asking for different quantizations "
             f"({done[name]} and {(dtype, group, scale_bits)}); the archive holds one",
         )
-
-    qweight_type = QWeightType(shape, dtype, group, scale_bits)
-    quantize_op = QuantizeOp(param.result, qweight_type, entry=name)
-    quantize_op.location = param.location
-    if target.request is not None:
-        Rewriter.replace_op(target.request, quantize_op)
-        return
-    Rewriter.insert_op(quantize_op, InsertPoint.after(param))
-    for matmul in target.users:
-        _replace_operand(matmul, matmul.weight, quantize_op.result)
-
-
-def _replace_operand(op: Operation, old: SSAValue, new: SSAValue) -> None:
-    op.operands = [new if operand is old else operand for operand in op.operands]
+    return QWeightType(shape, dtype, group, scale_bits)

@@ -28,44 +28,61 @@ what the emulator measures for this program. The nest is
 ``KC`` must be a multiple of the group size ``G`` (or at least ``K``), ``MR`` a multiple of
 ``rows`` within ``max-block-rows``.
 
+Every quantized matmul is planned before any is rewritten (by a ``PatternRewriteWalker``
+applying :class:`TileQuantizedMatmul`), so an error leaves the module as it was.
+
 Errors (one diagnostic naming the op, nothing changed): a ``dataflow`` other than ``os``;
 ``rows``, ``cols``, ``tiles``, a buffer size or ``max-block-rows`` that is not positive or
 does not fit the ISA's fields; a forced ``kchunk`` that the group size does not divide, a
 forced ``block-rows`` or ``order`` that is not valid; a matmul no schedule fits (a weight or
 activation block of a single group that does not fit its buffer twice, or a forced choice
-that does not fit).
+that does not fit); a weight format without a bit-serial datapath (``Format.accelerated``
+false: MX, OliVe, ANT, ...), which no schedule of this array can run. A module without a
+quantized matmul gets a warning or an error as :mod:`bitmod.passes.stages` describes.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-from typing import ClassVar
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, ClassVar
 
 from bitmod.dialects.bitmod import MatmulOp, QWeightType
-from bitmod.dialects.bsisa import (
-    TiledMatmulOp,
-    TilingAttr,
-    matrix_shape,
-    ops_from_isa,
-    qweight_info,
-)
 from bitmod.dialects.diagnostics import DiagnosticError, error_at
-from bitmod.runtime import isa
+from bitmod.passes.stages import nothing_to_do
 from bitmod.runtime.arch.hwconfig import HardwareConfig
-from bitmod.runtime.arch.nest import MATMUL_ROLES, matmul_nest
 from bitmod.runtime.arch.rules import block_rows_error
-from bitmod.runtime.arch.schedule import ORDERS, ArraySpec, Schedule, plan_bitmod_matmul
 from xdsl.context import Context
 from xdsl.dialects.builtin import ModuleOp
 from xdsl.passes import ModulePass
-from xdsl.rewriter import Rewriter
+from xdsl.pattern_rewriter import (
+    PatternRewriter,
+    PatternRewriteWalker,
+    RewritePattern,
+    op_type_rewrite_pattern,
+)
+
+if TYPE_CHECKING:
+    from bitmod.runtime.arch.schedule import ArraySpec, Schedule
 
 _HW = HardwareConfig()
 
 
+def unaccelerated_format_message(fmt_name: str) -> str | None:
+    """Why weights of format ``fmt_name`` cannot run on the bit-serial PE, or None."""
+    from bitmod.runtime.formats import get_format
+
+    fmt = get_format(fmt_name)
+    if fmt.accelerated:
+        return None
+    return (
+        f"format {fmt_name} has no bit-serial lowering (family '{fmt.family}'); quantize this "
+        "layer to an accelerated format or keep it on the host"
+    )
+
+
 @dataclass(frozen=True)
 class BitmodTilePass(ModulePass):
-    """Tiling of quantized ``bitmod.matmul`` ops on the output-stationary array (module doc)."""
+    """Tile quantized bitmod.matmul ops onto the output-stationary PE array."""
 
     name = "bitmod-tile"
 
@@ -86,6 +103,9 @@ class BitmodTilePass(ModulePass):
     def __post_init__(self) -> None:
         # Checked on construction, so that bitmod-opt reports a bad option at its place in
         # the pipeline string before any pass runs.
+        from bitmod.runtime import isa
+        from bitmod.runtime.arch.schedule import ORDERS
+
         if self.dataflow not in self.DATAFLOWS:
             raise DiagnosticError(
                 f"dataflow '{self.dataflow}' is not supported; the array is "
@@ -131,6 +151,8 @@ class BitmodTilePass(ModulePass):
 
     @property
     def array(self) -> ArraySpec:
+        from bitmod.runtime.arch.schedule import ArraySpec
+
         return ArraySpec(
             rows=self.rows,
             columns=self.cols * self.tiles,
@@ -141,19 +163,24 @@ class BitmodTilePass(ModulePass):
         )
 
     def apply(self, ctx: Context, op: ModuleOp) -> None:
-        matmuls = [
-            matmul
-            for matmul in op.walk()
-            if isinstance(matmul, MatmulOp) and isinstance(matmul.weight.type, QWeightType)
-        ]
-        # Plan everything first so that an error leaves the module untouched.
-        planned = [(matmul, self.plan(matmul)) for matmul in matmuls]
-        for matmul, schedule in planned:
-            self.rewrite(matmul, schedule)
+        matmuls = [matmul for matmul in op.walk() if isinstance(matmul, MatmulOp)]
+        quantized = [matmul for matmul in matmuls if _is_quantized(matmul)]
+        if not quantized:
+            nothing_to_do(op, self.name, "quantized bitmod.matmul", matmuls, "bitmod-quantize")
+        # Plan every matmul before rewriting any, so that an error leaves the module as it was.
+        pattern = TileQuantizedMatmul(self, {matmul: self.plan(matmul) for matmul in quantized})
+        PatternRewriteWalker(pattern, apply_recursively=False).rewrite_module(op)
 
     def plan(self, matmul: MatmulOp) -> Schedule:
+        """The schedule of one quantized matmul (DiagnosticError naming it if none fits)."""
+        from bitmod.dialects.bsisa import matrix_shape, qweight_info
+        from bitmod.runtime.arch.schedule import plan_bitmod_matmul
+
         weight = qweight_info(matmul.weight.type)
         assert weight is not None
+        problem = unaccelerated_format_message(weight.fmt)
+        if problem:
+            raise error_at(matmul, f"{self.name}: {problem}")
         m, k = matrix_shape(matmul.input, "activation")
         n = weight.shape[0]
         try:
@@ -170,27 +197,47 @@ class BitmodTilePass(ModulePass):
                 order=None if self.order == "auto" else self.order,
             )
         except ValueError as error:
-            raise error_at(matmul, f"bitmod-tile: {error}") from None
+            raise error_at(matmul, f"{self.name}: {error}") from None
 
-    def rewrite(self, matmul: MatmulOp, schedule: Schedule) -> None:
+
+def _is_quantized(matmul: MatmulOp) -> bool:
+    return isinstance(matmul.weight.type, QWeightType)
+
+
+@dataclass
+class TileQuantizedMatmul(RewritePattern):
+    """A quantized ``bitmod.matmul`` -> ``bsisa.tiled_matmul`` with its schedule's loop nest."""
+
+    tiling: BitmodTilePass
+    schedules: dict[MatmulOp, Schedule] = field(default_factory=dict)
+    """Schedules planned beforehand; a matmul not in here is planned when it is matched."""
+
+    @op_type_rewrite_pattern
+    def match_and_rewrite(self, op: MatmulOp, rewriter: PatternRewriter) -> None:
+        if not _is_quantized(op):
+            return  # a float weight: the matmul runs on the host
+        from bitmod.dialects.bsisa import TiledMatmulOp, TilingAttr, ops_from_isa
+        from bitmod.runtime.arch.nest import MATMUL_ROLES, matmul_nest
+
+        schedule = self.schedules.pop(op, None) or self.tiling.plan(op)
         tiling = TilingAttr.from_schedule(
-            schedule, rows=self.rows, cols=self.cols, tiles=self.tiles
+            schedule, rows=self.tiling.rows, cols=self.tiling.cols, tiles=self.tiling.tiles
         )
         nest = matmul_nest(
             schedule.order,
             m_blocks=schedule.m_blocks,
             n_blocks=schedule.n_blocks,
             k_chunks=schedule.k_chunks,
-            bias=matmul.bias is not None,
+            bias=op.bias is not None,
         )
         tiled = TiledMatmulOp(
-            matmul.input,
-            matmul.weight,
-            matmul.bias,
-            matmul.result.type,
+            op.input,
+            op.weight,
+            op.bias,
+            op.result.type,
             tiling,
             ops_from_isa(nest, lambda index: MATMUL_ROLES[index]),
         )
-        tiled.location = matmul.location
-        tiled.attributes |= matmul.attributes
-        Rewriter.replace_op(matmul, tiled)
+        tiled.location = op.location
+        tiled.attributes |= op.attributes
+        rewriter.replace(op, tiled)

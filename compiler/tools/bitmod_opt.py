@@ -30,18 +30,31 @@ import argparse
 import os
 import sys
 import traceback
-from collections.abc import Sequence
+import warnings
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import NoReturn
 
 from bitmod.compiler.ir_io import parse_module, print_module, verify_module
-from bitmod.compiler.pipelines import PIPELINES, build_pipeline, preset
-from bitmod.dialects.diagnostics import DiagnosticError, SourceLocation, error_at
-from bitmod.passes import ALL_PASSES, PASS_SUMMARIES
+from bitmod.compiler.pipelines import (
+    PIPELINES,
+    PassOption,
+    build_pipeline,
+    pass_options,
+    pass_summary,
+    preset,
+)
+from bitmod.dialects.diagnostics import (
+    DiagnosticError,
+    DiagnosticWarning,
+    SourceLocation,
+    error_at,
+)
+from bitmod.passes import ALL_PASSES
 from bitmod.passes.context import PARAMS_ATTR, BitmodContext, make_context
 from bitmod.runtime.storage.fileio import write_atomically
 from xdsl.dialects.builtin import ModuleOp, StringAttr
-from xdsl.passes import PassPipeline
+from xdsl.passes import ModulePass, PassPipeline
 from xdsl.utils.exceptions import VerifyException
 
 PARAMS_SUFFIX = ".params.safetensors"
@@ -100,15 +113,32 @@ def _argument_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def _list_passes() -> str:
+def list_passes(available: dict[str, Callable[[], type[ModulePass]]] = ALL_PASSES) -> str:
+    """The ``--list-passes`` text: every pass with its summary and options, then the presets.
+
+    Everything comes from the pass classes (:func:`pass_options`, :func:`pass_summary`).
+    """
     lines = ["passes:"]
-    width = max(len(name) for name in ALL_PASSES)
-    for name in ALL_PASSES:
-        lines.append(f"  {name:<{width}}  {PASS_SUMMARIES.get(name, '')}")
+    width = max(len(name) for name in available)
+    for name, load in available.items():
+        try:
+            pass_class = load()
+        except ImportError as error:
+            lines.append(f"  {name:<{width}}  (not available: {error})")
+            continue
+        lines.append(f"  {name:<{width}}  {pass_summary(pass_class)}")
+        for option in pass_options(pass_class):
+            lines.append(f"      {option.name}: {_option_text(option)}")
     lines.append("pipelines (--pipeline=NAME):")
     for name, text in PIPELINES.items():
         lines.append(f"  {name}: {text}")
     return "\n".join(lines) + "\n"
+
+
+def _option_text(option: PassOption) -> str:
+    """``int = 8``: the type and the default as a pipeline would spell it."""
+    default = option.spelled_default
+    return option.type_text + (" (optional)" if default is None else f" = {default}")
 
 
 def _pipeline_text(args: argparse.Namespace) -> str | None:
@@ -252,15 +282,32 @@ def run(args: argparse.Namespace) -> None:
         ) from None
 
 
+def _diagnostic_printer(show: Callable[..., None], source_name: str) -> Callable[..., None]:
+    """A ``warnings.showwarning`` printing a pass's DiagnosticWarning as one located line."""
+
+    def show_warning(
+        message: Warning | str, category: type[Warning], *args: object, **kwargs: object
+    ) -> None:
+        if isinstance(message, DiagnosticWarning):
+            print(message.render(source_name), file=sys.stderr)
+        else:
+            show(message, category, *args, **kwargs)
+
+    return show_warning
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Console entry point; returns (and exits with) 0 on success, 1 on any error."""
     args = _argument_parser().parse_args(argv)
     if args.list_passes:
-        sys.stdout.write(_list_passes())
+        sys.stdout.write(list_passes())
         return 0
     source_name = "<stdin>" if args.input == "-" else args.input
     try:
-        run(args)
+        with warnings.catch_warnings():
+            warnings.simplefilter("always", DiagnosticWarning)
+            warnings.showwarning = _diagnostic_printer(warnings.showwarning, source_name)
+            run(args)
     except DiagnosticError as error:
         if args.debug:
             traceback.print_exc()

@@ -11,7 +11,7 @@ docs/schedule.md.
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass, fields
+from dataclasses import dataclass, fields, replace
 
 import numpy as np
 from bitmod.runtime.arch.hwconfig import LANES, HardwareConfig
@@ -430,6 +430,31 @@ def plan_matmul(
     if np.isfinite(schedule.cycles):
         return schedule
     rows = block_rows or array.rows
+    if order == ORDERS[K_STREAMED] and not kchunk:
+        # k-streamed cuts K in two or more chunks; say so rather than blame the buffers.
+        if k <= group:
+            raise ValueError(
+                f"k-streamed needs K in two or more chunks of whole groups, but K = {k} is a "
+                f"single group (G = {group}); use another loop order"
+            )
+        smallest_chunks = plan(
+            m, n, k, array, layout, timing, kchunk=group, block_rows=block_rows, order=order
+        )
+        if np.isfinite(smallest_chunks.schedule().cycles):
+            raise ValueError(
+                f"k-streamed needs K in two or more chunks, but all of K = {k} fits one chunk "
+                f"of the buffers; force chunks with kchunk (a multiple of G = {group} below "
+                f"{k}) or use another loop order"
+            )
+    if array.dram_bytes_per_cycle < 1.0:
+        # A tiny bandwidth makes the predicted cycles overflow to inf, not the buffers.
+        faster = replace(array, dram_bytes_per_cycle=1.0)
+        options = {"kchunk": kchunk, "block_rows": block_rows, "order": order}
+        if np.isfinite(plan(m, n, k, faster, layout, timing, **options).schedule().cycles):
+            raise ValueError(
+                f"at {array.dram_bytes_per_cycle:g} DRAM bytes per cycle the predicted cycles "
+                "overflow; give a larger DRAM bandwidth"
+            )
     if kchunk:
         kc = min(kchunk, k)
         raise ValueError(

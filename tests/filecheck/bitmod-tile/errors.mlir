@@ -15,6 +15,12 @@
 // RUN: not bitmod-opt %s -p 'bitmod-tile{max-block-rows=4}' 2>&1 | filecheck %s --check-prefix=MAXROWS
 // RUN: not bitmod-opt %s -p 'bitmod-tile{order=k-streamed}' 2>&1 | filecheck %s --check-prefix=NOCHUNKS
 // RUN: not bitmod-opt %s -p 'bitmod-tile{dram-bytes-per-cycle=0}' 2>&1 | filecheck %s --check-prefix=DRAM
+// RUN: not bitmod-opt %S/k-chunks.mlir -p 'bitmod-tile{dram-bytes-per-cycle=1e-300}' 2>&1 | filecheck %s --check-prefix=TINY
+// RUN: not bitmod-opt %s -p 'bitmod-tile{dram-bytes-per-cycle=1e999}' 2>&1 | filecheck %s --check-prefix=HUGE
+// RUN: not bitmod-opt %s -p 'bitmod-tile{act-buffer=100000000000000000000000}' 2>&1 | filecheck %s --check-prefix=BIGINT
+// RUN: not bitmod-opt %s -p 'bitmod-tile{act-buffer=1e23}' 2>&1 | filecheck %s --check-prefix=NOTINT
+// RUN: not bitmod-opt %S/Inputs/one-group.mlir -p 'bitmod-tile{order=k-streamed}' 2>&1 | filecheck %s --check-prefix=ONEGROUP
+// RUN: bitmod-opt %s -p 'bitmod-tile{order=k-streamed kchunk=128}' | filecheck %s --check-prefix=STREAMED
 
 func.func @f(%x: tensor<8x256xf32>) -> tensor<8x64xf32> {
   %w = bitmod.param "fc.weight" : tensor<64x256xf32>
@@ -28,16 +34,26 @@ func.func @f(%x: tensor<8x256xf32>) -> tensor<8x64xf32> {
 // ROWS: error: pass 'bitmod-tile': rows must be positive, got 0
 // COLS: error: pass 'bitmod-tile': cols must be positive, got -8
 // TILES: error: pass 'bitmod-tile': bad array geometry: cfg.array: field tiles=70000 out of range
-// GROUP: errors.mlir:22:3: error: 'bitmod.matmul' op bitmod-tile: K chunk 96 is not a multiple of the group size 128
+// GROUP: errors.mlir:28:3: error: 'bitmod.matmul' op bitmod-tile: K chunk 96 is not a multiple of the group size 128
 // One group (a block is 128 channels even though N = 64): 128 x (64 B codes + 10 bits of
 // scale and SV index -> 2 B + 2 B) = 8704 B; twice that exceeds 4096 B.
-// WEIGHT: errors.mlir:22:3: error: 'bitmod.matmul' op bitmod-tile: the weight block of one group (128 along K) takes 8704 B; double-buffered it does not fit the 4096 B weight buffer
-// ACT: errors.mlir:22:3: error: 'bitmod.matmul' op bitmod-tile: the activation block of one group (128 along K) takes 2048 B; double-buffered it does not fit the 1024 B activation buffer
+// WEIGHT: errors.mlir:28:3: error: 'bitmod.matmul' op bitmod-tile: the weight block of one group (128 along K) takes 8704 B; double-buffered it does not fit the 4096 B weight buffer
+// ACT: errors.mlir:28:3: error: 'bitmod.matmul' op bitmod-tile: the activation block of one group (128 along K) takes 2048 B; double-buffered it does not fit the 1024 B activation buffer
 // Activation 8 x 256 x 2 = 4096 B; weight 128 x (128 + ceil(20/8) + 2) = 17024 B.
 // FORCED: error: 'bitmod.matmul' op bitmod-tile: a K chunk of 256 does not fit: double-buffered activation block 2x4096 B (buffer 524288 B), weight block 2x17024 B (buffer 16384 B)
 // ORDER: error: pass 'bitmod-tile': order 'sideways' is not a loop order; valid: auto, weights-resident, acts-resident, k-streamed
 // BLOCKROWS: error: pass 'bitmod-tile': block-rows: blocks of {{12|128}} rows must be a multiple of the 8 PE rows and at most the 64 rows the column accumulators hold
 // MAXROWS: error: pass 'bitmod-tile': max-block-rows 4 is less than rows 8
-// K = 256 is one chunk of the default buffers, and streaming needs several.
-// NOCHUNKS: error: 'bitmod.matmul' op bitmod-tile: no k-streamed with 8-row blocks fits the 524288 B activation and 524288 B weight buffers
+// K = 256 is one chunk of the default buffers, and streaming needs several: the error says
+// that (it used to blame the buffers), and a forced chunk of one group streams.
+// NOCHUNKS: error: 'bitmod.matmul' op bitmod-tile: k-streamed needs K in two or more chunks, but all of K = 256 fits one chunk of the buffers; force chunks with kchunk (a multiple of G = 128 below 256) or use another loop order
+// STREAMED: tiling #bsisa.tiling<rows = 8, cols = 8, tiles = 16, block_rows = 8, kc = 128, act_kc = 128, m_blocks = 1, n_blocks = 1, k_chunks = 2,
+// ONEGROUP: one-group.mlir:6:3: error: 'bitmod.matmul' op bitmod-tile: k-streamed needs K in two or more chunks of whole groups, but K = 64 is a single group (G = 64); use another loop order
 // DRAM: error: pass 'bitmod-tile': dram-bytes-per-cycle must be positive, got 0
+// A positive but tiny bandwidth is a number (it was "expects int|float"); the predicted
+// cycles of the Llama projection of k-chunks.mlir overflow at it.
+// TINY: k-chunks.mlir:10:3: error: 'bitmod.matmul' op bitmod-tile: at 1e-300 DRAM bytes per cycle the predicted cycles overflow; give a larger DRAM bandwidth
+// HUGE: <pass-pipeline>:1:1: error: pass 'bitmod-tile': option 'dram-bytes-per-cycle' = 1e999 is not a finite number
+// BIGINT: <pass-pipeline>:1:1: error: pass 'bitmod-tile': option 'act-buffer' = 100000000000000000000000 does not fit 64 bits
+// NOTINT: <pass-pipeline>:1:1: error: pass 'bitmod-tile': option 'act-buffer' expects int, got '1e23'
+// NOTINT-NOT: Traceback
