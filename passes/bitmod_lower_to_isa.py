@@ -327,7 +327,12 @@ class BitmodLowerToIsaPass(ModulePass):
                 )
         if not tiled_ops:
             nothing_to_do(
-                op, self.name, "bsisa.tiled_matmul", matmuls, "bitmod-quantize and bitmod-tile"
+                op,
+                self.name,
+                "bsisa.tiled_matmul",
+                matmuls,
+                "bitmod-quantize and bitmod-tile",
+                produced=("bsisa.program",),
             )
             return
         existing = [p for p in op.ops if isinstance(p, ProgramOp)]

@@ -166,7 +166,14 @@ class BitmodTilePass(ModulePass):
         matmuls = [matmul for matmul in op.walk() if isinstance(matmul, MatmulOp)]
         quantized = [matmul for matmul in matmuls if _is_quantized(matmul)]
         if not quantized:
-            nothing_to_do(op, self.name, "quantized bitmod.matmul", matmuls, "bitmod-quantize")
+            nothing_to_do(
+                op,
+                self.name,
+                "quantized bitmod.matmul",
+                matmuls,
+                "bitmod-quantize",
+                produced=("bsisa.tiled_matmul",),
+            )
         # Plan every matmul before rewriting any, so that an error leaves the module as it was.
         pattern = TileQuantizedMatmul(self, {matmul: self.plan(matmul) for matmul in quantized})
         PatternRewriteWalker(pattern, apply_recursively=False).rewrite_module(op)

@@ -33,11 +33,15 @@ def nothing_to_do(
     wanted: str,
     waiting: Sequence[Operation] = (),
     earlier_pass: str = "",
+    produced: Sequence[str] = (),
 ) -> None:
     """Report that ``pass_name`` found no ``wanted`` op in ``module`` (module docstring).
 
-    ``waiting`` are the ops ``earlier_pass`` would turn into ``wanted`` ones.
+    ``waiting`` are the ops ``earlier_pass`` would turn into ``wanted`` ones; ``produced``
+    names the ops the pass makes (if the module has one, the pass has run on it already).
     """
+    if any(op.name in produced for op in module.walk()):
+        return
     if not any(isinstance(op, MatmulOp) for op in module.walk()):
         products = [op for op in module.walk() if op.name in LINALG_PRODUCTS]
         if products:

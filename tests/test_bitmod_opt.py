@@ -448,3 +448,183 @@ def test_empty_input_is_an_empty_module(tmp_path: Path) -> None:
     )
     assert result.returncode == 0, result.stderr
     assert result.stdout == "builtin.module {\n}\n"
+
+
+# --- --list-passes: generated from the pass classes -----------------------------------------
+
+
+def test_list_passes_shows_each_option_with_its_type_and_default(capsys) -> None:
+    status, out, _ = _run(capsys, "--list-passes")
+    assert status == 0
+    lines = out.splitlines()
+    tile = lines.index(
+        "  bitmod-tile               Tile quantized bitmod.matmul ops onto the "
+        "output-stationary PE array."
+    )
+    assert lines[tile + 1 : tile + 12] == [
+        "      rows: int = 8",
+        "      cols: int = 8",
+        "      tiles: int = 16",
+        "      dataflow: str = os",
+        "      act-buffer: int = 524288",
+        "      weight-buffer: int = 524288",
+        "      max-block-rows: int = 64",
+        "      dram-bytes-per-cycle: int | float = 25.6",
+        "      kchunk: int = 0",
+        "      block-rows: int = 0",
+        "      order: str = auto",
+    ]
+    quantize = next(i for i, line in enumerate(lines) if line.startswith("  bitmod-quantize "))
+    assert lines[quantize + 1 : quantize + 6] == [
+        "      dtype: str = bitmod3",
+        "      group-size: int = 128",
+        "      scale-bits: int = 8",
+        "      layers: str (optional)",
+        "      progress: bool = false",
+    ]
+    assert "PASS_SUMMARIES" not in vars(importlib.import_module("bitmod.passes"))
+
+
+def test_list_passes_follows_a_new_option_declaration() -> None:
+    from dataclasses import dataclass
+
+    from bitmod.compiler.tools.bitmod_opt import list_passes
+    from xdsl.passes import ModulePass
+
+    @dataclass(frozen=True)
+    class ExamplePass(ModulePass):
+        """Do one thing.
+
+        Longer explanation that the listing leaves out.
+        """
+
+        name = "example"
+
+        width: int = 3
+        scale: int | float = 0.5
+        fast: bool = True
+        label: str | None = None
+
+    text = list_passes({"example": lambda: ExamplePass})
+    assert text.splitlines()[:6] == [
+        "passes:",
+        "  example  Do one thing.",
+        "      width: int = 3",
+        "      scale: int | float = 0.5",
+        "      fast: bool = true",
+        "      label: str (optional)",
+    ]
+
+
+def test_listing_passes_and_parsing_import_no_torch(tmp_path: Path) -> None:
+    source = tmp_path / "f.mlir"
+    source.write_text((FILECHECK / "bitmod-tile" / "single-chunk.mlir").read_text())
+    script = (
+        "import sys\n"
+        "from bitmod.compiler.tools.bitmod_opt import main\n"
+        "assert main(['--list-passes']) == 0\n"
+        f"assert main([{str(source)!r}, '-p', 'bitmod-tile,bitmod-lower-to-isa']) == 0\n"
+        "print(sorted(m for m in ('torch', 'tqdm') if m in sys.modules))\n"
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", script], capture_output=True, text=True, check=False
+    )
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.splitlines()[-1] == "[]"
+
+
+# --- pass options --------------------------------------------------------------------------
+
+
+def test_pass_option_values_are_typed_by_their_field() -> None:
+    from bitmod.compiler.pipelines import build_pipeline
+
+    (tile,) = build_pipeline(
+        'bitmod-tile{dram-bytes-per-cycle=1e-3 act-buffer=+2048 order="k-streamed"}'
+    ).passes
+    assert (tile.dram_bytes_per_cycle, tile.act_buffer, tile.order) == (0.001, 2048, "k-streamed")
+    (quantize,) = build_pipeline(
+        'bitmod-quantize{layers="fc1:int8, fc2:int4" progress=true}'
+    ).passes
+    assert quantize.layers == "fc1:int8, fc2:int4" and quantize.progress is True
+    (quantize,) = build_pipeline("bitmod-quantize{layers=blocks.0.attn:int8,fc3:bitmod4:64}").passes
+    assert quantize.layers == "blocks.0.attn:int8,fc3:bitmod4:64"
+
+
+# --- passes that cannot act on the IR they are given ---------------------------------------
+
+
+def test_a_pass_before_convert_is_an_error_at_the_product(tmp_path: Path, capsys) -> None:
+    out = tmp_path / "q.mlir"
+    for pipeline, wanted in (
+        ("bitmod-quantize", "bitmod.matmul"),
+        ("bitmod-tile", "quantized bitmod.matmul"),
+        ("bitmod-lower-to-isa", "bsisa.tiled_matmul"),
+    ):
+        status, stdout, err = _run(
+            capsys, str(MLP_DIR / "mlp.mlir"), "-p", pipeline, "-o", str(out)
+        )
+        assert status == 1 and stdout == ""
+        assert err == (
+            f"{MLP_DIR / 'mlp.mlir'}:16:5: error: 'linalg.matmul' op {pipeline}: the module has "
+            f"no {wanted}, only linalg products such as this one: run convert-linalg-to-bitmod "
+            "first (a product whose weight is not a constant stays on the host)\n"
+        )
+        assert list(tmp_path.iterdir()) == []
+
+
+def test_passes_that_find_nothing_to_do_warn(capsys) -> None:
+    untouched = FILECHECK / "convert-linalg-to-bitmod" / "untouched.mlir"
+    status, out, err = _run(capsys, str(untouched), "-p", "convert-linalg-to-bitmod")
+    assert status == 0 and "linalg.matmul" in out
+    assert err == (
+        f"{untouched}:11:3: warning: 'linalg.matmul' op convert-linalg-to-bitmod: none of the 3 "
+        "linalg products is a linear layer (a constant weight and a zero accumulator); nothing "
+        "converted\n"
+    )
+    with_host_matmul = FILECHECK / "bitmod-tile" / "options.mlir"
+    status, _, err = _run(capsys, str(with_host_matmul), "-p", "bitmod-tile,bitmod-tile")
+    assert status == 0 and err == ""  # the second run finds the module already tiled
+    status, _, err = _run(
+        capsys,
+        str(MLP_DIR / "mlp.mlir"),
+        "-p",
+        "convert-linalg-to-bitmod,bitmod-tile,bitmod-lower-to-isa",
+    )
+    assert status == 0
+    assert err.splitlines() == [
+        f"{MLP_DIR / 'mlp.mlir'}:16:5: warning: 'bitmod.matmul' op bitmod-tile: the module has "
+        "no quantized bitmod.matmul, nothing to do; this op needs bitmod-quantize first (or "
+        "stays on the host)",
+        f"{MLP_DIR / 'mlp.mlir'}:16:5: warning: 'bitmod.matmul' op bitmod-lower-to-isa: the "
+        "module has no bsisa.tiled_matmul, nothing to do; this op needs bitmod-quantize and "
+        "bitmod-tile first (or stays on the host)",
+        "bitmod-opt: note: parameter archive not written (give -o OUT or --params PATH)",
+    ]
+
+
+@pytest.mark.parametrize(
+    ("fmt", "family"), [("mxfp4", "mx"), ("olive4", "olive"), ("ant4", "mixture")]
+)
+def test_tiling_refuses_a_format_without_a_bit_serial_datapath(fmt: str, family: str) -> None:
+    from bitmod.passes.bitmod_tile import BitmodTilePass
+
+    weight = f"!bitmod.qweight<32x64, {fmt}, 32>"
+    text = (
+        "func.func @f(%x: tensor<4x64xf32>) -> tensor<4x32xf32> {\n"
+        '  %w = bitmod.param "a.weight" : tensor<32x64xf32>\n'
+        f'  %q = bitmod.quantize %w into "a.weight" : tensor<32x64xf32> -> {weight}\n'
+        f"  %y = bitmod.matmul %x, %q : (tensor<4x64xf32>, {weight}) -> tensor<4x32xf32>\n"
+        "  func.return %y : tensor<4x32xf32>\n}\n"
+    )
+    ctx = make_context()
+    module = parse_module(ctx, text, "t.mlir")
+    before = print_module(ctx, module)
+    with pytest.raises(DiagnosticError) as error:
+        BitmodTilePass().apply(ctx, module)
+    assert error.value.render() == (
+        f"t.mlir:4:3: error: 'bitmod.matmul' op bitmod-tile: format {fmt} has no bit-serial "
+        f"lowering (family '{family}'); quantize this layer to an accelerated format or keep it "
+        "on the host"
+    )
+    assert print_module(ctx, module) == before

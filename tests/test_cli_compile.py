@@ -160,6 +160,18 @@ def test_gpt_from_shapes(tmp_path, capsys) -> None:
             "unknown data type 'bitmod9'",
         ),
         (["{model}:make", "--example-shape", "2x20", "--layer", "fc1"], "expected NAME=DTYPE"),
+        (
+            [
+                "{model}:make",
+                "--example-shape",
+                "2x20",
+                "--layer",
+                "fc1=int8",
+                "--layer",
+                "fc1=int4",
+            ],
+            "--layer: 'fc1' given twice",
+        ),
         (["{model}:make", "--example-shape", "2x20", "--layer", "fc9=int8"], "match no layer"),
         (["{model}:make", "--example-shape", "2x20", "--tiles", "0"], "tiles must be"),
         (

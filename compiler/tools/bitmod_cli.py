@@ -31,6 +31,8 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
+from bitmod.runtime.keyvalue import KeyValueError, parse_key_values
+
 __all__ = ["CliError", "main"]
 
 _DTYPES = (
@@ -256,15 +258,10 @@ def _random_inputs(shapes: Sequence[str], int_range: str, seed: int) -> tuple[An
 
 
 def _layers(entries: Sequence[str]) -> dict[str, str]:
-    layers: dict[str, str] = {}
-    for entry in entries:
-        name, sep, dtype = entry.partition("=")
-        if not sep or not name or not dtype:
-            raise CliError(f"--layer {entry!r}: expected NAME=DTYPE (e.g. lm_head=int8)")
-        if name in layers:
-            raise CliError(f"--layer names {name!r} twice")
-        layers[name] = dtype
-    return layers
+    try:
+        return parse_key_values(entries, what="NAME=DTYPE")
+    except KeyValueError as error:
+        raise CliError(f"--layer: {error} (e.g. lm_head=int8)") from None
 
 
 # --- commands ------------------------------------------------------------------------------------

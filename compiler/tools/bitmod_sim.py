@@ -31,6 +31,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from bitmod.runtime.arch.hwconfig import PE_KINDS, HardwareConfig
+from bitmod.runtime.keyvalue import KeyValueError, parse_key_values
 from bitmod.runtime.perf.model import ACCELERATORS, TASKS, accelerator, load_llm_shapes
 from bitmod.runtime.perf.report import (
     PARETO_MODELS,
@@ -113,11 +114,12 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def _pairs(items: Sequence[str], option: str, convert: type) -> dict[str, float | int]:
+    try:
+        pairs = parse_key_values(items, option=option)
+    except KeyValueError as error:
+        raise CliError(str(error)) from None
     out: dict[str, float | int] = {}
-    for item in items:
-        key, sep, value = item.partition("=")
-        if not sep or not key:
-            raise CliError(f"{option} expects KEY=VALUE, got {item!r}")
+    for key, value in pairs.items():
         try:
             out[key] = convert(value)
         except ValueError:
@@ -181,11 +183,11 @@ def _check_kinds(table: dict, option: str) -> None:
 
 
 def _weight_overrides(items: Sequence[str]) -> dict[str, str]:
-    weights: dict[str, str] = {}
-    for item in items:
-        name, sep, fmt = item.partition("=")
-        if not sep or not name or not fmt:
-            raise CliError(f"--weight expects ACC=FMT, got {item!r}")
+    try:
+        weights = parse_key_values(items, what="ACC=FMT", option="--weight")
+    except KeyValueError as error:
+        raise CliError(str(error)) from None
+    for name, fmt in weights.items():
         if name not in ACCELERATORS or name == "fp16":
             valid = ", ".join(a for a in ACCELERATORS if a != "fp16")
             raise CliError(f"--weight: unknown accelerator {name!r}; valid: {valid}")
@@ -193,7 +195,6 @@ def _weight_overrides(items: Sequence[str]) -> dict[str, str]:
             accelerator(name, "", TASKS[0], weight_fmt=fmt)
         except ValueError as error:
             raise CliError(f"--weight {name}={fmt}: {error}") from None
-        weights[name] = fmt
     return weights
 
 
