@@ -1,9 +1,85 @@
-"""bsisa, the BitMoD bit-serial ISA (``docs/ISA.md``): its one Python definition.
+"""bsisa, the BitMoD bit-serial ISA (``docs/ISA.md``).
 
-Opcodes, field layouts, the binary container and the text assembly. Imports nothing of ours
-but the format registry (for format ids), so the compiler, the emulator and the RTL
-generator all build on it.
+* :mod:`.spec`: the one description: opcodes, mnemonics, fields (bit ranges, kinds, keywords),
+  the container layouts; word encode/decode;
+* :mod:`.program`: the descriptor table and :class:`Program` (validation, binary container,
+  :func:`assemble`);
+* :mod:`.assembly`: the text assembly's printer and parser, driven by the field table.
+
+Imports nothing of ours but the format registry (for format ids) and the ``KEY=VALUE``
+parser, so the compiler, the emulator and the RTL generator all build on it.
 """
 
-from bitmod.runtime.isa.core import *  # noqa: F403
-from bitmod.runtime.isa.core import __all__  # noqa: F401
+from bitmod.runtime.isa.program import Descriptor, Program, assemble
+from bitmod.runtime.isa.spec import (
+    BY_MNEMONIC,
+    BY_OPCODE,
+    INSTRUCTION_TYPES,
+    MAGIC,
+    NO_BIAS_FIELD,
+    NO_LEVEL_FIELD,
+    NUM_LOOP_LEVELS,
+    NUM_SV_SLOTS,
+    VERSION,
+    AccClr,
+    CfgArray,
+    CfgFmt,
+    CfgKchunk,
+    CfgMblock,
+    CfgSv,
+    DescKind,
+    Drain,
+    EndLoop,
+    Field,
+    FieldKind,
+    Halt,
+    Instruction,
+    IsaError,
+    LdAct,
+    LdWgt,
+    Loop,
+    Mac,
+    Nop,
+    StOut,
+    decode_word,
+    format_id,
+    format_name,
+)
+
+__all__ = [
+    "MAGIC",
+    "VERSION",
+    "NUM_LOOP_LEVELS",
+    "NUM_SV_SLOTS",
+    "NO_LEVEL_FIELD",
+    "NO_BIAS_FIELD",
+    "IsaError",
+    "DescKind",
+    "Descriptor",
+    "Field",
+    "FieldKind",
+    "Instruction",
+    "Nop",
+    "Halt",
+    "CfgArray",
+    "CfgSv",
+    "CfgFmt",
+    "CfgKchunk",
+    "CfgMblock",
+    "Loop",
+    "EndLoop",
+    "LdAct",
+    "LdWgt",
+    "AccClr",
+    "Mac",
+    "Drain",
+    "StOut",
+    "INSTRUCTION_TYPES",
+    "BY_OPCODE",
+    "BY_MNEMONIC",
+    "decode_word",
+    "Program",
+    "assemble",
+    "format_id",
+    "format_name",
+]
