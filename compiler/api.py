@@ -37,8 +37,9 @@ matching entry wins. Every key must match at least one layer.
 Shapes
 ------
 The graph is static: the compiled model accepts inputs of the example's shapes and dtypes
-only. K that is not a multiple of the group size is zero padded in weight and activation
-(:func:`bitmod.compiler.offload.plan_groups`); any M and N work (the tiles are clipped).
+only. K that is not a multiple of the group size is not padded: the last group of each row
+is shorter and quantized on its own weights (:func:`bitmod.compiler.offload.plan_groups`);
+any M and N work (the tiles are clipped).
 """
 
 from __future__ import annotations
@@ -125,7 +126,7 @@ class CompiledOp:
     binding: Binding
     lowered_ir: str
     weight_error: dict[str, float] | None = None  # linears: relative/abs error of Ŵ vs W
-    bits_per_weight: float | None = None  # linears: storage incl. metadata per (padded) weight
+    bits_per_weight: float | None = None  # linears: storage incl. metadata per weight
 
 
 @dataclass
@@ -729,10 +730,7 @@ def _compile_op(
     weight_name = runtime_operand = None
     if op.kind == "linear":
         assert op.weight is not None
-        weight_name = op.weight if k_padded == k else f"{op.weight}.pad{k_padded}"
-        if k_padded != k:
-            weight = imported_tensors[op.weight]
-            ctx.archive.put(weight_name, torch.nn.functional.pad(weight, (0, k_padded - k)))
+        weight_name = op.weight
     else:
         runtime_operand = f"{op.name}.rhs"
     module = op_module(
@@ -789,7 +787,7 @@ def _compile_op(
         assert weight_name is not None and op.weight is not None
         q = ctx.archive.get_quantized(weight_name)
         original = imported_tensors[op.weight].to(torch.float32)
-        approx = dequantize(q)[:, :k]
+        approx = dequantize(q)
         difference = approx - original
         norm = float(original.norm())
         weight_error = {

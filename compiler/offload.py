@@ -6,8 +6,9 @@ points, so a bundle holds one binary per op). Running the op means executing tha
 :class:`bitmod.runtime.emulator.machine.Machine` with a memory image made of
 
 * the parameter archive (the quantized weight of a linear, stored by ``bitmod-quantize``), and
-* the op's activation, rounded to FP16 (the PE's activation format) and zero-padded along K
-  when the weight was padded (see :func:`plan_groups`), plus the bias in FP16;
+* the op's activation, rounded to FP16 (the PE's activation format), plus the bias in FP16
+  (K is never padded: a K that the group size does not divide ends in a shorter group, see
+  :func:`plan_groups`);
 
 so the result is exactly what the binary computes. The FP16 output is converted back to the
 host's dtype.
@@ -60,24 +61,25 @@ FP16_MAX = 65504.0
 
 
 def plan_groups(k: int, group_size: int) -> tuple[int, int]:
-    """(group size G', padded K') for a reduction of length ``k`` and requested ``group_size``.
+    """(group size G', K') for a reduction of length ``k`` and requested ``group_size``.
 
-    The ISA needs a group size that is a multiple of 4 and divides K. A reduction shorter
-    than one group is a single group of ``ceil4(k)`` (quantizing it with G = 128 and
-    zero padding would give the same codes: padded zeros change neither the group's absmax
-    nor which candidate has the least error, they only cost cycles). A longer one keeps
-    ``G`` and zero-pads K to a multiple of it; the last group then holds fewer real weights.
-    Zero padding of both weight and activation leaves every dot product unchanged.
+    The ISA needs a group size that is a multiple of 4. A reduction shorter than one group is
+    a single group of ``ceil4(k)`` (holding the ``k`` real weights); a longer one keeps ``G``.
+    K is not padded (``K' = k``): when ``G`` does not divide K the last group of a row is
+    shorter, quantized on its own weights, and the PE dequantizes its partial sum after fewer
+    steps (a ragged group, see :func:`bitmod.runtime.formats.quantize`). Bundles saved by
+    older versions may hold ``K' > k`` (zero-padded weights); :func:`run_op` pads their
+    activations to match.
     """
     if group_size <= 0 or group_size % 4:
         raise CompileError(f"group size {group_size} must be a positive multiple of 4")
-    group = min(group_size, 4 * math.ceil(k / 4))
-    return group, group * math.ceil(k / group)
+    return min(group_size, 4 * math.ceil(k / 4)), k
 
 
 @dataclass(frozen=True)
 class QuantPlan:
-    """How one op is quantized: format, group size, K after padding, scale bits."""
+    """How one op is quantized: format, group size, K (``k_padded``: K itself; larger only in
+    bundles of older versions, which zero-padded K), scale bits."""
 
     dtype: str
     group_size: int

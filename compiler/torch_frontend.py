@@ -783,7 +783,7 @@ def op_module(
 ) -> Any:
     """The bitmod-dialect module of one accelerated op: ``func.func @<layer>``.
 
-    A linear reads its (K-padded) weight ``weight`` and bias from the archive and asks for
+    A linear reads its weight ``weight`` and bias from the archive and asks for
     quantization with a ``bitmod.quantize`` request whose result type carries the layer's
     format, group size and scale bits (``bitmod-quantize`` carries it out)::
 

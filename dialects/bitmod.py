@@ -149,11 +149,8 @@ def check_qweight_parameters(
         raise VerifyException(f"qweight must be 2-D [N, K], got shape {list(shape)}")
     if any(d <= 0 for d in shape):
         raise VerifyException(f"qweight dimensions must be positive, got {list(shape)}")
-    in_features = shape[1]
     if group_size <= 0:
         raise VerifyException(f"qweight group size must be positive, got {group_size}")
-    if in_features % group_size != 0:
-        raise VerifyException(f"qweight group size {group_size} does not divide K={in_features}")
     if scale_bits != 0 and not 2 <= scale_bits <= MAX_SCALE_BITS:
         raise VerifyException(
             f"qweight scale bits must be 0 (FP16 scales) or 2..{MAX_SCALE_BITS}, got {scale_bits}"

@@ -1156,6 +1156,7 @@ class _Config:
     group_size: int | None = None
     kc: int | None = None
     block_rows: int | None = None  # MR; cfg.array resets it to rows
+    weight_k: int | None = None  # K of the weight the last ld.wgt loaded
 
 
 class _ScheduleChecker:
@@ -1166,7 +1167,8 @@ class _ScheduleChecker:
     needs ``d <= b``, a missing K level loads all of K. Rows come in blocks of ``MR``
     (``cfg.mblock``, a multiple of the array's rows), channels of ``cols · tiles``, K of
     ``KC``. The weight loaded by ``ld.wgt`` must be in the format, scale bits and group size
-    that ``cfg.fmt`` set, and ``KC`` must be a multiple of ``G``.
+    that ``cfg.fmt`` set, and ``KC`` must be a multiple of ``G`` unless it covers all of the
+    weight's K (a ragged last group).
     """
 
     def __init__(self, resolve: Callable[[Operation, str], TensorInfo], config: _Config) -> None:
@@ -1205,7 +1207,7 @@ class _ScheduleChecker:
             if isinstance(op, MacOp):
                 self.require(op, "cfg.fmt", cfg.fmt)
                 self.require(op, "cfg.kchunk", cfg.kc)
-                self.check_kc_multiple(op)
+                self.check_kc_multiple(op, cfg.weight_k)
         elif isinstance(op, TensorRefInstruction):
             self.visit_tensor_ref(op)
         elif isinstance(op, DrainOp):
@@ -1222,10 +1224,10 @@ class _ScheduleChecker:
         if value is None:
             raise VerifyException(f"{op.name} before any {what}")
 
-    def check_kc_multiple(self, op: Operation) -> None:
+    def check_kc_multiple(self, op: Operation, k: int | None) -> None:
         cfg = self.config
         assert cfg.kc is not None and cfg.group_size is not None
-        problem = kchunk_error(cfg.kc, cfg.group_size)
+        problem = kchunk_error(cfg.kc, cfg.group_size, k)
         if problem:
             raise VerifyException(f"{op.name}: {problem}")
 
@@ -1262,7 +1264,8 @@ class _ScheduleChecker:
                     f"g={loaded[2]} but cfg.fmt set fmt={configured[0]} sb={configured[1]} "
                     f"g={configured[2]}"
                 )
-            self.check_kc_multiple(op)
+            cfg.weight_k = inner
+            self.check_kc_multiple(op, inner)
 
     @staticmethod
     def check_cover(
@@ -1451,7 +1454,7 @@ class TiledMatmulOp(IRDLOperation):
                 raise VerifyException(
                     f"tiling {field} = {tiling.get(field)}, expected {value} for M={m} N={n} K={k}"
                 )
-        problem = kchunk_error(tiling.get("kc"), weight.group_size)
+        problem = kchunk_error(tiling.get("kc"), weight.group_size, k)
         if problem:
             raise VerifyException(problem)
         if tiling.get("act_kc") not in (tiling.get("kc"), k):

@@ -19,8 +19,10 @@ Options
 -------
 ``dtype``       format name of ``bitmod.runtime.formats.FORMAT_NAMES`` (default ``bitmod3``).
 ``group-size``  weights per group along K (default 128). A layer with ``K < G`` uses one
-                group per row (``G = K``); otherwise ``G`` must divide K. MX formats always
-                use their block of 32 (a different explicit size is an error).
+                group per row (``G = K`` rounded up to a multiple of 4); when ``G`` does
+                not divide K the last group of a row is shorter (ragged, quantized on its
+                own weights). MX formats always use their block of 32 (a different
+                explicit size is an error).
 ``scale-bits``  width of the second-level, per-output-channel quantized group scales
                 (2..8, default 8); 0 keeps FP16 group scales. MX formats ignore it: their
                 block scale is an 8-bit E8M0 exponent, recorded as ``sb`` 8 in the type.
@@ -110,11 +112,10 @@ class QuantSpec:
             return fmt.name, block, DEFAULT_SCALE_BITS
         group = self.group_size if self.group_size is not None else 128
         if in_features < group:
-            group = in_features
-        if in_features % group:
-            raise ValueError(
-                f"layer '{layer}': K={in_features} is not a multiple of the group size {group}"
-            )
+            # one group per row, a whole number of the PE's 4-weight steps (holding K weights)
+            group = -(-in_features // 4) * 4
+        # K that G does not divide is no error: the last group is shorter (ragged) and is
+        # quantized on its own weights (runtime.formats.quantize).
         return fmt.name, group, self.scale_bits
 
 

@@ -3,7 +3,7 @@
 * Every accelerator run of a compiled model (its FP16 activation and quantized weight as
   recorded) agrees with a float64 matmul of the dequantized weight within the PE's derived
   error bound (:func:`bitmod.runtime.emulator.pe.error_bound`): this checks the memory images the
-  compiled model builds (padding, FP16 conversion, K/V slices, biases) end to end through
+  compiled model builds (ragged K, FP16 conversion, K/V slices, biases) end to end through
   the binary.
 * The GPT example's logits agree with a plain torch re-implementation of the decoder that
   uses the same dequantized weights and the same INT8 K/V, within the tolerance derived in
@@ -27,7 +27,7 @@ from bitmod.compiler.host import HostError
 from bitmod.compiler.offload import OpRecord, plan_groups
 from bitmod.runtime.arch.hwconfig import HardwareConfig
 from bitmod.runtime.emulator import pe
-from bitmod.runtime.formats import QuantizedTensor, dequantize
+from bitmod.runtime.formats import QuantizedTensor, dequantize, quantize
 from bitmod.runtime.formats.bitserial import quantized_terms
 from torch import nn
 from torch.nn import functional as F
@@ -294,8 +294,8 @@ class TwoLinears(nn.Module):
     ("shape", "n", "dtype"),
     [
         ((2, 3, 128), 16, "bitmod3"),  # batched input, one group
-        ((5, 200), 37, "bitmod4"),  # K = 200: padded to 256 (two groups), ragged N and M
-        ((1, 37), 9, "int8"),  # K = 37 < G: one group of 40
+        ((5, 200), 37, "bitmod4"),  # K = 200: 128 + a ragged group of 72, ragged N and M
+        ((1, 37), 9, "int8"),  # K = 37 < G: one group (G = 40) of 37 weights
         ((3, 1, 384), 130, "int6"),  # three groups; N over one pass of 128 columns
     ],
 )
@@ -315,8 +315,10 @@ def test_linear_shapes(shape, n, dtype) -> None:
         (record,) = [r for r in run.records if r.op == name]
         assert torch.equal(output.reshape(-1, n), record.out.float())
         q = compiled.archive.get_quantized(op.binding.weight)
-        assert q.shape == (n, k_padded)
-        assert torch.count_nonzero(dequantize(q)[:, shape[-1] :]) == 0  # zero padding
+        assert q.shape == (n, shape[-1]) == (n, k_padded)  # K is not padded
+        # the stored codes are the unpadded weight's, a ragged last group on its own weights
+        direct = quantize(getattr(model, name).weight.detach(), dtype, group, 8)
+        assert torch.equal(q.codes, direct.codes) and torch.equal(q.scales, direct.scales)
     assert compiled.ops["with_bias"].binding.bias == "with_bias.bias"
     assert compiled.ops["without_bias"].binding.bias is None
 
@@ -324,9 +326,9 @@ def test_linear_shapes(shape, n, dtype) -> None:
 def test_plan_groups() -> None:
     assert plan_groups(128, 128) == (128, 128)
     assert plan_groups(4096, 128) == (128, 4096)
-    assert plan_groups(200, 128) == (128, 256)
+    assert plan_groups(200, 128) == (128, 200)  # no padding: a ragged last group of 72
     assert plan_groups(64, 128) == (64, 64)
-    assert plan_groups(37, 128) == (40, 40)
+    assert plan_groups(37, 128) == (40, 37)
     assert plan_groups(16, 32) == (16, 16)
     with pytest.raises(CompileError, match="multiple of 4"):
         plan_groups(64, 30)

@@ -126,7 +126,7 @@ def test_qweight_type_parses_and_prints(
 @pytest.mark.parametrize(
     ("text", "message"),
     [
-        ("!bitmod.qweight<128x64, bitmod3, 48>", "group size 48 does not divide K=64"),
+        ("!bitmod.qweight<128x64, bitmod3, 0>", "group size must be positive, got 0"),
         ("!bitmod.qweight<128x64, mxfp4, 64>", "needs group size 32 (its block), got 64"),
         ("!bitmod.qweight<128x64, int8, 64, sb=9>", "scale bits must be 0 (FP16 scales) or 2..8"),
         ("!bitmod.qweight<128x?, int8, 64>", "static positive NxK shape"),

@@ -122,12 +122,32 @@ class MacTiming:
         return cls(LANES, num_terms(fmt), group_size, scale_bits)
 
     def cycles(self, passes: _Array | int, k: _Array | int) -> tuple[_Array, _Array]:
-        """(MAC cycles, dequantization cycles) of ``mac(p, k)`` (docs/schedule.md, "Cycles")."""
+        """(MAC cycles, dequantization cycles) of ``mac(p, k)`` (docs/schedule.md, "Cycles").
+
+        A group hands its partial sum to the dequantizer when the previous group's SB cycles
+        are over, so every group after the first waits ``max(0, SB − its MAC cycles)``. When
+        G does not divide k, each pass ends with a short group of ``k mod G`` weights
+        (``⌈(k mod G)/d⌉·t`` MAC cycles), which waits longer than a whole group.
+        """
         passes = np.asarray(passes, dtype=np.int64)
         k = np.asarray(k, dtype=np.int64)
         compute = passes * _ceil_div(k, self.macs_per_step) * self.step_cycles
-        groups = passes * _ceil_div(k, self.group_size)
-        return compute, (groups - 1) * self.group_stall + self.tail_cycles
+        per_pass = _ceil_div(k, self.group_size)
+        stalls = passes * ((per_pass - 1) * self.group_stall + self._last_stall(k))
+        return compute, stalls - self.first_stall(k) + self.tail_cycles
+
+    def _last_stall(self, k: _Array | int) -> _Array:
+        """The wait of the last group of a pass over ``k`` (a short group when G ∤ k)."""
+        k = np.asarray(k, dtype=np.int64)
+        last = k - (_ceil_div(k, self.group_size) - 1) * self.group_size
+        return np.maximum(
+            0, self.tail_cycles - _ceil_div(last, self.macs_per_step) * self.step_cycles
+        )
+
+    def first_stall(self, k: _Array | int) -> _Array:
+        """The wait a mac's first group does not have: ``s``, or the short group's if k < G."""
+        k = np.asarray(k, dtype=np.int64)
+        return np.where(k > self.group_size, self.group_stall, self._last_stall(k))
 
 
 @dataclass(frozen=True)
@@ -286,10 +306,15 @@ def _evaluate(
     full_mac, full_dequant = timing.cycles(row_passes, kc)
     last_mac, last_dequant = timing.cycles(row_passes, kc_last)
     per_column = (k_chunks - 1) * full_mac + last_mac
-    # The dequantization term counts (p·groups − 1)·s + SB per mac; the per-row-pass sums
-    # above count it once per chunk, so add the other row blocks' (SB − s).
+    # The dequantization term counts (p·groups − 1)·s + SB per mac (the first group's wait
+    # excepted: MacTiming.first_stall); the per-row-pass sums above count it once per chunk,
+    # so add the other row blocks' SB minus that.
     per_column += (k_chunks - 1) * full_dequant + last_dequant
-    per_column += (m_blocks - 1) * k_chunks * (timing.tail_cycles - timing.group_stall)
+    per_column += (m_blocks - 1) * (
+        (k_chunks - 1) * (timing.tail_cycles - timing.first_stall(kc))
+        + timing.tail_cycles
+        - timing.first_stall(kc_last)
+    )
     compute = (n_blocks * per_column).astype(np.float64)
 
     x_bytes = ACT_BYTES * m * k

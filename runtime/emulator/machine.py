@@ -672,7 +672,7 @@ class _Run:
             )
         kc = self.regs.kchunk
         group = desc.group_size
-        problem = kchunk_error(kc, group)
+        problem = kchunk_error(kc, group, desc.dim1)
         if problem:
             raise MachineError(f"{where}: {problem}")
         columns = self.config.cols * self.config.tiles

@@ -122,10 +122,21 @@ class PreparedWeights:
 
 
 def prepare_weights(terms: Terms) -> PreparedWeights:
-    """Convert bit-serial terms ``[C, K, T]`` (K a multiple of 4) for :func:`group_accumulators`."""
+    """Convert bit-serial terms ``[C, K, T]`` for :func:`group_accumulators`.
+
+    A K that is not a multiple of 4 gets zero lanes up to the next step (``man = 0``: no part
+    in the step's exponent, nothing added), with the step's shared bit significance.
+    """
     c, k, t = terms.sign.shape
     if k % LANES:
-        raise ValueError(f"K={k} is not a multiple of {LANES} lanes")
+        pad = ((0, 0), (0, LANES - k % LANES), (0, 0))
+        terms = Terms(
+            np.pad(terms.sign, pad),
+            np.pad(terms.exp, pad),
+            np.pad(terms.man, pad),
+            np.pad(terms.bsig, pad, mode="edge"),
+        )
+        k += pad[1][1]
     man = terms.man.astype(np.int32)
     exp = terms.exp.astype(np.int32)
     magnitude = np.ldexp(man.astype(np.float32), exp).astype(np.float32)
@@ -209,17 +220,22 @@ _FLOAT_SUM_LIMIT = 2.0**26
 
 
 def group_accumulators(act: np.ndarray, weights: PreparedWeights, group_size: int) -> np.ndarray:
-    """Steps 1–4 for every PE and group: ``A`` [R, C, K/G] int64 in units of ``2^ACC_LSB_EXP``.
+    """Steps 1–4 for every PE and group: ``A`` [R, C, ⌈K/G⌉] int64, units ``2^ACC_LSB_EXP``.
 
-    ``act`` is FP16 [R, K]; rows and columns of the array are the leading axes.
+    ``act`` is FP16 [R, K]; rows and columns of the array are the leading axes. When ``G``
+    does not divide K the last group is shorter: its partial sum is complete after
+    ``⌈(K mod G)/4⌉`` steps (lanes past K are zero and add nothing).
     """
-    fields = decode_fp16(act)
     rows, k = act.shape
     cols, k_w, n_terms = weights.shape
-    if k != k_w:
+    if k_w != -(-k // LANES) * LANES:
         raise ValueError(f"activation K={k} does not match weight K={k_w}")
-    if group_size % LANES or k % group_size:
-        raise ValueError(f"group size {group_size} must divide K={k} and be a multiple of 4")
+    if group_size % LANES or group_size <= 0:
+        raise ValueError(f"group size {group_size} must be a positive multiple of 4")
+    if k_w != k:  # zero lanes up to the last step, as prepare_weights gave the weights
+        act = np.pad(np.asarray(act), ((0, 0), (0, k_w - k)))
+        k = k_w
+    fields = decode_fp16(act)
 
     def lane_major(x: np.ndarray) -> np.ndarray:  # [R, K] -> [4, R, K/4]
         return np.ascontiguousarray(x.reshape(rows, k // LANES, LANES).transpose(2, 0, 1))
@@ -234,10 +250,10 @@ def group_accumulators(act: np.ndarray, weights: PreparedWeights, group_size: in
     steps_per_group = group_size // LANES
     per_group_elements = max(1, rows * cols * steps_per_group * n_terms)
     chunk_groups = max(1, _WORK_ELEMENTS // per_group_elements)
-    n_groups = k // group_size
-    out = np.empty((rows, cols, n_groups), dtype=np.int64)
-    for g0 in range(0, n_groups, chunk_groups):
-        g1 = min(n_groups, g0 + chunk_groups)
+    full_groups = k // group_size
+    out = np.empty((rows, cols, -(-k // group_size)), dtype=np.int64)
+    for g0 in range(0, full_groups, chunk_groups):
+        g1 = min(full_groups, g0 + chunk_groups)
         out[:, :, g0:g1] = _steps_accumulate(
             act32,
             act_exp,
@@ -246,6 +262,11 @@ def group_accumulators(act: np.ndarray, weights: PreparedWeights, group_size: in
             g1 * steps_per_group,
             group_size,
             float_sum,
+        )
+    if full_groups * group_size < k:  # the ragged last group: its own, shorter steps
+        tail = k - full_groups * group_size
+        out[:, :, full_groups:] = _steps_accumulate(
+            act32, act_exp, weights, full_groups * steps_per_group, k // LANES, tail, float_sum
         )
     return out
 
@@ -361,7 +382,11 @@ def error_bound(
     b = np.zeros(v.shape[0]) if bias is None else np.abs(np.asarray(bias, np.float16).astype(float))
     m, k = a.shape
     n = v.shape[0]
-    groups = k // group_size
+    groups = -(-k // group_size)
+    if groups * group_size != k:  # a ragged last group: zeros add nothing to any term below
+        a = np.pad(a, ((0, 0), (0, groups * group_size - k)))
+        v = np.pad(v, ((0, 0), (0, groups * group_size - k)))
+        w1 = np.pad(w1, ((0, 0), (0, groups * group_size - k)))
     u = 2.0**-24
     a_g = a.reshape(m, groups, group_size)
     p = np.einsum("mgk,ngk->mng", a_g, v.reshape(n, groups, group_size))

@@ -94,14 +94,15 @@ class ScalarPE:
         accumulators = []
         column = Fraction(0)
         k_total = len(act_bits)
-        for g in range(k_total // self.group_size):
+        # A ragged last group (G not dividing K) ends after its own steps; a last step past K
+        # has fewer lanes.
+        for g in range(-(-k_total // self.group_size)):
             acc = 0
-            for step in range(self.group_size // 4):
-                k0 = g * self.group_size + 4 * step
+            end = min(k_total, (g + 1) * self.group_size)
+            for k0 in range(g * self.group_size, end, 4):
+                lanes = range(k0, min(k0 + 4, end))
                 for t in range(len(terms[k0])):
-                    acc += self.cycle(
-                        [act_bits[k0 + i] for i in range(4)], [terms[k0 + i][t] for i in range(4)]
-                    )
+                    acc += self.cycle([act_bits[i] for i in lanes], [terms[i][t] for i in lanes])
             accumulators.append(acc)
             # dequantization: 24-bit RNE, exact scale product, one FP32 rounding, FP32 add
             magnitude = abs(acc)
@@ -159,7 +160,7 @@ def reference_matmul(
     scale_bits = np.asarray(channel_scale, np.float16).view(np.uint16)
     bias_bits = None if bias is None else np.asarray(bias, np.float16).view(np.uint16)
     model = ScalarPE(group_size)
-    acc = np.zeros((m, n, k // group_size), dtype=object)
+    acc = np.zeros((m, n, -(-k // group_size)), dtype=object)
     column = np.zeros((m, n), dtype=object)
     y = np.zeros((m, n), dtype=np.float16)
     for col in range(n):
