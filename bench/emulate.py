@@ -2,6 +2,7 @@
 
     python bench/emulate.py                          # 256 x 4096 x 4096 bitmod3 (a 7B projection)
     python bench/emulate.py --n 1024                 # an N-reduced slice, extrapolated
+    python bench/emulate.py --device cuda            # + the whole-GEMM fast path on a GPU
 
 What is timed: ``Machine().run(program, memory)`` for ``Y[M,N] = X[M,K] · W[N,K]ᵀ`` with the
 program of ``matmul_program`` (the schedule ``bitmod-tile`` picks) on the default 8×8×16
@@ -19,6 +20,11 @@ Both are best-of-``--repeats``. With ``--n`` smaller than 4096 (or ``--k``) the 
 slice of the 256×4096×4096 GEMM and the time is extrapolated linearly in N (column blocks are
 independent and identical in cost); the output says so. Results go to
 ``bench/results/emulate.md``.
+
+``--device DEV`` also runs the large GEMM through :class:`bitmod.runtime.emulator.fastpath.FastGemm`
+(the torch PE backend; on CUDA with the fused Triton kernel), checks its output bit for bit against
+the machine's, and reports its MAC/s against the machine's (the numpy path) measured in the same
+run; those results go to ``bench/results/emulate_<device>.md``.
 """
 
 from __future__ import annotations
@@ -36,6 +42,7 @@ from bitmod.runtime.arch.hwconfig import HardwareConfig
 from bitmod.runtime.arch.nest import matmul_program
 from bitmod.runtime.arch.schedule import ArraySpec, plan_bitmod_matmul
 from bitmod.runtime.emulator import reference_pe
+from bitmod.runtime.emulator.fastpath import FastGemm
 from bitmod.runtime.emulator.machine import Machine
 from bitmod.runtime.formats import get_format, quantize
 from bitmod.runtime.formats.bitserial import quantized_terms
@@ -86,6 +93,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--small", default="8x16x512", help="M x N x K of the reference run")
     parser.add_argument("--repeats", type=int, default=2)
     parser.add_argument("--no-write", action="store_true", help="do not update the results file")
+    parser.add_argument(
+        "--device", default=None, help="also time the whole-GEMM fast path on this torch device"
+    )
+    parser.add_argument(
+        "--no-triton", action="store_true", help="fast path without the Triton kernel (pe_torch)"
+    )
     args = parser.parse_args(argv)
     try:
         sm, sn, sk = (int(v) for v in args.small.split("x"))
@@ -194,8 +207,23 @@ def main(argv: list[str] | None = None) -> int:
         f"({'the same bytes' if schedule.dram_read == report.dram_bytes_read else 'DIFFERENT'}).",
         "",
     ]
+    if args.device is not None:
+        lines += fast_path_lines(args, q, x, result.outputs["y"], macs, seconds, cpu)
     text = "\n".join(lines)
     print(text)
+    if args.device is not None:
+        if "DIFFERS from the machine" in text:
+            print("error: the fast path and the machine disagree", file=sys.stderr)
+            return 1
+        if not args.no_write:
+            suffix = torch.device(args.device).type + ("_torch" if args.no_triton else "")
+            path = RESULTS.with_name(f"emulate_{suffix}.md")
+            temporary = path.with_suffix(".md.tmp")
+            temporary.write_text(
+                "# Emulator speed on a torch device (bench/emulate.py --device)\n\n" + text
+            )
+            temporary.replace(path)
+        return 0
     if not args.no_write:
         header = (
             "# Emulator speed (bench/emulate.py)\n\n"
@@ -211,6 +239,49 @@ def main(argv: list[str] | None = None) -> int:
         temporary.write_text(header + text)
         temporary.replace(RESULTS)
     return 0
+
+
+def fast_path_lines(
+    args: argparse.Namespace,
+    q,  # noqa: ANN001 - QuantizedTensor
+    x: np.ndarray,
+    expected: np.ndarray,
+    macs: int,
+    machine_wall: float,
+    machine_cpu: float,
+) -> list[str]:
+    """Time :class:`FastGemm` on the large GEMM and compare it with the machine's output."""
+    device = torch.device(args.device)
+    gemm = FastGemm(device, use_triton=False if args.no_triton else None)
+    prepared_at = time.perf_counter()
+    prepared = gemm.prepare(q)
+    act = torch.from_numpy(x).to(device)
+
+    def run() -> torch.Tensor:
+        out = gemm.run(prepared, act)
+        if device.type == "cuda":
+            torch.cuda.synchronize(device)
+        return out
+
+    prepare_seconds = time.perf_counter() - prepared_at
+    run()  # warm-up: kernel compilation
+    wall, _, out = best_time(run, max(args.repeats, 3))
+    same = np.array_equal(out.cpu().numpy().view(np.uint16), expected.view(np.uint16))
+    name = torch.cuda.get_device_name(device) if device.type == "cuda" else platform.machine()
+    kernel = "fused Triton kernel" if gemm.use_triton else "torch PE backend (pe_torch)"
+    return [
+        f"### Whole-GEMM fast path on {device} ({name}), {kernel}, torch {torch.__version__}",
+        "",
+        "| run | MAC/s (wall) | vs the machine (numpy) |",
+        "|---|---:|---:|",
+        f"| machine, numpy PE model | {macs / machine_wall:,.3g} | 1 |",
+        f"| FastGemm on {device} | {macs / wall:,.3g} | {machine_wall / wall:,.3g}× |",
+        "",
+        f"Best of {max(args.repeats, 3)} after a warm-up: {wall * 1e3:,.1f} ms for "
+        f"{macs:,} MACs; preparing the weight (term decoding, upload) took "
+        f"{prepare_seconds:.2f} s, once per weight. Output "
+        + ("BIT-IDENTICAL to the machine's." if same else "DIFFERS from the machine's."),
+    ]
 
 
 if __name__ == "__main__":
