@@ -13,7 +13,9 @@ model, so that nothing a GPU may do to floating point can change them:
   whatever order the device reduces in (integer addition is associative).
 * Step 5 rounds the accumulator to 24 bits in int64, multiplies by the scale code in int64
   (``|·| < 2^40``), scales by a power of two in float64 (exact: a < 53-bit integer times
-  ``2^n`` in range) and converts to float32 once (round to nearest even).
+  ``2^n`` in range; the power of two is built from its bit pattern, since ``torch.ldexp`` goes
+  through ``pow``, which is not exact on CUDA) and converts to float32 once (round to nearest
+  even).
 * The FP32 column accumulation adds the groups one at a time in K order (a loop of elementwise
   float32 additions: no reduction kernel, so no reassociation), and the drain is an
   elementwise float32 multiply, an elementwise float32 add and a conversion to float16, each a
@@ -252,11 +254,17 @@ def round_to_mantissa(
     return torch.where(acc < 0, -kept, kept), shift
 
 
+def _pow2_float64(exponent: torch.Tensor) -> torch.Tensor:
+    """``2^exponent`` exactly, from the float64 bit pattern (``torch.ldexp`` multiplies by
+    ``pow(2, e)``, which CUDA does not compute exactly for every ``e``); normal range only."""
+    return ((exponent.to(torch.int64) + 1023) << 52).view(torch.float64)
+
+
 def dequantize_groups(acc: torch.Tensor, scale_codes: torch.Tensor) -> torch.Tensor:
     """Step 5 up to the FP32 rounding: ``fp32(round24(A) · σ_g)`` [R, C, groups] float32."""
     mantissa, shift = round_to_mantissa(acc)
     product = mantissa * scale_codes.to(device=acc.device, dtype=torch.int64)[None]
-    exact = torch.ldexp(product.to(torch.float64), (shift + ACC_LSB_EXP).to(torch.float64))
+    exact = product.to(torch.float64) * _pow2_float64(shift + ACC_LSB_EXP)
     return exact.to(torch.float32)
 
 
