@@ -37,6 +37,7 @@ __all__ = [
     "QuantConfig",
     "fake_quantized",
     "quantize_linears",
+    "round_fp16_activation",
     "weighted_bits_per_weight",
 ]
 
@@ -119,7 +120,9 @@ def quantize_linears(
     return archive
 
 
-def _round_fp16(x: torch.Tensor, layer: str, what: str) -> torch.Tensor:
+def round_fp16_activation(x: torch.Tensor, layer: str, what: str) -> torch.Tensor:
+    """``x`` rounded to FP16 (nearest even) in its own dtype; ActivationRangeError naming
+    ``layer`` if a value is beyond FP16's range."""
     bad = ~torch.isfinite(x) | (x.abs() > _FP16_MAX)
     if bool(bad.any()):
         value = float(x.detach()[bad][0])
@@ -175,14 +178,14 @@ def fake_quantized(
 
 def _input_rounder(layer: str):  # noqa: ANN202 - a torch hook
     def hook(_module: torch.nn.Module, args: tuple[torch.Tensor, ...]) -> tuple[torch.Tensor, ...]:
-        return (_round_fp16(args[0], layer, "input"), *args[1:])
+        return (round_fp16_activation(args[0], layer, "input"), *args[1:])
 
     return hook
 
 
 def _output_rounder(layer: str):  # noqa: ANN202 - a torch hook
     def hook(_module: torch.nn.Module, _args: object, output: torch.Tensor) -> torch.Tensor:
-        return _round_fp16(output, layer, "output")
+        return round_fp16_activation(output, layer, "output")
 
     return hook
 
