@@ -54,7 +54,7 @@ from bitmod.dialects.diagnostics import (
 )
 from bitmod.passes import ALL_PASSES
 from bitmod.passes.context import PARAMS_ATTR, PARAMS_HASH_ATTR, BitmodContext, make_context
-from bitmod.runtime.storage.fileio import Staged, file_sha256, stage
+from bitmod.runtime.storage.fileio import Staged, commit_all, file_sha256, stage
 from xdsl.dialects.builtin import ModuleOp, StringAttr
 from xdsl.passes import ModulePass, PassPipeline
 from xdsl.utils.exceptions import VerifyException
@@ -302,16 +302,13 @@ def run(args: argparse.Namespace) -> None:
             staged.append(_stage(args.output, "output", lambda path: path.write_bytes(data)))
         # The IR goes last: until it is in place, the old IR (if any) still pins the old
         # archive by hash, and a mismatched pair is an error when it is read.
-        while staged:
-            target = staged[0].target
-            try:
-                staged[0].commit()
-            except OSError as error:
-                raise DiagnosticError(
-                    f"cannot write {target}: {_os_reason(error, target)}",
-                    location=SourceLocation(str(target), 1, 1),
-                ) from None
-            staged.pop(0)
+        try:
+            commit_all(staged)
+        except OSError as error:
+            raise DiagnosticError(
+                f"cannot write {error.filename}: {error.strerror}",
+                location=SourceLocation(str(error.filename), 1, 1),
+            ) from None
     finally:
         for leftover in staged:
             leftover.discard()

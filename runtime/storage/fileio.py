@@ -34,6 +34,7 @@ from pathlib import Path
 
 __all__ = [
     "Staged",
+    "commit_all",
     "exchange",
     "file_sha256",
     "make_directory_beside",
@@ -128,13 +129,15 @@ class Staged:
     """The target is a character device or FIFO: copy the bytes in, do not rename."""
 
     def commit(self) -> None:
-        """Put the file in place (then the temporary is gone)."""
+        """Put the file in place (then the temporary is gone); an OSError names the target."""
         try:
             if self.write_through:
                 with open(self.temporary, "rb") as source, open(self.target, "wb") as sink:
                     shutil.copyfileobj(source, sink)
             else:
                 os.replace(self.temporary, self.target)
+        except OSError as error:
+            raise OSError(error.errno, error.strerror, str(self.target)) from error
         finally:
             self.temporary.unlink(missing_ok=True)
 
@@ -164,21 +167,31 @@ def stage(path: str | Path, write: Callable[[Path], None]) -> Staged:
     return staged
 
 
+def commit_all(staged: Sequence[Staged]) -> None:
+    """Put staged files in place in the order given; if one fails, the rest are discarded.
+
+    (A kill between two commits can still leave the first new and the second old: a reader
+    that must not pair them checks a content hash.)
+    """
+    try:
+        for file in staged:
+            file.commit()
+    finally:
+        for file in staged:
+            file.discard()  # (nothing left to remove for those committed)
+
+
 def write_together(files: Sequence[tuple[str | Path, Callable[[Path], None]]]) -> None:
     """Write several files that belong together: all are staged before the first is put in
-    place, so an error while writing any of them leaves none of them changed. They are
-    committed in the order given (a kill between two commits can still leave the first new
-    and the second old; a reader that must not pair them checks a content hash)."""
+    place, so an error while writing any of them leaves none of them changed."""
     staged: list[Staged] = []
     try:
         for path, write in files:
             staged.append(stage(path, write))
-        while staged:
-            staged[0].commit()
-            staged.pop(0)
+        commit_all(staged)
     finally:
-        for leftover in staged:
-            leftover.discard()
+        for file in staged:
+            file.discard()
 
 
 def write_atomically(path: str | Path, write: Callable[[Path], None]) -> None:
