@@ -50,11 +50,12 @@ import json
 import os
 import shutil
 import sys
-import tempfile
+import types
+import typing
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, get_type_hints
 
 import torch
 from bitmod.compiler.host import HostError, HostProgram
@@ -80,6 +81,7 @@ from bitmod.runtime.emulator.machine import Machine, MachineError
 from bitmod.runtime.formats import dequantize
 from bitmod.runtime.isa import CfgArray, IsaError, Program
 from bitmod.runtime.storage.archive import ArchiveError, ParamArchive
+from bitmod.runtime.storage.fileio import exchange, make_directory_beside, write_atomically
 from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 from tqdm import tqdm
@@ -158,6 +160,36 @@ class ModelReport:
     def to_json(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
 
+    @classmethod
+    def from_json(cls, data: Any, source: str) -> ModelReport:
+        """A report read back from :meth:`to_json`'s JSON (a bundle's ``report.json``);
+        CompileError naming ``source`` and the first entry that is missing or mistyped."""
+
+        def fail(where: str, problem: str) -> CompileError:
+            return CompileError(f"{source}: not a bitmod report ({where}: {problem})")
+
+        def check_fields(value: Any, fields: Mapping[str, Any], where: str) -> None:
+            if not isinstance(value, dict):
+                raise fail(where or "the file", "expected a JSON object")
+            for name, expected in fields.items():
+                key = f"{where}.{name}" if where else name
+                if name not in value:
+                    raise fail(key, "missing")
+                if not _json_is(value[name], expected):
+                    raise fail(key, f"expected {_json_type_name(expected)}, got {value[name]!r}")
+
+        check_fields(data, get_type_hints(cls), "")
+        check_fields(data["settings"], _REPORT_SETTINGS, "settings")
+        check_fields(data["hardware"], _REPORT_HARDWARE, "hardware")
+        for index, layer in enumerate(data["layers"]):
+            check_fields(layer, _REPORT_LAYER, f"layers[{index}]")
+        for index, op in enumerate(data["host_ops"]):
+            check_fields(op, _REPORT_HOST_OP, f"host_ops[{index}]")
+            if "." not in op["aten"]:
+                raise fail(f"host_ops[{index}].aten", f"not an aten op name: {op['aten']!r}")
+        known = {field.name for field in dataclasses.fields(cls)}
+        return cls(**{name: value for name, value in data.items() if name in known})
+
     def format(self) -> str:
         """A human-readable table: totals, accelerated layers, host ops by category."""
         bits = "-" if self.bits_per_weight is None else f"{self.bits_per_weight:.3f}"
@@ -201,6 +233,51 @@ class ModelReport:
 
     def __str__(self) -> str:
         return self.format()
+
+
+_NUMBER = float
+_REPORT_SETTINGS = {"dtype": str, "kv_dtype": str, "group_size": int}
+_REPORT_HARDWARE = {"tiles": int, "rows": int, "cols": int, "freq_hz": _NUMBER}
+_REPORT_LAYER = {
+    "name": str,
+    "where": str,
+    "dtype": str,
+    "m": int,
+    "k": int,
+    "n": int,
+    "k_padded": int,
+    "runs": int,
+    "bits_per_weight": _NUMBER | None,
+    "rel_error": _NUMBER | None,
+    "cycles": int,
+    "energy_pj": _NUMBER,
+}
+_REPORT_HOST_OP = {"node": str, "module": str, "aten": str, "category": str, "reason": str}
+"""The entries of a report's settings, hardware, layers and host ops that ``format`` reads."""
+
+
+def _json_is(value: Any, expected: Any) -> bool:
+    """Whether a JSON value has type ``expected`` (a float may be written as an integer)."""
+    alternatives = typing.get_args(expected) if isinstance(expected, types.UnionType) else ()
+    if alternatives:
+        return any(_json_is(value, alternative) for alternative in alternatives)
+    origin = typing.get_origin(expected) or expected
+    if expected is type(None):
+        return value is None
+    if isinstance(value, bool):
+        return origin is bool
+    if origin is float:
+        return isinstance(value, int | float)
+    return isinstance(value, origin)
+
+
+def _json_type_name(expected: Any) -> str:
+    alternatives = typing.get_args(expected) if isinstance(expected, types.UnionType) else ()
+    if alternatives:
+        return " or ".join(_json_type_name(alternative) for alternative in alternatives)
+    origin = typing.get_origin(expected) or expected
+    names = {str: "a string", int: "an integer", float: "a number", dict: "an object"}
+    return {list: "a list", type(None): "null"}.get(origin) or names.get(origin, str(origin))
 
 
 class CompiledModel:
@@ -396,9 +473,12 @@ class CompiledModel:
     # -- saving ----------------------------------------------------------------------------
 
     def save(self, directory: str | os.PathLike[str]) -> Path:
-        """Write the bundle atomically: ``directory`` is complete or untouched.
+        """Write the bundle atomically: ``directory`` is then the complete new bundle, and
+        until then the old one (never a mix, never none; a failure leaves no trace).
 
-        An existing ``directory`` is replaced only if it is a bitmod bundle (or empty).
+        An existing ``directory`` is replaced only if it is a bitmod bundle (or empty); a
+        symbolic link to one is followed. Files and directories get the modes a plain
+        ``open()`` / ``mkdir`` gives. OSError becomes a CompileError naming the path.
         """
         target = Path(directory)
         if target.exists() and not _is_replaceable(target):
@@ -407,20 +487,22 @@ class CompiledModel:
                 f"refusing to overwrite it"
             )
         report = self.report()
-        target.parent.mkdir(parents=True, exist_ok=True)
-        staging = Path(tempfile.mkdtemp(prefix=f".{target.name}.", dir=target.parent))
+        real = Path(os.path.realpath(target))
         try:
-            self._write(staging, report)
-            if target.exists():
-                old = Path(tempfile.mkdtemp(prefix=f".{target.name}.old.", dir=target.parent))
-                os.replace(target, old / "bundle")
-                os.replace(staging, target)
-                shutil.rmtree(old, ignore_errors=True)
-            else:
-                os.replace(staging, target)
-        finally:
-            if staging.exists():
+            staging = make_directory_beside(real)
+            try:
+                self._write(staging, report)
+                if real.exists():
+                    exchange(staging, real)  # one step; staging now holds the old bundle
+                else:
+                    os.replace(staging, real)
+            finally:
                 shutil.rmtree(staging, ignore_errors=True)
+        except OSError as error:
+            where = f" ({error.filename})" if error.filename else ""
+            raise CompileError(
+                f"cannot write bundle {target}: {error.strerror or error}{where}"
+            ) from None
         return target
 
     def _write(self, root: Path, report: ModelReport) -> None:
@@ -455,10 +537,9 @@ class CompiledModel:
         (root / _FILES["host"]).write_text(self.host.to_json())
         self.archive.save(root / _FILES["params"])
         (root / _FILES["ir"]).write_text(self.ir)
-        save_file(
-            {f"input.{i}": t.contiguous() for i, t in enumerate(self.example_inputs)},
-            str(root / _FILES["inputs"]),
-        )
+        inputs = {f"input.{i}": t.contiguous() for i, t in enumerate(self.example_inputs)}
+        # (through write_atomically for the file mode: safetensors creates files 0600)
+        write_atomically(root / _FILES["inputs"], lambda path: save_file(inputs, str(path)))
         (root / _FILES["report"]).write_text(json.dumps(report.to_json(), indent=1) + "\n")
         (root / _FILES["manifest"]).write_text(json.dumps(manifest, indent=1) + "\n")
 

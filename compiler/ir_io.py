@@ -9,33 +9,76 @@ torch-mlir's ``{-# dialect_resources: { builtin: { ... } } #-}`` trailer is pars
 0.74 into the context's builtin resource table (see :mod:`bitmod.passes.context` for why
 each context has its own); :func:`print_module` prints the blobs the module still refers
 to in the same trailer form.
+
+Malformed input fails with one located :class:`DiagnosticError`, in about the time a good
+file parses: xDSL's string-literal regex backtracks exponentially on a string that is never
+closed (a truncated file), so the parser lexes with :class:`BoundedLexer`; a literal that
+does not fit its type (a 400-digit ``i32``) and nesting deeper than the recursive-descent
+parser can follow are reported where the parser was, not as internal errors.
 """
 
 from __future__ import annotations
 
+import re
 from io import StringIO
 
-from bitmod.dialects.diagnostics import DiagnosticError, error_at, from_parse_error
+from bitmod.dialects.diagnostics import (
+    DiagnosticError,
+    SourceLocation,
+    error_at,
+    from_parse_error,
+)
 from xdsl.context import Context
 from xdsl.dialects.builtin import FileLineColLoc, IntAttr, ModuleOp, StringAttr, UnknownLoc
 from xdsl.ir import Operation
 from xdsl.parser import Parser
+from xdsl.parser.generic_parser import ParserState
 from xdsl.printer import Printer
 from xdsl.utils.exceptions import ParseError, VerifyException
+from xdsl.utils.lexer import Input, Span
+from xdsl.utils.mlir_lexer import MLIRLexer
+
+
+class BoundedLexer(MLIRLexer):
+    """xDSL's MLIR lexer with a string-literal regex that cannot backtrack.
+
+    xDSL 0.74 matches string literals with a ``+`` repeat nested in a ``*`` repeat, which on
+    a string that is never closed tries every way of cutting it into runs (2^n steps for n
+    characters). The same pattern with possessive repeats matches the same strings, and
+    fails on an unclosed one, in linear time.
+    """
+
+    _unescaped_characters_regex = re.compile(r'"(?:[^"\\\n\v\f]++|\\(?:["nt\\]|[0-9A-Fa-f]{2}))*+"')
 
 
 class _LocatingParser(Parser):
-    """An xDSL parser that stamps each op with the position it was parsed from."""
+    """An xDSL parser that stamps each op with the position it was parsed from, lexing
+    with :class:`BoundedLexer`."""
+
+    def __init__(self, ctx: Context, text: str, name: str) -> None:
+        # xDSL's Parser builds its own MLIRLexer (and lexes the first token with it): start
+        # it on no text, then give it the bounded lexer on the real one.
+        super().__init__(ctx, "", name)
+        self._parser_state = ParserState(BoundedLexer(Input(text, name)))
+        self.op_starts: list[Span] = []
+        """Where each op being parsed starts, innermost last."""
 
     def parse_operation(self) -> Operation:
         start = self._current_token.span
+        self.op_starts.append(start)
         op = super().parse_operation()
+        self.op_starts.pop()
         if isinstance(op.location, UnknownLoc):
             position = start.get_location()
             op.location = FileLineColLoc(
                 StringAttr(position.file), IntAttr(position.line), IntAttr(position.col)
             )
         return op
+
+    def location(self, span: Span | None = None) -> SourceLocation:
+        """Where `span` (default: the current token) starts."""
+        position = (span or self._current_token.span).get_location()
+        return SourceLocation(position.file, position.line, position.col)
 
 
 def parse_module(ctx: Context, text: str, filename: str, verify: bool = True) -> ModuleOp:
@@ -47,10 +90,24 @@ def parse_module(ctx: Context, text: str, filename: str, verify: bool = True) ->
         empty = ModuleOp([])
         empty.location = FileLineColLoc(StringAttr(filename), IntAttr(1), IntAttr(1))
         return empty
+    parser = _LocatingParser(ctx, text, filename)
     try:
-        module = _LocatingParser(ctx, text, filename).parse_module()
+        module = parser.parse_module()
     except ParseError as error:
         raise from_parse_error(error) from None
+    except RecursionError:
+        raise DiagnosticError(
+            "nesting is deeper than the parser can follow (Python's recursion limit)",
+            location=parser.location(),
+        ) from None
+    except (VerifyException, ValueError, OverflowError) as error:
+        # A value the attribute or type it was written for cannot hold (a 400-digit i32, a
+        # dimension beyond 64 bits): at the op being parsed.
+        innermost = parser.op_starts[-1] if parser.op_starts else None
+        raise DiagnosticError(
+            str(error).split("\n\n")[0] or type(error).__name__,
+            location=parser.location(innermost),
+        ) from None
     if isinstance(module.location, UnknownLoc):  # the implicit module of a bare op list
         module.location = FileLineColLoc(StringAttr(filename), IntAttr(1), IntAttr(1))
     if verify:

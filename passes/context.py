@@ -45,6 +45,11 @@ if TYPE_CHECKING:
 PARAMS_ATTR = "bitmod.params"
 """Module attribute naming the parameter archive file, relative to the IR file."""
 
+PARAMS_HASH_ATTR = "bitmod.params_sha256"
+"""Module attribute pinning the archive by the SHA-256 of its bytes. ``bitmod-opt`` sets it
+when it writes the archive and checks it when it reads one, so an IR is never paired with
+an archive another run wrote (a run killed between writing the two files)."""
+
 DEFAULT_PARAMS_NAME = "params.safetensors"
 
 

@@ -628,3 +628,273 @@ def test_tiling_refuses_a_format_without_a_bit_serial_datapath(fmt: str, family:
         "on the host"
     )
     assert print_module(ctx, module) == before
+
+
+# --- -o and --params: what the paths are decides how they are written -----------------------
+
+CONVERT = ("-p", "convert-linalg-to-bitmod")
+
+
+def _expected_ir(tmp_path: Path, capsys) -> str:
+    """The IR bitmod-opt prints for the MLP (stdout run: no archive written, no pin)."""
+    status, out, _ = _run(capsys, str(MLP_DIR / "mlp.mlir"), *CONVERT)
+    assert status == 0
+    return out
+
+
+def test_output_onto_a_fifo_is_written_through(tmp_path: Path, capsys) -> None:
+    import os
+    import stat
+    import threading
+
+    fifo = tmp_path / "pipe"
+    os.mkfifo(fifo)
+    received: list[bytes] = []
+    reader = threading.Thread(target=lambda: received.append(fifo.read_bytes()), daemon=True)
+    reader.start()
+    status, _, err = _run(capsys, str(MLP_DIR / "mlp.mlir"), *CONVERT, "-o", str(fifo))
+    if not received:  # (a writer that never opened the FIFO leaves the reader waiting)
+        os.close(os.open(fifo, os.O_WRONLY | os.O_NONBLOCK))
+    reader.join(timeout=30)
+    assert status == 0, err
+    assert stat.S_ISFIFO(os.lstat(fifo).st_mode)  # still a FIFO, not a regular file
+    assert received and received[0].decode() == _expected_ir(tmp_path, capsys)
+    # no archive next to a pipe (and none in the directory): the note says how to get one
+    assert "parameter archive not written (give --params PATH)" in err
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["pipe"]
+
+
+def test_output_onto_a_character_device_is_written_through(tmp_path: Path, capsys) -> None:
+    import os
+    import stat
+
+    device = tmp_path / "null"
+    try:
+        os.mknod(device, stat.S_IFCHR | 0o666, os.makedev(1, 3))  # a /dev/null of our own
+    except (PermissionError, OSError) as error:
+        pytest.skip(f"cannot make a device node here: {error}")
+    status, _, err = _run(capsys, str(MLP_DIR / "mlp.mlir"), *CONVERT, "-o", str(device))
+    assert status == 0, err
+    assert stat.S_ISCHR(os.lstat(device).st_mode)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["null"]
+
+
+def test_output_through_a_symlink_replaces_its_target(tmp_path: Path, capsys) -> None:
+    target = tmp_path / "real.mlir"
+    target.write_text("old\n")
+    link = tmp_path / "link.mlir"
+    link.symlink_to(target.name)
+    status, _, err = _run(capsys, str(MLP_DIR / "mlp.mlir"), *CONVERT, "-o", str(link))
+    assert status == 0, err
+    assert link.is_symlink() and link.readlink() == Path("real.mlir")
+    text = target.read_text()
+    assert 'bitmod.params = "link.params.safetensors"' in text
+    assert "fc1.weight" in ParamArchive.load(tmp_path / "link.params.safetensors")
+
+
+def test_output_that_is_the_params_file_is_an_error(tmp_path: Path, capsys) -> None:
+    same = tmp_path / "both"
+    with pytest.raises(SystemExit) as exit_info:  # a usage error, as argparse's are
+        main([str(MLP_DIR / "mlp.mlir"), *CONVERT, "-o", str(same), "--params", str(same)])
+    assert exit_info.value.code == 1
+    err = capsys.readouterr().err
+    assert err == f"bitmod-opt: error: -o and --params name the same file ({same}) (see --help)\n"
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_output_onto_a_directory_leaves_nothing_behind(tmp_path: Path, capsys) -> None:
+    out = tmp_path / "out"
+    out.mkdir()
+    status, _, err = _run(capsys, str(MLP_DIR / "mlp.mlir"), *CONVERT, "-o", str(out))
+    assert status == 1
+    assert err == f"{out}:1:1: error: cannot write output: Is a directory\n"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["out"]  # no out.params.safetensors
+    assert list(out.iterdir()) == []
+
+
+def test_output_below_a_regular_file_names_it(tmp_path: Path, capsys) -> None:
+    blocker = tmp_path / "file.txt"
+    blocker.write_text("x")
+    out = blocker / "sub" / "m.mlir"
+    status, _, err = _run(capsys, str(MLP_DIR / "mlp.mlir"), *CONVERT, "-o", str(out))
+    assert status == 1 and len(err.splitlines()) == 1
+    assert err.endswith(f"cannot write parameter archive: {blocker}: Not a directory\n")
+    assert "File exists" not in err
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["file.txt"]
+
+
+class Killed(BaseException):
+    """Stands for a kill signal: nothing in the tool catches it (it is no Exception)."""
+
+
+# --- IR and archive as one unit ----------------------------------------------------------------
+
+
+def test_an_ir_is_never_paired_with_another_runs_archive(
+    tmp_path: Path, capsys, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import hashlib
+    import os
+
+    out = tmp_path / "out.mlir"
+    archive = tmp_path / "out.params.safetensors"
+    assert _run(capsys, str(MLP_DIR / "mlp.mlir"), *CONVERT, "-o", str(out))[0] == 0
+    first_ir = out.read_text()
+    assert f'bitmod.params_sha256 = "{hashlib.sha256(archive.read_bytes()).hexdigest()}"' in (
+        first_ir
+    )
+    # A second run is killed between putting its archive in place and putting its IR there.
+    real_replace = os.replace
+
+    def killed_before_the_ir(source: object, destination: object) -> None:
+        if Path(destination) == out:
+            raise Killed
+        real_replace(source, destination)
+
+    monkeypatch.setattr(os, "replace", killed_before_the_ir)
+    with pytest.raises(Killed):
+        _run(
+            capsys,
+            str(MLP_DIR / "mlp.mlir"),
+            "-p",
+            "convert-linalg-to-bitmod,bitmod-quantize",
+            "-o",
+            str(out),
+        )
+    monkeypatch.undo()
+    capsys.readouterr()
+    assert out.read_text() == first_ir  # the old IR, next to the new run's archive
+    assert ParamArchive.load(archive).is_quantized("fc1.weight")
+    status, _, err = _run(capsys, str(out), "-p", "bitmod-quantize")
+    assert status == 1
+    assert f"error: 'builtin.module' op parameter archive {archive} is not the one this IR" in err
+    assert len(err.splitlines()) == 1
+
+
+def test_temporaries_of_killed_runs_are_removed(tmp_path: Path, capsys) -> None:
+    dead = subprocess.Popen([sys.executable, "-c", "pass"])
+    dead.wait()
+    stale = tmp_path / f".out.mlir.bitmod-tmp.{dead.pid}.abcdefgh"
+    stale.write_text("half an IR")
+    stale_archive = tmp_path / f".out.params.safetensors.bitmod-tmp.{dead.pid}.abcdefgh"
+    stale_archive.write_bytes(b"half an archive")
+    running = tmp_path / ".out.mlir.bitmod-tmp.1.abcdefgh"  # PID 1 runs: another writer's
+    running.write_text("in progress")
+    out = tmp_path / "out.mlir"
+    assert _run(capsys, str(MLP_DIR / "mlp.mlir"), *CONVERT, "-o", str(out))[0] == 0
+    assert sorted(p.name for p in tmp_path.iterdir()) == sorted(
+        [running.name, "out.mlir", "out.params.safetensors"]
+    )
+
+
+# --- malformed input fails fast and located -------------------------------------------------
+
+
+def test_a_truncated_string_literal_fails_instead_of_hanging(tmp_path: Path) -> None:
+    # Cut torch-mlir's MLP export inside a dense_resource blob: the hex string never closes.
+    # xDSL's string regex used to try 2^n ways to match it (a 100-character string: forever).
+    text = (MLP_DIR / "mlp.mlir").read_text()
+    blob = text.index('"0x')
+    truncated = tmp_path / "truncated.mlir"
+    truncated.write_text(text[: blob + 100])
+    line = text[:blob].count("\n") + 1
+    column = blob - text.rfind("\n", 0, blob)
+    result = subprocess.run(
+        [sys.executable, "-m", "bitmod.compiler.tools.bitmod_opt", str(truncated)],
+        capture_output=True,
+        text=True,
+        timeout=300,  # a hang detector, not a speed requirement
+        check=False,
+    )
+    assert result.returncode == 1
+    assert result.stderr == (
+        f"{truncated}:{line}:{column}: error: End of file reached before closing string literal.\n"
+    )
+
+
+def test_nesting_deeper_than_the_parser_is_a_located_error(tmp_path: Path, capsys) -> None:
+    deep = tmp_path / "deep.mlir"
+    deep.write_text('"test.op"() {a = ' + "[" * 3000 + "]" * 3000 + "} : () -> ()\n")
+    status, _, err = _run(capsys, str(deep), "--allow-unregistered-dialect")
+    assert status == 1 and len(err.splitlines()) == 1
+    assert err.startswith(f"{deep}:1:")
+    assert "nesting is deeper than the parser can follow" in err and "internal" not in err
+    regions = tmp_path / "regions.mlir"
+    regions.write_text('"test.op"() ({\n' * 3000 + "}) : () -> ()\n" * 3000)
+    status, _, err = _run(capsys, str(regions), "--allow-unregistered-dialect")
+    assert status == 1 and "nesting is deeper" in err and "internal" not in err
+
+
+def test_a_literal_its_type_cannot_hold_is_located_at_its_op(tmp_path: Path, capsys) -> None:
+    source = tmp_path / "huge.mlir"
+    source.write_text(
+        "func.func @f() -> i32 {\n"
+        f"  %c = arith.constant {'9' * 400} : i32\n"
+        "  func.return %c : i32\n}\n"
+    )
+    status, _, err = _run(capsys, str(source))
+    assert status == 1 and len(err.splitlines()) == 1
+    assert err.startswith(f"{source}:2:3: error: Integer value 999") and "internal" not in err
+
+
+# --- standard output ---------------------------------------------------------------------------
+
+
+def test_closed_stdout_is_one_error(tmp_path: Path) -> None:
+    source = FILECHECK / "bitmod-tile" / "single-chunk.mlir"
+    for argv, message in (
+        ([str(source)], "<stdout>:1:1: error: cannot write output: standard output is closed\n"),
+        (["--list-passes"], "bitmod-opt: error: cannot list passes: standard output is closed\n"),
+    ):
+        result = subprocess.run(
+            ["sh", "-c", 'exec "$0" "$@" >&-', sys.executable, "-m", _OPT, *argv],
+            capture_output=True,
+            text=True,
+            check=False,
+        )
+        assert (result.returncode, result.stderr) == (1, message)
+
+
+def test_a_reader_that_goes_away_ends_the_run_quietly(tmp_path: Path) -> None:
+    import os
+
+    read_end, write_end = os.pipe()
+    os.close(read_end)  # `bitmod-opt ... | head` after head exited
+    result = subprocess.run(
+        [sys.executable, "-m", _OPT, str(MLP_DIR / "mlp.mlir")],
+        stdout=write_end,
+        stderr=subprocess.PIPE,
+        text=True,
+        check=False,
+    )
+    os.close(write_end)
+    assert (result.returncode, result.stderr) == (1, "")
+
+
+_OPT = "bitmod.compiler.tools.bitmod_opt"
+
+
+def test_unreadable_archive_is_not_reported_missing(
+    tmp_path: Path, capsys, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import builtins
+
+    from bitmod.runtime.storage import archive as archive_module
+
+    out = tmp_path / "m.mlir"
+    assert _run(capsys, str(MLP_DIR / "mlp.mlir"), *CONVERT, "-o", str(out))[0] == 0
+    params = tmp_path / "m.params.safetensors"
+
+    def unreadable(path: object, *args: object, **kwargs: object) -> object:
+        if Path(str(path)) == params:
+            raise PermissionError(13, "Permission denied", str(path))
+        return builtins.open(path, *args, **kwargs)  # type: ignore[call-overload]
+
+    # (tests run as root, for whom chmod 000 does not make a file unreadable)
+    monkeypatch.setattr(archive_module, "open", unreadable, raising=False)
+    status, _, err = _run(capsys, str(out), "-p", "bitmod-quantize")
+    assert status == 1
+    assert err == (
+        f"{out}:1:1: error: 'builtin.module' op cannot read parameter archive {params}: "
+        "Permission denied\n"
+    )

@@ -228,3 +228,195 @@ def test_console_script(tmp_path) -> None:
     assert result.stderr == f"bitmod: error: {tmp_path / 'none.py'}: no such file\n"
     usage = subprocess.run([script, "compile"], capture_output=True, text=True)
     assert usage.returncode == 2 and "MODEL.py:FACTORY" in usage.stderr
+
+
+class Killed(BaseException):
+    """Stands for a kill signal: nothing in the tool catches it (it is no Exception)."""
+
+
+# --- files and streams ---------------------------------------------------------------------
+
+
+def _compile_tiny(model_file: Path, out: Path) -> list[str]:
+    return ["compile", f"{model_file}:make", "--example", "inputs", "--quiet", "-o", str(out)]
+
+
+def test_bundle_modes_follow_the_umask(tmp_path, model_file, capsys) -> None:
+    import os
+
+    out = tmp_path / "bundle"
+    assert main(_compile_tiny(model_file, out)) == 0
+    umask = os.umask(0)
+    os.umask(umask)
+    modes = {
+        str(path.relative_to(tmp_path)): path.stat().st_mode & 0o777
+        for path in [out, *out.rglob("*")]
+    }
+    expected = {name: (0o777 if (tmp_path / name).is_dir() else 0o666) & ~umask for name in modes}
+    assert modes == expected  # the directory was 0700 and inputs.safetensors 0600
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["bundle", "helper.py", "tiny.py"]
+
+
+def test_replacing_a_bundle_is_one_step(tmp_path, model_file, capsys, monkeypatch) -> None:
+    import os
+
+    out = tmp_path / "bundle"
+    assert main(_compile_tiny(model_file, out)) == 0
+    first = (out / "manifest.json").read_text()
+    real_replace = os.replace
+
+    def killed_after_moving_the_old_bundle_away(source: object, destination: object) -> None:
+        real_replace(source, destination)
+        if Path(source) == out:  # the old bundle moved aside, the new one not yet in place
+            raise Killed
+
+    monkeypatch.setattr(os, "replace", killed_after_moving_the_old_bundle_away)
+    argv = _compile_tiny(model_file, out)
+    argv[argv.index("--example") : argv.index("--example") + 2] = ["--example-shape", "5x20"]
+    assert main(argv) == 0
+    monkeypatch.undo()
+    assert (out / "manifest.json").read_text() != first
+    assert load(out).example_inputs[0].shape == (5, 20)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["bundle", "helper.py", "tiny.py"]
+
+
+def test_unwritable_output_directory_is_one_error(
+    tmp_path, model_file, capsys, monkeypatch
+) -> None:
+    import tempfile
+
+    out = tmp_path / "ro" / "bundle"
+    out.parent.mkdir()
+    real_mkdtemp = tempfile.mkdtemp
+
+    def read_only(*args: object, **kwargs: object) -> str:
+        if Path(str(kwargs.get("dir", ""))) == out.parent:
+            raise PermissionError(13, "Permission denied", str(out.parent))
+        return real_mkdtemp(*args, **kwargs)  # type: ignore[arg-type]
+
+    # (tests run as root, for whom a chmod 555 directory is still writable)
+    monkeypatch.setattr(tempfile, "mkdtemp", read_only)
+    assert main(_compile_tiny(model_file, out)) == 1
+    err = capsys.readouterr().err
+    assert err == f"bitmod: error: cannot write bundle {out}: Permission denied ({out.parent})\n"
+    assert list(out.parent.iterdir()) == []
+
+
+def test_a_wrong_example_shape_prints_one_line(tmp_path, model_file) -> None:
+    # torch's tracer logs a traceback of the shape error before raising it, through a log
+    # handler made when torch was imported: only a fresh process shows what a terminal would.
+    out = tmp_path / "out"
+    result = subprocess.run(
+        [sys.executable, "-m", "bitmod.compiler.tools.bitmod_cli", "compile"]
+        + [f"{model_file}:make", "--example-shape", "2x21", "-o", str(out)],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert result.returncode == 1
+    assert result.stderr.count("\n") == 1, result.stderr
+    assert result.stderr.startswith("bitmod: error: cannot trace Tiny")
+    assert not out.exists()
+
+
+REPORT = {
+    "model": "Tiny",
+    "settings": {"dtype": "int8", "kv_dtype": "int8", "group_size": 32},
+    "hardware": {"tiles": 16, "rows": 8, "cols": 8, "freq_hz": 1e9},
+    "inputs": "the example inputs",
+    "cycles": 1200,
+    "seconds": 1.2e-6,
+    "energy_pj": 5.0e5,
+    "energy_by_component": {"pe": 5.0e5},
+    "macs": 480,
+    "bits_per_weight": 8.25,
+    "layers": [
+        {
+            "name": "fc1",
+            "where": "accelerator",
+            "dtype": "int8",
+            "m": 3,
+            "k": 20,
+            "n": 8,
+            "k_padded": 32,
+            "runs": 1,
+            "bits_per_weight": 8.25,
+            "rel_error": 0.004,
+            "cycles": 1200,
+            "energy_pj": 5.0e5,
+        }
+    ],
+    "host_ops": [
+        {
+            "node": "relu",
+            "module": "",
+            "aten": "aten.relu.default",
+            "category": "elementwise",
+            "reason": "no elementwise unit",
+        }
+    ],
+}
+
+
+def test_report_of_a_hand_written_report(tmp_path, capsys) -> None:
+    (tmp_path / "report.json").write_text(json.dumps(REPORT))
+    assert main(["report", str(tmp_path)]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert lines[1] == (
+        "  cycles 1,200 (1.20 us at 1 GHz), energy 0.500 uJ, MACs 480, bits/weight 8.250"
+    )
+    assert (
+        lines[4].split() == "fc1 accelerator int8 3x20x8 (K->32) 1 8.25 0.0040 1,200 0.5000".split()
+    )
+
+
+@pytest.mark.parametrize(
+    ("change", "problem"),
+    [
+        ({"layers": 5}, "layers: expected a list, got 5"),
+        ({"cycles": "many"}, "cycles: expected an integer, got 'many'"),
+        ({"layers": [{"name": "fc1"}]}, "layers[0].where: missing"),
+        ({"settings": {"dtype": "int8"}}, "settings.kv_dtype: missing"),
+        ({"host_ops": [{**REPORT["host_ops"][0], "aten": "relu"}]}, "not an aten op name"),
+        ({"bits_per_weight": "8"}, "bits_per_weight: expected a number or null, got '8'"),
+    ],
+)
+def test_report_of_a_damaged_report_is_one_error(tmp_path, capsys, change, problem) -> None:
+    path = tmp_path / "report.json"
+    path.write_text(json.dumps({**REPORT, **change}))
+    assert main(["report", str(tmp_path)]) == 1
+    err = capsys.readouterr().err
+    assert err.startswith(f"bitmod: error: {path}: not a bitmod report (") and problem in err
+    assert err.count("\n") == 1 and "internal" not in err
+
+
+def test_report_into_a_pipe_whose_reader_left(tmp_path) -> None:
+    import os
+
+    (tmp_path / "report.json").write_text(json.dumps(REPORT))
+    read_end, write_end = os.pipe()
+    os.close(read_end)  # `bitmod report --json | head` after head exited
+    result = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "bitmod.compiler.tools.bitmod_cli",
+            "report",
+            str(tmp_path),
+            "--json",
+        ],
+        stdout=write_end,
+        stderr=subprocess.PIPE,
+        text=True,
+        check=False,
+    )
+    os.close(write_end)
+    assert (result.returncode, result.stderr) == (1, "")
+    closed = subprocess.run(
+        ["sh", "-c", 'exec "$0" "$@" >&-', sys.executable, "-m", "bitmod.compiler.tools.bitmod_cli"]
+        + ["report", str(tmp_path)],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert (closed.returncode, closed.stderr) == (1, "bitmod: error: standard output is closed\n")

@@ -52,7 +52,7 @@ def test_writes_tables_plots_and_json(tmp_path: Path, capsys: pytest.CaptureFixt
     assert data["config"]["pe_counts"]["fp16"] == 800
     # Pareto rows only for the paper's Fig. 9 models that were selected.
     assert {row["model"] for row in data["pareto"]} == {"phi-2"}
-    assert not [p for p in tmp_path.iterdir() if p.name.startswith(".bitmod-sim-")]
+    assert [p.name for p in tmp_path.iterdir()] == ["out"]  # no staging directory left
 
 
 def test_overrides_change_the_model(capsys: pytest.CaptureFixture) -> None:
@@ -155,6 +155,35 @@ def test_out_that_is_a_file_is_refused(tmp_path: Path, capsys: pytest.CaptureFix
     assert info.value.code == 2
     assert "exists and is not a directory" in capsys.readouterr().err
     assert target.read_text() == "keep me"
+
+
+def test_out_below_a_file_is_refused(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+    blocker = tmp_path / "report"
+    blocker.write_text("keep me")
+    with pytest.raises(SystemExit) as info:
+        run_cli(["--models", "phi-2", "--out", str(blocker / "sub")])
+    assert info.value.code == 2
+    err = capsys.readouterr().err
+    assert f"error: --out: {blocker} is not a directory" in err and "Traceback" not in err
+    assert blocker.read_text() == "keep me" and [p.name for p in tmp_path.iterdir()] == ["report"]
+
+
+def test_stdout_closed_or_gone(tmp_path: Path) -> None:
+    import os
+
+    argv = [sys.executable, "-m", "bitmod.compiler.tools.bitmod_sim", "--list-models"]
+    closed = subprocess.run(
+        ["sh", "-c", 'exec "$0" "$@" >&-', *argv], capture_output=True, text=True, check=False
+    )
+    assert (closed.returncode, closed.stderr) == (
+        1,
+        "bitmod-sim: error: standard output is closed\n",
+    )
+    read_end, write_end = os.pipe()
+    os.close(read_end)
+    gone = subprocess.run(argv, stdout=write_end, stderr=subprocess.PIPE, text=True, check=False)
+    os.close(write_end)
+    assert (gone.returncode, gone.stderr) == (1, "")
 
 
 def test_corrupt_shapes_file(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:

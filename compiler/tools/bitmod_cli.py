@@ -25,12 +25,15 @@ import argparse
 import hashlib
 import importlib.util
 import json
+import logging
 import sys
 import traceback
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
+from bitmod.compiler.tools.console import run_console, stdout
 from bitmod.runtime.keyvalue import KeyValueError, parse_key_values
 
 __all__ = ["CliError", "main"]
@@ -299,26 +302,41 @@ def _compile(args: argparse.Namespace) -> int:
         hardware = HardwareConfig(**geometry)
     except ValueError as error:
         raise CliError(str(error)) from None
-    compiled = compile_model(
-        model,
-        tuple(example_args),
-        dtype=args.dtype,
-        group_size=args.group_size,
-        scale_bits=args.scale_bits,
-        pipeline=args.pipeline,
-        layers=layers or None,
-        kv_dtype=args.kv_dtype,
-        kv_group_size=args.kv_group_size,
-        hardware=hardware,
-        progress=args.progress,
-    )
+    with _torch_logging_silenced():
+        compiled = compile_model(
+            model,
+            tuple(example_args),
+            dtype=args.dtype,
+            group_size=args.group_size,
+            scale_bits=args.scale_bits,
+            pipeline=args.pipeline,
+            layers=layers or None,
+            kv_dtype=args.kv_dtype,
+            kv_group_size=args.kv_group_size,
+            hardware=hardware,
+            progress=args.progress,
+        )
     bundle = compiled.save(args.output)
     if not args.quiet:
-        print(compiled.report().format())
+        print(compiled.report().format(), file=stdout())
     programs = len(compiled.ops)
     size = sum(f.stat().st_size for f in bundle.rglob("*") if f.is_file())
-    print(f"bitmod: wrote {bundle} ({programs} programs, {size / 1024:.1f} KiB)")
+    print(f"bitmod: wrote {bundle} ({programs} programs, {size / 1024:.1f} KiB)", file=stdout())
     return 0
+
+
+@contextmanager
+def _torch_logging_silenced() -> Iterator[None]:
+    """torch's tracer logs the traceback of a shape error it then raises (``failed while
+    attempting to run meta for aten.mm``); the error comes back as one line, so its log
+    records are dropped while the model is traced and compiled."""
+    logger = logging.getLogger("torch")
+    level = logger.level
+    logger.setLevel(logging.CRITICAL + 1)
+    try:
+        yield
+    finally:
+        logger.setLevel(level)
 
 
 def _run(args: argparse.Namespace) -> int:
@@ -327,7 +345,7 @@ def _run(args: argparse.Namespace) -> int:
     compiled = load(args.bundle)
     compiled.run(compiled.example_inputs, label="the saved example inputs")
     report = compiled.report()
-    print(json.dumps(report.to_json(), indent=1) if args.json else report.format())
+    print(json.dumps(report.to_json(), indent=1) if args.json else report.format(), file=stdout())
     return 0
 
 
@@ -338,11 +356,11 @@ def _report(args: argparse.Namespace) -> int:
     if not path.is_file():
         raise CliError(f"{path}: no such file (is {args.bundle} a bitmod bundle?)")
     try:
-        data = json.loads(path.read_text())
-        report = ModelReport(**data)
-    except (json.JSONDecodeError, TypeError, UnicodeDecodeError) as error:
+        data = json.loads(path.read_bytes())
+    except (json.JSONDecodeError, UnicodeDecodeError) as error:
         raise CliError(f"{path}: not a bitmod report ({error})") from None
-    print(json.dumps(data, indent=1) if args.json else report.format())
+    report = ModelReport.from_json(data, str(path))
+    print(json.dumps(data, indent=1) if args.json else report.format(), file=stdout())
     return 0
 
 
@@ -352,12 +370,21 @@ def main(argv: Sequence[str] | None = None) -> int:
     from bitmod.compiler.llm.cli import run_eval
 
     commands = {"compile": _compile, "run": _run, "report": _report, "eval": run_eval}
+    return run_console(lambda: _command(commands[args.command], args))
+
+
+def _command(command: Callable[[argparse.Namespace], int], args: argparse.Namespace) -> int:
     try:
-        return commands[args.command](args)
+        return command(args)
+    except BrokenPipeError:
+        raise  # the reader of stdout went away: run_console ends quietly
     except Exception as error:  # noqa: BLE001 - every failure becomes one line
         if args.debug:
             traceback.print_exc()
-        if not isinstance(error, CliError | ValueError):
+        if isinstance(error, OSError):
+            where = f"{error.filename}: " if error.filename else ""
+            message = f"{where}{error.strerror or error}"
+        elif not isinstance(error, CliError | ValueError):
             message = f"internal error: {type(error).__name__}: {error} (rerun with --debug)"
         else:
             message = str(error)

@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import stat
 import sys
 import traceback
 import warnings
@@ -44,6 +45,7 @@ from bitmod.compiler.pipelines import (
     pass_summary,
     preset,
 )
+from bitmod.compiler.tools.console import run_console, write_stdout
 from bitmod.dialects.diagnostics import (
     DiagnosticError,
     DiagnosticWarning,
@@ -51,8 +53,8 @@ from bitmod.dialects.diagnostics import (
     error_at,
 )
 from bitmod.passes import ALL_PASSES
-from bitmod.passes.context import PARAMS_ATTR, BitmodContext, make_context
-from bitmod.runtime.storage.fileio import write_atomically
+from bitmod.passes.context import PARAMS_ATTR, PARAMS_HASH_ATTR, BitmodContext, make_context
+from bitmod.runtime.storage.fileio import Staged, commit_all, file_sha256, stage
 from xdsl.dialects.builtin import ModuleOp, StringAttr
 from xdsl.passes import ModulePass, PassPipeline
 from xdsl.utils.exceptions import VerifyException
@@ -160,19 +162,42 @@ def _read_input(path: str) -> tuple[str, str, Path]:
         ) from None
 
 
+def _writes_through(path: str) -> bool:
+    """``-o`` names a character device or FIFO (``/dev/null``, a named pipe)."""
+    try:
+        mode = os.stat(path).st_mode
+    except OSError:
+        return False
+    return stat.S_ISCHR(mode) or stat.S_ISFIFO(mode)
+
+
 def _archive_output(args: argparse.Namespace) -> Path | None:
     if args.params is not None:
         return Path(args.params)
-    if args.output is not None:
+    if args.output is not None and not _writes_through(args.output):
         output = Path(args.output)
         return output.with_name(output.stem + PARAMS_SUFFIX)
     return None
 
 
 def _relative_name(archive_path: Path, output: str | None) -> str:
-    """How the output IR names the archive: relative to the output's directory."""
-    base = Path(output).resolve().parent if output is not None else Path.cwd()
+    """How the output IR names the archive: relative to the output's directory (to the
+    working directory for stdout, a device or a pipe)."""
+    if output is None or _writes_through(output):
+        base = Path.cwd()
+    else:
+        base = Path(output).resolve().parent
     return os.path.relpath(archive_path.resolve(), base)
+
+
+def _os_reason(error: OSError, path: str | Path | None = None) -> str:
+    """The reason of an OSError, with the file it concerns unless that is ``path``."""
+    reason = error.strerror or str(error)
+    if error.filename is None or (
+        path is not None and os.path.realpath(error.filename) == os.path.realpath(path)
+    ):
+        return reason
+    return f"{error.filename}: {reason}"
 
 
 def _load_archive(ctx: BitmodContext, module: ModuleOp, base_dir: Path) -> None:
@@ -183,10 +208,24 @@ def _load_archive(ctx: BitmodContext, module: ModuleOp, base_dir: Path) -> None:
         raise error_at(module, f"attribute {PARAMS_ATTR} must be a string (a file name)")
     from bitmod.runtime.storage.archive import ArchiveError, ParamArchive
 
+    path = base_dir / attr.data
     try:
-        ctx.archive = ParamArchive.load(base_dir / attr.data)
+        ctx.archive = ParamArchive.load(path)
     except ArchiveError as error:
         raise error_at(module, str(error)) from None
+    pin = module.attributes.get(PARAMS_HASH_ATTR)
+    if pin is None:
+        return
+    if not isinstance(pin, StringAttr):
+        raise error_at(module, f"attribute {PARAMS_HASH_ATTR} must be a string (a SHA-256)")
+    digest = file_sha256(path)
+    if digest != pin.data:
+        raise error_at(
+            module,
+            f"parameter archive {path} is not the one this IR was written with (its SHA-256 "
+            f"is {digest[:16]}..., {PARAMS_HASH_ATTR} says {pin.data[:16]}...): another run "
+            "wrote it; rerun the command that wrote this IR",
+        )
 
 
 def _run_passes(ctx: BitmodContext, module: ModuleOp, pipeline: PassPipeline) -> None:
@@ -249,37 +288,60 @@ def run(args: argparse.Namespace) -> None:
     _run_passes(ctx, module, pipeline)
 
     has_archive = PARAMS_ATTR in module.attributes
-    if has_archive and archive_path is not None:
-        module.attributes[PARAMS_ATTR] = StringAttr(ctx.params_name)
-    data = _emit(ctx, module, args.emit)
-
-    if has_archive and archive_path is not None:
-        if ctx.params_archive is None:
-            raise error_at(module, f"{PARAMS_ATTR} names an archive, but none was loaded")
+    # The input's pin names the archive it was read with; the output gets its own.
+    module.attributes.pop(PARAMS_HASH_ATTR, None)
+    staged: list[Staged] = []
+    try:
+        if has_archive and archive_path is not None:
+            staged.append(_stage_archive(ctx, module, archive_path))
+        elif has_archive and pipeline.passes:
+            give = "give -o OUT or --params PATH" if args.output is None else "give --params PATH"
+            print(f"bitmod-opt: note: parameter archive not written ({give})", file=sys.stderr)
+        data = _emit(ctx, module, args.emit)
+        if args.output is not None:
+            staged.append(_stage(args.output, "output", lambda path: path.write_bytes(data)))
+        # The IR goes last: until it is in place, the old IR (if any) still pins the old
+        # archive by hash, and a mismatched pair is an error when it is read.
         try:
-            ctx.params_archive.save(archive_path)
+            commit_all(staged)
         except OSError as error:
             raise DiagnosticError(
-                f"cannot write parameter archive: {error.strerror or error}",
-                location=SourceLocation(str(archive_path), 1, 1),
+                f"cannot write {error.filename}: {error.strerror}",
+                location=SourceLocation(str(error.filename), 1, 1),
             ) from None
-    elif has_archive and pipeline.passes:
-        print(
-            "bitmod-opt: note: parameter archive not written (give -o OUT or --params PATH)",
-            file=sys.stderr,
-        )
-
+    finally:
+        for leftover in staged:
+            leftover.discard()
     if args.output is None:
-        sys.stdout.buffer.write(data)
-        sys.stdout.flush()
-        return
+        try:
+            write_stdout(data)
+        except BrokenPipeError:
+            raise  # the reader went away: run_console ends the run quietly
+        except OSError as error:
+            raise DiagnosticError(
+                f"cannot write output: {_os_reason(error)}",
+                location=SourceLocation("<stdout>", 1, 1),
+            ) from None
+
+
+def _stage(path: str | Path, what: str, write: Callable[[Path], None]) -> Staged:
     try:
-        write_atomically(Path(args.output), lambda temporary: temporary.write_bytes(data))
+        return stage(path, write)
     except OSError as error:
         raise DiagnosticError(
-            f"cannot write output: {error.strerror or error}",
-            location=SourceLocation(args.output, 1, 1),
+            f"cannot write {what}: {_os_reason(error, path)}",
+            location=SourceLocation(str(path), 1, 1),
         ) from None
+
+
+def _stage_archive(ctx: BitmodContext, module: ModuleOp, archive_path: Path) -> Staged:
+    """The archive written to a temporary, and the module naming it and pinning its hash."""
+    if ctx.params_archive is None:
+        raise error_at(module, f"{PARAMS_ATTR} names an archive, but none was loaded")
+    staged = _stage(archive_path, "parameter archive", ctx.params_archive.save)
+    module.attributes[PARAMS_ATTR] = StringAttr(ctx.params_name)
+    module.attributes[PARAMS_HASH_ATTR] = StringAttr(file_sha256(staged.temporary))
+    return staged
 
 
 def _diagnostic_printer(show: Callable[..., None], source_name: str) -> Callable[..., None]:
@@ -298,10 +360,27 @@ def _diagnostic_printer(show: Callable[..., None], source_name: str) -> Callable
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Console entry point; returns (and exits with) 0 on success, 1 on any error."""
-    args = _argument_parser().parse_args(argv)
+    parser = _argument_parser()
+    args = parser.parse_args(argv)
     if args.list_passes:
-        sys.stdout.write(list_passes())
-        return 0
+        return run_console(lambda: _list(parser))
+    if args.output is not None and args.params is not None:
+        if os.path.realpath(args.output) == os.path.realpath(args.params):
+            parser.error(f"-o and --params name the same file ({args.output})")
+    return run_console(lambda: _main(args))
+
+
+def _list(parser: argparse.ArgumentParser) -> int:
+    try:
+        write_stdout(list_passes())
+    except BrokenPipeError:
+        raise
+    except OSError as error:
+        parser.exit(EXIT_ERROR, f"{parser.prog}: error: cannot list passes: {_os_reason(error)}\n")
+    return 0
+
+
+def _main(args: argparse.Namespace) -> int:
     source_name = "<stdin>" if args.input == "-" else args.input
     try:
         with warnings.catch_warnings():
@@ -313,6 +392,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             traceback.print_exc()
         print(error.render(source_name), file=sys.stderr)
         return EXIT_ERROR
+    except BrokenPipeError:
+        raise
     except Exception as error:  # a compiler bug: still one line unless --debug
         if args.debug:
             traceback.print_exc()

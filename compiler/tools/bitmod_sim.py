@@ -26,10 +26,10 @@ import dataclasses
 import json
 import shutil
 import sys
-import tempfile
 from collections.abc import Sequence
 from pathlib import Path
 
+from bitmod.compiler.tools.console import run_console, stdout
 from bitmod.runtime.arch.hwconfig import PE_KINDS, HardwareConfig
 from bitmod.runtime.keyvalue import KeyValueError, parse_key_values
 from bitmod.runtime.perf.model import ACCELERATORS, TASKS, accelerator, load_llm_shapes
@@ -44,6 +44,7 @@ from bitmod.runtime.perf.report import (
     run_sweep,
     summarize,
 )
+from bitmod.runtime.storage.fileio import make_directory_beside
 from tqdm import tqdm
 
 PROG = "bitmod-sim"
@@ -249,8 +250,7 @@ def _results_json(sweep, summary, cfg: HardwareConfig, points) -> dict:  # type:
 
 def _write_outputs(out: Path, summary, sweep, cfg: HardwareConfig, points) -> list[str]:  # type: ignore[no-untyped-def]
     """Render everything into a temporary directory next to ``out``, then move it in."""
-    out.parent.mkdir(parents=True, exist_ok=True)
-    staging = Path(tempfile.mkdtemp(prefix=".bitmod-sim-", dir=out.parent))
+    staging = make_directory_beside(out)
     try:
         plot_speedup(summary, staging / "fig7_speedup.png")
         plot_energy(summary, staging / "fig8_energy.png")
@@ -284,7 +284,7 @@ def run(argv: Sequence[str] | None = None) -> int:
         parser.error(f"--shapes: {error}")
     if args.list_models:
         for key, shape in shapes.items():
-            print(f"{key:14s} {shape.display:14s} {shape.hf_id}")
+            print(f"{key:14s} {shape.display:14s} {shape.hf_id}", file=stdout())
         return 0
     try:
         models = _select_models(args.models, list(shapes))
@@ -293,8 +293,8 @@ def run(argv: Sequence[str] | None = None) -> int:
         for option in ("input_tokens", "output_tokens"):
             if getattr(args, option) < 1:
                 raise CliError(f"--{option.replace('_', '-')} must be >= 1")
-        if args.out is not None and args.out.exists() and not args.out.is_dir():
-            raise CliError(f"--out: {args.out} exists and is not a directory")
+        if args.out is not None:
+            _check_out(args.out)
     except CliError as error:
         parser.error(str(error))
     tasks = list(TASKS) if args.task == "both" else [args.task]
@@ -325,22 +325,46 @@ def run(argv: Sequence[str] | None = None) -> int:
         )
     except ValueError as error:
         parser.error(str(error))
-    print(format_text(summary), end="")
+    text = format_text(summary)
     if points:
-        print("Pareto (generative; perplexity cited from the paper, EDP modelled):")
+        text += "Pareto (generative; perplexity cited from the paper, EDP modelled):\n"
         for p in points:
             ppl = f"{p.ppl:.2f} ({p.ppl_source})" if p.ppl is not None else "-"
-            print(f"  {p.model:11s} {p.accelerator:6s} {p.weight:14s} ", end="")
-            print(f"EDP {p.edp_js:9.4g} J*s  ppl {ppl}")
+            text += f"  {p.model:11s} {p.accelerator:6s} {p.weight:14s} "
+            text += f"EDP {p.edp_js:9.4g} J*s  ppl {ppl}\n"
+    print(text, end="", file=stdout())
     if args.out is not None:
-        names = _write_outputs(args.out, summary, sweep, cfg, points)
-        print(f"wrote {', '.join(names)} to {args.out}")
+        try:
+            names = _write_outputs(args.out, summary, sweep, cfg, points)
+        except OSError as error:
+            parser.error(f"--out: cannot write {error.filename or args.out}: {error.strerror}")
+        print(f"wrote {', '.join(names)} to {args.out}", file=stdout())
     return 0
+
+
+def _check_out(out: Path) -> None:
+    """``--out`` is a directory or can become one (CliError naming a file in the way)."""
+    for path in (out, *out.parents):
+        if path.exists():
+            if not path.is_dir():
+                what = "exists and is" if path == out else "is"
+                raise CliError(f"--out: {path} {what} not a directory")
+            return
+
+
+def _run_printing_errors(argv: Sequence[str] | None) -> int:
+    try:
+        return run(argv)
+    except BrokenPipeError:
+        raise
+    except OSError as error:  # standard output closed
+        print(f"{PROG}: error: {error.strerror or error}", file=sys.stderr)
+        return 1
 
 
 def main(argv: Sequence[str] | None = None) -> None:
     """Console-script entry point."""
-    sys.exit(run(argv))
+    sys.exit(run_console(lambda: _run_printing_errors(argv)))
 
 
 if __name__ == "__main__":

@@ -178,8 +178,15 @@ class ParamArchive:
     @classmethod
     def load(cls, path: str | Path) -> ParamArchive:
         path = Path(path)
-        if not path.is_file():
-            raise ArchiveError(f"parameter archive {path} does not exist")
+        try:
+            with open(path, "rb"):
+                pass
+        except FileNotFoundError:
+            raise ArchiveError(f"parameter archive {path} does not exist") from None
+        except OSError as error:  # unreadable, a directory, ...: say which, not "missing"
+            raise ArchiveError(
+                f"cannot read parameter archive {path}: {error.strerror or error}"
+            ) from None
         try:
             tensors = load_file(str(path))
             with open(path, "rb") as stream:

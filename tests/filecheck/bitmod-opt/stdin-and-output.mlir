@@ -18,9 +18,10 @@ func.func @f(%x: tensor<2x4xf32>) -> tensor<2x3xf32> {
   func.return %y : tensor<2x3xf32>
 }
 
-// CHECK: builtin.module attributes {bitmod.params = "out.params.safetensors"}
+// The IR names its archive and pins it by the SHA-256 of its bytes.
+// CHECK: builtin.module attributes {bitmod.params = "out.params.safetensors", bitmod.params_sha256 = "{{[0-9a-f]+}}"}
 // CHECK: bitmod.param "fc1.weight" : tensor<3x4xf32>
-// QUANT: builtin.module attributes {bitmod.params = "q.params.safetensors"}
+// QUANT: builtin.module attributes {bitmod.params = "q.params.safetensors", bitmod.params_sha256 = "{{[0-9a-f]+}}"}
 // QUANT: bitmod.quantize %{{.*}} into "fc1.weight" : tensor<3x4xf32> -> !bitmod.qweight<3x4, bitmod3, 4>
 // LIST: convert-linalg-to-bitmod
 // LIST: bitmod-quantize

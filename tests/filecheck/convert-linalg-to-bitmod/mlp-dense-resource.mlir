@@ -2,7 +2,7 @@
 // RUN: bitmod-opt %examples/mlp/mlp.mlir -p convert-linalg-to-bitmod -o %t.mlir
 // RUN: filecheck %s < %t.mlir
 
-// CHECK:      builtin.module attributes {bitmod.params = "{{.*}}.params.safetensors"} {
+// CHECK:      builtin.module attributes {bitmod.params = "{{.*}}.params.safetensors", bitmod.params_sha256 = "{{[0-9a-f]+}}"} {
 // CHECK:        func.func @main(%[[X:.*]]: tensor<4x64xf32>) -> tensor<4x32xf32> {
 // CHECK-NOT:    linalg.transpose
 // CHECK:          %[[W1:.*]] = bitmod.param "fc1.weight" : tensor<128x64xf32>
