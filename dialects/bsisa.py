@@ -605,7 +605,7 @@ class ProgramOp(IRDLOperation):
             raise VerifyException(f"tensor names {sorted(missing)} not in the strings")
         if not ops or not isinstance(ops[-1], HaltOp):
             raise VerifyException("must end with bsisa.halt")
-        _ScheduleChecker(self._resolve, _Config()).run(self.code)
+        _ScheduleChecker(self._resolve, _Config()).check(self.code)
 
     def _resolve(self, user: Operation, ref: str) -> TensorInfo:
         desc = self.descriptor(ref)
@@ -1137,6 +1137,10 @@ class _Config:
     weight_k: int | None = None  # K of the weight the last ld.wgt loaded
 
 
+class _InvalidField(Exception):
+    """An instruction of the schedule holds a field value the ISA rejects."""
+
+
 class _ScheduleChecker:
     """Walks a schedule in program order and checks that every load/store covers its tensor.
 
@@ -1153,12 +1157,25 @@ class _ScheduleChecker:
         self.resolve = resolve
         self.config = config
 
+    def check(self, ops: Sequence[Operation]) -> None:
+        """Check the schedule ``ops``. It is checked up to the first instruction holding a
+        field value the ISA rejects: that instruction's own verifier reports it, where it is."""
+        try:
+            self.run(ops)
+        except _InvalidField:
+            pass
+
     def run(self, ops: Sequence[Operation]) -> None:
         for op in ops:
             self.visit(op)
 
     def visit(self, op: Operation) -> None:
         cfg = self.config
+        if isinstance(op, InstructionOp):
+            try:
+                op.to_isa(_any_descriptor).check()
+            except isa.IsaError:
+                raise _InvalidField from None
         if isinstance(op, CfgArrayOp):
             array = op.to_isa(_any_descriptor)
             assert isinstance(array, isa.CfgArray)
@@ -1429,7 +1446,7 @@ class TiledMatmulOp(IRDLOperation):
             if not isinstance(op, InstructionOp) or isinstance(op, _ConfigOp | HaltOp):
                 raise VerifyException(f"{op.name} cannot appear in a tiled matmul schedule")
         config = _Config(**self.config_fields())
-        _ScheduleChecker(self._resolve, config).run(list(self.schedule.block.ops))
+        _ScheduleChecker(self._resolve, config).check(list(self.schedule.block.ops))
 
     def config_fields(self) -> dict[str, int | str]:
         """The registers the schedule runs under: ``rows``, ``cols``, ``tiles``, ``fmt``,
@@ -1565,5 +1582,5 @@ class LaunchOp(IRDLOperation):
 Bsisa = Dialect(
     "bsisa",
     [ProgramOp, DescOp, *INSTRUCTION_OPS, TiledMatmulOp, LaunchOp],
-    [TilingAttr],
+    [TilingAttr, DescKindAttr],
 )

@@ -8,6 +8,11 @@ Usage::
     bitmod-opt model.mlir --pipeline=bitmod-default --emit=bin -o model.bin
     cat model.mlir | bitmod-opt - -p convert-linalg-to-bitmod
     bitmod-opt --list-passes
+    bitmod-opt invalid.mlir --split-input-file --verify-diagnostics
+
+``--split-input-file`` and ``--verify-diagnostics`` work as in mlir-opt
+(:mod:`bitmod.compiler.diagnostics_check`); each chunk is compiled on its own and writes no
+parameter archive.
 
 Parameter archive. Weights live in a safetensors archive next to the IR, named by the module
 attribute ``bitmod.params`` (relative to the IR file; to the working directory for stdin).
@@ -35,6 +40,7 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import NoReturn
 
+from bitmod.compiler.diagnostics_check import process_chunks
 from bitmod.compiler.ir_io import parse_module, print_module, verify_module
 from bitmod.compiler.pipelines import (
     PIPELINES,
@@ -108,6 +114,20 @@ def _argument_parser() -> argparse.ArgumentParser:
         "--allow-unregistered-dialect",
         action="store_true",
         help="accept ops of dialects the compiler does not know",
+    )
+    parser.add_argument(
+        "--print-op-generic", action="store_true", help="print every op in the generic form"
+    )
+    parser.add_argument(
+        "--split-input-file",
+        action="store_true",
+        help="compile each chunk between '// -----' lines on its own (no archive is written)",
+    )
+    parser.add_argument(
+        "--verify-diagnostics",
+        action="store_true",
+        help="check the diagnostics against the input's expected-error comments "
+        "(bitmod.compiler.diagnostics_check)",
     )
     parser.add_argument("--debug", action="store_true", help="print Python tracebacks with errors")
     return parser
@@ -214,9 +234,9 @@ def _is_archive_error(error: Exception) -> bool:
     return archive is not None and isinstance(error, archive.ArchiveError)
 
 
-def _emit(ctx: BitmodContext, module: ModuleOp, emit: str) -> bytes:
+def _emit(ctx: BitmodContext, module: ModuleOp, emit: str, generic: bool = False) -> bytes:
     if emit == "mlir":
-        return print_module(ctx, module).encode("utf-8")
+        return print_module(ctx, module, generic).encode("utf-8")
     try:
         from bitmod.backends.emit import module_to_program
     except ImportError as error:
@@ -230,14 +250,17 @@ def _emit(ctx: BitmodContext, module: ModuleOp, emit: str) -> bytes:
     return program.to_asm().encode("utf-8") if emit == "asm" else program.encode()
 
 
-def run(args: argparse.Namespace) -> None:
-    """Everything after argument parsing; raises DiagnosticError on any user error."""
-    pipeline_text = _pipeline_text(args)
-    pipeline = build_pipeline(pipeline_text) if pipeline_text else PassPipeline(())
-
-    text, source_name, base_dir = _read_input(args.input)
+def _compile(
+    args: argparse.Namespace,
+    pipeline: PassPipeline,
+    text: str,
+    source_name: str,
+    base_dir: Path,
+    archive: bool,
+) -> bytes:
+    """Parse ``text``, run the passes and emit; writes the parameter archive if ``archive``."""
     ctx = make_context(allow_unregistered=args.allow_unregistered_dialect)
-    archive_path = _archive_output(args)
+    archive_path = _archive_output(args) if archive else None
     if archive_path is not None:
         ctx.params_name = _relative_name(archive_path, args.output)
     else:
@@ -251,7 +274,7 @@ def run(args: argparse.Namespace) -> None:
     has_archive = PARAMS_ATTR in module.attributes
     if has_archive and archive_path is not None:
         module.attributes[PARAMS_ATTR] = StringAttr(ctx.params_name)
-    data = _emit(ctx, module, args.emit)
+    data = _emit(ctx, module, args.emit, args.print_op_generic)
 
     if has_archive and archive_path is not None:
         if ctx.params_archive is None:
@@ -263,11 +286,35 @@ def run(args: argparse.Namespace) -> None:
                 f"cannot write parameter archive: {error.strerror or error}",
                 location=SourceLocation(str(archive_path), 1, 1),
             ) from None
-    elif has_archive and pipeline.passes:
+    elif has_archive and pipeline.passes and archive:
         print(
             "bitmod-opt: note: parameter archive not written (give -o OUT or --params PATH)",
             file=sys.stderr,
         )
+    return data
+
+
+def run(args: argparse.Namespace) -> None:
+    """Everything after argument parsing; raises DiagnosticError on any user error."""
+    pipeline_text = _pipeline_text(args)
+    pipeline = build_pipeline(pipeline_text) if pipeline_text else PassPipeline(())
+
+    text, source_name, base_dir = _read_input(args.input)
+    if args.split_input_file or args.verify_diagnostics:
+        if args.emit == "bin":
+            raise DiagnosticError(
+                "--split-input-file / --verify-diagnostics print text: use --emit=mlir or asm",
+                location=SourceLocation(source_name, 1, 1),
+            )
+        data = process_chunks(
+            text,
+            source_name,
+            lambda chunk: _compile(args, pipeline, chunk, source_name, base_dir, archive=False),
+            split=args.split_input_file,
+            verify=args.verify_diagnostics,
+        )
+    else:
+        data = _compile(args, pipeline, text, source_name, base_dir, archive=True)
 
     if args.output is None:
         sys.stdout.buffer.write(data)
