@@ -187,7 +187,7 @@ class _PropertyDirective(CustomDirective):
 
     value: AttributeVariable
 
-    def property(self, op: IRDLOperation) -> Attribute | None:
+    def attr_of(self, op: IRDLOperation) -> Attribute | None:
         return self.value.get(op)
 
     def is_present(self, op: IRDLOperation) -> bool:
@@ -207,7 +207,7 @@ class Int(_PropertyDirective):
         self.value.set(state, IntegerAttr(_parse_int(parser, f" ({self.value.name})"), i64))
 
     def print(self, printer: Printer, state: PrintingState, op: IRDLOperation) -> None:
-        attr = self.property(op)
+        attr = self.attr_of(op)
         assert isinstance(attr, IntegerAttr)
         state.print_whitespace(printer)
         printer.print_string(str(attr.value.data))
@@ -233,7 +233,7 @@ class Level(_PropertyDirective):
         self.value.set(state, IntegerAttr(int(ident[1:]), i64))
 
     def print(self, printer: Printer, state: PrintingState, op: IRDLOperation) -> None:
-        attr = self.property(op)
+        attr = self.attr_of(op)
         state.print_whitespace(printer)
         printer.print_string("-" if not isinstance(attr, IntegerAttr) else f"L{attr.value.data}")
 
@@ -248,7 +248,7 @@ class Ref(_PropertyDirective):
         self.value.set(state, SymbolRefAttr(parser.parse_symbol_name()))
 
     def print(self, printer: Printer, state: PrintingState, op: IRDLOperation) -> None:
-        attr = self.property(op)
+        attr = self.attr_of(op)
         assert isinstance(attr, SymbolRefAttr)
         state.print_whitespace(printer)
         printer.print_symbol_name(attr.root_reference.data)
@@ -272,7 +272,7 @@ class Checked(_PropertyDirective):
         self.value.set(state, attr)
 
     def print(self, printer: Printer, state: PrintingState, op: IRDLOperation) -> None:
-        attr = self.property(op)
+        attr = self.attr_of(op)
         assert attr is not None
         state.print_whitespace(printer)
         printer.print_attribute(attr)
@@ -291,7 +291,7 @@ class Shape(_PropertyDirective):
         self.value.set(state, DenseArrayBase.from_list(i64, dims))
 
     def print(self, printer: Printer, state: PrintingState, op: IRDLOperation) -> None:
-        attr = self.property(op)
+        attr = self.attr_of(op)
         assert isinstance(attr, DenseArrayBase)
         state.print_whitespace(printer)
         printer.print_string("[" + ", ".join(str(int(d)) for d in attr.get_values()) + "]")

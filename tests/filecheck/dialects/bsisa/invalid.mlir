@@ -5,6 +5,7 @@
 // descriptor with dim1 != 1 and a descriptor name index out of range (the IR has neither);
 // an instruction's own "level L<n> is not an enclosing loop" and "<operand> must be a tensor"
 // (the schedule check and the operand constraints report them first, as below).
+// ROUNDTRIP: skip (every chunk is an error on purpose; several do not parse)
 // RUN: bitmod-opt %s --split-input-file --verify-diagnostics
 
 // An integer beyond 64 bits (custom<Int>).
