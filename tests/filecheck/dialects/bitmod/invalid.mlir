@@ -42,15 +42,6 @@ func.func @f(%w: tensor<8x64xf32>) {
 
 // -----
 
-// A qweight's group size divides K.
-func.func @f(%w: tensor<8x64xf32>) {
-  // expected-error@+1 {{qweight group size 48 does not divide K=64}}
-  %q = bitmod.quantize %w : tensor<8x64xf32> -> !bitmod.qweight<8x64, int8, 48>
-  func.return
-}
-
-// -----
-
 // A qweight's scale bits are 0 or 2..8.
 func.func @f(%w: tensor<8x64xf32>) {
   // expected-error@+1 {{qweight scale bits must be 0 (FP16 scales) or 2..8, got 9}}
