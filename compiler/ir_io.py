@@ -66,7 +66,13 @@ class _LocatingParser(Parser):
     def parse_operation(self) -> Operation:
         start = self._current_token.span
         self.op_starts.append(start)
-        op = super().parse_operation()
+        try:
+            op = super().parse_operation()
+        except VerifyException as error:
+            # xDSL's declarative assembly formats check operand, result and property
+            # constraints while they parse; report a failed one at the op, like a parse error.
+            raise ParseError(start, str(error).split("\n\n")[0]) from None
+        # Popped only on success: a failed parse leaves the stack for the error's location.
         self.op_starts.pop()
         if isinstance(op.location, UnknownLoc):
             position = start.get_location()
@@ -131,10 +137,11 @@ def verify_module(module: ModuleOp) -> None:
             raise error_at(op, str(error) or type(error).__name__) from None
 
 
-def print_module(ctx: Context, module: ModuleOp) -> str:
-    """The module as MLIR text, with the dense_resource blobs it still refers to."""
+def print_module(ctx: Context, module: ModuleOp, generic: bool = False) -> str:
+    """The module as MLIR text (every op in the generic form if ``generic``), with the
+    dense_resource blobs it still refers to."""
     stream = StringIO()
-    printer = Printer(stream=stream)
+    printer = Printer(stream=stream, print_generic_format=generic)
     printer.print_op(module)
     printer.print_metadata(ctx.loaded_dialects)
     stream.write("\n")

@@ -12,10 +12,17 @@ One op per instruction, so that a ``bsisa.program`` maps 1:1 onto
   ``bsisa.st.out``; the compute instructions ``bsisa.acc.clr``, ``bsisa.mac``,
   ``bsisa.drain``; ``bsisa.nop`` and ``bsisa.halt``.
 
-Field layouts, ranges and the encoding are not repeated here: every instruction op converts
-to and from its :mod:`bitmod.runtime.isa` dataclass (``to_isa`` / :func:`ops_from_isa`) and
-its verifier runs that dataclass's range check, so the IR accepts exactly what the binary
-can hold.
+Nothing about an instruction is repeated here: each instruction op names its
+:mod:`bitmod.runtime.isa` dataclass (``ISA_TYPE``), and :class:`InstructionOp` derives the
+op's properties (one per ISA field, named as the field), its declarative
+``assembly_format`` (the field keywords of the ISA table, in field order, a field that is
+``bare_in_ir`` without its keyword), its constructor and its conversion to and from the
+runtime instruction (``to_isa`` / :func:`ops_from_isa`) from that class's field table. The
+verifier runs the dataclass's range check, so the IR accepts exactly what the binary can hold.
+How a value is written follows its field kind: integers bare, levels ``L0`` .. ``L7`` (a
+missing level, the ISA's ``0xF``, "no loop: index 0"; for the K of a load: all of K, is
+``-``), descriptors ``@name``, formats as a string; an optional descriptor (``drain``'s bias)
+is left out when absent.
 
 Two ops sit between the tensor world and the program:
 
@@ -28,14 +35,18 @@ Two ops sit between the tensor world and the program:
   a lowered matmul: it binds the host tensors to the descriptors of one *segment* of the
   program (segment ``i`` starts at the ``i``-th ``bsisa.cfg.array``).
 
-Loop levels are printed ``L0`` .. ``L7``; a missing level (the ISA's ``0xF``, "no loop:
-index 0"; for the K of a load: all of K) is printed ``-``. Beyond field ranges, the verifier
-of a whole program or tiled matmul checks that the loops cover the tensors exactly: a loop
-indexing the rows of an ``[M, K]`` activation runs ``ceil(M / MR)`` times (``MR`` rows a block:
-``cfg.mblock``, else ROWS), one indexing output channels ``ceil(N / (COLS·TILES))`` times, one
-indexing K ``ceil(K / KC)`` times, with ``KC`` a multiple of the group size ``G``; a row or
-column level left out (``-``) needs the whole dimension in one block. Loads before the
-``cfg`` instruction they depend on are errors too.
+Beyond field ranges, the verifier of a whole program or tiled matmul checks that the loops
+cover the tensors exactly: a loop indexing the rows of an ``[M, K]`` activation runs
+``ceil(M / MR)`` times (``MR`` rows a block: ``cfg.mblock``, else ROWS), one indexing output
+channels ``ceil(N / (COLS·TILES))`` times, one indexing K ``ceil(K / KC)`` times, with ``KC`` a
+multiple of the group size ``G``; a row or column level left out (``-``) needs the whole
+dimension in one block. Loads before the ``cfg`` instruction they depend on are errors too.
+
+The syntax is xDSL's declarative assembly format throughout; the custom directives
+(:class:`Int`, :class:`Level`, :class:`Ref`, :class:`Checked`, :class:`Shape`,
+:class:`Body`) parse a value where it stands and report a bad one there, as one located
+parse error, which xDSL's generic attribute directives do not (they check a property's
+constraint only after the whole op was read, and accept integers beyond 64 bits).
 """
 
 from __future__ import annotations
@@ -43,23 +54,27 @@ from __future__ import annotations
 import math
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
-from typing import ClassVar, Self
+from typing import ClassVar
 
 from bitmod.dialects.bitmod import QWeightType
 from bitmod.runtime import isa
 from bitmod.runtime.arch.rules import block_rows_error, kchunk_error
 from bitmod.runtime.arch.schedule import ACT_BYTES, Schedule, WeightLayout
+from bitmod.runtime.isa.assembly import QWEIGHT_OPTIONS
 from xdsl.dialects.builtin import (
     I64,
     ArrayAttr,
     DenseArrayBase,
+    FlatSymbolRefAttrConstr,
     IntAttr,
     IntegerAttr,
     StringAttr,
+    SymbolNameConstraint,
     SymbolRefAttr,
     TensorType,
     i64,
 )
+from xdsl.dialects.utils.enum_attribute import EnumAttribute
 from xdsl.ir import (
     Attribute,
     Block,
@@ -67,10 +82,14 @@ from xdsl.ir import (
     Operation,
     ParametrizedAttribute,
     Region,
+    SpacedOpaqueSyntaxAttribute,
     SSAValue,
 )
 from xdsl.irdl import (
     IRDLOperation,
+    OpDef,
+    PropertyDef,
+    VerificationContext,
     irdl_attr_definition,
     irdl_op_definition,
     operand_def,
@@ -81,23 +100,39 @@ from xdsl.irdl import (
     result_def,
     traits_def,
 )
-from xdsl.parser import AttrParser, Parser, UnresolvedOperand
+from xdsl.irdl.declarative_assembly_format import (
+    AttributeVariable,
+    CustomDirective,
+    ParsingState,
+    PrintingState,
+    RegionVariable,
+    irdl_custom_directive,
+)
+from xdsl.parser import AttrParser, Parser
 from xdsl.printer import Printer
-from xdsl.traits import IsolatedFromAbove, NoTerminator, SymbolOpInterface, SymbolTable
+from xdsl.traits import (
+    HasParent,
+    IsolatedFromAbove,
+    NoTerminator,
+    SymbolOpInterface,
+    SymbolTable,
+)
 from xdsl.utils.exceptions import VerifyException
+from xdsl.utils.str_enum import StrEnum
 
 #: Loop levels L0..L7; a loop nest is at most this deep.
 MAX_LOOP_DEPTH = isa.NUM_LOOP_LEVELS
 
-#: Descriptor kinds by name, in the order of their binary kind codes.
-DESC_KINDS: dict[str, isa.DescKind] = {kind.name.lower(): kind for kind in isa.DescKind}
-
 #: Symbol name of the program ``bitmod-lower-to-isa`` makes.
 DEFAULT_PROGRAM_NAME = "program"
 
+#: Descriptor kinds by their spelling, as in :class:`bitmod.runtime.isa.DescKind`.
+DescKindName = StrEnum(  # type: ignore[misc]
+    "DescKindName", [(kind.name, kind.spelling) for kind in isa.DescKind]
+)
 
-def _int(value: int) -> IntegerAttr:
-    return IntegerAttr(value, i64)
+#: The runtime kind of each spelling.
+DESC_KINDS: dict[str, isa.DescKind] = {kind.spelling: kind for kind in isa.DescKind}
 
 
 def ceil_div(a: int, b: int) -> int:
@@ -112,14 +147,26 @@ def _isa_check(check: Callable[[], object]) -> None:
         raise VerifyException(str(error)) from None
 
 
+@irdl_attr_definition
+class DescKindAttr(EnumAttribute[DescKindName], SpacedOpaqueSyntaxAttribute):
+    """The kind of a ``bsisa.desc``: ``act``, ``out``, ``qweight`` or ``bias``."""
+
+    name = "bsisa.desc_kind"
+
+    @classmethod
+    def parse_parameter(cls, parser: AttrParser) -> DescKindName:
+        pos = parser.pos
+        kind = parser.parse_optional_identifier()
+        if kind not in DESC_KINDS:
+            parser.raise_error(
+                f"unknown kind {kind!r}; kinds: {', '.join(DESC_KINDS)}", pos, parser.pos
+            )
+        return DescKindName(kind)
+
+
 # --------------------------------------------------------------------------------------------
-# Printing / parsing helpers
+# Custom directives of the assembly formats
 # --------------------------------------------------------------------------------------------
-
-
-def _print_level(printer: Printer, level: int | None) -> None:
-    printer.print_string("-" if level is None else f"L{level}")
-
 
 _I64_MIN, _I64_MAX = -(1 << 63), (1 << 63) - 1
 
@@ -134,69 +181,211 @@ def _parse_int(parser: Parser, context: str) -> int:
     return value
 
 
-def _parse_level(parser: Parser) -> int | None:
-    if parser.parse_optional_punctuation("-") is not None:
-        return None
-    pos = parser.pos
-    ident = parser.parse_identifier(" (a loop level L0..L7 or -)")
-    if len(ident) < 2 or ident[0] != "L" or not ident[1:].isdigit() or len(ident) > 4:
-        parser.raise_error(f"expected a loop level L0..L7 or -, got {ident!r}", pos, parser.pos)
-    return int(ident[1:])
+class _PropertyDirective(CustomDirective):
+    """A directive that reads and writes one property, ``value``; it may anchor an optional
+    group (present when the property is)."""
+
+    value: AttributeVariable
+
+    def attr_of(self, op: IRDLOperation) -> Attribute | None:
+        return self.value.get(op)
+
+    def is_present(self, op: IRDLOperation) -> bool:
+        return self.value.is_present(op)
+
+    def is_anchorable(self) -> bool:
+        return self.value.is_anchorable()
 
 
-def _parse_keyword_int(parser: Parser, keyword: str) -> int:
-    parser.parse_keyword(keyword)
-    return _parse_int(parser, f" after '{keyword}'")
+@irdl_custom_directive
+class Int(_PropertyDirective):
+    """An ``i64`` property as a bare integer: ``8``, ``-3``."""
+
+    value: AttributeVariable
+
+    def parse(self, parser: Parser, state: ParsingState) -> None:
+        self.value.set(state, IntegerAttr(_parse_int(parser, f" ({self.value.name})"), i64))
+
+    def print(self, printer: Printer, state: PrintingState, op: IRDLOperation) -> None:
+        attr = self.attr_of(op)
+        assert isinstance(attr, IntegerAttr)
+        state.print_whitespace(printer)
+        printer.print_string(str(attr.value.data))
 
 
-def _print_extra_attrs(printer: Printer, op: Operation) -> None:
-    if op.attributes:
-        printer.print_op_attributes(op.attributes)
+@irdl_custom_directive
+class Level(_PropertyDirective):
+    """A loop level property: ``L0`` .. ``L7``, or ``-`` for none (the property left out)."""
+
+    value: AttributeVariable
+
+    def parse(self, parser: Parser, state: ParsingState) -> None:
+        pos = parser.pos
+        if parser.parse_optional_punctuation("-") is not None:
+            if not self.value.is_optional:
+                parser.raise_error(
+                    f"{state.op_type.name} needs a level L0..L7, not -", pos, parser.pos
+                )
+            return
+        ident = parser.parse_identifier(" (a loop level L0..L7 or -)")
+        if len(ident) < 2 or ident[0] != "L" or not ident[1:].isdigit() or len(ident) > 4:
+            parser.raise_error(f"expected a loop level L0..L7 or -, got {ident!r}", pos, parser.pos)
+        self.value.set(state, IntegerAttr(int(ident[1:]), i64))
+
+    def print(self, printer: Printer, state: PrintingState, op: IRDLOperation) -> None:
+        attr = self.attr_of(op)
+        state.print_whitespace(printer)
+        printer.print_string("-" if not isinstance(attr, IntegerAttr) else f"L{attr.value.data}")
 
 
-def _parse_extra_attrs(parser: Parser, op: Operation) -> None:
-    op.attributes |= parser.parse_optional_attr_dict()
+@irdl_custom_directive
+class Ref(_PropertyDirective):
+    """A flat symbol reference property: ``@name``."""
+
+    value: AttributeVariable
+
+    def parse(self, parser: Parser, state: ParsingState) -> None:
+        self.value.set(state, SymbolRefAttr(parser.parse_symbol_name()))
+
+    def print(self, printer: Printer, state: PrintingState, op: IRDLOperation) -> None:
+        attr = self.attr_of(op)
+        assert isinstance(attr, SymbolRefAttr)
+        state.print_whitespace(printer)
+        printer.print_symbol_name(attr.root_reference.data)
 
 
-def _print_extra_attrs_before_region(printer: Printer, op: Operation) -> None:
-    # `attributes {...}`: a bare `{` before a region would read as the region.
-    if op.attributes:
-        printer.print_op_attributes(op.attributes, print_keyword=True)
+@irdl_custom_directive
+class Checked(_PropertyDirective):
+    """A property in the generic attribute syntax (``"bitmod3"``, ``["a", "b"]``,
+    ``#bsisa.tiling<...>``), checked against the property's constraint where it stands."""
+
+    value: AttributeVariable
+
+    def parse(self, parser: Parser, state: ParsingState) -> None:
+        pos = parser.pos
+        attr = parser.parse_attribute()
+        definition: OpDef = state.op_type.get_irdl_definition()
+        try:
+            definition.properties[self.value.name].constr.verify(attr, VerificationContext())
+        except VerifyException as error:
+            parser.raise_error(f"{self.value.name}: {error}", pos, parser.pos)
+        self.value.set(state, attr)
+
+    def print(self, printer: Printer, state: PrintingState, op: IRDLOperation) -> None:
+        attr = self.attr_of(op)
+        assert attr is not None
+        state.print_whitespace(printer)
+        printer.print_attribute(attr)
 
 
-def _parse_extra_attrs_before_region(parser: Parser) -> dict[str, Attribute]:
-    attrs = parser.parse_optional_attr_dict_with_keyword()
-    return {} if attrs is None else dict(attrs.data)
+@irdl_custom_directive
+class Shape(_PropertyDirective):
+    """An ``array<i64>`` property as a list of dimensions: ``[16, 256]``."""
 
+    value: AttributeVariable
 
-def _parse_signature(
-    parser: Parser, op_name: str, operands: Sequence[UnresolvedOperand | None]
-) -> tuple[list[SSAValue | None], Attribute]:
-    """``: (operand types) -> result type`` for the present ``operands`` (None: an optional
-    operand left out); the resolved operands in the same places, and the result type."""
-    parser.parse_punctuation(":")
-    pos = parser.pos
-    func_type = parser.parse_function_type()
-    inputs = func_type.inputs.data
-    expected = sum(operand is not None for operand in operands)
-    if len(inputs) != expected or len(func_type.outputs.data) != 1:
-        parser.raise_error(
-            f"{op_name}: expected {expected} operand types and 1 result type", pos, parser.pos
+    def parse(self, parser: Parser, state: ParsingState) -> None:
+        dims = parser.parse_comma_separated_list(
+            parser.Delimiter.SQUARE, lambda: _parse_int(parser, " (a dimension)")
         )
-    types = iter(inputs)
-    values = [
-        None if operand is None else parser.resolve_operand(operand, next(types))
-        for operand in operands
-    ]
-    return values, func_type.outputs.data[0]
+        self.value.set(state, DenseArrayBase.from_list(i64, dims))
+
+    def print(self, printer: Printer, state: PrintingState, op: IRDLOperation) -> None:
+        attr = self.attr_of(op)
+        assert isinstance(attr, DenseArrayBase)
+        state.print_whitespace(printer)
+        printer.print_string("[" + ", ".join(str(int(d)) for d in attr.get_values()) + "]")
 
 
-def _move_region(source: Region, target: Region) -> None:
-    """Replace the (single, empty) block of ``target`` by the blocks of a parsed region."""
-    target.detach_block(target.block).erase()
-    source.move_blocks(target)
-    if not target.blocks:
-        target.add_block(Block())
+@irdl_custom_directive
+class Body(CustomDirective):
+    """A single-block region: ``{ ops }``, where an empty ``{ }`` is one empty block (xDSL's
+    region directive reads it as a region without blocks)."""
+
+    region: RegionVariable
+
+    def parse(self, parser: Parser, state: ParsingState) -> None:
+        region = parser.parse_region()
+        if not region.blocks:
+            region.add_block(Block())
+        self.region.set(state, region)
+
+    def print(self, printer: Printer, state: PrintingState, op: IRDLOperation) -> None:
+        self.region.print(printer, state, op)
+
+
+_DIRECTIVES = (Int, Level, Ref, Checked, Shape, Body)
+
+
+# --------------------------------------------------------------------------------------------
+# ISA fields as properties and syntax
+# --------------------------------------------------------------------------------------------
+
+#: A field's value in the IR: an int, a descriptor's symbol name or a format name.
+FieldValue = int | str | None
+
+
+def field_property(field: isa.Field) -> PropertyDef:
+    """The property holding ``field``: ``i64``, a flat ``@symbol`` (descriptor fields) or a
+    string (format names); optional where the field may be none."""
+    if field.desc_kind is not None:
+        constraint = FlatSymbolRefAttrConstr
+    elif field.kind is isa.FieldKind.FORMAT:
+        constraint = StringAttr
+    else:
+        constraint = IntegerAttr[I64]
+    return opt_prop_def(constraint) if field.optional else prop_def(constraint)
+
+
+def field_syntax(field: isa.Field) -> str:
+    """The assembly-format fragment of ``field``: its keyword (unless ``bare_in_ir``) and
+    its value's directive; an optional descriptor is an optional group on its keyword."""
+    if field.is_level:
+        value = f"custom<Level>(${field.name})"
+    elif field.desc_kind is not None:
+        value = f"custom<Ref>(${field.name})"
+    elif field.kind is isa.FieldKind.FORMAT:
+        value = f"custom<Checked>(${field.name})"
+    else:
+        value = f"custom<Int>(${field.name})"
+    if field.kind is isa.FieldKind.OPTIONAL_DESCRIPTOR:
+        return f"(`{field.keyword}` {value}^)?"
+    return value if field.bare_in_ir else f"`{field.keyword}` {value}"
+
+
+def fields_syntax(fields: Sequence[isa.Field]) -> str:
+    """The assembly format of an instruction's operands, in field order."""
+    return " ".join(field_syntax(field) for field in fields)
+
+
+def field_attr(field: isa.Field, value: FieldValue) -> Attribute | None:
+    """The property value for a field value (None: leave the property out)."""
+    if value is None:
+        return None
+    if field.desc_kind is not None:
+        assert isinstance(value, str)
+        return SymbolRefAttr(value)
+    if field.kind is isa.FieldKind.FORMAT:
+        assert isinstance(value, str)
+        return StringAttr(value)
+    assert isinstance(value, int)
+    return IntegerAttr(value, i64)
+
+
+def attr_value(attr: Attribute | None) -> FieldValue:
+    """The field value a property holds (the inverse of :func:`field_attr`)."""
+    if attr is None:
+        return None
+    if isinstance(attr, SymbolRefAttr):
+        return attr.root_reference.data
+    if isinstance(attr, StringAttr):
+        return attr.data
+    assert isinstance(attr, IntegerAttr)
+    return attr.value.data
+
+
+def _symbol(ref: SymbolRefAttr) -> str:
+    return ref.root_reference.data
 
 
 # --------------------------------------------------------------------------------------------
@@ -347,11 +536,17 @@ class ProgramOp(IRDLOperation):
 
     name = "bsisa.program"
 
-    sym_name = prop_def(StringAttr)
+    sym_name = prop_def(SymbolNameConstraint())
     strings = opt_prop_def(ArrayAttr[StringAttr])
     body = region_def("single_block")
 
     traits = traits_def(NoTerminator(), SymbolTable(), SymbolOpInterface(), IsolatedFromAbove())
+
+    custom_directives = _DIRECTIVES
+    assembly_format = (
+        "$sym_name (`strings` custom<Checked>($strings)^)? "
+        "attr-dict-with-keyword custom<Body>($body)"
+    )
 
     def __init__(
         self, sym_name: str, ops: Sequence[Operation], strings: Sequence[str] | None = None
@@ -370,10 +565,9 @@ class ProgramOp(IRDLOperation):
         return [op for op in self.body.block.ops if isinstance(op, InstructionOp)]
 
     def descriptor(self, name: str) -> DescOp | None:
-        for desc in self.descriptors:
-            if desc.sym_name.data == name:
-                return desc
-        return None
+        """The descriptor ``@name`` of this program's symbol table, if there is one."""
+        desc = SymbolTable.lookup_symbol(self, name)
+        return desc if isinstance(desc, DescOp) else None
 
     def segments(self) -> list[int]:
         """Index in :attr:`code` of every ``bsisa.cfg.array``: a segment starts at each."""
@@ -384,35 +578,6 @@ class ProgramOp(IRDLOperation):
         if self.strings is not None:
             return tuple(s.data for s in self.strings.data)
         return tuple(dict.fromkeys(desc.tensor.data for desc in self.descriptors))
-
-    def print(self, printer: Printer) -> None:
-        printer.print_string(" ")
-        printer.print_symbol_name(self.sym_name.data)
-        if self.strings is not None:
-            printer.print_string(" strings ")
-            printer.print_attribute(self.strings)
-        _print_extra_attrs_before_region(printer, self)
-        printer.print_string(" ")
-        printer.print_region(self.body, print_entry_block_args=False)
-
-    @classmethod
-    def parse(cls, parser: Parser) -> Self:
-        sym_name = parser.parse_symbol_name()
-        strings = None
-        if parser.parse_optional_keyword("strings"):
-            pos = parser.pos
-            table = parser.parse_attribute()
-            if not isinstance(table, ArrayAttr) or not all(
-                isinstance(s, StringAttr) for s in table.data
-            ):
-                parser.raise_error("expected an array of strings", pos, parser.pos)
-            strings = [s.data for s in table.data if isinstance(s, StringAttr)]
-        attrs = _parse_extra_attrs_before_region(parser)
-        region = parser.parse_region()
-        op = cls(sym_name.data, [], strings)
-        _move_region(region, op.body)
-        op.attributes |= attrs
-        return op
 
     def verify_(self) -> None:
         ops = list(self.body.block.ops)
@@ -440,7 +605,7 @@ class ProgramOp(IRDLOperation):
             raise VerifyException(f"tensor names {sorted(missing)} not in the strings")
         if not ops or not isinstance(ops[-1], HaltOp):
             raise VerifyException("must end with bsisa.halt")
-        _ScheduleChecker(self._resolve, _Config()).run(self.code)
+        _ScheduleChecker(self._resolve, _Config()).check(self.code)
 
     def _resolve(self, user: Operation, ref: str) -> TensorInfo:
         desc = self.descriptor(ref)
@@ -449,25 +614,44 @@ class ProgramOp(IRDLOperation):
         return desc.info
 
 
+#: The properties a qweight descriptor takes from ``cfg.fmt``'s fields (same keywords).
+_QWEIGHT_PROPERTIES = ("fmt", "scale_bits", "group_size")
+
+
+def _descriptor_format() -> str:
+    quant = {"fmt": "Checked", "scale_bits": "Int", "group_size": "Int"}
+    options = [
+        f"(`{field.keyword}` custom<{quant[prop]}>(${prop})^)?"
+        for field, prop in zip(QWEIGHT_OPTIONS, _QWEIGHT_PROPERTIES, strict=True)
+    ]
+    return " ".join(
+        ["$sym_name $kind custom<Checked>($tensor) custom<Shape>($shape)", *options, "attr-dict"]
+    )
+
+
 @irdl_op_definition
 class DescOp(IRDLOperation):
     """A DRAM tensor: ``bsisa.desc @d1 qweight "fc1.weight" [N, K] fmt "bitmod3" sb 8 g 128``.
 
     ``act``: FP16 ``[M, K]``; ``out``: FP16 ``[M, N]``; ``qweight``: a quantized ``[N, K]``
-    weight stored in the parameter archive under ``tensor``; ``bias``: FP16 ``[N]``.
+    weight stored in the parameter archive under ``tensor``; ``bias``: FP16 ``[N]``. A
+    qweight's ``fmt``/``sb``/``g`` are spelt as ``cfg.fmt``'s fields.
     """
 
     name = "bsisa.desc"
 
-    sym_name = prop_def(StringAttr)
-    kind = prop_def(StringAttr)
+    sym_name = prop_def(SymbolNameConstraint())
+    kind = prop_def(DescKindAttr)
     tensor = prop_def(StringAttr)
     shape = prop_def(DenseArrayBase.constr(I64))
     fmt = opt_prop_def(StringAttr)
     scale_bits = opt_prop_def(IntegerAttr[I64])
     group_size = opt_prop_def(IntegerAttr[I64])
 
-    traits = traits_def(SymbolOpInterface())
+    traits = traits_def(SymbolOpInterface(), HasParent(ProgramOp))
+
+    custom_directives = _DIRECTIVES
+    assembly_format = _descriptor_format()
 
     def __init__(
         self,
@@ -481,16 +665,16 @@ class DescOp(IRDLOperation):
     ) -> None:
         properties: dict[str, Attribute] = {
             "sym_name": StringAttr(sym_name),
-            "kind": StringAttr(kind),
+            "kind": DescKindAttr(DescKindName(kind)),
             "tensor": StringAttr(tensor),
             "shape": DenseArrayBase.from_list(i64, list(shape)),
         }
         if fmt is not None:
             properties["fmt"] = StringAttr(fmt)
         if scale_bits is not None:
-            properties["scale_bits"] = _int(scale_bits)
+            properties["scale_bits"] = IntegerAttr(scale_bits, i64)
         if group_size is not None:
-            properties["group_size"] = _int(group_size)
+            properties["group_size"] = IntegerAttr(group_size, i64)
         super().__init__(properties=properties)
 
     @property
@@ -500,7 +684,7 @@ class DescOp(IRDLOperation):
     @property
     def info(self) -> TensorInfo:
         return TensorInfo(
-            kind=self.kind.data,
+            kind=str(self.kind.data),
             shape=self.shape_tuple,
             fmt=None if self.fmt is None else self.fmt.data,
             scale_bits=None if self.scale_bits is None else self.scale_bits.value.data,
@@ -529,58 +713,20 @@ class DescOp(IRDLOperation):
 
     @classmethod
     def from_isa(cls, sym_name: str, desc: isa.Descriptor, tensor: str) -> DescOp:
-        kind = desc.kind.name.lower()
         if desc.kind is isa.DescKind.QWEIGHT:
             return cls(
                 sym_name,
-                kind,
+                desc.kind.spelling,
                 tensor,
                 desc.shape,
                 isa.format_name(desc.fmt),
                 desc.scale_bits,
                 desc.group_size,
             )
-        return cls(sym_name, kind, tensor, desc.shape)
-
-    def print(self, printer: Printer) -> None:
-        printer.print_string(" ")
-        printer.print_symbol_name(self.sym_name.data)
-        printer.print_string(f" {self.kind.data} ")
-        printer.print_string_literal(self.tensor.data)
-        printer.print_string(" [" + ", ".join(str(d) for d in self.shape_tuple) + "]")
-        if self.fmt is not None:
-            printer.print_string(" fmt ")
-            printer.print_string_literal(self.fmt.data)
-        if self.scale_bits is not None:
-            printer.print_string(f" sb {self.scale_bits.value.data}")
-        if self.group_size is not None:
-            printer.print_string(f" g {self.group_size.value.data}")
-        _print_extra_attrs(printer, self)
-
-    @classmethod
-    def parse(cls, parser: Parser) -> Self:
-        sym_name = parser.parse_symbol_name().data
-        kind = parser.parse_identifier(" (descriptor kind)")
-        tensor = parser.parse_str_literal(" (tensor name)")
-        shape = parser.parse_comma_separated_list(
-            parser.Delimiter.SQUARE, lambda: _parse_int(parser, " (a dimension)")
-        )
-        fmt = parser.parse_str_literal() if parser.parse_optional_keyword("fmt") else None
-        sb = g = None
-        if parser.parse_optional_keyword("sb"):
-            sb = _parse_int(parser, " after 'sb'")
-        if parser.parse_optional_keyword("g"):
-            g = _parse_int(parser, " after 'g'")
-        op = cls(sym_name, kind, tensor, shape, fmt, sb, g)
-        _parse_extra_attrs(parser, op)
-        return op
+        return cls(sym_name, desc.kind.spelling, tensor, desc.shape)
 
     def verify_(self) -> None:
         kind = self.kind.data
-        if kind not in DESC_KINDS:
-            raise VerifyException(f"unknown kind {kind!r}; kinds: {', '.join(DESC_KINDS)}")
-        if not isinstance(self.parent_op(), ProgramOp):
-            raise VerifyException("descriptors live directly in a bsisa.program")
         shape = self.shape_tuple
         rank = 1 if kind == "bias" else 2
         if len(shape) != rank:
@@ -590,10 +736,7 @@ class DescOp(IRDLOperation):
             raise VerifyException("a qweight descriptor needs fmt, sb and g")
         if kind != "qweight" and any(field is not None for field in quant_fields):
             raise VerifyException("fmt, sb and g belong to qweight descriptors only")
-        try:
-            self.to_isa(0).check(n_strings=1)
-        except isa.IsaError as error:
-            raise VerifyException(f"{error}") from None
+        _isa_check(lambda: self.to_isa(0).check(n_strings=1))
 
 
 # --------------------------------------------------------------------------------------------
@@ -606,10 +749,57 @@ DescIndex = Callable[[str], int]
 DescName = Callable[[int], str]
 
 
+def _any_descriptor(_: str) -> int:
+    """Descriptor 0 stands in for names: references are checked by the container."""
+    return 0
+
+
 class InstructionOp(IRDLOperation):
-    """Base of every op that is one ISA instruction (``bsisa.loop``: a loop/endloop pair)."""
+    """Base of every op that is one ISA instruction (``bsisa.loop``: a loop/endloop pair).
+
+    A subclass names its runtime instruction in ``ISA_TYPE``; defining the subclass adds one
+    property per field of ``ISA_TYPE.FIELDS`` (:func:`field_property`, named as the field)
+    and, unless the class spells one, the assembly format :func:`fields_syntax` followed by
+    ``attr-dict``. The constructor takes the field values in field order (descriptors and
+    formats by name; None for an optional field left out).
+    """
 
     ISA_TYPE: ClassVar[type[isa.Instruction]]
+
+    custom_directives = _DIRECTIVES
+
+    def __init_subclass__(cls, **kwargs: object) -> None:
+        super().__init_subclass__(**kwargs)
+        isa_type = cls.__dict__.get("ISA_TYPE")
+        if isa_type is None:
+            return
+        for field in isa_type.FIELDS:
+            setattr(cls, field.name, field_property(field))
+        if "assembly_format" not in cls.__dict__:
+            cls.assembly_format = " ".join(
+                filter(None, [fields_syntax(isa_type.FIELDS), "attr-dict"])
+            )
+
+    def __init__(self, *values: FieldValue) -> None:
+        super().__init__(properties=self.field_properties(values))
+
+    @classmethod
+    def field_properties(cls, values: Sequence[FieldValue]) -> dict[str, Attribute]:
+        fields = cls.ISA_TYPE.FIELDS
+        if len(values) > len(fields) or any(not f.optional for f in fields[len(values) :]):
+            names = ", ".join(f.name for f in fields)
+            raise TypeError(f"{cls.__name__} takes the values of ({names}), got {values!r}")
+        padded = [*values, *[None] * (len(fields) - len(values))]
+        attrs = {f.name: field_attr(f, v) for f, v in zip(fields, padded, strict=True)}
+        return {name: attr for name, attr in attrs.items() if attr is not None}
+
+    def field_value(self, field_name: str) -> FieldValue:
+        """The value of an ISA field: an int, a descriptor or format name, or None."""
+        return attr_value(self.properties.get(field_name))
+
+    def field_values(self) -> dict[str, FieldValue]:
+        """Every field's value, in field order."""
+        return {field.name: self.field_value(field.name) for field in self.ISA_TYPE.FIELDS}
 
     def enclosing_loops(self) -> Iterator[LoopOp]:
         parent = self.parent_op()
@@ -626,70 +816,62 @@ class InstructionOp(IRDLOperation):
 
     def to_isa(self, desc_index: DescIndex) -> isa.Instruction:
         """The runtime instruction (for a loop: its opening ``loop``)."""
-        raise NotImplementedError(self.name)
+        values: dict[str, int | None] = {}
+        for field in self.ISA_TYPE.FIELDS:
+            value = self.field_value(field.name)
+            if isinstance(value, str):
+                is_format = field.kind is isa.FieldKind.FORMAT
+                value = isa.format_id(value) if is_format else desc_index(value)
+            values[field.name] = value
+        return self.ISA_TYPE(**values)
 
     @classmethod
     def from_isa(cls, instr: isa.Instruction, desc_name: DescName) -> InstructionOp:
-        raise NotImplementedError(cls.name)
+        values: list[FieldValue] = []
+        for field in cls.ISA_TYPE.FIELDS:
+            value = getattr(instr, field.name)
+            if value is not None and field.desc_kind is not None:
+                value = desc_name(value)
+            elif field.kind is isa.FieldKind.FORMAT:
+                value = isa.format_name(value)
+            values.append(value)
+        return cls(*values)
 
     def verify_(self) -> None:
         if not isinstance(self.container(), ProgramOp | TiledMatmulOp):
             raise VerifyException("must be inside a bsisa.program or bsisa.tiled_matmul")
-        # Descriptor 0 stands in for names: references are checked by the container.
-        _isa_check(lambda: self.to_isa(lambda _: 0).check())
+        _isa_check(lambda: self.to_isa(_any_descriptor).check())
         open_levels = {loop.level for loop in self.enclosing_loops()}
-        for level in self.to_isa(lambda _: 0).levels():
+        for level in self.to_isa(_any_descriptor).levels():
             if level not in open_levels:
                 raise VerifyException(f"level L{level} is not an enclosing loop")
 
 
-class _NoFieldInstruction(InstructionOp):
-    """An instruction without fields: ``bsisa.<mnemonic>``."""
-
-    def __init__(self) -> None:
-        super().__init__()
-
-    def to_isa(self, desc_index: DescIndex) -> isa.Instruction:
-        return self.ISA_TYPE()
-
-    @classmethod
-    def from_isa(cls, instr: isa.Instruction, desc_name: DescName) -> InstructionOp:
-        return cls()
-
-    def print(self, printer: Printer) -> None:
-        _print_extra_attrs(printer, self)
-
-    @classmethod
-    def parse(cls, parser: Parser) -> Self:
-        op = cls()
-        _parse_extra_attrs(parser, op)
-        return op
-
-
 @irdl_op_definition
-class NopOp(_NoFieldInstruction):
+class NopOp(InstructionOp):
     name = "bsisa.nop"
     ISA_TYPE: ClassVar[type[isa.Instruction]] = isa.Nop
 
 
 @irdl_op_definition
-class HaltOp(_NoFieldInstruction):
+class HaltOp(InstructionOp):
     name = "bsisa.halt"
     ISA_TYPE: ClassVar[type[isa.Instruction]] = isa.Halt
 
+    traits = traits_def(HasParent(ProgramOp))
+
     def verify_(self) -> None:
-        if not isinstance(self.parent_op(), ProgramOp):
-            raise VerifyException("must be at the top level of a bsisa.program")
+        pass  # HasParent: at the top level of a program
 
 
 @irdl_op_definition
-class AccClrOp(_NoFieldInstruction):
+class AccClrOp(InstructionOp):
     name = "bsisa.acc.clr"
     ISA_TYPE: ClassVar[type[isa.Instruction]] = isa.AccClr
 
 
 @irdl_op_definition
-class MacOp(_NoFieldInstruction):
+class MacOp(InstructionOp):
     name = "bsisa.mac"
     ISA_TYPE: ClassVar[type[isa.Instruction]] = isa.Mac
 
@@ -701,81 +883,23 @@ class _ConfigOp(InstructionOp):
     def verify_(self) -> None:
         if not isinstance(self.container(), ProgramOp):
             raise VerifyException("must be inside a bsisa.program")
-        _isa_check(lambda: self.to_isa(lambda _: 0).check())
-
-
-class _IntFieldsConfigOp(_ConfigOp):
-    """A ``cfg.*`` op whose fields are its ISA instruction's integer fields, one i64 property
-    each (``FIELDS``: property names in ISA field order). Printed as ``name value`` pairs, or,
-    for a single field with ``BARE`` set (what the value is), as the bare value."""
-
-    FIELDS: ClassVar[tuple[str, ...]]
-    BARE: ClassVar[str | None] = None
-
-    def __init__(self, *values: int) -> None:
-        super().__init__(
-            properties={name: _int(value) for name, value in zip(self.FIELDS, values, strict=True)}
-        )
-
-    def field_values(self) -> tuple[int, ...]:
-        values = []
-        for name in self.FIELDS:
-            prop = self.properties[name]
-            assert isinstance(prop, IntegerAttr)
-            values.append(prop.value.data)
-        return tuple(values)
-
-    def to_isa(self, desc_index: DescIndex) -> isa.Instruction:
-        return self.ISA_TYPE(*self.field_values())
-
-    @classmethod
-    def from_isa(cls, instr: isa.Instruction, desc_name: DescName) -> InstructionOp:
-        assert isinstance(instr, cls.ISA_TYPE)
-        return cls(*(getattr(instr, field.name) for field in instr.FIELDS))
-
-    def print(self, printer: Printer) -> None:
-        values = self.field_values()
-        if self.BARE is not None:
-            printer.print_string(f" {values[0]}")
-        else:
-            pairs = zip(self.FIELDS, values, strict=True)
-            printer.print_string("".join(f" {name} {value}" for name, value in pairs))
-        _print_extra_attrs(printer, self)
-
-    @classmethod
-    def parse(cls, parser: Parser) -> Self:
-        if cls.BARE is not None:
-            values = [_parse_int(parser, f" ({cls.BARE})")]
-        else:
-            values = [_parse_keyword_int(parser, name) for name in cls.FIELDS]
-        op = cls(*values)
-        _parse_extra_attrs(parser, op)
-        return op
+        _isa_check(lambda: self.to_isa(_any_descriptor).check())
 
 
 @irdl_op_definition
-class CfgArrayOp(_IntFieldsConfigOp):
+class CfgArrayOp(_ConfigOp):
     """``cfg.array rows R cols C tiles T``: the geometry the program was compiled for."""
 
     name = "bsisa.cfg.array"
     ISA_TYPE: ClassVar[type[isa.Instruction]] = isa.CfgArray
-    FIELDS: ClassVar[tuple[str, ...]] = ("rows", "cols", "tiles")
-
-    rows = prop_def(IntegerAttr[I64])
-    cols = prop_def(IntegerAttr[I64])
-    tiles = prop_def(IntegerAttr[I64])
 
 
 @irdl_op_definition
-class CfgSvOp(_IntFieldsConfigOp):
+class CfgSvOp(_ConfigOp):
     """``cfg.sv slot S value V``: ``SV[S] = V`` (signed 16-bit, grid units)."""
 
     name = "bsisa.cfg.sv"
     ISA_TYPE: ClassVar[type[isa.Instruction]] = isa.CfgSv
-    FIELDS: ClassVar[tuple[str, ...]] = ("slot", "value")
-
-    slot = prop_def(IntegerAttr[I64])
-    value = prop_def(IntegerAttr[I64])
 
 
 @irdl_op_definition
@@ -785,67 +909,21 @@ class CfgFmtOp(_ConfigOp):
     name = "bsisa.cfg.fmt"
     ISA_TYPE: ClassVar[type[isa.Instruction]] = isa.CfgFmt
 
-    fmt = prop_def(StringAttr)
-    scale_bits = prop_def(IntegerAttr[I64])
-    group_size = prop_def(IntegerAttr[I64])
-
-    def __init__(self, fmt: str, scale_bits: int, group_size: int) -> None:
-        super().__init__(
-            properties={
-                "fmt": StringAttr(fmt),
-                "scale_bits": _int(scale_bits),
-                "group_size": _int(group_size),
-            }
-        )
-
-    def to_isa(self, desc_index: DescIndex) -> isa.Instruction:
-        return isa.CfgFmt(
-            isa.format_id(self.fmt.data), self.scale_bits.value.data, self.group_size.value.data
-        )
-
-    @classmethod
-    def from_isa(cls, instr: isa.Instruction, desc_name: DescName) -> InstructionOp:
-        assert isinstance(instr, isa.CfgFmt)
-        return cls(isa.format_name(instr.fmt), instr.sb, instr.group_size)
-
-    def print(self, printer: Printer) -> None:
-        printer.print_string(" ")
-        printer.print_string_literal(self.fmt.data)
-        printer.print_string(f" sb {self.scale_bits.value.data} g {self.group_size.value.data}")
-        _print_extra_attrs(printer, self)
-
-    @classmethod
-    def parse(cls, parser: Parser) -> Self:
-        fmt = parser.parse_str_literal(" (format name)")
-        sb = _parse_keyword_int(parser, "sb")
-        g = _parse_keyword_int(parser, "g")
-        op = cls(fmt, sb, g)
-        _parse_extra_attrs(parser, op)
-        return op
-
 
 @irdl_op_definition
-class CfgKchunkOp(_IntFieldsConfigOp):
+class CfgKchunkOp(_ConfigOp):
     """``cfg.kchunk KC``: K elements per chunk (a multiple of G)."""
 
     name = "bsisa.cfg.kchunk"
     ISA_TYPE: ClassVar[type[isa.Instruction]] = isa.CfgKchunk
-    FIELDS: ClassVar[tuple[str, ...]] = ("kc",)
-    BARE: ClassVar[str | None] = "K chunk"
-
-    kc = prop_def(IntegerAttr[I64])
 
 
 @irdl_op_definition
-class CfgMblockOp(_IntFieldsConfigOp):
+class CfgMblockOp(_ConfigOp):
     """``cfg.mblock MR``: rows of an activation / output block (a multiple of ROWS)."""
 
     name = "bsisa.cfg.mblock"
     ISA_TYPE: ClassVar[type[isa.Instruction]] = isa.CfgMblock
-    FIELDS: ClassVar[tuple[str, ...]] = ("rows",)
-    BARE: ClassVar[str | None] = "block rows"
-
-    block_rows = prop_def(IntegerAttr[I64], prop_name="rows")
 
 
 @irdl_op_definition
@@ -855,53 +933,30 @@ class LoopOp(InstructionOp):
     name = "bsisa.loop"
     ISA_TYPE: ClassVar[type[isa.Instruction]] = isa.Loop
 
-    level_attr = prop_def(IntegerAttr[I64], prop_name="level")
-    count_attr = prop_def(IntegerAttr[I64], prop_name="count")
     body = region_def("single_block")
 
     traits = traits_def(NoTerminator())
 
+    assembly_format = fields_syntax(isa.Loop.FIELDS) + " attr-dict-with-keyword custom<Body>($body)"
+
     def __init__(self, level: int, count: int, ops: Sequence[Operation] = ()) -> None:
-        super().__init__(
-            properties={"level": _int(level), "count": _int(count)},
-            regions=[Region(Block(ops))],
+        IRDLOperation.__init__(
+            self, properties=self.field_properties((level, count)), regions=[Region(Block(ops))]
         )
 
     @property
     def level(self) -> int:
-        return self.level_attr.value.data
+        """The loop's level (its ``lvl`` field)."""
+        level = self.field_value("lvl")
+        assert isinstance(level, int)
+        return level
 
     @property
-    def count(self) -> int:
-        return self.count_attr.value.data
-
-    def to_isa(self, desc_index: DescIndex) -> isa.Instruction:
-        return isa.Loop(self.level, self.count)
-
-    @classmethod
-    def from_isa(cls, instr: isa.Instruction, desc_name: DescName) -> InstructionOp:
-        assert isinstance(instr, isa.Loop)
-        return cls(instr.lvl, instr.count)
-
-    def print(self, printer: Printer) -> None:
-        printer.print_string(f" L{self.level} count {self.count}")
-        _print_extra_attrs_before_region(printer, self)
-        printer.print_string(" ")
-        printer.print_region(self.body, print_entry_block_args=False)
-
-    @classmethod
-    def parse(cls, parser: Parser) -> Self:
-        pos = parser.pos
-        level = _parse_level(parser)
-        if level is None:
-            parser.raise_error("bsisa.loop needs a level L0..L7, not -", pos, parser.pos)
-        count = _parse_keyword_int(parser, "count")
-        attrs = _parse_extra_attrs_before_region(parser)
-        region = parser.parse_region()
-        op = cls(level, count)
-        _move_region(region, op.body)
-        op.attributes |= attrs
-        return op
+    def iterations(self) -> int:
+        """The loop's trip count (its ``count`` field)."""
+        count = self.field_value("count")
+        assert isinstance(count, int)
+        return count
 
     def verify_(self) -> None:
         super().verify_()
@@ -915,81 +970,39 @@ class LoopOp(InstructionOp):
                 raise VerifyException(f"{op.name} cannot appear in a loop body")
 
 
-_LevelFields = tuple[tuple[str, str], tuple[str, str]]
-
-
 class TensorRefInstruction(InstructionOp):
     """An instruction naming a tensor (a descriptor in a program, a role in a tiled matmul)
-    and two loop levels."""
+    and two loop levels: ``ld.act``, ``ld.wgt``, ``st.out``.
 
-    #: descriptor kind the tensor operand must have
-    TENSOR_KIND: ClassVar[str]
-    #: the two level fields: (field name in runtime.isa, keyword printed in the IR)
-    LEVEL_FIELDS: ClassVar[_LevelFields]
+    The constructor takes the tensor's name and the two levels (None: ``-``)."""
 
-    desc = prop_def(SymbolRefAttr)
-    first_level_attr = opt_prop_def(IntegerAttr[I64], prop_name="first_level")
-    second_level_attr = opt_prop_def(IntegerAttr[I64], prop_name="second_level")
+    @classmethod
+    def tensor_field(cls) -> isa.Field:
+        return next(f for f in cls.ISA_TYPE.FIELDS if f.kind is isa.FieldKind.DESCRIPTOR)
 
-    def __init__(self, desc: str, first_level: int | None, second_level: int | None) -> None:
-        properties: dict[str, Attribute] = {"desc": SymbolRefAttr(desc)}
-        if first_level is not None:
-            properties["first_level"] = _int(first_level)
-        if second_level is not None:
-            properties["second_level"] = _int(second_level)
-        super().__init__(properties=properties)
+    @classmethod
+    def level_fields(cls) -> tuple[isa.Field, ...]:
+        """The two level fields, in field order."""
+        return tuple(f for f in cls.ISA_TYPE.FIELDS if f.kind is isa.FieldKind.LEVEL)
+
+    @classmethod
+    def tensor_kind(cls) -> str:
+        """The descriptor kind the tensor must have."""
+        kind = cls.tensor_field().desc_kind
+        assert kind is not None
+        return kind.spelling
 
     @property
     def desc_name(self) -> str:
-        return self.desc.root_reference.data
+        name = self.field_value(self.tensor_field().name)
+        assert isinstance(name, str)
+        return name
 
     @property
     def levels(self) -> tuple[int | None, int | None]:
-        first, second = self.first_level_attr, self.second_level_attr
-        return (
-            None if first is None else first.value.data,
-            None if second is None else second.value.data,
-        )
-
-    def to_isa(self, desc_index: DescIndex) -> isa.Instruction:
-        (first_field, _), (second_field, _) = self.LEVEL_FIELDS
-        first, second = self.levels
-        return self.ISA_TYPE(
-            **{"desc": desc_index(self.desc_name), first_field: first, second_field: second}
-        )
-
-    @classmethod
-    def from_isa(cls, instr: isa.Instruction, desc_name: DescName) -> InstructionOp:
-        (first_field, _), (second_field, _) = cls.LEVEL_FIELDS
-        return cls(
-            desc_name(instr.desc),
-            getattr(instr, first_field),
-            getattr(instr, second_field),
-        )
-
-    def print(self, printer: Printer) -> None:
-        printer.print_string(" ")
-        printer.print_symbol_name(self.desc_name)
-        for (_, keyword), level in zip(self.LEVEL_FIELDS, self.levels, strict=True):
-            printer.print_string(f" {keyword} ")
-            _print_level(printer, level)
-        _print_extra_attrs(printer, self)
-
-    @classmethod
-    def parse(cls, parser: Parser) -> Self:
-        desc = parser.parse_symbol_name().data
-        levels = []
-        for _, keyword in cls.LEVEL_FIELDS:
-            parser.parse_keyword(keyword)
-            levels.append(_parse_level(parser))
-        op = cls(desc, levels[0], levels[1])
-        _parse_extra_attrs(parser, op)
-        return op
-
-    def verify_(self) -> None:
-        if self.desc.nested_references.data:
-            raise VerifyException("the tensor must be a flat @name")
-        super().verify_()
+        first, second = (self.field_value(f.name) for f in self.level_fields())
+        assert not isinstance(first, str) and not isinstance(second, str)
+        return first, second
 
 
 @irdl_op_definition
@@ -999,8 +1012,6 @@ class LdActOp(TensorRefInstruction):
 
     name = "bsisa.ld.act"
     ISA_TYPE: ClassVar[type[isa.Instruction]] = isa.LdAct
-    TENSOR_KIND: ClassVar[str] = "act"
-    LEVEL_FIELDS: ClassVar[_LevelFields] = (("row_lvl", "row"), ("k_lvl", "k"))
 
 
 @irdl_op_definition
@@ -1010,8 +1021,6 @@ class LdWgtOp(TensorRefInstruction):
 
     name = "bsisa.ld.wgt"
     ISA_TYPE: ClassVar[type[isa.Instruction]] = isa.LdWgt
-    TENSOR_KIND: ClassVar[str] = "qweight"
-    LEVEL_FIELDS: ClassVar[_LevelFields] = (("col_lvl", "col"), ("k_lvl", "k"))
 
 
 @irdl_op_definition
@@ -1020,8 +1029,6 @@ class StOutOp(TensorRefInstruction):
 
     name = "bsisa.st.out"
     ISA_TYPE: ClassVar[type[isa.Instruction]] = isa.StOut
-    TENSOR_KIND: ClassVar[str] = "out"
-    LEVEL_FIELDS: ClassVar[_LevelFields] = (("row_lvl", "row"), ("col_lvl", "col"))
 
 
 @irdl_op_definition
@@ -1031,40 +1038,11 @@ class DrainOp(InstructionOp):
     name = "bsisa.drain"
     ISA_TYPE: ClassVar[type[isa.Instruction]] = isa.Drain
 
-    bias = opt_prop_def(SymbolRefAttr)
-
-    def __init__(self, bias: str | None = None) -> None:
-        super().__init__(properties={} if bias is None else {"bias": SymbolRefAttr(bias)})
-
     @property
     def bias_name(self) -> str | None:
-        return None if self.bias is None else self.bias.root_reference.data
-
-    def to_isa(self, desc_index: DescIndex) -> isa.Instruction:
-        return isa.Drain(None if self.bias_name is None else desc_index(self.bias_name))
-
-    @classmethod
-    def from_isa(cls, instr: isa.Instruction, desc_name: DescName) -> InstructionOp:
-        assert isinstance(instr, isa.Drain)
-        return cls(None if instr.bias is None else desc_name(instr.bias))
-
-    def print(self, printer: Printer) -> None:
-        if self.bias_name is not None:
-            printer.print_string(" bias ")
-            printer.print_symbol_name(self.bias_name)
-        _print_extra_attrs(printer, self)
-
-    @classmethod
-    def parse(cls, parser: Parser) -> Self:
-        bias = parser.parse_symbol_name().data if parser.parse_optional_keyword("bias") else None
-        op = cls(bias)
-        _parse_extra_attrs(parser, op)
-        return op
-
-    def verify_(self) -> None:
-        if self.bias is not None and self.bias.nested_references.data:
-            raise VerifyException("the bias must be a flat @name")
-        super().verify_()
+        bias = self.field_value("bias")
+        assert not isinstance(bias, int)
+        return bias
 
 
 INSTRUCTION_OPS: tuple[type[InstructionOp], ...] = (
@@ -1159,6 +1137,10 @@ class _Config:
     weight_k: int | None = None  # K of the weight the last ld.wgt loaded
 
 
+class _InvalidField(Exception):
+    """An instruction of the schedule holds a field value the ISA rejects."""
+
+
 class _ScheduleChecker:
     """Walks a schedule in program order and checks that every load/store covers its tensor.
 
@@ -1175,27 +1157,46 @@ class _ScheduleChecker:
         self.resolve = resolve
         self.config = config
 
+    def check(self, ops: Sequence[Operation]) -> None:
+        """Check the schedule ``ops``. It is checked up to the first instruction holding a
+        field value the ISA rejects: that instruction's own verifier reports it, where it is."""
+        try:
+            self.run(ops)
+        except _InvalidField:
+            pass
+
     def run(self, ops: Sequence[Operation]) -> None:
         for op in ops:
             self.visit(op)
 
     def visit(self, op: Operation) -> None:
         cfg = self.config
+        if isinstance(op, InstructionOp):
+            try:
+                op.to_isa(_any_descriptor).check()
+            except isa.IsaError:
+                raise _InvalidField from None
         if isinstance(op, CfgArrayOp):
-            cfg.rows = op.rows.value.data
-            cfg.cols = op.cols.value.data
-            cfg.tiles = op.tiles.value.data
+            array = op.to_isa(_any_descriptor)
+            assert isinstance(array, isa.CfgArray)
+            cfg.rows, cfg.cols, cfg.tiles = array.rows, array.cols, array.tiles
             cfg.block_rows = cfg.rows
         elif isinstance(op, CfgFmtOp):
-            cfg.fmt = op.fmt.data
-            cfg.scale_bits = op.scale_bits.value.data
-            cfg.group_size = op.group_size.value.data
+            # By name: an unknown format is the cfg.fmt op's own error, reported there.
+            fmt, scale_bits, group_size = op.field_values().values()
+            assert isinstance(fmt, str) and isinstance(scale_bits, int)
+            assert isinstance(group_size, int)
+            cfg.fmt, cfg.scale_bits, cfg.group_size = fmt, scale_bits, group_size
         elif isinstance(op, CfgKchunkOp):
-            cfg.kc = op.kc.value.data
+            chunk = op.to_isa(_any_descriptor)
+            assert isinstance(chunk, isa.CfgKchunk)
+            cfg.kc = chunk.kc
         elif isinstance(op, CfgMblockOp):
             self.require(op, "cfg.array", cfg.rows)
             assert cfg.rows is not None
-            block_rows = op.block_rows.value.data
+            mblock = op.to_isa(_any_descriptor)
+            assert isinstance(mblock, isa.CfgMblock)
+            block_rows = mblock.rows
             problem = block_rows_error(block_rows, cfg.rows)
             if problem:
                 raise VerifyException(f"bsisa.cfg.mblock: {problem}")
@@ -1234,14 +1235,14 @@ class _ScheduleChecker:
     def visit_tensor_ref(self, op: TensorRefInstruction) -> None:
         cfg = self.config
         info = self.resolve(op, op.desc_name)
-        if info.kind != op.TENSOR_KIND:
+        if info.kind != op.tensor_kind():
             raise VerifyException(
-                f"{op.name}: @{op.desc_name} is a {info.kind}, expected a {op.TENSOR_KIND}"
+                f"{op.name}: @{op.desc_name} is a {info.kind}, expected a {op.tensor_kind()}"
             )
         self.require(op, "cfg.array", cfg.rows)
         assert cfg.block_rows is not None and cfg.cols is not None and cfg.tiles is not None
         block_cols = cfg.cols * cfg.tiles
-        (_, first_kw), (_, second_kw) = op.LEVEL_FIELDS
+        first_kw, second_kw = (field.keyword for field in op.level_fields())
         first, second = op.levels
         outer, inner = info.shape
         if isinstance(op, StOutOp):
@@ -1283,9 +1284,9 @@ class _ScheduleChecker:
         if loop is None:
             # The container verifies before its ops; say what the op's own verifier would.
             raise VerifyException(f"{op.name}: level L{level} is not an enclosing loop")
-        if loop.count != needed:
+        if loop.iterations != needed:
             raise VerifyException(
-                f"{op.name} @{op.desc_name}: {field} loop L{level} runs {loop.count} times "
+                f"{op.name} @{op.desc_name}: {field} loop L{level} runs {loop.iterations} times "
                 f"but {dim} elements in blocks of {block} need {needed}"
             )
 
@@ -1361,6 +1362,12 @@ class TiledMatmulOp(IRDLOperation):
 
     traits = traits_def(NoTerminator())
 
+    custom_directives = _DIRECTIVES
+    assembly_format = (
+        "$act `,` $weight (`bias` $bias^)? `tiling` custom<Checked>($tiling) attr-dict "
+        "`:` functional-type(operands, results) custom<Body>($schedule)"
+    )
+
     def __init__(
         self,
         act: SSAValue,
@@ -1376,44 +1383,6 @@ class TiledMatmulOp(IRDLOperation):
             properties={"tiling": tiling},
             regions=[Region(Block(schedule))],
         )
-
-    def print(self, printer: Printer) -> None:
-        printer.print_string(" ")
-        printer.print_operand(self.act)
-        printer.print_string(", ")
-        printer.print_operand(self.weight)
-        if self.bias is not None:
-            printer.print_string(" bias ")
-            printer.print_operand(self.bias)
-        printer.print_string(" tiling ")
-        printer.print_attribute(self.tiling)
-        _print_extra_attrs(printer, self)
-        printer.print_string(" : ")
-        printer.print_operation_type(self)
-        printer.print_string(" ")
-        printer.print_region(self.schedule, print_entry_block_args=False)
-
-    @classmethod
-    def parse(cls, parser: Parser) -> Self:
-        act = parser.parse_unresolved_operand()
-        parser.parse_punctuation(",")
-        weight = parser.parse_unresolved_operand()
-        bias = parser.parse_unresolved_operand() if parser.parse_optional_keyword("bias") else None
-        parser.parse_keyword("tiling")
-        pos = parser.pos
-        tiling = parser.parse_attribute()
-        if not isinstance(tiling, TilingAttr):
-            parser.raise_error("expected #bsisa.tiling<...>", pos, parser.pos)
-        attrs = parser.parse_optional_attr_dict()
-        (act_value, weight_value, bias_value), result_type = _parse_signature(
-            parser, cls.name, [act, weight, bias]
-        )
-        assert act_value is not None and weight_value is not None
-        region = parser.parse_region()
-        op = cls(act_value, weight_value, bias_value, result_type, tiling)
-        _move_region(region, op.schedule)
-        op.attributes |= attrs
-        return op
 
     @property
     def weight_info(self) -> QWeightInfo:
@@ -1477,7 +1446,7 @@ class TiledMatmulOp(IRDLOperation):
             if not isinstance(op, InstructionOp) or isinstance(op, _ConfigOp | HaltOp):
                 raise VerifyException(f"{op.name} cannot appear in a tiled matmul schedule")
         config = _Config(**self.config_fields())
-        _ScheduleChecker(self._resolve, config).run(list(self.schedule.block.ops))
+        _ScheduleChecker(self._resolve, config).check(list(self.schedule.block.ops))
 
     def config_fields(self) -> dict[str, int | str]:
         """The registers the schedule runs under: ``rows``, ``cols``, ``tiles``, ``fmt``,
@@ -1532,11 +1501,19 @@ class LaunchOp(IRDLOperation):
     act = operand_def(TensorType)
     bias = opt_operand_def(TensorType)
     result = result_def(TensorType)
-    program = prop_def(SymbolRefAttr)
+    program = prop_def(FlatSymbolRefAttrConstr)
     segment = prop_def(IntegerAttr[I64])
-    act_desc = prop_def(SymbolRefAttr)
-    out_desc = prop_def(SymbolRefAttr)
-    bias_desc = opt_prop_def(SymbolRefAttr)
+    act_desc = prop_def(FlatSymbolRefAttrConstr)
+    out_desc = prop_def(FlatSymbolRefAttrConstr)
+    bias_desc = opt_prop_def(FlatSymbolRefAttrConstr)
+
+    custom_directives = _DIRECTIVES
+    assembly_format = (
+        "custom<Ref>($program) `[` custom<Int>($segment) `]` "
+        "`act` custom<Ref>($act_desc) `(` $act `)` "
+        "(`bias` custom<Ref>($bias_desc) `(` $bias^ `)`)? "
+        "`out` custom<Ref>($out_desc) attr-dict `:` functional-type(operands, results)"
+    )
 
     def __init__(
         self,
@@ -1551,7 +1528,7 @@ class LaunchOp(IRDLOperation):
     ) -> None:
         properties: dict[str, Attribute] = {
             "program": SymbolRefAttr(program),
-            "segment": _int(segment),
+            "segment": IntegerAttr(segment, i64),
             "act_desc": SymbolRefAttr(act_desc),
             "out_desc": SymbolRefAttr(out_desc),
         }
@@ -1563,62 +1540,10 @@ class LaunchOp(IRDLOperation):
             properties=properties,
         )
 
-    @staticmethod
-    def _name(ref: SymbolRefAttr) -> str:
-        return ref.root_reference.data
-
-    def print(self, printer: Printer) -> None:
-        printer.print_string(" ")
-        printer.print_symbol_name(self._name(self.program))
-        printer.print_string(f"[{self.segment.value.data}] act ")
-        printer.print_symbol_name(self._name(self.act_desc))
-        printer.print_string("(")
-        printer.print_operand(self.act)
-        printer.print_string(")")
-        if self.bias is not None and self.bias_desc is not None:
-            printer.print_string(" bias ")
-            printer.print_symbol_name(self._name(self.bias_desc))
-            printer.print_string("(")
-            printer.print_operand(self.bias)
-            printer.print_string(")")
-        printer.print_string(" out ")
-        printer.print_symbol_name(self._name(self.out_desc))
-        _print_extra_attrs(printer, self)
-        printer.print_string(" : ")
-        printer.print_operation_type(self)
-
-    @classmethod
-    def parse(cls, parser: Parser) -> Self:
-        program = parser.parse_symbol_name().data
-        parser.parse_punctuation("[")
-        segment = _parse_int(parser, " (segment index)")
-        parser.parse_punctuation("]")
-        parser.parse_keyword("act")
-        act_desc = parser.parse_symbol_name().data
-        parser.parse_punctuation("(")
-        act = parser.parse_unresolved_operand()
-        parser.parse_punctuation(")")
-        bias = bias_desc = None
-        if parser.parse_optional_keyword("bias"):
-            bias_desc = parser.parse_symbol_name().data
-            parser.parse_punctuation("(")
-            bias = parser.parse_unresolved_operand()
-            parser.parse_punctuation(")")
-        parser.parse_keyword("out")
-        out_desc = parser.parse_symbol_name().data
-        attrs = parser.parse_optional_attr_dict()
-        (act_value, bias_value), result_type = _parse_signature(parser, cls.name, [act, bias])
-        assert act_value is not None
-        op = cls(
-            program, segment, act_value, act_desc, bias_value, bias_desc, out_desc, result_type
-        )
-        op.attributes |= attrs
-        return op
-
     def program_op(self) -> ProgramOp:
         program = SymbolTable.lookup_symbol(self, self.program)
         if not isinstance(program, ProgramOp):
-            raise VerifyException(f"@{self._name(self.program)} is not a bsisa.program")
+            raise VerifyException(f"@{_symbol(self.program)} is not a bsisa.program")
         return program
 
     def verify_(self) -> None:
@@ -1638,10 +1563,10 @@ class LaunchOp(IRDLOperation):
         if self.bias is not None and self.bias_desc is not None:
             bindings.append(("bias", self.bias_desc, self.bias))
         for kind, ref, value in bindings:
-            desc = program.descriptor(self._name(ref))
+            desc = program.descriptor(_symbol(ref))
             if desc is None or desc.kind.data != kind:
                 raise VerifyException(
-                    f"@{self._name(ref)} is not a {kind} descriptor of @{program.sym_name.data}"
+                    f"@{_symbol(ref)} is not a {kind} descriptor of @{program.sym_name.data}"
                 )
             if kind == "bias":
                 shape: tuple[int, ...] = _tensor_shape(value, kind, 1)
@@ -1650,12 +1575,12 @@ class LaunchOp(IRDLOperation):
             if shape != desc.shape_tuple:
                 raise VerifyException(
                     f"{kind} tensor shape {list(shape)} does not match "
-                    f"@{self._name(ref)} {list(desc.shape_tuple)}"
+                    f"@{_symbol(ref)} {list(desc.shape_tuple)}"
                 )
 
 
 Bsisa = Dialect(
     "bsisa",
     [ProgramOp, DescOp, *INSTRUCTION_OPS, TiledMatmulOp, LaunchOp],
-    [TilingAttr],
+    [TilingAttr, DescKindAttr],
 )

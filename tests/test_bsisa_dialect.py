@@ -552,3 +552,17 @@ def test_malformed_syntax_is_a_located_parse_error(text: str, message: str, colu
     assert location is not None and location.file == "test.mlir" and location.line > 0
     if column:
         assert location.column == column
+
+
+def test_instruction_ops_are_the_isa_table() -> None:
+    """One op per ISA instruction (endloop: the end of a bsisa.loop region), with one property
+    per field, named as the field, optional exactly where the field may be none."""
+    by_type = {op.ISA_TYPE: op for op in bsisa.INSTRUCTION_OPS}
+    assert set(by_type) == set(isa.INSTRUCTION_TYPES) - {isa.EndLoop}
+    for isa_type, op_type in by_type.items():
+        properties = op_type.get_irdl_definition().properties
+        assert list(properties) == [f.name for f in isa_type.FIELDS], op_type.name
+        for field in isa_type.FIELDS:
+            optional = type(properties[field.name]).__name__.startswith("Opt")
+            assert optional == field.optional, (op_type.name, field.name)
+        assert op_type.name == f"bsisa.{isa_type.MNEMONIC}"

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import re
 import struct
 import zlib
+from pathlib import Path
 
 import pytest
 from bitmod.runtime.arch.hwconfig import HardwareConfig
@@ -12,6 +14,7 @@ from bitmod.runtime.arch.schedule import ORDERS
 from bitmod.runtime.formats import FORMAT_IDS, get_format
 from bitmod.runtime.isa import (
     BY_OPCODE,
+    INSTRUCTION_TYPES,
     AccClr,
     CfgArray,
     CfgFmt,
@@ -451,3 +454,39 @@ def test_matmul_program_rejects_bad_arguments() -> None:
         matmul_program(act="x", weight="x", out="y", m=8, n=8, k=128, fmt="int8", group_size=128)
     with pytest.raises(IsaError, match="unknown weight format"):
         matmul_program(act="x", weight="w", out="y", m=8, n=8, k=128, fmt="nope", group_size=128)
+
+
+# --- the one description ---------------------------------------------------------------------
+
+
+def test_docs_instruction_table_is_the_spec_table() -> None:
+    """docs/ISA.md's instruction table (written by hand) has the spec's opcodes, mnemonics and
+    bit ranges, field by field in order."""
+    doc = (Path(__file__).resolve().parents[1] / "docs" / "ISA.md").read_text()
+    rows = re.findall(r"^\| (0x[0-9a-f]{2}) \| `([a-z.]+)` \| ([^|]*) \|", doc, re.MULTILINE)
+    assert len(rows) == len(INSTRUCTION_TYPES)
+    for (opcode, mnemonic, fields), instr in zip(rows, INSTRUCTION_TYPES, strict=True):
+        assert (int(opcode, 16), mnemonic) == (instr.OPCODE, instr.MNEMONIC)
+        ranges = [(int(hi), int(lo)) for hi, lo in re.findall(r"\[(\d+):(\d+)\]", fields)]
+        assert ranges == [(f.hi, f.lo) for f in instr.FIELDS], mnemonic
+
+
+def test_reserved_bits_are_the_bits_no_field_covers() -> None:
+    # By hand from docs/ISA.md: cfg.sv uses bits [63:56], [55:54] and [47:32] of its word.
+    used = 0xFF << 56 | 0x3 << 54 | 0xFFFF << 32
+    assert CfgSv.reserved_mask() == ((1 << 64) - 1) & ~used
+    assert Mac.reserved_mask() == (1 << 56) - 1
+    for bit in (53, 48, 31, 0):
+        with pytest.raises(IsaError, match="reserved bits"):
+            decode_word(CfgSv(0, 1).encode() | 1 << bit)
+
+
+def test_plain_operands_may_be_written_with_their_keyword() -> None:
+    plain = assemble(
+        '.desc d0 act "x" 8x8\nloop L0 count=1\n  ld.act d0 row=L0 k=-\nendloop L0\ncfg.kchunk 64'
+    )
+    keyed = assemble(
+        '.desc d0 act "x" 8x8\nloop count=1 lvl=L0\n  ld.act k=- row=L0 desc=d0\n'
+        "endloop lvl=L0\ncfg.kchunk kc=64"
+    )
+    assert keyed == plain

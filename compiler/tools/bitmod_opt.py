@@ -8,6 +8,11 @@ Usage::
     bitmod-opt model.mlir --pipeline=bitmod-default --emit=bin -o model.bin
     cat model.mlir | bitmod-opt - -p convert-linalg-to-bitmod
     bitmod-opt --list-passes
+    bitmod-opt invalid.mlir --split-input-file --verify-diagnostics
+
+``--split-input-file`` and ``--verify-diagnostics`` work as in mlir-opt
+(:mod:`bitmod.compiler.diagnostics_check`); each chunk is compiled on its own and writes no
+parameter archive.
 
 Parameter archive. Weights live in a safetensors archive next to the IR, named by the module
 attribute ``bitmod.params`` (relative to the IR file; to the working directory for stdin).
@@ -36,6 +41,7 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import NoReturn
 
+from bitmod.compiler.diagnostics_check import process_chunks
 from bitmod.compiler.ir_io import parse_module, print_module, verify_module
 from bitmod.compiler.pipelines import (
     PIPELINES,
@@ -110,6 +116,20 @@ def _argument_parser() -> argparse.ArgumentParser:
         "--allow-unregistered-dialect",
         action="store_true",
         help="accept ops of dialects the compiler does not know",
+    )
+    parser.add_argument(
+        "--print-op-generic", action="store_true", help="print every op in the generic form"
+    )
+    parser.add_argument(
+        "--split-input-file",
+        action="store_true",
+        help="compile each chunk between '// -----' lines on its own (no archive is written)",
+    )
+    parser.add_argument(
+        "--verify-diagnostics",
+        action="store_true",
+        help="check the diagnostics against the input's expected-error comments "
+        "(bitmod.compiler.diagnostics_check)",
     )
     parser.add_argument("--debug", action="store_true", help="print Python tracebacks with errors")
     return parser
@@ -253,9 +273,9 @@ def _is_archive_error(error: Exception) -> bool:
     return archive is not None and isinstance(error, archive.ArchiveError)
 
 
-def _emit(ctx: BitmodContext, module: ModuleOp, emit: str) -> bytes:
+def _emit(ctx: BitmodContext, module: ModuleOp, emit: str, generic: bool = False) -> bytes:
     if emit == "mlir":
-        return print_module(ctx, module).encode("utf-8")
+        return print_module(ctx, module, generic).encode("utf-8")
     try:
         from bitmod.backends.emit import module_to_program
     except ImportError as error:
@@ -269,14 +289,19 @@ def _emit(ctx: BitmodContext, module: ModuleOp, emit: str) -> bytes:
     return program.to_asm().encode("utf-8") if emit == "asm" else program.encode()
 
 
-def run(args: argparse.Namespace) -> None:
-    """Everything after argument parsing; raises DiagnosticError on any user error."""
-    pipeline_text = _pipeline_text(args)
-    pipeline = build_pipeline(pipeline_text) if pipeline_text else PassPipeline(())
-
-    text, source_name, base_dir = _read_input(args.input)
+def _compile(
+    args: argparse.Namespace,
+    pipeline: PassPipeline,
+    text: str,
+    source_name: str,
+    base_dir: Path,
+    staged: list[Staged] | None,
+) -> bytes:
+    """Parse ``text``, run the passes and emit. With ``staged`` (not None) the parameter
+    archive is written to a temporary and appended to it, for :func:`run` to put in place
+    together with the output; without, no archive is written (a chunk of a split file)."""
     ctx = make_context(allow_unregistered=args.allow_unregistered_dialect)
-    archive_path = _archive_output(args)
+    archive_path = _archive_output(args) if staged is not None else None
     if archive_path is not None:
         ctx.params_name = _relative_name(archive_path, args.output)
     else:
@@ -290,14 +315,37 @@ def run(args: argparse.Namespace) -> None:
     has_archive = PARAMS_ATTR in module.attributes
     # The input's pin names the archive it was read with; the output gets its own.
     module.attributes.pop(PARAMS_HASH_ATTR, None)
+    if has_archive and archive_path is not None and staged is not None:
+        staged.append(_stage_archive(ctx, module, archive_path))
+    elif has_archive and pipeline.passes and staged is not None:
+        give = "give -o OUT or --params PATH" if args.output is None else "give --params PATH"
+        print(f"bitmod-opt: note: parameter archive not written ({give})", file=sys.stderr)
+    return _emit(ctx, module, args.emit, args.print_op_generic)
+
+
+def run(args: argparse.Namespace) -> None:
+    """Everything after argument parsing; raises DiagnosticError on any user error."""
+    pipeline_text = _pipeline_text(args)
+    pipeline = build_pipeline(pipeline_text) if pipeline_text else PassPipeline(())
+
+    text, source_name, base_dir = _read_input(args.input)
     staged: list[Staged] = []
     try:
-        if has_archive and archive_path is not None:
-            staged.append(_stage_archive(ctx, module, archive_path))
-        elif has_archive and pipeline.passes:
-            give = "give -o OUT or --params PATH" if args.output is None else "give --params PATH"
-            print(f"bitmod-opt: note: parameter archive not written ({give})", file=sys.stderr)
-        data = _emit(ctx, module, args.emit)
+        if args.split_input_file or args.verify_diagnostics:
+            if args.emit == "bin":
+                raise DiagnosticError(
+                    "--split-input-file / --verify-diagnostics print text: use --emit=mlir or asm",
+                    location=SourceLocation(source_name, 1, 1),
+                )
+            data = process_chunks(
+                text,
+                source_name,
+                lambda chunk: _compile(args, pipeline, chunk, source_name, base_dir, None),
+                split=args.split_input_file,
+                verify=args.verify_diagnostics,
+            )
+        else:
+            data = _compile(args, pipeline, text, source_name, base_dir, staged)
         if args.output is not None:
             staged.append(_stage(args.output, "output", lambda path: path.write_bytes(data)))
         # The IR goes last: until it is in place, the old IR (if any) still pins the old
