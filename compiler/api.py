@@ -61,6 +61,7 @@ import torch
 from bitmod.compiler.host import HostError, HostProgram
 from bitmod.compiler.offload import (
     Binding,
+    FastPath,
     OpRecord,
     OpStats,
     QuantPlan,
@@ -295,6 +296,7 @@ class CompiledModel:
         hardware: HardwareConfig,
         ir: str,
         example_inputs: Sequence[torch.Tensor],
+        device: str | torch.device | None = None,
     ) -> None:
         self.model_name = model_name
         self.host = host
@@ -306,6 +308,9 @@ class CompiledModel:
         self.ir = ir
         self.example_inputs = list(example_inputs)
         self.machine = Machine(hardware)
+        self._fast: FastPath | None = None
+        if device is not None:
+            self.to_device(device)
         self._bias16: dict[str, torch.Tensor] = {}
         self._last: tuple[str, dict[str, OpStats]] | None = None
         self._check()
@@ -347,6 +352,25 @@ class CompiledModel:
 
     # -- running ---------------------------------------------------------------------------
 
+    def to_device(self, device: str | torch.device | None) -> CompiledModel:
+        """Run the accelerated ops' arithmetic on ``device`` ("cpu", "cuda", ...: the bit-exact
+        torch kernels, Triton on CUDA) instead of the instruction interpreter; ``None`` goes
+        back to the interpreter. Outputs and reports are the same bits either way
+        (:class:`~bitmod.compiler.offload.FastPath`)."""
+        if device is None:
+            self._fast = None
+            return self
+        try:
+            self._fast = FastPath(self.machine, device)
+        except (RuntimeError, ValueError) as error:
+            raise CompileError(f"device {str(device)!r}: {error}") from None
+        return self
+
+    @property
+    def device(self) -> torch.device | None:
+        """The device of the fast path, None when the interpreter runs every op."""
+        return None if self._fast is None else self._fast.device
+
     def __call__(self, *args: Any, **kwargs: Any) -> Any:
         return self.run(args, kwargs).outputs
 
@@ -377,6 +401,7 @@ class CompiledModel:
                     bias16=self._bias(compiled),
                     stats=stats[name],
                     records=records,
+                    fast=self._fast,
                 )
             except MachineError as error:
                 raise CompileError(f"op '{name}' failed on the machine: {error}") from None
@@ -688,6 +713,7 @@ def compile(  # noqa: A001 - the public name mirrors torch.compile
     kv_group_size: int | None = None,
     hardware: HardwareConfig | None = None,
     progress: bool | None = None,
+    device: str | torch.device | None = None,
 ) -> CompiledModel:
     """Compile ``model`` for the BitMoD accelerator (see the module docstring).
 
@@ -700,7 +726,9 @@ def compile(  # noqa: A001 - the public name mirrors torch.compile
     default ``bitmod-quantize,bitmod-tile{...hardware...},bitmod-lower-to-isa`` (its
     ``bitmod-quantize`` is skipped for run-time quantized ops; formats come from ``dtype`` /
     ``layers``); ``hardware`` the accelerator (default: the paper's 16 tiles of 8x8);
-    ``progress`` shows a tqdm bar (default: on a terminal, for 8 layers or more).
+    ``progress`` shows a tqdm bar (default: on a terminal, for 8 layers or more); ``device``
+    runs the accelerated ops on the bit-exact torch/Triton kernels of that device instead of
+    the instruction interpreter (:meth:`CompiledModel.to_device`: same outputs, same report).
     """
     hardware = hardware or HardwareConfig()
     kv_group_size = group_size if kv_group_size is None else kv_group_size
@@ -780,6 +808,7 @@ def compile(  # noqa: A001 - the public name mirrors torch.compile
         hardware=hardware,
         ir=print_module(ctx, ir_module),
         example_inputs=[t.detach().clone() for t in inputs],
+        device=device,
     )
 
 
@@ -907,8 +936,11 @@ def _bundle_archive(
 # --- load --------------------------------------------------------------------------------------
 
 
-def load(directory: str | os.PathLike[str]) -> CompiledModel:
-    """A compiled model saved by :meth:`CompiledModel.save`; no model source, no tracing.
+def load(
+    directory: str | os.PathLike[str], device: str | torch.device | None = None
+) -> CompiledModel:
+    """A compiled model saved by :meth:`CompiledModel.save`; no model source, no tracing;
+    ``device`` as for :func:`compile`.
 
     A missing or corrupt file raises :class:`CompileError` naming it.
     """
@@ -946,6 +978,7 @@ def load(directory: str | os.PathLike[str]) -> CompiledModel:
             hardware=hardware,
             ir=_read_text(root / _FILES["ir"]),
             example_inputs=example_inputs,
+            device=device,
         )
     except (HostError, ArchiveError) as error:
         raise CompileError(str(error)) from None

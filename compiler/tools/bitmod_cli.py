@@ -59,6 +59,12 @@ class CliError(Exception):
 # --- argument parsing --------------------------------------------------------------------------
 
 
+_DEVICE_HELP = (
+    "torch device (cpu, cuda) whose bit-exact kernels compute the accelerated ops instead of "
+    "the instruction interpreter: the same outputs and report, much faster on large models"
+)
+
+
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="bitmod",
@@ -140,6 +146,7 @@ def _parser() -> argparse.ArgumentParser:
     compile_.add_argument("--rows", type=int, default=None, help="PE rows per tile (default 8)")
     compile_.add_argument("--cols", type=int, default=None, help="PE cols per tile (default 8)")
     compile_.add_argument("--quiet", action="store_true", help="do not print the report")
+    compile_.add_argument("--device", default=None, help=_DEVICE_HELP)
     progress = compile_.add_mutually_exclusive_group()
     progress.add_argument(
         "--progress",
@@ -155,6 +162,7 @@ def _parser() -> argparse.ArgumentParser:
     run = commands.add_parser("run", help="run a bundle on its saved example inputs")
     run.add_argument("bundle", metavar="BUNDLE")
     run.add_argument("--json", action="store_true", help="print the report as JSON")
+    run.add_argument("--device", default=None, help=_DEVICE_HELP)
 
     report = commands.add_parser("report", help="print a bundle's saved report")
     report.add_argument("bundle", metavar="BUNDLE")
@@ -315,6 +323,7 @@ def _compile(args: argparse.Namespace) -> int:
             kv_group_size=args.kv_group_size,
             hardware=hardware,
             progress=args.progress,
+            device=args.device,
         )
     bundle = compiled.save(args.output)
     if not args.quiet:
@@ -342,7 +351,7 @@ def _torch_logging_silenced() -> Iterator[None]:
 def _run(args: argparse.Namespace) -> int:
     from bitmod.compiler.api import load
 
-    compiled = load(args.bundle)
+    compiled = load(args.bundle, device=args.device)
     compiled.run(compiled.example_inputs, label="the saved example inputs")
     report = compiled.report()
     print(json.dumps(report.to_json(), indent=1) if args.json else report.format(), file=stdout())

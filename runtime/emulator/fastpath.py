@@ -58,6 +58,8 @@ class FastGemm:
 
     def __init__(self, device: str | torch.device = "cpu", *, use_triton: bool | None = None):
         self.device = torch.device(device)
+        if self.device.type == "cuda" and not torch.cuda.is_available():
+            raise ValueError("CUDA is not available on this machine")
         available = triton_available(self.device)
         if use_triton and not available:
             raise ValueError(f"the Triton kernel needs CUDA and Triton; device is {self.device}")

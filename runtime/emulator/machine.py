@@ -384,9 +384,15 @@ class Machine:
         program: Program | bytes,
         memory: Mapping[str, Any] | ParamArchive | None = None,
         inputs: Mapping[str, Any] | None = None,
+        *,
+        compute: bool = True,
     ) -> RunResult:
         """Execute ``program`` (a Program or its binary) on ``memory`` (+ ``inputs``).
 
+        ``compute=False`` plays the program's timing and traffic out without the PE arithmetic:
+        the report is the one a computing run gives (cycles, bytes, energy depend on the
+        program, the shapes and the configuration, never on the values), the outputs are zeros
+        and the weight values are not decoded (so value errors of a corrupt image go unseen).
         Raises :class:`bitmod.runtime.isa.IsaError` for a corrupt binary and
         :class:`MachineError` for anything the machine or memory image cannot do.
         """
@@ -394,12 +400,13 @@ class Machine:
             program = Program.decode(bytes(program))
         else:
             program.validate()
-        return _Run(self, program, _Memory(memory, inputs)).execute()
+        return _Run(self, program, _Memory(memory, inputs), compute).execute()
 
 
 class _Run:
-    def __init__(self, machine: Machine, program: Program, memory: _Memory) -> None:
+    def __init__(self, machine: Machine, program: Program, memory: _Memory, compute: bool) -> None:
         self.machine = machine
+        self.compute = compute
         self.config = machine.config
         self.program = program
         self.memory = memory
@@ -646,7 +653,7 @@ class _Run:
         nbytes = data.size * ACT_BYTES
         _, end = self._load_transfer(self.act_buffer, slot, nbytes)
         self.act = _ActBlock(
-            data=np.ascontiguousarray(data),
+            data=np.ascontiguousarray(data) if self.compute else data,
             row_block=block.index,
             k_chunk=block.k_chunk,
             k0=block.k0,
@@ -702,6 +709,21 @@ class _Run:
 
     # -- compute -------------------------------------------------------------------------------
 
+    def _sv_register(self, where: str, block: _WeightBlock) -> tuple[int, ...]:
+        """The SV register the term decoder of ``block`` reads (empty for formats without
+        special values); MachineError if a group selects a slot no ``cfg.sv`` set."""
+        fmt = get_format(block.fmt)
+        if fmt.special_code is None or fmt.family not in ("mixture", "fp_er", "fp_ea"):
+            return ()
+        if block.sv_needed is None:
+            block.sv_needed = sorted({int(i) for i in np.unique(block.sv_index)})
+        unset = [i for i in block.sv_needed if not self.regs.sv_written[i]]
+        if unset:
+            raise MachineError(
+                f"{where}: weight groups select special-value slot(s) {unset}, never set by cfg.sv"
+            )
+        return tuple(self.regs.sv)
+
     def _prepared(self, where: str, block: _WeightBlock) -> tuple[pe.PreparedWeights, int]:
         """The term decoder: codes → grid values (SV register) → bit-serial terms.
 
@@ -711,17 +733,7 @@ class _Run:
         activations several times decodes each block once.
         """
         fmt = get_format(block.fmt)
-        uses_sv = fmt.special_code is not None and fmt.family in ("mixture", "fp_er", "fp_ea")
-        register = tuple(self.regs.sv) if uses_sv else ()
-        if uses_sv:
-            if block.sv_needed is None:
-                block.sv_needed = sorted({int(i) for i in np.unique(block.sv_index)})
-            unset = [i for i in block.sv_needed if not self.regs.sv_written[i]]
-            if unset:
-                raise MachineError(
-                    f"{where}: weight groups select special-value slot(s) {unset}, "
-                    f"never set by cfg.sv"
-                )
+        register = self._sv_register(where, block)
         key = (
             self.desc_name(block.desc),
             block.col_block,
@@ -791,19 +803,25 @@ class _Run:
             raise MachineError(
                 f"{where}: K chunk {min(chunks & acc.chunks)} accumulated twice without acc.clr"
             )
-        prepared, terms = self._prepared(where, weights)
         group = self.regs.group_size
-        try:
-            acc_values = pe.group_accumulators(act_data, prepared, group)
-        except ValueError as err:  # an Inf/NaN activation: the PE has no special values
-            raise MachineError(
-                f"{where}: activation {self.desc_name(act.desc)!r} row block {act.row_block}, "
-                f"{self._chunk_text(weights.k_chunk)}: {err}"
-            ) from None
-        x = pe.dequantize_groups(acc_values, weights.scale_codes)
-        if acc.values is None:
-            acc.values = np.zeros(x.shape[:2], np.float32)
-        acc.values = pe.accumulate_groups(acc.values, x)
+        if self.compute:
+            prepared, terms = self._prepared(where, weights)
+            try:
+                acc_values = pe.group_accumulators(act_data, prepared, group)
+            except ValueError as err:  # an Inf/NaN activation: the PE has no special values
+                raise MachineError(
+                    f"{where}: activation {self.desc_name(act.desc)!r} row block "
+                    f"{act.row_block}, {self._chunk_text(weights.k_chunk)}: {err}"
+                ) from None
+            x = pe.dequantize_groups(acc_values, weights.scale_codes)
+            if acc.values is None:
+                acc.values = np.zeros(x.shape[:2], np.float32)
+            acc.values = pe.accumulate_groups(acc.values, x)
+        else:
+            register = self._sv_register(where, weights)
+            terms = num_terms(get_format(weights.fmt), register or None)
+            if acc.values is None:
+                acc.values = np.zeros((act_data.shape[0], weights.codes.shape[0]), np.float32)
         acc.act_desc, acc.wgt_desc, acc.row_block, acc.col_block = key
         acc.chunks |= chunks
         # timing: the array takes the block's rows ROWS at a time (runtime.arch.schedule.MacTiming)
@@ -857,7 +875,10 @@ class _Run:
                     f"weight {self.desc_name(acc.wgt_desc)!r} has {wgt_desc.dim0}"
                 )
             bias_values = self.memory.tensor(self.desc_name(bias), "bias")[c0:c1]
-        data = pe.drain(acc.values, channel_scale[c0:c1].numpy(), bias_values)
+        if self.compute:
+            data = pe.drain(acc.values, channel_scale[c0:c1].numpy(), bias_values)
+        else:
+            data = np.zeros(acc.values.shape, np.float16)
         # timing: the drain copies the accumulators (the next mac may start then) into the
         # output buffer slot freed by the store two drains ago.
         slot = self.drains % 2
