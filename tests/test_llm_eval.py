@@ -234,3 +234,52 @@ def test_smollm2_ci_slice_orders_bitmod3_before_int3_asym(smollm2: LanguageModel
         context=512,
     )
     assert fp32.perplexity < bitmod3.perplexity < int3_asym.perplexity
+
+
+# --- hardware arithmetic -------------------------------------------------------------------------
+
+
+def test_hardware_arithmetic_perplexity_is_the_loss_of_the_pe_computed_model() -> None:
+    from bitmod.compiler.llm.evaluate import results_markdown
+    from bitmod.compiler.llm.hardware import accelerated_linears
+
+    lm = tiny_lm()
+    ids = _tokens(33)
+    config = QuantConfig("bitmod3", group_size=32)  # K = 48: ragged last group of 16
+    fake, hardware = evaluate(
+        lm, "wiki", [config], tokens=ids, context=32, arithmetic=["fake", "hardware"]
+    )
+    assert (fake.arithmetic, hardware.arithmetic) == ("fake", "hardware")
+    assert hardware.bits_per_weight == fake.bits_per_weight
+    # One window, no BOS: transformers' own loss of the model whose block linears run on the
+    # PE arithmetic, from the same stored codes.
+    archive = quantize_linears(lm, config)
+    with accelerated_linears(lm.block_linears(), archive):
+        nll, count = _hf_nll(lm, ids[:32])
+    assert hardware.scored_tokens == count
+    assert hardware.nll == pytest.approx(nll, rel=1e-5)
+    # Not the fake-quantized number, but close to it (the arithmetic is all that differs).
+    assert hardware.nll != fake.nll
+    assert hardware.perplexity == pytest.approx(fake.perplexity, rel=0.05)
+    table = results_markdown([fake, hardware])
+    assert "| arithmetic |" in table and "| hardware |" in table and "| fake |" in table
+
+
+@pytest.mark.parametrize(
+    ("config", "problem"),
+    [
+        (QuantConfig("mxfp4"), "mxfp4 has no bit-serial datapath"),
+        (QuantConfig("bitmod3", scale_bits=None), "INT group scales"),
+        (QuantConfig("int8", fp16_activations=False), "activations are FP16"),
+    ],
+)
+def test_hardware_arithmetic_refuses_what_the_pe_cannot_compute(config, problem) -> None:
+    with pytest.raises(EvalError, match=problem):
+        evaluate(tiny_lm(), "wiki", [config], tokens=_tokens(40), context=32, arithmetic="hardware")
+
+
+def test_unknown_arithmetic_is_one_error() -> None:
+    with pytest.raises(EvalError, match="arithmetic 'exact': expected fake or hardware"):
+        evaluate(
+            tiny_lm(), "wiki", [QuantConfig()], tokens=_tokens(40), context=32, arithmetic="exact"
+        )

@@ -63,6 +63,12 @@ def add_eval_parser(commands: Any) -> None:
     parser.add_argument("--max-tokens", type=int, default=None, help="use the first N tokens")
     parser.add_argument("--batch-size", type=int, default=1, help="windows per forward pass")
     parser.add_argument("--device", default="auto", help="auto (CUDA when present), cpu, cuda")
+    parser.add_argument(
+        "--arithmetic",
+        default="fake",
+        help="fake (dequantized weights in FP32 matmuls), hardware (the PE's bit-exact "
+        "arithmetic, Triton on CUDA), or fake,hardware for both (default fake)",
+    )
     parser.add_argument("--json", type=Path, metavar="FILE", help="write every result as JSON")
     parser.add_argument("--csv", type=Path, metavar="FILE", help="write every result as CSV")
     parser.add_argument("--markdown", type=Path, metavar="FILE", help="write the table")
@@ -138,6 +144,7 @@ def run_eval(args: argparse.Namespace) -> int:
         stride=args.stride,
         batch_size=args.batch_size,
         progress=show,
+        arithmetic=[mode.strip() for mode in args.arithmetic.split(",") if mode.strip()],
     )
     table = results_markdown(results)
     first = results[0]

@@ -23,6 +23,19 @@ BOS, the first token of every window is context only. Windows are run ``batch_si
 time; the LM head is applied in chunks, so Gemma's 262,144-way logits never exist for a whole
 window at once.
 
+Arithmetic
+----------
+``arithmetic="fake"`` (what every quantization paper reports, BitMoD's included): each block
+linear multiplies its FP16-rounded input by the *dequantized* stored weights in FP32 and rounds
+its output to FP16. ``arithmetic="hardware"``: each block linear computes as the PE array does
+(:func:`~bitmod.compiler.llm.hardware.accelerated_linears`: 1-bit term mantissas × 11-bit
+activation mantissas, 3 guard bits and round-to-nearest-even, exact group accumulation, INT8
+bit-serial dequantization, FP32 column accumulation, FP16 drain), bit-identical to the emulator
+running the compiled programs, on the model's device (Triton on CUDA). The same stored codes,
+the same FP16 inputs and FP16 outputs: the two differ only in the arithmetic between them.
+Everything else (embeddings, norms, attention, LM head) is the host's FP32 in both. Formats
+without a bit-serial datapath or without INT group scales have no hardware mode.
+
 Data types are :class:`~bitmod.compiler.llm.fakequant.QuantConfig`\\ s; :data:`PAPER_TABLE`,
 :data:`ABLATION`, :data:`SCALE_SWEEP` are the configurations of Tables VI, VIII and V.
 """
@@ -48,12 +61,15 @@ from bitmod.compiler.llm.fakequant import (
     quantize_linears,
     weighted_bits_per_weight,
 )
+from bitmod.compiler.llm.hardware import accelerated_linears
 from bitmod.compiler.llm.models import LanguageModel
 from bitmod.compiler.llm.text import CORPORA, load_text
+from bitmod.runtime.formats import get_format
 from tqdm import tqdm
 
 __all__ = [
     "ABLATION",
+    "ARITHMETICS",
     "EvalError",
     "PAPER_TABLE",
     "SCALE_SWEEP",
@@ -70,6 +86,10 @@ __all__ = [
 
 class EvalError(ValueError):
     """Text too short for one window, bad window settings, an unknown corpus."""
+
+
+#: How the block linears compute (see "Arithmetic" above).
+ARITHMETICS = ("fake", "hardware")
 
 
 def _configs(dtypes: Iterable[str], scale_bits: Sequence[int | None]) -> tuple[QuantConfig, ...]:
@@ -162,6 +182,7 @@ class PerplexityResult:
     quantize_seconds: float
     eval_seconds: float
     device: str
+    arithmetic: str = "fake"
 
     def to_json(self) -> dict[str, Any]:
         return asdict(self)
@@ -261,13 +282,27 @@ def evaluate(
     progress: bool = False,
     tokens: Sequence[int] | None = None,
     on_result: Any = None,
+    arithmetic: str | Sequence[str] = "fake",
 ) -> list[PerplexityResult]:
-    """Perplexity of ``lm`` on ``corpus`` for every configuration, in order.
+    """Perplexity of ``lm`` on ``corpus`` for every configuration, in order, in each of the
+    ``arithmetic`` modes (``"fake"``, ``"hardware"`` or both; the FP32 reference is run once).
 
     Quantization uses :func:`~bitmod.compiler.llm.fakequant.quantize_linears` (the compiler's
-    stored codes) on the model's device. ``on_result`` is called with each result as it is
-    done (for incremental output).
+    stored codes) on the model's device, once per configuration for all modes. ``on_result``
+    is called with each result as it is done (for incremental output).
     """
+    modes = [arithmetic] if isinstance(arithmetic, str) else list(arithmetic)
+    unknown = [mode for mode in modes if mode not in ARITHMETICS]
+    if unknown or not modes:
+        raise EvalError(
+            f"arithmetic {', '.join(map(repr, unknown)) or 'none'}: expected "
+            f"{' or '.join(ARITHMETICS)}"
+        )
+    if "hardware" in modes:
+        for config in configs:
+            problem = _hardware_problem(config)
+            if problem:
+                raise EvalError(f"{config.label}: no hardware arithmetic ({problem})")
     ids = list(tokens) if tokens is not None else tokens_of(lm, corpus)
     if max_tokens is not None:
         ids = ids[:max_tokens]
@@ -279,45 +314,95 @@ def evaluate(
     for config in configs:
         started = time.perf_counter()
         archive = quantize_linears(lm, config, device=device) if config.quantized else None
-        quantized_at = time.perf_counter()
-        with fake_quantized(lm, archive, fp16_activations=config.rounds_activations) as stored:
-            ppl, nll, scored, windows = perplexity(
-                lm,
-                ids,
-                context=context,
-                stride=stride,
-                batch_size=batch_size,
-                progress=progress,
-                desc=f"{lm.name} {corpus_name} {config.label}",
+        quantize_seconds = time.perf_counter() - started
+        for mode in modes if config.quantized else modes[:1]:
+            results.append(
+                _evaluate_one(
+                    lm,
+                    ids,
+                    config,
+                    archive,
+                    "fake" if not config.quantized else mode,
+                    context=context,
+                    stride=stride,
+                    batch_size=batch_size,
+                    progress=progress,
+                    corpus_name=str(corpus_name),
+                    quantize_seconds=quantize_seconds,
+                )
             )
-            bits = weighted_bits_per_weight(stored) if stored else None
-        result = PerplexityResult(
-            model=lm.name,
-            corpus=str(corpus_name),
-            config=config.label,
-            dtype=config.dtype,
-            group_size=None
-            if not config.quantized
-            else (32 if config.is_mx else config.group_size),
-            scale_bits=None if not config.quantized or config.is_mx else config.scale_bits,
-            fp16_activations=config.rounds_activations,
-            perplexity=ppl,
-            nll=nll,
-            scored_tokens=scored,
-            tokens=windows[-1].start + context,
-            windows=len(windows),
+            if on_result is not None:
+                on_result(results[-1])
+    return results
+
+
+def _hardware_problem(config: QuantConfig) -> str | None:
+    """Why ``config`` cannot run on the PE arithmetic (None if it can)."""
+    if not config.quantized:
+        return None
+    if not get_format(config.dtype).accelerated:
+        return f"{config.dtype} has no bit-serial datapath"
+    if config.scale_bits is None or config.is_mx:
+        return "the PE dequantizes INT group scales, not FP16 or E8M0 ones"
+    if not config.rounds_activations:
+        return "the PE's activations are FP16"
+    return None
+
+
+def _evaluate_one(
+    lm: LanguageModel,
+    ids: list[int],
+    config: QuantConfig,
+    archive: Any,
+    mode: str,
+    *,
+    context: int,
+    stride: int,
+    batch_size: int,
+    progress: bool,
+    corpus_name: str,
+    quantize_seconds: float,
+) -> PerplexityResult:
+    device = _model_device(lm)
+    started = time.perf_counter()
+    if mode == "hardware":
+        arithmetic = accelerated_linears(lm.block_linears(), archive)
+    else:
+        arithmetic = fake_quantized(lm, archive, fp16_activations=config.rounds_activations)
+    label = config.label + (" hw" if mode == "hardware" else "")
+    with arithmetic as stored:
+        ppl, nll, scored, windows = perplexity(
+            lm,
+            ids,
             context=context,
             stride=stride,
-            bos_id=lm.bos_id,
-            bits_per_weight=bits,
-            quantize_seconds=quantized_at - started,
-            eval_seconds=time.perf_counter() - quantized_at,
-            device=str(device),
+            batch_size=batch_size,
+            progress=progress,
+            desc=f"{lm.name} {corpus_name} {label}",
         )
-        results.append(result)
-        if on_result is not None:
-            on_result(result)
-    return results
+        bits = weighted_bits_per_weight(stored) if stored else None
+    return PerplexityResult(
+        model=lm.name,
+        corpus=str(corpus_name),
+        config=config.label,
+        dtype=config.dtype,
+        group_size=None if not config.quantized else (32 if config.is_mx else config.group_size),
+        scale_bits=None if not config.quantized or config.is_mx else config.scale_bits,
+        fp16_activations=config.rounds_activations,
+        perplexity=ppl,
+        nll=nll,
+        scored_tokens=scored,
+        tokens=windows[-1].start + context,
+        windows=len(windows),
+        context=context,
+        stride=stride,
+        bos_id=lm.bos_id,
+        bits_per_weight=bits,
+        quantize_seconds=quantize_seconds,
+        eval_seconds=time.perf_counter() - started,
+        device=str(device),
+        arithmetic=mode,
+    )
 
 
 # --- output ------------------------------------------------------------------------------------
@@ -332,19 +417,24 @@ def _scale_label(result: PerplexityResult) -> str:
 
 
 def results_markdown(results: Sequence[PerplexityResult]) -> str:
-    """A Markdown table: one row per (data type, scales), one column per corpus."""
+    """A Markdown table: one row per (data type, scales[, arithmetic]), one column per corpus
+    (the arithmetic column appears when a result used the hardware arithmetic)."""
     corpora = list(dict.fromkeys(r.corpus for r in results))
-    rows: dict[tuple[str, str], dict[str, PerplexityResult]] = {}
+    with_mode = any(r.arithmetic != "fake" for r in results)
+    rows: dict[tuple[str, str, str], dict[str, PerplexityResult]] = {}
     for result in results:
-        rows.setdefault((result.dtype, _scale_label(result)), {})[result.corpus] = result
+        key = (result.dtype, _scale_label(result), result.arithmetic)
+        rows.setdefault(key, {})[result.corpus] = result
     reference = {
         r.corpus: r.perplexity for r in results if r.dtype == FP32 and not r.fp16_activations
     }
-    header = "| data type | group | scales | bits/w | " + " | ".join(
-        f"{c} PPL | Δ vs FP32" for c in corpora
+    header = (
+        "| data type | group | scales | bits/w | "
+        + ("arithmetic | " if with_mode else "")
+        + " | ".join(f"{c} PPL | Δ vs FP32" for c in corpora)
     )
-    lines = [header + " |", "|" + "---|" * (4 + 2 * len(corpora))]
-    for (dtype, scales), by_corpus in rows.items():
+    lines = [header + " |", "|" + "---|" * (4 + with_mode + 2 * len(corpora))]
+    for (dtype, scales, mode), by_corpus in rows.items():
         any_result = next(iter(by_corpus.values()))
         group = "-" if any_result.group_size is None else str(any_result.group_size)
         bits = "32" if any_result.bits_per_weight is None else f"{any_result.bits_per_weight:.3f}"
@@ -356,7 +446,10 @@ def results_markdown(results: Sequence[PerplexityResult]) -> str:
                 continue
             delta = r.perplexity - reference[corpus] if corpus in reference else math.nan
             cells += [f"{r.perplexity:.3f}", "" if dtype == FP32 else f"{delta:+.3f}"]
-        lines.append(f"| {dtype} | {group} | {scales} | {bits} | " + " | ".join(cells) + " |")
+        mode_cell = f"{mode} | " if with_mode else ""
+        lines.append(
+            f"| {dtype} | {group} | {scales} | {bits} | {mode_cell}" + " | ".join(cells) + " |"
+        )
     return "\n".join(lines)
 
 
