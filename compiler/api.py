@@ -68,6 +68,7 @@ from bitmod.compiler.offload import (
     check_accelerated_dtype,
     plan_groups,
     run_op,
+    to_fp16,
 )
 from bitmod.compiler.torch_frontend import (
     AcceleratedOp,
@@ -332,6 +333,8 @@ class CompiledModel:
                 )
             if compiled.binding.bias is not None and compiled.binding.bias not in self.archive:
                 raise CompileError(f"op '{op.name}': bias {compiled.binding.bias!r} is missing")
+            if compiled.binding.bias is not None:
+                to_fp16(self.archive.get(compiled.binding.bias), f"op '{op.name}' bias")
             strings = set(compiled.program.strings)
             for name in (compiled.binding.act, compiled.binding.weight, compiled.binding.out):
                 if name not in strings:

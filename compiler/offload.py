@@ -318,6 +318,7 @@ def run_op(
             out = torch.from_numpy(np.array(result.outputs[binding.out]))
         if records is not None:
             records.append(OpRecord(op.name, 0, act, None, out))
+        _check_finite_output(op, out)
         return out.to(out_dtype).reshape(op.output_shape)
 
     a, b = operands
@@ -345,8 +346,21 @@ def run_op(
             out = torch.from_numpy(np.array(result.outputs[binding.out]))
         if records is not None:
             records.append(OpRecord(op.name, index, acts[index], weight, out))
+        _check_finite_output(op, out)
         outs.append(out)
     return torch.stack(outs).to(out_dtype).reshape(op.output_shape)
+
+
+def _check_finite_output(op: AcceleratedOp, out: torch.Tensor) -> None:
+    """The FP16 drain overflowed (finite inputs, so the result itself is beyond 65504): an
+    error naming the op, never an infinity handed on to the next layer."""
+    bad = ~torch.isfinite(out)
+    if bool(bad.any()):
+        index = [int(i) for i in bad.nonzero()[0]]
+        raise CompileError(
+            f"op '{op.name}': {int(bad.sum())} of {out.numel()} outputs overflow FP16 (the "
+            f"accelerator's output format, max {FP16_MAX:g}), the first at {index}"
+        )
 
 
 def check_accelerated_dtype(name: str, what: str) -> str:

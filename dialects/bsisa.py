@@ -51,6 +51,7 @@ constraint only after the whole op was read, and accept integers beyond 64 bits)
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
@@ -58,8 +59,9 @@ from typing import ClassVar
 
 from bitmod.dialects.bitmod import QWeightType
 from bitmod.runtime import isa
-from bitmod.runtime.arch.rules import block_rows_error, kchunk_error
+from bitmod.runtime.arch.rules import block_rows_error, group_accumulator_error, kchunk_error
 from bitmod.runtime.arch.schedule import ACT_BYTES, Schedule, WeightLayout
+from bitmod.runtime.formats.registry import FORMAT_NAMES
 from bitmod.runtime.isa.assembly import QWEIGHT_OPTIONS
 from xdsl.dialects.builtin import (
     I64,
@@ -1135,6 +1137,7 @@ class _Config:
     kc: int | None = None
     block_rows: int | None = None  # MR; cfg.array resets it to rows
     weight_k: int | None = None  # K of the weight the last ld.wgt loaded
+    sv: list[int | None] = dataclasses.field(default_factory=lambda: [None] * isa.NUM_SV_SLOTS)
 
 
 class _InvalidField(Exception):
@@ -1187,6 +1190,10 @@ class _ScheduleChecker:
             assert isinstance(fmt, str) and isinstance(scale_bits, int)
             assert isinstance(group_size, int)
             cfg.fmt, cfg.scale_bits, cfg.group_size = fmt, scale_bits, group_size
+        elif isinstance(op, CfgSvOp):
+            sv = op.to_isa(_any_descriptor)
+            assert isinstance(sv, isa.CfgSv)
+            cfg.sv[sv.slot] = sv.value
         elif isinstance(op, CfgKchunkOp):
             chunk = op.to_isa(_any_descriptor)
             assert isinstance(chunk, isa.CfgKchunk)
@@ -1209,6 +1216,11 @@ class _ScheduleChecker:
                 self.require(op, "cfg.fmt", cfg.fmt)
                 self.require(op, "cfg.kchunk", cfg.kc)
                 self.check_kc_multiple(op, cfg.weight_k)
+                assert cfg.fmt is not None and cfg.group_size is not None
+                known = cfg.fmt in FORMAT_NAMES  # else the cfg.fmt op's own error
+                problem = known and group_accumulator_error(cfg.fmt, cfg.group_size, cfg.sv)
+                if problem:
+                    raise VerifyException(f"bsisa.mac: {problem}")
         elif isinstance(op, TensorRefInstruction):
             self.visit_tensor_ref(op)
         elif isinstance(op, DrainOp):

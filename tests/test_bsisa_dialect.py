@@ -69,7 +69,7 @@ def test_every_op_prints_and_parses_back() -> None:
         CONFIG
         + """
     bsisa.nop
-    bsisa.cfg.sv slot 3 value -32768 {note = "extra attributes survive"}"""
+    bsisa.cfg.sv slot 3 value -8192 {note = "extra attributes survive"}"""
         + GOOD_NEST
     )
     module = parse(text)
@@ -77,7 +77,7 @@ def test_every_op_prints_and_parses_back() -> None:
     assert printed(parse(first)) == first
     for mnemonic in ("nop", "halt", "acc.clr", "mac", "cfg.kchunk 128", "drain bias @d3"):
         assert f"bsisa.{mnemonic}" in first
-    assert 'bsisa.cfg.sv slot 3 value -32768 {note = "extra attributes survive"}' in first
+    assert 'bsisa.cfg.sv slot 3 value -8192 {note = "extra attributes survive"}' in first
     assert "bsisa.ld.act @d0 row L1 k L2" in first
 
 

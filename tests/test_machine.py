@@ -696,8 +696,18 @@ def test_wrong_output_shape_and_bias_length() -> None:
         _run_code((*base, Drain(), StOut(2, None, None)), descriptors=bad_out)
 
 
+NO_OUTPUT = (
+    Descriptor(0, DescKind.ACT, 8, 64),
+    Descriptor(1, DescKind.QWEIGHT, 16, 64, FORMAT_IDS["int8"], 8, 32),
+    Descriptor(3, DescKind.BIAS, 16, 1),
+)
+
+
 def test_nop_costs_a_cycle_and_empty_program_runs() -> None:
-    assert _run_code((Nop(), Nop(), Nop())).report.cycles == 3
-    assert _run_code(()).report.cycles == 0
-    result = _run_code((AccClr(), CfgSv(0, 1)))
-    assert result.outputs["y"].shape == (8, 16) and not result.outputs["y"].any()
+    assert _run_code((Nop(), Nop(), Nop()), NO_OUTPUT).report.cycles == 3
+    assert _run_code((), NO_OUTPUT).report.cycles == 0
+
+
+def test_an_output_the_program_never_stores_is_an_error_not_zeros() -> None:
+    with pytest.raises(MachineError, match=r"output 'y' \(8x16\) is never stored"):
+        _run_code((AccClr(), CfgSv(0, 1)))

@@ -14,7 +14,23 @@ dialect's VerifyException).
 
 from __future__ import annotations
 
-__all__ = ["block_rows_error", "kchunk_error"]
+from collections.abc import Sequence
+
+from bitmod.runtime.formats.bitserial import max_term_sum
+from bitmod.runtime.formats.registry import get_format
+
+__all__ = [
+    "GROUP_TERM_LIMIT",
+    "accumulator_error",
+    "block_rows_error",
+    "group_accumulator_error",
+    "kchunk_error",
+    "uses_sv_register",
+]
+
+#: The largest ``G · T`` (group size times the largest term-magnitude sum of one weight) the
+#: 64-bit group accumulator holds for any FP16 activations: see :func:`accumulator_error`.
+GROUP_TERM_LIMIT = 1 << 20
 
 
 def block_rows_error(block_rows: int, rows: int, depth: int | None = None) -> str | None:
@@ -38,3 +54,55 @@ def kchunk_error(kc: int, group_size: int, k: int | None = None) -> str | None:
     if kc % group_size and (k is None or kc < k):
         return f"K chunk {kc} is not a multiple of the group size {group_size}"
     return None
+
+
+def accumulator_error(group_size: int, term_sum: int, what: str = "the weights") -> str | None:
+    """Why a group of ``group_size`` weights whose terms sum to at most ``term_sum`` in
+    magnitude (``T = max_w Σ_t |t|``: ``|w|`` for leading-one terms, ``Σ |d_i|·4^i`` for Booth
+    digits) can overflow the group accumulator, or None.
+
+    The accumulator is a two's-complement integer of 64 bits in units of ``2^−27`` (the PE
+    contract, docs/ISA.md step 4), so it holds ``|A| < 2^63``. A cycle adds
+    ``D·2^(E−3) = Σ_i p_i·2^(E−3)`` over the four lanes, each ``p_i`` the lane product
+    ``a_i·t_i`` rounded to a multiple of ``2^(E−3)``: ``|p_i·2^(E−3)| ≤ |a_i t_i| + 2^(E−4)``,
+    so a cycle adds at most ``Σ_i |a_i t_i| + 2^(E−2)``. ``E`` is the exponent of the largest
+    lane; if that lane is normal its 11-bit mantissa is at least ``2^10``, so its product is at
+    least ``2^(E+10)`` and the slack ``2^(E−2)`` is at most ``2^−12`` of it; if it is subnormal,
+    ``E = −24 + bsig`` and the slack is below ``2^−26·|t|``. Summed over the group's weights
+    and terms,
+
+        |A| · 2^−27 ≤ (1 + 2^−12) · G · max|a| · T,   max|a| = 65504 < 2^16,
+
+    and ``|A| < 2^63`` holds whenever ``G · T ≤ 2^63 / (2^27 · 65504 · (1 + 2^−12))``
+    ``≈ 1.0488e6``; the rule uses ``G · T ≤ 2^20`` (:data:`GROUP_TERM_LIMIT`). Every format at
+    its default special values stays far inside (BitMoD-4 at G = 128: ``128 · 16``; INT8's Booth
+    digits ``T = 170`` allow G up to 6,168); a programmed special value of 16,384 at G = 128
+    (``2^21``) does not.
+    """
+    if group_size * term_sum > GROUP_TERM_LIMIT:
+        return (
+            f"{what} of a group of {group_size} can sum {group_size} x {term_sum} term units "
+            f"> 2^20: the 64-bit group accumulator can overflow for FP16 activations "
+            f"(G x max|w| must be at most {GROUP_TERM_LIMIT:,})"
+        )
+    return None
+
+
+def uses_sv_register(fmt: str) -> bool:
+    """Whether ``fmt``'s term decoder reads the special-value register (its negative-zero code
+    stands for a programmable value)."""
+    format_ = get_format(fmt)
+    return format_.special_code is not None and format_.family in ("mixture", "fp_er", "fp_ea")
+
+
+def group_accumulator_error(
+    fmt: str, group_size: int, sv_register: Sequence[int | None]
+) -> str | None:
+    """:func:`accumulator_error` for weights in ``fmt`` with groups of ``group_size`` under the
+    special-value register ``sv_register`` (unset slots None: a group selecting one is another
+    error, found where it is selected)."""
+    register = None
+    if uses_sv_register(fmt):
+        register = tuple(int(v) for v in sv_register if v is not None)
+    values = "" if not register else f" and SV register {list(register)}"
+    return accumulator_error(group_size, max_term_sum(fmt, register), f"{fmt} weights{values}")

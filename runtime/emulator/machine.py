@@ -23,7 +23,12 @@ from typing import Any
 import numpy as np
 import torch
 from bitmod.runtime.arch.hwconfig import HardwareConfig
-from bitmod.runtime.arch.rules import block_rows_error, kchunk_error
+from bitmod.runtime.arch.rules import (
+    block_rows_error,
+    group_accumulator_error,
+    kchunk_error,
+    uses_sv_register,
+)
 from bitmod.runtime.arch.schedule import ACT_BYTES, MacTiming, WeightLayout
 from bitmod.runtime.emulator import pe
 from bitmod.runtime.formats.bitserial import decode_codes, num_terms, value_terms
@@ -366,16 +371,21 @@ class Machine:
 
     #: Bytes of decoded weight blocks one run keeps (see ``_Run._prepared``).
     DECODE_CACHE_BYTES = 512 * 2**20
+    #: Instructions a run may execute per block operation its tensors need (see
+    #: :func:`instruction_budget`).
+    BUDGET_PER_BLOCK = 64
 
     def __init__(
         self,
         config: HardwareConfig | None = None,
         pe_kind: str = "bitmod",
         decode_cache_bytes: int = DECODE_CACHE_BYTES,
+        instruction_budget: int | None = None,
     ) -> None:
         self.config = config or HardwareConfig()
         self.pe_kind = pe_kind
         self.decode_cache_bytes = decode_cache_bytes
+        self.instruction_budget = instruction_budget
         self.config.energy.pe(pe_kind)  # validates the kind
 
     # The run is a method object: all per-run state lives on _Run.
@@ -400,7 +410,56 @@ class Machine:
             program = Program.decode(bytes(program))
         else:
             program.validate()
+        self._check_budget(program)
         return _Run(self, program, _Memory(memory, inputs), compute).execute()
+
+    def instruction_budget_of(self, program: Program) -> int:
+        """The instructions a run of ``program`` may execute: ``instruction_budget`` if set,
+        else ``BUDGET_PER_BLOCK · (instructions + Σ_out ⌈M/ROWS⌉·⌈N/(COLS·TILES)⌉·⌈K/4⌉)``.
+
+        A block operation (loads, ``mac``, ``drain``, ``st.out`` of one output block and K
+        chunk) takes a handful of instructions; an output of ``M × N`` from a K-long reduction
+        has at most ``⌈M/ROWS⌉·⌈N/(COLS·TILES)⌉`` blocks and ``⌈K/4⌉`` chunks (a chunk is at
+        least one 4-lane step), so any program that does the declared work stays far inside.
+        """
+        if self.instruction_budget is not None:
+            return self.instruction_budget
+        config = self.config
+        descriptors = program.descriptors
+        blocks = 0
+        k_of = {
+            program.descriptor_name(i): d.dim1
+            for i, d in enumerate(descriptors)
+            if d.kind is not DescKind.OUT
+        }
+        k = max(k_of.values(), default=1)
+        for d in descriptors:
+            if d.kind is DescKind.OUT:
+                row_blocks = -(-d.dim0 // config.rows)
+                col_blocks = -(-d.dim1 // (config.cols * config.tiles))
+                blocks += row_blocks * col_blocks * -(-k // 4)
+        return self.BUDGET_PER_BLOCK * (len(program.instructions) + blocks)
+
+    def _check_budget(self, program: Program) -> None:
+        """Refuse, before running, a program whose loops execute more instructions than the
+        budget (loop counts are constants, so the count is exact up to an early ``halt``)."""
+        budget = self.instruction_budget_of(program)
+        executed = 0
+        multipliers = [1]  # executions per instruction at each loop depth
+        for index, instr in enumerate(program.instructions):
+            runs = multipliers.pop() if isinstance(instr, EndLoop) else multipliers[-1]
+            if isinstance(instr, Loop):
+                multipliers.append(runs * max(instr.count, 1))
+            executed += runs
+            if executed > budget:
+                raise MachineError(
+                    f"instruction {index} ({instr.MNEMONIC}): the program executes more than "
+                    f"its budget of {budget:,} instructions (this one runs "
+                    f"{runs:,} times); a program for these tensors needs far fewer "
+                    f"(Machine(instruction_budget=...) raises the budget)"
+                )
+            if isinstance(instr, Halt) and len(multipliers) == 1:
+                break  # nothing after a top-level halt runs
 
 
 class _Run:
@@ -438,6 +497,7 @@ class _Run:
         self.executed = 0
         self.decoded: OrderedDict[tuple, tuple[pe.PreparedWeights, int]] = OrderedDict()
         self.decoded_bytes = 0
+        self._accumulator_problems: dict[tuple, str | None] = {}
         self._check_descriptors()
 
     # -- helpers -------------------------------------------------------------------------------
@@ -462,7 +522,13 @@ class _Run:
                 if d.kind is DescKind.ACT and name not in produced:
                     self._check_shape(self.memory.tensor(name, "activation"), d.shape, label)
                 elif d.kind is DescKind.BIAS:
-                    self._check_shape(self.memory.tensor(name, "bias"), d.shape, label)
+                    bias = self.memory.tensor(name, "bias")
+                    self._check_shape(bias, d.shape, label)
+                    if not np.isfinite(bias).all():
+                        index = [int(i) for i in np.argwhere(~np.isfinite(bias))[0]]
+                        raise MachineError(
+                            f"{label}: bias {float(bias[tuple(index)])} at {index} is not finite"
+                        )
                 elif d.kind is DescKind.QWEIGHT:
                     self._check_qweight(self.memory.quantized(name), i, label)
             except MachineError as err:
@@ -507,6 +573,55 @@ class _Run:
             raise MachineError(f"{label}: format {q.fmt} has no bit-serial lowering")
         if q.channel_scale is None:
             raise MachineError(f"{label}: weight has no FP16 channel scale")
+        self._check_weight_image(q, label)
+
+    @staticmethod
+    def _check_weight_image(q: QuantizedTensor, label: str) -> None:
+        """The stored weight is one the hardware's memory can hold: codes of the format's
+        width, SV indices and zero points in range, integral signed SB-bit scale codes, one
+        scale per group, finite channel scales."""
+        n, k = q.shape
+        groups = q.n_groups
+        fmt = get_format(q.fmt)
+        assert q.scale_bits is not None and q.channel_scale is not None
+        half = 1 << (q.scale_bits - 1)
+        checks: list[tuple[str, torch.Tensor | None, tuple[int, ...], int, int]] = [
+            ("codes", q.codes, (n, k), 0, (1 << fmt.bits) - 1),
+            ("SV indices", q.sv_index, (n, groups), 0, max(fmt.n_candidates, 1) - 1),
+            ("scale codes", q.scales, (n, groups), -half, half - 1),
+            ("zero points", q.zeros, (n, groups), 0, (1 << fmt.bits) - 1),
+        ]
+        for what, tensor, shape, low, high in checks:
+            if tensor is None:
+                continue
+            if tuple(tensor.shape) != shape:
+                raise MachineError(
+                    f"{label}: {what} have shape {list(tensor.shape)}, a {n}x{k} weight in "
+                    f"groups of {q.group_size} has {list(shape)}"
+                )
+            if tensor.is_floating_point() or tensor.is_complex():
+                values = tensor.to(torch.float64)
+                if not bool(torch.isfinite(values).all()) or bool((values != values.round()).any()):
+                    raise MachineError(
+                        f"{label}: {what} must be integers, got {tensor.dtype} values that are not"
+                    )
+            if tensor.numel():
+                wide = tensor.to(torch.int64) if not tensor.is_floating_point() else values
+                bad = (wide < low) | (wide > high)
+                if bool(bad.any()):
+                    where = [int(i) for i in bad.nonzero()[0]]
+                    raise MachineError(
+                        f"{label}: {what} {int(wide[tuple(where)])} at {where} outside "
+                        f"{low}..{high}"
+                    )
+        channel = q.channel_scale
+        if tuple(channel.shape) != (n,):
+            raise MachineError(
+                f"{label}: channel scales have shape {list(channel.shape)}, not [{n}]"
+            )
+        if not bool(torch.isfinite(channel.to(torch.float32)).all()):
+            row = int((~torch.isfinite(channel.to(torch.float32))).nonzero()[0])
+            raise MachineError(f"{label}: channel scale of row {row} is {float(channel[row])}")
 
     # -- the interpreter -----------------------------------------------------------------------
 
@@ -532,6 +647,10 @@ class _Run:
             else:
                 self.step(pc, instr)
             pc += 1
+        else:
+            raise MachineError(
+                f"the program ends after instruction {len(code) - 1} without halt (truncated?)"
+            )
         return self.finish()
 
     def step(self, index: int, instr: Instruction) -> None:
@@ -712,8 +831,7 @@ class _Run:
     def _sv_register(self, where: str, block: _WeightBlock) -> tuple[int, ...]:
         """The SV register the term decoder of ``block`` reads (empty for formats without
         special values); MachineError if a group selects a slot no ``cfg.sv`` set."""
-        fmt = get_format(block.fmt)
-        if fmt.special_code is None or fmt.family not in ("mixture", "fp_er", "fp_ea"):
+        if not uses_sv_register(block.fmt):
             return ()
         if block.sv_needed is None:
             block.sv_needed = sorted({int(i) for i in np.unique(block.sv_index)})
@@ -804,6 +922,15 @@ class _Run:
                 f"{where}: K chunk {min(chunks & acc.chunks)} accumulated twice without acc.clr"
             )
         group = self.regs.group_size
+        register = tuple(
+            v if w else None for v, w in zip(self.regs.sv, self.regs.sv_written, strict=True)
+        )
+        problem = self._accumulator_problems.get((weights.fmt, group, register), "unchecked")
+        if problem == "unchecked":
+            problem = group_accumulator_error(weights.fmt, group, register)
+            self._accumulator_problems[(weights.fmt, group, register)] = problem
+        if problem:
+            raise MachineError(f"{where}: {problem}")
         if self.compute:
             prepared, terms = self._prepared(where, weights)
             try:
@@ -920,10 +1047,17 @@ class _Run:
         assert rows is not None
         r0, c0 = row_block * rows, col_block * columns
         out = self.outputs[name]
-        out[r0 : r0 + drained.data.shape[0], c0 : c0 + drained.data.shape[1]] = drained.data
-        self.memory.stored[name] = out
+        rows_written = slice(r0, r0 + drained.data.shape[0])
+        cols_written = slice(c0, c0 + drained.data.shape[1])
         mask = self.memory.written.setdefault(name, np.zeros(out.shape, bool))
-        mask[r0 : r0 + drained.data.shape[0], c0 : c0 + drained.data.shape[1]] = True
+        if mask[rows_written, cols_written].any():
+            raise MachineError(
+                f"{where}: output {name!r} row block {row_block}, column block {col_block} "
+                f"is stored a second time"
+            )
+        out[rows_written, cols_written] = drained.data
+        self.memory.stored[name] = out
+        mask[rows_written, cols_written] = True
         nbytes = drained.data.size * ACT_BYTES
         ready = max(drained.ready, self.last_store_start)
         start, end = self.channel.reserve(ready, nbytes)
@@ -936,7 +1070,29 @@ class _Run:
 
     # -- the report ----------------------------------------------------------------------------
 
+    def _check_outputs_written(self) -> None:
+        """Every element of every output is stored exactly once by the program."""
+        rows, columns = (
+            self.regs.block_rows or self.config.rows,
+            self.config.cols * self.config.tiles,
+        )
+        for name, out in self.outputs.items():
+            mask = self.memory.written.get(name)
+            if mask is not None and mask.all():
+                continue
+            if mask is None:
+                raise MachineError(
+                    f"output {name!r} ({out.shape[0]}x{out.shape[1]}) is never stored"
+                )
+            r, c = (int(i) for i in np.argwhere(~mask)[0])
+            missing = int((~mask).sum())
+            raise MachineError(
+                f"output {name!r}: {missing} of {mask.size} elements never stored, the first "
+                f"at row {r}, column {c} (row block {r // rows}, column block {c // columns})"
+            )
+
     def finish(self) -> RunResult:
+        self._check_outputs_written()
         total = max(self.pe_free, self.drain_free, self.channel.last_end)
         tail = total - self.pe_free
         drain_tail = max(0.0, min(tail, self.drain_free - self.pe_free))

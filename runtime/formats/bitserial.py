@@ -24,6 +24,7 @@ __all__ = [
     "booth_digits",
     "decode_codes",
     "encoding",
+    "max_term_sum",
     "num_terms",
     "quantized_terms",
     "value_terms",
@@ -81,6 +82,23 @@ def num_terms(fmt: str | Format, sv_register: tuple[int, ...] | None = None) -> 
         grid = np.concatenate([grid, np.abs(np.asarray(sv_register, dtype=np.int64))])
     most_set_bits = int(max(bin(int(v)).count("1") for v in np.unique(grid)))
     return max(_LOD_DETECTORS, most_set_bits)
+
+
+def max_term_sum(fmt: str | Format, sv_register: tuple[int, ...] | None = None) -> int:
+    """``T = max_w Σ_t |t|`` over every value the term decoder of ``fmt`` can see (its grid,
+    the values ``sv_register`` adds, every Booth input of its width): the weight magnitude the
+    group accumulator's bound counts (:func:`bitmod.runtime.arch.rules.accumulator_error`)."""
+    fmt = get_format(fmt)
+    if encoding(fmt) == "booth":
+        half = 1 << (_booth_width(fmt) - 1)
+        values = np.arange(-half, half, dtype=np.int64)
+    else:
+        values = np.abs(fmt.grid).astype(np.int64)
+        if sv_register is not None:
+            values = np.concatenate([values, np.abs(np.asarray(sv_register, dtype=np.int64))])
+    terms = value_terms(fmt, values, num_terms(fmt, sv_register))
+    magnitude = terms.man.astype(np.int64) << (terms.exp.astype(np.int64) + terms.bsig)
+    return int(magnitude.sum(axis=-1).max())
 
 
 def booth_digits(values: np.ndarray, digits: int) -> np.ndarray:

@@ -842,6 +842,22 @@ bsisa.program @p {
 
 // -----
 
+// A programmed special value the 64-bit group accumulator cannot sum over a group of 128.
+// expected-error@+1 {{bsisa.mac: bitmod3 weights and SV register [16384] of a group of 128 can sum 128 x 16384 term units > 2^20: the 64-bit group accumulator can overflow for FP16 activations (G x max|w| must be at most 1,048,576)}}
+bsisa.program @p {
+  bsisa.desc @d0 act "x" [16, 256]
+  bsisa.desc @d1 qweight "w" [192, 256] fmt "bitmod3" sb 8 g 128
+  bsisa.desc @d2 out "y" [16, 192]
+  bsisa.cfg.array rows 8 cols 8 tiles 16
+  bsisa.cfg.fmt "bitmod3" sb 8 g 128
+  bsisa.cfg.sv slot 0 value 16384
+  bsisa.cfg.kchunk 256
+  bsisa.mac
+  bsisa.halt
+}
+
+// -----
+
 // A K chunk is whole groups.
 // expected-error@+1 {{bsisa.mac: K chunk 192 is not a multiple of the group size 128}}
 bsisa.program @p {

@@ -35,7 +35,7 @@ bsisa.program @p strings ["x", "w", "y", "b", "unused"] attributes {note = "prog
   bsisa.cfg.array rows 8 cols 8 tiles 16
   bsisa.cfg.fmt "bitmod3" sb 8 g 128
   bsisa.cfg.sv slot 0 value 3
-  bsisa.cfg.sv slot 3 value -32768 {note = "sv"}
+  bsisa.cfg.sv slot 3 value -8192 {note = "sv"}
   bsisa.cfg.kchunk 128
   bsisa.cfg.mblock 8
   bsisa.nop
@@ -98,7 +98,7 @@ bsisa.program @p strings ["x", "w", "y", "b", "unused"] attributes {note = "prog
 // CHECK-NEXT:     bsisa.cfg.array rows 8 cols 8 tiles 16
 // CHECK-NEXT:     bsisa.cfg.fmt "bitmod3" sb 8 g 128
 // CHECK-NEXT:     bsisa.cfg.sv slot 0 value 3
-// CHECK-NEXT:     bsisa.cfg.sv slot 3 value -32768 {note = "sv"}
+// CHECK-NEXT:     bsisa.cfg.sv slot 3 value -8192 {note = "sv"}
 // CHECK-NEXT:     bsisa.cfg.kchunk 128
 // CHECK-NEXT:     bsisa.cfg.mblock 8
 // CHECK-NEXT:     bsisa.nop
