@@ -46,6 +46,7 @@ from __future__ import annotations
 
 import dataclasses
 import fnmatch
+import hashlib
 import json
 import os
 import shutil
@@ -97,12 +98,13 @@ __all__ = [
     "ModelReport",
     "RunOutput",
     "TraceError",
+    "check_bundle_files",
     "compile",
     "load",
 ]
 
 BUNDLE_FORMAT = "bitmod-compiled-model"
-BUNDLE_VERSION = 1
+BUNDLE_VERSION = 2  # 2: SHA-256 of every file and of every manifest entry
 HOST = "host"
 """The ``layers=`` value that keeps a layer on the host."""
 
@@ -569,6 +571,12 @@ class CompiledModel:
         # (through write_atomically for the file mode: safetensors creates files 0600)
         write_atomically(root / _FILES["inputs"], lambda path: save_file(inputs, str(path)))
         (root / _FILES["report"]).write_text(json.dumps(report.to_json(), indent=1) + "\n")
+        manifest["checksums"] = {
+            path.relative_to(root).as_posix(): _sha256(path)
+            for path in sorted(root.rglob("*"))
+            if path.is_file()
+        }
+        manifest["entry_checksums"] = _entry_checksums(manifest)
         (root / _FILES["manifest"]).write_text(json.dumps(manifest, indent=1) + "\n")
 
     def __repr__(self) -> str:
@@ -959,12 +967,14 @@ def load(
             f"{manifest_path}: bundle version {manifest.get('version')!r}, this bitmod reads "
             f"{BUNDLE_VERSION}"
         )
+    _check_entries(manifest, manifest_path)
     try:
         host = HostProgram.from_json(_read_text(root / _FILES["host"]), str(root / _FILES["host"]))
         archive = ParamArchive.load(root / _FILES["params"])
         ops = [_load_op(root, entry) for entry in manifest["ops"]]
         host_ops = [HostOp(**entry) for entry in manifest["host_ops"]]
         hardware = _hardware_from_json(manifest["hardware"])
+        check_bundle_files(root, manifest)
         inputs_path = root / _FILES["inputs"]
         try:
             tensors = load_file(str(inputs_path))
@@ -989,6 +999,81 @@ def load(
         if isinstance(error, CompileError):
             raise
         raise CompileError(f"{manifest_path}: malformed manifest ({error!r})") from None
+
+
+def _sha256(path: Path) -> str:
+    return hashlib.sha256(_read_bytes(path)).hexdigest()
+
+
+def _entry_checksums(manifest: Mapping[str, Any]) -> dict[str, str]:
+    """SHA-256 of each manifest entry (``ops[i]`` and ``host_ops[i]`` one by one), so an edit
+    is reported by the entry it changed."""
+
+    def digest(value: Any) -> str:
+        return hashlib.sha256(json.dumps(value, sort_keys=True).encode()).hexdigest()
+
+    sums: dict[str, str] = {}
+    for key, value in manifest.items():
+        if key == "entry_checksums":
+            continue
+        if key in ("ops", "host_ops") and isinstance(value, list):
+            sums.update({f"{key}[{i}]": digest(item) for i, item in enumerate(value)})
+            sums[f"{key}.count"] = digest(len(value))
+        else:
+            sums[key] = digest(value)
+    return sums
+
+
+def _check_entries(manifest: Mapping[str, Any], path: Path) -> None:
+    """Every manifest entry is as saved: a CompileError names the first edited one."""
+    saved = manifest.get("entry_checksums")
+    if not isinstance(saved, dict):
+        raise CompileError(f"{path}: no entry checksums (not written by bitmod.save)")
+    now = _entry_checksums(manifest)
+    for key in [*now, *(k for k in saved if k not in now)]:
+        if saved.get(key) != now.get(key):
+            what = f"entry {key!r}"
+            op = _entry_op_name(manifest, key)
+            if op is not None:
+                what += f" (op {op!r})"
+            raise CompileError(
+                f"{path}: {what} differs from what was saved (edited or damaged manifest)"
+            )
+
+
+def _entry_op_name(manifest: Mapping[str, Any], key: str) -> str | None:
+    for field_name, inner in (("ops", ("op", "name")), ("host_ops", ("name",))):
+        prefix = f"{field_name}["
+        if key.startswith(prefix) and key.endswith("]"):
+            try:
+                item: Any = manifest[field_name][int(key[len(prefix) : -1])]
+                for part in inner:
+                    item = item[part]
+                return str(item)
+            except (KeyError, IndexError, TypeError, ValueError):
+                return None
+    return None
+
+
+def check_bundle_files(root: Path, manifest: Mapping[str, Any], names: Sequence[str] = ()) -> None:
+    """Each file of the bundle (or just ``names``) is the one saved: CompileError naming a
+    missing, empty, truncated or modified file (SHA-256 against the manifest's checksums)."""
+    checksums = manifest.get("checksums")
+    if not isinstance(checksums, dict):
+        raise CompileError(f"{root / _FILES['manifest']}: no file checksums")
+    for name in names or list(checksums):
+        path = root / str(name)
+        expected = checksums.get(name)
+        if expected is None:
+            raise CompileError(f"{path}: not listed in the bundle's manifest")
+        if not path.is_file():
+            raise CompileError(f"{path}: missing from the bundle")
+        if path.stat().st_size == 0:
+            raise CompileError(f"{path}: empty (the bundle is damaged)")
+        if _sha256(path) != expected:
+            raise CompileError(
+                f"{path}: truncated or modified since the bundle was saved (SHA-256 mismatch)"
+            )
 
 
 def _load_op(root: Path, entry: Mapping[str, Any]) -> CompiledOp:

@@ -257,7 +257,7 @@ def test_load_errors_name_the_file(tmp_path, gpt_bitmod3) -> None:
 
     manifest = bundle / "manifest.json"
     text = manifest.read_text()
-    manifest.write_text(text.replace('"version": 1', '"version": 7'))
+    manifest.write_text(text.replace('"version": 2', '"version": 7'))
     with pytest.raises(CompileError, match="bundle version 7"):
         load(bundle)
     manifest.write_text(text[:100])
@@ -474,3 +474,63 @@ def test_tiling_follows_the_hardware_config(tmp_path: Path) -> None:
     assert block_rows and max(block_rows) <= 16
     with torch.no_grad():
         assert torch.allclose(compiled(x).float(), model(x), atol=0.05, rtol=0.05)
+
+
+# --- bundle integrity ----------------------------------------------------------------------------
+
+
+def _edit_manifest(bundle, edit) -> str:
+    path = bundle / "manifest.json"
+    text = path.read_text()
+    data = json.loads(text)
+    edit(data)
+    path.write_text(json.dumps(data, indent=1))
+    return text
+
+
+@pytest.mark.parametrize(
+    ("edit", "entry"),
+    [
+        (lambda m: m["ops"][0]["plan"].update(dtype="int8"), r"entry 'ops\[0\]' \(op '"),
+        (lambda m: m["ops"][1]["op"].update(mkn=[2, 2, 2]), r"entry 'ops\[1\]' \(op '"),
+        (
+            lambda m: m["host_ops"][0].update(name="renamed"),
+            r"entry 'host_ops\[0\]' \(op 'renamed'\)",
+        ),
+        (lambda m: m["settings"].update(dtype="bitmod4"), r"entry 'settings'"),
+        (lambda m: m["ops"].pop(), r"entry 'ops.count'"),
+    ],
+)
+def test_an_edited_manifest_entry_is_named_on_load(tmp_path, gpt_bitmod3, edit, entry) -> None:
+    bundle = gpt_bitmod3.save(tmp_path / "gpt")
+    _edit_manifest(bundle, edit)
+    with pytest.raises(CompileError, match=f"manifest.json: {entry}"):
+        load(bundle)
+
+
+@pytest.mark.parametrize(
+    "name", ["model.mlir", "report.json", "host.json", "programs/*.mlir", "programs/*.s"]
+)
+@pytest.mark.parametrize("damage", ["truncate", "empty"])
+def test_a_damaged_bundle_file_is_named_on_load(tmp_path, gpt_bitmod3, name, damage) -> None:
+    bundle = gpt_bitmod3.save(tmp_path / "gpt")
+    path = sorted(bundle.glob(name))[0]
+    data = path.read_bytes()
+    path.write_bytes(data[: len(data) // 2] if damage == "truncate" else b"")
+    expected = "empty" if damage == "empty" else "truncated or modified"
+    expected += "|not valid JSON"  # host.json is parsed before the checksums are compared
+    with pytest.raises(CompileError, match=f"{path.name}: ({expected})"):
+        load(bundle)
+
+
+def test_bitmod_report_refuses_a_modified_report(tmp_path, gpt_bitmod3) -> None:
+    import subprocess
+    import sys
+
+    bundle = gpt_bitmod3.save(tmp_path / "gpt")
+    report = bundle / "report.json"
+    report.write_text(report.read_text().replace('"cycles": ', '"cycles": 1', 1))  # valid JSON
+    command = [sys.executable, "-m", "bitmod.compiler.tools.bitmod_cli", "report", str(bundle)]
+    result = subprocess.run(command, capture_output=True, text=True)
+    assert result.returncode == 1
+    assert "report.json: truncated or modified since the bundle was saved" in result.stderr

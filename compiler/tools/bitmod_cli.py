@@ -359,11 +359,19 @@ def _run(args: argparse.Namespace) -> int:
 
 
 def _report(args: argparse.Namespace) -> int:
-    from bitmod.compiler.api import ModelReport
+    from bitmod.compiler.api import ModelReport, check_bundle_files
 
     path = Path(args.bundle) / "report.json"
     if not path.is_file():
         raise CliError(f"{path}: no such file (is {args.bundle} a bitmod bundle?)")
+    manifest_path = Path(args.bundle) / "manifest.json"
+    if manifest_path.is_file():  # a bundle: its report is the one saved with it
+        try:
+            manifest = json.loads(manifest_path.read_bytes())
+        except (json.JSONDecodeError, UnicodeDecodeError) as error:
+            raise CliError(f"{manifest_path}: not valid JSON ({error})") from None
+        if isinstance(manifest, dict) and "checksums" in manifest:
+            check_bundle_files(Path(args.bundle), manifest, ["report.json"])
     try:
         data = json.loads(path.read_bytes())
     except (json.JSONDecodeError, UnicodeDecodeError) as error:
