@@ -100,3 +100,20 @@ def test_a_foreign_safetensors_file_is_read_unchecked(tmp_path: Path) -> None:
     path = tmp_path / "foreign.safetensors"
     save_file({"w": torch.ones(2, 2)}, str(path))
     assert ParamArchive.load(path).get("w").tolist() == [[1.0, 1.0], [1.0, 1.0]]
+
+
+def test_bitmod_metadata_without_its_checksum_table_is_damage(tmp_path) -> None:
+    import struct
+
+    archive = ParamArchive()
+    archive.put_quantized("w", quantize(torch.randn(8, 64), "bitmod3", 32))
+    path = tmp_path / "a.safetensors"
+    archive.save(path)
+    data = path.read_bytes()
+    (size,) = struct.unpack_from("<Q", data)
+    header = json.loads(data[8 : 8 + size])
+    header["__metadata__"]["bitmod.checksumz"] = header["__metadata__"].pop("bitmod.checksums")
+    text = json.dumps(header).encode()
+    path.write_bytes(struct.pack("<Q", len(text)) + text + data[8 + size :])
+    with pytest.raises(ArchiveError, match="bitmod metadata but no checksum table"):
+        ParamArchive.load(path)

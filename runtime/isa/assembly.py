@@ -122,8 +122,11 @@ def print_assembly(
     strings: Sequence[str],
     descriptors: Sequence[DescriptorFields],
     instructions: Sequence[Instruction],
+    checksum: int | None = None,
 ) -> str:
-    """The text of a (validated) program; loop bodies indented two spaces a level."""
+    """The text of a (validated) program; loop bodies indented two spaces a level, then
+    ``.checksum`` when given (the CRC-32 of the binary body: an edit of the printed text is
+    then caught by the assembler)."""
     lines: list[str] = []
     if not _canonical_strings(strings, descriptors):
         # Only a string table that is not the descriptors' names in first-use order needs
@@ -146,6 +149,8 @@ def print_assembly(
         lines.append("  " * depth + instruction_text(instr))
         if isinstance(instr, Loop):
             depth += 1
+    if checksum is not None:
+        lines.append(f".checksum 0x{checksum:08x}")
     return "\n".join(lines) + "\n"
 
 
@@ -169,6 +174,8 @@ class AssemblyText:
     descriptors: tuple[AssemblyDescriptor, ...]
     instructions: tuple[Instruction, ...]
     instruction_lines: tuple[int, ...]
+    #: ``.checksum`` (CRC-32 of the program's binary body) and its line, when the text has one.
+    checksum: tuple[int, int] | None = None
 
     def line_of_instruction(self, index: int | None) -> int:
         """The line of instruction ``index``; the last instruction's for anything else (an
@@ -239,6 +246,7 @@ class _Parser:
         self.desc_lines: list[tuple[int, str, tuple[DescKind, int, int, int, int, int]]] = []
         self.instructions: list[Instruction] = []
         self.instruction_lines: list[int] = []
+        self.checksum: tuple[int, int] | None = None
 
     def run(self, text: str) -> AssemblyText:
         for number, raw_line in enumerate(text.splitlines(), start=1):
@@ -250,6 +258,12 @@ class _Parser:
                 self.string(tokens, number)
             elif head == ".desc":
                 self.descriptor(tokens, number)
+            elif head == ".checksum":
+                if len(tokens) != 2 or self.checksum is not None:
+                    raise IsaError(
+                        ".checksum takes one CRC-32, once: .checksum 0x1234abcd", line=number
+                    )
+                self.checksum = (_int(tokens[1], ".checksum", number), number)
             elif head.startswith("."):
                 raise IsaError(f"unknown directive {head!r}", line=number)
             elif head not in BY_MNEMONIC:
@@ -393,6 +407,7 @@ class _Parser:
             tuple(descriptors),
             tuple(self.instructions),
             tuple(self.instruction_lines),
+            self.checksum,
         )
 
 

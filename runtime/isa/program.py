@@ -255,10 +255,16 @@ class Program:
 
     # text -------------------------------------------------------------------------------------
 
-    def to_asm(self) -> str:
-        """Text assembly; ``assemble(p.to_asm()) == p``."""
+    def to_asm(self, checksum: bool = True) -> str:
+        """Text assembly; ``assemble(p.to_asm()) == p``. With ``checksum`` it ends in
+        ``.checksum`` (:meth:`body_crc32`), so the assembler refuses an edited text."""
         self.validate()
-        return print_assembly(self.strings, self.descriptors, self.instructions)
+        crc = self.body_crc32() if checksum else None
+        return print_assembly(self.strings, self.descriptors, self.instructions, crc)
+
+    def body_crc32(self) -> int:
+        """The CRC-32 of the binary body (what the header's ``crc`` field holds)."""
+        return int(HEADER.unpack_from(self.encode())[-1])
 
     disassemble = to_asm
 
@@ -300,4 +306,14 @@ def assemble(text: str) -> Program:
         # The program's own location (instruction index, byte offset) becomes the line.
         message = str(err).split(": ", 1)[-1]
         raise IsaError(message, line=parsed.line_of_instruction(err.index)) from None
+    if parsed.checksum is not None:
+        expected, line = parsed.checksum
+        actual = program.body_crc32()
+        if actual != expected:
+            raise IsaError(
+                f".checksum 0x{expected:08x} does not match the program (0x{actual:08x}): the "
+                f"text was changed after it was printed (delete the line to assemble an edited "
+                f"program)",
+                line=line,
+            )
     return program

@@ -138,8 +138,15 @@ class ParamArchive:
 
     def verify(self) -> None:
         """ArchiveError naming the first parameter whose checksum differs from the recorded
-        one (or that has none); nothing to check in a file without recorded checksums."""
+        one (or that has none). A plain safetensors file (no bitmod metadata) has nothing
+        recorded to check; a bitmod archive always records its checksums, so bitmod metadata
+        without them is a damaged archive, not one to trust unchecked."""
         if _CHECKSUMS not in self._metadata:
+            if any(key.startswith("bitmod.") for key in self._metadata):
+                raise ArchiveError(
+                    f"parameter archive{self._where()} has bitmod metadata but no checksum "
+                    f"table ({_CHECKSUMS!r}): its header is damaged"
+                )
             return
         try:
             recorded = json.loads(self._metadata[_CHECKSUMS])
