@@ -70,3 +70,15 @@ def test_tile_runs_whole_macs(tmp_path: Path) -> None:
         parameters={"ROWS": 2, "COLS": 3, "MAX_ROWS": 4},
         env={"BITMOD_TILE_ROWS": "2", "BITMOD_TILE_COLS": "3"},
     )
+
+
+def test_comparison_pes_of_the_area_flow(tmp_path: Path) -> None:
+    from bitmod.backends.rtl.area import BASELINES
+
+    run_cocotb(
+        top="baselines_tb",
+        test_module="cocotb_baselines",
+        test_dir=HERE,
+        build_dir=tmp_path / "baselines_tb",
+        extra_sources=[BASELINES, BENCHES / "baselines_tb.sv"],
+    )
