@@ -16,6 +16,7 @@ from dataclasses import dataclass, fields, replace
 import numpy as np
 from bitmod.runtime.arch.hwconfig import LANES, HardwareConfig
 from bitmod.runtime.arch.rules import block_rows_error, kchunk_error
+from bitmod.runtime.arch.timing import MAC_PIPELINE_CYCLES
 from bitmod.runtime.formats import get_format
 from bitmod.runtime.formats.bitserial import num_terms
 
@@ -102,24 +103,40 @@ class WeightLayout:
 
 @dataclass(frozen=True)
 class MacTiming:
-    """Cycles of one ``mac``: ``d`` MACs per PE step in ``t`` cycles, ``SB`` dequant cycles."""
+    """Cycles of one ``mac``: ``d`` MACs per PE step in ``t`` cycles, a ``tail`` after the last
+    step, and ``group_cycles`` of post-processing per group that the next group's steps hide
+    (stalling the difference when they are fewer).
+
+    The BitMoD PE (:meth:`bit_serial`, as the RTL pipelines it, docs/rtl.md): a group's sum is
+    dequantized bit-serially in SB cycles and the column's shared accumulator then takes its
+    ROWS PEs one a cycle, so groups end at least ``SB + ROWS`` cycles apart, and a mac ends
+    ``MAC_PIPELINE_CYCLES + SB + ROWS`` cycles after its last step.
+    """
 
     macs_per_step: int  # d
     step_cycles: int  # t
     group_size: int  # G
-    tail_cycles: int  # SB: the last group's dequantization (and the stall per short group)
+    tail_cycles: int  # after the last step of a mac
+    group_cycles: int | None = None  # per group; None: tail_cycles
 
     @property
     def group_stall(self) -> int:
-        """``s``: cycles every group but the last waits when it is shorter than ``SB``."""
-        return max(
-            0, self.tail_cycles - -(-self.group_size // self.macs_per_step) * self.step_cycles
-        )
+        """``s``: cycles every group but the first waits when its steps are fewer than the
+        previous group's post-processing."""
+        per_group = self.tail_cycles if self.group_cycles is None else self.group_cycles
+        return max(0, per_group - -(-self.group_size // self.macs_per_step) * self.step_cycles)
 
     @classmethod
-    def bit_serial(cls, fmt: str, group_size: int, scale_bits: int) -> MacTiming:
-        """The BitMoD PE: 4 MACs per step of ``num_terms(fmt)`` cycles, SB-cycle dequant."""
-        return cls(LANES, num_terms(fmt), group_size, scale_bits)
+    def bit_serial(cls, fmt: str, group_size: int, scale_bits: int, rows: int) -> MacTiming:
+        """The BitMoD PE of ``rows`` PE rows on ``fmt``: 4 MACs per ``num_terms(fmt)`` cycles."""
+        return cls.bit_serial_terms(num_terms(fmt), group_size, scale_bits, rows)
+
+    @classmethod
+    def bit_serial_terms(cls, terms: int, group_size: int, scale_bits: int, rows: int) -> MacTiming:
+        """The BitMoD PE with ``terms`` terms a weight (the SV register may add terms)."""
+        return cls(
+            LANES, terms, group_size, MAC_PIPELINE_CYCLES + scale_bits + rows, scale_bits + rows
+        )
 
     def cycles(self, passes: _Array | int, k: _Array | int) -> tuple[_Array, _Array]:
         """(MAC cycles, dequantization cycles) of ``mac(p, k)`` (docs/schedule.md, "Cycles").
@@ -526,7 +543,7 @@ def plan_bitmod_matmul(
         k,
         array=array,
         layout=WeightLayout.of_format(fmt, group_size, scale_bits),
-        timing=MacTiming.bit_serial(fmt, group_size, scale_bits),
+        timing=MacTiming.bit_serial(fmt, group_size, scale_bits, array.rows),
         kchunk=kchunk,
         block_rows=block_rows,
         order=order,
