@@ -23,7 +23,7 @@ from dataclasses import dataclass
 
 import numpy as np
 from bitmod.runtime.arch.hwconfig import HardwareConfig
-from bitmod.runtime.arch.timing import dram_fraction
+from bitmod.runtime.arch.timing import MAC_PIPELINE_CYCLES, dram_fraction
 from bitmod.runtime.formats import FORMAT_IDS, get_format
 from bitmod.runtime.formats.bitserial import decode_codes, encoding, num_terms
 
@@ -161,6 +161,7 @@ def config_package(config: HardwareConfig) -> str:
         "MAX_BLOCK_ROWS": config.max_block_rows,
         "DRAM_NUM": num,
         "DRAM_DEN": den,
+        "MAC_PIPELINE_CYCLES": MAC_PIPELINE_CYCLES,
     }
     lines = [
         _header("Hardware configuration (bitmod.runtime.arch.hwconfig.HardwareConfig)."),
@@ -168,5 +169,62 @@ def config_package(config: HardwareConfig) -> str:
     ]
     for name, value in values.items():
         lines.append(f"  localparam int {name} = {value};")
+    lines.append("endpackage")
+    return "\n".join(lines) + "\n"
+
+
+def isa_package_standin() -> str:
+    """``bsisa_pkg`` derived from :mod:`bitmod.runtime.isa` until the ISA's own generator
+    (``bitmod.backends.rtl.isa_package``) lands: opcodes, field positions and reserved masks
+    of every instruction, and the container's layout (sizes and byte offsets)."""
+    import struct
+
+    from bitmod.runtime import isa
+
+    lines = [
+        _header("The bsisa instruction set (bitmod.runtime.isa): opcodes, fields, container."),
+        "package bsisa_pkg;",
+        f"  localparam int NUM_LOOP_LEVELS = {isa.NUM_LOOP_LEVELS};",
+        f"  localparam int NUM_SV_SLOTS = {isa.NUM_SV_SLOTS};",
+        f"  localparam int NO_LEVEL = {isa.NO_LEVEL_FIELD};",
+        f"  localparam int NO_BIAS = {isa.NO_BIAS_FIELD};",
+        f"  localparam logic [31:0] MAGIC = 32'h{int.from_bytes(isa.MAGIC, 'little'):08x};",
+        f"  localparam int VERSION = {isa.VERSION};",
+    ]
+    for kind in isa.DescKind:
+        lines.append(f"  localparam int DESC_KIND_{kind.name} = {int(kind)};")
+    header = isa.core.HEADER
+    descriptor = isa.core.DESCRIPTOR
+    lines += [
+        f"  localparam int HEADER_BYTES = {header.size};",
+        f"  localparam int DESCRIPTOR_BYTES = {descriptor.size};",
+        f"  localparam int INSTRUCTION_BYTES = {isa.core.INSTRUCTION.size};",
+    ]
+    for prefix, layout, names in (
+        ("HDR", header, ("MAGIC", "VERSION", "RESERVED", "N_STRINGS", "N_DESC", "N_INSTR", "CRC")),
+        ("DESC", descriptor, ("NAME", "KIND", "FMT", "SB", "RESERVED", "DIM0", "DIM1", "GROUP")),
+    ):
+        codes = [c for c in struct.Struct(layout.format).format.lstrip("<") if not c.isdigit()]
+        offset = 0
+        fields = iter(names)
+        for code in codes:
+            if code == "x":
+                break
+            size = 4 if code == "s" else struct.calcsize("<" + code)
+            lines.append(
+                f"  localparam int {prefix}_{next(fields)}_OFFSET = {offset};  // {size} B"
+            )
+            offset += size
+    for kind in isa.INSTRUCTION_TYPES:
+        name = kind.MNEMONIC.upper().replace(".", "_")
+        lines.append(f"  localparam logic [7:0] OP_{name} = 8'h{kind.OPCODE:02x};")
+        used = 0xFF << 56
+        for field in kind.FIELDS:
+            key = f"{name}_{field.name.upper()}"
+            lines.append(f"  localparam int {key}_LO = {field.lo};")
+            lines.append(f"  localparam int {key}_W = {field.width};")
+            used |= ((1 << field.width) - 1) << field.lo
+        reserved = ((1 << 64) - 1) & ~used
+        lines.append(f"  localparam logic [63:0] {name}_RESERVED = 64'h{reserved:016x};")
     lines.append("endpackage")
     return "\n".join(lines) + "\n"
