@@ -150,14 +150,18 @@ def build(directory: str | Path, simulator: str = "verilator", jobs: int = 2) ->
 
 
 def run_rtl(
-    directory: str | Path, simulator: str = "verilator", limit: int | None = None
+    directory: str | Path,
+    simulator: str = "verilator",
+    limit: int | None = None,
+    binary: Path | None = None,
 ) -> RtlRun:
-    """Run the built design; its counters and output tensors."""
+    """Run the built design (or ``binary``, another design's build of the same configuration
+    and capacity) on the images in ``directory``; its counters and output tensors."""
     directory = Path(directory)
-    binary = _binary(directory, simulator)
+    binary = binary or _binary(directory, simulator)
     if not binary.exists():
         build(directory, simulator)
-    for stale in [directory / "counters.hex", *directory.glob("out*.hex")]:
+    for stale in [directory / "counters.hex", *directory.glob("tensor*.hex")]:
         stale.unlink(missing_ok=True)
     plus = [f"+limit={limit}"] if limit is not None else []
     command = (
@@ -179,7 +183,7 @@ def run_rtl(
     outputs = {}
     if not counters["error"]:
         for i, (name, (_, nbytes, shape)) in enumerate(design["outputs"].items()):
-            data = bytes(_hex_words(directory / f"out{i}.hex"))
+            data = bytes(_hex_words(directory / f"tensor{i}.hex"))
             assert len(data) == nbytes
             outputs[name] = np.frombuffer(data, dtype=np.float16).reshape(shape).copy()
     return RtlRun(counters, outputs, seconds)
@@ -203,14 +207,17 @@ def _first_difference(name: str, rtl: np.ndarray, emulated: np.ndarray) -> str |
     return f"{name}{list(where)}: RTL {rtl[where]!r} (0x{int(a[where]):04x}), emulator {emulated[where]!r} (0x{int(b[where]):04x})"
 
 
-def cosimulate(directory: str | Path, simulator: str = "verilator") -> CosimResult:
-    """Run the design on ``simulator`` and on the emulator; compare outputs and cycles."""
+def cosimulate(
+    directory: str | Path, simulator: str = "verilator", binary: Path | None = None
+) -> CosimResult:
+    """Run the design on ``simulator`` (``binary``: see :func:`run_rtl`) and on the emulator;
+    compare outputs and cycles."""
     from bitmod.runtime.emulator.machine import Machine, MachineError
 
     directory = Path(directory)
     design = json.loads((directory / "design.json").read_text())
     config = HardwareConfig(**design["config"])
-    rtl = run_rtl(directory, simulator)
+    rtl = run_rtl(directory, simulator, binary=binary)
     emulator_error = None
     emulated = None
     try:
