@@ -91,7 +91,9 @@ def _layer(
         memory[bias] = torch.randn(n, generator=generator).to(torch.float16).numpy()
     rows = config.rows
     block_rows = int(rng.choice([rows, 2 * rows])) if m > rows else rows
-    kchunk = group if order == "k-streamed" or (order == "acts-resident" and rng.random() < 0.5) else 0
+    kchunk = (
+        group if order == "k-streamed" or (order == "acts-resident" and rng.random() < 0.5) else 0
+    )
     if kchunk and kchunk >= k:
         kchunk = 0 if order != "k-streamed" else kchunk
     for rows_tried in dict.fromkeys([block_rows, rows]):  # fall back to one pass if it fits
@@ -175,4 +177,3 @@ def random_case(seed: int) -> Case:
         program = _chain(program, second)
         name += f" -> {second_n}"
     return Case(f"case {seed}: {name} on {config_name}", config_name, program, memory)
-

@@ -129,7 +129,7 @@ def build(directory: str | Path, simulator: str = "verilator", jobs: int = 2) ->
         command = [
             "verilator", "--binary", "--timing", "-j", str(jobs), "-Wno-fatal", "-Wno-lint",
             "-Wno-style", "-Wno-WIDTH", "-Wno-BLKSEQ", "--top-module", "bitmod_tb",
-            "-O3", "--Mdir", str(out), "-o", "bitmod_tb", *map(str, files),
+            "--Mdir", str(out), "-o", "bitmod_tb", *map(str, files),
         ]  # fmt: skip
     else:
         if shutil.which("iverilog") is None:
@@ -204,7 +204,10 @@ def _first_difference(name: str, rtl: np.ndarray, emulated: np.ndarray) -> str |
     if np.array_equal(a, b):
         return None
     where = tuple(int(i) for i in np.argwhere(a != b)[0])
-    return f"{name}{list(where)}: RTL {rtl[where]!r} (0x{int(a[where]):04x}), emulator {emulated[where]!r} (0x{int(b[where]):04x})"
+    return (
+        f"{name}{list(where)}: RTL {rtl[where]!r} (0x{int(a[where]):04x}), "
+        f"emulator {emulated[where]!r} (0x{int(b[where]):04x})"
+    )
 
 
 def cosimulate(
