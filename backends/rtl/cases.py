@@ -1,7 +1,8 @@
 """Random co-simulation cases: compiled matmul programs and their memory images.
 
 ``random_case(seed)`` draws one: a weight format (every accelerated format in turn), odd M and
-N, K of one to four groups, with or without a bias, one of the three loop orders (forced, with
+N, K of two to four groups (every other case with a shorter last group, K often odd), with or
+without a bias, one of the three loop orders (forced, with
 block rows and K chunks that make it legal), a weight matmul or a K/V-style activation matmul
 (the right operand an FP16 tensor quantized at run time to INT8 or INT4, as the compiler's
 offload does), sometimes two layers chained through DRAM (the second reads the first's
@@ -152,7 +153,8 @@ def random_case(seed: int) -> Case:
     fmt = ("int8", "int4")[seed % 2] if activation_matmul else ACCELERATED[seed % len(ACCELERATED)]
     order = ORDERS[seed % 3]
     group = int(rng.choice([16, 32]))
-    k = group * int(rng.integers(2, 5))
+    # K of 2-4 groups, every other case ragged: a shorter last group, K often odd
+    k = group * int(rng.integers(2, 5)) + (int(rng.choice([1, 5, 7, 10])) if seed % 2 else 0)
     m = int(rng.choice([3, 5, 7, 9, 13]))
     n = int(rng.choice([5, 7, 9, 11, 13, 19]))
     with_bias = bool(seed % 2)

@@ -32,7 +32,8 @@ from typing import Any
 import numpy as np
 import torch
 from bitmod.backends.rtl import LIBRARY_DIR
-from bitmod.backends.rtl.packages import config_package, format_package, isa_package_standin
+from bitmod.backends.rtl.isa_package import isa_package
+from bitmod.backends.rtl.packages import config_package, format_package
 from bitmod.runtime.arch.hwconfig import HardwareConfig
 from bitmod.runtime.arch.schedule import WeightLayout
 from bitmod.runtime.arch.timing import MAC_PIPELINE_CYCLES
@@ -382,7 +383,7 @@ def emit_design(
         generated.mkdir()
         (generated / "bitmod_fmt_pkg.sv").write_text(format_package())
         (generated / "bitmod_cfg_pkg.sv").write_text(config_package(config))
-        (generated / "bsisa_pkg.sv").write_text(isa_package_standin())
+        (generated / "bsisa_pkg.sv").write_text(isa_package())
         for source in source_files(generated)[3:]:
             shutil.copy(source, generated / source.name)
         files = [f"rtl/{p.name}" for p in source_files(generated)] + ["bitmod_tb.sv"]

@@ -120,11 +120,15 @@ class MacTiming:
     group_cycles: int | None = None  # per group; None: tail_cycles
 
     @property
+    def per_group(self) -> int:
+        """Post-processing cycles of a group, hidden behind the next group's steps."""
+        return self.tail_cycles if self.group_cycles is None else self.group_cycles
+
+    @property
     def group_stall(self) -> int:
-        """``s``: cycles every group but the first waits when its steps are fewer than the
-        previous group's post-processing."""
-        per_group = self.tail_cycles if self.group_cycles is None else self.group_cycles
-        return max(0, per_group - -(-self.group_size // self.macs_per_step) * self.step_cycles)
+        """``s``: cycles every whole group but the first waits when its steps are fewer than
+        the previous group's post-processing."""
+        return max(0, self.per_group - -(-self.group_size // self.macs_per_step) * self.step_cycles)
 
     @classmethod
     def bit_serial(cls, fmt: str, group_size: int, scale_bits: int, rows: int) -> MacTiming:
@@ -141,10 +145,10 @@ class MacTiming:
     def cycles(self, passes: _Array | int, k: _Array | int) -> tuple[_Array, _Array]:
         """(MAC cycles, dequantization cycles) of ``mac(p, k)`` (docs/schedule.md, "Cycles").
 
-        A group hands its partial sum to the dequantizer when the previous group's SB cycles
-        are over, so every group after the first waits ``max(0, SB − its MAC cycles)``. When
-        G does not divide k, each pass ends with a short group of ``k mod G`` weights
-        (``⌈(k mod G)/d⌉·t`` MAC cycles), which waits longer than a whole group.
+        Every group after the mac's first waits ``max(0, per_group − its MAC cycles)`` (the
+        previous group's post-processing must be over when it ends). When G does not divide
+        k, each pass ends with a short group of ``k mod G`` weights (``⌈(k mod G)/d⌉·t`` MAC
+        cycles), which waits longer than a whole group.
         """
         passes = np.asarray(passes, dtype=np.int64)
         k = np.asarray(k, dtype=np.int64)
@@ -158,7 +162,7 @@ class MacTiming:
         k = np.asarray(k, dtype=np.int64)
         last = k - (_ceil_div(k, self.group_size) - 1) * self.group_size
         return np.maximum(
-            0, self.tail_cycles - _ceil_div(last, self.macs_per_step) * self.step_cycles
+            0, self.per_group - _ceil_div(last, self.macs_per_step) * self.step_cycles
         )
 
     def first_stall(self, k: _Array | int) -> _Array:

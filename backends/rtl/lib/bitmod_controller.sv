@@ -112,23 +112,23 @@ module bitmod_controller #(
   logic        probe_sv;
   logic [1:0]  probe_index_bits;
   logic [39:0] probe_magnitudes;
-  assign d_name = u32(position + bsisa_pkg::DESC_NAME_OFFSET);
-  assign d_kind = image[position + bsisa_pkg::DESC_KIND_OFFSET];
-  assign d_fmt = image[position + bsisa_pkg::DESC_FMT_OFFSET];
-  assign d_sb = image[position + bsisa_pkg::DESC_SB_OFFSET];
-  assign d_dim0 = u32(position + bsisa_pkg::DESC_DIM0_OFFSET);
-  assign d_dim1 = u32(position + bsisa_pkg::DESC_DIM1_OFFSET);
-  assign d_group = u32(position + bsisa_pkg::DESC_GROUP_OFFSET);
-  localparam int TAIL_BYTES = bsisa_pkg::DESCRIPTOR_BYTES - bsisa_pkg::DESC_GROUP_OFFSET - 4;
+  assign d_name = u32(position + bsisa_pkg::DESCRIPTOR_NAME_OFFSET);
+  assign d_kind = image[position + bsisa_pkg::DESCRIPTOR_KIND_OFFSET];
+  assign d_fmt = image[position + bsisa_pkg::DESCRIPTOR_FMT_OFFSET];
+  assign d_sb = image[position + bsisa_pkg::DESCRIPTOR_SCALE_BITS_OFFSET];
+  assign d_dim0 = u32(position + bsisa_pkg::DESCRIPTOR_DIM0_OFFSET);
+  assign d_dim1 = u32(position + bsisa_pkg::DESCRIPTOR_DIM1_OFFSET);
+  assign d_group = u32(position + bsisa_pkg::DESCRIPTOR_GROUP_SIZE_OFFSET);
+  localparam int TAIL_BYTES = bsisa_pkg::DESCRIPTOR_RESERVED_TAIL_BYTES;
   logic [8*TAIL_BYTES-1:0] d_tail;
   for (genvar b = 0; b < TAIL_BYTES; b++) begin : descriptor_tail
-    assign d_tail[8*b +: 8] = image[position + bsisa_pkg::DESC_GROUP_OFFSET + 4 + b];
+    assign d_tail[8*b +: 8] = image[position + bsisa_pkg::DESCRIPTOR_RESERVED_TAIL_OFFSET + b];
   end
-  assign d_reserved_zero = image[position + bsisa_pkg::DESC_RESERVED_OFFSET] == 8'd0
+  assign d_reserved_zero = image[position + bsisa_pkg::DESCRIPTOR_RESERVED_OFFSET] == 8'd0
       && d_tail == '0;
   // one format decoder, shared: the descriptor checked at boot, the cfg.fmt word, the weight
   assign probe_fmt = (phase == B_DESC) ? d_fmt
-      : (phase == B_CODE) ? word[bsisa_pkg::CFG_FMT_FMT_LO +: bsisa_pkg::CFG_FMT_FMT_W] : fmt;
+      : (phase == B_CODE) ? word[bsisa_pkg::CFG_FMT_FMT_LSB +: bsisa_pkg::CFG_FMT_FMT_W] : fmt;
   bitmod_fmt_decode probe (
     .fmt(probe_fmt), .accelerated(probe_accelerated), .kind(probe_kind), .bits(probe_bits),
     .sv_enable(probe_sv), .index_bits(probe_index_bits), .min_terms(probe_min_terms),
@@ -154,21 +154,21 @@ module bitmod_controller #(
   // {known opcode, reserved bits} of an opcode
   function automatic logic [64:0] opcode_mask(input logic [7:0] op);
     case (op)
-      bsisa_pkg::OP_NOP: opcode_mask = {1'b1, bsisa_pkg::NOP_RESERVED};
-      bsisa_pkg::OP_HALT: opcode_mask = {1'b1, bsisa_pkg::HALT_RESERVED};
-      bsisa_pkg::OP_CFG_ARRAY: opcode_mask = {1'b1, bsisa_pkg::CFG_ARRAY_RESERVED};
-      bsisa_pkg::OP_CFG_SV: opcode_mask = {1'b1, bsisa_pkg::CFG_SV_RESERVED};
-      bsisa_pkg::OP_CFG_FMT: opcode_mask = {1'b1, bsisa_pkg::CFG_FMT_RESERVED};
-      bsisa_pkg::OP_CFG_KCHUNK: opcode_mask = {1'b1, bsisa_pkg::CFG_KCHUNK_RESERVED};
-      bsisa_pkg::OP_CFG_MBLOCK: opcode_mask = {1'b1, bsisa_pkg::CFG_MBLOCK_RESERVED};
-      bsisa_pkg::OP_LOOP: opcode_mask = {1'b1, bsisa_pkg::LOOP_RESERVED};
-      bsisa_pkg::OP_ENDLOOP: opcode_mask = {1'b1, bsisa_pkg::ENDLOOP_RESERVED};
-      bsisa_pkg::OP_LD_ACT: opcode_mask = {1'b1, bsisa_pkg::LD_ACT_RESERVED};
-      bsisa_pkg::OP_LD_WGT: opcode_mask = {1'b1, bsisa_pkg::LD_WGT_RESERVED};
-      bsisa_pkg::OP_ACC_CLR: opcode_mask = {1'b1, bsisa_pkg::ACC_CLR_RESERVED};
-      bsisa_pkg::OP_MAC: opcode_mask = {1'b1, bsisa_pkg::MAC_RESERVED};
-      bsisa_pkg::OP_DRAIN: opcode_mask = {1'b1, bsisa_pkg::DRAIN_RESERVED};
-      bsisa_pkg::OP_ST_OUT: opcode_mask = {1'b1, bsisa_pkg::ST_OUT_RESERVED};
+      bsisa_pkg::OP_NOP: opcode_mask = {1'b1, bsisa_pkg::NOP_RESERVED_MASK};
+      bsisa_pkg::OP_HALT: opcode_mask = {1'b1, bsisa_pkg::HALT_RESERVED_MASK};
+      bsisa_pkg::OP_CFG_ARRAY: opcode_mask = {1'b1, bsisa_pkg::CFG_ARRAY_RESERVED_MASK};
+      bsisa_pkg::OP_CFG_SV: opcode_mask = {1'b1, bsisa_pkg::CFG_SV_RESERVED_MASK};
+      bsisa_pkg::OP_CFG_FMT: opcode_mask = {1'b1, bsisa_pkg::CFG_FMT_RESERVED_MASK};
+      bsisa_pkg::OP_CFG_KCHUNK: opcode_mask = {1'b1, bsisa_pkg::CFG_KCHUNK_RESERVED_MASK};
+      bsisa_pkg::OP_CFG_MBLOCK: opcode_mask = {1'b1, bsisa_pkg::CFG_MBLOCK_RESERVED_MASK};
+      bsisa_pkg::OP_LOOP: opcode_mask = {1'b1, bsisa_pkg::LOOP_RESERVED_MASK};
+      bsisa_pkg::OP_ENDLOOP: opcode_mask = {1'b1, bsisa_pkg::ENDLOOP_RESERVED_MASK};
+      bsisa_pkg::OP_LD_ACT: opcode_mask = {1'b1, bsisa_pkg::LD_ACT_RESERVED_MASK};
+      bsisa_pkg::OP_LD_WGT: opcode_mask = {1'b1, bsisa_pkg::LD_WGT_RESERVED_MASK};
+      bsisa_pkg::OP_ACC_CLR: opcode_mask = {1'b1, bsisa_pkg::ACC_CLR_RESERVED_MASK};
+      bsisa_pkg::OP_MAC: opcode_mask = {1'b1, bsisa_pkg::MAC_RESERVED_MASK};
+      bsisa_pkg::OP_DRAIN: opcode_mask = {1'b1, bsisa_pkg::DRAIN_RESERVED_MASK};
+      bsisa_pkg::OP_ST_OUT: opcode_mask = {1'b1, bsisa_pkg::ST_OUT_RESERVED_MASK};
       default: opcode_mask = {1'b0, 64'd0};
     endcase
   endfunction
@@ -181,22 +181,22 @@ module bitmod_controller #(
   logic [15:0] f_desc, f_bias;
   logic [7:0]  f_desc_kind, f_bias_kind;
   logic [3:0]  innermost;
-  assign f_lvl = (opcode == bsisa_pkg::OP_LOOP) ? 4'(word[bsisa_pkg::LOOP_LVL_LO +: bsisa_pkg::LOOP_LVL_W])
-      : 4'(word[bsisa_pkg::ENDLOOP_LVL_LO +: bsisa_pkg::ENDLOOP_LVL_W]);
+  assign f_lvl = (opcode == bsisa_pkg::OP_LOOP) ? 4'(word[bsisa_pkg::LOOP_LVL_LSB +: bsisa_pkg::LOOP_LVL_W])
+      : 4'(word[bsisa_pkg::ENDLOOP_LVL_LSB +: bsisa_pkg::ENDLOOP_LVL_W]);
   assign f_desc = (opcode == bsisa_pkg::OP_LD_WGT)
-      ? word[bsisa_pkg::LD_WGT_DESC_LO +: bsisa_pkg::LD_WGT_DESC_W]
-      : (opcode == bsisa_pkg::OP_ST_OUT) ? word[bsisa_pkg::ST_OUT_DESC_LO +: bsisa_pkg::ST_OUT_DESC_W]
-      : word[bsisa_pkg::LD_ACT_DESC_LO +: bsisa_pkg::LD_ACT_DESC_W];
+      ? word[bsisa_pkg::LD_WGT_DESC_LSB +: bsisa_pkg::LD_WGT_DESC_W]
+      : (opcode == bsisa_pkg::OP_ST_OUT) ? word[bsisa_pkg::ST_OUT_DESC_LSB +: bsisa_pkg::ST_OUT_DESC_W]
+      : word[bsisa_pkg::LD_ACT_DESC_LSB +: bsisa_pkg::LD_ACT_DESC_W];
   assign f_row_lvl = (opcode == bsisa_pkg::OP_ST_OUT)
-      ? word[bsisa_pkg::ST_OUT_ROW_LVL_LO +: bsisa_pkg::ST_OUT_ROW_LVL_W]
-      : word[bsisa_pkg::LD_ACT_ROW_LVL_LO +: bsisa_pkg::LD_ACT_ROW_LVL_W];
+      ? word[bsisa_pkg::ST_OUT_ROW_LVL_LSB +: bsisa_pkg::ST_OUT_ROW_LVL_W]
+      : word[bsisa_pkg::LD_ACT_ROW_LVL_LSB +: bsisa_pkg::LD_ACT_ROW_LVL_W];
   assign f_k_lvl = (opcode == bsisa_pkg::OP_LD_WGT)
-      ? word[bsisa_pkg::LD_WGT_K_LVL_LO +: bsisa_pkg::LD_WGT_K_LVL_W]
-      : word[bsisa_pkg::LD_ACT_K_LVL_LO +: bsisa_pkg::LD_ACT_K_LVL_W];
+      ? word[bsisa_pkg::LD_WGT_K_LVL_LSB +: bsisa_pkg::LD_WGT_K_LVL_W]
+      : word[bsisa_pkg::LD_ACT_K_LVL_LSB +: bsisa_pkg::LD_ACT_K_LVL_W];
   assign f_col_lvl = (opcode == bsisa_pkg::OP_ST_OUT)
-      ? word[bsisa_pkg::ST_OUT_COL_LVL_LO +: bsisa_pkg::ST_OUT_COL_LVL_W]
-      : word[bsisa_pkg::LD_WGT_COL_LVL_LO +: bsisa_pkg::LD_WGT_COL_LVL_W];
-  assign f_bias = word[bsisa_pkg::DRAIN_BIAS_LO +: bsisa_pkg::DRAIN_BIAS_W];
+      ? word[bsisa_pkg::ST_OUT_COL_LVL_LSB +: bsisa_pkg::ST_OUT_COL_LVL_W]
+      : word[bsisa_pkg::LD_WGT_COL_LVL_LSB +: bsisa_pkg::LD_WGT_COL_LVL_W];
+  assign f_bias = word[bsisa_pkg::DRAIN_BIAS_LSB +: bsisa_pkg::DRAIN_BIAS_W];
   assign f_desc_kind = (32'(f_desc) < MAX_DESC) ? desc_kind[f_desc] : 8'hFF;
   assign f_bias_kind = (32'(f_bias) < MAX_DESC) ? desc_kind[f_bias] : 8'hFF;
   assign innermost = (depth == 4'd0) ? 4'hF : open_levels[depth - 4'd1];
@@ -220,22 +220,22 @@ module bitmod_controller #(
     if (!known_op) word_check = E_OPCODE;
     else if ((w & mask) != 64'd0) word_check = E_RESERVED_BITS;
     else if (op == bsisa_pkg::OP_CFG_ARRAY) begin
-      if (w[bsisa_pkg::CFG_ARRAY_ROWS_LO +: bsisa_pkg::CFG_ARRAY_ROWS_W] == 0
-          || w[bsisa_pkg::CFG_ARRAY_COLS_LO +: bsisa_pkg::CFG_ARRAY_COLS_W] == 0
-          || w[bsisa_pkg::CFG_ARRAY_TILES_LO +: bsisa_pkg::CFG_ARRAY_TILES_W] == 0)
+      if (w[bsisa_pkg::CFG_ARRAY_ROWS_LSB +: bsisa_pkg::CFG_ARRAY_ROWS_W] == 0
+          || w[bsisa_pkg::CFG_ARRAY_COLS_LSB +: bsisa_pkg::CFG_ARRAY_COLS_W] == 0
+          || w[bsisa_pkg::CFG_ARRAY_TILES_LSB +: bsisa_pkg::CFG_ARRAY_TILES_W] == 0)
         word_check = E_FIELD;
     end else if (op == bsisa_pkg::OP_CFG_FMT) begin
-      if (!fmt_known || w[bsisa_pkg::CFG_FMT_SB_LO +: bsisa_pkg::CFG_FMT_SB_W] == 0
-          || w[bsisa_pkg::CFG_FMT_GROUP_SIZE_LO +: bsisa_pkg::CFG_FMT_GROUP_SIZE_W] < 4
-          || w[bsisa_pkg::CFG_FMT_GROUP_SIZE_LO +: 2] != 2'd0)
+      if (!fmt_known || w[bsisa_pkg::CFG_FMT_SB_LSB +: bsisa_pkg::CFG_FMT_SB_W] == 0
+          || w[bsisa_pkg::CFG_FMT_GROUP_SIZE_LSB +: bsisa_pkg::CFG_FMT_GROUP_SIZE_W] < 4
+          || w[bsisa_pkg::CFG_FMT_GROUP_SIZE_LSB +: 2] != 2'd0)
         word_check = E_FIELD;
     end else if (op == bsisa_pkg::OP_CFG_KCHUNK) begin
-      if (w[bsisa_pkg::CFG_KCHUNK_KC_LO +: bsisa_pkg::CFG_KCHUNK_KC_W] == 0) word_check = E_FIELD;
+      if (w[bsisa_pkg::CFG_KCHUNK_KC_LSB +: bsisa_pkg::CFG_KCHUNK_KC_W] == 0) word_check = E_FIELD;
     end else if (op == bsisa_pkg::OP_CFG_MBLOCK) begin
-      if (w[bsisa_pkg::CFG_MBLOCK_ROWS_LO +: bsisa_pkg::CFG_MBLOCK_ROWS_W] == 0)
+      if (w[bsisa_pkg::CFG_MBLOCK_ROWS_LSB +: bsisa_pkg::CFG_MBLOCK_ROWS_W] == 0)
         word_check = E_FIELD;
     end else if (op == bsisa_pkg::OP_LOOP) begin
-      if (w[bsisa_pkg::LOOP_COUNT_LO +: bsisa_pkg::LOOP_COUNT_W] == 0) word_check = E_FIELD;
+      if (w[bsisa_pkg::LOOP_COUNT_LSB +: bsisa_pkg::LOOP_COUNT_W] == 0) word_check = E_FIELD;
       else if (open[lvl[2:0]]) word_check = E_LOOPS;
     end else if (op == bsisa_pkg::OP_ENDLOOP) begin
       if (loop_depth == 4'd0 || inner != lvl) word_check = E_LOOPS;
@@ -380,13 +380,13 @@ module bitmod_controller #(
     op = w[63:56];
     run_time_check = 8'd0;
     if (op == bsisa_pkg::OP_CFG_ARRAY) begin
-      if (32'(w[bsisa_pkg::CFG_ARRAY_ROWS_LO +: bsisa_pkg::CFG_ARRAY_ROWS_W]) != ROWS
-          || 32'(w[bsisa_pkg::CFG_ARRAY_COLS_LO +: bsisa_pkg::CFG_ARRAY_COLS_W]) != COLS
-          || 32'(w[bsisa_pkg::CFG_ARRAY_TILES_LO +: bsisa_pkg::CFG_ARRAY_TILES_W]) != TILES)
+      if (32'(w[bsisa_pkg::CFG_ARRAY_ROWS_LSB +: bsisa_pkg::CFG_ARRAY_ROWS_W]) != ROWS
+          || 32'(w[bsisa_pkg::CFG_ARRAY_COLS_LSB +: bsisa_pkg::CFG_ARRAY_COLS_W]) != COLS
+          || 32'(w[bsisa_pkg::CFG_ARRAY_TILES_LSB +: bsisa_pkg::CFG_ARRAY_TILES_W]) != TILES)
         run_time_check = E_GEOMETRY;
     end else if (op == bsisa_pkg::OP_CFG_MBLOCK) begin
-      if (32'(w[bsisa_pkg::CFG_MBLOCK_ROWS_LO +: bsisa_pkg::CFG_MBLOCK_ROWS_W]) % ROWS != 0
-          || 32'(w[bsisa_pkg::CFG_MBLOCK_ROWS_LO +: bsisa_pkg::CFG_MBLOCK_ROWS_W]) > MAX_BLOCK_ROWS)
+      if (32'(w[bsisa_pkg::CFG_MBLOCK_ROWS_LSB +: bsisa_pkg::CFG_MBLOCK_ROWS_W]) % ROWS != 0
+          || 32'(w[bsisa_pkg::CFG_MBLOCK_ROWS_LSB +: bsisa_pkg::CFG_MBLOCK_ROWS_W]) > MAX_BLOCK_ROWS)
         run_time_check = E_MBLOCK;
     end else if (op == bsisa_pkg::OP_LD_ACT || op == bsisa_pkg::OP_LD_WGT) begin
       if (start >= rows_or_channels || first_k >= k) run_time_check = E_OUTSIDE;
@@ -437,18 +437,18 @@ module bitmod_controller #(
       if (phase != B_RUN && phase != B_STOP) boot_cycles <= boot_cycles + 32'd1;
       case (phase)
         B_HEADER: begin
-          n_strings <= u32(bsisa_pkg::HDR_N_STRINGS_OFFSET);
-          n_desc <= u32(bsisa_pkg::HDR_N_DESC_OFFSET);
-          n_instr <= u32(bsisa_pkg::HDR_N_INSTR_OFFSET);
-          header_crc <= u32(bsisa_pkg::HDR_CRC_OFFSET);
+          n_strings <= u32(bsisa_pkg::HEADER_N_STRINGS_OFFSET);
+          n_desc <= u32(bsisa_pkg::HEADER_N_DESC_OFFSET);
+          n_instr <= u32(bsisa_pkg::HEADER_N_INSTR_OFFSET);
+          header_crc <= u32(bsisa_pkg::HEADER_CRC_OFFSET);
           position <= 32'(bsisa_pkg::HEADER_BYTES);
           index <= 32'd0;
           if (image_length < 32'(bsisa_pkg::HEADER_BYTES)) fail(E_TRUNCATED, image_length);
-          else if (u32(bsisa_pkg::HDR_MAGIC_OFFSET) != bsisa_pkg::MAGIC) fail(E_MAGIC, 0);
-          else if (32'(u16(bsisa_pkg::HDR_VERSION_OFFSET)) != bsisa_pkg::VERSION)
-            fail(E_VERSION, bsisa_pkg::HDR_VERSION_OFFSET);
-          else if (u16(bsisa_pkg::HDR_RESERVED_OFFSET) != 16'd0)
-            fail(E_RESERVED_HEADER, bsisa_pkg::HDR_RESERVED_OFFSET);
+          else if (u32(bsisa_pkg::HEADER_MAGIC_OFFSET) != bsisa_pkg::MAGIC) fail(E_MAGIC, 0);
+          else if (32'(u16(bsisa_pkg::HEADER_VERSION_OFFSET)) != bsisa_pkg::VERSION)
+            fail(E_VERSION, bsisa_pkg::HEADER_VERSION_OFFSET);
+          else if (u16(bsisa_pkg::HEADER_RESERVED_OFFSET) != 16'd0)
+            fail(E_RESERVED_HEADER, bsisa_pkg::HEADER_RESERVED_OFFSET);
           else phase <= B_STRINGS;
         end
         B_STRINGS: begin
@@ -470,7 +470,7 @@ module bitmod_controller #(
           else if (code_offset + 32'(bsisa_pkg::INSTRUCTION_BYTES) * n_instr < image_length)
             fail(E_TRAILING, code_offset + 32'(bsisa_pkg::INSTRUCTION_BYTES) * n_instr);
           else if (n_desc > MAX_DESC || n_instr > MAX_INSTR || n_strings > MAX_STRINGS)
-            fail(E_CAPACITY, 32'(bsisa_pkg::HDR_N_STRINGS_OFFSET));
+            fail(E_CAPACITY, 32'(bsisa_pkg::HEADER_N_STRINGS_OFFSET));
           else begin
             position <= 32'(bsisa_pkg::HEADER_BYTES);
             crc <= 32'hFFFFFFFF;
@@ -479,7 +479,7 @@ module bitmod_controller #(
         end
         B_CRC: begin
           if (position == image_length) begin
-            if (~crc != header_crc) fail(E_CRC, bsisa_pkg::HDR_CRC_OFFSET);
+            if (~crc != header_crc) fail(E_CRC, bsisa_pkg::HEADER_CRC_OFFSET);
             else begin
               position <= desc_offset;
               index <= 32'd0;
@@ -556,17 +556,17 @@ module bitmod_controller #(
         pc <= pc;
       end
       bsisa_pkg::OP_CFG_ARRAY: block_rows <= 32'(ROWS);
-      bsisa_pkg::OP_CFG_SV: sv[word[bsisa_pkg::CFG_SV_SLOT_LO +: bsisa_pkg::CFG_SV_SLOT_W]] <= word[bsisa_pkg::CFG_SV_VALUE_LO +: bsisa_pkg::CFG_SV_VALUE_W];
+      bsisa_pkg::OP_CFG_SV: sv[word[bsisa_pkg::CFG_SV_SLOT_LSB +: bsisa_pkg::CFG_SV_SLOT_W]] <= word[bsisa_pkg::CFG_SV_VALUE_LSB +: bsisa_pkg::CFG_SV_VALUE_W];
       bsisa_pkg::OP_CFG_FMT: begin
-        fmt <= word[bsisa_pkg::CFG_FMT_FMT_LO +: bsisa_pkg::CFG_FMT_FMT_W];
-        sb <= 8'(word[bsisa_pkg::CFG_FMT_SB_LO +: bsisa_pkg::CFG_FMT_SB_W]);
-        group_size <= 32'(word[bsisa_pkg::CFG_FMT_GROUP_SIZE_LO +: bsisa_pkg::CFG_FMT_GROUP_SIZE_W]);
+        fmt <= word[bsisa_pkg::CFG_FMT_FMT_LSB +: bsisa_pkg::CFG_FMT_FMT_W];
+        sb <= 8'(word[bsisa_pkg::CFG_FMT_SB_LSB +: bsisa_pkg::CFG_FMT_SB_W]);
+        group_size <= 32'(word[bsisa_pkg::CFG_FMT_GROUP_SIZE_LSB +: bsisa_pkg::CFG_FMT_GROUP_SIZE_W]);
       end
-      bsisa_pkg::OP_CFG_KCHUNK: kchunk <= word[bsisa_pkg::CFG_KCHUNK_KC_LO +: bsisa_pkg::CFG_KCHUNK_KC_W];
-      bsisa_pkg::OP_CFG_MBLOCK: block_rows <= 32'(word[bsisa_pkg::CFG_MBLOCK_ROWS_LO +: bsisa_pkg::CFG_MBLOCK_ROWS_W]);
+      bsisa_pkg::OP_CFG_KCHUNK: kchunk <= word[bsisa_pkg::CFG_KCHUNK_KC_LSB +: bsisa_pkg::CFG_KCHUNK_KC_W];
+      bsisa_pkg::OP_CFG_MBLOCK: block_rows <= 32'(word[bsisa_pkg::CFG_MBLOCK_ROWS_LSB +: bsisa_pkg::CFG_MBLOCK_ROWS_W]);
       bsisa_pkg::OP_LOOP: begin
         loops[f_lvl[2:0]] <= 32'd0;
-        loop_count[f_lvl[2:0]] <= word[bsisa_pkg::LOOP_COUNT_LO +: bsisa_pkg::LOOP_COUNT_W];
+        loop_count[f_lvl[2:0]] <= word[bsisa_pkg::LOOP_COUNT_LSB +: bsisa_pkg::LOOP_COUNT_W];
         loop_start[f_lvl[2:0]] <= pc;
       end
       bsisa_pkg::OP_ENDLOOP: begin
