@@ -76,7 +76,7 @@ def _layer(
     group: int,
     names: tuple[str, str, str, str | None],
     activation_matmul: bool,
-) -> tuple[Program, dict[str, object]]:
+) -> tuple[Program, dict[str, object], str]:
     act, weight, out, bias = names
     generator = torch.Generator().manual_seed(int(rng.integers(1 << 31)))
     if activation_matmul:  # B [K, N] in FP16, quantized at run time: W = B^T
@@ -97,7 +97,11 @@ def _layer(
     )
     if kchunk and kchunk >= k:
         kchunk = 0 if order != "k-streamed" else kchunk
-    for rows_tried in dict.fromkeys([block_rows, rows]):  # fall back to one pass if it fits
+    # the order drawn, with fewer block rows or else another order if its blocks do not fit
+    attempts = [(order, r) for r in dict.fromkeys([block_rows, rows])]
+    attempts += [(other, rows) for other in ORDERS if other != order]
+    for order_tried, rows_tried in attempts:
+        chunk = kchunk if order_tried != "k-streamed" or kchunk else group
         try:
             program = matmul_program(
                 act=act,
@@ -110,16 +114,15 @@ def _layer(
                 group_size=group,
                 special_values=get_format(fmt).special_values,
                 config=config,
-                kchunk=kchunk,
+                kchunk=chunk if order_tried != "weights-resident" else 0,
                 block_rows=rows_tried,
-                order=order,
+                order=order_tried,
                 bias=bias,
             )
-            return program, memory
+            return program, memory, order_tried
         except IsaError:
-            if rows_tried == rows:
-                raise
-    raise AssertionError("unreachable")
+            continue
+    raise AssertionError(f"no schedule fits {m}x{n}x{k} {fmt} on {config}")
 
 
 def _chain(first: Program, second: Program) -> Program:
@@ -161,7 +164,7 @@ def random_case(seed: int) -> Case:
     chained = seed % 5 == 4 and not activation_matmul
     if chained:  # the second layer's K is this N: whole groups of 4
         n = int(rng.choice([8, 12, 20]))
-    program, memory = _layer(
+    program, memory, order = _layer(
         rng, config, fmt, order, m, n, k, group,
         ("x", "w1", "h", "b1" if with_bias else None), activation_matmul,
     )  # fmt: skip
@@ -170,7 +173,7 @@ def random_case(seed: int) -> Case:
         name += " (activation matmul)"
     if chained:  # a second layer on h: its output comes back from DRAM
         second_n = int(rng.choice([5, 7, 11]))
-        second, more = _layer(
+        second, more, _ = _layer(
             rng, config, fmt, ORDERS[(seed + 1) % 3], m, second_n, n, 4,
             ("h", "w2", "y", None), False,
         )  # fmt: skip

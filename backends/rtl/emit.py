@@ -21,6 +21,7 @@ Errors (:class:`RtlEmitError`) name the descriptor or instruction; nothing is wr
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import shutil
 import tempfile
@@ -39,10 +40,22 @@ from bitmod.runtime.arch.schedule import WeightLayout
 from bitmod.runtime.arch.timing import MAC_PIPELINE_CYCLES
 from bitmod.runtime.formats import QuantizedTensor, get_format
 from bitmod.runtime.formats.packing import pack_bits
-from bitmod.runtime.isa import CfgKchunk, DescKind, LdWgt, Program, format_name
+from bitmod.runtime.isa import CfgArray, CfgKchunk, DescKind, LdWgt, Program, format_name
 from bitmod.runtime.storage.archive import ParamArchive
 
-__all__ = ["COUNTERS", "MODEL_DIR", "EmittedDesign", "RtlEmitError", "emit_design", "source_files"]
+__all__ = [
+    "COUNTERS",
+    "MODEL_DIR",
+    "EmittedDesign",
+    "RtlEmitError",
+    "emit_compiled",
+    "emit_design",
+    "emit_module",
+    "machine_config",
+    "source_files",
+    "test_inputs",
+    "tiled_config",
+]
 
 MODEL_DIR = LIBRARY_DIR.with_name("model")
 #: The order of ``counters.hex`` (one 32-bit word each).
@@ -443,3 +456,131 @@ def _config_json(config: HardwareConfig) -> dict[str, Any]:
             "max_block_rows",
         )
     }
+
+
+# --- from a module or a compiled model ------------------------------------------------------
+
+
+def machine_config(program: Program, base: HardwareConfig | None = None) -> HardwareConfig:
+    """``base`` (default :class:`HardwareConfig`) with the geometry of the program's first
+    ``cfg.array``: the machine a ``bitmod-tile`` program was planned for."""
+
+    base = base or HardwareConfig()
+    for instr in program.instructions:
+        if isinstance(instr, CfgArray):
+            return dataclasses.replace(base, rows=instr.rows, cols=instr.cols, tiles=instr.tiles)
+    return base
+
+
+def tiled_config(tile: Any | None) -> HardwareConfig | None:
+    """The machine a ``bitmod-tile`` pass (its options) planned for, or None without one."""
+    if tile is None:
+        return None
+    return HardwareConfig(
+        rows=tile.rows,
+        cols=tile.cols,
+        tiles=tile.tiles,
+        act_buffer_bytes=tile.act_buffer,
+        weight_buffer_bytes=tile.weight_buffer,
+        max_block_rows=tile.max_block_rows,
+        dram_bytes_per_cycle=tile.dram_bytes_per_cycle,
+    )
+
+
+def test_inputs(program: Program, memory: Mapping[str, Any] | ParamArchive, seed: int = 0) -> dict:
+    """Seeded N(0, 1) FP16 values for every activation the program reads that neither the
+    memory image holds nor the program stores (the inputs of a standalone design)."""
+    produced = {
+        program.descriptor_name(i)
+        for i, d in enumerate(program.descriptors)
+        if d.kind is DescKind.OUT
+    }
+    rng = np.random.default_rng(seed)
+    inputs = {}
+    for i, desc in enumerate(program.descriptors):
+        name = program.descriptor_name(i)
+        if desc.kind is DescKind.ACT and name not in produced and _resolve(memory, name) is None:
+            inputs[name] = rng.standard_normal(desc.shape).astype(np.float16)
+    return inputs
+
+
+def emit_module(
+    module: Any,
+    archive: ParamArchive | None,
+    directory: str | Path,
+    config: HardwareConfig | None = None,
+    seed: int = 0,
+) -> EmittedDesign:
+    """``bitmod-opt --emit=verilog``: the design of a lowered module's bsisa program on its
+    parameter archive (biases rounded to FP16, as the host rounds them for the machine), with
+    seeded inputs (:func:`test_inputs`) for the activations it reads."""
+    from bitmod.backends.emit import module_to_program
+
+    program = module_to_program(module)
+    memory = _memory_mapping(archive)
+    for i, desc in enumerate(program.descriptors):  # biases to the PE's FP16, as the host does
+        name = program.descriptor_name(i)
+        value = memory.get(name)
+        if desc.kind is DescKind.BIAS and isinstance(value, torch.Tensor):
+            memory[name] = value.detach().to(torch.float16).numpy()
+    memory.update(test_inputs(program, memory, seed))
+    return emit_design(program, memory, directory, machine_config(program, config))
+
+
+def _memory_mapping(archive: ParamArchive | None) -> dict[str, Any]:
+    memory: dict[str, Any] = {}
+    if archive is not None:
+        for name in archive.names():
+            memory[name] = (
+                archive.get_quantized(name) if archive.is_quantized(name) else archive.get(name)
+            )
+    return memory
+
+
+def emit_compiled(compiled: Any, example_args: Any, directory: str | Path) -> list[EmittedDesign]:
+    """The designs of a compiled model (:func:`bitmod.compile`): one forward pass on
+    ``example_args``, every program the machine runs (one per accelerated op and slice) on the
+    memory image it runs on, as ``DIR/op<i>`` of one capacity (one build runs them all)."""
+    from bitmod.runtime.emulator.machine import Machine
+
+    directory = Path(directory)
+    if directory.exists():
+        raise RtlEmitError(f"{directory}: already exists (an emitted design is a new directory)")
+    runs: list[tuple[Program, dict[str, Any]]] = []
+    machine = compiled.machine
+
+    class Recording(Machine):
+        def run(self, program, memory=None, inputs=None):  # type: ignore[override]
+            image = memory if isinstance(memory, dict) else _memory_mapping(memory)
+            runs.append((program, {**image, **dict(inputs or {})}))
+            return super().run(program, memory, inputs)
+
+    compiled.machine = Recording(machine.config)
+    try:
+        args = example_args if isinstance(example_args, tuple | list) else (example_args,)
+        compiled(*args)
+    finally:
+        compiled.machine = machine
+    if not runs:
+        raise RtlEmitError("the model runs nothing on the accelerator")
+    images = [(p, m, *dram_image(p, m)) for p, m in runs]
+    capacity = {
+        "dram": _power_of_two(max(len(d) for _, _, d, _, _ in images)),
+        "image": _power_of_two(max(len(p.encode()) for p, *_ in images)),
+        "descriptors": max(len(p.descriptors) for p, *_ in images),
+        "strings": max(len(p.strings) for p, *_ in images),
+        "instructions": max(len(p.instructions) for p, *_ in images),
+    }
+    parent = directory.parent
+    parent.mkdir(parents=True, exist_ok=True)
+    work = Path(tempfile.mkdtemp(prefix=f".{directory.name}.", dir=parent))
+    try:
+        designs = [
+            emit_design(p, m, work / f"op{i}", machine.config, capacity=capacity)
+            for i, (p, m, *_) in enumerate(images)
+        ]
+        work.rename(directory)
+    except BaseException:
+        shutil.rmtree(work, ignore_errors=True)
+        raise
+    return [dataclasses.replace(d, directory=directory / d.directory.name) for d in designs]

@@ -171,4 +171,3 @@ def config_package(config: HardwareConfig) -> str:
         lines.append(f"  localparam int {name} = {value};")
     lines.append("endpackage")
     return "\n".join(lines) + "\n"
-
