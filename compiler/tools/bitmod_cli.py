@@ -26,6 +26,7 @@ import hashlib
 import importlib.util
 import json
 import logging
+import shutil
 import sys
 import traceback
 from collections.abc import Callable, Iterator, Sequence
@@ -296,6 +297,10 @@ def _compile(args: argparse.Namespace) -> int:
         for text in args.example_shape:
             _parse_shape(text)  # syntax errors before the slow imports
         _parse_range(args.int_range)
+    if args.emit_verilog and Path(args.emit_verilog).exists():
+        raise CliError(
+            f"{args.emit_verilog}: already exists (--emit-verilog writes a new directory)"
+        )
     module = _load_module(path)
     factory = _function(module, factory_name, path)
 
@@ -333,11 +338,16 @@ def _compile(args: argparse.Namespace) -> int:
             progress=args.progress,
             device=args.device,
         )
-    bundle = compiled.save(args.output)
-    if args.emit_verilog:
+    if args.emit_verilog:  # before the bundle: a failure leaves neither
         from bitmod.backends.rtl.emit import emit_compiled
 
         emit_compiled(compiled, tuple(example_args), args.emit_verilog)
+    try:
+        bundle = compiled.save(args.output)
+    except BaseException:
+        if args.emit_verilog:
+            shutil.rmtree(args.emit_verilog, ignore_errors=True)
+        raise
     if not args.quiet:
         print(compiled.report().format(), file=stdout())
     programs = len(compiled.ops)
