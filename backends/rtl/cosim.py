@@ -9,6 +9,7 @@ otherwise) and cycles, in total and by cause.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import shutil
 import subprocess
@@ -115,12 +116,30 @@ def _binary(directory: Path, simulator: str) -> Path:
     )
 
 
-def build(directory: str | Path, simulator: str = "verilator", jobs: int = 2) -> Path:
-    """Compile the design in ``directory``; the simulation binary's path."""
+def build(
+    directory: str | Path,
+    simulator: str = "verilator",
+    jobs: int = 2,
+    cache: str | Path | None = None,
+) -> Path:
+    """Compile the design in ``directory``; the simulation binary's path. With ``cache`` (a
+    directory), a binary built before from the same sources is reused (and a new one kept)."""
     directory = Path(directory)
     if simulator not in SIMULATORS:
         raise CosimError(f"unknown simulator {simulator!r}; valid: {', '.join(SIMULATORS)}")
     files = [directory / line for line in (directory / "files.f").read_text().split()]
+    if cache is not None:
+        digest = hashlib.sha256(simulator.encode())
+        for source in files:
+            digest.update(source.name.encode() + b"\0" + source.read_bytes())
+        cached = Path(cache) / f"{simulator}-{digest.hexdigest()[:20]}"
+        if not cached.exists():
+            Path(cache).mkdir(parents=True, exist_ok=True)
+            binary = build(directory, simulator, jobs)
+            partial = cached.with_suffix(".partial")
+            shutil.copy2(binary, partial)
+            partial.rename(cached)
+        return cached
     out = directory / f"build_{simulator}"
     out.mkdir(exist_ok=True)
     if simulator == "verilator":
