@@ -22,7 +22,7 @@ import time
 from collections import Counter
 from pathlib import Path
 
-from bitmod.backends.rtl.cases import CAPACITY, random_case
+from bitmod.backends.rtl.cases import BENCH_CAPACITY, CAPACITY, random_case
 from bitmod.backends.rtl.cosim import CosimResult, build, cosimulate
 from bitmod.backends.rtl.emit import emit_compiled, emit_design
 
@@ -71,7 +71,7 @@ def mlp(work: Path) -> list[dict]:
     root = work / "mlp"
     shutil.rmtree(root, ignore_errors=True)
     rows = []
-    for design in emit_compiled(compiled, (example,), root):
+    for design in emit_compiled(compiled, (example,), root, capacity=BENCH_CAPACITY):
         binary = build(design.directory, "verilator", cache=work / "builds")
         started = time.perf_counter()
         result = cosimulate(design.directory, "verilator", binary=binary)

@@ -25,6 +25,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
+from bitmod.backends.rtl.cases import BENCH_CAPACITY
 from bitmod.backends.rtl.cosim import build, cosimulate
 from bitmod.backends.rtl.emit import emit_design
 from bitmod.runtime.arch.hwconfig import HardwareConfig
@@ -59,7 +60,7 @@ def _design(work: Path, label: str, config: HardwareConfig, m: int, n: int, k: i
     memory = {"x": x, "w": q}
     design = work / label.replace(" ", "_")
     shutil.rmtree(design, ignore_errors=True)
-    emit_design(program, memory, design, config)
+    emit_design(program, memory, design, config, capacity=BENCH_CAPACITY)
     return program, memory, design
 
 

@@ -32,9 +32,8 @@ from typing import Any
 
 import numpy as np
 import torch
-from bitmod.backends.rtl import LIBRARY_DIR
-from bitmod.backends.rtl.isa_package import isa_package
-from bitmod.backends.rtl.packages import config_package, format_package
+from bitmod.backends.rtl import LIBRARY_DIR, library_files
+from bitmod.backends.rtl.sim import GENERATED_PACKAGES, generated_packages
 from bitmod.runtime.arch.hwconfig import HardwareConfig
 from bitmod.runtime.arch.schedule import WeightLayout
 from bitmod.runtime.arch.timing import MAC_PIPELINE_CYCLES
@@ -72,18 +71,6 @@ COUNTERS = (
     "dram_stall",
     "other",
 )
-_LIBRARY_ORDER = (
-    "bitmod_arith_pkg.sv",
-    "bitmod_term.sv",
-    "bitmod_pe.sv",
-    "bitmod_column.sv",
-    "bitmod_tile.sv",
-    "bitmod_engine.sv",
-    "bitmod_pe_engine.sv",
-    "bitmod_drain_engine.sv",
-    "bitmod_controller.sv",
-    "bitmod_accel.sv",
-)
 _ALIGN = 64  # tensors start on 64-byte boundaries
 
 
@@ -110,8 +97,8 @@ class EmittedDesign:
 
 def source_files(generated: Path) -> list[Path]:
     """The SystemVerilog sources of a design, in compilation order."""
-    packages = [generated / n for n in ("bitmod_fmt_pkg.sv", "bitmod_cfg_pkg.sv", "bsisa_pkg.sv")]
-    return packages + [LIBRARY_DIR / n for n in _LIBRARY_ORDER] + [MODEL_DIR / "bitmod_memory.sv"]
+    packages = [generated / name for name in GENERATED_PACKAGES]
+    return packages + library_files() + [MODEL_DIR / "bitmod_memory.sv"]
 
 
 # --- the memory image -----------------------------------------------------------------------
@@ -393,11 +380,8 @@ def emit_design(
     work = Path(tempfile.mkdtemp(prefix=f".{directory.name}.", dir=parent))
     try:
         generated = work / "rtl"
-        generated.mkdir()
-        (generated / "bitmod_fmt_pkg.sv").write_text(format_package())
-        (generated / "bitmod_cfg_pkg.sv").write_text(config_package(config))
-        (generated / "bsisa_pkg.sv").write_text(isa_package())
-        for source in source_files(generated)[3:]:
+        packages = generated_packages(generated, config)
+        for source in source_files(generated)[len(packages) :]:
             shutil.copy(source, generated / source.name)
         files = [f"rtl/{p.name}" for p in source_files(generated)] + ["bitmod_tb.sv"]
         (work / "files.f").write_text("\n".join(files) + "\n")
@@ -537,10 +521,16 @@ def _memory_mapping(archive: ParamArchive | None) -> dict[str, Any]:
     return memory
 
 
-def emit_compiled(compiled: Any, example_args: Any, directory: str | Path) -> list[EmittedDesign]:
+def emit_compiled(
+    compiled: Any,
+    example_args: Any,
+    directory: str | Path,
+    capacity: dict[str, int] | None = None,
+) -> list[EmittedDesign]:
     """The designs of a compiled model (:func:`bitmod.compile`): one forward pass on
     ``example_args``, every program the machine runs (one per accelerated op and slice) on the
-    memory image it runs on, as ``DIR/op<i>`` of one capacity (one build runs them all)."""
+    memory image it runs on, as ``DIR/op<i>`` of one capacity (one build runs them all): the
+    least that fits them, or ``capacity`` (see :func:`emit_design`)."""
     from bitmod.runtime.emulator.machine import Machine
 
     directory = Path(directory)
@@ -564,7 +554,7 @@ def emit_compiled(compiled: Any, example_args: Any, directory: str | Path) -> li
     if not runs:
         raise RtlEmitError("the model runs nothing on the accelerator")
     images = [(p, m, *dram_image(p, m)) for p, m in runs]
-    capacity = {
+    capacity = capacity or {
         "dram": _power_of_two(max(len(d) for _, _, d, _, _ in images)),
         "image": _power_of_two(max(len(p.encode()) for p, *_ in images)),
         "descriptors": max(len(p.descriptors) for p, *_ in images),

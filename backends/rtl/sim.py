@@ -15,10 +15,12 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 from bitmod.backends.rtl import library_files
+from bitmod.backends.rtl.isa_package import isa_package
 from bitmod.backends.rtl.packages import config_package, format_package
 from bitmod.runtime.arch.hwconfig import HardwareConfig
 
 __all__ = [
+    "GENERATED_PACKAGES",
     "SIMULATORS",
     "SimulationError",
     "generated_packages",
@@ -27,6 +29,8 @@ __all__ = [
 ]
 
 SIMULATORS = ("icarus", "verilator")
+#: The generated packages' file names, in compilation order.
+GENERATED_PACKAGES = ("bitmod_fmt_pkg.sv", "bitmod_cfg_pkg.sv", "bsisa_pkg.sv")
 _BINARIES = {"icarus": "iverilog", "verilator": "verilator"}
 
 
@@ -39,12 +43,11 @@ def simulator_available(simulator: str) -> bool:
 
 
 def generated_packages(directory: Path, config: HardwareConfig | None = None) -> list[Path]:
-    """Write ``bitmod_fmt_pkg.sv`` and ``bitmod_cfg_pkg.sv`` into ``directory``."""
+    """Write the generated packages (``bitmod_fmt_pkg.sv``, ``bitmod_cfg_pkg.sv`` of
+    ``config``, ``bsisa_pkg.sv``) into ``directory``; their paths, in compilation order."""
     directory.mkdir(parents=True, exist_ok=True)
-    files = {
-        "bitmod_fmt_pkg.sv": format_package(),
-        "bitmod_cfg_pkg.sv": config_package(config or HardwareConfig()),
-    }
+    texts = (format_package(), config_package(config or HardwareConfig()), isa_package())
+    files = dict(zip(GENERATED_PACKAGES, texts, strict=True))
     paths = []
     for name, text in files.items():
         path = directory / name
