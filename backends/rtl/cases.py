@@ -150,14 +150,24 @@ def _chain(first: Program, second: Program) -> Program:
     return program
 
 
+def _is_activation_matmul(seed: int) -> bool:
+    return seed % 7 in (3, 6)
+
+
 def random_case(seed: int) -> Case:
     """Case ``seed`` (deterministic; formats, orders and options cycle with the seed)."""
     rng = np.random.default_rng(zlib.crc32(f"rtl-case/{seed}".encode()))
     config_name = "2tiles" if seed % 3 == 2 else "1tile"
     config = CONFIGS[config_name]
-    activation_matmul = seed % 7 in (3, 6)
-    fmt = ("int8", "int4")[seed % 2] if activation_matmul else ACCELERATED[seed % len(ACCELERATED)]
-    order = ORDERS[seed % 3]
+    activation_matmul = _is_activation_matmul(seed)
+    # the weight cases take the formats in turn (all of them within 28 weight cases)
+    weight_rank = seed - sum(map(_is_activation_matmul, range(seed)))
+    fmt = (
+        ("int8", "int4")[seed % 2]
+        if activation_matmul
+        else ACCELERATED[weight_rank % len(ACCELERATED)]
+    )
+    order = ORDERS[(seed // 3) % 3]  # every order on both machines within nine cases
     group = int(rng.choice([16, 32]))
     # K of 2-4 groups, every other case ragged: a shorter last group, K often odd
     k = group * int(rng.integers(2, 5)) + (int(rng.choice([1, 5, 7, 10])) if seed % 2 else 0)

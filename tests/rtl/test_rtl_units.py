@@ -4,7 +4,8 @@ Each test builds one bench (a library module or a thin wrapper in tests/rtl/benc
 its cocotb module; the expected values come from the Python models they are checked against
 (runtime/formats/bitserial, runtime/emulator/pe.py, runtime/emulator/reference_pe.py, numpy).
 ``BITMOD_RTL_VECTORS`` sets the random vectors per format of the PE bench (CI default 2,000;
-the full run, ``bench/rtl_units.py``, uses 10,000).
+the acceptance run, ``BITMOD_RTL_VECTORS=10000 python -m pytest tests/rtl/test_rtl_units.py``,
+is recorded in BENCHMARKS.md).
 """
 
 from __future__ import annotations
