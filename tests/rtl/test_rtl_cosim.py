@@ -74,6 +74,22 @@ def test_random_program_matches_the_emulator(
     assert result.rtl.counters["cycles"] == sum(result.rtl.causes.values())
 
 
+def test_build_cache_reuses_a_binary_of_the_same_sources(tmp_path: Path) -> None:
+    simulator, cache = SIMULATORS[0], tmp_path / "cache"
+    designs = {}
+    for name, seed in (("a", 0), ("b", 1), ("c", 2)):  # seeds 0, 1: one tile; 2: two tiles
+        case = random_case(seed)
+        designs[name] = tmp_path / name
+        emit_design(case.program, case.memory, designs[name], case.config, capacity=CAPACITY)
+    binary = build(designs["a"], simulator, cache=cache)
+    assert build(designs["b"], simulator, cache=cache) == binary
+    assert not (designs["b"] / f"build_{simulator}").exists()  # reused, not rebuilt
+    assert cosimulate(designs["b"], simulator, binary=binary).cycles_equal
+    other = build(designs["c"], simulator, cache=cache)  # another machine: its own binary
+    assert other != binary
+    assert sorted(p.name for p in cache.iterdir()) == sorted([binary.name, other.name])
+
+
 def _with_crc(data: bytes) -> bytes:
     """``data`` with the header's CRC-32 recomputed (so the corruption is not a CRC error)."""
     return data[:20] + struct.pack("<I", zlib.crc32(data[24:])) + data[24:]
