@@ -4,7 +4,8 @@ Random programs (``bitmod.backends.rtl.cases``: every accelerated format, the th
 orders, odd M, N and K, ragged last groups, bias or none, INT8/INT4 activation matmuls,
 layers chained through DRAM) on the two small machines of ``cases.CONFIGS`` on Verilator (and
 the first ones on Icarus too), then the example MLP (examples/mlp) compiled by
-``bitmod.compile`` on the default sixteen-tile machine, every program of its forward pass.
+``bitmod.compile`` for ``cases.MLP_MACHINE`` (two tiles of 4x4), every program of its forward
+pass (a sixteen-tile Verilator build takes longer than a loaded 2-core box allowed here).
 Prints one row per program and a summary; exits 1 on any disagreement.
 
     python bench/rtl_cosim.py [--cases 100] [--icarus 20] [--no-mlp] [--work DIR]
@@ -22,7 +23,7 @@ import time
 from collections import Counter
 from pathlib import Path
 
-from bitmod.backends.rtl.cases import BENCH_CAPACITY, CAPACITY, random_case
+from bitmod.backends.rtl.cases import CAPACITY, MLP_CAPACITY, MLP_MACHINE, random_case
 from bitmod.backends.rtl.cosim import CosimResult, build, cosimulate
 from bitmod.backends.rtl.emit import emit_compiled, emit_design
 
@@ -67,15 +68,15 @@ def mlp(work: Path) -> list[dict]:
     make_mlp = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(make_mlp)
     model, example = make_mlp.build()
-    compiled = bitmod.compile(model, example, dtype="bitmod3")
+    compiled = bitmod.compile(model, example, dtype="bitmod3", group_size=64, hardware=MLP_MACHINE)
     root = work / "mlp"
     shutil.rmtree(root, ignore_errors=True)
     rows = []
-    for design in emit_compiled(compiled, (example,), root, capacity=BENCH_CAPACITY):
+    for design in emit_compiled(compiled, (example,), root, capacity=MLP_CAPACITY):
         binary = build(design.directory, "verilator", cache=work / "builds")
         started = time.perf_counter()
         result = cosimulate(design.directory, "verilator", binary=binary)
-        name = f"examples/mlp {design.directory.name} (bitmod3, 16 tiles of 8x8)"
+        name = f"examples/mlp {design.directory.name} (bitmod3 G64, 2 tiles of 4x4)"
         rows.append(_row(name, "verilator", result, time.perf_counter() - started))
         print(_line(rows[-1]), file=sys.stderr, flush=True)
     return rows

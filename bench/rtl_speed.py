@@ -7,7 +7,7 @@ standalone binary of the emitted design (``verilator --binary``: no Python in th
 time of the process, which includes reading the DRAM image, the image check at boot and
 writing the outputs). Both must give bit-identical outputs and the same cycles (checked).
 
-    python bench/rtl_speed.py [--work DIR] [--out bench/results/rtl_speed.md]
+    python bench/rtl_speed.py [--runs 1 16] [--work DIR] [--out bench/results/rtl_speed.md]
 
 ``--work`` keeps the designs and their builds (a sixteen-tile build takes 10-20 minutes on
 two cores); a rerun reuses a build whose sources did not change.
@@ -71,9 +71,11 @@ def _build(design: Path, builds: Path) -> tuple[Path, float]:
     return binary, time.perf_counter() - started
 
 
-def measure(work: Path) -> list[dict]:
+def measure(work: Path, tiles: list[int]) -> list[dict]:
     rows = []
     for label, config, m, n, k in RUNS:
+        if config.tiles not in tiles:
+            continue
         program, memory, design = _design(work, label, config, m, n, k)
         binary, build_s = _build(design, work / "builds")
         result = cosimulate(design, "verilator", binary=binary)
@@ -139,8 +141,11 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--work", type=Path, default=Path("build/rtl_speed"))
     parser.add_argument("--out", type=Path, help="also write the table (markdown) here")
+    parser.add_argument(
+        "--runs", type=int, nargs="+", default=[1, 16], help="the machines, by tile count"
+    )
     args = parser.parse_args(argv)
-    text = table(measure(args.work))
+    text = table(measure(args.work, args.runs))
     print(text)
     if args.out:
         args.out.write_text(

@@ -24,7 +24,17 @@ from bitmod.runtime.formats import get_format, quantize
 from bitmod.runtime.formats.registry import FORMAT_NAMES
 from bitmod.runtime.isa import Drain, IsaError, LdAct, LdWgt, Program, StOut
 
-__all__ = ["ACCELERATED", "BENCH_CAPACITY", "CAPACITY", "CONFIGS", "ORDERS", "Case", "random_case"]
+__all__ = [
+    "ACCELERATED",
+    "BENCH_CAPACITY",
+    "CAPACITY",
+    "CONFIGS",
+    "MLP_CAPACITY",
+    "MLP_MACHINE",
+    "ORDERS",
+    "Case",
+    "random_case",
+]
 
 ACCELERATED = tuple(name for name in FORMAT_NAMES if get_format(name).accelerated)
 ORDERS = ("weights-resident", "acts-resident", "k-streamed")
@@ -51,6 +61,12 @@ CONFIGS = {
 }
 #: Design capacity every case fits (so one build per machine runs them all).
 CAPACITY = {"dram": 1 << 16, "image": 1 << 11, "descriptors": 8, "strings": 8, "instructions": 64}
+#: The example MLP's machine in the co-simulation test and bench (two tiles of 4x4, buffers for
+#: its 64-wide layers) and a capacity its three programs fit.
+MLP_MACHINE = dataclasses.replace(
+    CONFIGS["2tiles"], act_buffer_bytes=8192, weight_buffer_bytes=8192
+)
+MLP_CAPACITY = {**CAPACITY, "dram": 1 << 17}
 #: The benches' capacity on the default machine (bench/rtl_speed.py's GEMM and the example MLP
 #: of bench/rtl_cosim.py share one sixteen-tile build, which takes many minutes).
 BENCH_CAPACITY = {**CAPACITY, "dram": 1 << 20}

@@ -11,7 +11,6 @@ one-tile ones among them on Verilator too; ``bench/rtl_cosim.py`` runs more.
 
 from __future__ import annotations
 
-import dataclasses
 import importlib.util
 import os
 import struct
@@ -20,7 +19,7 @@ from pathlib import Path
 
 import bitmod
 import pytest
-from bitmod.backends.rtl.cases import CAPACITY, CONFIGS, random_case
+from bitmod.backends.rtl.cases import CAPACITY, CONFIGS, MLP_CAPACITY, MLP_MACHINE, random_case
 from bitmod.backends.rtl.cosim import build, cosimulate
 from bitmod.backends.rtl.emit import emit_design
 from bitmod.backends.rtl.sim import simulator_available
@@ -32,13 +31,6 @@ CASES = int(os.environ.get("BITMOD_RTL_CASES", "20"))
 SIMULATORS = [s for s in ("icarus", "verilator") if simulator_available(s)]
 
 EXAMPLES = Path(__file__).resolve().parents[2] / "examples"
-MLP_CAPACITY = {
-    "dram": 1 << 17,
-    "image": 1 << 11,
-    "descriptors": 8,
-    "strings": 8,
-    "instructions": 64,
-}
 
 pytestmark = pytest.mark.skipif(not SIMULATORS, reason="no Verilog simulator installed")
 
@@ -152,11 +144,6 @@ def test_corrupt_images_are_refused_as_the_decoder_refuses_them(
     )
     assert result.identical  # both refused
     assert CONFIGS[case.config_name] == case.config
-
-
-MLP_MACHINE = dataclasses.replace(
-    CONFIGS["2tiles"], act_buffer_bytes=8192, weight_buffer_bytes=8192
-)
 
 
 class _RecordingMachine(Machine):
