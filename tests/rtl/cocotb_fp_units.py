@@ -1,4 +1,4 @@
-"""cocotb bench: the rounding units of bitmod_fp.sv against numpy and the PE model.
+"""cocotb bench: the rounding units of bitmod_arith_pkg.sv against numpy and the PE model.
 
 Random bit patterns over the whole finite range (normals, subnormals, zeros of both signs),
 plus ties and boundary values; ``BITMOD_RTL_VECTORS`` vectors per unit (default 2,000).
