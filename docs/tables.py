@@ -553,7 +553,7 @@ def perf_accelerators() -> str:
                 labels,
                 weight.macs_per_step,
                 "terms" if weight.fmt and acc.pe_kind == "bitmod" else weight.step_cycles,
-                weight.tail_cycles,
+                weight.timing(cfg.rows).tail_cycles,
                 kv.label,
                 "yes" if acc.has_encoder else "no",
             ]

@@ -14,6 +14,7 @@ import torch
 from bitmod.runtime.arch.hwconfig import HardwareConfig
 from bitmod.runtime.arch.nest import matmul_program
 from bitmod.runtime.arch.schedule import ORDERS
+from bitmod.runtime.arch.timing import MAC_PIPELINE_CYCLES
 from bitmod.runtime.emulator import pe
 from bitmod.runtime.emulator import reference_pe as ref
 from bitmod.runtime.emulator.machine import Machine, MachineError
@@ -290,13 +291,16 @@ def test_compute_bound_cycles_match_the_formula(fmt: str, terms: int) -> None:
     m, n, k = 256, 256, 1024
     q, x, _ = make_case(fmt, m, n, k, 128, 1, bias=False)
     expected = formula_cycles(m, n, k, terms, config)
-    # Blocks of one array pass (8 rows): one mac, so one exposed SB tail, per pass.
+    # Blocks of one array pass (8 rows): one mac, so one exposed tail, per pass: the RTL
+    # pipeline's 4 cycles, SB = 8 of the last group's dequantization and 8 of the column
+    # accumulator taking its 8 PEs (docs/rtl.md); groups of 32 steps hide the others.
+    tail = MAC_PIPELINE_CYCLES + 8 + 8
     program = program_for(q, m, config, bias=False, order="weights-resident", block_rows=8)
     report = Machine(config).run(program, {"x": x, "w": q}).report
     assert report.cycles_by_cause["compute"] == expected
     assert expected <= report.cycles <= 1.10 * expected
     passes = (m // 8) * (n // 128)
-    assert report.cycles_by_cause["dequant_tail"] == 8 * passes  # SB cycles a pass
+    assert report.cycles_by_cause["dequant_tail"] == tail * passes
     assert report.pe_utilization > 0.9
     assert sum(report.cycles_by_cause.values()) == pytest.approx(report.cycles)
     # The compiler's own schedule: the same MACs, the tail once per mac of MR rows.
@@ -304,18 +308,20 @@ def test_compute_bound_cycles_match_the_formula(fmt: str, terms: int) -> None:
     (mblock,) = [i.rows for i in program.instructions if isinstance(i, CfgMblock)] or [8]
     report = Machine(config).run(program, {"x": x, "w": q}).report
     assert report.cycles_by_cause["compute"] == expected
-    assert report.cycles_by_cause["dequant_tail"] == 8 * (m // mblock) * (n // 128)
+    assert report.cycles_by_cause["dequant_tail"] == tail * (m // mblock) * (n // 128)
     assert expected <= report.cycles <= 1.10 * expected
 
 
 def test_short_groups_expose_the_dequantization() -> None:
-    """G = 8 with 2 terms: 4 MAC cycles a group cannot hide 8 dequantization cycles."""
+    """G = 8 with 2 terms: 4 MAC cycles a group cannot hide its 8 dequantization cycles and
+    the column accumulator's 4 (one per PE row): every group after the first waits 12 - 4."""
     config = HardwareConfig(rows=4, cols=4, tiles=1, dram_bytes_per_cycle=1e6)
     q, x, _ = make_case("bitmod3", 4, 4, 64, 8, 12, bias=False)
     report = Machine(config).run(program_for(q, 4, config, bias=False), {"x": x, "w": q}).report
     groups = 64 // 8
     assert report.cycles_by_cause["compute"] == groups * 2 * 2
-    assert report.cycles_by_cause["dequant_tail"] == (groups - 1) * (8 - 4) + 8
+    tail = MAC_PIPELINE_CYCLES + 8 + 4
+    assert report.cycles_by_cause["dequant_tail"] == (groups - 1) * (8 + 4 - 4) + tail
 
 
 @pytest.mark.parametrize(("m", "n", "order"), [(64, 256, "weights-resident"), (1, 1024, None)])
@@ -355,7 +361,7 @@ def test_traffic_and_energy_by_hand() -> None:
     e = config.energy
     passes = 2 * 2
     assert report.cycles_by_cause["compute"] == passes * (k // 4) * 4
-    busy = passes * ((k // 4) * 4 + 8)
+    busy = passes * ((k // 4) * 4 + MAC_PIPELINE_CYCLES + 8 + 4)  # the tail on 4 PE rows
     assert report.energy_pj["pe"] == pytest.approx(e.pe("bitmod") * config.total_pes * busy)
     assert report.energy_pj["dram"] == pytest.approx(
         8 * (weight_bytes + act_bytes + out_bytes) * e.dram_pj_per_bit
@@ -380,9 +386,10 @@ def test_acts_resident_traffic_and_cycles_by_hand() -> None:
     weight_bytes = n * 2 * (32 + 1 + 2)  # per chunk: codes, one scale code, channel scale
     assert report.dram_bytes_read == weight_bytes + m * k * 2  # activations once
     assert report.dram_bytes_written == m * n * 2
-    # 2 column blocks × 2 chunks = 4 macs, each 2 passes × 8 steps × 4 terms + SB = 72.
+    # 2 column blocks × 2 chunks = 4 macs, each 2 passes × 8 steps × 4 terms and a tail of
+    # 4 + SB + 4 PE rows = 16 (groups of 32 steps hide the others).
     assert report.cycles_by_cause["compute"] == 4 * 2 * 8 * 4
-    assert report.cycles_by_cause["dequant_tail"] == 4 * 8
+    assert report.cycles_by_cause["dequant_tail"] == 4 * (MAC_PIPELINE_CYCLES + 8 + 4)
     # Each mac reads its K chunk of the 6 rows once and its weight block once per pass.
     assert report.buffer_bytes_read["activation"] == 4 * m * 32 * 2
     assert report.buffer_bytes_read["weight"] == 2 * weight_bytes
@@ -406,10 +413,11 @@ def test_double_buffering_hides_loads() -> None:
     program = program_for(q, m, double, bias=False, order="weights-resident", block_rows=8)
     fast = Machine(double).run(program, {"x": x, "w": q}).report
     slow = Machine(single).run(program, {"x": x, "w": q}).report
-    # compute per pass 512 cycles + 8 tail; an act block takes 8192 B / 8 = 1024 cycles: with
-    # one slot, load and compute serialize: ≈ 8 × (1024 + 520); with two they overlap (DRAM
-    # bound): ≈ 8 × 1024 + the first weight block.
-    assert slow.cycles > fast.cycles + 7 * 500
+    # A mac is 512 cycles + a 20-cycle tail; an act block takes 8192 B / 8 = 1024 cycles, an
+    # output block 2048 B / 8 = 256. With one slot the next block's load waits for the mac:
+    # ≈ W + 8 × (1024 + 532) (the store hides under the next load's mac); with two the loads
+    # run back to back with the stores between them (DRAM bound): ≈ W + 8 × (1024 + 256).
+    assert slow.cycles > fast.cycles + 7 * (532 - 256)
     assert fast.cycles_by_cause["compute"] == slow.cycles_by_cause["compute"]
 
 
@@ -704,8 +712,9 @@ NO_OUTPUT = (
 
 
 def test_nop_costs_a_cycle_and_empty_program_runs() -> None:
-    assert _run_code((Nop(), Nop(), Nop()), NO_OUTPUT).report.cycles == 3
-    assert _run_code((), NO_OUTPUT).report.cycles == 0
+    # one controller cycle each, the halt _run_code appends too
+    assert _run_code((Nop(), Nop(), Nop()), NO_OUTPUT).report.cycles == 4
+    assert _run_code((), NO_OUTPUT).report.cycles == 1
 
 
 def test_an_output_the_program_never_stores_is_an_error_not_zeros() -> None:

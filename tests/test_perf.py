@@ -10,6 +10,7 @@ import math
 import numpy as np
 import pytest
 from bitmod.runtime.arch.hwconfig import HardwareConfig
+from bitmod.runtime.arch.timing import MAC_PIPELINE_CYCLES
 from bitmod.runtime.perf.model import (
     ACCELERATORS,
     ANT_WEIGHT_BITS,
@@ -24,6 +25,8 @@ from bitmod.runtime.perf.model import (
 )
 
 SHAPES = load_llm_shapes()
+#: A BitMoD mac's cycles after its last step on 8 PE rows with 8 scale bits (docs/rtl.md).
+MAC_TAIL = MAC_PIPELINE_CYCLES + 8 + 8
 FAST_DRAM = HardwareConfig().with_dram_gbps(1e9)  # effectively infinite bandwidth
 
 
@@ -59,11 +62,12 @@ def test_compute_bound_bitmod_matches_the_formula(fmt: str, terms: int) -> None:
     result = simulate(acc, one_gemm(m, n, k), cfg)
     formula = brief_formula(m, n, k, terms, cfg)
     # Hand computed: 32 row passes of 8 rows · 32 column blocks (128 columns) = 1024 passes
-    # of 1024 steps · terms cycles, plus 8 cycles of the last group's bit-serial
-    # dequantization per mac (a mac covers the MR rows of one block and one K chunk).
+    # of 1024 steps · terms cycles, plus per mac (the MR rows of one block and one K chunk)
+    # the RTL pipeline's tail: 4 cycles, 8 of the last group's bit-serial dequantization and 8
+    # of the column accumulator taking its 8 PEs (docs/rtl.md).
     plans = gemm_plans(one_gemm(m, n, k), acc, cfg)
     macs = int(plans.m_blocks[0] * plans.n_blocks[0] * plans.k_chunks[0])
-    assert result.compute_cycles == 1024 * 1024 * terms + 8 * macs
+    assert result.compute_cycles == 1024 * 1024 * terms + MAC_TAIL * macs
     assert formula == 1024 * 1024 * terms
     assert abs(result.cycles - formula) / formula < 0.10
 
@@ -83,7 +87,7 @@ def test_compute_cycles_against_an_explicit_pass_loop() -> None:
             passes = math.ceil(min(block_rows, m - row0) / rows)
             for _pass, g0 in itertools.product(range(passes), range(k0, min(k, k0 + kc), 128)):
                 expected += math.ceil(min(128, k - g0) / 4) * 3  # INT6: 3 Booth terms a step
-            expected += 8  # the mac's last group's dequantization
+            expected += MAC_TAIL  # the mac's pipeline, last dequantization and column drain
         assert plans.compute_cycles[0] == expected, (m, n, k)
 
 
@@ -195,11 +199,11 @@ def test_energy_components_sum_and_match_hand_values() -> None:
     e = result.energy_pj
     assert set(e) == {"pe", "encoder", "sram", "dram"}
     assert result.total_energy_pj == pytest.approx(sum(e.values()))
-    # Compute: 1 row block · 32 column blocks · (1024 steps · 2 terms + 8) cycles, 3 times.
-    compute = 3 * 32 * (1024 * 2 + 8)
+    # Compute: 1 row block · 32 column blocks · (1024 steps · 2 terms + the tail) cycles, 3 times.
+    compute = 3 * 32 * (1024 * 2 + MAC_TAIL)
     assert result.compute_cycles == compute
     assert e["pe"] == pytest.approx(compute * 1024 * 37.5 / 64)
-    # The encoder feeds terms during MAC steps only (not the 8-cycle dequantization tails).
+    # The encoder feeds terms during MAC steps only (not the tails).
     assert e["encoder"] == pytest.approx(3 * 32 * 1024 * 2 * 16 * 1.86)
     dram_bytes = result.dram_read_bytes + result.dram_write_bytes
     assert e["dram"] == pytest.approx(dram_bytes * 8 * 18.75)

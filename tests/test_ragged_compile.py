@@ -26,6 +26,7 @@ import torch
 from bitmod.runtime.arch.hwconfig import HardwareConfig
 from bitmod.runtime.arch.nest import matmul_program
 from bitmod.runtime.arch.schedule import ArraySpec, MacTiming, plan_bitmod_matmul
+from bitmod.runtime.arch.timing import MAC_PIPELINE_CYCLES
 from bitmod.runtime.emulator import pe
 from bitmod.runtime.emulator import reference_pe as ref
 from bitmod.runtime.emulator.machine import Machine
@@ -119,9 +120,11 @@ def test_machine_matches_the_scalar_reference_on_ragged_k(
 
 
 def test_a_short_group_is_dequantized_after_fewer_steps() -> None:
-    # bitmod3 (2 terms a step), G = 8, SB = 8, K = 36: four groups of 2 steps (4 cycles: each
-    # waits 8 - 4 = 4 for the dequantizer, the first excepted) and a group of 4 weights (1 step,
-    # 2 cycles: waits 8 - 2 = 6); then the last group's SB = 8. One pass of 4 rows.
+    # bitmod3 (2 terms a step), G = 8, SB = 8, K = 36, 4 PE rows: groups end >= SB + 4 = 12
+    # cycles apart (the bit-serial dequantization, then the column accumulator's 4 PEs; docs/
+    # rtl.md): four groups of 2 steps (4 cycles: each waits 12 - 4 = 8, the first excepted) and
+    # a group of 4 weights (1 step, 2 cycles: waits 12 - 2 = 10); then the tail of 4 pipeline
+    # cycles, the last group's SB = 8 and its 4 column cycles. One pass of 4 rows.
     config = HardwareConfig(rows=4, cols=4, tiles=1, dram_bytes_per_cycle=1e6)
     rng = np.random.default_rng(3)
     q = ref.random_quantized(rng, "bitmod3", 4, 36, 8)
@@ -140,12 +143,13 @@ def test_a_short_group_is_dequantized_after_fewer_steps() -> None:
     )
     report = Machine(config).run(program, {"x": x, "w": q}).report
     assert report.cycles_by_cause["compute"] == 9 * 2
-    assert report.cycles_by_cause["dequant_tail"] == 3 * 4 + 6 + 8
-    timing = MacTiming.bit_serial("bitmod3", 8, 8)
-    assert [int(c) for c in timing.cycles(1, 36)] == [18, 26]
-    assert [int(c) for c in timing.cycles(2, 36)] == [36, 2 * (4 * 4 + 6) - 4 + 8]
-    # a whole-group K keeps the old count: (groups - 1)·s + SB
-    assert [int(c) for c in timing.cycles(3, 32)] == [48, (12 - 1) * 4 + 8]
+    tail = MAC_PIPELINE_CYCLES + 8 + 4
+    assert report.cycles_by_cause["dequant_tail"] == 3 * 8 + 10 + tail
+    timing = MacTiming.bit_serial("bitmod3", 8, 8, rows=4)
+    assert [int(c) for c in timing.cycles(1, 36)] == [18, 3 * 8 + 10 + tail]
+    assert [int(c) for c in timing.cycles(2, 36)] == [36, 2 * (4 * 8 + 10) - 8 + tail]
+    # a whole-group K: (groups - 1)·s + the tail
+    assert [int(c) for c in timing.cycles(3, 32)] == [48, (12 - 1) * 8 + tail]
 
 
 def _one_gemm(m: int, n: int, k: int) -> GemmTable:

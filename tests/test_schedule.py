@@ -50,20 +50,27 @@ def test_weight_bytes_by_hand() -> None:
 
 
 def test_mac_timing_by_hand() -> None:
-    timing = MacTiming.bit_serial("bitmod3", 128, 8)  # 2 terms: 64 cycles a group >= SB
+    # The RTL's PE (docs/rtl.md): a group's SB = 8 dequantization cycles, then the column
+    # accumulator takes its 8 PEs one a cycle, so groups end >= 16 cycles apart; a mac ends
+    # 4 (pipeline) + 8 + 8 cycles after its last step.
+    timing = MacTiming.bit_serial("bitmod3", 128, 8, rows=8)  # 2 terms: 64 cycles a group
     assert timing.group_stall == 0
-    assert tuple(int(v) for v in timing.cycles(2, 256)) == (2 * 64 * 2, 8)
-    short = MacTiming.bit_serial("bitmod3", 8, 8)  # 2 cycles x 2 steps = 4 < SB = 8
-    assert short.group_stall == 4
-    assert tuple(int(v) for v in short.cycles(1, 64)) == (32, 7 * 4 + 8)
-    assert tuple(int(v) for v in short.cycles(3, 64)) == (96, 23 * 4 + 8)
-    assert MacTiming.bit_serial("int8", 128, 8).step_cycles == 4
-    assert MacTiming.bit_serial("int6", 128, 8).step_cycles == 3
+    assert tuple(int(v) for v in timing.cycles(2, 256)) == (2 * 64 * 2, 20)
+    short = MacTiming.bit_serial("bitmod3", 8, 8, rows=8)  # 2 cycles x 2 steps = 4 < 16
+    assert short.group_stall == 12
+    assert tuple(int(v) for v in short.cycles(1, 64)) == (32, 7 * 12 + 20)
+    assert tuple(int(v) for v in short.cycles(3, 64)) == (96, 23 * 12 + 20)
+    assert tuple(int(v) for v in MacTiming.bit_serial("bitmod3", 8, 8, rows=2).cycles(1, 64)) == (
+        32,
+        7 * 6 + 4 + 8 + 2,
+    )
+    assert MacTiming.bit_serial("int8", 128, 8, rows=8).step_cycles == 4
+    assert MacTiming.bit_serial("int6", 128, 8, rows=8).step_cycles == 3
 
 
 def walk(schedule: Schedule, m: int, n: int, k: int, layout: WeightLayout, rows: int, cols: int):
     """(DRAM read, PE busy cycles, buffer reads) by walking the schedule's loops block by block."""
-    timing = MacTiming.bit_serial("bitmod3", layout.group_size, 8)
+    timing = MacTiming.bit_serial("bitmod3", layout.group_size, 8, ARRAY.rows)
     mr, kc = schedule.block_rows, schedule.kc
     row_blocks = range(0, m, mr)
     col_blocks = range(0, n, cols)
@@ -135,7 +142,7 @@ def test_closed_form_traffic_and_compute_match_a_block_walk(
         k,
         ARRAY,
         layout,
-        MacTiming.bit_serial("bitmod3", 128, 8),
+        MacTiming.bit_serial("bitmod3", 128, 8, ARRAY.rows),
         order=order,
         block_rows=block_rows,
         kchunk=kchunk,
@@ -183,7 +190,7 @@ def test_the_choice_is_the_fastest_and_then_the_leanest() -> None:
 def test_vectorized_plans_equal_one_by_one() -> None:
     shapes = [(1, 4096, 4096), (256, 4096, 11008), (7, 33, 640), (256, 11008, 4096)]
     layout = WeightLayout.of_format("int6", 128, 8)
-    timing = MacTiming.bit_serial("int6", 128, 8)
+    timing = MacTiming.bit_serial("int6", 128, 8, ARRAY.rows)
     m, n, k = (np.array(v) for v in zip(*shapes, strict=True))
     plans = plan(m, n, k, ARRAY, layout, timing)
     for i, (mi, ni, ki) in enumerate(shapes):

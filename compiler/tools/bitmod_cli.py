@@ -26,6 +26,7 @@ import hashlib
 import importlib.util
 import json
 import logging
+import shutil
 import sys
 import traceback
 from collections.abc import Callable, Iterator, Sequence
@@ -159,6 +160,11 @@ def _parser() -> argparse.ArgumentParser:
         "--no-progress", dest="progress", action="store_false", help="never show the progress bar"
     )
 
+    compile_.add_argument(
+        "--emit-verilog",
+        metavar="DIR",
+        help="also write the RTL designs of the example run (bitmod rtl-sim DIR)",
+    )
     run = commands.add_parser("run", help="run a bundle on its saved example inputs")
     run.add_argument("bundle", metavar="BUNDLE")
     run.add_argument("--json", action="store_true", help="print the report as JSON")
@@ -167,6 +173,9 @@ def _parser() -> argparse.ArgumentParser:
     report = commands.add_parser("report", help="print a bundle's saved report")
     report.add_argument("bundle", metavar="BUNDLE")
     report.add_argument("--json", action="store_true", help="print the report as JSON")
+    from bitmod.backends.rtl.cli import add_commands
+
+    add_commands(commands)
 
     from bitmod.compiler.llm.cli import add_eval_parser
 
@@ -288,6 +297,10 @@ def _compile(args: argparse.Namespace) -> int:
         for text in args.example_shape:
             _parse_shape(text)  # syntax errors before the slow imports
         _parse_range(args.int_range)
+    if args.emit_verilog and Path(args.emit_verilog).exists():
+        raise CliError(
+            f"{args.emit_verilog}: already exists (--emit-verilog writes a new directory)"
+        )
     module = _load_module(path)
     factory = _function(module, factory_name, path)
 
@@ -325,7 +338,16 @@ def _compile(args: argparse.Namespace) -> int:
             progress=args.progress,
             device=args.device,
         )
-    bundle = compiled.save(args.output)
+    if args.emit_verilog:  # before the bundle: a failure leaves neither
+        from bitmod.backends.rtl.emit import emit_compiled
+
+        emit_compiled(compiled, tuple(example_args), args.emit_verilog)
+    try:
+        bundle = compiled.save(args.output)
+    except BaseException:
+        if args.emit_verilog:
+            shutil.rmtree(args.emit_verilog, ignore_errors=True)
+        raise
     if not args.quiet:
         print(compiled.report().format(), file=stdout())
     programs = len(compiled.ops)
@@ -384,9 +406,16 @@ def _report(args: argparse.Namespace) -> int:
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the ``bitmod`` console script; returns the exit status."""
     args = _parser().parse_args(argv)
+    from bitmod.backends.rtl.cli import rtl_sim
     from bitmod.compiler.llm.cli import run_eval
 
-    commands = {"compile": _compile, "run": _run, "report": _report, "eval": run_eval}
+    commands = {
+        "compile": _compile,
+        "run": _run,
+        "report": _report,
+        "eval": run_eval,
+        "rtl-sim": rtl_sim,
+    }
     return run_console(lambda: _command(commands[args.command], args))
 
 

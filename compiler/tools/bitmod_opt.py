@@ -100,9 +100,10 @@ def _argument_parser() -> argparse.ArgumentParser:
     parser.add_argument("-o", "--output", metavar="OUT", help="output file (default stdout)")
     parser.add_argument(
         "--emit",
-        choices=("mlir", "asm", "bin"),
+        choices=("mlir", "asm", "bin", "verilog"),
         default="mlir",
-        help="mlir: the module; asm: bsisa text assembly; bin: bsisa binary",
+        help="mlir: the module; asm: bsisa text assembly; bin: bsisa binary; verilog: an RTL "
+        "design directory (-o DIR; bitmod rtl-sim DIR)",
     )
     parser.add_argument(
         "--params",
@@ -289,6 +290,20 @@ def _emit(ctx: BitmodContext, module: ModuleOp, emit: str, generic: bool = False
     return program.to_asm().encode("utf-8") if emit == "asm" else program.encode()
 
 
+def _emit_verilog(
+    ctx: BitmodContext, module: ModuleOp, output: str | None, pipeline: PassPipeline
+) -> None:
+    if output is None:
+        raise error_at(module, "--emit=verilog writes a directory: give -o DIR")
+    from bitmod.backends.rtl.emit import emit_module, tiled_config
+
+    tile = next((p for p in pipeline.passes if p.name == "bitmod-tile"), None)
+    try:
+        emit_module(module, ctx.params_archive, output, tiled_config(tile))
+    except ValueError as error:
+        raise error_at(module, f"--emit=verilog: {error}") from None
+
+
 def _compile(
     args: argparse.Namespace,
     pipeline: PassPipeline,
@@ -312,6 +327,9 @@ def _compile(
     _load_archive(ctx, module, base_dir)
     _run_passes(ctx, module, pipeline)
 
+    if args.emit == "verilog":  # a design directory (bitmod.backends.rtl.emit)
+        _emit_verilog(ctx, module, args.output, pipeline)
+        return b""
     has_archive = PARAMS_ATTR in module.attributes
     # The input's pin names the archive it was read with; the output gets its own.
     module.attributes.pop(PARAMS_HASH_ATTR, None)
@@ -332,7 +350,7 @@ def run(args: argparse.Namespace) -> None:
     staged: list[Staged] = []
     try:
         if args.split_input_file or args.verify_diagnostics:
-            if args.emit == "bin":
+            if args.emit in ("bin", "verilog"):
                 raise DiagnosticError(
                     "--split-input-file / --verify-diagnostics print text: use --emit=mlir or asm",
                     location=SourceLocation(source_name, 1, 1),
@@ -346,6 +364,8 @@ def run(args: argparse.Namespace) -> None:
             )
         else:
             data = _compile(args, pipeline, text, source_name, base_dir, staged)
+            if args.emit == "verilog":
+                return  # _compile wrote the design directory (or nothing, on an error)
         if args.output is not None:
             staged.append(_stage(args.output, "output", lambda path: path.write_bytes(data)))
         # The IR goes last: until it is in place, the old IR (if any) still pins the old

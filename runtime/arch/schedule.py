@@ -16,6 +16,7 @@ from dataclasses import dataclass, fields, replace
 import numpy as np
 from bitmod.runtime.arch.hwconfig import LANES, HardwareConfig
 from bitmod.runtime.arch.rules import block_rows_error, kchunk_error
+from bitmod.runtime.arch.timing import MAC_PIPELINE_CYCLES
 from bitmod.runtime.formats import get_format
 from bitmod.runtime.formats.bitserial import num_terms
 
@@ -102,32 +103,52 @@ class WeightLayout:
 
 @dataclass(frozen=True)
 class MacTiming:
-    """Cycles of one ``mac``: ``d`` MACs per PE step in ``t`` cycles, ``SB`` dequant cycles."""
+    """Cycles of one ``mac``: ``d`` MACs per PE step in ``t`` cycles, a ``tail`` after the last
+    step, and ``group_cycles`` of post-processing per group that the next group's steps hide
+    (stalling the difference when they are fewer).
+
+    The BitMoD PE (:meth:`bit_serial`, as the RTL pipelines it, docs/rtl.md): a group's sum is
+    dequantized bit-serially in SB cycles and the column's shared accumulator then takes its
+    ROWS PEs one a cycle, so groups end at least ``SB + ROWS`` cycles apart, and a mac ends
+    ``MAC_PIPELINE_CYCLES + SB + ROWS`` cycles after its last step.
+    """
 
     macs_per_step: int  # d
     step_cycles: int  # t
     group_size: int  # G
-    tail_cycles: int  # SB: the last group's dequantization (and the stall per short group)
+    tail_cycles: int  # after the last step of a mac
+    group_cycles: int | None = None  # per group; None: tail_cycles
+
+    @property
+    def per_group(self) -> int:
+        """Post-processing cycles of a group, hidden behind the next group's steps."""
+        return self.tail_cycles if self.group_cycles is None else self.group_cycles
 
     @property
     def group_stall(self) -> int:
-        """``s``: cycles every group but the last waits when it is shorter than ``SB``."""
-        return max(
-            0, self.tail_cycles - -(-self.group_size // self.macs_per_step) * self.step_cycles
-        )
+        """``s``: cycles every whole group but the first waits when its steps are fewer than
+        the previous group's post-processing."""
+        return max(0, self.per_group - -(-self.group_size // self.macs_per_step) * self.step_cycles)
 
     @classmethod
-    def bit_serial(cls, fmt: str, group_size: int, scale_bits: int) -> MacTiming:
-        """The BitMoD PE: 4 MACs per step of ``num_terms(fmt)`` cycles, SB-cycle dequant."""
-        return cls(LANES, num_terms(fmt), group_size, scale_bits)
+    def bit_serial(cls, fmt: str, group_size: int, scale_bits: int, rows: int) -> MacTiming:
+        """The BitMoD PE of ``rows`` PE rows on ``fmt``: 4 MACs per ``num_terms(fmt)`` cycles."""
+        return cls.bit_serial_terms(num_terms(fmt), group_size, scale_bits, rows)
+
+    @classmethod
+    def bit_serial_terms(cls, terms: int, group_size: int, scale_bits: int, rows: int) -> MacTiming:
+        """The BitMoD PE with ``terms`` terms a weight (the SV register may add terms)."""
+        return cls(
+            LANES, terms, group_size, MAC_PIPELINE_CYCLES + scale_bits + rows, scale_bits + rows
+        )
 
     def cycles(self, passes: _Array | int, k: _Array | int) -> tuple[_Array, _Array]:
         """(MAC cycles, dequantization cycles) of ``mac(p, k)`` (docs/schedule.md, "Cycles").
 
-        A group hands its partial sum to the dequantizer when the previous group's SB cycles
-        are over, so every group after the first waits ``max(0, SB − its MAC cycles)``. When
-        G does not divide k, each pass ends with a short group of ``k mod G`` weights
-        (``⌈(k mod G)/d⌉·t`` MAC cycles), which waits longer than a whole group.
+        Every group after the mac's first waits ``max(0, per_group − its MAC cycles)`` (the
+        previous group's post-processing must be over when it ends). When G does not divide
+        k, each pass ends with a short group of ``k mod G`` weights (``⌈(k mod G)/d⌉·t`` MAC
+        cycles), which waits longer than a whole group.
         """
         passes = np.asarray(passes, dtype=np.int64)
         k = np.asarray(k, dtype=np.int64)
@@ -141,7 +162,7 @@ class MacTiming:
         k = np.asarray(k, dtype=np.int64)
         last = k - (_ceil_div(k, self.group_size) - 1) * self.group_size
         return np.maximum(
-            0, self.tail_cycles - _ceil_div(last, self.macs_per_step) * self.step_cycles
+            0, self.per_group - _ceil_div(last, self.macs_per_step) * self.step_cycles
         )
 
     def first_stall(self, k: _Array | int) -> _Array:
@@ -526,7 +547,7 @@ def plan_bitmod_matmul(
         k,
         array=array,
         layout=WeightLayout.of_format(fmt, group_size, scale_bits),
-        timing=MacTiming.bit_serial(fmt, group_size, scale_bits),
+        timing=MacTiming.bit_serial(fmt, group_size, scale_bits, array.rows),
         kchunk=kchunk,
         block_rows=block_rows,
         order=order,

@@ -6,15 +6,17 @@ activation / weight buffers, runs every ``mac`` on the vectorized PE model of
 :mod:`bitmod.runtime.emulator.pe` over the whole block, and returns the FP16 outputs and a
 :class:`Report` of cycles, traffic, utilization and energy.
 
-Timing: three engines (loads, the PE array, drain/store) run concurrently, each in program order,
-sharing one DRAM channel; the PE array's idle time is attributed to what it waited for
-(``CYCLE_CAUSES``). The model, and the programs the machine refuses, are docs/ISA.md ("Timing").
+Timing: the interpreter hands every executed instruction to the cycle model of the
+microarchitecture the RTL implements (:mod:`bitmod.runtime.arch.timing`: a controller issuing
+one instruction a cycle into the command registers of the load, PE, drain and store engines,
+which share one DRAM channel), as the RTL controller snapshots it: durations and dependencies
+on earlier work. Both count the same cycles (docs/rtl.md, "Timing"); the PE array's idle time
+is attributed to what it waited for (``CYCLE_CAUSES``). The programs the machine refuses are
+docs/ISA.md's.
 """
 
 from __future__ import annotations
 
-import bisect
-import math
 from collections import OrderedDict
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -22,6 +24,7 @@ from typing import Any
 
 import numpy as np
 import torch
+from bitmod.runtime.arch import timing
 from bitmod.runtime.arch.hwconfig import HardwareConfig
 from bitmod.runtime.arch.rules import (
     block_rows_error,
@@ -59,7 +62,7 @@ from bitmod.runtime.storage.archive import ArchiveError, ParamArchive
 
 __all__ = ["Machine", "MachineError", "Report", "RunResult"]
 
-CYCLE_CAUSES = ("compute", "dequant_tail", "drain", "dram_stall", "other")
+CYCLE_CAUSES = timing.CAUSES
 ENERGY_COMPONENTS = (
     "pe",
     "encoder",
@@ -127,93 +130,32 @@ class RunResult:
     report: Report
 
 
-# --- the DRAM channel -------------------------------------------------------------------------
-
-
-class _Channel:
-    """One DRAM channel at ``B`` bytes a cycle, shared by the load and store engines.
-
-    A transfer ready at ``t`` uses every free cycle of the channel from ``t`` on until its
-    bytes are through (transfers interleave at burst granularity, so a small store does not hold
-    a large load back until it is over, and vice versa); it finishes when the last byte is. Busy
-    time is kept as sorted, disjoint, merged intervals.
-    """
-
-    def __init__(self, bytes_per_cycle: float) -> None:
-        self.bytes_per_cycle = bytes_per_cycle
-        self.starts: list[float] = []
-        self.ends: list[float] = []
-        self.last_end = 0.0
-
-    def reserve(self, ready: float, nbytes: int) -> tuple[float, float]:
-        """Occupy the channel for ``nbytes``; returns (first cycle, last cycle) of the transfer."""
-        remaining = nbytes / self.bytes_per_cycle
-        if remaining <= 0:
-            return ready, ready
-        time = ready
-        i = bisect.bisect_right(self.ends, time)  # first busy interval ending after `time`
-        if i < len(self.starts) and self.starts[i] <= time:
-            time = self.ends[i]
-            i += 1
-        first = time
-        pieces: list[tuple[float, float]] = []
-        while remaining > 0:
-            gap_end = self.starts[i] if i < len(self.starts) else math.inf
-            take = min(remaining, gap_end - time)
-            pieces.append((time, time + take))
-            remaining -= take
-            if remaining > 0:
-                time = self.ends[i]
-                i += 1
-        for piece in pieces:
-            self._insert(*piece)
-        end = pieces[-1][1]
-        self.last_end = max(self.last_end, end)
-        return first, end
-
-    def _insert(self, start: float, end: float) -> None:
-        j = bisect.bisect_left(self.starts, start)
-        # merge with the neighbours it touches (the pieces fill gaps exactly)
-        if j > 0 and self.ends[j - 1] >= start:
-            j -= 1
-            start = self.starts[j]
-            del self.starts[j], self.ends[j]
-        if j < len(self.starts) and self.starts[j] <= end:
-            end = max(end, self.ends[j])
-            del self.starts[j], self.ends[j]
-        self.starts.insert(j, start)
-        self.ends.insert(j, end)
-
-    def forget_before(self, time: float) -> None:
-        """Drop intervals ending before ``time`` (no transfer can be ready earlier any more)."""
-        keep = bisect.bisect_right(self.ends, time)
-        if keep > 256:
-            del self.starts[:keep]
-            del self.ends[:keep]
-
-
 # --- buffers and blocks -----------------------------------------------------------------------
 
 
 @dataclass
 class _Buffer:
-    """A buffer with one or two slots; remembers when each slot's block was last read."""
+    """A buffer of two halves: a block takes one half (two slots) when two blocks fit, else
+    both. ``last_reader[h]`` is the last mac (1-based issue number) that read half ``h``."""
 
     name: str
     capacity: int
-    slot_free: list[float] = field(default_factory=lambda: [0.0, 0.0])
     loads: int = 0
+    last_reader: list[int] = field(default_factory=lambda: [0, 0])
+    newest: tuple[int, ...] = ()  # the halves of the newest block
 
-    def place(self, block_bytes: int, where: str) -> int:
+    def place(self, block_bytes: int, where: str) -> tuple[int, ...]:
+        """The halves the next block of ``block_bytes`` takes (slot ``loads mod slots``)."""
         if block_bytes > self.capacity:
             raise MachineError(
                 f"{where}: block of {block_bytes:,d} bytes overflows the {self.name} buffer "
                 f"({self.capacity:,d} bytes); use a smaller K chunk"
             )
         slots = 2 if 2 * block_bytes <= self.capacity else 1
-        slot = self.loads % slots
+        halves = (self.loads % 2,) if slots == 2 else (0, 1)
         self.loads += 1
-        return slot
+        self.newest = halves
+        return halves
 
 
 @dataclass(frozen=True)
@@ -232,13 +174,11 @@ class _BlockRange:
 
 @dataclass(kw_only=True)
 class _LoadedBlock:
-    """A block in a buffer: what it holds and when it arrived."""
+    """A block in a buffer: what it holds."""
 
     desc: int
     k_chunk: int | None  # None: the block holds all of K
     k0: int  # first K element
-    ready: float  # cycle its last byte arrived
-    slot: int
     nbytes: int  # bytes moved over DRAM (the part inside the tensor)
 
 
@@ -277,7 +217,6 @@ class _Drained:
     wgt_desc: int
     row_block: int
     col_block: int
-    ready: float
 
 
 # --- the memory image -------------------------------------------------------------------------
@@ -470,7 +409,6 @@ class _Run:
         self.program = program
         self.memory = memory
         self.regs = _Registers()
-        self.channel = _Channel(self.config.dram_bytes_per_cycle)
         self.act_buffer = _Buffer("activation", self.config.act_buffer_bytes)
         self.weight_buffer = _Buffer("weight", self.config.weight_buffer_bytes)
         self.act: _ActBlock | None = None
@@ -478,16 +416,15 @@ class _Run:
         self.acc = _Accumulators()
         self.drained: _Drained | None = None
         self.outputs: dict[str, np.ndarray] = {}
-        # timing
-        self.last_load_start = 0.0
-        self.last_store_start = 0.0
-        self.pe_free = 0.0  # PE array
-        self.last_drain_start = 0.0
-        self.drain_free = 0.0
-        self.out_slot_free = [0.0, 0.0]
-        self.drains = 0
-        self.out_slot = 0
-        self.causes = dict.fromkeys(CYCLE_CAUSES, 0.0)
+        # timing: every executed instruction for the cycle model, with what the RTL
+        # controller snapshots into engine commands (docs/rtl.md, "The controller")
+        self.trace: list[timing.Command | None | str] = []
+        self.dram_rate = timing.dram_fraction(self.config.dram_bytes_per_cycle)
+        self.issued = dict.fromkeys(timing.Engine, 0)
+        self.last_store: dict[str, int] = {}  # per tensor: the last st.out to it (1-based)
+        self.last_load: dict[str, int] = {}  # per tensor: the last load from it
+        self.out_store = [0, 0]  # per output-buffer slot: the st.out that read it
+        self.out_slot = 0  # the slot of the newest drain
         self.dram_read = 0
         self.dram_written = 0
         self.buffer_read = {"activation": 0, "weight": 0, "output": 0}
@@ -633,7 +570,9 @@ class _Run:
             instr = code[pc]
             self.executed += 1
             if isinstance(instr, Halt):
+                self.trace.append(timing.HALT)
                 break
+            traced = len(self.trace)
             if isinstance(instr, Loop):
                 self.regs.loops[instr.lvl] = 0
                 loop_starts.append((instr.lvl, instr.count, pc))
@@ -641,11 +580,14 @@ class _Run:
                 level, count, start = loop_starts[-1]
                 self.regs.loops[level] += 1
                 if self.regs.loops[level] < count:
+                    self.trace.append(timing.CONTROL)
                     pc = start + 1
                     continue
                 loop_starts.pop()
             else:
                 self.step(pc, instr)
+            if len(self.trace) == traced:  # the controller's own instruction: one cycle
+                self.trace.append(timing.CONTROL)
             pc += 1
         else:
             raise MachineError(
@@ -691,8 +633,7 @@ class _Run:
             case StOut():
                 self.store(where, instr)
             case Nop():
-                self.pe_free += 1
-                self.causes["other"] += 1
+                pass
             case _:
                 raise MachineError(f"{where}: not executable")
 
@@ -723,13 +664,21 @@ class _Run:
     def _chunk_text(chunk: int | None) -> str:
         return "all of K" if chunk is None else f"K chunk {chunk}"
 
-    def _load_transfer(self, buffer: _Buffer, slot: int, nbytes: int) -> tuple[float, float]:
-        ready = max(self.last_load_start, buffer.slot_free[slot])
-        start, end = self.channel.reserve(ready, nbytes)
-        self.last_load_start = start
+    def _load_transfer(
+        self, buffer: _Buffer, halves: tuple[int, ...], tensor: str, nbytes: int
+    ) -> None:
+        """The load engine's command: the transfer, once the last mac that read the halves it
+        overwrites is done and the last st.out to the tensor it reads is (read after write)."""
         self.dram_read += nbytes
         self.buffer_written[buffer.name] += nbytes
-        return start, end
+        needs = (
+            (timing.Counter.MACS_DONE, max(buffer.last_reader[h] for h in halves)),
+            (timing.Counter.STORES_DONE, self.last_store.get(tensor, 0)),
+        )
+        duration = timing.transfer_cycles(nbytes, *self.dram_rate)
+        self.trace.append(timing.Command(timing.Engine.LOAD, duration, needs))
+        self.issued[timing.Engine.LOAD] += 1
+        self.last_load[tensor] = self.issued[timing.Engine.LOAD]
 
     # -- loads ---------------------------------------------------------------------------------
 
@@ -768,17 +717,15 @@ class _Run:
             )
         self._check_shape(tensor, desc.shape, f"{where}: activation {block.name!r}")
         data = tensor[block.start : block.end, block.k0 : block.k1]
-        slot = self.act_buffer.place(rows * block.block_k * ACT_BYTES, where)
+        halves = self.act_buffer.place(rows * block.block_k * ACT_BYTES, where)
         nbytes = data.size * ACT_BYTES
-        _, end = self._load_transfer(self.act_buffer, slot, nbytes)
+        self._load_transfer(self.act_buffer, halves, block.name, nbytes)
         self.act = _ActBlock(
             data=np.ascontiguousarray(data) if self.compute else data,
             row_block=block.index,
             k_chunk=block.k_chunk,
             k0=block.k0,
             desc=instr.desc,
-            ready=end,
-            slot=slot,
             nbytes=nbytes,
         )
 
@@ -807,9 +754,9 @@ class _Run:
         channels, k_range = slice(block.start, block.end), slice(block.k0, block.k1)
         groups = slice(block.k0 // group, -(-block.k1 // group))
         layout = WeightLayout.of_format(q.fmt, group, desc.scale_bits)
-        slot = self.weight_buffer.place(int(layout.block_bytes(columns, block.block_k)), where)
+        halves = self.weight_buffer.place(int(layout.block_bytes(columns, block.block_k)), where)
         nbytes = int(layout.block_bytes(block.end - block.start, block.k1 - block.k0))
-        _, end = self._load_transfer(self.weight_buffer, slot, nbytes)
+        self._load_transfer(self.weight_buffer, halves, name, nbytes)
         self.weights = _WeightBlock(
             fmt=q.fmt,
             codes=q.codes[channels, k_range].numpy(),
@@ -821,8 +768,6 @@ class _Run:
             k_chunk=block.k_chunk,
             k0=block.k0,
             desc=instr.desc,
-            ready=end,
-            slot=slot,
             nbytes=nbytes,
         )
 
@@ -954,23 +899,19 @@ class _Run:
         # timing: the array takes the block's rows ROWS at a time (runtime.arch.schedule.MacTiming)
         rows = act_data.shape[0]
         passes = -(-rows // self.config.rows)
-        timing = MacTiming(pe.LANES, terms, group, self.regs.sb)
-        compute, tail = (float(v) for v in timing.cycles(passes, k_valid))
-        start = max(self.pe_free, act.ready, weights.ready, self.last_drain_start)
-        waits = {
-            "dram_stall": max(act.ready, weights.ready),
-            "drain": self.last_drain_start,
-        }
-        idle = start - self.pe_free
-        if idle > 0:
-            cause = max(waits, key=lambda c: waits[c])
-            self.causes[cause] += idle
-        end = start + compute + tail
-        self.pe_free = end
-        self.causes["compute"] += compute
-        self.causes["dequant_tail"] += tail
-        self.act_buffer.slot_free[act.slot] = end
-        self.weight_buffer.slot_free[weights.slot] = end
+        mac_timing = MacTiming.bit_serial_terms(terms, group, self.regs.sb, self.config.rows)
+        compute, tail = (int(v) for v in mac_timing.cycles(passes, k_valid))
+        # the PE engine's command: after every load issued before it is done (its blocks are
+        # the newest two) and every drain issued before it has started (it owns C then)
+        needs = (
+            (timing.Counter.LOADS_DONE, self.issued[timing.Engine.LOAD]),
+            (timing.Counter.DRAINS_STARTED, self.issued[timing.Engine.DRAIN]),
+        )
+        self.trace.append(timing.Command(timing.Engine.PE, compute + tail, needs, compute))
+        self.issued[timing.Engine.PE] += 1
+        for buffer in (self.act_buffer, self.weight_buffer):
+            for half in buffer.newest:
+                buffer.last_reader[half] = self.issued[timing.Engine.PE]
         # Every pass broadcasts the weight block's terms again; the activation rows once.
         self.buffer_read["activation"] += act_data.size * ACT_BYTES
         self.buffer_read["weight"] += passes * weights.nbytes
@@ -1006,20 +947,21 @@ class _Run:
             data = pe.drain(acc.values, channel_scale[c0:c1].numpy(), bias_values)
         else:
             data = np.zeros(acc.values.shape, np.float16)
-        # timing: the drain copies the accumulators (the next mac may start then) into the
-        # output buffer slot freed by the store two drains ago.
-        slot = self.drains % 2
-        self.drains += 1
-        start = max(self.pe_free, self.drain_free, self.out_slot_free[slot])
-        self.last_drain_start = start
+        # the drain engine's command: a row a cycle per pass of the block, once every mac
+        # issued before it is done, into the output-buffer slot the store two drains ago read
+        slot = self.issued[timing.Engine.DRAIN] % 2
         rows = self.config.rows
-        self.drain_free = start + -(-data.shape[0] // rows) * rows  # a cycle per row of a pass
+        needs = (
+            (timing.Counter.MACS_DONE, self.issued[timing.Engine.PE]),
+            (timing.Counter.STORES_DONE, self.out_store[slot]),
+        )
+        duration = -(-data.shape[0] // rows) * rows
+        self.trace.append(timing.Command(timing.Engine.DRAIN, duration, needs))
+        self.issued[timing.Engine.DRAIN] += 1
         self.out_slot = slot
         nbytes = data.size * ACT_BYTES
         self.buffer_written["output"] += nbytes
-        self.drained = _Drained(
-            data, acc.act_desc, acc.wgt_desc, acc.row_block, acc.col_block, self.drain_free
-        )
+        self.drained = _Drained(data, acc.act_desc, acc.wgt_desc, acc.row_block, acc.col_block)
 
     def store(self, where: str, instr: StOut) -> None:
         drained = self.drained
@@ -1059,13 +1001,19 @@ class _Run:
         self.memory.stored[name] = out
         mask[rows_written, cols_written] = True
         nbytes = drained.data.size * ACT_BYTES
-        ready = max(drained.ready, self.last_store_start)
-        start, end = self.channel.reserve(ready, nbytes)
-        self.last_store_start = start
-        self.out_slot_free[self.out_slot] = end
+        # the store engine's command: after the drains issued before it are done and the last
+        # load from the tensor it overwrites (write after read)
+        needs = (
+            (timing.Counter.DRAINS_DONE, self.issued[timing.Engine.DRAIN]),
+            (timing.Counter.LOADS_DONE, self.last_load.get(name, 0)),
+        )
+        duration = timing.transfer_cycles(nbytes, *self.dram_rate)
+        self.trace.append(timing.Command(timing.Engine.STORE, duration, needs))
+        self.issued[timing.Engine.STORE] += 1
+        self.out_store[self.out_slot] = self.issued[timing.Engine.STORE]
+        self.last_store[name] = self.issued[timing.Engine.STORE]
         self.dram_written += nbytes
         self.buffer_read["output"] += nbytes
-        self.channel.forget_before(min(self.last_load_start, self.last_store_start))
         self.drained = None
 
     # -- the report ----------------------------------------------------------------------------
@@ -1093,13 +1041,9 @@ class _Run:
 
     def finish(self) -> RunResult:
         self._check_outputs_written()
-        total = max(self.pe_free, self.drain_free, self.channel.last_end)
-        tail = total - self.pe_free
-        drain_tail = max(0.0, min(tail, self.drain_free - self.pe_free))
-        self.causes["drain"] += drain_tail
-        self.causes["dram_stall"] += tail - drain_tail
-        cycles = math.ceil(total - 1e-9)
-        self.causes["dram_stall"] += cycles - total  # rounding up of fractional DRAM cycles
+        timed = timing.simulate(self.trace)
+        cycles = timed.cycles
+        self.causes = timed.causes
         config = self.config
         table = config.energy
         busy = self.causes["compute"] + self.causes["dequant_tail"]

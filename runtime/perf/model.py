@@ -16,7 +16,7 @@ from importlib import resources
 from pathlib import Path
 
 import numpy as np
-from bitmod.runtime.arch.hwconfig import PE_KINDS, HardwareConfig
+from bitmod.runtime.arch.hwconfig import LANES, PE_KINDS, HardwareConfig
 from bitmod.runtime.arch.schedule import ArraySpec, MacTiming, Plans, WeightLayout, plan
 from bitmod.runtime.formats import get_format
 from bitmod.runtime.formats.bitserial import num_terms
@@ -269,7 +269,8 @@ class OperandSpec:
     (:meth:`WeightLayout.of_format`), otherwise ``value_bits`` a value plus ``channel_bits``
     per channel. The PE consumes ``macs_per_step`` MACs in ``step_cycles`` cycles;
     ``tail_cycles`` are not overlapped at the end of a ``mac`` (and stall every group shorter
-    than that).
+    than that). A ``bit_serial`` operand runs on the BitMoD PE instead, with ``tail_cycles``
+    its scale bits (:meth:`MacTiming.bit_serial_terms`).
     """
 
     label: str
@@ -280,13 +281,19 @@ class OperandSpec:
     macs_per_step: int = 1
     step_cycles: int = 1
     tail_cycles: int = 0
+    bit_serial: bool = False
 
     def layout(self) -> WeightLayout:
         if self.fmt is not None:
             return WeightLayout.of_format(self.fmt, self.group_size, SCALE_BITS)
         return WeightLayout(self.value_bits, self.group_size, 0, round(self.channel_bits / 8))
 
-    def timing(self) -> MacTiming:
+    def timing(self, rows: int) -> MacTiming:
+        """The PE's cycles on this operand, in an array of ``rows`` PE rows."""
+        if self.bit_serial:
+            return MacTiming.bit_serial_terms(
+                self.step_cycles, self.group_size, self.tail_cycles, rows
+            )
         return MacTiming(self.macs_per_step, self.step_cycles, self.group_size, self.tail_cycles)
 
 
@@ -304,14 +311,14 @@ def grouped_operand(fmt: str, bit_serial: bool, tail_cycles: int) -> OperandSpec
     """
     bits = float(get_format(fmt).bits)
     if bit_serial:
-        timing = MacTiming.bit_serial(fmt, GROUP_SIZE, tail_cycles)
         return OperandSpec(
             label=fmt,
             value_bits=bits,
             fmt=fmt,
-            macs_per_step=timing.macs_per_step,
-            step_cycles=timing.step_cycles,
+            macs_per_step=LANES,
+            step_cycles=num_terms(fmt),
             tail_cycles=tail_cycles,
+            bit_serial=True,
         )
     return OperandSpec(label=fmt, value_bits=bits, fmt=fmt, tail_cycles=tail_cycles)
 
@@ -443,7 +450,7 @@ def gemm_plans(
                 workload.k[mask],
                 array,
                 op.layout(),
-                op.timing(),
+                op.timing(rows),
             ),
         )
         for mask, op in parts

@@ -1,0 +1,213 @@
+"""Random co-simulation cases: compiled matmul programs and their memory images.
+
+``random_case(seed)`` draws one: a weight format (every accelerated format in turn), odd M and
+N, K of two to four groups (every other case with a shorter last group, K often odd), with or
+without a bias, one of the three loop orders (forced, with
+block rows and K chunks that make it legal), a weight matmul or a K/V-style activation matmul
+(the right operand an FP16 tensor quantized at run time to INT8 or INT4, as the compiler's
+offload does), sometimes two layers chained through DRAM (the second reads the first's
+output). The machines are small (4x4 PEs, one or two tiles, kilobyte buffers) so that blocks
+are many and programs stay fast to simulate.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import zlib
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+from bitmod.runtime.arch.hwconfig import HardwareConfig
+from bitmod.runtime.arch.nest import matmul_program
+from bitmod.runtime.formats import get_format, quantize
+from bitmod.runtime.formats.registry import FORMAT_NAMES
+from bitmod.runtime.isa import Drain, IsaError, LdAct, LdWgt, Program, StOut
+
+__all__ = [
+    "ACCELERATED",
+    "BENCH_CAPACITY",
+    "CAPACITY",
+    "CONFIGS",
+    "MLP_CAPACITY",
+    "MLP_MACHINE",
+    "ORDERS",
+    "Case",
+    "random_case",
+]
+
+ACCELERATED = tuple(name for name in FORMAT_NAMES if get_format(name).accelerated)
+ORDERS = ("weights-resident", "acts-resident", "k-streamed")
+#: The machines the cases run on (one design build each).
+CONFIGS = {
+    "1tile": HardwareConfig(
+        rows=4,
+        cols=4,
+        tiles=1,
+        act_buffer_bytes=2048,
+        weight_buffer_bytes=2048,
+        max_block_rows=8,
+        dram_bytes_per_cycle=25.6,
+    ),
+    "2tiles": HardwareConfig(
+        rows=4,
+        cols=4,
+        tiles=2,
+        act_buffer_bytes=4096,
+        weight_buffer_bytes=4096,
+        max_block_rows=8,
+        dram_bytes_per_cycle=12.8,
+    ),
+}
+#: Design capacity every case fits (so one build per machine runs them all).
+CAPACITY = {"dram": 1 << 16, "image": 1 << 11, "descriptors": 8, "strings": 8, "instructions": 64}
+#: The example MLP's machine in the co-simulation test and bench (two tiles of 4x4, buffers for
+#: its 64-wide layers) and a capacity its three programs fit.
+MLP_MACHINE = dataclasses.replace(
+    CONFIGS["2tiles"], act_buffer_bytes=8192, weight_buffer_bytes=8192
+)
+MLP_CAPACITY = {**CAPACITY, "dram": 1 << 17}
+#: The benches' capacity on the default machine (bench/rtl_speed.py's GEMM and the example MLP
+#: of bench/rtl_cosim.py share one sixteen-tile build, which takes many minutes).
+BENCH_CAPACITY = {**CAPACITY, "dram": 1 << 20}
+
+
+@dataclass(frozen=True)
+class Case:
+    name: str
+    config_name: str
+    program: Program
+    memory: dict[str, object]
+
+    @property
+    def config(self) -> HardwareConfig:
+        return CONFIGS[self.config_name]
+
+
+def _layer(
+    rng: np.random.Generator,
+    config: HardwareConfig,
+    fmt: str,
+    order: str,
+    m: int,
+    n: int,
+    k: int,
+    group: int,
+    names: tuple[str, str, str, str | None],
+    activation_matmul: bool,
+) -> tuple[Program, dict[str, object], str]:
+    act, weight, out, bias = names
+    generator = torch.Generator().manual_seed(int(rng.integers(1 << 31)))
+    if activation_matmul:  # B [K, N] in FP16, quantized at run time: W = B^T
+        b = torch.randn(k, n, generator=generator).to(torch.float16).to(torch.float32)
+        q = quantize(b.T.contiguous(), fmt, group_size=group, scale_bits=8)
+    else:
+        w = torch.randn(n, k, generator=generator)
+        w[:, : k // 3] *= 8.0
+        q = quantize(w, fmt, group_size=group, scale_bits=8)
+    memory: dict[str, object] = {weight: q}
+    memory[act] = torch.randn(m, k, generator=generator).to(torch.float16).numpy()
+    if bias is not None:
+        memory[bias] = torch.randn(n, generator=generator).to(torch.float16).numpy()
+    rows = config.rows
+    block_rows = int(rng.choice([rows, 2 * rows])) if m > rows else rows
+    kchunk = (
+        group if order == "k-streamed" or (order == "acts-resident" and rng.random() < 0.5) else 0
+    )
+    if kchunk and kchunk >= k:
+        kchunk = 0 if order != "k-streamed" else kchunk
+    # the order drawn, with fewer block rows or else another order if its blocks do not fit
+    attempts = [(order, r) for r in dict.fromkeys([block_rows, rows])]
+    attempts += [(other, rows) for other in ORDERS if other != order]
+    for order_tried, rows_tried in attempts:
+        chunk = kchunk if order_tried != "k-streamed" or kchunk else group
+        try:
+            program = matmul_program(
+                act=act,
+                weight=weight,
+                out=out,
+                m=m,
+                n=n,
+                k=k,
+                fmt=fmt,
+                group_size=group,
+                special_values=get_format(fmt).special_values,
+                config=config,
+                kchunk=chunk if order_tried != "weights-resident" else 0,
+                block_rows=rows_tried,
+                order=order_tried,
+                bias=bias,
+            )
+            return program, memory, order_tried
+        except IsaError:
+            continue
+    raise AssertionError(f"no schedule fits {m}x{n}x{k} {fmt} on {config}")
+
+
+def _chain(first: Program, second: Program) -> Program:
+    """``second`` after ``first``: one string table, descriptors renumbered, one halt."""
+    strings = list(dict.fromkeys(first.strings + second.strings))
+    offset = len(first.descriptors)
+    descriptors = list(first.descriptors) + [
+        dataclasses.replace(d, name=strings.index(second.strings[d.name]))
+        for d in second.descriptors
+    ]
+
+    def moved(instr):
+        if isinstance(instr, LdAct | LdWgt | StOut):
+            return dataclasses.replace(instr, desc=instr.desc + offset)
+        if isinstance(instr, Drain) and instr.bias is not None:
+            return Drain(instr.bias + offset)
+        return instr
+
+    code = list(first.instructions[:-1]) + [moved(i) for i in second.instructions]
+    program = Program(tuple(strings), tuple(descriptors), tuple(code))
+    program.validate()
+    return program
+
+
+def _is_activation_matmul(seed: int) -> bool:
+    return seed % 7 in (3, 6)
+
+
+def random_case(seed: int) -> Case:
+    """Case ``seed`` (deterministic; formats, orders and options cycle with the seed)."""
+    rng = np.random.default_rng(zlib.crc32(f"rtl-case/{seed}".encode()))
+    config_name = "2tiles" if seed % 3 == 2 else "1tile"
+    config = CONFIGS[config_name]
+    activation_matmul = _is_activation_matmul(seed)
+    # the weight cases take the formats in turn (all of them within 28 weight cases)
+    weight_rank = seed - sum(map(_is_activation_matmul, range(seed)))
+    fmt = (
+        ("int8", "int4")[seed % 2]
+        if activation_matmul
+        else ACCELERATED[weight_rank % len(ACCELERATED)]
+    )
+    order = ORDERS[(seed // 3) % 3]  # every order on both machines within nine cases
+    group = int(rng.choice([16, 32]))
+    # K of 2-4 groups, every other case ragged: a shorter last group, K often odd
+    k = group * int(rng.integers(2, 5)) + (int(rng.choice([1, 5, 7, 10])) if seed % 2 else 0)
+    m = int(rng.choice([3, 5, 7, 9, 13]))
+    n = int(rng.choice([5, 7, 9, 11, 13, 19]))
+    with_bias = bool(seed % 2)
+    chained = seed % 5 == 4 and not activation_matmul
+    if chained:  # the second layer's K is this N: whole groups of 4
+        n = int(rng.choice([8, 12, 20]))
+    program, memory, order = _layer(
+        rng, config, fmt, order, m, n, k, group,
+        ("x", "w1", "h", "b1" if with_bias else None), activation_matmul,
+    )  # fmt: skip
+    name = f"{fmt} {order} {m}x{n}x{k} G{group}{' bias' if with_bias else ''}"
+    if activation_matmul:
+        name += " (activation matmul)"
+    if chained:  # a second layer on h: its output comes back from DRAM
+        second_n = int(rng.choice([5, 7, 11]))
+        second, more, _ = _layer(
+            rng, config, fmt, ORDERS[(seed + 1) % 3], m, second_n, n, 4,
+            ("h", "w2", "y", None), False,
+        )  # fmt: skip
+        del more["h"]
+        memory.update(more)
+        program = _chain(program, second)
+        name += f" -> {second_n}"
+    return Case(f"case {seed}: {name} on {config_name}", config_name, program, memory)

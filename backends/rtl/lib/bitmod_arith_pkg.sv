@@ -1,0 +1,275 @@
+// The arithmetic of the BitMoD datapath as functions (docs/ISA.md, "PE arithmetic"): the PE's
+// 4-lane step, the group accumulator's rounding, the dequantized value, the FP32 column
+// accumulator and the drain. Every rounding is to nearest even. Operands are finite: the PE has
+// no Inf/NaN (activations with an all-ones exponent are refused before a mac; channel scales
+// and biases are checked when the memory image is written).
+//
+// Functions rather than always_comb blocks: the algorithms assign defaults and then refine them,
+// which Icarus 11 mis-schedules in an always_comb (it re-runs the block, and the blocks reading
+// it, without end); a function's locals are invisible to the scheduler. No `return` statements
+// (Yosys 0.23): each function assigns its result to its name.
+package bitmod_arith_pkg;
+  localparam int ACC_BITS = 64;      // the group accumulator: sign + 63 bits, LSB 2^-27
+  localparam int PRODUCT_BITS = 41;  // round24(A) * scale code: |.| <= 2^24 * 2^14
+  localparam int SHIFT_BITS = 7;     // exponents of the accumulator and the product (LSB units)
+  localparam int SB_MAX = 15;        // scale bits
+  localparam int SV_BITS = 16;       // special values (int16)
+  localparam int BOOTH_BITS = 10;    // a 9-bit asymmetric difference q - z, and its sign
+
+  // Position of the most significant set bit (0 when v is 0).
+  function automatic logic [6:0] top_bit(input logic [63:0] v);
+    top_bit = '0;
+    for (int i = 0; i < 64; i++) begin
+      if (v[i]) top_bit = 7'(i);
+    end
+  endfunction
+
+  // round(v / 2^s) to nearest even, v < 2^63.
+  function automatic logic [63:0] rne_shift(input logic [63:0] v, input logic [6:0] s);
+    logic [63:0] kept, lost, half;
+    kept = v >> s;
+    lost = v & ((64'd1 << s) - 64'd1);
+    half = (s == 7'd0) ? 64'd0 : 64'd1 << (s - 7'd1);
+    rne_shift = kept + {63'd0, s != 7'd0 && (lost > half || (lost == half && kept[0]))};
+  endfunction
+
+  // --- the PE ------------------------------------------------------------------------------
+
+  // One cycle of the 4-lane dot product (steps 1-3): lane i is the 1-bit weight mantissa times
+  // the 11-bit FP16 mantissa at exponent e_i = ea_i + exp_i; lanes are aligned to the largest
+  // exponent E of the non-zero lanes with 3 guard bits and rounded to nearest even, then summed
+  // exactly. Result {D (17-bit signed), E - 3 + bsig + 27 (the accumulator shift)}.
+  function automatic logic [23:0] pe_step(
+      input logic [63:0] act,      // lane i in [16i+15:16i]
+      input logic [3:0]  w_sign,
+      input logic [15:0] w_exp,    // lane i in [4i+3:4i]
+      input logic [3:0]  w_man,
+      input logic [3:0]  bsig);
+    logic signed [7:0]  exponent [4];
+    logic [10:0]        mantissa [4];
+    logic [3:0]         live;
+    logic signed [7:0]  largest;
+    logic [7:0]         distance;
+    logic [63:0]        aligned;
+    logic signed [16:0] d;
+    logic [6:0]         shift;
+    largest = -8'sd128;
+    for (int lane = 0; lane < 4; lane++) begin
+      mantissa[lane] = {act[16*lane+10 +: 5] != 5'd0, act[16*lane +: 10]};
+      exponent[lane] = ((act[16*lane+10 +: 5] != 5'd0)
+                        ? $signed({3'd0, act[16*lane+10 +: 5]}) - 8'sd25 : -8'sd24)
+                     + $signed({4'd0, w_exp[4*lane +: 4]});
+      live[lane] = w_man[lane] && mantissa[lane] != 11'd0;
+      if (live[lane] && exponent[lane] > largest) largest = exponent[lane];
+    end
+    d = '0;
+    for (int lane = 0; lane < 4; lane++) begin
+      distance = 8'(largest - exponent[lane]);
+      aligned = rne_shift({50'd0, mantissa[lane], 3'b000}, (distance > 8'd15) ? 7'd15 : distance[6:0]);
+      if (live[lane]) begin
+        if (act[16*lane+15] ^ w_sign[lane]) d = d - $signed({2'b00, aligned[14:0]});
+        else d = d + $signed({2'b00, aligned[14:0]});
+      end
+    end
+    shift = (live != 4'd0) ? 7'(largest + 8'sd24 + $signed({4'd0, bsig})) : 7'd0;
+    pe_step = {d, shift};
+  endfunction
+
+  // The group accumulator rounded to 24 significant bits (step 5):
+  // A ~ (-1)^negative * mantissa * 2^shift, mantissa <= 2^24. Result {negative, mantissa, shift}.
+  function automatic logic [32:0] round24(input logic [ACC_BITS-1:0] acc);
+    logic [63:0] magnitude;
+    logic [6:0]  top, shift;
+    logic [63:0] kept;
+    magnitude = acc[ACC_BITS-1] ? -acc : acc;
+    top = top_bit(magnitude);
+    shift = (top > 7'd23) ? top - 7'd23 : 7'd0;
+    kept = rne_shift(magnitude, shift);
+    round24 = {acc[ACC_BITS-1], kept[24:0], shift};
+  endfunction
+
+  // fp32(product * 2^(shift - 27)): the dequantized group value. Normal or +0.
+  function automatic logic [31:0] fix_to_fp32(
+      input logic [PRODUCT_BITS-1:0] product, input logic [6:0] shift);
+    logic [PRODUCT_BITS-1:0] narrow;
+    logic [63:0] magnitude, kept;
+    logic [6:0]  top, drop;
+    logic [8:0]  exponent;
+    narrow = product[PRODUCT_BITS-1] ? -product : product;
+    magnitude = 64'(narrow);
+    top = top_bit(magnitude);
+    drop = (top > 7'd23) ? top - 7'd23 : 7'd0;
+    kept = (top > 7'd23) ? rne_shift(magnitude, drop) : magnitude << (7'd23 - top);
+    // the leading one of kept is bit 23 (bit 24 after a rounding carry)
+    exponent = {2'd0, top} + {2'd0, shift} + 9'd100 + {8'd0, kept[24]};
+    if (magnitude == 64'd0) fix_to_fp32 = 32'd0;
+    else if (kept[24]) fix_to_fp32 = {product[PRODUCT_BITS-1], exponent[7:0], 23'd0};
+    else fix_to_fp32 = {product[PRODUCT_BITS-1], exponent[7:0], kept[22:0]};
+  endfunction
+
+  // --- IEEE FP32 / FP16 --------------------------------------------------------------------
+
+  // a + b in FP32; subnormal operands and results are handled, an exact zero sum is +0 unless
+  // both addends are -0, overflow gives Inf.
+  function automatic logic [31:0] fp32_add(input logic [31:0] a, input logic [31:0] b);
+    logic [31:0] big, other;
+    logic [7:0]  e_big, e_other, gap, left, exponent;
+    logic [26:0] x_big, x_other, aligned, norm;
+    logic [27:0] total;
+    logic [6:0]  top;
+    logic [24:0] rounded;
+    logic [8:0]  field;
+    if (a[30:0] < b[30:0]) begin
+      big = b;
+      other = a;
+    end else begin
+      big = a;
+      other = b;
+    end
+    e_big = (big[30:23] == 8'd0) ? 8'd1 : big[30:23];
+    e_other = (other[30:23] == 8'd0) ? 8'd1 : other[30:23];
+    x_big = {big[30:23] != 8'd0, big[22:0], 3'b000};
+    x_other = {other[30:23] != 8'd0, other[22:0], 3'b000};
+    gap = e_big - e_other;
+    // align the smaller operand: guard and round bits, and a sticky bit for all that is lost
+    if (gap >= 8'd27) aligned = {26'd0, x_other != 27'd0};
+    else aligned = (x_other >> gap) | {26'd0, (x_other & ((27'd1 << gap[4:0]) - 27'd1)) != 27'd0};
+    if (big[31] == other[31]) total = {1'b0, x_big} + {1'b0, aligned};
+    else total = {1'b0, x_big} - {1'b0, aligned};
+    top = top_bit({36'd0, total});
+    exponent = e_big;
+    norm = total[26:0];
+    if (total[27]) begin
+      norm = {total[27:2], total[1] | total[0]};
+      exponent = e_big + 8'd1;
+    end else if (total != 28'd0 && top != 7'd26) begin
+      // normalize left, but not below the smallest exponent (the result is then subnormal)
+      left = 8'd26 - {1'b0, top};
+      if (left > e_big - 8'd1) left = e_big - 8'd1;
+      norm = total[26:0] << left;
+      exponent = e_big - left;
+    end
+    rounded = {1'b0, norm[26:3]} + {24'd0, norm[2] & (norm[1] | norm[0] | norm[3])};
+    if (rounded[24]) field = {1'b0, exponent} + 9'd1;
+    else if (rounded[23]) field = {1'b0, exponent};
+    else field = 9'd0;  // subnormal
+    if (total == 28'd0) fp32_add = {big[31] & other[31], 31'd0};
+    else if (field >= 9'd255) fp32_add = {big[31], 8'hFF, 23'd0};
+    else if (rounded[24]) fp32_add = {big[31], field[7:0], 23'd0};
+    else fp32_add = {big[31], field[7:0], rounded[22:0]};
+  endfunction
+
+  // a * b in FP32 (finite operands, subnormals included): results below the normal range are
+  // rounded to subnormals, overflow gives Inf.
+  function automatic logic [31:0] fp32_mul(input logic [31:0] a, input logic [31:0] b);
+    logic [7:0]  ea, eb;
+    logic [63:0] product, kept;
+    logic [6:0]  top;
+    logic signed [10:0] drop, exponent;
+    logic        sign;
+    sign = a[31] ^ b[31];
+    ea = (a[30:23] == 8'd0) ? 8'd1 : a[30:23];
+    eb = (b[30:23] == 8'd0) ? 8'd1 : b[30:23];
+    product = {40'd0, a[30:23] != 8'd0, a[22:0]} * {40'd0, b[30:23] != 8'd0, b[22:0]};
+    top = top_bit(product);
+    // value = product * 2^(ea + eb - 300): keep 24 bits, fewer below the normal range (whose
+    // last bit is 2^-149)
+    drop = $signed({4'd0, top}) - 11'sd23;
+    if (11'sd151 - $signed({3'd0, ea}) - $signed({3'd0, eb}) > drop)
+      drop = 11'sd151 - $signed({3'd0, ea}) - $signed({3'd0, eb});
+    if (drop > 11'sd49) drop = 11'sd49;
+    if (drop <= 11'sd0) kept = product << 7'(-drop);
+    else kept = rne_shift(product, 7'(drop));
+    if (kept[24]) begin
+      kept = kept >> 1;  // a rounding carry: exact
+      drop = drop + 11'sd1;
+    end
+    exponent = drop + $signed({3'd0, ea}) + $signed({3'd0, eb}) - 11'sd150;
+    if (product == 64'd0) fp32_mul = {sign, 31'd0};
+    else if (!kept[23]) fp32_mul = {sign, 8'd0, kept[22:0]};
+    else if (exponent >= 11'sd255) fp32_mul = {sign, 8'hFF, 23'd0};
+    else fp32_mul = {sign, exponent[7:0], kept[22:0]};
+  endfunction
+
+  // FP16 -> FP32, exact (FP16 subnormals become FP32 normals; Inf/NaN keep their pattern).
+  function automatic logic [31:0] fp16_to_fp32(input logic [15:0] h);
+    logic [6:0] top;
+    logic [9:0] fraction;
+    top = top_bit({54'd0, h[9:0]});
+    fraction = 10'(h[9:0] << (7'd10 - top));
+    if (h[14:10] == 5'd31) fp16_to_fp32 = {h[15], 8'hFF, h[9:0], 13'd0};
+    else if (h[14:10] != 5'd0) fp16_to_fp32 = {h[15], 3'd0, h[14:10], h[9:0], 13'd0} + {1'b0, 8'd112, 23'd0};
+    else if (h[9:0] == 10'd0) fp16_to_fp32 = {h[15], 31'd0};
+    else fp16_to_fp32 = {h[15], 8'd103 + {1'b0, top}, fraction, 13'd0};
+  endfunction
+
+  // FP32 -> FP16 (finite input): FP16 subnormals, overflow to Inf.
+  function automatic logic [15:0] fp32_to_fp16(input logic [31:0] f);
+    logic signed [9:0] exponent, drop;
+    logic [63:0] kept;
+    exponent = $signed({2'd0, f[30:23]}) - 10'sd127;
+    drop = (exponent < -10'sd14) ? -exponent - 10'sd1 : 10'sd13;
+    if (drop > 10'sd25) drop = 10'sd25;
+    kept = rne_shift({40'd0, 1'b1, f[22:0]}, 7'(drop));
+    if (f[30:23] == 8'd0) fp32_to_fp16 = {f[31], 15'd0};  // zero or an FP32 subnormal: far below
+    else if (exponent < -10'sd14) fp32_to_fp16 = {f[31], 15'(kept)};  // subnormal (may round up)
+    else if (exponent + 10'sd15 + {9'd0, kept[11]} >= 10'sd31) fp32_to_fp16 = {f[31], 5'h1F, 10'd0};
+    else if (kept[11]) fp32_to_fp16 = {f[31], 5'(exponent + 10'sd16), 10'd0};
+    else fp32_to_fp16 = {f[31], 5'(exponent + 10'sd15), kept[9:0]};
+  endfunction
+
+  // The drain of one output (step 6): fp16(fp32(C * fp32(c)) + fp32(bias)); without a bias the
+  // sum is skipped (so a -0 product stays -0).
+  function automatic logic [15:0] drain(
+      input logic [31:0] column, input logic [15:0] channel_scale, input logic [15:0] bias,
+      input logic has_bias);
+    logic [31:0] scaled;
+    scaled = fp32_mul(column, fp16_to_fp32(channel_scale));
+    drain = fp32_to_fp16(has_bias ? fp32_add(scaled, fp16_to_fp32(bias)) : scaled);
+  endfunction
+
+  // --- the term encoder --------------------------------------------------------------------
+
+  // A stored code -> its grid value: {Booth value (INT, asymmetric INT after the zero point),
+  // negative, magnitude (sign-magnitude codes; the negative-zero code of a format with special
+  // values reads the group's SV register entry)}.
+  function automatic logic [BOOTH_BITS+SV_BITS:0] lane_value(
+      input logic [7:0] code, input logic [7:0] zero, input logic [SV_BITS-1:0] sv_value,
+      input logic [1:0] kind, input logic [3:0] bits, input logic sv_enable,
+      input logic [39:0] magnitudes);
+    logic [7:0] mask, index;
+    logic       negative;
+    logic signed [BOOTH_BITS-1:0] value;
+    logic [SV_BITS-1:0] magnitude;
+    mask = 8'((9'd1 << bits) - 9'd1);
+    negative = code[3'(bits - 4'd1)];
+    index = code & (mask >> 1);
+    value = '0;
+    magnitude = '0;
+    if (kind == 2'(bitmod_fmt_pkg::KIND_INT))
+      value = $signed({2'b00, code & mask}) - (negative ? $signed(BOOTH_BITS'(1) << bits) : 10'sd0);
+    else if (kind == 2'(bitmod_fmt_pkg::KIND_INT_ASYM))
+      value = $signed({2'b00, code & mask}) - $signed({2'b00, zero & mask});
+    else if (sv_enable && negative && index == 8'd0) begin
+      negative = sv_value[SV_BITS-1];
+      magnitude = negative ? -sv_value : sv_value;
+    end else magnitude = SV_BITS'(magnitudes[index[2:0]*5 +: 5]);
+    lane_value = {value, negative, magnitude};
+  endfunction
+
+  // Terms per weight with the SV register (bitserial.num_terms): the format's own count, or
+  // the most set bits of a programmed special value.
+  function automatic logic [3:0] term_count(
+      input logic [3:0] min_terms, input logic sv_enable, input logic [4*SV_BITS-1:0] sv_regs);
+    logic [SV_BITS-1:0] magnitude;
+    logic [4:0] ones;
+    term_count = min_terms;
+    for (int slot = 0; slot < 4; slot++) begin
+      magnitude = sv_regs[slot*SV_BITS + SV_BITS-1] ? -sv_regs[slot*SV_BITS +: SV_BITS]
+                                                     : sv_regs[slot*SV_BITS +: SV_BITS];
+      ones = '0;
+      for (int i = 0; i < SV_BITS; i++) ones = ones + {4'd0, magnitude[i]};
+      if (sv_enable && {1'b0, term_count} < ones) term_count = ones[3:0];
+    end
+  endfunction
+endpackage

@@ -1,0 +1,133 @@
+"""Acceptance: whole programs on the RTL and on the emulator, bit-identical with equal cycles.
+
+Random programs (``bitmod.backends.rtl.cases``: every accelerated format, the three loop
+orders, odd M, N and K, ragged last groups, bias or none, INT8/INT4 activation matmuls,
+layers chained through DRAM) on the two small machines of ``cases.CONFIGS`` on Verilator (and
+the first ones on Icarus too), then the example MLP (examples/mlp) compiled by
+``bitmod.compile`` for ``cases.MLP_MACHINE`` (two tiles of 4x4), every program of its forward
+pass (a sixteen-tile Verilator build takes longer than a loaded 2-core box allowed here).
+Prints one row per program and a summary; exits 1 on any disagreement.
+
+    python bench/rtl_cosim.py [--cases 100] [--icarus 20] [--no-mlp] [--work DIR]
+                              [--out bench/results/rtl_cosim.md]
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib.util
+import os
+import shutil
+import sys
+import time
+from collections import Counter
+from pathlib import Path
+
+from bitmod.backends.rtl.cases import CAPACITY, MLP_CAPACITY, MLP_MACHINE, random_case
+from bitmod.backends.rtl.cosim import CosimResult, build, cosimulate
+from bitmod.backends.rtl.emit import emit_compiled, emit_design
+
+EXAMPLES = Path(__file__).resolve().parents[1] / "examples"
+
+
+def _row(name: str, simulator: str, result: CosimResult, seconds: float) -> dict:
+    return {
+        "name": name,
+        "simulator": simulator,
+        "rtl": result.rtl.counters["cycles"],
+        "emulator": result.emulator_cycles,
+        "identical": result.identical,
+        "equal": result.cycles_equal,
+        "seconds": seconds,
+        "detail": "" if result.identical and result.cycles_equal else result.format(),
+    }
+
+
+def random_programs(work: Path, cases: int, icarus: int) -> list[dict]:
+    rows = []
+    for simulator, count in (("verilator", cases), ("icarus", icarus)):
+        for seed in range(count):
+            case = random_case(seed)
+            design = work / simulator / f"case{seed}"
+            shutil.rmtree(design, ignore_errors=True)
+            emit_design(case.program, case.memory, design, case.config, capacity=CAPACITY)
+            binary = build(design, simulator, cache=work / "builds")
+            started = time.perf_counter()
+            result = cosimulate(design, simulator, binary=binary)
+            rows.append(_row(case.name, simulator, result, time.perf_counter() - started))
+            print(_line(rows[-1]), file=sys.stderr, flush=True)
+            shutil.rmtree(design, ignore_errors=True)
+    return rows
+
+
+def mlp(work: Path) -> list[dict]:
+    import bitmod
+
+    spec = importlib.util.spec_from_file_location("make_mlp", EXAMPLES / "mlp" / "make_mlp.py")
+    assert spec is not None and spec.loader is not None
+    make_mlp = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(make_mlp)
+    model, example = make_mlp.build()
+    compiled = bitmod.compile(model, example, dtype="bitmod3", group_size=64, hardware=MLP_MACHINE)
+    root = work / "mlp"
+    shutil.rmtree(root, ignore_errors=True)
+    rows = []
+    for design in emit_compiled(compiled, (example,), root, capacity=MLP_CAPACITY):
+        binary = build(design.directory, "verilator", cache=work / "builds")
+        started = time.perf_counter()
+        result = cosimulate(design.directory, "verilator", binary=binary)
+        name = f"examples/mlp {design.directory.name} (bitmod3 G64, 2 tiles of 4x4)"
+        rows.append(_row(name, "verilator", result, time.perf_counter() - started))
+        print(_line(rows[-1]), file=sys.stderr, flush=True)
+    return rows
+
+
+def _line(row: dict) -> str:
+    ok = "OK " if row["identical"] and row["equal"] else "BAD"
+    return f"{ok} {row['simulator']:<9} {row['name']}: {row['rtl']} / {row['emulator']} cycles"
+
+
+def table(rows: list[dict]) -> str:
+    lines = [
+        "| program | simulator | RTL cycles | emulator cycles | bit-identical | cycles equal |",
+        "|---|---|---:|---:|---|---|",
+    ]
+    for r in rows:
+        lines.append(
+            f"| {r['name']} | {r['simulator']} | {r['rtl']:,d} | {r['emulator']:,d} "
+            f"| {'yes' if r['identical'] else '**no**'} | {'yes' if r['equal'] else '**no**'} |"
+        )
+    agree = sum(r["identical"] and r["equal"] for r in rows)
+    by_sim = Counter(r["simulator"] for r in rows)
+    summary = (
+        f"**{agree} of {len(rows)}** programs bit-identical with equal cycles "
+        f"({', '.join(f'{n} on {s}' for s, n in by_sim.items())}); "
+        f"{sum(r['rtl'] for r in rows):,d} cycles in all. "
+        f"Load average {os.getloadavg()[0]:.1f} at the end."
+    )
+    details = [
+        f"\n```\n{r['name']} ({r['simulator']})\n{r['detail']}\n```" for r in rows if r["detail"]
+    ]
+    return summary + "\n\n" + "\n".join(lines) + "\n" + "".join(details)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--cases", type=int, default=100, help="random programs on Verilator")
+    parser.add_argument("--icarus", type=int, default=20, help="of them, also on Icarus")
+    parser.add_argument("--no-mlp", dest="mlp", action="store_false")
+    parser.add_argument("--work", type=Path, default=Path("build/rtl_cosim"))
+    parser.add_argument("--out", type=Path, help="also write the table (markdown) here")
+    args = parser.parse_args(argv)
+    rows = random_programs(args.work, args.cases, args.icarus)
+    if args.mlp:
+        rows += mlp(args.work)
+    text = table(rows)
+    print(text)
+    if args.out:
+        args.out.write_text("# RTL vs emulator (bench/rtl_cosim.py)\n\n" + text)
+    return 0 if all(r["identical"] and r["equal"] for r in rows) else 1
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,82 @@
+"""The command lines: ``bitmod-opt --emit=verilog``, ``bitmod compile --emit-verilog`` and
+``bitmod rtl-sim`` on the example MLP (one tile, Icarus), and their errors (one located line,
+exit 1, no partial directory)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+from bitmod.backends.rtl.sim import simulator_available
+from bitmod.compiler.tools import bitmod_cli, bitmod_opt
+
+MLP = Path(__file__).resolve().parents[2] / "examples" / "mlp"
+PIPELINE = (
+    "builtin.module(convert-linalg-to-bitmod,bitmod-quantize{dtype=bitmod3 group-size=64},"
+    "bitmod-tile{tiles=1},bitmod-lower-to-isa)"
+)
+
+pytestmark = pytest.mark.skipif(
+    not simulator_available("icarus"), reason="Icarus Verilog (iverilog) is not installed"
+)
+
+
+def test_bitmod_opt_emit_verilog_and_rtl_sim(tmp_path: Path, capsys) -> None:
+    design = tmp_path / "mlp_rtl"
+    argv = [str(MLP / "mlp.mlir"), f"--pass-pipeline={PIPELINE}", "--emit=verilog"]
+    assert bitmod_opt.main([*argv, "-o", str(design)]) == 0, capsys.readouterr().err
+    meta = json.loads((design / "design.json").read_text())
+    assert meta["config"]["tiles"] == 1  # the machine of the pipeline's bitmod-tile
+    for name in ("files.f", "program.hex", "dram.hex", "bitmod_tb.sv", "rtl/bsisa_pkg.sv"):
+        assert (design / name).is_file(), name
+    capsys.readouterr()
+    assert bitmod_cli.main(["rtl-sim", str(design), "--simulator", "icarus"]) == 0
+    out = capsys.readouterr().out
+    assert "bit-identical outputs: yes" in out and "cycles equal: yes" in out
+
+    # errors: one located line, exit 1, nothing written
+    assert bitmod_opt.main(argv) == 1
+    assert "--emit=verilog writes a directory: give -o DIR" in capsys.readouterr().err
+    assert bitmod_opt.main([*argv, "-o", str(design)]) == 1
+    err = capsys.readouterr().err.strip()
+    assert err.startswith(f"{MLP / 'mlp.mlir'}:") and "already exists" in err
+    assert len(err.splitlines()) == 1
+    frontend = tmp_path / "frontend"
+    assert bitmod_opt.main([str(MLP / "mlp.mlir"), "--pipeline=bitmod-frontend",
+                            "--emit=verilog", "-o", str(frontend)]) == 1  # fmt: skip
+    assert "holds no bsisa.program" in capsys.readouterr().err
+    assert not frontend.exists()
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["mlp_rtl"]
+
+
+def test_bitmod_compile_emit_verilog(tmp_path: Path, capsys) -> None:
+    bundle, designs = tmp_path / "mlp", tmp_path / "mlp_ops"
+    argv = [
+        "compile",
+        f"{MLP / 'make_mlp.py'}:MLP",
+        "--example-shape",
+        "4x64",
+        "--tiles",
+        "1",
+        "--quiet",
+        "-o",
+        str(bundle),
+        "--emit-verilog",
+        str(designs),
+    ]
+    assert bitmod_cli.main(argv) == 0, capsys.readouterr().err
+    assert sorted(p.name for p in designs.iterdir()) == ["op0", "op1", "op2"]
+    capsys.readouterr()
+    assert bitmod_cli.main(["rtl-sim", str(designs), "--simulator", "icarus"]) == 0
+    out = capsys.readouterr().out
+    assert out.count("bit-identical outputs: yes") == 3 and out.count("cycles equal: yes") == 3
+
+    # an existing design directory: refused before anything is compiled or written
+    other = tmp_path / "other"
+    argv[argv.index(str(bundle))] = str(other)
+    assert bitmod_cli.main(argv) == 1
+    assert "already exists" in capsys.readouterr().err
+    assert not other.exists()
+    assert bitmod_cli.main(["rtl-sim", str(tmp_path / "nothing")]) == 1
+    assert "no emitted design" in capsys.readouterr().err
