@@ -150,17 +150,23 @@ class BitmodTilePass(ModulePass):
             raise DiagnosticError(f"bad array geometry: {error}") from None
 
     @property
-    def array(self) -> ArraySpec:
-        from bitmod.runtime.arch.schedule import ArraySpec
-
-        return ArraySpec(
+    def hardware(self) -> HardwareConfig:
+        """The machine these options describe (what the RTL emitter builds)."""
+        return HardwareConfig(
             rows=self.rows,
-            columns=self.cols * self.tiles,
-            act_buffer=self.act_buffer,
-            weight_buffer=self.weight_buffer,
+            cols=self.cols,
+            tiles=self.tiles,
+            act_buffer_bytes=self.act_buffer,
+            weight_buffer_bytes=self.weight_buffer,
             max_block_rows=self.max_block_rows,
             dram_bytes_per_cycle=float(self.dram_bytes_per_cycle),
         )
+
+    @property
+    def array(self) -> ArraySpec:
+        from bitmod.runtime.arch.schedule import ArraySpec
+
+        return ArraySpec.of(self.hardware)
 
     def apply(self, ctx: Context, op: ModuleOp) -> None:
         matmuls = [matmul for matmul in op.walk() if isinstance(matmul, MatmulOp)]

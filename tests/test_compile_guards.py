@@ -11,7 +11,7 @@ import torch
 from bitmod.compiler.torch_frontend import CompileError
 from bitmod.runtime.arch.nest import matmul_program
 from bitmod.runtime.emulator.machine import Machine, MachineError
-from bitmod.runtime.formats import get_format, quantize
+from bitmod.runtime.formats import quantize
 
 
 def _linear(seed: int = 0) -> torch.nn.Linear:
@@ -62,7 +62,6 @@ def test_the_machine_refuses_a_non_finite_bias() -> None:
         k=64,
         fmt="int8",
         group_size=32,
-        special_values=get_format("int8").special_values,
         bias="b",
     )
     bias = np.zeros(16, np.float16)

@@ -23,7 +23,7 @@ from bitmod.runtime.arch.hwconfig import HardwareConfig
 from bitmod.runtime.arch.nest import matmul_program
 from bitmod.runtime.arch.schedule import ORDERS
 from bitmod.runtime.emulator.machine import Machine
-from bitmod.runtime.formats import get_format, quantize
+from bitmod.runtime.formats import quantize
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "examples" / "gpt"))
@@ -50,7 +50,6 @@ def _program_and_memory(fmt: str, m: int, n: int, k: int, order: str | None, bia
         k=k,
         fmt=fmt,
         group_size=128,
-        special_values=get_format(fmt).special_values,
         order=order,
         kchunk=128 if order == "k-streamed" else 0,  # k-streamed needs several chunks
         bias="b" if bias else None,

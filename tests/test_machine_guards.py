@@ -38,7 +38,6 @@ def _case(fmt: str = "bitmod3", m: int = 8, n: int = 16, k: int = 64, group: int
         k=k,
         fmt=fmt,
         group_size=group,
-        special_values=get_format(fmt).special_values,
         config=CONFIG,
     )
     return program, {"x": x, "w": q}
@@ -218,7 +217,6 @@ def test_quantizer_output_passes_the_image_checks_for_every_accelerated_format()
             k=64,
             fmt=fmt,
             group_size=32,
-            special_values=get_format(fmt).special_values,
             config=CONFIG,
         )
         x = np.ones((4, 64), np.float16)

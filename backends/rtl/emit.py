@@ -460,15 +460,7 @@ def tiled_config(tile: Any | None) -> HardwareConfig | None:
     """The machine a ``bitmod-tile`` pass (its options) planned for, or None without one."""
     if tile is None:
         return None
-    return HardwareConfig(
-        rows=tile.rows,
-        cols=tile.cols,
-        tiles=tile.tiles,
-        act_buffer_bytes=tile.act_buffer,
-        weight_buffer_bytes=tile.weight_buffer,
-        max_block_rows=tile.max_block_rows,
-        dram_bytes_per_cycle=tile.dram_bytes_per_cycle,
-    )
+    return tile.hardware
 
 
 def test_inputs(program: Program, memory: Mapping[str, Any] | ParamArchive, seed: int = 0) -> dict:

@@ -11,6 +11,7 @@ from collections.abc import Sequence
 
 from bitmod.runtime.arch.hwconfig import HardwareConfig
 from bitmod.runtime.arch.schedule import ArraySpec, plan_bitmod_matmul
+from bitmod.runtime.formats.registry import get_format
 from bitmod.runtime.isa import (
     NUM_SV_SLOTS,
     AccClr,
@@ -172,7 +173,7 @@ def matmul_program(
     fmt: str,
     group_size: int,
     scale_bits: int = 8,
-    special_values: Sequence[int] = (),
+    special_values: Sequence[int] | None = None,
     config: HardwareConfig | None = None,
     kchunk: int = 0,
     block_rows: int = 0,
@@ -185,10 +186,13 @@ def matmul_program(
     :class:`~bitmod.runtime.arch.hwconfig.HardwareConfig`):
     :func:`bitmod.runtime.arch.schedule.plan_matmul`,
     with ``kchunk``, ``block_rows`` and ``order`` forcing parts of it; the code is
-    :func:`matmul_config` and :func:`matmul_nest`. ``special_values`` fill SV[0..3] (a format's
-    ``Format.special_values``). IsaError for arguments no program can express.
+    :func:`matmul_config` and :func:`matmul_nest`. ``special_values`` fill SV[0..3] (default:
+    the format's own ``Format.special_values``; ``()`` sets none). IsaError for arguments no
+    program can express.
     """
     config = config or HardwareConfig()
+    if special_values is None:
+        special_values = get_format(fmt).special_values
     names = [act, weight, out] + ([bias] if bias is not None else [])
     strings = tuple(dict.fromkeys(names))
     if len(strings) != len(names):
