@@ -7,9 +7,10 @@
 Every configuration of :data:`~bitmod.compiler.llm.evaluate.PAPER_TABLE` (FP32; ANT, OliVe,
 MX-FP, INT-sym, INT-asym, BitMoD at 4 and 3 bits; G = 128, MX block 32; INT8 and FP16 group
 scales), :data:`~bitmod.compiler.llm.evaluate.ABLATION` (Table VIII),
-:data:`~bitmod.compiler.llm.evaluate.SCALE_SWEEP` (Table V) and FP32 weights with FP16
-activations, on the bundled Wikipedia and news evaluation text: ``--max-tokens`` tokens of each
-(default 8192), disjoint 2048-token windows (``--context``), BOS as the model's GGUF asks.
+:data:`~bitmod.compiler.llm.evaluate.SCALE_SWEEP` (Table V), FP32 weights with FP16
+activations and INT5/6/8 (for the Fig. 9 plot of ``bench/perplexity_pareto.py``), on the
+bundled Wikipedia and news evaluation text: ``--max-tokens`` tokens of each (default 8192),
+disjoint 2048-token windows (``--context``), BOS as the model's GGUF asks.
 Weights are fake-quantized from the compiler's stored codes (``bitmod.compiler.llm.fakequant``).
 
 Results are appended to ``bench/results/perplexity_<model>.json`` as each run finishes (a
@@ -88,9 +89,14 @@ CAVEAT = (
 )
 
 
+#: The INT5/6/8 points of the perplexity-EDP plot (bench/perplexity_pareto.py, Fig. 9).
+PARETO_EXTRA = (QuantConfig("int5"), QuantConfig("int6"), QuantConfig("int8"))
+
+
 def all_configs() -> list[QuantConfig]:
     configs: list[QuantConfig] = []
-    for config in (*PAPER_TABLE, QuantConfig(fp16_activations=True), *ABLATION, *SCALE_SWEEP):
+    extra = (QuantConfig(fp16_activations=True), *ABLATION, *SCALE_SWEEP, *PARETO_EXTRA)
+    for config in (*PAPER_TABLE, *extra):
         if config not in configs:
             configs.append(config)
     return configs
