@@ -22,8 +22,8 @@ import sys
 from pathlib import Path
 
 import torch
-from bitmod.compiler.llm.evaluate import tokens_of
 from bitmod.compiler.llm.agreement import hardware_agreement
+from bitmod.compiler.llm.evaluate import tokens_of
 from bitmod.compiler.llm.models import load_model
 from bitmod.runtime.storage.fileio import write_atomically
 

@@ -110,9 +110,7 @@ class Agreement:
 
 def _window_perplexity(logits: torch.Tensor, ids: torch.Tensor) -> float:
     """exp of the mean NLL of every next token of the window (positions 1..T-1)."""
-    nll = torch.nn.functional.cross_entropy(
-        logits[0, :-1].double(), ids[0, 1:], reduction="mean"
-    )
+    nll = torch.nn.functional.cross_entropy(logits[0, :-1].double(), ids[0, 1:], reduction="mean")
     return math.exp(float(nll))
 
 

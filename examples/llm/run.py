@@ -36,8 +36,8 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
 
     from bitmod.compiler.llm import QuantConfig, evaluate, load_model, tokens_of
-    from bitmod.compiler.llm.evaluate import results_markdown
     from bitmod.compiler.llm.agreement import hardware_agreement
+    from bitmod.compiler.llm.evaluate import results_markdown
 
     started = time.perf_counter()
     lm = load_model(args.model)
