@@ -191,13 +191,17 @@ def _paper_table(rows: dict[str, tuple[float, float]], title: str) -> list[str]:
 
 def report(results: Sequence[PerplexityResult], model: str, stem: Path, wall: float | None) -> str:
     paper_rows = {(c.label) for c in PAPER_TABLE} | {QuantConfig(fp16_activations=True).label}
+    # Every section starts with the FP32 reference, which its "Δ vs FP32" column needs.
+    reference = [r for r in results if r.config == QuantConfig().label]
     sections = {
         "Table VI: data types at 4 and 3 bits": [r for r in results if r.config in paper_rows],
         "Table VIII: FP extensions one at a time": [
-            r for r in results if r.config in {c.label for c in ABLATION}
+            *reference,
+            *(r for r in results if r.config in {c.label for c in ABLATION}),
         ],
         "Table V: INT4-asym group-scale precision": [
-            r for r in results if r.config in {c.label for c in SCALE_SWEEP}
+            *reference,
+            *(r for r in results if r.config in {c.label for c in SCALE_SWEEP}),
         ],
     }
     first = results[0]
@@ -222,7 +226,7 @@ def report(results: Sequence[PerplexityResult], model: str, stem: Path, wall: fl
         "",
     ]
     for title, chosen in sections.items():
-        if not chosen:
+        if not chosen or all(r in reference for r in chosen):
             continue
         lines += [f"## {title}", "", results_markdown(chosen), ""]
     lines += ["## Orderings as measured (INT8 group scales)", ""]
@@ -260,6 +264,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--context", type=int, default=2048)
     parser.add_argument("--batch-size", type=int, default=1)
     parser.add_argument("--dtypes", help="only these data types (comma-separated; smoke tests)")
+    parser.add_argument(
+        "--no-fp16-scales",
+        action="store_true",
+        help="skip the FP16-group-scale variants (INT8 scales, Table V's sweep and MX only)",
+    )
     parser.add_argument("--report", action="store_true", help="only rewrite md/csv/png")
     parser.add_argument("--out", type=Path, default=RESULTS)
     args = parser.parse_args(argv)
@@ -278,7 +287,11 @@ def main(argv: list[str] | None = None) -> int:
             todo = [
                 c
                 for c in all_configs()
-                if (corpus, c.label) not in done and (wanted is None or c.dtype in wanted)
+                if (corpus, c.label) not in done
+                and (wanted is None or c.dtype in wanted)
+                and not (
+                    args.no_fp16_scales and c.quantized and not c.is_mx and c.scale_bits is None
+                )
             ]
 
             def keep(result: PerplexityResult) -> None:
