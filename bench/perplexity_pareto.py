@@ -18,17 +18,19 @@ Writes ``bench/results/fig9_measured.png``, ``pareto_measured.csv`` and ``.md``.
 
 from __future__ import annotations
 
+import argparse
 import csv
 import dataclasses
 import io
 import json
 import sys
+from collections.abc import Sequence
 from pathlib import Path
 
 from bitmod.compiler.llm.gguf_file import read_gguf_header
 from bitmod.compiler.llm.models import model_file
 from bitmod.runtime.perf.model import LLMShape
-from bitmod.runtime.perf.report import PARETO_MODELS, pareto_points, plot_pareto
+from bitmod.runtime.perf.report import PARETO_MODELS, ParetoPoint, pareto_points, plot_pareto
 from bitmod.runtime.storage.fileio import write_atomically
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -75,6 +77,8 @@ def gguf_shape(name: str) -> LLMShape:
 def measured_ppl(model: str) -> dict[str, float]:
     """Wikipedia perplexity by data type (INT8 group scales; MX and FP32 as they come)."""
     path = RESULTS / f"perplexity_{model}.json"
+    if not path.is_file():
+        raise SystemExit(f"{path}: no results; run bench/perplexity.py --model {model} first")
     rows = json.loads(path.read_text())
     return {
         r["dtype"]: r["perplexity"]
@@ -86,6 +90,7 @@ def measured_ppl(model: str) -> dict[str, float]:
 
 
 def main(argv: list[str] | None = None) -> int:
+    argparse.ArgumentParser(description=__doc__.splitlines()[0]).parse_args(argv)
     shapes = {name: gguf_shape(name) for name in MODELS}
     points = []
     for point in pareto_points(models=MODELS, shapes=shapes):
@@ -134,7 +139,7 @@ def main(argv: list[str] | None = None) -> int:
     return 0
 
 
-def _front(points, model: str) -> str:
+def _front(points: Sequence[ParetoPoint], model: str) -> str:
     chosen = sorted((p for p in points if p.model == model), key=lambda p: (p.edp_js, p.ppl))
     front, best = [], float("inf")
     for p in chosen:
