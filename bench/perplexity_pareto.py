@@ -98,8 +98,9 @@ def main(argv: list[str] | None = None) -> int:
         "|---|---|---|---|---|---|---|",
     ]
     for p in sorted(points, key=lambda p: (p.model, p.accelerator, p.bits)):
-        dtype = MEASURED_DTYPE[(p.accelerator, p.bits)]
-        source = f"measured ({dtype})" if p.ppl_source == MEASURED else f"cited, {p.ppl_source}"
+        measured = p.ppl_source == MEASURED
+        dtype = MEASURED_DTYPE[(p.accelerator, p.bits)] if measured else None
+        source = f"measured ({dtype})" if measured else f"cited, {p.ppl_source}"
         lines.append(
             f"| {p.model} | {p.accelerator} | {p.weight} | {p.bits} | {p.edp_js:.3e} | "
             f"{p.ppl:.3f} | {source} |"
