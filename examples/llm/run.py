@@ -35,9 +35,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--dtypes", default="int3_asym,bitmod3", help="formats to compare")
     args = parser.parse_args(argv)
 
-    from bitmod.compiler.llm import QuantConfig, evaluate, load_model, tokens_of
     from bitmod.compiler.llm.agreement import hardware_agreement
-    from bitmod.compiler.llm.evaluate import results_markdown
+    from bitmod.compiler.llm.evaluate import evaluate, results_markdown, tokens_of
+    from bitmod.compiler.llm.fakequant import QuantConfig
+    from bitmod.compiler.llm.models import load_model
 
     started = time.perf_counter()
     lm = load_model(args.model)
