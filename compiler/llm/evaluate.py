@@ -2,7 +2,8 @@
 
 ::
 
-    from bitmod.compiler.llm import load_model, evaluate, QuantConfig
+    from bitmod.compiler.llm import QuantConfig, load_model
+    from bitmod.compiler.llm.evaluate import evaluate, results_markdown
     lm = load_model("smollm2-135m")
     results = evaluate(lm, "wiki", [QuantConfig(), QuantConfig("bitmod3")], max_tokens=8192)
     print(results_markdown(results))

@@ -65,6 +65,7 @@ from typing import Any
 import torch
 from bitmod.compiler.llm.gguf_file import GGUFError, read_gguf_header
 from bitmod.compiler.llm.tokenizer import TextTokenizer, gguf_bos_id, gguf_tokenizer
+from bitmod.runtime.perf.model import LLMShape
 from bitmod.runtime.storage.fileio import write_atomically
 
 __all__ = [
@@ -75,6 +76,7 @@ __all__ = [
     "cache_dir",
     "load_model",
     "model_file",
+    "perf_shape",
 ]
 
 
@@ -404,4 +406,29 @@ def load_model(source: str | os.PathLike[str]) -> LanguageModel:
     raise ModelError(
         f"unknown model {text!r}: not a known name ({_known_names()}), a GGUF file or a "
         f"Hugging Face directory"
+    )
+
+
+def perf_shape(name: str) -> LLMShape:
+    """The perf model's (``bitmod-sim``'s) shape of a known model, read from its GGUF header:
+    layers, hidden, FFN, heads, KV heads, head dim (when it is not hidden / heads, as in
+    Gemma 3), vocabulary. Both known models have gated MLPs (gate/up/down)."""
+    path = model_file(name)
+    header = read_gguf_header(path)
+    arch = header.require("general.architecture")
+    heads = int(header.require(f"{arch}.attention.head_count"))
+    hidden = int(header.require(f"{arch}.embedding_length"))
+    head_dim = int(header.get(f"{arch}.attention.key_length", hidden // heads))
+    return LLMShape(
+        key=name,
+        display=str(header.get("general.name", name)),
+        hf_id=f"GGUF {path.name}",
+        mlp="gated",
+        hidden_size=hidden,
+        intermediate_size=int(header.require(f"{arch}.feed_forward_length")),
+        num_attention_heads=heads,
+        num_key_value_heads=int(header.require(f"{arch}.attention.head_count_kv")),
+        num_hidden_layers=int(header.require(f"{arch}.block_count")),
+        vocab_size=len(header.require("tokenizer.ggml.tokens")),
+        explicit_head_dim=None if head_dim * heads == hidden else head_dim,
     )

@@ -86,10 +86,12 @@ class LLMShape:
     num_key_value_heads: int
     num_hidden_layers: int
     vocab_size: int
+    #: ``head_dim`` of the config when it is not ``hidden_size / heads`` (Gemma 3: 256)
+    explicit_head_dim: int | None = None
 
     @property
     def head_dim(self) -> int:
-        return self.hidden_size // self.num_attention_heads
+        return self.explicit_head_dim or self.hidden_size // self.num_attention_heads
 
     @property
     def queries_per_kv_head(self) -> int:
@@ -98,8 +100,8 @@ class LLMShape:
     def linear_layers(self) -> list[tuple[str, int, int]]:
         """``(name, N, K)`` of the linear layers of one decoder layer (weight ``[N, K]``)."""
         h, f = self.hidden_size, self.intermediate_size
-        kv = self.num_key_value_heads * self.head_dim
-        attn = [("q_proj", h, h), ("k_proj", kv, h), ("v_proj", kv, h), ("o_proj", h, h)]
+        q, kv = self.num_attention_heads * self.head_dim, self.num_key_value_heads * self.head_dim
+        attn = [("q_proj", q, h), ("k_proj", kv, h), ("v_proj", kv, h), ("o_proj", h, q)]
         if self.mlp == "gated":
             return [*attn, ("gate_proj", f, h), ("up_proj", f, h), ("down_proj", h, f)]
         return [*attn, ("fc1", f, h), ("fc2", h, f)]
@@ -147,6 +149,7 @@ def load_llm_shapes(path: str | Path | None = None) -> dict[str, LLMShape]:
                 display=str(entry.get("display", key)),
                 hf_id=str(entry["hf_id"]),
                 mlp=str(entry["mlp"]),
+                explicit_head_dim=entry.get("head_dim"),
                 **ints,
             )
         except (KeyError, TypeError) as error:
@@ -156,7 +159,10 @@ def load_llm_shapes(path: str | Path | None = None) -> dict[str, LLMShape]:
             raise ValueError(f"{where}: model {key!r}: fields {bad} must be positive ints")
         if shape.mlp not in ("gated", "fc"):
             raise ValueError(f"{where}: model {key!r}: mlp must be 'gated' or 'fc'")
-        if shape.hidden_size % shape.num_attention_heads or (
+        head_dim = shape.explicit_head_dim
+        if head_dim is not None and (not isinstance(head_dim, int) or head_dim < 1):
+            raise ValueError(f"{where}: model {key!r}: head_dim must be a positive int")
+        if (head_dim is None and shape.hidden_size % shape.num_attention_heads) or (
             shape.num_attention_heads % shape.num_key_value_heads
         ):
             raise ValueError(
