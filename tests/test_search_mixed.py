@@ -229,3 +229,30 @@ def test_ray_and_serial_make_the_same_choice_for_the_same_seed(tiny) -> None:  #
     assert ray.engine == "ray" and serial.engine == "serial"
     assert ray.choice == serial.choice
     assert [h["objective"] for h in ray.history] == [h["objective"] for h in serial.history]
+
+
+@pytest.mark.parametrize(
+    ("argv", "message"),
+    [
+        (["search", "smollm2-135m", "--budget", "watts=3"], "budget 'watts=3': unknown kind"),
+        (["search", "smollm2-135m", "--budget", "bits=3", "--candidates", "bitmod3,int9"], "int9"),
+        (["search", "smollm2-135m", "--budget", "bits=3", "--trials", "0"], "--trials"),
+        (["optimize", "smollm2-135m", "--dtype", "bitmod9"], "--dtype"),
+        (["optimize", "smollm2-135m", "--calib-samples", "0"], "--calib-samples must be >= 1"),
+    ],
+)
+def test_bad_command_lines_are_one_error_line_and_write_nothing(
+    argv: list[str],
+    message: str,
+    tmp_path,  # noqa: ANN001
+    capsys,  # noqa: ANN001
+) -> None:
+    from bitmod.compiler.tools.bitmod_cli import main
+
+    out = tmp_path / "out"
+    assert main([*argv, "-o", str(out)]) == 1
+    captured = capsys.readouterr()
+    (line,) = captured.err.splitlines()
+    assert line.startswith("bitmod: error: ") and message in line
+    assert captured.out == ""
+    assert not out.exists()

@@ -67,7 +67,7 @@ from __future__ import annotations
 import contextlib
 import json
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
@@ -81,7 +81,7 @@ from bitmod.compiler.search.calibration import (
     output_error,
 )
 from bitmod.runtime.formats import dequantize, get_format, quantize
-from bitmod.runtime.storage.fileio import write_atomically
+from bitmod.runtime.storage.fileio import write_together
 from tqdm import tqdm
 
 __all__ = [
@@ -176,17 +176,24 @@ class AwqResult:
             "seconds": self.seconds,
         }
 
-    def save(self, directory: str | Path) -> Path:
+    def files(self, directory: str | Path) -> list[tuple[Path, Callable[[Path], None]]]:
         """``awq.safetensors`` (the parameters) and ``awq.json`` (the choices) in
-        ``directory``; each file is written atomically."""
+        ``directory``, as (path, writer) pairs for :func:`write_together`."""
         from safetensors.torch import save_file
 
         root = Path(directory)
-        root.mkdir(parents=True, exist_ok=True)
         tensors = {name: value.contiguous().cpu() for name, value in self.parameters.items()}
-        write_atomically(root / "awq.safetensors", lambda path: save_file(tensors, str(path)))
         text = json.dumps(self.summary(), indent=1) + "\n"
-        write_atomically(root / "awq.json", lambda path: path.write_text(text))
+        return [
+            (root / "awq.safetensors", lambda path: save_file(tensors, str(path))),
+            (root / "awq.json", lambda path: path.write_text(text)),
+        ]
+
+    def save(self, directory: str | Path) -> Path:
+        """:meth:`files` written together (neither is changed if writing one fails)."""
+        root = Path(directory)
+        root.mkdir(parents=True, exist_ok=True)
+        write_together(self.files(root))
         return root
 
 

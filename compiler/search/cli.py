@@ -24,6 +24,7 @@ import argparse
 import json
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -137,14 +138,17 @@ def _eval_tokens(lm: Any, args: argparse.Namespace) -> list[int]:
     return tokens_of(lm, args.eval_corpus)[: args.eval_tokens]
 
 
-def _write(out: Path, files: dict[str, str], extra: Any = None) -> None:
-    from bitmod.runtime.storage.fileio import write_atomically
+def _write(out: Path, files: list[tuple[Path, Callable[[Path], None]]]) -> None:
+    """All output files at once: an error while writing any leaves none of them changed."""
+    from bitmod.runtime.storage.fileio import write_together
 
-    out.mkdir(parents=True, exist_ok=True)
-    for name, text in files.items():
-        write_atomically(out / name, lambda path, text=text: path.write_text(text))
-    if extra is not None:
-        extra(out)
+    for path, _ in files:
+        path.parent.mkdir(parents=True, exist_ok=True)
+    write_together(files)
+
+
+def _text(path: Path, text: str) -> tuple[Path, Callable[[Path], None]]:
+    return path, lambda staged: staged.write_text(text)
 
 
 def run_optimize(args: argparse.Namespace) -> int:
@@ -194,12 +198,10 @@ def run_optimize(args: argparse.Namespace) -> int:
             f"| {config.label} | {result.seconds:.0f} | {_number(plain)} | {_number(optimised)} |"
         )
     if args.out is not None:
-
-        def save_all(out: Path) -> None:
-            for config, (result, _, _) in zip(configs, outcomes, strict=True):
-                result.save(out / config.dtype)
-
-        _write(args.out, {"results.json": json.dumps(rows, indent=1) + "\n"}, save_all)
+        files = [_text(args.out / "results.json", json.dumps(rows, indent=1) + "\n")]
+        for config, (result, _, _) in zip(configs, outcomes, strict=True):
+            files += result.files(args.out / config.dtype)
+        _write(args.out, files)
         print(f"wrote {args.out}")
     return 0
 
@@ -338,14 +340,15 @@ def run_search(args: argparse.Namespace) -> int:
         print(f"proxy vs measured perplexity on {count} mixes: Spearman {rho:.3f}")
     summary["seconds"] = time.perf_counter() - started
     final = summary["methods"]["tpe" if "tpe" in summary["methods"] else "greedy"]
-    print(f"layers={final['layers']}" if args.out is None else "")
-    if args.out is not None:
+    if args.out is None:
+        print(f"layers={final['layers']}")
+    else:
         _write(
             args.out,
-            {
-                "layers.txt": final["layers"] + "\n",
-                "search.json": json.dumps(summary, indent=1) + "\n",
-            },
+            [
+                _text(args.out / "layers.txt", final["layers"] + "\n"),
+                _text(args.out / "search.json", json.dumps(summary, indent=1) + "\n"),
+            ],
         )
         print(f"wrote {args.out}/layers.txt and search.json")
     sys.stdout.flush()
