@@ -225,6 +225,23 @@ def _serial():  # noqa: ANN202
     return SerialEngine()
 
 
+LEVELS = {
+    "3 bits": ("int3_asym", "int3_asym+awq", "bitmod3", "bitmod3+awq", "mix-greedy@bitmod3",
+               "mix-tpe@bitmod3"),
+    "4 bits": ("int4_asym", "int4_asym+awq", "bitmod4", "bitmod4+awq", "mix-greedy@bitmod4",
+               "mix-tpe@bitmod4"),
+}  # fmt: skip
+
+
+def _pareto(points: list[tuple[float, float]]) -> list[tuple[float, float]]:
+    """The points no other point beats on both coordinates (lower is better), by x."""
+    front: list[tuple[float, float]] = []
+    for x, y in sorted(points):
+        if not front or y < front[-1][1]:
+            front.append((x, y))
+    return front
+
+
 def report(model: str) -> None:
     import matplotlib
 
@@ -236,26 +253,43 @@ def report(model: str) -> None:
     fp32 = rows["fp32"]["ppl"]
     lines = [
         f"{model}: perplexity on the first {s['eval_tokens']} tokens of the bundled wiki eval "
-        f"split ({s['context']}-token disjoint windows), AWQ/proxy calibrated on "
-        f"{s['calib_tokens']} tokens of the disjoint calib split; G = 128, INT8 group scales; "
-        f"FP32 reference {fp32:.3f}.",
+        f"split ({s['context']}-token disjoint windows, the same tokens for every row); AWQ and "
+        f"the proxy calibrated on {s['calib_tokens']} tokens of the disjoint calib split "
+        f"(AWQ grids: {s['awq']['scale_grid']} scale exponents, {s['awq']['clip_grid']} clip "
+        f"steps down to {1 - s['awq']['max_shrink']:.1f}); G = 128, INT8 group scales; mixes "
+        f"from {s['candidates']}; FP32 {fp32:.3f} ({rows['fp32']['eval_seconds']:.0f} s). "
+        f"Wall time on {s['machine']} shared with other jobs.",
         "",
-        "| configuration | bits/weight | PPL | Δ vs FP32 | EDP (J·s) | notes |",
-        "|---|---|---|---|---|---|",
+        "| bits | configuration | bits/weight | PPL | Δ vs FP32 | EDP (J·s) | wall time | notes |",
+        "|---|---|---|---|---|---|---|---|",
     ]
-    for key, row in rows.items():
-        if key == "fp32":
-            continue
-        edp = f"{row['edp_js']:.4g}" if "edp_js" in row else "- (no datapath)"
-        notes = ""
-        if "counts" in row:
-            notes = ", ".join(f"{k}×{v}" for k, v in row["counts"].items() if v)
-        if "awq_seconds" in row:
-            notes = f"AWQ search {row['awq_seconds']:.0f} s"
-        delta = row["ppl"] - fp32
-        lines.append(
-            f"| {key} | {row['bits']:.4f} | {row['ppl']:.3f} | {delta:+.3f} | {edp} | {notes} |"
+    orderings = []
+    for level, keys in LEVELS.items():
+        present = [k for k in keys if k in rows]
+        for key in present:
+            row = rows[key]
+            edp = f"{row['edp_js']:.4g}" if "edp_js" in row else "– (no datapath)"
+            seconds = row.get("awq_seconds", 0) + row.get("search_seconds", 0)
+            seconds += row.get("setup_seconds", 0) + row["eval_seconds"]
+            if "counts" in row:
+                notes = ", ".join(f"{k}×{v}" for k, v in row["counts"].items() if v)
+                if row.get("same_as_greedy"):
+                    notes += f" (TPE, {row['tpe_trials']} proxy trials, kept the greedy mix)"
+                elif row["kind"] == "tpe":
+                    notes += f" (TPE, {row['tpe_trials']} proxy trials)"
+            elif "awq_seconds" in row:
+                notes = f"AWQ search {row['awq_seconds']:.0f} s + eval"
+            else:
+                notes = ""
+            lines.append(
+                f"| {level} | {key} | {row['bits']:.4f} | {row['ppl']:.3f} | "
+                f"{row['ppl'] - fp32:+.3f} | {edp} | {seconds:.0f} s | {notes} |"
+            )
+        ranked = sorted(present, key=lambda k: rows[k]["ppl"])
+        orderings.append(
+            f"- {level}, measured: " + " < ".join(f"{k} ({rows[k]['ppl']:.2f})" for k in ranked)
         )
+    lines += ["", "Orderings by perplexity (lower is better):", "", *orderings]
     if "validation" in data:
         v = data["validation"]
         lines += [
@@ -267,34 +301,35 @@ def report(model: str) -> None:
     text = "\n".join(lines) + "\n"
     (RESULTS / f"search_{model}.md").write_text(text)
     print(text)
-    figure, axes = plt.subplots(1, 2, figsize=(11, 4.2))
+    figure, axes = plt.subplots(1, 2, figsize=(12, 4.6))
     styles = {
-        "uniform": ("o", "tab:blue"),
-        "awq": ("s", "tab:orange"),
-        "greedy": ("^", "tab:green"),
-        "tpe": ("v", "tab:red"),
+        "uniform": ("o", "tab:blue", "uniform"),
+        "awq": ("s", "tab:orange", "uniform + AWQ"),
+        "greedy": ("^", "tab:green", "searched mix (greedy)"),
+        "tpe": ("v", "tab:red", "searched mix (TPE)"),
     }
-    for key, row in rows.items():
-        if key == "fp32":
-            continue
-        marker, colour = styles[row["kind"]]
-        for ax, x in ((axes[0], row["bits"]), (axes[1], row.get("edp_js"))):
-            if x is None:
+    for ax, axis in ((axes[0], "bits"), (axes[1], "edp_js")):
+        points = []
+        for key, row in rows.items():
+            if key == "fp32" or axis not in row:
                 continue
-            ax.scatter(x, row["ppl"], marker=marker, color=colour)
-            ax.annotate(key, (x, row["ppl"]), fontsize=7, xytext=(3, 3), textcoords="offset points")
-    for ax, label in (
-        (axes[0], "mean bits/weight (block linears, metadata included)"),
-        (axes[1], "EDP, J·s (perf model, generative)"),
-    ):
+            marker, colour, _ = styles[row["kind"]]
+            points.append((row[axis], row["ppl"]))
+            ax.scatter(row[axis], row["ppl"], marker=marker, color=colour, zorder=3)
+            ax.annotate(key, (row[axis], row["ppl"]), fontsize=7, xytext=(3, 3),
+                        textcoords="offset points")  # fmt: skip
+        front = _pareto(points)
+        ax.step(*zip(*front, strict=True), where="post", color="grey", linewidth=0.8,
+                label="Pareto front")  # fmt: skip
         ax.axhline(fp32, color="grey", linestyle=":", label=f"FP32 {fp32:.2f}")
-        ax.set_xlabel(label)
-        ax.set_ylabel("perplexity")
+        ax.set_ylabel(f"perplexity ({s['eval_tokens']} wiki eval tokens)")
         ax.set_yscale("log")
-    for kind, (marker, colour) in styles.items():
-        axes[0].scatter([], [], marker=marker, color=colour, label=kind)
+    axes[0].set_xlabel("mean bits/weight (block linears, scales and metadata included)")
+    axes[1].set_xlabel("EDP, J·s (perf model, 256+256-token generation; int*_asym: no datapath)")
+    for marker, colour, label in styles.values():
+        axes[0].scatter([], [], marker=marker, color=colour, label=label)
     axes[0].legend(fontsize=8)
-    figure.suptitle(f"{model}: uniform formats, AWQ, searched mixes")
+    figure.suptitle(f"{model}: uniform formats, AWQ variants, searched mixes")
     figure.tight_layout()
     figure.savefig(RESULTS / f"search_{model}_pareto.png", dpi=120)
 
