@@ -110,7 +110,7 @@ def run(args: argparse.Namespace) -> None:
     lm = load_model(args.model)
     eval_ids = tokens_of(lm, "wiki")[: args.eval_tokens]
     calib = tokens_of(lm, "wiki", "calib")
-    data["settings"] = {
+    settings = {
         "eval_tokens": len(eval_ids),
         "context": args.context,
         "calib_tokens": args.calib_samples * args.calib_context,
@@ -118,6 +118,12 @@ def run(args: argparse.Namespace) -> None:
         "candidates": args.candidates,
         "machine": f"{platform.machine()}, {torch.get_num_threads()} torch threads",
     }
+    # A rerun adds rows to the same table: what makes rows comparable must not change (the
+    # AWQ grids may: each AWQ row records its own).
+    for key in ("eval_tokens", "context", "calib_tokens", "candidates"):
+        if key in data.get("settings", {}) and data["settings"][key] != settings[key]:
+            raise SystemExit(f"{path}: {key} was {data['settings'][key]}, now {settings[key]}")
+    data["settings"] = {**settings, **data.get("settings", {})}
     started = time.perf_counter()
     windows = calibration_windows(lm, calib, args.calib_samples, args.calib_context)
     statistics = collect_statistics(lm, windows)
@@ -201,6 +207,7 @@ def run(args: argparse.Namespace) -> None:
         config = QuantConfig(dtype)
         result = awq_optimize(lm, config, statistics, settings)
         extra = {**uniform_extra(dtype), "kind": "awq", "awq_seconds": result.seconds}
+        extra["awq_grids"] = [args.scale_grid, args.clip_grid]
         with result.applied(lm):
             measure(f"{dtype}+awq", config, extra)
 
@@ -278,7 +285,10 @@ def report(model: str) -> None:
                 elif row["kind"] == "tpe":
                     notes += f" (TPE, {row['tpe_trials']} proxy trials)"
             elif "awq_seconds" in row:
-                notes = f"AWQ search {row['awq_seconds']:.0f} s + eval"
+                scale, clip = row.get("awq_grids", (s["awq"]["scale_grid"], s["awq"]["clip_grid"]))
+                notes = (
+                    f"AWQ search {row['awq_seconds']:.0f} s ({scale} α × {clip // 2} clip points)"
+                )
             else:
                 notes = ""
             lines.append(
