@@ -155,6 +155,8 @@ def run(args: argparse.Namespace) -> None:
     held_out = calib[args.calib_samples * args.calib_context :][: args.validate_tokens]
     problem = None
     for reference in ("bitmod3", "bitmod4"):
+        if all(f"mix-{m}@{reference}" in rows for m in ("greedy", "tpe")) and not args.validate:
+            continue  # measured in an earlier run
         budget = parse_budget(f"bits={reference}")
         t = time.perf_counter()
         if problem is None:
