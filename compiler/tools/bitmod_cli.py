@@ -180,6 +180,9 @@ def _parser() -> argparse.ArgumentParser:
     from bitmod.compiler.llm.cli import add_eval_parser
 
     add_eval_parser(commands)  # `bitmod eval`: its own module, compiler/llm/cli.py
+    from bitmod.compiler.search.cli import add_search_parsers
+
+    add_search_parsers(commands)  # `bitmod optimize`, `bitmod search`: compiler/search/cli.py
     return parser
 
 
@@ -408,6 +411,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     from bitmod.backends.rtl.cli import rtl_sim
     from bitmod.compiler.llm.cli import run_eval
+    from bitmod.compiler.search.cli import run_optimize, run_search
 
     commands = {
         "compile": _compile,
@@ -415,6 +419,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         "report": _report,
         "eval": run_eval,
         "rtl-sim": rtl_sim,
+        "optimize": run_optimize,
+        "search": run_search,
     }
     return run_console(lambda: _command(commands[args.command], args))
 

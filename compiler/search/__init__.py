@@ -1,0 +1,1 @@
+"""Search over quantization choices: AWQ for any format, per-layer mixed precision, on Ray."""
