@@ -131,16 +131,7 @@ def _gemms(n: int, k: int, input_tokens: int, output_tokens: int) -> GemmTable:
     rows = [("linear", "prefill", "weight", input_tokens, n, k, 1)]
     if output_tokens > 1:
         rows.append(("linear", "decode", "weight", 1, n, k, output_tokens - 1))
-    columns = list(zip(*rows, strict=True))
-    return GemmTable(
-        name=np.asarray(columns[0]),
-        phase=np.asarray(columns[1]),
-        operand=np.asarray(columns[2]),
-        m=np.asarray(columns[3], dtype=np.int64),
-        n=np.asarray(columns[4], dtype=np.int64),
-        k=np.asarray(columns[5], dtype=np.int64),
-        count=np.asarray(columns[6], dtype=np.int64),
-    )
+    return GemmTable.from_rows(rows)
 
 
 @cache

@@ -191,13 +191,13 @@ def matmul_program(
     program can express.
     """
     config = config or HardwareConfig()
-    if special_values is None:
-        special_values = get_format(fmt).special_values
     names = [act, weight, out] + ([bias] if bias is not None else [])
     strings = tuple(dict.fromkeys(names))
     if len(strings) != len(names):
         raise IsaError(f"tensor names must be distinct: {names}")
-    fmt_id = format_id(fmt)
+    fmt_id = format_id(fmt)  # IsaError for an unknown format, before anything else reads it
+    if special_values is None:
+        special_values = get_format(fmt).special_values
     try:
         schedule = plan_bitmod_matmul(
             m,

@@ -11,6 +11,7 @@ docs/perf-model.md.
 from __future__ import annotations
 
 import json
+from collections.abc import Sequence
 from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
@@ -189,6 +190,20 @@ class GemmTable:
     k: np.ndarray  # int64
     count: np.ndarray  # int64
 
+    @classmethod
+    def from_rows(cls, rows: Sequence[tuple[str, str, str, int, int, int, int]]) -> GemmTable:
+        """The table of ``(name, phase, operand, m, n, k, count)`` rows."""
+        columns = list(zip(*rows, strict=True))
+        return cls(
+            name=np.asarray(columns[0]),
+            phase=np.asarray(columns[1]),
+            operand=np.asarray(columns[2]),
+            m=np.asarray(columns[3], dtype=np.int64),
+            n=np.asarray(columns[4], dtype=np.int64),
+            k=np.asarray(columns[5], dtype=np.int64),
+            count=np.asarray(columns[6], dtype=np.int64),
+        )
+
     def __len__(self) -> int:
         return len(self.m)
 
@@ -249,16 +264,7 @@ def build_workload(
         rows.append(("lm_head", "decode", "weight", 1, shape.vocab_size, shape.hidden_size, steps))
         for step in range(1, steps + 1):
             rows += _attention_gemms(shape, 1, s + step, "decode", layers)
-    columns = list(zip(*rows, strict=True))
-    return GemmTable(
-        name=np.asarray(columns[0]),
-        phase=np.asarray(columns[1]),
-        operand=np.asarray(columns[2]),
-        m=np.asarray(columns[3], dtype=np.int64),
-        n=np.asarray(columns[4], dtype=np.int64),
-        k=np.asarray(columns[5], dtype=np.int64),
-        count=np.asarray(columns[6], dtype=np.int64),
-    )
+    return GemmTable.from_rows(rows)
 
 
 # =======================================================================================
