@@ -15,6 +15,7 @@ dialect's VerifyException).
 from __future__ import annotations
 
 from collections.abc import Sequence
+from functools import cache
 
 from bitmod.runtime.formats.bitserial import max_term_sum
 from bitmod.runtime.formats.registry import get_format
@@ -100,9 +101,16 @@ def group_accumulator_error(
 ) -> str | None:
     """:func:`accumulator_error` for weights in ``fmt`` with groups of ``group_size`` under the
     special-value register ``sv_register`` (unset slots None: a group selecting one is another
-    error, found where it is selected)."""
+    error, found where it is selected). Cached: the machine asks at every ``mac``."""
     register = None
     if uses_sv_register(fmt):
         register = tuple(int(v) for v in sv_register if v is not None)
+    return _group_accumulator_error(fmt, group_size, register)
+
+
+@cache
+def _group_accumulator_error(
+    fmt: str, group_size: int, register: tuple[int, ...] | None
+) -> str | None:
     values = "" if not register else f" and SV register {list(register)}"
     return accumulator_error(group_size, max_term_sum(fmt, register), f"{fmt} weights{values}")

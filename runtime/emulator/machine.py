@@ -366,12 +366,7 @@ class Machine:
         config = self.config
         descriptors = program.descriptors
         blocks = 0
-        k_of = {
-            program.descriptor_name(i): d.dim1
-            for i, d in enumerate(descriptors)
-            if d.kind is not DescKind.OUT
-        }
-        k = max(k_of.values(), default=1)
+        k = max((d.dim1 for d in descriptors if d.kind is not DescKind.OUT), default=1)
         for d in descriptors:
             if d.kind is DescKind.OUT:
                 row_blocks = -(-d.dim0 // config.rows)
@@ -434,7 +429,6 @@ class _Run:
         self.executed = 0
         self.decoded: OrderedDict[tuple, tuple[pe.PreparedWeights, int]] = OrderedDict()
         self.decoded_bytes = 0
-        self._accumulator_problems: dict[tuple, str | None] = {}
         self._check_descriptors()
 
     # -- helpers -------------------------------------------------------------------------------
@@ -870,10 +864,7 @@ class _Run:
         register = tuple(
             v if w else None for v, w in zip(self.regs.sv, self.regs.sv_written, strict=True)
         )
-        problem = self._accumulator_problems.get((weights.fmt, group, register), "unchecked")
-        if problem == "unchecked":
-            problem = group_accumulator_error(weights.fmt, group, register)
-            self._accumulator_problems[(weights.fmt, group, register)] = problem
+        problem = group_accumulator_error(weights.fmt, group, register)
         if problem:
             raise MachineError(f"{where}: {problem}")
         if self.compute:

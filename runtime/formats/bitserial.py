@@ -77,11 +77,17 @@ def num_terms(fmt: str | Format, sv_register: tuple[int, ...] | None = None) -> 
     fmt = get_format(fmt)
     if encoding(fmt) == "booth":
         return (_booth_width(fmt) + 1) // 2
-    grid = np.abs(fmt.grid).astype(np.int64)
-    if sv_register is not None:
-        grid = np.concatenate([grid, np.abs(np.asarray(sv_register, dtype=np.int64))])
-    most_set_bits = int(max(bin(int(v)).count("1") for v in np.unique(grid)))
+    magnitudes = _lod_magnitudes(fmt, sv_register)
+    most_set_bits = int(max(bin(int(v)).count("1") for v in np.unique(magnitudes)))
     return max(_LOD_DETECTORS, most_set_bits)
+
+
+def _lod_magnitudes(fmt: Format, sv_register: tuple[int, ...] | None) -> np.ndarray:
+    """|value| of every grid point of a leading-one format, plus the SV register's values."""
+    magnitudes = np.abs(fmt.grid).astype(np.int64)
+    if sv_register is None:
+        return magnitudes
+    return np.concatenate([magnitudes, np.abs(np.asarray(sv_register, dtype=np.int64))])
 
 
 def max_term_sum(fmt: str | Format, sv_register: tuple[int, ...] | None = None) -> int:
@@ -93,9 +99,7 @@ def max_term_sum(fmt: str | Format, sv_register: tuple[int, ...] | None = None) 
         half = 1 << (_booth_width(fmt) - 1)
         values = np.arange(-half, half, dtype=np.int64)
     else:
-        values = np.abs(fmt.grid).astype(np.int64)
-        if sv_register is not None:
-            values = np.concatenate([values, np.abs(np.asarray(sv_register, dtype=np.int64))])
+        values = _lod_magnitudes(fmt, sv_register)
     terms = value_terms(fmt, values, num_terms(fmt, sv_register))
     magnitude = terms.man.astype(np.int64) << (terms.exp.astype(np.int64) + terms.bsig)
     return int(magnitude.sum(axis=-1).max())
