@@ -281,33 +281,36 @@ def main(argv: list[str] | None = None) -> int:
         if torch.cuda.is_available():
             lm.model.to("cuda")
         done = {(r.corpus, r.config) for r in results}
-        for corpus in args.corpora.split(","):
-            ids = tokens_of(lm, corpus)
-            wanted = None if args.dtypes is None else set(args.dtypes.split(","))
-            todo = [
-                c
-                for c in all_configs()
-                if (corpus, c.label) not in done
-                and (wanted is None or c.dtype in wanted)
-                and not (
-                    args.no_fp16_scales and c.quantized and not c.is_mx and c.scale_bits is None
-                )
-            ]
+        corpora = args.corpora.split(",")
+        tokens = {corpus: tokens_of(lm, corpus) for corpus in corpora}
+        wanted = None if args.dtypes is None else set(args.dtypes.split(","))
+        # Each configuration is quantized once for all the corpora it still lacks.
+        todo: dict[tuple[str, ...], list[QuantConfig]] = {}
+        for config in all_configs():
+            if wanted is not None and config.dtype not in wanted:
+                continue
+            if args.no_fp16_scales and config.quantized and not config.is_mx:
+                if config.scale_bits is None:
+                    continue
+            missing = tuple(c for c in corpora if (c, config.label) not in done)
+            if missing:
+                todo.setdefault(missing, []).append(config)
 
-            def keep(result: PerplexityResult) -> None:
-                results.append(result)
-                _save_json(json_path, results)
-                print(
-                    f"{result.corpus} {result.config}: {result.perplexity:.3f} "
-                    f"({result.quantize_seconds:.0f} + {result.eval_seconds:.0f} s)",
-                    flush=True,
-                )
+        def keep(result: PerplexityResult) -> None:
+            results.append(result)
+            _save_json(json_path, results)
+            print(
+                f"{result.corpus} {result.config}: {result.perplexity:.3f} "
+                f"({result.quantize_seconds:.0f} + {result.eval_seconds:.0f} s)",
+                flush=True,
+            )
 
+        for missing, configs in todo.items():
             evaluate(
                 lm,
-                corpus,
-                todo,
-                tokens=ids,
+                list(missing),
+                configs,
+                tokens={corpus: tokens[corpus] for corpus in missing},
                 max_tokens=args.max_tokens,
                 context=args.context,
                 batch_size=args.batch_size,

@@ -61,7 +61,8 @@ def measured_ppl(model: str) -> dict[str, float]:
         for r in rows
         if r["corpus"] == "wiki"
         and not (r["dtype"] == "fp32" and r["fp16_activations"])
-        and (r["scale_bits"] in (8, None))
+        # scale_bits None is FP16 group scales, except where there are none (FP32, MX).
+        and (r["scale_bits"] == 8 or r["dtype"] == "fp32" or r["dtype"].startswith("mx"))
     }
 
 

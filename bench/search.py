@@ -52,6 +52,7 @@ from bitmod.compiler.search.mixed import (
     evaluate_mixes,
     greedy,
     parse_budget,
+    spearman,
     tpe_search,
     validate_proxy,
 )
@@ -100,7 +101,7 @@ def _bits(layers: list[LayerShape], spelled: list[str]) -> float:
 
 
 def run(args: argparse.Namespace) -> None:
-    path = RESULTS / f"search_{args.model}.json"
+    path = args.out / f"search_{args.model}.json"
     data: dict[str, Any] = json.loads(path.read_text()) if path.is_file() else {}
 
     def save() -> None:
@@ -108,6 +109,9 @@ def run(args: argparse.Namespace) -> None:
 
     torch.set_num_threads(args.threads)
     lm = load_model(args.model)
+    device = "cuda" if args.device == "auto" and torch.cuda.is_available() else args.device
+    device = "cpu" if device == "auto" else device
+    lm.model.to(device)
     eval_ids = tokens_of(lm, "wiki")[: args.eval_tokens]
     calib = tokens_of(lm, "wiki", "calib")
     settings = {
@@ -116,7 +120,8 @@ def run(args: argparse.Namespace) -> None:
         "calib_tokens": args.calib_samples * args.calib_context,
         "awq": {"scale_grid": args.scale_grid, "clip_grid": args.clip_grid, "max_shrink": 0.5},
         "candidates": args.candidates,
-        "machine": f"{platform.machine()}, {torch.get_num_threads()} torch threads",
+        "machine": f"{platform.machine()}, {torch.get_num_threads()} torch threads"
+        + (f", {torch.cuda.get_device_name()}" if device == "cuda" else ""),
     }
     # A rerun adds rows to the same table: what makes rows comparable must not change (the
     # AWQ grids may: each AWQ row records its own).
@@ -153,9 +158,17 @@ def run(args: argparse.Namespace) -> None:
         measure(dtype, QuantConfig(dtype), uniform_extra(dtype))
     candidates = parse_candidates(args.candidates)
     held_out = calib[args.calib_samples * args.calib_context :][: args.validate_tokens]
+    held_out_context = min(args.context, len(held_out))
+
+    def held_out_objective() -> MeasuredPerplexity:
+        return MeasuredPerplexity(lm, held_out, held_out_context, args.threads, device)
+
     problem = None
     for reference in ("bitmod3", "bitmod4"):
-        if all(f"mix-{m}@{reference}" in rows for m in ("greedy", "tpe")) and not args.validate:
+        methods = ("greedy", "tpe") + (("tpe-ppl",) if args.ppl_trials else ())
+        if all(f"mix-{m}@{reference}" in rows for m in methods) and (
+            not args.validate or f"validation@{reference}" in data
+        ):
             continue  # measured in an earlier run
         budget = parse_budget(f"bits={reference}")
         t = time.perf_counter()
@@ -166,25 +179,41 @@ def run(args: argparse.Namespace) -> None:
             limit = float(layer_costs(layers, [ref], "bits").sum())
             problem = dataclasses.replace(problem, budget=budget, limit=limit)
         setup = time.perf_counter() - t
+        uniform_reference = [[c.spelled for c in candidates].index(reference)] * len(layers)
         mixes = {"greedy": greedy(problem)}
+        searches = {}
         t = time.perf_counter()
         found = tpe_search(problem, trials=args.tpe_trials, seed=0, start=[mixes["greedy"]])
         mixes["tpe"] = found.choice
-        tpe_seconds = time.perf_counter() - t
+        searches["tpe"] = (time.perf_counter() - t, args.tpe_trials, "proxy")
+        if args.ppl_trials:
+            # The measured objective on held-out calib tokens, never the evaluation tokens:
+            # the uniform reference and the greedy mix are its first trials.
+            t = time.perf_counter()
+            found = tpe_search(
+                problem,
+                trials=args.ppl_trials,
+                seed=0,
+                objective=held_out_objective(),
+                start=[uniform_reference, mixes["greedy"]],
+            )
+            mixes["tpe-ppl"] = found.choice
+            searches["tpe-ppl"] = (time.perf_counter() - t, args.ppl_trials, "held-out ppl")
         for method, choice in mixes.items():
             key = f"mix-{method}@{reference}"
             if key in rows:
                 continue
             spelled = problem.spelled(choice)
-            same = method == "tpe" and choice == mixes["greedy"]
-            if same:  # TPE kept the greedy mix it started from: same perplexity
+            same = method != "greedy" and choice == mixes["greedy"]
+            if same:  # the search kept the greedy mix it started from: same perplexity
                 ppl, seconds = rows[f"mix-greedy@{reference}"]["ppl"], 0.0
             else:
-                objective = MeasuredPerplexity(lm, eval_ids, args.context, args.threads)
+                objective = MeasuredPerplexity(lm, eval_ids, args.context, args.threads, device)
                 t = time.perf_counter()
                 (ppl,) = evaluate_mixes(problem, [choice], objective, _serial())
                 seconds = time.perf_counter() - t
             counts = {c.spelled: spelled.count(c.spelled) for c in candidates}
+            search_seconds, trials, objective_kind = searches.get(method, (0.0, 0, "proxy"))
             rows[key] = {
                 "kind": method,
                 "budget": budget.spelled,
@@ -193,14 +222,28 @@ def run(args: argparse.Namespace) -> None:
                 "counts": counts,
                 "layers": problem.layers_spec(choice),
                 "setup_seconds": setup,
-                "search_seconds": tpe_seconds if method == "tpe" else 0.0,
-                "tpe_trials": args.tpe_trials if method == "tpe" else 0,
+                "search_seconds": search_seconds,
+                "tpe_trials": trials,
+                "objective": objective_kind,
                 "same_as_greedy": same,
+                "same_as_uniform": choice == uniform_reference,
                 "ppl": ppl,
                 "eval_seconds": seconds,
                 **_hardware(layers, spelled, shape),
             }
             print(key, {k: v for k, v in rows[key].items() if k != "layers"}, flush=True)
+            save()
+        if args.validate and f"validation@{reference}" not in data:
+            t = time.perf_counter()
+            extra = [uniform_reference, *(mixes[m] for m in mixes)]
+            validation = validate_proxy(
+                problem, held_out_objective(), mixes=args.validate, seed=0, extra=extra
+            )
+            validation["seconds"] = time.perf_counter() - t
+            validation["tokens"] = len(held_out)
+            validation["labels"] = ["uniform", *mixes] + ["random"] * args.validate
+            data[f"validation@{reference}"] = validation
+            print(f"validation@{reference}", validation["spearman"], flush=True)
             save()
     settings = AwqSettings(args.scale_grid, args.clip_grid)
     for dtype in UNIFORM:
@@ -213,20 +256,6 @@ def run(args: argparse.Namespace) -> None:
         with result.applied(lm):
             measure(f"{dtype}+awq", config, extra)
 
-    if args.validate and "validation" not in data:
-        objective = MeasuredPerplexity(lm, held_out, min(args.context, len(held_out)), args.threads)
-        t = time.perf_counter()
-        uniform = [
-            [j] * len(layers) for j, c in enumerate(candidates) if problem.fits([j] * len(layers))
-        ]
-        data["validation"] = validate_proxy(
-            problem, objective, mixes=args.validate, seed=0, extra=[mixes["greedy"], *uniform]
-        )
-        data["validation"]["seconds"] = time.perf_counter() - t
-        data["validation"]["tokens"] = len(held_out)
-        print("validation", data["validation"]["spearman"], flush=True)
-        save()
-
 
 def _serial():  # noqa: ANN202
     from bitmod.compiler.search.engine import SerialEngine
@@ -236,9 +265,9 @@ def _serial():  # noqa: ANN202
 
 LEVELS = {
     "3 bits": ("int3_asym", "int3_asym+awq", "bitmod3", "bitmod3+awq", "mix-greedy@bitmod3",
-               "mix-tpe@bitmod3"),
+               "mix-tpe@bitmod3", "mix-tpe-ppl@bitmod3"),
     "4 bits": ("int4_asym", "int4_asym+awq", "bitmod4", "bitmod4+awq", "mix-greedy@bitmod4",
-               "mix-tpe@bitmod4"),
+               "mix-tpe@bitmod4", "mix-tpe-ppl@bitmod4"),
 }  # fmt: skip
 
 
@@ -251,13 +280,13 @@ def _pareto(points: list[tuple[float, float]]) -> list[tuple[float, float]]:
     return front
 
 
-def report(model: str) -> None:
+def report(model: str, out: Path = RESULTS) -> None:
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    data = json.loads((RESULTS / f"search_{model}.json").read_text())
+    data = json.loads((out / f"search_{model}.json").read_text())
     rows, s = data["rows"], data["settings"]
     fp32 = rows["fp32"]["ppl"]
     lines = [
@@ -282,10 +311,13 @@ def report(model: str) -> None:
             seconds += row.get("setup_seconds", 0) + row["eval_seconds"]
             if "counts" in row:
                 notes = ", ".join(f"{k}×{v}" for k, v in row["counts"].items() if v)
-                if row.get("same_as_greedy"):
-                    notes += f" (TPE, {row['tpe_trials']} proxy trials, kept the greedy mix)"
-                elif row["kind"] == "tpe":
-                    notes += f" (TPE, {row['tpe_trials']} proxy trials)"
+                trials = f"TPE, {row['tpe_trials']} {row.get('objective', 'proxy')} trials"
+                if row.get("same_as_uniform"):
+                    notes = f"uniform ({trials}, kept the uniform start)"
+                elif row.get("same_as_greedy"):
+                    notes += f" ({trials}, kept the greedy mix)"
+                elif row["kind"] != "greedy":
+                    notes += f" ({trials})"
             elif "awq_seconds" in row:
                 scale, clip = row.get("awq_grids", (s["awq"]["scale_grid"], s["awq"]["clip_grid"]))
                 notes = (
@@ -302,23 +334,32 @@ def report(model: str) -> None:
             f"- {level}, measured: " + " < ".join(f"{k} ({rows[k]['ppl']:.2f})" for k in ranked)
         )
     lines += ["", "Orderings by perplexity (lower is better):", "", *orderings]
-    if "validation" in data:
-        v = data["validation"]
+    validations = {k.split("@")[1]: v for k, v in data.items() if k.startswith("validation@")}
+    for reference, v in validations.items():
+        random_points = [
+            p for p, label in zip(v["points"], v["labels"], strict=True) if label == "random"
+        ]
+        alone = spearman(
+            [p["proxy"] for p in random_points], [p["perplexity"] for p in random_points]
+        )
         lines += [
             "",
-            f"Proxy validation: Spearman rank correlation {v['spearman']:.3f} between the proxy "
-            f"and measured perplexity ({v['tokens']} held-out calib tokens) over "
-            f"{len(v['points'])} mixes at the bitmod4 budget ({v['seconds']:.0f} s).",
+            f"Proxy validation at the {reference} budget: Spearman rank correlation "
+            f"{v['spearman']:.3f} between the proxy and measured perplexity on {v['tokens']} "
+            f"held-out calib tokens over {len(v['points'])} mixes (the uniform {reference}, the "
+            f"searched mixes and {len(random_points)} random mixes repaired to the budget; "
+            f"{alone:.3f} over the random ones alone; {v['seconds']:.0f} s).",
         ]
     text = "\n".join(lines) + "\n"
-    (RESULTS / f"search_{model}.md").write_text(text)
+    (out / f"search_{model}.md").write_text(text)
     print(text)
     figure, axes = plt.subplots(1, 2, figsize=(12, 4.6))
     styles = {
         "uniform": ("o", "tab:blue", "uniform"),
         "awq": ("s", "tab:orange", "uniform + AWQ"),
         "greedy": ("^", "tab:green", "searched mix (greedy)"),
-        "tpe": ("v", "tab:red", "searched mix (TPE)"),
+        "tpe": ("v", "tab:red", "searched mix (TPE, proxy)"),
+        "tpe-ppl": ("D", "tab:purple", "searched mix (TPE, held-out perplexity)"),
     }
     for ax, axis in ((axes[0], "bits"), (axes[1], "edp_js")):
         points = []
@@ -343,7 +384,33 @@ def report(model: str) -> None:
     axes[0].legend(fontsize=8)
     figure.suptitle(f"{model}: uniform formats, AWQ variants, searched mixes")
     figure.tight_layout()
-    figure.savefig(RESULTS / f"search_{model}_pareto.png", dpi=120)
+    figure.savefig(out / f"search_{model}_pareto.png", dpi=120)
+    if validations:
+        _plot_validation(model, validations, out)
+
+
+def _plot_validation(model: str, validations: dict[str, dict[str, Any]], out: Path) -> None:
+    """Measured held-out perplexity against the proxy, one panel per budget."""
+    import matplotlib.pyplot as plt
+
+    figure, axes = plt.subplots(1, len(validations), figsize=(6 * len(validations), 4.4))
+    for ax, (reference, v) in zip(np.atleast_1d(axes), validations.items(), strict=True):
+        for label, colour in (("random", "tab:grey"), ("uniform", "tab:blue")):
+            chosen = [p for p, kind in zip(v["points"], v["labels"], strict=True) if kind == label]
+            ax.scatter([p["proxy"] for p in chosen], [p["perplexity"] for p in chosen],
+                       color=colour, label=label, zorder=3)  # fmt: skip
+        for p, kind in zip(v["points"], v["labels"], strict=True):
+            if kind not in ("random", "uniform"):
+                ax.scatter(p["proxy"], p["perplexity"], marker="^", color="tab:red", zorder=4)
+                ax.annotate(kind, (p["proxy"], p["perplexity"]), fontsize=7, xytext=(3, 3),
+                            textcoords="offset points")  # fmt: skip
+        ax.set_title(f"budget: bits of uniform {reference} (Spearman {v['spearman']:.2f})")
+        ax.set_xlabel("proxy (sum of linear-output errors on calibration tokens)")
+        ax.set_ylabel(f"perplexity ({v['tokens']} held-out calib tokens)")
+        ax.legend(fontsize=8)
+    figure.suptitle(f"{model}: does the proxy rank mixes as perplexity does?")
+    figure.tight_layout()
+    figure.savefig(out / f"search_{model}_proxy.png", dpi=120)
 
 
 def main() -> None:
@@ -357,14 +424,22 @@ def main() -> None:
     parser.add_argument("--clip-grid", type=int, default=20)
     parser.add_argument("--candidates", default="bitmod3:256,bitmod3,bitmod3:64,bitmod4,int6,int8")
     parser.add_argument("--tpe-trials", type=int, default=200)
-    parser.add_argument("--validate", type=int, default=6)
+    parser.add_argument(
+        "--ppl-trials",
+        type=int,
+        default=0,
+        help="TPE trials on measured held-out perplexity per budget (0: none; a GPU job)",
+    )
+    parser.add_argument("--validate", type=int, default=6, help="random mixes per budget")
     parser.add_argument("--validate-tokens", type=int, default=1024)
+    parser.add_argument("--device", default="auto", help="auto (CUDA when present), cpu, cuda")
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--report", action="store_true")
+    parser.add_argument("--out", type=Path, default=RESULTS, help="results folder")
     args = parser.parse_args()
     if not args.report:
         run(args)
-    report(args.model)
+    report(args.model, args.out)
 
 
 if __name__ == "__main__":

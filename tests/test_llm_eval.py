@@ -269,3 +269,46 @@ def test_unknown_arithmetic_is_one_error() -> None:
         evaluate(
             tiny_lm(), "wiki", [QuantConfig()], tokens=_tokens(40), context=32, arithmetic="exact"
         )
+
+
+def test_several_corpora_quantize_once_and_match_one_at_a_time(monkeypatch) -> None:  # noqa: ANN001
+    import bitmod.compiler.llm.evaluate as evaluate_module
+
+    lm = tiny_lm()
+    texts = {"a": _tokens(80, seed=1), "b": _tokens(70, seed=2)}
+    configs = [QuantConfig(), QuantConfig("bitmod3")]
+    alone = [
+        r
+        for name, ids in texts.items()
+        for r in evaluate(lm, name, configs, tokens=ids, context=32)
+    ]
+    calls = []
+    real = evaluate_module.quantize_linears
+
+    def counting(*args, **kwargs):  # noqa: ANN002, ANN003, ANN202
+        calls.append(args[1])
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(evaluate_module, "quantize_linears", counting)
+    together = evaluate(lm, ["a", "b"], configs, tokens=texts, context=32)
+    assert calls == [QuantConfig("bitmod3")]
+    assert [(r.corpus, r.config) for r in together] == [
+        ("a", "fp32"),
+        ("b", "fp32"),
+        ("a", configs[1].label),
+        ("b", configs[1].label),
+    ]
+    by_key = {(r.corpus, r.config): r for r in alone}
+    for result in together:
+        reference = by_key[(result.corpus, result.config)]
+        assert (result.perplexity, result.scored_tokens) == (
+            reference.perplexity,
+            reference.scored_tokens,
+        )
+
+
+def test_several_corpora_need_tokens_for_each() -> None:
+    with pytest.raises(EvalError, match="no tokens given for corpus b"):
+        evaluate(tiny_lm(), ["a", "b"], [QuantConfig()], tokens={"a": _tokens(40)}, context=32)
+    with pytest.raises(EvalError, match="named twice"):
+        evaluate(tiny_lm(), ["wiki", "wiki"], [QuantConfig()], context=32)

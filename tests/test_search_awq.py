@@ -4,6 +4,8 @@ measured output error of the quantized linears, and the search never raises it."
 
 from __future__ import annotations
 
+import os
+
 import pytest
 import torch
 
@@ -234,3 +236,22 @@ def test_bad_awq_settings_and_configs_are_one_error_each() -> None:
         awq_optimize(lm, QuantConfig(), _statistics(lm))
     with pytest.raises(ValueError, match="fewer than 4 windows"):
         calibration_windows(lm, list(range(10)), 4, 64)
+
+
+@pytest.mark.skipif(
+    os.environ.get("BITMOD_TEST_DEVICE", "cpu") == "cpu", reason="BITMOD_TEST_DEVICE is cpu"
+)
+def test_awq_on_the_test_device_matches_the_cpu() -> None:
+    """AWQ with the model and its statistics on a GPU (``BITMOD_TEST_DEVICE=cuda``) chooses the
+    same scales as on the CPU (the first GPU run failed: a CPU tensor in the scale search)."""
+    device = os.environ["BITMOD_TEST_DEVICE"]
+    config = QuantConfig("bitmod3", group_size=32)
+    settings = AwqSettings(scale_grid=6, clip_grid=4)
+    results = []
+    for where in ("cpu", device):
+        lm = tiny_llama(kv_heads=2)
+        lm.model.to(where)
+        results.append(awq_optimize(lm, config, _statistics(lm), settings))
+    on_cpu, on_device = results
+    assert on_device.alphas == on_cpu.alphas
+    assert on_device.clip_ratios == pytest.approx(on_cpu.clip_ratios)

@@ -50,7 +50,12 @@ def add_eval_parser(commands: Any) -> None:
         help="comma-separated data types, fp32 for the reference (default fp32,int3_asym,bitmod3)",
     )
     choice.add_argument("--table", choices=_TABLES, help="a preset list of configurations")
-    parser.add_argument("--corpus", default="wiki", help="wiki, news or a text file (default wiki)")
+    parser.add_argument(
+        "--corpus",
+        default="wiki",
+        help="wiki, news or a text file; several comma-separated, each weight format quantized "
+        "once for all of them (default wiki)",
+    )
     parser.add_argument("--group-size", type=int, default=128, help="default 128 (MX: 32)")
     parser.add_argument(
         "--scale-bits",
@@ -135,9 +140,12 @@ def run_eval(args: argparse.Namespace) -> int:
     except (RuntimeError, AssertionError) as error:
         raise ValueError(f"--device {args.device}: {error}") from None
     show = sys.stderr.isatty() if args.progress is None else args.progress
+    corpora = [c.strip() for c in args.corpus.split(",") if c.strip()]
+    if not corpora:
+        raise ValueError("--corpus: no corpus given")
     results = evaluate(
         lm,
-        args.corpus,
+        corpora,
         configs,
         max_tokens=args.max_tokens,
         context=args.context,
@@ -147,12 +155,15 @@ def run_eval(args: argparse.Namespace) -> int:
         arithmetic=[mode.strip() for mode in args.arithmetic.split(",") if mode.strip()],
     )
     table = results_markdown(results)
-    first = results[0]
-    print(
-        f"{lm.name} on {first.corpus}: {first.tokens:,} tokens in {first.windows} windows of "
-        f"{first.context} (stride {first.stride}, BOS "
-        f"{'none' if first.bos_id is None else first.bos_id}), {first.scored_tokens:,} scored"
-    )
+    firsts: dict[str, Any] = {}
+    for result in results:
+        firsts.setdefault(result.corpus, result)
+    for first in firsts.values():
+        print(
+            f"{lm.name} on {first.corpus}: {first.tokens:,} tokens in {first.windows} windows of "
+            f"{first.context} (stride {first.stride}, BOS "
+            f"{'none' if first.bos_id is None else first.bos_id}), {first.scored_tokens:,} scored"
+        )
     print(table)
     for path, text in (
         (args.json, results_json(results) + "\n"),

@@ -49,7 +49,7 @@ import json
 import math
 import sys
 import time
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
@@ -273,7 +273,7 @@ def _model_device(lm: LanguageModel) -> torch.device:
 
 def evaluate(
     lm: LanguageModel,
-    corpus: str | Path,
+    corpus: str | Path | Sequence[str | Path],
     configs: Sequence[QuantConfig],
     *,
     max_tokens: int | None = None,
@@ -281,16 +281,19 @@ def evaluate(
     stride: int | None = None,
     batch_size: int = 1,
     progress: bool = False,
-    tokens: Sequence[int] | None = None,
+    tokens: Sequence[int] | Mapping[str, Sequence[int]] | None = None,
     on_result: Any = None,
     arithmetic: str | Sequence[str] = "fake",
 ) -> list[PerplexityResult]:
-    """Perplexity of ``lm`` on ``corpus`` for every configuration, in order, in each of the
-    ``arithmetic`` modes (``"fake"``, ``"hardware"`` or both; the FP32 reference is run once).
+    """Perplexity of ``lm`` on ``corpus`` (one corpus or several) for every configuration, in
+    order, in each of the ``arithmetic`` modes (``"fake"``, ``"hardware"`` or both; the FP32
+    reference is run once).
 
     Quantization uses :func:`~bitmod.compiler.llm.fakequant.quantize_linears` (the compiler's
-    stored codes) on the model's device, once per configuration for all modes. ``on_result``
-    is called with each result as it is done (for incremental output).
+    stored codes) on the model's device, once per configuration for all modes and corpora.
+    ``tokens`` replaces the corpus text: a token list for one corpus, or a mapping from corpus
+    name to tokens for several. ``on_result`` is called with each result as it is done (for
+    incremental output).
     """
     modes = [arithmetic] if isinstance(arithmetic, str) else list(arithmetic)
     unknown = [mode for mode in modes if mode not in ARITHMETICS]
@@ -304,37 +307,61 @@ def evaluate(
             problem = _hardware_problem(config)
             if problem:
                 raise EvalError(f"{config.label}: no hardware arithmetic ({problem})")
-    ids = list(tokens) if tokens is not None else tokens_of(lm, corpus)
-    if max_tokens is not None:
-        ids = ids[:max_tokens]
+    texts = _corpus_tokens(lm, corpus, tokens, max_tokens)
     stride = context if stride is None else stride
-    make_windows(len(ids), context, stride, lm.bos_id is not None)  # fail before any work
+    for ids in texts.values():
+        make_windows(len(ids), context, stride, lm.bos_id is not None)  # fail before any work
     device = _model_device(lm)
-    corpus_name = corpus if isinstance(corpus, str) else Path(corpus).name
     results = []
     for config in configs:
         started = time.perf_counter()
         archive = quantize_linears(lm, config, device=device) if config.quantized else None
         quantize_seconds = time.perf_counter() - started
         for mode in modes if config.quantized else modes[:1]:
-            results.append(
-                _evaluate_one(
-                    lm,
-                    ids,
-                    config,
-                    archive,
-                    "fake" if not config.quantized else mode,
-                    context=context,
-                    stride=stride,
-                    batch_size=batch_size,
-                    progress=progress,
-                    corpus_name=str(corpus_name),
-                    quantize_seconds=quantize_seconds,
-                )
-            )
-            if on_result is not None:
-                on_result(results[-1])
+            for result in _evaluate_one(
+                lm,
+                texts,
+                config,
+                archive,
+                "fake" if not config.quantized else mode,
+                context=context,
+                stride=stride,
+                batch_size=batch_size,
+                progress=progress,
+                quantize_seconds=quantize_seconds,
+            ):
+                results.append(result)
+                if on_result is not None:
+                    on_result(result)
     return results
+
+
+def _corpus_tokens(
+    lm: LanguageModel,
+    corpus: str | Path | Sequence[str | Path],
+    tokens: Sequence[int] | Mapping[str, Sequence[int]] | None,
+    max_tokens: int | None,
+) -> dict[str, list[int]]:
+    """Corpus name -> its (cut) token ids, for ``evaluate``'s one or several corpora."""
+    several = not isinstance(corpus, str | Path)
+    corpora = list(corpus) if several else [corpus]  # type: ignore[arg-type]
+    names = [c if isinstance(c, str) else Path(c).name for c in corpora]
+    if len(set(names)) != len(names):
+        raise EvalError(f"corpora {', '.join(names)}: a corpus is named twice")
+    if isinstance(tokens, Mapping):
+        missing = [name for name in names if name not in tokens]
+        if missing:
+            raise EvalError(f"no tokens given for corpus {', '.join(missing)}")
+        texts = {name: list(tokens[name]) for name in names}
+    elif tokens is not None:
+        if several and len(names) != 1:
+            raise EvalError("one token list for several corpora: give a mapping by corpus name")
+        texts = {names[0]: list(tokens)}
+    else:
+        texts = {name: tokens_of(lm, c) for name, c in zip(names, corpora, strict=True)}
+    if max_tokens is not None:
+        texts = {name: ids[:max_tokens] for name, ids in texts.items()}
+    return texts
 
 
 def _hardware_problem(config: QuantConfig) -> str | None:
@@ -352,7 +379,7 @@ def _hardware_problem(config: QuantConfig) -> str | None:
 
 def _evaluate_one(
     lm: LanguageModel,
-    ids: list[int],
+    texts: Mapping[str, list[int]],
     config: QuantConfig,
     archive: Any,
     mode: str,
@@ -361,49 +388,54 @@ def _evaluate_one(
     stride: int,
     batch_size: int,
     progress: bool,
-    corpus_name: str,
     quantize_seconds: float,
-) -> PerplexityResult:
+) -> Iterator[PerplexityResult]:
+    """One configuration in one arithmetic on every corpus of ``texts`` (the weights are put in
+    place once; the first corpus's ``eval_seconds`` includes that)."""
     device = _model_device(lm)
-    started = time.perf_counter()
     if mode == "hardware":
         arithmetic = accelerated_linears(lm.block_linears(), archive)
     else:
         arithmetic = fake_quantized(lm, archive, fp16_activations=config.rounds_activations)
     label = config.label + (" hw" if mode == "hardware" else "")
+    started = time.perf_counter()
     with arithmetic as stored:
-        ppl, nll, scored, windows = perplexity(
-            lm,
-            ids,
-            context=context,
-            stride=stride,
-            batch_size=batch_size,
-            progress=progress,
-            desc=f"{lm.name} {corpus_name} {label}",
-        )
         bits = weighted_bits_per_weight(stored) if stored else None
-    return PerplexityResult(
-        model=lm.name,
-        corpus=str(corpus_name),
-        config=config.label,
-        dtype=config.dtype,
-        group_size=None if not config.quantized else (32 if config.is_mx else config.group_size),
-        scale_bits=None if not config.quantized or config.is_mx else config.scale_bits,
-        fp16_activations=config.rounds_activations,
-        perplexity=ppl,
-        nll=nll,
-        scored_tokens=scored,
-        tokens=windows[-1].start + context,
-        windows=len(windows),
-        context=context,
-        stride=stride,
-        bos_id=lm.bos_id,
-        bits_per_weight=bits,
-        quantize_seconds=quantize_seconds,
-        eval_seconds=time.perf_counter() - started,
-        device=str(device),
-        arithmetic=mode,
-    )
+        for corpus_name, ids in texts.items():
+            ppl, nll, scored, windows = perplexity(
+                lm,
+                ids,
+                context=context,
+                stride=stride,
+                batch_size=batch_size,
+                progress=progress,
+                desc=f"{lm.name} {corpus_name} {label}",
+            )
+            yield PerplexityResult(
+                model=lm.name,
+                corpus=corpus_name,
+                config=config.label,
+                dtype=config.dtype,
+                group_size=None
+                if not config.quantized
+                else (32 if config.is_mx else config.group_size),
+                scale_bits=None if not config.quantized or config.is_mx else config.scale_bits,
+                fp16_activations=config.rounds_activations,
+                perplexity=ppl,
+                nll=nll,
+                scored_tokens=scored,
+                tokens=windows[-1].start + context,
+                windows=len(windows),
+                context=context,
+                stride=stride,
+                bos_id=lm.bos_id,
+                bits_per_weight=bits,
+                quantize_seconds=quantize_seconds,
+                eval_seconds=time.perf_counter() - started,
+                device=str(device),
+                arithmetic=mode,
+            )
+            started = time.perf_counter()
 
 
 # --- output ------------------------------------------------------------------------------------

@@ -367,7 +367,7 @@ def awq_optimize(
         if not settings.scale or site.fold is None:
             continue
         weights = [parameters[f"{linear}.weight"] for linear in site.linears]
-        ones = torch.ones(h.shape[0])
+        ones = torch.ones(h.shape[0], device=h.device)
         baseline = _site_error(weights, ones, h, config)
         best = (baseline, 0.0, ones)
         for alpha, scales in scale_grid(
