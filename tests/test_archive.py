@@ -185,3 +185,22 @@ def test_a_name_both_plain_and_quantized_is_listed_once() -> None:
     archive.put("fc1.weight", weight)
     archive.put_quantized("fc1.weight", quantize(weight, "bitmod3"))
     assert archive.names() == ["fc1.weight"]
+
+
+def test_the_same_archive_saves_to_the_same_bytes(tmp_path: Path) -> None:
+    """safetensors writes its metadata map in hash order; the archive's header is canonical, so
+    builds are reproducible and the SHA-256 that pins an archive in the IR is stable."""
+    digests = set()
+    for i in range(6):
+        path = tmp_path / f"params{i}.safetensors"
+        _archive().save(path)
+        data = path.read_bytes()
+        digests.add(data)
+        length = int.from_bytes(data[:8], "little")
+        assert length % 8 == 0
+        header = json.loads(data[8 : 8 + length])
+        assert list(header) == sorted(header)
+        assert list(header["__metadata__"]) == sorted(header["__metadata__"])
+    assert len(digests) == 1
+    loaded = ParamArchive.load(tmp_path / "params0.safetensors")
+    assert torch.equal(loaded.get("w3"), _weight())

@@ -25,9 +25,9 @@ from bitmod.runtime.formats.packing import pack_quantized, unpack_quantized
 from bitmod.runtime.formats.quantizer import QuantizedTensor
 from bitmod.runtime.storage.fileio import write_atomically
 from safetensors import SafetensorError
-from safetensors.torch import load_file, save_file
+from safetensors.torch import load_file, save
 
-__all__ = ["ArchiveError", "ParamArchive"]
+__all__ = ["ArchiveError", "ParamArchive", "canonical_safetensors"]
 
 _QUANT_PREFIX = "bitmod.q."
 _CHECKSUMS = "bitmod.checksums"
@@ -36,6 +36,19 @@ _PACKED_PARTS = ("codes", "scales", "sv", "channel_scale", "zeros")
 
 class ArchiveError(ValueError):
     """A parameter archive that cannot be read, or a parameter it lacks."""
+
+
+def canonical_safetensors(data: bytes) -> bytes:
+    """``data`` (a safetensors file) with its JSON header written in one canonical form: keys
+    sorted, no spaces, padded with spaces to 8 bytes as the format asks. safetensors writes its
+    metadata map in hash order, so the same archive saved twice differed byte for byte (and so
+    did the SHA-256 that pins an archive in the IR); the tensor bytes and their offsets, which
+    are relative to the end of the header, are unchanged."""
+    length = int.from_bytes(data[:8], "little")
+    header = json.loads(data[8 : 8 + length])
+    text = json.dumps(header, sort_keys=True, separators=(",", ":")).encode()
+    text += b" " * (-len(text) % 8)
+    return len(text).to_bytes(8, "little") + text + data[8 + length :]
 
 
 class ParamArchive:
@@ -176,9 +189,8 @@ class ParamArchive:
         """Write atomically (a reader never sees a half-written archive), with checksums."""
         path = Path(path)
         metadata = {**self._metadata, _CHECKSUMS: json.dumps(self.checksums(), sort_keys=True)}
-        write_atomically(
-            path, lambda temporary: save_file(self._tensors, temporary, metadata=metadata)
-        )
+        data = canonical_safetensors(save(self._tensors, metadata=metadata))
+        write_atomically(path, lambda temporary: temporary.write_bytes(data))
         self._metadata = metadata
         self.path = path
 
