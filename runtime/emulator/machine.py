@@ -33,6 +33,7 @@ from bitmod.runtime.arch.rules import (
     uses_sv_register,
 )
 from bitmod.runtime.arch.schedule import ACT_BYTES, MacTiming, WeightLayout
+from bitmod.runtime.arch.trace import ACT_BUFFER, WEIGHT_BUFFER, EngineTrace
 from bitmod.runtime.emulator import pe
 from bitmod.runtime.formats.bitserial import decode_codes, num_terms, value_terms
 from bitmod.runtime.formats.quantizer import QuantizedTensor
@@ -133,29 +134,20 @@ class RunResult:
 # --- buffers and blocks -----------------------------------------------------------------------
 
 
-@dataclass
+@dataclass(frozen=True)
 class _Buffer:
-    """A buffer of two halves: a block takes one half (two slots) when two blocks fit, else
-    both. ``last_reader[h]`` is the last mac (1-based issue number) that read half ``h``."""
+    """An operand buffer: its index in the trace's buffers (which place the blocks)."""
 
     name: str
     capacity: int
-    loads: int = 0
-    last_reader: list[int] = field(default_factory=lambda: [0, 0])
-    newest: tuple[int, ...] = ()  # the halves of the newest block
+    index: int
 
-    def place(self, block_bytes: int, where: str) -> tuple[int, ...]:
-        """The halves the next block of ``block_bytes`` takes (slot ``loads mod slots``)."""
+    def check(self, block_bytes: int, where: str) -> None:
         if block_bytes > self.capacity:
             raise MachineError(
                 f"{where}: block of {block_bytes:,d} bytes overflows the {self.name} buffer "
                 f"({self.capacity:,d} bytes); use a smaller K chunk"
             )
-        slots = 2 if 2 * block_bytes <= self.capacity else 1
-        halves = (self.loads % 2,) if slots == 2 else (0, 1)
-        self.loads += 1
-        self.newest = halves
-        return halves
 
 
 @dataclass(frozen=True)
@@ -404,8 +396,8 @@ class _Run:
         self.program = program
         self.memory = memory
         self.regs = _Registers()
-        self.act_buffer = _Buffer("activation", self.config.act_buffer_bytes)
-        self.weight_buffer = _Buffer("weight", self.config.weight_buffer_bytes)
+        self.act_buffer = _Buffer("activation", self.config.act_buffer_bytes, ACT_BUFFER)
+        self.weight_buffer = _Buffer("weight", self.config.weight_buffer_bytes, WEIGHT_BUFFER)
         self.act: _ActBlock | None = None
         self.weights: _WeightBlock | None = None
         self.acc = _Accumulators()
@@ -413,13 +405,11 @@ class _Run:
         self.outputs: dict[str, np.ndarray] = {}
         # timing: every executed instruction for the cycle model, with what the RTL
         # controller snapshots into engine commands (docs/rtl.md, "The controller")
-        self.trace: list[timing.Command | None | str] = []
-        self.dram_rate = timing.dram_fraction(self.config.dram_bytes_per_cycle)
-        self.issued = dict.fromkeys(timing.Engine, 0)
-        self.last_store: dict[str, int] = {}  # per tensor: the last st.out to it (1-based)
-        self.last_load: dict[str, int] = {}  # per tensor: the last load from it
-        self.out_store = [0, 0]  # per output-buffer slot: the st.out that read it
-        self.out_slot = 0  # the slot of the newest drain
+        self.trace = EngineTrace(
+            self.config.act_buffer_bytes,
+            self.config.weight_buffer_bytes,
+            self.config.dram_bytes_per_cycle,
+        )
         self.dram_read = 0
         self.dram_written = 0
         self.buffer_read = {"activation": 0, "weight": 0, "output": 0}
@@ -564,7 +554,7 @@ class _Run:
             instr = code[pc]
             self.executed += 1
             if isinstance(instr, Halt):
-                self.trace.append(timing.HALT)
+                self.trace.halt()
                 break
             traced = len(self.trace)
             if isinstance(instr, Loop):
@@ -574,14 +564,14 @@ class _Run:
                 level, count, start = loop_starts[-1]
                 self.regs.loops[level] += 1
                 if self.regs.loops[level] < count:
-                    self.trace.append(timing.CONTROL)
+                    self.trace.control()
                     pc = start + 1
                     continue
                 loop_starts.pop()
             else:
                 self.step(pc, instr)
             if len(self.trace) == traced:  # the controller's own instruction: one cycle
-                self.trace.append(timing.CONTROL)
+                self.trace.control()
             pc += 1
         else:
             raise MachineError(
@@ -659,20 +649,14 @@ class _Run:
         return "all of K" if chunk is None else f"K chunk {chunk}"
 
     def _load_transfer(
-        self, buffer: _Buffer, halves: tuple[int, ...], tensor: str, nbytes: int
+        self, where: str, buffer: _Buffer, block_bytes: int, tensor: str, nbytes: int
     ) -> None:
-        """The load engine's command: the transfer, once the last mac that read the halves it
-        overwrites is done and the last st.out to the tensor it reads is (read after write)."""
+        """The load engine's command (:meth:`EngineTrace.load`) of a block of ``block_bytes``
+        of buffer space, ``nbytes`` of it moved from ``tensor``."""
+        buffer.check(block_bytes, where)
         self.dram_read += nbytes
         self.buffer_written[buffer.name] += nbytes
-        needs = (
-            (timing.Counter.MACS_DONE, max(buffer.last_reader[h] for h in halves)),
-            (timing.Counter.STORES_DONE, self.last_store.get(tensor, 0)),
-        )
-        duration = timing.transfer_cycles(nbytes, *self.dram_rate)
-        self.trace.append(timing.Command(timing.Engine.LOAD, duration, needs))
-        self.issued[timing.Engine.LOAD] += 1
-        self.last_load[tensor] = self.issued[timing.Engine.LOAD]
+        self.trace.load(buffer.index, block_bytes, nbytes, tensor)
 
     # -- loads ---------------------------------------------------------------------------------
 
@@ -711,9 +695,9 @@ class _Run:
             )
         self._check_shape(tensor, desc.shape, f"{where}: activation {block.name!r}")
         data = tensor[block.start : block.end, block.k0 : block.k1]
-        halves = self.act_buffer.place(rows * block.block_k * ACT_BYTES, where)
         nbytes = data.size * ACT_BYTES
-        self._load_transfer(self.act_buffer, halves, block.name, nbytes)
+        block_bytes = rows * block.block_k * ACT_BYTES
+        self._load_transfer(where, self.act_buffer, block_bytes, block.name, nbytes)
         self.act = _ActBlock(
             data=np.ascontiguousarray(data) if self.compute else data,
             row_block=block.index,
@@ -748,9 +732,9 @@ class _Run:
         channels, k_range = slice(block.start, block.end), slice(block.k0, block.k1)
         groups = slice(block.k0 // group, -(-block.k1 // group))
         layout = WeightLayout.of_format(q.fmt, group, desc.scale_bits)
-        halves = self.weight_buffer.place(int(layout.block_bytes(columns, block.block_k)), where)
+        block_bytes = int(layout.block_bytes(columns, block.block_k))
         nbytes = int(layout.block_bytes(block.end - block.start, block.k1 - block.k0))
-        self._load_transfer(self.weight_buffer, halves, name, nbytes)
+        self._load_transfer(where, self.weight_buffer, block_bytes, name, nbytes)
         self.weights = _WeightBlock(
             fmt=q.fmt,
             codes=q.codes[channels, k_range].numpy(),
@@ -892,17 +876,7 @@ class _Run:
         passes = -(-rows // self.config.rows)
         mac_timing = MacTiming.bit_serial_terms(terms, group, self.regs.sb, self.config.rows)
         compute, tail = (int(v) for v in mac_timing.cycles(passes, k_valid))
-        # the PE engine's command: after every load issued before it is done (its blocks are
-        # the newest two) and every drain issued before it has started (it owns C then)
-        needs = (
-            (timing.Counter.LOADS_DONE, self.issued[timing.Engine.LOAD]),
-            (timing.Counter.DRAINS_STARTED, self.issued[timing.Engine.DRAIN]),
-        )
-        self.trace.append(timing.Command(timing.Engine.PE, compute + tail, needs, compute))
-        self.issued[timing.Engine.PE] += 1
-        for buffer in (self.act_buffer, self.weight_buffer):
-            for half in buffer.newest:
-                buffer.last_reader[half] = self.issued[timing.Engine.PE]
+        self.trace.mac(compute, tail)
         # Every pass broadcasts the weight block's terms again; the activation rows once.
         self.buffer_read["activation"] += act_data.size * ACT_BYTES
         self.buffer_read["weight"] += passes * weights.nbytes
@@ -938,18 +912,7 @@ class _Run:
             data = pe.drain(acc.values, channel_scale[c0:c1].numpy(), bias_values)
         else:
             data = np.zeros(acc.values.shape, np.float16)
-        # the drain engine's command: a row a cycle per pass of the block, once every mac
-        # issued before it is done, into the output-buffer slot the store two drains ago read
-        slot = self.issued[timing.Engine.DRAIN] % 2
-        rows = self.config.rows
-        needs = (
-            (timing.Counter.MACS_DONE, self.issued[timing.Engine.PE]),
-            (timing.Counter.STORES_DONE, self.out_store[slot]),
-        )
-        duration = -(-data.shape[0] // rows) * rows
-        self.trace.append(timing.Command(timing.Engine.DRAIN, duration, needs))
-        self.issued[timing.Engine.DRAIN] += 1
-        self.out_slot = slot
+        self.trace.drain(data.shape[0], self.config.rows)
         nbytes = data.size * ACT_BYTES
         self.buffer_written["output"] += nbytes
         self.drained = _Drained(data, acc.act_desc, acc.wgt_desc, acc.row_block, acc.col_block)
@@ -992,17 +955,7 @@ class _Run:
         self.memory.stored[name] = out
         mask[rows_written, cols_written] = True
         nbytes = drained.data.size * ACT_BYTES
-        # the store engine's command: after the drains issued before it are done and the last
-        # load from the tensor it overwrites (write after read)
-        needs = (
-            (timing.Counter.DRAINS_DONE, self.issued[timing.Engine.DRAIN]),
-            (timing.Counter.LOADS_DONE, self.last_load.get(name, 0)),
-        )
-        duration = timing.transfer_cycles(nbytes, *self.dram_rate)
-        self.trace.append(timing.Command(timing.Engine.STORE, duration, needs))
-        self.issued[timing.Engine.STORE] += 1
-        self.out_store[self.out_slot] = self.issued[timing.Engine.STORE]
-        self.last_store[name] = self.issued[timing.Engine.STORE]
+        self.trace.store(name, nbytes)
         self.dram_written += nbytes
         self.buffer_read["output"] += nbytes
         self.drained = None
@@ -1032,7 +985,7 @@ class _Run:
 
     def finish(self) -> RunResult:
         self._check_outputs_written()
-        timed = timing.simulate(self.trace)
+        timed = self.trace.simulate()
         cycles = timed.cycles
         self.causes = timed.causes
         config = self.config
