@@ -39,6 +39,7 @@ __all__ = [
     "OUT_DESC",
     "WEIGHT_DESC",
     "matmul_config",
+    "matmul_config_length",
     "matmul_nest",
 ]
 
@@ -78,6 +79,12 @@ def matmul_config(
     for instr in code:
         instr.check()
     return code
+
+
+def matmul_config_length(*, special_values: int, block_rows: int, rows: int) -> int:
+    """Instructions of :func:`matmul_config` with ``special_values`` values (the controller
+    spends a cycle on each before the nest starts)."""
+    return 3 + special_values + (block_rows != rows)
 
 
 def matmul_nest(

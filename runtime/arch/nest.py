@@ -95,6 +95,7 @@ def matmul_program(
             kchunk=kchunk,
             block_rows=block_rows,
             order=order,
+            special_values=len(special_values),
         )
     except ValueError as error:
         raise IsaError(f"matmul {m}x{n}x{k} {fmt}: {error}") from None

@@ -12,13 +12,17 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass, fields, replace
+from functools import lru_cache
 
 import numpy as np
 from bitmod.runtime.arch.hwconfig import LANES, HardwareConfig
+from bitmod.runtime.arch.loops import matmul_config_length, matmul_nest
 from bitmod.runtime.arch.rules import block_rows_error, kchunk_error
 from bitmod.runtime.arch.timing import MAC_PIPELINE_CYCLES
+from bitmod.runtime.arch.trace import ACT_BUFFER, WEIGHT_BUFFER, EngineTrace
 from bitmod.runtime.formats import get_format
 from bitmod.runtime.formats.bitserial import num_terms
+from bitmod.runtime.isa import Drain, EndLoop, Halt, Instruction, LdAct, LdWgt, Loop, Mac, StOut
 
 __all__ = [
     "ACT_BYTES",
@@ -31,6 +35,9 @@ __all__ = [
     "plan",
     "plan_bitmod_matmul",
     "plan_matmul",
+    "schedule_code",
+    "schedule_cycles",
+    "schedule_trace",
 ]
 
 #: Loop orders, in the order ties are broken.
@@ -41,6 +48,17 @@ ACT_BYTES = 2
 #: Plans within this fraction of the fewest cycles count as equally fast; of those the one
 #: reading the fewest DRAM bytes wins (DRAM is most of the energy).
 NEAR_FASTEST = 0.01
+#: K chunks of at most this many groups are candidates too (besides the largest chunks that
+#: fit): a smaller first block starts the array sooner, at a tail per extra mac.
+CHUNK_GROUP_CAPS: tuple[int, ...] = (1, 2, 4, 8, 16, 32)
+#: The candidates within this fraction of the fewest closed-form cycles (at most
+#: ``EXACT_CANDIDATES`` of them, fewest first) are timed exactly, by simulating the trace of
+#: their code (:func:`schedule_cycles`), when each runs at most ``EXACT_MACS`` macs; the exact
+#: cycles decide. Larger GEMMs keep the closed form: their fill and drain, where it errs, are a
+#: small part of them.
+EXACT_WINDOW = 0.25
+EXACT_CANDIDATES = 8
+EXACT_MACS = 1024
 
 _Array = np.ndarray
 
@@ -275,9 +293,11 @@ def _evaluate(
     timing: MacTiming,
     kchunk: int,
     forced_rows: bool,
+    chunk_cap: int = 0,
 ) -> Plans:
-    """The plan of one (order, MR) for every GEMM; ``cycles`` inf where it does not fit (or,
-    unless ``forced_rows``, where ``MR`` has more rows than ``M`` needs)."""
+    """The plan of one (order, MR) for every GEMM, its K chunks of at most ``chunk_cap``
+    groups (0: as many as fit); ``cycles`` inf where it does not fit (or, unless
+    ``forced_rows``, where ``MR`` has more rows than ``M`` needs)."""
     rows, cols, bandwidth = array.rows, array.columns, array.dram_bytes_per_cycle
     group = layout.group_size
     mr = block_rows
@@ -305,6 +325,8 @@ def _evaluate(
         if order == K_STREAMED:
             act_most = array.act_buffer // (2 * ACT_BYTES * mr * group) * one
             most = np.minimum(most, act_most)
+        if chunk_cap:
+            most = np.minimum(most, chunk_cap)
         kc, fits = _chunking(k, group, most, kchunk)
         feasible &= fits
         weight_slots = 2 * one
@@ -408,6 +430,197 @@ def _evaluate(
     )
 
 
+def schedule_code(order: str, m_blocks: int, n_blocks: int, k_chunks: int) -> list[Instruction]:
+    """The loop nest a schedule runs as (:func:`bitmod.runtime.arch.loops.matmul_nest`, no bias:
+    the drain reads the bias from the buffers, at no cost) and its ``halt``."""
+    nest = matmul_nest(order, m_blocks=m_blocks, n_blocks=n_blocks, k_chunks=k_chunks, bias=False)
+    return [*nest, Halt()]
+
+
+def schedule_trace(
+    schedule: Schedule,
+    m: int,
+    n: int,
+    k: int,
+    array: ArraySpec,
+    layout: WeightLayout,
+    timing: MacTiming,
+    special_values: int = 0,
+) -> EngineTrace:
+    """The engine trace the machine records running ``schedule``'s program for an ``m×n×k``
+    GEMM (``special_values``: the ``cfg.sv`` instructions of its configuration)."""
+    return _trace(
+        schedule.order,
+        schedule.block_rows,
+        schedule.kc,
+        m,
+        n,
+        k,
+        array,
+        layout,
+        timing,
+        special_values,
+    )
+
+
+def schedule_cycles(
+    schedule: Schedule,
+    m: int,
+    n: int,
+    k: int,
+    array: ArraySpec,
+    layout: WeightLayout,
+    timing: MacTiming,
+    special_values: int = 0,
+) -> int:
+    """The machine's cycles of ``schedule``'s program: its trace, simulated."""
+    trace = schedule_trace(schedule, m, n, k, array, layout, timing, special_values)
+    return trace.simulate().cycles
+
+
+def _trace(
+    order: str,
+    block_rows: int,
+    kc: int,
+    m: int,
+    n: int,
+    k: int,
+    array: ArraySpec,
+    layout: WeightLayout,
+    timing: MacTiming,
+    special_values: int,
+) -> EngineTrace:
+    """The code of the schedule executed without data: the loops counted, every block clipped
+    to its tensor as the machine clips it, each instruction handed to :class:`EngineTrace`."""
+    rows, columns = array.rows, array.columns
+    code = schedule_code(order, -(-m // block_rows), -(-n // columns), -(-k // kc))
+    trace = EngineTrace(array.act_buffer, array.weight_buffer, array.dram_bytes_per_cycle)
+    for _ in range(
+        matmul_config_length(special_values=special_values, block_rows=block_rows, rows=rows)
+    ):
+        trace.control()
+    counters = [0] * 8
+    open_loops: list[tuple[int, int, int]] = []  # (level, count, pc of the loop)
+    act_rows = weight_channels = weight_k = 0
+    mac_cycles: dict[tuple[int, int], tuple[int, int]] = {}  # per (passes, k)
+
+    def k_extent(level: int | None) -> tuple[int, int]:
+        """(K elements of the buffer block, of them inside the tensor) of a load."""
+        if level is None:
+            return k, k
+        first = counters[level] * kc
+        return kc, min(k, first + kc) - first
+
+    def extent(level: int | None, size: int, total: int) -> int:
+        first = 0 if level is None else counters[level] * size
+        return min(total, first + size) - first
+
+    pc = 0
+    while pc < len(code):
+        instr = code[pc]
+        pc += 1
+        match instr:
+            case Loop(level, count):
+                counters[level] = 0
+                open_loops.append((level, count, pc))
+                trace.control()
+            case EndLoop():
+                level, count, body = open_loops[-1]
+                counters[level] += 1
+                trace.control()
+                if counters[level] < count:
+                    pc = body
+                else:
+                    open_loops.pop()
+            case LdAct(_, row_level, k_level):
+                block_k, valid_k = k_extent(k_level)
+                act_rows = extent(row_level, block_rows, m)
+                block, moved = block_rows * block_k, act_rows * valid_k
+                trace.load(ACT_BUFFER, ACT_BYTES * block, ACT_BYTES * moved, "act")
+            case LdWgt(_, col_level, k_level):
+                block_k, weight_k = k_extent(k_level)
+                weight_channels = extent(col_level, columns, n)
+                block = int(layout.block_bytes(columns, block_k))
+                trace.load(
+                    WEIGHT_BUFFER, block, int(layout.block_bytes(weight_channels, weight_k)), "w"
+                )
+            case Mac():
+                shape = (-(-act_rows // rows), weight_k)
+                if shape not in mac_cycles:
+                    compute, tail = timing.cycles(*shape)
+                    mac_cycles[shape] = int(compute), int(tail)
+                trace.mac(*mac_cycles[shape])
+            case Drain():
+                trace.drain(act_rows, rows)
+            case StOut():
+                trace.store("out", ACT_BYTES * act_rows * weight_channels)
+            case Halt():
+                trace.halt()
+                break
+            case _:
+                trace.control()  # acc.clr
+    return trace
+
+
+@lru_cache(maxsize=4096)
+def _exact_cycles(
+    order: str,
+    block_rows: int,
+    kc: int,
+    m: int,
+    n: int,
+    k: int,
+    array: ArraySpec,
+    layout: WeightLayout,
+    timing: MacTiming,
+    special_values: int,
+) -> int:
+    trace = _trace(order, block_rows, kc, m, n, k, array, layout, timing, special_values)
+    return trace.simulate().cycles
+
+
+def _time_exactly(
+    stacked: dict[str, _Array],
+    m: _Array,
+    n: _Array,
+    k: _Array,
+    array: ArraySpec,
+    layout: WeightLayout,
+    timing: MacTiming,
+    special_values: int,
+) -> _Array:
+    """The candidates' cycles with the exact ones of each small GEMM (see ``EXACT_WINDOW``);
+    the candidates of such a GEMM that were not timed are out of the running (inf)."""
+    cycles = stacked["cycles"].copy()
+    macs = stacked["m_blocks"] * stacked["n_blocks"] * stacked["k_chunks"]
+    for gemm in range(cycles.shape[1]):
+        estimate = cycles[:, gemm]
+        finite = np.flatnonzero(np.isfinite(estimate))
+        if not finite.size:
+            continue
+        best = estimate[finite].min()
+        ranked = finite[np.argsort(estimate[finite], kind="stable")]
+        timed = ranked[estimate[ranked] <= best * (1 + EXACT_WINDOW)][:EXACT_CANDIDATES]
+        if (macs[timed, gemm] > EXACT_MACS).any():
+            continue
+        exact = np.full_like(estimate, np.inf)
+        for candidate in timed:
+            exact[candidate] = _exact_cycles(
+                ORDERS[int(stacked["order"][candidate, gemm])],
+                int(stacked["block_rows"][candidate, gemm]),
+                int(stacked["kc"][candidate, gemm]),
+                int(m[gemm]),
+                int(n[gemm]),
+                int(k[gemm]),
+                array,
+                layout,
+                timing,
+                special_values,
+            )
+        cycles[:, gemm] = exact
+    return cycles
+
+
 def plan(
     m: _Array | int,
     n: _Array | int,
@@ -419,11 +632,16 @@ def plan(
     kchunk: int = 0,
     block_rows: int = 0,
     order: str | None = None,
+    special_values: int = 0,
+    exact: bool = True,
 ) -> Plans:
     """The fastest schedule of every GEMM ``(m[i], n[i], k[i])`` (docs/schedule.md, "Choosing").
 
     ``kchunk``, ``block_rows`` and ``order`` (0 / None: choose) force that part of the plan;
-    a GEMM nothing fits gets ``cycles = inf``.
+    a GEMM nothing fits gets ``cycles = inf``. ``special_values``: the ``cfg.sv`` instructions
+    of the program's configuration (a cycle each, for the exact timing). ``exact=False``: the
+    closed form alone over the largest chunks (the planner before exact timing; benchmarks
+    measure against it).
     """
     m, n, k = np.broadcast_arrays(*(np.atleast_1d(np.asarray(v, np.int64)) for v in (m, n, k)))
     row_choices = (
@@ -432,16 +650,33 @@ def plan(
         else range(array.rows, max(array.rows, array.max_block_rows) + 1, array.rows)
     )
     orders = range(len(ORDERS)) if order is None else [ORDERS.index(order)]
-    candidates = [
-        _evaluate(order_index, mr, m, n, k, array, layout, timing, kchunk, bool(block_rows))
+    most_groups = int(_ceil_div(k, layout.group_size).max(initial=1))
+    caps = [0]
+    if exact and not kchunk:
+        caps += [cap for cap in CHUNK_GROUP_CAPS if cap < most_groups]
+    choices = [
+        (order_index, mr, cap)
         for order_index in orders
         for mr in row_choices
+        for cap in (caps if order_index != WEIGHTS_RESIDENT else [0])
     ]
+    candidates = [
+        _evaluate(order_index, mr, m, n, k, array, layout, timing, kchunk, bool(block_rows), cap)
+        for order_index, mr, cap in choices
+    ]
+    candidate_caps = [cap for _, _, cap in choices]
     stacked = {f.name: np.stack([getattr(c, f.name) for c in candidates]) for f in fields(Plans)}
+    # Capped chunks are candidates only where they are timed exactly (the closed form does
+    # not see what a smaller first block saves): large GEMMs keep the largest chunks.
+    capped = np.array([cap != 0 for cap in candidate_caps])[:, None]
+    macs = stacked["m_blocks"] * stacked["n_blocks"] * stacked["k_chunks"]
+    stacked["cycles"] = np.where(capped & (macs > EXACT_MACS), np.inf, stacked["cycles"])
+    if exact:
+        stacked["cycles"] = _time_exactly(stacked, m, n, k, array, layout, timing, special_values)
     cycles = stacked["cycles"]
     fastest = cycles.min(axis=0)
     eligible = np.isfinite(cycles) & (cycles <= fastest * (1 + NEAR_FASTEST))
-    # argmin keeps the first of equals: the earlier order, then the smaller MR.
+    # argmin keeps the first of equals: the earlier order, the smaller MR, the larger chunks.
     choice = np.argmin(np.where(eligible, stacked["dram_read"], np.inf), axis=0)
     columns = np.arange(choice.size)
     return Plans(**{name: values[choice, columns] for name, values in stacked.items()})
@@ -458,6 +693,8 @@ def plan_matmul(
     kchunk: int = 0,
     block_rows: int = 0,
     order: str | None = None,
+    special_values: int = 0,
+    exact: bool = True,
 ) -> Schedule:
     """The schedule of one GEMM; ValueError saying what does not fit (or is malformed)."""
     group = layout.group_size
@@ -471,7 +708,17 @@ def plan_matmul(
     if order is not None and order not in ORDERS:
         raise ValueError(f"unknown loop order {order!r}; valid: {', '.join(ORDERS)}")
     schedule = plan(
-        m, n, k, array, layout, timing, kchunk=kchunk, block_rows=block_rows, order=order
+        m,
+        n,
+        k,
+        array,
+        layout,
+        timing,
+        kchunk=kchunk,
+        block_rows=block_rows,
+        order=order,
+        special_values=special_values,
+        exact=exact,
     ).schedule()
     if np.isfinite(schedule.cycles):
         return schedule
@@ -539,8 +786,13 @@ def plan_bitmod_matmul(
     kchunk: int = 0,
     block_rows: int = 0,
     order: str | None = None,
+    special_values: int | None = None,
+    exact: bool = True,
 ) -> Schedule:
-    """:func:`plan_matmul` of a ``fmt`` weight on the BitMoD PE (what ``bitmod-tile`` emits)."""
+    """:func:`plan_matmul` of a ``fmt`` weight on the BitMoD PE (what ``bitmod-tile`` emits);
+    ``special_values``: how many ``cfg.sv`` the program sets (None: the format's own)."""
+    if special_values is None:
+        special_values = len(get_format(fmt).special_values)
     return plan_matmul(
         m,
         n,
@@ -551,4 +803,6 @@ def plan_bitmod_matmul(
         kchunk=kchunk,
         block_rows=block_rows,
         order=order,
+        special_values=special_values,
+        exact=exact,
     )
