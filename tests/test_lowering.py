@@ -108,6 +108,7 @@ def test_plan_int8_asym_counts_zero_points() -> None:
         group_size=64,
         scale_bits=4,
         array=array(64, 1 << 20, 1 << 20),
+        order="weights-resident",  # K in one chunk (the planner streams 64-element chunks)
     )
     assert (plan.kc, plan.k_chunks) == (256, 1)
     assert plan.weight_block_bytes == 64 * 264

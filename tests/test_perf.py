@@ -140,7 +140,9 @@ def test_memory_bound_gemv_is_bytes_over_bandwidth() -> None:
     weight_bytes = n * (k * 3 // 8 + (k // 128) * 10 // 8 + 2 * chunks)
     bytes_moved = weight_bytes + k * 2 + n * 2
     assert lossy.dram_read_bytes + lossy.dram_write_bytes == bytes_moved
-    assert lossy.cycles == pytest.approx(bytes_moved / 25.6 + 8)
+    # Timed exactly (the machine's cycles): the channel also idles a few cycles per column
+    # block between a weight block and the store before it.
+    assert bytes_moved / 25.6 + 8 <= lossy.cycles <= 1.01 * (bytes_moved / 25.6 + 8)
     assert lossy.cycles > lossy.compute_cycles
 
 

@@ -147,8 +147,10 @@ def full_layer_schedule(fmt: str, n: int, k: int) -> Schedule:
     [
         # Llama-2-7B q/k/v/o projections (N = K = 4096) at 256 tokens; the down projection's
         # schedule (k-streamed, 64-row blocks) is the compiled bitmod4 case above.
-        ("bitmod3", 4096, 4096, "acts-resident", 32, 2),  # activations double-buffered
-        ("int8", 4096, 4096, "acts-resident", 64, 1),  # one 512 KB block: reloads stall
+        # 64-row activation blocks of 512 KB (the whole buffer): reloads stall, but the weights
+        # are read half as often as with 32-row blocks (within 1 % of their cycles: fewer bytes)
+        ("bitmod3", 4096, 4096, "acts-resident", 64, 1),
+        ("int8", 4096, 4096, "acts-resident", 64, 1),
     ],
 )
 def test_full_layer_schedules_on_a_slice(

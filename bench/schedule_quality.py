@@ -1,0 +1,177 @@
+"""Schedule quality: the planner's choice, measured on the machine, against a lower bound.
+
+For every shape the program of the planner's schedule (``matmul_program``) runs on the machine
+in its timing-only mode (``Machine.run(..., compute=False)``: the cycles of a computing run),
+and so does the program of the closed-form planner of before (``plan(exact=False)``, forced
+onto ``matmul_program``), in the same run. The bound is ``max(compute, DRAM)``: the array's MAC
+steps (``⌈M/R⌉·⌈N/C⌉·⌈K/4⌉·t`` cycles, ``t`` terms a weight) and every byte read or written
+once over the DRAM channel (``2MK + W + 2MN`` bytes, ``W`` the weight's storage), whichever is
+longer. ``pred`` is the planner's own cycle count, ``= machine`` when it times the schedule
+exactly. ``space best``: the fewest cycles of any schedule in the planner's space (every order,
+``MR`` and K chunk of whole groups that fits; timed by ``schedule_cycles``, which equals the
+machine, tests/test_schedule.py), for the GEMMs that are not LLM layers: how far the loop
+orders of the ISA can get at all.
+
+    python bench/schedule_quality.py [--markdown]
+"""
+
+from __future__ import annotations
+
+import argparse
+import math
+
+import numpy as np
+import torch
+from bitmod.runtime.arch.hwconfig import LANES, HardwareConfig
+from bitmod.runtime.arch.nest import matmul_program
+from bitmod.runtime.arch.schedule import (
+    ACT_BYTES,
+    ORDERS,
+    ArraySpec,
+    MacTiming,
+    Schedule,
+    WeightLayout,
+    plan_bitmod_matmul,
+    schedule_cycles,
+)
+from bitmod.runtime.emulator.machine import Machine
+from bitmod.runtime.formats import QuantizedTensor, get_format, quantize
+from bitmod.runtime.formats.bitserial import num_terms
+
+#: (label, M, N, K, format): small, balanced, LLM-like and odd GEMMs.
+SHAPES: tuple[tuple[str, int, int, int, str], ...] = (
+    ("small", 64, 96, 1024, "int8"),
+    ("small", 64, 96, 1024, "bitmod3"),
+    ("small", 16, 64, 256, "int8"),
+    ("small", 32, 128, 512, "bitmod4"),
+    ("balanced", 128, 128, 1024, "int8"),
+    ("balanced", 256, 256, 1024, "bitmod3"),
+    ("balanced", 128, 256, 2048, "int6"),
+    ("LLM decode", 1, 4096, 4096, "bitmod3"),
+    ("LLM decode", 1, 4096, 4096, "int8"),
+    ("LLM prefill", 256, 4096, 4096, "bitmod3"),
+    ("LLM prefill", 256, 11008, 4096, "bitmod4"),
+    ("odd", 37, 129, 1000, "int8"),
+    ("odd", 9, 300, 200, "bitmod3"),
+    ("odd", 200, 17, 2048, "int4_asym"),
+)
+
+
+def bound(m: int, n: int, k: int, fmt: str, q: QuantizedTensor, cfg: HardwareConfig) -> int:
+    """``max(compute, DRAM)`` cycles of an ``m×n×k`` GEMM on ``cfg``."""
+    columns = cfg.cols * cfg.tiles
+    compute = (
+        math.ceil(m / cfg.rows) * math.ceil(n / columns) * math.ceil(k / LANES) * num_terms(fmt)
+    )
+    layout = WeightLayout.of_format(fmt, q.group_size, q.scale_bits)
+    dram_bytes = ACT_BYTES * m * k + int(layout.block_bytes(n, k)) + ACT_BYTES * m * n
+    return max(compute, math.ceil(dram_bytes / cfg.dram_bytes_per_cycle))
+
+
+def measured(schedule: Schedule, m: int, n: int, k: int, q: QuantizedTensor, cfg: HardwareConfig):
+    """The machine's cycles of ``schedule``'s program."""
+    program = matmul_program(
+        act="x",
+        weight="w",
+        out="y",
+        m=m,
+        n=n,
+        k=k,
+        fmt=q.fmt,
+        group_size=q.group_size,
+        scale_bits=q.scale_bits,
+        config=cfg,
+        order=schedule.order,
+        block_rows=schedule.block_rows,
+        kchunk=schedule.kc if schedule.k_chunks > 1 else 0,
+    )
+    memory = {"x": np.zeros((m, k), np.float16), "w": q}
+    return Machine(cfg).run(program, memory, compute=False).report.cycles
+
+
+def space_best(m: int, n: int, k: int, q: QuantizedTensor, array: ArraySpec) -> int:
+    """The fewest cycles of any schedule of the planner's space for this GEMM."""
+    layout = WeightLayout.of_format(q.fmt, q.group_size, q.scale_bits)
+    timing = MacTiming.bit_serial(q.fmt, q.group_size, q.scale_bits, array.rows)
+    special = len(get_format(q.fmt).special_values)
+    common = dict(fmt=q.fmt, group_size=q.group_size, scale_bits=q.scale_bits, array=array)
+    chunks = [0, *range(q.group_size, k, q.group_size)]
+    best = math.inf
+    for order in ORDERS:
+        for rows in range(array.rows, array.max_block_rows + 1, array.rows):
+            for kchunk in [0] if order == "weights-resident" else chunks:
+                try:
+                    schedule = plan_bitmod_matmul(
+                        m, n, k, order=order, block_rows=rows, kchunk=kchunk, **common
+                    )
+                except ValueError:
+                    continue
+                cycles = schedule_cycles(schedule, m, n, k, array, layout, timing, special)
+                best = min(best, cycles)
+    return int(best)
+
+
+def describe(schedule: Schedule) -> str:
+    return f"{schedule.order} MR={schedule.block_rows} KC={schedule.kc}"
+
+
+def rows(cfg: HardwareConfig) -> list[dict[str, object]]:
+    array = ArraySpec.of(cfg)
+    table = []
+    for label, m, n, k, fmt in SHAPES:
+        generator = torch.Generator().manual_seed(m * 7 + n * 3 + k)
+        q = quantize(torch.randn(n, k, generator=generator), fmt)
+        common = dict(fmt=fmt, group_size=q.group_size, scale_bits=q.scale_bits, array=array)
+        new = plan_bitmod_matmul(m, n, k, **common)
+        old = plan_bitmod_matmul(m, n, k, exact=False, **common)
+        cycles, old_cycles = measured(new, m, n, k, q, cfg), measured(old, m, n, k, q, cfg)
+        floor = bound(m, n, k, get_format(fmt).name, q, cfg)
+        best = None if label.startswith("LLM") else space_best(m, n, k, q, array)
+        table.append(
+            {
+                "shape": f"{label} {m}x{n}x{k}",
+                "format": fmt,
+                "schedule": describe(new),
+                "pred": int(new.cycles),
+                "cycles": cycles,
+                "bound": floor,
+                "ratio": cycles / floor,
+                "space best": "-" if best is None else f"{best / floor:.2f}x",
+                "old schedule": describe(old),
+                "old cycles": old_cycles,
+                "old ratio": old_cycles / floor,
+                "speedup": old_cycles / cycles,
+            }
+        )
+    return table
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--markdown", action="store_true", help="a Markdown table")
+    args = parser.parse_args()
+    table = rows(HardwareConfig())
+    headers = list(table[0])
+
+    def cell(value: object) -> str:
+        if isinstance(value, float):
+            return f"{value:.2f}x" if value < 100 else f"{value:,.0f}"
+        if isinstance(value, int):
+            return f"{value:,}"
+        return str(value)
+
+    lines = [[cell(row[h]) for h in headers] for row in table]
+    if args.markdown:
+        print("| " + " | ".join(headers) + " |")
+        print("|" + "---|" * len(headers))
+        for line in lines:
+            print("| " + " | ".join(line) + " |")
+        return
+    widths = [max(len(h), *(len(line[i]) for line in lines)) for i, h in enumerate(headers)]
+    print("  ".join(h.ljust(w) for h, w in zip(headers, widths, strict=True)))
+    for line in lines:
+        print("  ".join(c.ljust(w) for c, w in zip(line, widths, strict=True)))
+
+
+if __name__ == "__main__":
+    main()
