@@ -2,8 +2,8 @@
 // op (arith.addf), whose result feeds fc2 (int4: no special values); fc2 feeds fc3
 // (fp3_er_pos: one special value) directly, so fc2's output and fc3's input are the same
 // DRAM tensor. A matmul with a float weight stays on the host.
-// RUN: bitmod-opt %s -p bitmod-tile,bitmod-lower-to-isa | filecheck %s
-// RUN: bitmod-opt %s -p bitmod-tile,bitmod-lower-to-isa | bitmod-opt - | filecheck %s
+// RUN: bitmod-opt %s -p 'bitmod-tile{kchunk=256},bitmod-lower-to-isa' | filecheck %s
+// RUN: bitmod-opt %s -p 'bitmod-tile{kchunk=256},bitmod-lower-to-isa' | bitmod-opt - | filecheck %s
 
 func.func @mlp(%x: tensor<4x256xf32>, %skip: tensor<4x128xf32>, %v: tensor<8x128xf32>) -> (tensor<4x64xf32>, tensor<4x8xf32>) {
   %w1 = bitmod.param "fc1.weight" : tensor<128x256xf32>

@@ -1,8 +1,8 @@
 // The whole back end: bitmod IR -> program -> text assembly (docs/ISA.md syntax) and
 // binary; the binary, decoded and disassembled by bitmod.runtime.isa, gives the same text.
 // FP4-EA- has the one special value -16.
-// RUN: bitmod-opt %s -p 'bitmod-tile{tiles=4},bitmod-lower-to-isa' --emit=asm | filecheck %s
-// RUN: bitmod-opt %s -p 'bitmod-tile{tiles=4},bitmod-lower-to-isa' --emit=bin -o %t.bin
+// RUN: bitmod-opt %s -p 'bitmod-tile{tiles=4 kchunk=256},bitmod-lower-to-isa' --emit=asm | filecheck %s
+// RUN: bitmod-opt %s -p 'bitmod-tile{tiles=4 kchunk=256},bitmod-lower-to-isa' --emit=bin -o %t.bin
 // RUN: %python -c "import sys; from bitmod.runtime.isa import Program; print(Program.decode(open(sys.argv[1], 'rb').read()).to_asm())" %t.bin | filecheck %s
 
 func.func @gate(%x: tensor<3x256xf32>) -> tensor<3x40xf32> {

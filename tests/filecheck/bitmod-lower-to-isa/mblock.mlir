@@ -1,6 +1,6 @@
 // Blocks of more rows than the array has: the segment sets MR with cfg.mblock after
 // cfg.kchunk (cfg.array resets it to the array's rows for the next segment).
-// RUN: bitmod-opt %s -p 'bitmod-tile{order=acts-resident block-rows=32},bitmod-lower-to-isa' --emit=asm | filecheck %s
+// RUN: bitmod-opt %s -p 'bitmod-tile{order=acts-resident block-rows=32 kchunk=512},bitmod-lower-to-isa' --emit=asm | filecheck %s
 
 func.func @up(%x: tensor<40x512xf32>) -> tensor<40x256xf32> {
   %w = bitmod.param "up.weight" : tensor<256x512xf32>

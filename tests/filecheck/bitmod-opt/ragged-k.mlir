@@ -5,7 +5,7 @@
 // binary of this file on the emulator against the scalar reference PE.
 // RUN: bitmod-opt %s -p convert-linalg-to-bitmod,bitmod-quantize | filecheck %s --check-prefix=QUANT
 // RUN: bitmod-opt %s --pipeline bitmod-default | filecheck %s
-// RUN: bitmod-opt %s -p 'convert-linalg-to-bitmod,bitmod-quantize,bitmod-tile{kchunk=128},bitmod-lower-to-isa' | filecheck %s --check-prefix=CHUNKS
+// RUN: bitmod-opt %s -p 'convert-linalg-to-bitmod,bitmod-quantize,bitmod-tile{kchunk=128 order=k-streamed},bitmod-lower-to-isa' | filecheck %s --check-prefix=CHUNKS
 // RUN: rm -rf %t.dir && mkdir -p %t.dir
 // RUN: bitmod-opt %s --pipeline bitmod-default --emit bin -o %t.dir/mlp.bin
 // RUN: test -s %t.dir/mlp.bin && test -s %t.dir/mlp.params.safetensors
@@ -30,8 +30,8 @@ func.func @mlp(%x: tensor<4x200xf32>) -> tensor<4x24xf32> {
 // CHECK-NEXT: bsisa.desc @d1 qweight "fc1.weight" [64, 200] fmt "bitmod3" sb 8 g 128
 // CHECK: bsisa.desc @d4 qweight "fc2.weight" [24, 64] fmt "bitmod3" sb 8 g 64
 // CHECK: bsisa.cfg.fmt "bitmod3" sb 8 g 128
-// CHECK: bsisa.cfg.kchunk 200
-// CHECK: bsisa.ld.wgt @d1 col L0 k -
+// CHECK: bsisa.cfg.kchunk 128
+// CHECK: bsisa.ld.wgt @d1 col L1 k L2
 // CHECK: bsisa.mac
 // CHECK: bsisa.cfg.fmt "bitmod3" sb 8 g 64
 // CHECK: bsisa.cfg.kchunk 64

@@ -1,8 +1,9 @@
 // One quantized matmul with bias, default options (8x8 PEs, 16 tiles, 512 KiB buffers,
-// column accumulators 64 rows deep). K = 256 fits one chunk.
-// RUN: bitmod-opt %s -p bitmod-tile | filecheck %s
+// column accumulators 64 rows deep). K = 256 fits one chunk (forced with kchunk=256: the
+// planner itself streams chunks of one group, whose smaller first block starts the array sooner).
+// RUN: bitmod-opt %s -p 'bitmod-tile{kchunk=256}' | filecheck %s
 // The tiled output parses back (tests/test_lowering.py round-trips every input here).
-// RUN: bitmod-opt %s -p bitmod-tile | bitmod-opt - | filecheck %s
+// RUN: bitmod-opt %s -p 'bitmod-tile{kchunk=256}' | bitmod-opt - | filecheck %s
 // RUN: bitmod-opt %s -p 'bitmod-tile{order=weights-resident block-rows=8}' | filecheck %s --check-prefix=WEIGHTS
 
 func.func @forward(%x: tensor<16x256xf32>, %b: tensor<192xf32>) -> tensor<16x192xf32> {
