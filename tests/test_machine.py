@@ -303,12 +303,14 @@ def test_compute_bound_cycles_match_the_formula(fmt: str, terms: int) -> None:
     assert report.cycles_by_cause["dequant_tail"] == tail * passes
     assert report.pe_utilization > 0.9
     assert sum(report.cycles_by_cause.values()) == pytest.approx(report.cycles)
-    # The compiler's own schedule: the same MACs, the tail once per mac of MR rows.
+    # The compiler's own schedule: the same MACs, the tail once per mac of MR rows x KC.
     program = program_for(q, m, config, bias=False)
     (mblock,) = [i.rows for i in program.instructions if isinstance(i, CfgMblock)] or [8]
+    (kchunk,) = [i.kc for i in program.instructions if isinstance(i, CfgKchunk)]
     report = Machine(config).run(program, {"x": x, "w": q}).report
     assert report.cycles_by_cause["compute"] == expected
-    assert report.cycles_by_cause["dequant_tail"] == tail * (m // mblock) * (n // 128)
+    macs = (m // mblock) * (n // 128) * math.ceil(k / kchunk)
+    assert report.cycles_by_cause["dequant_tail"] == tail * macs
     assert expected <= report.cycles <= 1.10 * expected
 
 

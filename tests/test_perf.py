@@ -129,8 +129,9 @@ def test_memory_bound_gemv_is_bytes_over_bandwidth() -> None:
     fp16 = simulate(accelerator("fp16", "llama-2-7b", "generative"), one_gemm(1, n, k), cfg)
     bytes_moved = n * k * 2 + k * 2 + n * 2  # FP16 weights + input vector + output vector
     assert fp16.dram_read_bytes + fp16.dram_write_bytes == bytes_moved
-    # + the last block's drain (8 cycles), which nothing overlaps
-    assert fp16.cycles == pytest.approx(bytes_moved / 25.6 + 8)
+    # + the last block's drain (8 cycles), which nothing overlaps; timed exactly (the
+    # machine's cycles), the channel also idles a few cycles per column block
+    assert bytes_moved / 25.6 + 8 <= fp16.cycles <= 1.01 * (bytes_moved / 25.6 + 8)
 
     acc = accelerator("bitmod-lossy", "llama-2-7b", "generative")
     lossy = simulate(acc, one_gemm(1, n, k), cfg)
