@@ -163,17 +163,21 @@ def run(args: argparse.Namespace) -> None:
     def held_out_objective() -> MeasuredPerplexity:
         return MeasuredPerplexity(lm, held_out, held_out_context, args.threads, device)
 
-    problem = None
-    for reference in ("bitmod3", "bitmod4"):
-        methods = ("greedy", "tpe") + (("tpe-ppl",) if args.ppl_trials else ())
-        if all(f"mix-{m}@{reference}" in rows for m in methods) and (
-            not args.validate or f"validation@{reference}" in data
+    last_problem: dict[str, Any] = {}
+
+    def mix_rows(
+        suffix: str, sensitivity: MeasuredPerplexity | None, reference: str, problem: Any
+    ) -> None:
+        """The searched mixes at the budget of uniform ``reference`` with one proxy."""
+        methods = ("greedy", "tpe") + (("tpe-ppl",) if args.ppl_trials and not suffix else ())
+        if all(f"mix-{m}{suffix}@{reference}" in rows for m in methods) and (
+            not args.validate or f"validation{suffix}@{reference}" in data
         ):
-            continue  # measured in an earlier run
+            return  # measured in an earlier run
         budget = parse_budget(f"bits={reference}")
         t = time.perf_counter()
         if problem is None:
-            problem = build_problem(lm, candidates, budget, statistics)
+            problem = build_problem(lm, candidates, budget, statistics, sensitivity=sensitivity)
         else:  # the proxy table does not depend on the budget: only the limit moves
             (ref,) = parse_candidates(reference)
             limit = float(layer_costs(layers, [ref], "bits").sum())
@@ -185,8 +189,8 @@ def run(args: argparse.Namespace) -> None:
         t = time.perf_counter()
         found = tpe_search(problem, trials=args.tpe_trials, seed=0, start=[mixes["greedy"]])
         mixes["tpe"] = found.choice
-        searches["tpe"] = (time.perf_counter() - t, args.tpe_trials, "proxy")
-        if args.ppl_trials:
+        searches["tpe"] = (time.perf_counter() - t, args.tpe_trials, "proxy" + suffix)
+        if "tpe-ppl" in methods:
             # The measured objective on held-out calib tokens, never the evaluation tokens:
             # the uniform reference and the greedy mix are its first trials.
             t = time.perf_counter()
@@ -200,22 +204,24 @@ def run(args: argparse.Namespace) -> None:
             mixes["tpe-ppl"] = found.choice
             searches["tpe-ppl"] = (time.perf_counter() - t, args.ppl_trials, "held-out ppl")
         for method, choice in mixes.items():
-            key = f"mix-{method}@{reference}"
+            key = f"mix-{method}{suffix}@{reference}"
             if key in rows:
                 continue
             spelled = problem.spelled(choice)
             same = method != "greedy" and choice == mixes["greedy"]
             if same:  # the search kept the greedy mix it started from: same perplexity
-                ppl, seconds = rows[f"mix-greedy@{reference}"]["ppl"], 0.0
+                ppl, seconds = rows[f"mix-greedy{suffix}@{reference}"]["ppl"], 0.0
             else:
                 objective = MeasuredPerplexity(lm, eval_ids, args.context, args.threads, device)
                 t = time.perf_counter()
                 (ppl,) = evaluate_mixes(problem, [choice], objective, _serial())
                 seconds = time.perf_counter() - t
             counts = {c.spelled: spelled.count(c.spelled) for c in candidates}
-            search_seconds, trials, objective_kind = searches.get(method, (0.0, 0, "proxy"))
+            search_seconds, trials, objective_kind = searches.get(
+                method, (0.0, 0, "proxy" + suffix)
+            )
             rows[key] = {
-                "kind": method,
+                "kind": method + suffix,
                 "budget": budget.spelled,
                 "bits": _bits(layers, spelled),
                 "proxy": problem.proxy(choice),
@@ -233,7 +239,7 @@ def run(args: argparse.Namespace) -> None:
             }
             print(key, {k: v for k, v in rows[key].items() if k != "layers"}, flush=True)
             save()
-        if args.validate and f"validation@{reference}" not in data:
+        if args.validate and f"validation{suffix}@{reference}" not in data:
             t = time.perf_counter()
             extra = [uniform_reference, *(mixes[m] for m in mixes)]
             validation = validate_proxy(
@@ -242,9 +248,23 @@ def run(args: argparse.Namespace) -> None:
             validation["seconds"] = time.perf_counter() - t
             validation["tokens"] = len(held_out)
             validation["labels"] = ["uniform", *mixes] + ["random"] * args.validate
-            data[f"validation@{reference}"] = validation
-            print(f"validation@{reference}", validation["spearman"], flush=True)
+            data[f"validation{suffix}@{reference}"] = validation
+            print(f"validation{suffix}@{reference}", validation["spearman"], flush=True)
             save()
+        last_problem[suffix] = problem
+
+    calibration = calib[: args.calib_samples * args.calib_context]
+    proxies = {"": None}  # row-key suffix -> the sensitivity objective (None: output error)
+    if args.sensitivity:  # measured on the calibration tokens, judged on the held-out ones
+        proxies["-sens"] = MeasuredPerplexity(
+            lm, calibration, min(args.context, len(calibration)), args.threads, device
+        )
+    for suffix, sensitivity in proxies.items():
+        problem = None
+        for reference in ("bitmod3", "bitmod4"):
+            mix_rows(suffix, sensitivity, reference, problem)
+            problem = last_problem.get(suffix)
+
     settings = AwqSettings(args.scale_grid, args.clip_grid)
     for dtype in UNIFORM:
         if f"{dtype}+awq" in rows:
@@ -265,9 +285,11 @@ def _serial():  # noqa: ANN202
 
 LEVELS = {
     "3 bits": ("int3_asym", "int3_asym+awq", "bitmod3", "bitmod3+awq", "mix-greedy@bitmod3",
-               "mix-tpe@bitmod3", "mix-tpe-ppl@bitmod3"),
+               "mix-tpe@bitmod3", "mix-tpe-ppl@bitmod3", "mix-greedy-sens@bitmod3",
+               "mix-tpe-sens@bitmod3"),
     "4 bits": ("int4_asym", "int4_asym+awq", "bitmod4", "bitmod4+awq", "mix-greedy@bitmod4",
-               "mix-tpe@bitmod4", "mix-tpe-ppl@bitmod4"),
+               "mix-tpe@bitmod4", "mix-tpe-ppl@bitmod4", "mix-greedy-sens@bitmod4",
+               "mix-tpe-sens@bitmod4"),
 }  # fmt: skip
 
 
@@ -311,12 +333,13 @@ def report(model: str, out: Path = RESULTS) -> None:
             seconds += row.get("setup_seconds", 0) + row["eval_seconds"]
             if "counts" in row:
                 notes = ", ".join(f"{k}×{v}" for k, v in row["counts"].items() if v)
-                trials = f"TPE, {row['tpe_trials']} {row.get('objective', 'proxy')} trials"
+                objective = row.get("objective", "proxy").replace("proxy-sens", "sensitivity-proxy")
+                trials = f"TPE, {row['tpe_trials']} {objective} trials"
                 if row.get("same_as_uniform"):
                     notes = f"uniform ({trials}, kept the uniform start)"
                 elif row.get("same_as_greedy"):
                     notes += f" ({trials}, kept the greedy mix)"
-                elif row["kind"] != "greedy":
+                elif row.get("tpe_trials"):
                     notes += f" ({trials})"
             elif "awq_seconds" in row:
                 scale, clip = row.get("awq_grids", (s["awq"]["scale_grid"], s["awq"]["clip_grid"]))
@@ -334,8 +357,10 @@ def report(model: str, out: Path = RESULTS) -> None:
             f"- {level}, measured: " + " < ".join(f"{k} ({rows[k]['ppl']:.2f})" for k in ranked)
         )
     lines += ["", "Orderings by perplexity (lower is better):", "", *orderings]
-    validations = {k.split("@")[1]: v for k, v in data.items() if k.startswith("validation@")}
-    for reference, v in validations.items():
+    validations = {k: v for k, v in data.items() if k.startswith("validation")}
+    for key, v in validations.items():
+        reference = key.split("@")[1]
+        proxy = "sensitivity proxy" if key.startswith("validation-sens") else "output-error proxy"
         random_points = [
             p for p, label in zip(v["points"], v["labels"], strict=True) if label == "random"
         ]
@@ -344,7 +369,7 @@ def report(model: str, out: Path = RESULTS) -> None:
         )
         lines += [
             "",
-            f"Proxy validation at the {reference} budget: Spearman rank correlation "
+            f"Validation of the {proxy} at the {reference} budget: Spearman rank correlation "
             f"{v['spearman']:.3f} between the proxy and measured perplexity on {v['tokens']} "
             f"held-out calib tokens over {len(v['points'])} mixes (the uniform {reference}, the "
             f"searched mixes and {len(random_points)} random mixes repaired to the budget; "
@@ -360,6 +385,8 @@ def report(model: str, out: Path = RESULTS) -> None:
         "greedy": ("^", "tab:green", "searched mix (greedy)"),
         "tpe": ("v", "tab:red", "searched mix (TPE, proxy)"),
         "tpe-ppl": ("D", "tab:purple", "searched mix (TPE, held-out perplexity)"),
+        "greedy-sens": ("<", "tab:olive", "searched mix (greedy, sensitivity proxy)"),
+        "tpe-sens": (">", "tab:cyan", "searched mix (TPE, sensitivity proxy)"),
     }
     for ax, axis in ((axes[0], "bits"), (axes[1], "edp_js")):
         points = []
@@ -393,8 +420,12 @@ def _plot_validation(model: str, validations: dict[str, dict[str, Any]], out: Pa
     """Measured held-out perplexity against the proxy, one panel per budget."""
     import matplotlib.pyplot as plt
 
-    figure, axes = plt.subplots(1, len(validations), figsize=(6 * len(validations), 4.4))
-    for ax, (reference, v) in zip(np.atleast_1d(axes), validations.items(), strict=True):
+    columns = min(2, len(validations))
+    rows_count = -(-len(validations) // columns)
+    figure, axes = plt.subplots(rows_count, columns, figsize=(6 * columns, 4.4 * rows_count))
+    for ax, (key, v) in zip(np.atleast_1d(axes).ravel(), validations.items(), strict=True):
+        reference = key.split("@")[1]
+        proxy = "sensitivity" if key.startswith("validation-sens") else "output-error"
         for label, colour in (("random", "tab:grey"), ("uniform", "tab:blue")):
             chosen = [p for p, kind in zip(v["points"], v["labels"], strict=True) if kind == label]
             ax.scatter([p["proxy"] for p in chosen], [p["perplexity"] for p in chosen],
@@ -404,8 +435,15 @@ def _plot_validation(model: str, validations: dict[str, dict[str, Any]], out: Pa
                 ax.scatter(p["proxy"], p["perplexity"], marker="^", color="tab:red", zorder=4)
                 ax.annotate(kind, (p["proxy"], p["perplexity"]), fontsize=7, xytext=(3, 3),
                             textcoords="offset points")  # fmt: skip
-        ax.set_title(f"budget: bits of uniform {reference} (Spearman {v['spearman']:.2f})")
-        ax.set_xlabel("proxy (sum of linear-output errors on calibration tokens)")
+        ax.set_title(
+            f"{proxy} proxy, bits of uniform {reference} (Spearman {v['spearman']:.2f})",
+            fontsize=9,
+        )
+        ax.set_xlabel(
+            "proxy (sum of linear-output errors on calibration tokens)"
+            if proxy == "output-error"
+            else "proxy (sum of measured per-layer NLL increases, calibration tokens)"
+        )
         ax.set_ylabel(f"perplexity ({v['tokens']} held-out calib tokens)")
         ax.legend(fontsize=8)
     figure.suptitle(f"{model}: does the proxy rank mixes as perplexity does?")
@@ -431,6 +469,11 @@ def main() -> None:
         help="TPE trials on measured held-out perplexity per budget (0: none; a GPU job)",
     )
     parser.add_argument("--validate", type=int, default=6, help="random mixes per budget")
+    parser.add_argument(
+        "--sensitivity",
+        action="store_true",
+        help="also search and validate with the measured-sensitivity proxy (a GPU job)",
+    )
     parser.add_argument("--validate-tokens", type=int, default=1024)
     parser.add_argument("--device", default="auto", help="auto (CUDA when present), cpu, cuda")
     parser.add_argument("--threads", type=int, default=2)

@@ -256,3 +256,42 @@ def test_bad_command_lines_are_one_error_line_and_write_nothing(
     assert line.startswith("bitmod: error: ") and message in line
     assert captured.out == ""
     assert not out.exists()
+
+
+def test_sensitivity_proxy_is_the_measured_loss_increase_of_each_layer(tiny) -> None:  # noqa: ANN001
+    """e[l, c] is recomputed independently: quantize one layer by hand (the quantizer's
+    dequantized weights), measure the mean NLL with the evaluation's perplexity function."""
+    from bitmod.compiler.llm.evaluate import perplexity
+    from bitmod.compiler.llm.fakequant import QuantConfig, fake_quantized
+    from bitmod.compiler.search.awq import quantized_weight
+
+    lm, statistics, held_out = tiny
+    candidates = parse_candidates("bitmod3:32,int8")
+    objective = MeasuredPerplexity(lm, held_out, context=64)
+    problem = build_problem(
+        lm, candidates, parse_budget("bits=bitmod3:32"), statistics, sensitivity=objective
+    )
+    linears = lm.block_linears()
+
+    def mean_nll() -> float:
+        with fake_quantized(lm, None, fp16_activations=True):
+            return math.log(perplexity(lm, held_out, context=64)[0])
+
+    reference = mean_nll()
+    for layer in (0, len(linears) - 1):
+        name = list(linears)[layer]
+        module = linears[name]
+        original = module.weight.data
+        for column, candidate in enumerate(candidates):
+            config = QuantConfig(candidate.dtype, candidate.group or 128)
+            module.weight.data = quantized_weight(original, config)
+            try:
+                expected = max(0.0, mean_nll() - reference)
+            finally:
+                module.weight.data = original
+            assert problem.error[layer, column] == pytest.approx(expected, rel=1e-9, abs=1e-12)
+    assert (problem.error >= 0).all()
+    # 3-bit weights hurt more than INT8 on the whole model
+    assert problem.error[:, 0].sum() > problem.error[:, 1].sum()
+    choice = greedy(problem)
+    assert problem.fits(choice)

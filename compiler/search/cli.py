@@ -92,6 +92,14 @@ def add_search_parsers(commands: Any) -> None:
         default="proxy",
         help="what TPE minimises: the calibration proxy or perplexity on calib tokens",
     )
+    search.add_argument(
+        "--proxy",
+        choices=("output-error", "sensitivity"),
+        default="output-error",
+        help="the proxy greedy and proxy-TPE minimise: each linear's output error on the "
+        "calibration tokens, or its measured loss sensitivity there (one evaluation per layer "
+        "and candidate; see bitmod.compiler.search.mixed)",
+    )
     search.add_argument("--search-tokens", type=int, default=512, help="calib tokens per trial")
     search.add_argument("--trials", type=int, default=32)
     search.add_argument("--batch-size", type=int, default=2, help="trials per batch (2)")
@@ -251,12 +259,26 @@ def run_search(args: argparse.Namespace) -> int:
         raise ValueError("--trials and --batch-size must be >= 1")
     lm, statistics, engine = _setup(args)
     started = time.perf_counter()
-    problem = build_problem(lm, candidates, budget, statistics, engine=engine, threads=args.threads)
     device = "cuda" if args.gpus_per_trial > 0 else "cpu"
+    calib = tokens_of(lm, args.calib_corpus, "calib")
+    offset = args.calib_samples * args.calib_context  # tokens the statistics did not see
+    sensitivity = None
+    if args.proxy == "sensitivity":  # on the statistics' own tokens, not the held-out ones
+        sensitivity = MeasuredPerplexity(
+            args.model, calib[:offset], min(args.context, offset), args.threads, device
+        )
+    problem = build_problem(
+        lm,
+        candidates,
+        budget,
+        statistics,
+        engine=engine,
+        threads=args.threads,
+        sensitivity=sensitivity,
+        num_gpus=args.gpus_per_trial,
+    )
     search_objective = None
     if args.objective == "perplexity" or args.validate:
-        calib = tokens_of(lm, args.calib_corpus, "calib")
-        offset = args.calib_samples * args.calib_context  # tokens the statistics did not see
         ids = calib[offset : offset + args.search_tokens]
         search_objective = MeasuredPerplexity(
             args.model, ids, min(args.context, len(ids)), args.threads, device
@@ -301,6 +323,7 @@ def run_search(args: argparse.Namespace) -> int:
         "candidates": [c.spelled for c in candidates],
         "budget": budget.spelled,
         "limit": problem.limit,
+        "proxy": args.proxy,
         "calibration_tokens": statistics.tokens,
         "engine": engine.name,
         "methods": {},

@@ -23,6 +23,17 @@ summed over layers: an error in a linear's output adds to the residual stream, s
 a first-order account of what the mix does to the last hidden state. It is only a proxy;
 :func:`validate_proxy` measures how well it ranks mixes by their measured perplexity.
 
+The *sensitivity* proxy (``build_problem(..., sensitivity=MeasuredPerplexity(...))``) measures
+instead what each choice does to the loss: ``e[l, c] = max(0, NLL(W with layer l in format c) −
+NLL(W))``, the mean negative log-likelihood per token on the objective's tokens with only layer
+``l`` quantized (FP16 activations in both). For a mix ``m`` the first-order expansion of the
+loss in the weight changes gives ``NLL(m) − NLL(W) ≈ Σ_l e[l, m_l]`` (the cross terms are second
+order in ΔW), so ``log PPL(m) ≈ log PPL(W) + Σ_l e[l, m_l]``: the sum is additive as the
+knapsack needs, and in the units of the objective. It costs one evaluation per (layer,
+candidate) instead of one quantization; negative changes (noise at this sample size) count as
+zero so that every upgrade's saved error is non-negative. Measure it on other tokens than the
+ones the search is judged on.
+
 * :func:`greedy` (the baseline): every layer starts at its cheapest candidate; upgrades on each
   layer's lower convex hull of (cost, error) are taken in order of error saved per unit of cost
   while they fit the budget (the classic greedy for the multiple-choice knapsack).
@@ -65,6 +76,7 @@ __all__ = [
     "parse_budget",
     "proxy_errors",
     "repair",
+    "sensitivity_errors",
     "tpe_search",
     "validate_proxy",
 ]
@@ -205,10 +217,13 @@ def build_problem(
     threads: int = 1,
     input_tokens: int = 256,
     output_tokens: int = 256,
+    sensitivity: MeasuredPerplexity | None = None,
+    num_gpus: float = 0,
 ) -> Problem:
     """The problem for ``lm``'s block linears: costs from :mod:`~bitmod.compiler.search.costs`,
-    proxy errors (one engine trial per candidate), the budget's limit (ValueError when no mix
-    fits it)."""
+    proxy errors (one engine trial per candidate: output errors on ``statistics``, or with
+    ``sensitivity`` the measured loss sensitivity of the module docstring), the budget's limit
+    (ValueError when no mix fits it)."""
     engine = engine or SerialEngine()
     linears = lm.block_linears()
     layers = [LayerShape(name, m.out_features, m.in_features) for name, m in linears.items()]
@@ -246,9 +261,18 @@ def build_problem(
             f"budget {budget.spelled} ({_in_units(budget.kind, limit, layers)}) is below the "
             f"cheapest mix of {', '.join(c.spelled for c in candidates)} ({cheapest_text})"
         )
-    weights = {name: m.weight.detach().float() for name, m in linears.items()}
-    shared = engine.put((weights, moments, threads))
-    columns = engine.map(proxy_errors, shared, candidates)
+    if sensitivity is not None:
+        columns = engine.map(
+            sensitivity_errors,
+            engine.put(sensitivity),
+            candidates,
+            num_cpus=sensitivity.threads,
+            num_gpus=num_gpus,
+        )
+    else:
+        weights = {name: m.weight.detach().float() for name, m in linears.items()}
+        shared = engine.put((weights, moments, threads))
+        columns = engine.map(proxy_errors, shared, candidates)
     error = np.stack(columns, axis=1)
     return Problem(layers, candidates, budget, cost, error, limit)
 
@@ -366,8 +390,7 @@ def measured_perplexity(
 ) -> float:
     """Perplexity of one mix (an engine trial: ``mix`` = (layer, candidate) pairs)."""
     from bitmod.compiler.llm.evaluate import perplexity
-    from bitmod.compiler.llm.fakequant import QuantConfig, fake_quantized
-    from bitmod.compiler.search.awq import quantized_weight
+    from bitmod.compiler.llm.fakequant import fake_quantized
 
     torch.set_num_threads(objective.threads)
     lm, cache = _worker_model(objective)
@@ -376,17 +399,60 @@ def measured_perplexity(
     try:
         for name, candidate in mix:
             module = linears[name]
-            if (name, candidate) not in cache:
-                config = QuantConfig(candidate.dtype, candidate.group or 128)
-                cache[(name, candidate)] = quantized_weight(module.weight.detach(), config)
+            weight = _quantized_layer(lm, cache, name, candidate)
             originals[name] = module.weight.data
-            module.weight.data = cache[(name, candidate)].to(module.weight.device)
+            module.weight.data = weight.to(module.weight.device)
         with fake_quantized(lm, None, fp16_activations=True):
             ppl, *_ = perplexity(lm, objective.tokens, context=objective.context)
     finally:
         for name, weight in originals.items():
             linears[name].weight.data = weight
     return ppl
+
+
+def _quantized_layer(
+    lm: LanguageModel,
+    cache: dict[tuple[str, Candidate], torch.Tensor],
+    name: str,
+    candidate: Candidate,
+) -> torch.Tensor:
+    """Layer ``name``'s weight in ``candidate``'s format, as ``bitmod-quantize`` stores it."""
+    from bitmod.compiler.llm.fakequant import QuantConfig
+    from bitmod.compiler.search.awq import quantized_weight
+
+    if (name, candidate) not in cache:
+        weight = lm.block_linears()[name].weight.detach()
+        config = QuantConfig(candidate.dtype, candidate.group or 128)
+        cache[(name, candidate)] = quantized_weight(weight, config)
+    return cache[(name, candidate)]
+
+
+def sensitivity_errors(objective: MeasuredPerplexity, candidate: Candidate) -> np.ndarray:
+    """One candidate's sensitivity proxy of every layer (an engine trial): the increase of the
+    mean NLL per token on ``objective``'s tokens with only that layer in ``candidate``'s format
+    (module docstring), clipped at zero."""
+    from bitmod.compiler.llm.evaluate import perplexity
+    from bitmod.compiler.llm.fakequant import fake_quantized
+
+    torch.set_num_threads(objective.threads)
+    lm, cache = _worker_model(objective)
+    linears = lm.block_linears()
+
+    def mean_nll() -> float:
+        ppl, *_ = perplexity(lm, objective.tokens, context=objective.context)
+        return math.log(ppl)
+
+    increases = []
+    with fake_quantized(lm, None, fp16_activations=True):
+        reference = mean_nll()
+        for name, module in linears.items():
+            original = module.weight.data
+            module.weight.data = _quantized_layer(lm, cache, name, candidate).to(original.device)
+            try:
+                increases.append(max(0.0, mean_nll() - reference))
+            finally:
+                module.weight.data = original
+    return np.asarray(increases)
 
 
 @dataclass
