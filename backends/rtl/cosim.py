@@ -48,6 +48,10 @@ ERROR_CODES = {
     18: "block overflows its buffer",
     19: "weight format differs from cfg.fmt",
     20: "Inf/NaN activation",
+    21: "the program ends without halt",
+    22: "an output block stored a second time",
+    23: "an output element never stored",
+    24: "the group accumulator can overflow (G x max term sum > 2^20)",
 }
 
 
