@@ -157,6 +157,9 @@ def build(
             raise CosimError("verilator is not installed")
         command = [
             "verilator", "--binary", "--timing", "-j", str(jobs), *VERILATOR_OPTIONS,
+            # functions of at most ~2,000 statements: g++ takes superlinear time on the
+            # 100,000-line ones a sixteen-tile design has otherwise
+            "--output-split-cfuncs", "2000",
             "--Mdir", str(out), "-o", "bitmod_tb", *map(str, files),
         ]  # fmt: skip
     else:

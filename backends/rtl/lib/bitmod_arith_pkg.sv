@@ -16,12 +16,33 @@ package bitmod_arith_pkg;
   localparam int SV_BITS = 16;       // special values (int16)
   localparam int BOOTH_BITS = 10;    // a 9-bit asymmetric difference q - z, and its sign
 
-  // Position of the most significant set bit (0 when v is 0).
+  // Position of the most significant set bit (0 when v is 0): a binary search, six halvings
+  // (as a loop over the 64 bits, Verilator emits 64 branches at each of its ~30 uses a tile).
   function automatic logic [6:0] top_bit(input logic [63:0] v);
+    logic [63:0] x;
+    x = v;
     top_bit = '0;
-    for (int i = 0; i < 64; i++) begin
-      if (v[i]) top_bit = 7'(i);
+    if (x[63:32] != 32'd0) begin
+      top_bit[5] = 1'b1;
+      x = x >> 32;
     end
+    if (x[31:16] != 16'd0) begin
+      top_bit[4] = 1'b1;
+      x = x >> 16;
+    end
+    if (x[15:8] != 8'd0) begin
+      top_bit[3] = 1'b1;
+      x = x >> 8;
+    end
+    if (x[7:4] != 4'd0) begin
+      top_bit[2] = 1'b1;
+      x = x >> 4;
+    end
+    if (x[3:2] != 2'd0) begin
+      top_bit[1] = 1'b1;
+      x = x >> 2;
+    end
+    top_bit[0] = x[1];
   endfunction
 
   // round(v / 2^s) to nearest even, v < 2^63.
