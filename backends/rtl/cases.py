@@ -75,7 +75,7 @@ MLP_MACHINE = dataclasses.replace(
 )
 MLP_CAPACITY = {**CAPACITY, "dram": 1 << 17}
 #: The benches' capacity on the default machine (bench/rtl_speed.py's GEMM and the example MLP
-#: of bench/rtl_cosim.py share one sixteen-tile build, which takes many minutes).
+#: of bench/rtl_cosim.py share one sixteen-tile build, a few minutes on two cores).
 BENCH_CAPACITY = {**CAPACITY, "dram": 1 << 20}
 
 
