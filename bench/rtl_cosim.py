@@ -4,12 +4,13 @@ Random programs (``bitmod.backends.rtl.cases``: every accelerated format, the th
 orders, odd M, N and K, ragged last groups, bias or none, INT8/INT4 activation matmuls,
 layers chained through DRAM) on the two small machines of ``cases.CONFIGS`` on Verilator (and
 the first ones on Icarus too), then the example MLP (examples/mlp) compiled by
-``bitmod.compile`` for ``cases.MLP_MACHINE`` (two tiles of 4x4), every program of its forward
-pass (a sixteen-tile Verilator build takes longer than a loaded 2-core box allowed here).
+``bitmod.compile`` for ``cases.MLP_MACHINE`` (two tiles of 4x4) and for the default machine
+(sixteen tiles of 8x8, 512 KiB buffers: the design of ``bench/rtl_speed.py``'s sixteen-tile
+GEMM, whose build it shares with ``--work`` the same), every program of its forward pass.
 Prints one row per program and a summary; exits 1 on any disagreement.
 
-    python bench/rtl_cosim.py [--cases 100] [--icarus 20] [--no-mlp] [--work DIR]
-                              [--out bench/results/rtl_cosim.md]
+    python bench/rtl_cosim.py [--cases 100] [--icarus 20] [--mlp small default | --no-mlp]
+                              [--work DIR] [--out bench/results/rtl_cosim.md]
 """
 
 from __future__ import annotations
@@ -23,11 +24,23 @@ import time
 from collections import Counter
 from pathlib import Path
 
-from bitmod.backends.rtl.cases import CAPACITY, MLP_CAPACITY, MLP_MACHINE, random_case
+from bitmod.backends.rtl.cases import (
+    BENCH_CAPACITY,
+    CAPACITY,
+    MLP_CAPACITY,
+    MLP_MACHINE,
+    random_case,
+)
 from bitmod.backends.rtl.cosim import CosimResult, build, cosimulate
 from bitmod.backends.rtl.emit import emit_compiled, emit_design
+from bitmod.runtime.arch.hwconfig import HardwareConfig
 
 EXAMPLES = Path(__file__).resolve().parents[1] / "examples"
+#: The example MLP's machines: (label, machine, design capacity)
+MLP_MACHINES = {
+    "small": ("2 tiles of 4x4", MLP_MACHINE, MLP_CAPACITY),
+    "default": ("16 tiles of 8x8", HardwareConfig(), BENCH_CAPACITY),
+}
 
 
 def _row(name: str, simulator: str, result: CosimResult, seconds: float) -> dict:
@@ -60,7 +73,7 @@ def random_programs(work: Path, cases: int, icarus: int) -> list[dict]:
     return rows
 
 
-def mlp(work: Path) -> list[dict]:
+def mlp(work: Path, machine: str) -> list[dict]:
     import bitmod
 
     spec = importlib.util.spec_from_file_location("make_mlp", EXAMPLES / "mlp" / "make_mlp.py")
@@ -68,15 +81,16 @@ def mlp(work: Path) -> list[dict]:
     make_mlp = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(make_mlp)
     model, example = make_mlp.build()
-    compiled = bitmod.compile(model, example, dtype="bitmod3", group_size=64, hardware=MLP_MACHINE)
-    root = work / "mlp"
+    label, config, capacity = MLP_MACHINES[machine]
+    compiled = bitmod.compile(model, example, dtype="bitmod3", group_size=64, hardware=config)
+    root = work / f"mlp_{machine}"
     shutil.rmtree(root, ignore_errors=True)
     rows = []
-    for design in emit_compiled(compiled, (example,), root, capacity=MLP_CAPACITY):
+    for design in emit_compiled(compiled, (example,), root, capacity=capacity):
         binary = build(design.directory, "verilator", cache=work / "builds")
         started = time.perf_counter()
         result = cosimulate(design.directory, "verilator", binary=binary)
-        name = f"examples/mlp {design.directory.name} (bitmod3 G64, 2 tiles of 4x4)"
+        name = f"examples/mlp {design.directory.name} (bitmod3 G64, {label})"
         rows.append(_row(name, "verilator", result, time.perf_counter() - started))
         print(_line(rows[-1]), file=sys.stderr, flush=True)
     return rows
@@ -115,13 +129,17 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--cases", type=int, default=100, help="random programs on Verilator")
     parser.add_argument("--icarus", type=int, default=20, help="of them, also on Icarus")
-    parser.add_argument("--no-mlp", dest="mlp", action="store_false")
+    parser.add_argument(
+        "--mlp", nargs="*", choices=sorted(MLP_MACHINES), default=["small", "default"],
+        help="the example MLP's machines (default both)",
+    )  # fmt: skip
+    parser.add_argument("--no-mlp", dest="mlp", action="store_const", const=[])
     parser.add_argument("--work", type=Path, default=Path("build/rtl_cosim"))
     parser.add_argument("--out", type=Path, help="also write the table (markdown) here")
     args = parser.parse_args(argv)
     rows = random_programs(args.work, args.cases, args.icarus)
-    if args.mlp:
-        rows += mlp(args.work)
+    for machine in args.mlp:
+        rows += mlp(args.work, machine)
     text = table(rows)
     print(text)
     if args.out:

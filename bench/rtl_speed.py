@@ -9,8 +9,9 @@ writing the outputs). Both must give bit-identical outputs and the same cycles (
 
     python bench/rtl_speed.py [--runs 1 16] [--work DIR] [--out bench/results/rtl_speed.md]
 
-``--work`` keeps the designs and their builds (a sixteen-tile build takes 10-20 minutes on
-two cores); a rerun reuses a build whose sources did not change.
+``--work`` keeps the designs and their builds (the sixteen-tile build took 168 s with two
+jobs on a loaded 2-core box, docs/rtl.md "Build size"); a rerun reuses a build whose sources
+did not change.
 """
 
 from __future__ import annotations

@@ -60,7 +60,14 @@ CONFIGS = {
     ),
 }
 #: Design capacity every case fits (so one build per machine runs them all).
-CAPACITY = {"dram": 1 << 16, "image": 1 << 11, "descriptors": 8, "strings": 8, "instructions": 64}
+CAPACITY = {
+    "dram": 1 << 16,
+    "image": 1 << 11,
+    "descriptors": 8,
+    "strings": 8,
+    "instructions": 64,
+    "output_units": 128,
+}
 #: The example MLP's machine in the co-simulation test and bench (two tiles of 4x4, buffers for
 #: its 64-wide layers) and a capacity its three programs fit.
 MLP_MACHINE = dataclasses.replace(
@@ -68,7 +75,7 @@ MLP_MACHINE = dataclasses.replace(
 )
 MLP_CAPACITY = {**CAPACITY, "dram": 1 << 17}
 #: The benches' capacity on the default machine (bench/rtl_speed.py's GEMM and the example MLP
-#: of bench/rtl_cosim.py share one sixteen-tile build, which takes many minutes).
+#: of bench/rtl_cosim.py share one sixteen-tile build, a few minutes on two cores).
 BENCH_CAPACITY = {**CAPACITY, "dram": 1 << 20}
 
 

@@ -23,9 +23,15 @@ from bitmod.runtime.arch.hwconfig import HardwareConfig
 from bitmod.runtime.isa import IsaError, Program
 from bitmod.runtime.storage.archive import ParamArchive
 
-__all__ = ["CosimError", "CosimResult", "RtlRun", "build", "cosimulate", "run_rtl"]
+__all__ = ["CosimError", "CosimResult", "RtlRun", "build", "cosimulate", "lint", "run_rtl"]
 
 SIMULATORS = ("verilator", "icarus")
+#: Verilator's options for the library (its lint warnings are style, widths and the memory
+#: model's blocking writes; they are not errors of the design).
+VERILATOR_OPTIONS = (
+    "-Wno-fatal", "-Wno-lint", "-Wno-style", "-Wno-WIDTH", "-Wno-BLKSEQ", "--top-module",
+    "bitmod_tb",
+)  # fmt: skip
 #: The controller's error codes (bitmod_controller.sv).
 ERROR_CODES = {
     1: "truncated image",
@@ -48,6 +54,10 @@ ERROR_CODES = {
     18: "block overflows its buffer",
     19: "weight format differs from cfg.fmt",
     20: "Inf/NaN activation",
+    21: "the program ends without halt",
+    22: "an output block stored a second time",
+    23: "an output element never stored",
+    24: "the group accumulator can overflow (G x max term sum > 2^20)",
 }
 
 
@@ -146,8 +156,10 @@ def build(
         if shutil.which("verilator") is None:
             raise CosimError("verilator is not installed")
         command = [
-            "verilator", "--binary", "--timing", "-j", str(jobs), "-Wno-fatal", "-Wno-lint",
-            "-Wno-style", "-Wno-WIDTH", "-Wno-BLKSEQ", "--top-module", "bitmod_tb",
+            "verilator", "--binary", "--timing", "-j", str(jobs), *VERILATOR_OPTIONS,
+            # functions of at most ~2,000 statements: g++ takes superlinear time on the
+            # 100,000-line ones a sixteen-tile design has otherwise
+            "--output-split-cfuncs", "2000",
             "--Mdir", str(out), "-o", "bitmod_tb", *map(str, files),
         ]  # fmt: skip
     else:
@@ -166,6 +178,22 @@ def build(
     if result.returncode != 0:
         raise CosimError(f"{simulator} build failed:\n{(result.stdout + result.stderr)[-4000:]}")
     return _binary(directory, simulator)
+
+
+def lint(directory: str | Path) -> str:
+    """Elaborate the design in ``directory`` with ``verilator --lint-only`` (every module,
+    parameter and width of the machine it was emitted for, without building it); its
+    messages. CosimError if Verilator finds an error."""
+    directory = Path(directory)
+    if shutil.which("verilator") is None:
+        raise CosimError("verilator is not installed")
+    files = [directory / line for line in (directory / "files.f").read_text().split()]
+    command = ["verilator", "--lint-only", "--timing", *VERILATOR_OPTIONS, *map(str, files)]
+    result = subprocess.run(command, capture_output=True, text=True, cwd=directory)
+    text = result.stdout + result.stderr
+    if result.returncode != 0 or "%Error" in text:
+        raise CosimError(f"verilator --lint-only failed:\n{text[-4000:]}")
+    return text
 
 
 def run_rtl(

@@ -52,6 +52,7 @@ __all__ = [
     "emit_module",
     "machine_config",
     "source_files",
+    "store_units",
     "test_inputs",
     "tiled_config",
 ]
@@ -264,6 +265,17 @@ def _power_of_two(n: int, least: int = 64) -> int:
     return size
 
 
+def store_units(program: Program, config: HardwareConfig) -> int:
+    """The bits of the controller's store bitmap the program's outputs take: per output tensor
+    ``⌈M / ROWS⌉ · ⌈N / (COLS · TILES)⌉`` units (docs/rtl.md, "The controller")."""
+    shapes: dict[str, tuple[int, int]] = {}
+    for index, d in enumerate(program.descriptors):
+        if d.kind is DescKind.OUT:
+            shapes.setdefault(program.descriptor_name(index), (d.dim0, d.dim1))
+    columns = config.cols * config.tiles
+    return sum(-(-m // config.rows) * -(-n // columns) for m, n in shapes.values())
+
+
 def testbench(sizes: dict[str, int]) -> str:
     """The test bench top (SystemVerilog) of a design: the same for every program that fits
     its capacity (the images, the image length and the output regions are files)."""
@@ -300,7 +312,7 @@ module bitmod_tb;
     .DRAM_DEN(bitmod_cfg_pkg::DRAM_DEN), .PIPE(bitmod_cfg_pkg::MAC_PIPELINE_CYCLES),
     .DRAM_BYTES({sizes["dram"]}), .IMAGE_BYTES({sizes["image"]}),
     .MAX_DESC({sizes["descriptors"]}), .MAX_STRINGS({sizes["strings"]}),
-    .MAX_INSTR({sizes["instructions"]})
+    .MAX_INSTR({sizes["instructions"]}), .MAX_OUT_UNITS({sizes["output_units"]})
   ) dut (
     .clk(clk), .rst(rst), .image_length(image_length[0]), .done(), .error(),
     .error_code(), .error_where(), .boot_cycles(), .cycles(), .cycles_compute(),
@@ -349,7 +361,8 @@ def emit_design(
     """Write the design of ``program`` on ``memory`` into ``directory`` (a new directory).
 
     ``image`` replaces the program's encoding (a corrupted image for the refusal tests).
-    ``capacity`` (keys ``dram``, ``image``, ``descriptors``, ``strings``, ``instructions``)
+    ``capacity`` (keys ``dram``, ``image``, ``descriptors``, ``strings``, ``instructions``,
+    ``output_units``: see :func:`store_units`)
     sizes the design's memories and tables instead of the program, so that one build runs
     every program that fits (the image's length is read from ``image_length.hex``).
     """
@@ -366,6 +379,7 @@ def emit_design(
         "descriptors": max(1, len(program.descriptors)),
         "strings": max(1, len(program.strings)),
         "instructions": max(1, len(program.instructions)),
+        "output_units": max(1, store_units(program, config)),
     }
     sizes = dict(capacity or needed)
     too_small = [key for key in needed if sizes.get(key, 0) < needed[key]]
@@ -552,6 +566,7 @@ def emit_compiled(
         "descriptors": max(len(p.descriptors) for p, *_ in images),
         "strings": max(len(p.strings) for p, *_ in images),
         "instructions": max(len(p.instructions) for p, *_ in images),
+        "output_units": max(1, *(store_units(p, machine.config) for p, *_ in images)),
     }
     parent = directory.parent
     parent.mkdir(parents=True, exist_ok=True)

@@ -15,6 +15,7 @@ module bitmod_accel #(
   parameter int MAX_DESC = 64,
   parameter int MAX_STRINGS = 64,
   parameter int MAX_INSTR = 4096,
+  parameter int MAX_OUT_UNITS = 1024,
   parameter int PIPE = 4,
   localparam int COLUMNS = COLS * TILES,
   localparam int SV_BITS = bitmod_arith_pkg::SV_BITS,
@@ -62,7 +63,7 @@ module bitmod_accel #(
     .ROWS(ROWS), .COLS(COLS), .TILES(TILES), .ACT_BUFFER_BYTES(ACT_BUFFER_BYTES),
     .WEIGHT_BUFFER_BYTES(WEIGHT_BUFFER_BYTES), .MAX_BLOCK_ROWS(MAX_BLOCK_ROWS),
     .DRAM_NUM(DRAM_NUM), .DRAM_DEN(DRAM_DEN), .IMAGE_BYTES(IMAGE_BYTES), .MAX_DESC(MAX_DESC),
-    .MAX_STRINGS(MAX_STRINGS), .MAX_INSTR(MAX_INSTR)
+    .MAX_STRINGS(MAX_STRINGS), .MAX_INSTR(MAX_INSTR), .MAX_OUT_UNITS(MAX_OUT_UNITS)
   ) controller (
     .clk(clk), .rst(rst), .image_length(image_length), .running(running), .halted(halted),
     .error(error), .error_code(error_code), .error_where(error_where),

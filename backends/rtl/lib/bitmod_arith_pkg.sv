@@ -16,12 +16,33 @@ package bitmod_arith_pkg;
   localparam int SV_BITS = 16;       // special values (int16)
   localparam int BOOTH_BITS = 10;    // a 9-bit asymmetric difference q - z, and its sign
 
-  // Position of the most significant set bit (0 when v is 0).
+  // Position of the most significant set bit (0 when v is 0): a binary search, six halvings
+  // (as a loop over the 64 bits, Verilator emits 64 branches at each of its ~30 uses a tile).
   function automatic logic [6:0] top_bit(input logic [63:0] v);
+    logic [63:0] x;
+    x = v;
     top_bit = '0;
-    for (int i = 0; i < 64; i++) begin
-      if (v[i]) top_bit = 7'(i);
+    if (x[63:32] != 32'd0) begin
+      top_bit[5] = 1'b1;
+      x = x >> 32;
     end
+    if (x[31:16] != 16'd0) begin
+      top_bit[4] = 1'b1;
+      x = x >> 16;
+    end
+    if (x[15:8] != 8'd0) begin
+      top_bit[3] = 1'b1;
+      x = x >> 8;
+    end
+    if (x[7:4] != 4'd0) begin
+      top_bit[2] = 1'b1;
+      x = x >> 4;
+    end
+    if (x[3:2] != 2'd0) begin
+      top_bit[1] = 1'b1;
+      x = x >> 2;
+    end
+    top_bit[0] = x[1];
   endfunction
 
   // round(v / 2^s) to nearest even, v < 2^63.
@@ -105,6 +126,96 @@ package bitmod_arith_pkg;
     if (magnitude == 64'd0) fix_to_fp32 = 32'd0;
     else if (kept[24]) fix_to_fp32 = {product[PRODUCT_BITS-1], exponent[7:0], 23'd0};
     else fix_to_fp32 = {product[PRODUCT_BITS-1], exponent[7:0], kept[22:0]};
+  endfunction
+
+  // The PE's registers as one state word, and one clock edge of the PE (bitmod_pe is one of
+  // them; bitmod_tile keeps an array of them and steps it in a loop, so that a simulator
+  // compiles the PE once per tile rather than once per PE). Fields, LSB first:
+  localparam int PE_ACC_LO = 0;                               // A (stage A)
+  localparam int PE_D_LO = PE_ACC_LO + ACC_BITS;              // D (stage M), 17 bits signed
+  localparam int PE_SHIFT_LO = PE_D_LO + 17;                  // D's accumulator shift
+  localparam int PE_VALID_LO = PE_SHIFT_LO + SHIFT_BITS;      // stage M holds a term
+  localparam int PE_LAST_LO = PE_VALID_LO + 1;                // ... a group's last
+  localparam int PE_SCALE_M_LO = PE_LAST_LO + 1;              // the group's scale code (M)
+  localparam int PE_SCALE_Q_LO = PE_SCALE_M_LO + SB_MAX;      // ... in the dequantizer
+  localparam int PE_REMAINING_LO = PE_SCALE_Q_LO + SB_MAX;    // dequantizer cycles left
+  localparam int PE_READY_LO = PE_REMAINING_LO + 4;           // product final (a cycle late)
+  localparam int PE_GROUP_SUM_LO = PE_READY_LO + 1;           // the last group's A (tests)
+  localparam int PE_MULTIPLICAND_LO = PE_GROUP_SUM_LO + ACC_BITS;  // +-round24(A)
+  localparam int PE_PRODUCT_SHIFT_LO = PE_MULTIPLICAND_LO + PRODUCT_BITS;
+  localparam int PE_PRODUCT_LO = PE_PRODUCT_SHIFT_LO + SHIFT_BITS;
+  localparam int PE_STATE_BITS = PE_PRODUCT_LO + PRODUCT_BITS;
+
+  // The state after a clock edge with these inputs (bitmod_pe.sv describes the PE): stage M
+  // registers the step of the term presented now; stage A accumulates the registered step and,
+  // at the group's last term, hands A (rounded to 24 bits) to the dequantizer, which multiplies
+  // it by the scale code one bit a cycle, most significant first.
+  function automatic logic [PE_STATE_BITS-1:0] pe_next(
+      input logic [PE_STATE_BITS-1:0] state,
+      input logic              rst,
+      input logic              valid,       // a term cycle
+      input logic              last,        // ... the group's last
+      input logic [63:0]       act,
+      input logic [3:0]        w_sign,
+      input logic [15:0]       w_exp,
+      input logic [3:0]        w_man,
+      input logic [3:0]        bsig,
+      input logic [SB_MAX-1:0] scale_code,  // the group's, with `last`
+      input logic [3:0]        sb);
+    logic [ACC_BITS-1:0]     acc, sum;
+    logic [16:0]             d_m;
+    logic [SHIFT_BITS-1:0]   shift_m, rounded_shift;
+    logic                    valid_m, last_m, negative, scale_bit;
+    logic [SB_MAX-1:0]       scale_m, scale_q;
+    logic [3:0]              remaining;
+    logic [PRODUCT_BITS-1:0] multiplicand, product, widened;
+    logic [24:0]             mantissa;
+    logic [23:0]             step;
+    acc = state[PE_ACC_LO +: ACC_BITS];
+    d_m = state[PE_D_LO +: 17];
+    shift_m = state[PE_SHIFT_LO +: SHIFT_BITS];
+    valid_m = state[PE_VALID_LO];
+    last_m = state[PE_LAST_LO];
+    scale_m = state[PE_SCALE_M_LO +: SB_MAX];
+    scale_q = state[PE_SCALE_Q_LO +: SB_MAX];
+    remaining = state[PE_REMAINING_LO +: 4];
+    multiplicand = state[PE_MULTIPLICAND_LO +: PRODUCT_BITS];
+    product = state[PE_PRODUCT_LO +: PRODUCT_BITS];
+    sum = acc + (ACC_BITS'($signed(d_m)) << shift_m);
+    {negative, mantissa, rounded_shift} = round24(sum);
+    widened = {{(PRODUCT_BITS - 25){1'b0}}, mantissa};
+    scale_bit = scale_q[remaining - 4'd1];
+    pe_next = state;
+    if (rst) begin
+      pe_next[PE_ACC_LO +: ACC_BITS] = '0;
+      pe_next[PE_VALID_LO] = 1'b0;
+      pe_next[PE_LAST_LO] = 1'b0;
+      pe_next[PE_REMAINING_LO +: 4] = 4'd0;
+      pe_next[PE_READY_LO] = 1'b0;
+    end else begin
+      // stage M: the step
+      pe_next[PE_VALID_LO] = valid;
+      pe_next[PE_LAST_LO] = valid && last;
+      step = pe_step(act, w_sign, w_exp, w_man, bsig);
+      pe_next[PE_D_LO +: 17] = step[23:7];
+      pe_next[PE_SHIFT_LO +: SHIFT_BITS] = step[6:0];
+      if (valid && last) pe_next[PE_SCALE_M_LO +: SB_MAX] = scale_code;
+      // stage A: accumulate; at the group's end hand A to the dequantizer
+      if (valid_m) pe_next[PE_ACC_LO +: ACC_BITS] = last_m ? '0 : sum;
+      pe_next[PE_READY_LO] = remaining == 4'd1;
+      if (valid_m && last_m) begin
+        pe_next[PE_GROUP_SUM_LO +: ACC_BITS] = sum;
+        pe_next[PE_MULTIPLICAND_LO +: PRODUCT_BITS] = negative ? -widened : widened;
+        pe_next[PE_PRODUCT_SHIFT_LO +: SHIFT_BITS] = rounded_shift;
+        pe_next[PE_PRODUCT_LO +: PRODUCT_BITS] = '0;
+        pe_next[PE_SCALE_Q_LO +: SB_MAX] = scale_m;
+        pe_next[PE_REMAINING_LO +: 4] = sb;
+      end else if (remaining != 4'd0) begin
+        if (remaining == sb) pe_next[PE_PRODUCT_LO +: PRODUCT_BITS] = scale_bit ? -multiplicand : '0;
+        else pe_next[PE_PRODUCT_LO +: PRODUCT_BITS] = (product << 1) + (scale_bit ? multiplicand : '0);
+        pe_next[PE_REMAINING_LO +: 4] = remaining - 4'd1;
+      end
+    end
   endfunction
 
   // --- IEEE FP32 / FP16 --------------------------------------------------------------------

@@ -14,6 +14,18 @@
 // needs: addresses and sizes computed from the descriptors and the L / MR / KC registers,
 // the format registers, and the counts of earlier work the command must wait for (the
 // bookkeeping of runtime/emulator/machine.py's _Run, docs/rtl.md "Dependencies").
+//
+// Refused at run time as the emulator refuses them (docs/rtl.md, "Errors"): besides the blocks
+// and registers, a program that runs off the end of its code without halt, an output element
+// stored twice (at the st.out) or never (at halt), and a mac whose group sums could overflow
+// the group accumulator (G * max sum of |terms| of one weight > 2^20, runtime/arch/rules.py).
+//
+// Stores: an output tensor is kept as a bitmap of its store units, ROWS rows by the
+// COLS * TILES columns of a column block. Every st.out writes whole units (a block starts at a
+// multiple of MR, itself a multiple of ROWS, and its columns are one column block; only the
+// tensor's edge clips it), so the bitmap is exact: st.out checks and sets its units (at most
+// MAX_BLOCK_ROWS / ROWS bits), and a per-tensor count of set units equals the tensor's units at
+// halt unless an element was never stored.
 module bitmod_controller #(
   parameter int ROWS = 8,
   parameter int COLS = 8,
@@ -27,6 +39,7 @@ module bitmod_controller #(
   parameter int MAX_DESC = 64,
   parameter int MAX_STRINGS = 64,
   parameter int MAX_INSTR = 4096,
+  parameter int MAX_OUT_UNITS = 1024,  // store units of all output tensors (the bitmap)
   localparam int COLUMNS = COLS * TILES,
   localparam int SV_BITS = bitmod_arith_pkg::SV_BITS,
   localparam int LD_W = 1 + 9 * 32,
@@ -38,7 +51,7 @@ module bitmod_controller #(
   input  logic            rst,
   input  logic [31:0]     image_length,
   output logic            running,       // booted, executing
-  output logic            halted,        // executed halt (or ran off the code)
+  output logic            halted,        // executed halt
   output logic            error,
   output logic [7:0]      error_code,
   output logic [31:0]     error_where,   // byte offset (boot) or instruction index
@@ -63,7 +76,8 @@ module bitmod_controller #(
       E_OPCODE = 8'd8, E_RESERVED_BITS = 8'd9, E_FIELD = 8'd10, E_LOOPS = 8'd11,
       E_LEVEL = 8'd12, E_DESC_REF = 8'd13, E_CAPACITY = 8'd14, E_GEOMETRY = 8'd15,
       E_MBLOCK = 8'd16, E_OUTSIDE = 8'd17, E_OVERFLOW = 8'd18, E_FORMAT = 8'd19,
-      E_ACTIVATION = 8'd20;
+      E_ACTIVATION = 8'd20, E_NO_HALT = 8'd21, E_STORED_TWICE = 8'd22, E_NOT_STORED = 8'd23,
+      E_ACCUMULATOR = 8'd24;
   localparam logic [3:0] NO_LEVEL = 4'(bsisa_pkg::NO_LEVEL);
   localparam logic [15:0] NO_BIAS = 16'(bsisa_pkg::NO_BIAS);
 
@@ -124,6 +138,9 @@ module bitmod_controller #(
   for (genvar b = 0; b < TAIL_BYTES; b++) begin : descriptor_tail
     assign d_tail[8*b +: 8] = image[position + bsisa_pkg::DESCRIPTOR_RESERVED_TAIL_OFFSET + b];
   end
+  logic [31:0] d_row_units, d_units;  // an output's store units (ROWS x COLUMNS)
+  assign d_row_units = (d_dim0 + 32'(ROWS) - 32'd1) / 32'(ROWS);
+  assign d_units = d_row_units * ((d_dim1 + 32'(COLUMNS) - 32'd1) / 32'(COLUMNS));
   assign d_reserved_zero = image[position + bsisa_pkg::DESCRIPTOR_RESERVED_OFFSET] == 8'd0
       && d_tail == '0;
   // one format decoder, shared: the descriptor checked at boot, the cfg.fmt word, the weight
@@ -274,6 +291,15 @@ module bitmod_controller #(
   logic [31:0] last_load [MAX_STRINGS];
   logic [31:0] out_store [2];
   logic        out_slot, pending_clear;
+  // the stores' bitmap: per tensor (string) its first unit, units per column block (row units)
+  // and in all, and the units stored so far
+  logic [MAX_OUT_UNITS-1:0] stored;
+  logic [MAX_STRINGS-1:0]   is_output;
+  logic [31:0] out_base [MAX_STRINGS];
+  logic [31:0] out_row_units [MAX_STRINGS];
+  logic [31:0] out_units [MAX_STRINGS];
+  logic [31:0] out_stored [MAX_STRINGS];
+  logic [31:0] units_used;
   // the newest blocks, for the mac
   logic [31:0] act_base, act_stride, act_rows, act_k0;
   logic [31:0] w_base, w_stride, w_channels, w_k0, w_k, w_col0, w_meta_byte;
@@ -371,6 +397,42 @@ module bitmod_controller #(
       desc_base[f_desc] + 32'd2 * (store_row0 * store_n + store_col0),     // dst
       32'd2 * store_n, 32'd2 * drained_cols, drained_rows, store_cycles[31:0]};
 
+  // st.out: its units (row units from MR * L_row, one column block), checked and set at issue
+  logic [31:0] st_tensor, st_unit0, st_units, st_col_unit, st_first;
+  logic [MAX_OUT_UNITS-1:0] st_mask;
+  logic        st_outside, st_twice;
+  logic [MAX_STRINGS-1:0] unstored;
+  assign st_tensor = desc_name[f_desc];
+  assign st_unit0 = store_row0 / 32'(ROWS);
+  assign st_units = (drained_rows + 32'(ROWS) - 32'd1) / 32'(ROWS);
+  assign st_col_unit = (f_col_lvl == NO_LEVEL) ? 32'd0 : loops[f_col_lvl[2:0]];
+  assign st_first = out_base[st_tensor] + st_col_unit * out_row_units[st_tensor] + st_unit0;
+  assign st_outside = st_unit0 + st_units > out_row_units[st_tensor]
+      || (st_col_unit + 32'd1) * out_row_units[st_tensor] > out_units[st_tensor];
+  assign st_mask = ((MAX_OUT_UNITS'(1) << st_units) - MAX_OUT_UNITS'(1)) << st_first;
+  assign st_twice = (stored & st_mask) != '0;
+  for (genvar t = 0; t < MAX_STRINGS; t++) begin : store_counts
+    assign unstored[t] = is_output[t] && out_stored[t] != out_units[t];
+  end
+
+  // mac: the group accumulator's bound, G * max(TERM_SUM[fmt], max |SV|) <= GROUP_TERM_LIMIT
+  // (bitmod_fmt_pkg, from runtime/arch/rules.py): the SV register's entries are weights of
+  // magnitude |SV[i]| for a format that reads it (an unset entry is 0, below every TERM_SUM)
+  function automatic logic [16:0] sv_magnitude(input logic [15:0] v);
+    sv_magnitude = v[15] ? 17'd0 - {v[15], v} : {1'b0, v};
+  endfunction
+  logic [16:0] sv_largest, sv01, sv23;
+  logic [31:0] fmt_term_sum, term_bound;
+  logic        accumulator_ok;
+  assign sv01 = (sv_magnitude(sv[0]) > sv_magnitude(sv[1])) ? sv_magnitude(sv[0]) : sv_magnitude(sv[1]);
+  assign sv23 = (sv_magnitude(sv[2]) > sv_magnitude(sv[3])) ? sv_magnitude(sv[2]) : sv_magnitude(sv[3]);
+  assign sv_largest = (sv01 > sv23) ? sv01 : sv23;
+  assign fmt_term_sum = (32'(fmt) < bitmod_fmt_pkg::N_FORMATS)
+      ? 32'(bitmod_fmt_pkg::TERM_SUM[fmt * bitmod_fmt_pkg::TERM_SUM_W +: bitmod_fmt_pkg::TERM_SUM_W])
+      : 32'd0;
+  assign term_bound = (probe_sv && 32'(sv_largest) > fmt_term_sum) ? 32'(sv_largest) : fmt_term_sum;
+  assign accumulator_ok = 64'(group_size) * 64'(term_bound) <= 64'(bitmod_fmt_pkg::GROUP_TERM_LIMIT);
+
   // what the machine refuses at run time (a subset of runtime/emulator/machine.py's checks)
   function automatic logic [7:0] run_time_check(
       input logic [63:0] w, input logic [31:0] start, input logic [31:0] rows_or_channels,
@@ -394,15 +456,20 @@ module bitmod_controller #(
       else if (format_differs) run_time_check = E_FORMAT;
     end
   endfunction
-  logic [7:0] run_check;
-  assign run_check = run_time_check(word, start_index, dim0, k0, dim1, block_bytes, capacity,
+  logic [7:0] block_check, run_check;
+  assign block_check = run_time_check(word, start_index, dim0, k0, dim1, block_bytes, capacity,
       is_weight && (desc_fmt[f_desc] != fmt || desc_sb[f_desc] != sb
                     || desc_group[f_desc] != group_size));
+  assign run_check = (block_check != 8'd0) ? block_check
+      : (opcode == bsisa_pkg::OP_MAC && !accumulator_ok) ? E_ACCUMULATOR
+      : (opcode == bsisa_pkg::OP_ST_OUT && st_outside) ? E_OUTSIDE
+      : (opcode == bsisa_pkg::OP_ST_OUT && st_twice) ? E_STORED_TWICE
+      : (opcode == bsisa_pkg::OP_HALT && unstored != '0) ? E_NOT_STORED : 8'd0;
   assign ld_issue = execute && run_check == 8'd0
       && (opcode == bsisa_pkg::OP_LD_ACT || opcode == bsisa_pkg::OP_LD_WGT);
-  assign pe_issue = execute && opcode == bsisa_pkg::OP_MAC;
-  assign dr_issue = execute && opcode == bsisa_pkg::OP_DRAIN;
-  assign st_issue = execute && opcode == bsisa_pkg::OP_ST_OUT;
+  assign pe_issue = execute && run_check == 8'd0 && opcode == bsisa_pkg::OP_MAC;
+  assign dr_issue = execute && run_check == 8'd0 && opcode == bsisa_pkg::OP_DRAIN;
+  assign st_issue = execute && run_check == 8'd0 && opcode == bsisa_pkg::OP_ST_OUT;
 
   always_ff @(posedge clk) begin
     if (rst) begin
@@ -427,6 +494,11 @@ module bitmod_controller #(
       out_store[1] <= 32'd0;
       out_slot <= 1'b0;
       pending_clear <= 1'b0;
+      stored <= '0;
+      is_output <= '0;
+      units_used <= 32'd0;
+      drained_rows <= 32'd0;
+      drained_cols <= 32'd0;
       block_rows <= 32'(ROWS);
       kchunk <= 32'd1;
       group_size <= 32'd4;
@@ -495,7 +567,19 @@ module bitmod_controller #(
             index <= 32'd0;
             phase <= B_CODE;
           end else if (!d_ok) fail(E_DESCRIPTOR, position);
+          else if (d_kind == 8'(bsisa_pkg::DESC_KIND_OUT) && !is_output[d_name]
+                   && units_used + d_units > 32'(MAX_OUT_UNITS))
+            fail(E_CAPACITY, position);
           else begin
+            if (d_kind == 8'(bsisa_pkg::DESC_KIND_OUT) && !is_output[d_name]) begin
+              // the tensor's first out descriptor places its store bitmap
+              is_output[d_name] <= 1'b1;
+              out_base[d_name] <= units_used;
+              out_row_units[d_name] <= d_row_units;
+              out_units[d_name] <= d_units;
+              out_stored[d_name] <= 32'd0;
+              units_used <= units_used + d_units;
+            end
             desc_name[index] <= d_name;
             desc_kind[index] <= d_kind;
             desc_fmt[index] <= d_fmt;
@@ -528,7 +612,7 @@ module bitmod_controller #(
         end
         B_RUN: begin
           if (act_error) fail_at(E_ACTIVATION, pc);
-          else if (!halted && !error && pc >= n_instr) halted <= 1'b1;  // the end is a halt
+          else if (!halted && !error && pc >= n_instr) fail_at(E_NO_HALT, n_instr);
           else if (execute && run_check != 8'd0) fail_at(run_check, pc);
           else if (execute) run_instruction();
         end
@@ -616,6 +700,8 @@ module bitmod_controller #(
       bsisa_pkg::OP_ST_OUT: begin
         issued_stores <= issued_stores + 32'd1;
         out_store[out_slot] <= issued_stores + 32'd1;
+        stored <= stored | st_mask;
+        out_stored[st_tensor] <= out_stored[st_tensor] + st_units;
         last_store[desc_name[f_desc]] <= issued_stores + 32'd1;
       end
       default: ;

@@ -28,56 +28,17 @@ module bitmod_pe (
   output logic                                     product_ready,
   output logic [bitmod_arith_pkg::ACC_BITS-1:0]    group_sum    // the last group's A (tests)
 );
-  localparam int ACC_BITS = bitmod_arith_pkg::ACC_BITS;
-  localparam int PRODUCT_BITS = bitmod_arith_pkg::PRODUCT_BITS;
-
-  logic signed [16:0] d, d_m;
-  logic [6:0]         shift, shift_m;
-  logic               valid_m, last_m;
-  logic [bitmod_arith_pkg::SB_MAX-1:0] scale_m, scale_q;
-  logic [ACC_BITS-1:0] acc, sum;
-  logic               negative;
-  logic [24:0]        mantissa;
-  logic [6:0]         rounded_shift;
-  logic [PRODUCT_BITS-1:0] multiplicand, widened;
-  logic [3:0]         remaining;
-  logic               scale_bit;
-
-  assign {d, shift} = bitmod_arith_pkg::pe_step(act, w_sign, w_exp, w_man, bsig);
-  assign sum = acc + (ACC_BITS'($signed(d_m)) << shift_m);
-  assign {negative, mantissa, rounded_shift} = bitmod_arith_pkg::round24(sum);
-  assign widened = {{(PRODUCT_BITS - 25){1'b0}}, mantissa};
-  assign scale_bit = scale_q[remaining - 4'd1];
+  // the registers: one state word, stepped by bitmod_arith_pkg::pe_next (the tile keeps an
+  // array of the same words)
+  logic [bitmod_arith_pkg::PE_STATE_BITS-1:0] state;
 
   always_ff @(posedge clk) begin
-    if (rst) begin
-      acc <= '0;
-      valid_m <= 1'b0;
-      last_m <= 1'b0;
-      remaining <= 4'd0;
-      product_ready <= 1'b0;
-    end else begin
-      // stage M: the step
-      valid_m <= valid;
-      last_m <= valid && last;
-      d_m <= d;
-      shift_m <= shift;
-      if (valid && last) scale_m <= scale_code;
-      // stage A: accumulate; at the group's end hand A to the dequantizer
-      if (valid_m) acc <= last_m ? '0 : sum;
-      product_ready <= remaining == 4'd1;
-      if (valid_m && last_m) begin
-        group_sum <= sum;
-        multiplicand <= negative ? -widened : widened;
-        product_shift <= rounded_shift;
-        product <= '0;
-        scale_q <= scale_m;
-        remaining <= sb;
-      end else if (remaining != 4'd0) begin
-        if (remaining == sb) product <= scale_bit ? -multiplicand : '0;
-        else product <= (product << 1) + (scale_bit ? multiplicand : '0);
-        remaining <= remaining - 4'd1;
-      end
-    end
+    state <= bitmod_arith_pkg::pe_next(
+        state, rst, valid, last, act, w_sign, w_exp, w_man, bsig, scale_code, sb);
   end
+
+  assign product = state[bitmod_arith_pkg::PE_PRODUCT_LO +: bitmod_arith_pkg::PRODUCT_BITS];
+  assign product_shift = state[bitmod_arith_pkg::PE_PRODUCT_SHIFT_LO +: 7];
+  assign product_ready = state[bitmod_arith_pkg::PE_READY_LO];
+  assign group_sum = state[bitmod_arith_pkg::PE_GROUP_SUM_LO +: bitmod_arith_pkg::ACC_BITS];
 endmodule

@@ -112,16 +112,26 @@ module bitmod_tile #(
     end
   end
 
-  for (genvar r = 0; r < ROWS; r++) begin : rows
-    for (genvar c = 0; c < COLS; c++) begin : cols
-      localparam int I = r * COLS + c;
-      bitmod_pe pe (
-        .clk(clk), .rst(rst), .valid(e_valid), .last(e_last), .act(e_act[64*r +: 64]),
-        .w_sign(e_sign[4*c +: 4]), .w_exp(e_exp[16*c +: 16]), .w_man(e_man[4*c +: 4]),
-        .bsig(e_bsig[4*c +: 4]), .scale_code(e_scale[SB_MAX*c +: SB_MAX]), .sb(sb),
-        .product(products[PRODUCT_BITS*I +: PRODUCT_BITS]),
-        .product_shift(product_shifts[7*I +: 7]), .product_ready(ready[I]), .group_sum());
+  // the PEs: ROWS x COLS bitmod_pe state words (bitmod_arith_pkg::pe_next), PE (r, c) at
+  // r * COLS + c, stepped in one loop (a simulator compiles its body once per tile; as
+  // instances of bitmod_pe, Verilator 5 emits the PE's code once per PE: 16 tiles of 8x8 made
+  // some 250 MB of C++)
+  localparam int N_PE = ROWS * COLS;
+  localparam int STATE = bitmod_arith_pkg::PE_STATE_BITS;
+  logic [N_PE*STATE-1:0] pe_state;
+  always_ff @(posedge clk) begin
+    for (int i = 0; i < N_PE; i++) begin
+      pe_state[STATE*i +: STATE] <= bitmod_arith_pkg::pe_next(
+          pe_state[STATE*i +: STATE], rst, e_valid, e_last, e_act[64*(i / COLS) +: 64],
+          e_sign[4*(i % COLS) +: 4], e_exp[16*(i % COLS) +: 16], e_man[4*(i % COLS) +: 4],
+          e_bsig[4*(i % COLS) +: 4], e_scale[SB_MAX*(i % COLS) +: SB_MAX], sb);
     end
+  end
+  for (genvar i = 0; i < N_PE; i++) begin : pes
+    assign products[PRODUCT_BITS*i +: PRODUCT_BITS] =
+        pe_state[STATE*i + bitmod_arith_pkg::PE_PRODUCT_LO +: PRODUCT_BITS];
+    assign product_shifts[7*i +: 7] = pe_state[STATE*i + bitmod_arith_pkg::PE_PRODUCT_SHIFT_LO +: 7];
+    assign ready[i] = pe_state[STATE*i + bitmod_arith_pkg::PE_READY_LO];
   end
 
   // the column accumulators serve PE 0 in the cycle its product is ready, then PE 1, ...
