@@ -168,13 +168,15 @@ def load_archive(ctx: BitmodContext, module: ModuleOp, base_dir: Path) -> None:
     """Load the archive ``module`` names (``bitmod.params``, relative to ``base_dir``) into
     ``ctx``, refusing one whose SHA-256 is not the module's ``bitmod.params_sha256``."""
     from bitmod.dialects.diagnostics import error_at
-    from bitmod.runtime.storage.archive import ArchiveError, ParamArchive
-    from bitmod.runtime.storage.fileio import file_sha256
     from xdsl.dialects.builtin import StringAttr
 
     attr = module.attributes.get(PARAMS_ATTR)
     if attr is None:
         return
+    # The archive (torch) only for a module that has one: tiling and lowering need no torch.
+    from bitmod.runtime.storage.archive import ArchiveError, ParamArchive
+    from bitmod.runtime.storage.fileio import file_sha256
+
     if not isinstance(attr, StringAttr):
         raise error_at(module, f"attribute {PARAMS_ATTR} must be a string (a file name)")
     path = base_dir / attr.data
