@@ -53,6 +53,7 @@ from bitmod.passes.context import BitmodContext, load_archive, make_context
 from bitmod.runtime.emulator.machine import Machine, MachineError
 from bitmod.runtime.storage.archive import ParamArchive
 from xdsl.dialects.builtin import (
+    ArrayAttr,
     BFloat16Type,
     DenseArrayBase,
     Float16Type,
@@ -576,13 +577,19 @@ def _broadcast(self: _Interpreter, op: Operation, args: list[Any]) -> torch.Tens
 
 
 def _product(self: _Interpreter, op: Operation, args: list[Any]) -> torch.Tensor:
-    """A product left on the host, in float (``C + A·B``)."""
+    """A product left on the host, in float: ``C + A·B`` as the op's indexing maps say."""
     lhs, rhs, init = args
     maps = op.properties.get("indexing_maps")
-    default = getattr(op, "get_default_indexing_maps", None)
-    if maps is not None and default is not None and list(maps.data) != list(default()):
-        raise _unsupported(op, "non-default indexing maps")
-    return (init + torch.matmul(lhs.to(init.dtype), rhs.to(init.dtype))).contiguous()
+    if not isinstance(maps, ArrayAttr):
+        raise _unsupported(op, "a product without indexing maps")
+    letters = []
+    for indexing in maps.data:
+        dims = _dims_of(indexing.data, op)
+        if not all(isinstance(d, int) for d in dims):
+            raise _unsupported(op, f"indexing map {indexing.data} (dims only)")
+        letters.append("".join(chr(ord("a") + int(d)) for d in dims))
+    product = torch.einsum(f"{letters[0]},{letters[1]}->{letters[2]}", lhs, rhs)
+    return (init + product.to(init.dtype)).contiguous()
 
 
 def _reshape(self: _Interpreter, op: Operation, args: list[Any]) -> torch.Tensor:
