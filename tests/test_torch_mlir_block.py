@@ -15,9 +15,10 @@ The result is checked against
   (torch-mlir's decomposed LayerNorm against PyTorch's fused kernel), so the blocks agree
   within the FP16 tolerance below (bit for bit in most cases);
 * a float64 re-implementation of the block with the archive's dequantized weights, the FP16
-  biases and the K/V values the machine quantized, within the FP16 rounding of the six
-  accelerated ops on the longest path (``6 · 3 · 2⁻¹¹ · max|y|``: each rounds its input and
-  output to FP16 and its PE datapath adds less than 2⁻¹¹ relative, to first order);
+  biases and the K/V values the machine quantized, within one FP16 step of the largest
+  output (``2⁻¹¹ · max|y|``; to first order the six accelerated ops on the longest path,
+  each rounding its input and output to FP16 with a PE datapath within 2⁻¹¹ relative, allow
+  ``6 · 3 · 2⁻¹¹ · max|y|``; measured: 0.18 to 0.27 · 2⁻¹¹ · max|y|);
 * the float model itself, within a quantization tolerance measured with margin (INT8
   weights: INT8 K/V < 0.5 %, INT4 K/V < 2 % relative error, INT4 worse than INT8).
 
@@ -241,7 +242,10 @@ def test_the_block_agrees_with_a_float64_reimplementation(lowered: Lowered) -> N
     run = run_function(ctx, module, [lowered.x], record=True)
     expected = _reference(lowered, ctx.archive, run.records)
     y = run.outputs[0].double()
-    tolerance = 6 * 3 * 2.0**-11 * float(expected.abs().max())
+    # First order, the six FP16-rounding ops allow 6 * 3 * 2^-11 * max|y|; measured here are
+    # 0.18..0.27 * 2^-11 * max|y| (later ops damp earlier roundings), so one FP16 step of the
+    # largest output is the bound.
+    tolerance = 2.0**-11 * float(expected.abs().max())
     assert float((y - expected).abs().max()) < tolerance
 
 
@@ -352,3 +356,18 @@ def test_what_the_runner_cannot_run_is_one_located_error(tmp_path: Path) -> None
     )
     with pytest.raises(ModuleRunError, match="no function @forward .functions: @main."):
         run_function(ctx, module, [torch.ones(2)], function="forward")
+
+
+def test_a_saved_bundles_ir_takes_the_whole_pipeline(tmp_path: Path) -> None:
+    # bitmod.compile writes its attention operands in the same run-time form, so its saved
+    # model.mlir now lowers through bitmod-quantize too (it used to stop there).
+    torch.manual_seed(5)
+    model, x = Block(40, 5).eval(), torch.randn(1, 7, 40)
+    bundle = bitmod.compile(model, (x,), dtype="bitmod3").save(tmp_path / "bundle")
+    out = tmp_path / "lowered.mlir"
+    pipeline = "bitmod-quantize,bitmod-tile,bitmod-lower-to-isa"
+    assert main([str(bundle / "model.mlir"), "-p", pipeline, "-o", str(out)]) == 0
+    text = out.read_text()
+    assert text.count("bsisa.launch") == 6
+    assert text.count("weight @") == 2  # the two launches that bind K / V
+    assert 'qweight "matmul0.rhs"' in text and 'qweight "matmul1.rhs"' in text
