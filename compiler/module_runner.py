@@ -29,6 +29,7 @@ from __future__ import annotations
 
 import itertools
 import math
+from collections import ChainMap
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -51,6 +52,7 @@ from bitmod.dialects.bsisa import DrainOp, HaltOp, LaunchOp, ProgramOp, TensorRe
 from bitmod.dialects.diagnostics import DiagnosticError
 from bitmod.passes.context import BitmodContext, load_archive, make_context
 from bitmod.runtime.emulator.machine import Machine, MachineError
+from bitmod.runtime.isa import DescKind
 from bitmod.runtime.storage.archive import ParamArchive
 from xdsl.dialects.builtin import (
     ArrayAttr,
@@ -216,6 +218,8 @@ _UNARY: dict[str, Callable[[torch.Tensor], torch.Tensor]] = {
     "linalg.tanh": torch.tanh,
     "linalg.erf": torch.erf,
 }
+_NAMED_ELEMENTWISE = frozenset(n for n in (*_BINARY, *_UNARY) if n.startswith("linalg."))
+"""``linalg.add`` & co.: ``ins`` elementwise into ``outs`` (the last operand)."""
 _CASTS = (
     "arith.extf",
     "arith.truncf",
@@ -371,15 +375,10 @@ def _run_generic(op: Operation, env: Mapping[SSAValue, Any], run_block: _BlockRu
 
         outputs = run_block(block, [*ins, *outputs], env, index_of)
     results = []
-    for value, space, indexing, result in zip(
-        values[n_inputs:], outputs, maps[n_inputs:], op.results, strict=True
-    ):
-        shape = _static_shape(result, op)
-        dtype = _value_dtype(result, op)
-        full = torch.as_tensor(space).to(dtype)
-        space_shape = [1 if d in reduced else sizes[d] for d in range(rank)]
-        results.append(_from_space(full.expand(space_shape), indexing, shape, op))
-        del value
+    space_shape = [1 if d in reduced else sizes[d] for d in range(rank)]
+    for space, indexing, result in zip(outputs, maps[n_inputs:], op.results, strict=True):
+        full = torch.as_tensor(space).to(_value_dtype(result, op)).expand(space_shape)
+        results.append(_from_space(full, indexing, _static_shape(result, op), op))
     return results
 
 
@@ -429,7 +428,9 @@ class _Accelerator:
             assert desc is not None
             return desc.tensor.data
 
-        weights = [program.strings[d.name] for d in program.descriptors if d.kind.name == "QWEIGHT"]
+        weights = [
+            program.strings[d.name] for d in program.descriptors if d.kind is DescKind.QWEIGHT
+        ]
         binding = Binding(
             tensor_of(launch.act_desc),
             weights[0],
@@ -498,7 +499,9 @@ class _Interpreter:
     ) -> list[Any]:
         """Run ``block`` with ``args``; values of enclosing blocks come from ``outer``. The
         operands of its terminator are the result."""
-        env: dict[SSAValue, Any] = dict(outer)
+        # A body sees the values of the blocks around it (a generic's captured scalars); the
+        # chain keeps a reduction step from copying them.
+        env: ChainMap[SSAValue, Any] = ChainMap({}, outer)  # type: ignore[arg-type]
         for arg, value in zip(block.args, args, strict=True):
             env[arg] = value
         for op in block.ops:
@@ -527,7 +530,7 @@ class _Interpreter:
             return [index_of(dim.value.data)]
         if name == "linalg.generic":
             return _run_generic(op, env, self._generic_body)
-        if name.startswith("linalg.") and name in _BINARY | _UNARY:
+        if name in _NAMED_ELEMENTWISE:
             ins = args[: len(args) - 1]
             value = _scalar_op(op, ins)
             assert value is not None
