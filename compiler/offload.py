@@ -55,7 +55,9 @@ __all__ = [
     "QuantPlan",
     "plan_groups",
     "quantize_rows",
+    "run_linear_program",
     "run_op",
+    "run_runtime_quantized",
     "to_fp16",
 ]
 
@@ -304,61 +306,125 @@ def run_op(
                 f"{list(op.input_shapes[0])}"
             )
         act = _pad_k(to_fp16(x.reshape(m, k), f"op '{op.name}' input"), plan.k_padded)
-        inputs: dict[str, Any] = {binding.act: act.numpy()}
-        if binding.bias is not None:
-            assert bias16 is not None
-            inputs[binding.bias] = bias16.numpy()
-        if fast is not None:
-            stats.add(fast.report(op.name, program, archive, inputs))
-            prepared = fast.prepared(binding.weight, archive)
-            out = fast.gemm.run(prepared, act, bias16).cpu()
-        else:
-            result = machine.run(program, archive, inputs)
-            stats.add(result.report)
-            out = torch.from_numpy(np.array(result.outputs[binding.out]))
-        if records is not None:
-            records.append(OpRecord(op.name, 0, act, None, out))
-        _check_finite_output(op, out)
+        out = run_linear_program(
+            op.name,
+            program,
+            binding,
+            act,
+            bias16,
+            machine=machine,
+            archive=archive,
+            stats=stats,
+            records=records,
+            fast=fast,
+        )
         return out.to(out_dtype).reshape(op.output_shape)
 
     a, b = operands
     batch = op.batch_shape
     a = a.expand(*batch, m, k).reshape(-1, m, k)
     b = b.expand(*batch, k, n).reshape(-1, k, n)
-    runs = a.shape[0]
-    # W = Bᵀ per slice, all slices stacked as rows: [runs·N, K]; B lives in memory as FP16.
-    weight_rows = to_fp16(b, f"op '{op.name}' right operand").transpose(1, 2).reshape(-1, k)
+    # W = Bᵀ per slice; B lives in memory as FP16.
+    b16 = to_fp16(b, f"op '{op.name}' right operand")
+    a16 = to_fp16(a, f"op '{op.name}' left operand")
+    out = run_runtime_quantized(
+        op.name,
+        plan,
+        program,
+        binding,
+        a16,
+        b16.transpose(1, 2),
+        machine=machine,
+        stats=stats,
+        records=records,
+        fast=fast,
+    )
+    return out.to(out_dtype).reshape(op.output_shape)
+
+
+def run_linear_program(
+    name: str,
+    program: Program,
+    binding: Binding,
+    act: torch.Tensor,
+    bias16: torch.Tensor | None,
+    *,
+    machine: Machine,
+    archive: ParamArchive,
+    stats: OpStats,
+    records: list[OpRecord] | None = None,
+    fast: FastPath | None = None,
+) -> torch.Tensor:
+    """One run of the program of op ``name`` (weight in ``archive``) on the FP16 activation
+    ``act [M, K']``: its FP16 ``[M, N]`` result."""
+    inputs: dict[str, Any] = {binding.act: act.numpy()}
+    if binding.bias is not None:
+        assert bias16 is not None
+        inputs[binding.bias] = bias16.numpy()
+    if fast is not None:
+        stats.add(fast.report(name, program, archive, inputs))
+        prepared = fast.prepared(binding.weight, archive)
+        out = fast.gemm.run(prepared, act, bias16).cpu()
+    else:
+        result = machine.run(program, archive, inputs)
+        stats.add(result.report)
+        out = torch.from_numpy(np.array(result.outputs[binding.out]))
+    if records is not None:
+        records.append(OpRecord(name, 0, act, None, out))
+    _check_finite_output(name, out)
+    return out
+
+
+def run_runtime_quantized(
+    name: str,
+    plan: QuantPlan,
+    program: Program,
+    binding: Binding,
+    acts16: torch.Tensor,
+    weights16: torch.Tensor,
+    *,
+    machine: Machine,
+    stats: OpStats,
+    records: list[OpRecord] | None = None,
+    fast: FastPath | None = None,
+) -> torch.Tensor:
+    """``A·Wᵀ`` per slice with ``W`` quantized now (module docstring): FP16 ``acts16
+    [runs, M, K]`` and ``weights16 [runs, N, K]`` (``Bᵀ`` of ``A·B``, already FP16) give the
+    FP16 ``[runs, M, N]`` results, one run of the program of op ``name`` each."""
+    runs, n, k = weights16.shape
+    # All slices stacked as rows [runs·N, K], quantized in one call (rows are independent).
+    weight_rows = weights16.reshape(-1, k)
     quantized = quantize_rows(weight_rows.to(torch.float32), plan)
     reference = weight_rows.to(torch.float64)
     stats.kv_error_sq += float(((dequantize(quantized)[:, :k] - reference) ** 2).sum())
     stats.kv_norm_sq += float((reference**2).sum())
-    acts = _pad_k(to_fp16(a, f"op '{op.name}' left operand"), plan.k_padded)
+    acts = _pad_k(acts16, plan.k_padded)
     outs = []
     for index in range(runs):
         weight = _slice_rows(quantized, index * n, (index + 1) * n)
         memory = {binding.act: acts[index].numpy(), binding.weight: weight}
         if fast is not None:
-            stats.add(fast.report(op.name, program, None, memory))
+            stats.add(fast.report(name, program, None, memory))
             out = fast.gemm.matmul(weight, acts[index]).cpu()
         else:
             result = machine.run(program, None, memory)
             stats.add(result.report)
             out = torch.from_numpy(np.array(result.outputs[binding.out]))
         if records is not None:
-            records.append(OpRecord(op.name, index, acts[index], weight, out))
-        _check_finite_output(op, out)
+            records.append(OpRecord(name, index, acts[index], weight, out))
+        _check_finite_output(name, out)
         outs.append(out)
-    return torch.stack(outs).to(out_dtype).reshape(op.output_shape)
+    return torch.stack(outs)
 
 
-def _check_finite_output(op: AcceleratedOp, out: torch.Tensor) -> None:
+def _check_finite_output(name: str, out: torch.Tensor) -> None:
     """The FP16 drain overflowed (finite inputs, so the result itself is beyond 65504): an
     error naming the op, never an infinity handed on to the next layer."""
     bad = ~torch.isfinite(out)
     if bool(bad.any()):
         index = [int(i) for i in bad.nonzero()[0]]
         raise CompileError(
-            f"op '{op.name}': {int(bad.sum())} of {out.numel()} outputs overflow FP16 (the "
+            f"op '{name}': {int(bad.sum())} of {out.numel()} outputs overflow FP16 (the "
             f"accelerator's output format, max {FP16_MAX:g}), the first at {index}"
         )
 

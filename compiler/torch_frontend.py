@@ -797,8 +797,9 @@ def op_module(
 
     An activation matmul describes one batch/head slice ``A [M, K'] @ Bᵀ``: its right operand
     is a function argument quantized at run time into the memory-image tensor
-    ``runtime_operand`` (``bitmod.quantize %b into "..."``: already quantized as far as the
-    passes are concerned; the host binds the real K/V per run).
+    ``runtime_operand`` (``bitmod.quantize %b runtime into "..."``, the form
+    ``convert-linalg-to-bitmod`` gives torch-mlir's attention products: ``bitmod-quantize``
+    leaves it alone; the host binds the real K/V per run).
     """
     # Local imports: bitmod.compiler.api imports this module, and loading a saved bundle
     # (bitmod.load) must not import xDSL; only building IR does.
@@ -829,7 +830,7 @@ def op_module(
         block = Block(arg_types=[act_type, TensorType(f32, [n, k_padded])])
         block.args[0].name_hint = "a"
         block.args[1].name_hint = "b_t"
-        request = QuantizeOp(block.args[1], qtype, entry=runtime_operand)
+        request = QuantizeOp(block.args[1], qtype, entry=runtime_operand, runtime=True)
         body = [request]
         matmul = MatmulOp(block.args[0], request.result, out_type)
     matmul.result.name_hint = "y"

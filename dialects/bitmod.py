@@ -15,6 +15,11 @@ Attributes and types
     0 means the group scales stay FP16. MX formats use their shared E8M0 block scale, so
     their group size is the MX block size.
 
+``!bitmod.qweight<BxNxK, NAME, G>``
+    A batch of ``B`` such matrices, one per batch slice of a ``bitmod.matmul``: the right
+    operand of an activation × activation product (attention's ``Kᵀ`` or ``V``), quantized
+    at run time (``bitmod.quantize ... runtime``), never stored in the archive.
+
 Operations
 ----------
 ``%w = bitmod.param "fc1.weight" : tensor<128x64xf32>``
@@ -27,12 +32,21 @@ Operations
     indices in the archive and records the entry name:
     ``bitmod.quantize %w into "fc1.weight" : ...``.
 
+``%q = bitmod.quantize %bt runtime into "matmul1.rhs" : tensor<5x7x8xf32> ->
+!bitmod.qweight<5x7x8, int8, 8>``
+    Quantization when the program runs: ``%bt`` is an activation (``Bᵀ`` of ``A·B``, rows
+    along the reduction), rounded to FP16 and quantized by the host into the memory-image
+    tensor named by ``into`` before each accelerator run (BitMoD Sec. IV-B: K and V in
+    INT8/INT4). ``bitmod-quantize`` leaves it alone; it needs ``into``.
+
 ``%y = bitmod.matmul %x, %q bias %b : (tensor<4x64xf32>, !bitmod.qweight<128x64, ...>,
 tensor<128xf32>) -> tensor<4x128xf32>``
     ``y[m, n] = sum_k x[m, k] * w[n, k] + b[n]``, i.e. ``Y = X W^T (+ b)``: the activation
     ``X`` is ``[M, K]`` (or batched ``[B, M, K]``), the weight ``W`` is ``[N, K]`` as
     PyTorch's ``nn.Linear`` stores it, either quantized (``!bitmod.qweight``) or still a
-    float tensor (between ``convert-linalg-to-bitmod`` and ``bitmod-quantize``).
+    float tensor (between ``convert-linalg-to-bitmod`` and ``bitmod-quantize``). With a
+    batched ``!bitmod.qweight<BxNxK, ...>`` each slice has its own weight:
+    ``y[b, m, n] = sum_k x[b, m, k] * w[b, n, k]`` (no bias).
 """
 
 from __future__ import annotations
@@ -47,6 +61,7 @@ from xdsl.dialects.builtin import (
     IntAttr,
     StringAttr,
     TensorType,
+    UnitAttr,
 )
 from xdsl.ir import Attribute, Dialect, ParametrizedAttribute, SSAValue, TypeAttribute
 from xdsl.irdl import (
@@ -145,8 +160,11 @@ def check_qweight_parameters(
     shape: Sequence[int], format_name: str, group_size: int, scale_bits: int
 ) -> None:
     """Raise VerifyException unless the parameters describe a valid quantized weight."""
-    if len(shape) != 2:
-        raise VerifyException(f"qweight must be 2-D [N, K], got shape {list(shape)}")
+    if len(shape) not in (2, 3):
+        raise VerifyException(
+            f"qweight must be 2-D [N, K] (or 3-D [B, N, K], one per batch slice), got shape "
+            f"{list(shape)}"
+        )
     if any(d <= 0 for d in shape):
         raise VerifyException(f"qweight dimensions must be positive, got {list(shape)}")
     if group_size <= 0:
@@ -193,11 +211,17 @@ class QWeightType(ParametrizedAttribute, TypeAttribute):
 
     @property
     def out_features(self) -> int:
-        return self.get_shape()[0]
+        return self.get_shape()[-2]
 
     @property
     def in_features(self) -> int:
-        return self.get_shape()[1]
+        return self.get_shape()[-1]
+
+    @property
+    def batch(self) -> int | None:
+        """B of a batched ``BxNxK`` weight (one matrix per batch slice), None for ``NxK``."""
+        shape = self.get_shape()
+        return shape[0] if len(shape) == 3 else None
 
     @property
     def format_name(self) -> str:
@@ -213,9 +237,10 @@ class QWeightType(ParametrizedAttribute, TypeAttribute):
         with parser.in_angle_brackets():
             shape_start = parser.pos
             dims = parser.parse_dimension_list()
-            if len(dims) != 2 or any(d <= 0 for d in dims):
+            if len(dims) not in (2, 3) or any(d <= 0 for d in dims):
                 parser.raise_error(
-                    "expected a static positive NxK shape in !bitmod.qweight",
+                    "expected a static positive NxK shape in !bitmod.qweight (or BxNxK: one "
+                    "matrix per batch slice)",
                     shape_start,
                     parser.pos,
                 )
@@ -288,23 +313,40 @@ class QuantizeOp(IRDLOperation):
     name = "bitmod.quantize"
 
     weight = operand_def(TensorType)
+    runtime = opt_prop_def(UnitAttr)
+    """Quantized by the host when the program runs (an activation: attention's K/V)."""
     entry = opt_prop_def(StringAttr)
-    """Archive name of the quantized tensor; absent until `bitmod-quantize` ran."""
+    """Archive (or, at run time, memory-image) name of the quantized tensor; absent until
+    `bitmod-quantize` ran."""
     result = result_def(QWeightType)
 
     traits = traits_def(NoMemoryEffect())
 
-    assembly_format = "$weight (`into` $entry^)? attr-dict `:` type($weight) `->` type($result)"
+    assembly_format = (
+        "$weight (`runtime` $runtime^)? (`into` $entry^)? attr-dict `:` type($weight) `->` "
+        "type($result)"
+    )
 
-    def __init__(self, weight: SSAValue, result_type: QWeightType, entry: str | None = None):
-        super().__init__(
-            operands=[weight],
-            result_types=[result_type],
-            properties={} if entry is None else {"entry": StringAttr(entry)},
-        )
+    def __init__(
+        self,
+        weight: SSAValue,
+        result_type: QWeightType,
+        entry: str | None = None,
+        runtime: bool = False,
+    ):
+        properties: dict[str, Attribute] = {} if entry is None else {"entry": StringAttr(entry)}
+        if runtime:
+            properties["runtime"] = UnitAttr()
+        super().__init__(operands=[weight], result_types=[result_type], properties=properties)
+
+    @property
+    def is_runtime(self) -> bool:
+        """The operand is quantized when the program runs, not into the archive."""
+        return self.runtime is not None
 
     def verify_(self) -> None:
-        weight_type = _static_float_tensor(self.weight.type, "operand 'weight'", ranks=(2,))
+        ranks = (2, 3) if self.is_runtime else (2,)
+        weight_type = _static_float_tensor(self.weight.type, "operand 'weight'", ranks=ranks)
         result_type = self.result.type
         assert isinstance(result_type, QWeightType)
         if tuple(weight_type.get_shape()) != result_type.get_shape():
@@ -314,6 +356,11 @@ class QuantizeOp(IRDLOperation):
             )
         if self.entry is not None and not self.entry.data:
             raise VerifyException("bitmod.quantize 'into' needs a non-empty archive name")
+        if self.is_runtime and self.entry is None:
+            raise VerifyException(
+                "a 'runtime' bitmod.quantize needs 'into' (the memory-image name the host "
+                "quantizes the operand into)"
+            )
 
 
 @irdl_op_definition
@@ -349,11 +396,16 @@ class MatmulOp(IRDLOperation):
         """[N, K] of the weight operand, whether quantized or not."""
         weight_type = self.weight.type
         if isinstance(weight_type, QWeightType):
-            out_features, in_features = weight_type.get_shape()
-        else:
-            assert isinstance(weight_type, TensorType)
-            out_features, in_features = weight_type.get_shape()
+            return weight_type.out_features, weight_type.in_features
+        assert isinstance(weight_type, TensorType)
+        out_features, in_features = weight_type.get_shape()
         return out_features, in_features
+
+    @property
+    def weight_batch(self) -> int | None:
+        """B when every batch slice has its own (run-time quantized) weight, else None."""
+        weight_type = self.weight.type
+        return weight_type.batch if isinstance(weight_type, QWeightType) else None
 
     def verify_(self) -> None:
         input_type = _static_float_tensor(self.input.type, "operand 'input'", ranks=(2, 3))
@@ -367,6 +419,15 @@ class MatmulOp(IRDLOperation):
                 f"operand 'weight' {weight_type} has K={in_features} but operand 'input' "
                 f"{input_type} has K={input_shape[-1]}"
             )
+        batch = self.weight_batch
+        if batch is not None:
+            if len(input_shape) != 3 or input_shape[0] != batch:
+                raise VerifyException(
+                    f"operand 'weight' {weight_type} holds one matrix per batch slice but "
+                    f"operand 'input' {input_type} is not a [{batch}, M, K] batch"
+                )
+            if self.bias is not None:
+                raise VerifyException("a matmul with a weight per batch slice takes no bias")
         element_type = input_type.element_type
         if self.bias is not None:
             bias_type = _static_float_tensor(self.bias.type, "operand 'bias'", ranks=(1,))

@@ -33,7 +33,9 @@ Two ops sit between the tensor world and the program:
   the role names ``@act``, ``@weight``, ``@bias`` and ``@out``;
 * ``bsisa.launch`` is what ``bitmod-lower-to-isa`` leaves in the host function in place of
   a lowered matmul: it binds the host tensors to the descriptors of one *segment* of the
-  program (segment ``i`` starts at the ``i``-th ``bsisa.cfg.array``).
+  program (segment ``i`` starts at the ``i``-th ``bsisa.cfg.array``); a weight quantized at
+  run time (``bitmod.quantize ... runtime``) is bound too, as the float tensor the host
+  quantizes into the ``qweight`` descriptor before each run.
 
 Beyond field ranges, the verifier of a whole program or tiled matmul checks that the loops
 cover the tensors exactly: a loop indexing the rows of an ``[M, K]`` activation runs
@@ -88,6 +90,7 @@ from xdsl.ir import (
     SSAValue,
 )
 from xdsl.irdl import (
+    AttrSizedOperandSegments,
     IRDLOperation,
     OpDef,
     PropertyDef,
@@ -1334,22 +1337,40 @@ def matrix_shape(value: SSAValue, what: str) -> tuple[int, int]:
 
 @dataclass(frozen=True)
 class QWeightInfo:
-    """Shape, format, group size and scale bits of a ``!bitmod.qweight`` type."""
+    """Shape, format, group size and scale bits of a ``!bitmod.qweight`` type; ``batch`` is
+    B of a ``BxNxK`` weight (``shape`` is then one slice's ``[N, K]``)."""
 
     shape: tuple[int, int]
     fmt: str
     group_size: int
     scale_bits: int
+    batch: int | None = None
 
 
 def qweight_info(value_type: Attribute) -> QWeightInfo | None:
-    """``!bitmod.qweight<NxK, NAME, G, sb=S>`` as a :class:`QWeightInfo`; None otherwise."""
+    """``!bitmod.qweight<[B x]NxK, NAME, G, sb=S>`` as a :class:`QWeightInfo`; None otherwise."""
     if not isinstance(value_type, QWeightType):
         return None
-    n, k = value_type.get_shape()
     return QWeightInfo(
-        (n, k), value_type.format_name, value_type.group_size.data, value_type.scale_bits.data
+        (value_type.out_features, value_type.in_features),
+        value_type.format_name,
+        value_type.group_size.data,
+        value_type.scale_bits.data,
+        value_type.batch,
     )
+
+
+def slice_matrix_shape(value: SSAValue, what: str, batch: int | None) -> tuple[int, int]:
+    """``(rows, K)`` the array sees in one run: all rows of ``[M, K]`` / ``[B, M, K]``, or
+    one slice's ``M`` when every one of ``batch`` slices has its own weight."""
+    if batch is None:
+        return matrix_shape(value, what)
+    shape = _tensor_shape(value, what, 3)
+    if shape[0] != batch:
+        raise VerifyException(
+            f"{what} batch {shape[0]} does not match the {batch} slices of the weight"
+        )
+    return shape[1], shape[2]
 
 
 @irdl_op_definition
@@ -1403,8 +1424,9 @@ class TiledMatmulOp(IRDLOperation):
         return info
 
     def matrix_shapes(self) -> tuple[int, int, int]:
-        """``(M, N, K)`` as the array sees them (batched activations flattened)."""
-        m, k = matrix_shape(self.act, "activation")
+        """``(M, N, K)`` as the array sees them in one run (batched activations flattened,
+        unless each batch slice has its own weight)."""
+        m, k = slice_matrix_shape(self.act, "activation", self.weight_info.batch)
         n, weight_k = self.weight_info.shape
         if weight_k != k:
             raise VerifyException(f"activation K={k} does not match weight K={weight_k}")
@@ -1501,30 +1523,41 @@ class TiledMatmulOp(IRDLOperation):
 class LaunchOp(IRDLOperation):
     """The host's view of a lowered matmul: run segment ``i`` of a program.
 
-    ``%y = bsisa.launch @program[i] act @d0(%x) [bias @d3(%b)] out @d2 : (types) -> type``
-    binds the host tensor ``%x`` to descriptor ``@d0`` (and the bias to ``@d3``) and reads
-    the result back from ``@d2``; a batched ``[B, M, K]`` tensor is the descriptor's
-    ``[B·M, K]`` matrix. Segment ``i`` starts at the ``i``-th ``bsisa.cfg.array`` of the
-    program and runs to the next one (the last segment to ``bsisa.halt``).
+    ``%y = bsisa.launch @program[i] act @d0(%x) [weight @d1(%bt : type)] [bias @d3(%b)]
+    out @d2 : (types) -> type`` binds the host tensor ``%x`` to descriptor ``@d0`` (and the bias to
+    ``@d3``) and reads the result back from ``@d2``; a batched ``[B, M, K]`` tensor is the
+    descriptor's ``[B·M, K]`` matrix. A ``weight`` binding is a float ``[N, K]`` (or
+    ``[B, N, K]``) tensor that the host quantizes into the ``qweight`` descriptor before the
+    run, in its format, group size and scale bits (a weight computed at run time: attention's
+    ``Kᵀ`` or ``V``); with a ``[B, N, K]`` weight the segment runs once per batch slice, each
+    descriptor then holding one slice (``act [M, K]``, ``qweight [N, K]``, ``out [M, N]``).
+    Segment ``i`` starts at the ``i``-th ``bsisa.cfg.array`` of the program and runs to the
+    next one (the last segment to ``bsisa.halt``).
     """
 
     name = "bsisa.launch"
 
     act = operand_def(TensorType)
+    weight = opt_operand_def(TensorType)
     bias = opt_operand_def(TensorType)
     result = result_def(TensorType)
     program = prop_def(FlatSymbolRefAttrConstr)
     segment = prop_def(IntegerAttr[I64])
     act_desc = prop_def(FlatSymbolRefAttrConstr)
     out_desc = prop_def(FlatSymbolRefAttrConstr)
+    weight_desc = opt_prop_def(FlatSymbolRefAttrConstr)
     bias_desc = opt_prop_def(FlatSymbolRefAttrConstr)
+
+    irdl_options = (AttrSizedOperandSegments(as_property=True),)
 
     custom_directives = _DIRECTIVES
     assembly_format = (
         "custom<Ref>($program) `[` custom<Int>($segment) `]` "
         "`act` custom<Ref>($act_desc) `(` $act `)` "
+        "(`weight` custom<Ref>($weight_desc) `(` $weight^ `:` type($weight) `)`)? "
         "(`bias` custom<Ref>($bias_desc) `(` $bias^ `)`)? "
-        "`out` custom<Ref>($out_desc) attr-dict `:` functional-type(operands, results)"
+        "`out` custom<Ref>($out_desc) attr-dict "
+        "`:` `(` type($act) (`,` type($bias)^)? `)` `->` type($result)"
     )
 
     def __init__(
@@ -1537,6 +1570,8 @@ class LaunchOp(IRDLOperation):
         bias_desc: str | None,
         out_desc: str,
         result_type: Attribute,
+        weight: SSAValue | None = None,
+        weight_desc: str | None = None,
     ) -> None:
         properties: dict[str, Attribute] = {
             "program": SymbolRefAttr(program),
@@ -1546,8 +1581,10 @@ class LaunchOp(IRDLOperation):
         }
         if bias_desc is not None:
             properties["bias_desc"] = SymbolRefAttr(bias_desc)
+        if weight_desc is not None:
+            properties["weight_desc"] = SymbolRefAttr(weight_desc)
         super().__init__(
-            operands=[act, [] if bias is None else [bias]],
+            operands=[act, [] if weight is None else [weight], [] if bias is None else [bias]],
             result_types=[result_type],
             properties=properties,
         )
@@ -1558,9 +1595,21 @@ class LaunchOp(IRDLOperation):
             raise VerifyException(f"@{_symbol(self.program)} is not a bsisa.program")
         return program
 
+    @property
+    def slices(self) -> int | None:
+        """Runs of the segment, one per batch slice, when the run-time weight is batched."""
+        if self.weight is None:
+            return None
+        weight_type = self.weight.type
+        assert isinstance(weight_type, TensorType)
+        shape = weight_type.get_shape()
+        return shape[0] if len(shape) == 3 else None
+
     def verify_(self) -> None:
         if (self.bias is None) != (self.bias_desc is None):
             raise VerifyException("a bias operand and a bias descriptor go together")
+        if (self.weight is None) != (self.weight_desc is None):
+            raise VerifyException("a weight operand and a weight descriptor go together")
         program = self.program_op()
         segments = len(program.segments())
         if not 0 <= self.segment.value.data < segments:
@@ -1568,12 +1617,15 @@ class LaunchOp(IRDLOperation):
                 f"segment {self.segment.value.data} out of range; "
                 f"@{program.sym_name.data} has {segments} segments"
             )
+        batch = self.slices
         bindings: list[tuple[str, SymbolRefAttr, SSAValue]] = [
             ("act", self.act_desc, self.act),
             ("out", self.out_desc, self.result),
         ]
         if self.bias is not None and self.bias_desc is not None:
             bindings.append(("bias", self.bias_desc, self.bias))
+        if self.weight is not None and self.weight_desc is not None:
+            bindings.append(("qweight", self.weight_desc, self.weight))
         for kind, ref, value in bindings:
             desc = program.descriptor(_symbol(ref))
             if desc is None or desc.kind.data != kind:
@@ -1583,7 +1635,7 @@ class LaunchOp(IRDLOperation):
             if kind == "bias":
                 shape: tuple[int, ...] = _tensor_shape(value, kind, 1)
             else:
-                shape = matrix_shape(value, kind)
+                shape = slice_matrix_shape(value, kind, batch)
             if shape != desc.shape_tuple:
                 raise VerifyException(
                     f"{kind} tensor shape {list(shape)} does not match "

@@ -22,7 +22,10 @@ Descriptors
 One ``bsisa.desc @d<i>`` per distinct (kind, tensor), in order of first use:
 
 * ``qweight``: the archive name of the weight, the ``into`` name of its
-  ``bitmod.quantize`` (format, scale bits and group size from its ``!bitmod.qweight``);
+  ``bitmod.quantize`` (format, scale bits and group size from its ``!bitmod.qweight``); for
+  a weight quantized at run time (``bitmod.quantize ... runtime``) the memory-image name the
+  host quantizes it into, one ``[N, K]`` slice, and the launch binds the float tensor
+  (``weight @d1(%bt : ...)``: the host runs the segment once per batch slice);
 * ``bias``: the name of its ``bitmod.param`` when it is one, else a value name (below);
 * ``act`` / ``out``: the activation and the result, named after the SSA value: a function
   argument by its name (``%x`` -> ``"x"``, else ``"arg<i>"``), a value the function returns
@@ -291,6 +294,7 @@ class LaunchSegment(RewritePattern):
         from bitmod.dialects.bsisa import DEFAULT_PROGRAM_NAME, LaunchOp
 
         tiled, roles = segment.tiled, segment.roles
+        runtime_weight = _runtime_operand(tiled.weight)
         launch = LaunchOp(
             DEFAULT_PROGRAM_NAME,
             segment.index,
@@ -300,6 +304,8 @@ class LaunchSegment(RewritePattern):
             roles.get("bias"),
             roles["out"],
             tiled.result.type,
+            runtime_weight,
+            None if runtime_weight is None else roles["weight"],
         )
         launch.location = tiled.location
         weight = tiled.weight
@@ -357,6 +363,14 @@ class BitmodLowerToIsaPass(ModulePass):
         pattern = LaunchSegment({segment.tiled: segment for segment in builder.segments})
         PatternRewriteWalker(pattern, apply_recursively=False).rewrite_module(op)
         PatternRewriter(InsertPoint.at_end(op.body.block)).insert(program)
+
+
+def _runtime_operand(weight: SSAValue) -> SSAValue | None:
+    """The float tensor a run-time quantized weight is made of (None for an archive one)."""
+    producer = weight.owner
+    if isinstance(producer, QuantizeOp) and producer.is_runtime:
+        return producer.weight
+    return None
 
 
 def _erase_dead_producers(value: SSAValue, rewriter: PatternRewriter) -> None:

@@ -37,8 +37,10 @@ Options
                 stderr is a terminal and there are at least ``PROGRESS_MIN_LAYERS`` layers.
 
 Weights that are already quantized (``bitmod.quantize ... into``) are left alone, so the
-pass is idempotent. A ``bitmod.quantize`` without ``into`` written in the input is carried
-out with the format of its result type unless ``layers=`` names its layer. A module whose
+pass is idempotent, and so are operands quantized at run time (``bitmod.quantize ...
+runtime``: attention's K and V, in the format ``convert-linalg-to-bitmod`` gave them). A
+``bitmod.quantize`` without ``into`` written in the input is carried out with the format of
+its result type unless ``layers=`` names its layer. A module whose
 products are still linalg ops (the pass runs before ``convert-linalg-to-bitmod``) is an
 error (:mod:`bitmod.passes.stages`).
 
@@ -294,6 +296,8 @@ def _collect_targets(module: ModuleOp, archive: ParamArchive) -> list[_Target]:
         producer = weight.owner
         request: QuantizeOp | None = None
         if isinstance(producer, QuantizeOp):
+            if producer.is_runtime:
+                continue  # an activation (K/V): the host quantizes it when the program runs
             if producer.entry is not None:
                 if producer.entry.data not in archive or not archive.is_quantized(
                     producer.entry.data

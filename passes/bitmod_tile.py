@@ -6,7 +6,9 @@ Every ``bitmod.matmul`` whose weight is a ``!bitmod.qweight`` becomes a
 ``bsisa.tiled_matmul`` with the same operands and result, a ``#bsisa.tiling`` attribute and
 the schedule as a loop nest of ``bsisa.loop`` ops (loops stay loops: the schedule has the
 same number of ops for any M, N, K). Matmuls with float weights are left alone: they run on
-the host.
+the host. A matmul whose weight is quantized at run time per batch slice
+(``!bitmod.qweight<BxNxK, ...>``) is tiled for one slice (``M`` rows of its ``[B, M, K]``
+activation); the host runs the program once per slice.
 
 The schedule is :mod:`bitmod.runtime.arch.schedule`'s: with ``M`` rows of activations (a batched
 ``[B, M, K]`` activation counts ``B·M``), ``N`` output channels and ``K`` inputs, the array of
@@ -186,7 +188,7 @@ class BitmodTilePass(ModulePass):
 
     def plan(self, matmul: MatmulOp) -> Schedule:
         """The schedule of one quantized matmul (DiagnosticError naming it if none fits)."""
-        from bitmod.dialects.bsisa import matrix_shape, qweight_info
+        from bitmod.dialects.bsisa import qweight_info, slice_matrix_shape
         from bitmod.runtime.arch.schedule import plan_bitmod_matmul
 
         weight = qweight_info(matmul.weight.type)
@@ -194,7 +196,7 @@ class BitmodTilePass(ModulePass):
         problem = unaccelerated_format_message(weight.fmt)
         if problem:
             raise error_at(matmul, f"{self.name}: {problem}")
-        m, k = matrix_shape(matmul.input, "activation")
+        m, k = slice_matrix_shape(matmul.input, "activation", weight.batch)
         n = weight.shape[0]
         try:
             return plan_bitmod_matmul(

@@ -40,7 +40,10 @@ from xdsl.dialects.builtin import Builtin
 from xdsl.ir import Dialect
 
 if TYPE_CHECKING:
+    from pathlib import Path
+
     from bitmod.runtime.storage.archive import ParamArchive
+    from xdsl.dialects.builtin import ModuleOp
 
 PARAMS_ATTR = "bitmod.params"
 """Module attribute naming the parameter archive file, relative to the IR file."""
@@ -159,3 +162,38 @@ def resource_blob(ctx: Context, handle: str) -> str | None:
     if interface is None:
         return None
     return interface.lookup(handle) or None
+
+
+def load_archive(ctx: BitmodContext, module: ModuleOp, base_dir: Path) -> None:
+    """Load the archive ``module`` names (``bitmod.params``, relative to ``base_dir``) into
+    ``ctx``, refusing one whose SHA-256 is not the module's ``bitmod.params_sha256``."""
+    from bitmod.dialects.diagnostics import error_at
+    from xdsl.dialects.builtin import StringAttr
+
+    attr = module.attributes.get(PARAMS_ATTR)
+    if attr is None:
+        return
+    # The archive (torch) only for a module that has one: tiling and lowering need no torch.
+    from bitmod.runtime.storage.archive import ArchiveError, ParamArchive
+    from bitmod.runtime.storage.fileio import file_sha256
+
+    if not isinstance(attr, StringAttr):
+        raise error_at(module, f"attribute {PARAMS_ATTR} must be a string (a file name)")
+    path = base_dir / attr.data
+    try:
+        ctx.archive = ParamArchive.load(path)
+    except ArchiveError as error:
+        raise error_at(module, str(error)) from None
+    pin = module.attributes.get(PARAMS_HASH_ATTR)
+    if pin is None:
+        return
+    if not isinstance(pin, StringAttr):
+        raise error_at(module, f"attribute {PARAMS_HASH_ATTR} must be a string (a SHA-256)")
+    digest = file_sha256(path)
+    if digest != pin.data:
+        raise error_at(
+            module,
+            f"parameter archive {path} is not the one this IR was written with (its SHA-256 "
+            f"is {digest[:16]}..., {PARAMS_HASH_ATTR} says {pin.data[:16]}...): another run "
+            "wrote it; rerun the command that wrote this IR",
+        )

@@ -3,8 +3,11 @@
 :func:`match_linear` recognizes a product ``Y = X W^T (+ b)`` whose weight is a compile-time
 constant (through transposes and batch broadcasts) and whose accumulator starts at zero, and
 evaluates the weight ``[N, K]`` and the bias as torch tensors (``dense<...>`` literals and
-``dense_resource`` blobs). The pass (:mod:`bitmod.passes.convert_linalg_to_bitmod`) imports
-this module only when a module has a product: it needs torch.
+``dense_resource`` blobs). :func:`match_activation_product` recognizes a product of two
+run-time values ``A·B`` (attention's ``Q·Kᵀ`` and ``P·V``) and :func:`transposed_operand`
+builds its ``Bᵀ``, seeing through the transposes torch-mlir puts around it. The pass
+(:mod:`bitmod.passes.convert_linalg_to_bitmod`) imports this module only when a module has a
+product: it needs torch.
 """
 
 from __future__ import annotations
@@ -22,6 +25,7 @@ from xdsl.dialects.builtin import (
     AnyFloat,
     ArrayAttr,
     BFloat16Type,
+    DenseArrayBase,
     DenseIntOrFPElementsAttr,
     DenseResourceAttr,
     Float16Type,
@@ -29,6 +33,7 @@ from xdsl.dialects.builtin import (
     Float64Type,
     FloatAttr,
     TensorType,
+    i64,
 )
 from xdsl.dialects.linalg import ops as linalg
 from xdsl.ir import Attribute, Operation, SSAValue
@@ -382,6 +387,122 @@ def match_linear(ctx: Context, op: Operation) -> LinearLayer | None:
     return LinearLayer(op, fill, weight, bias_add)
 
 
+@dataclass
+class ActivationProduct:
+    """A product ``Y = A·B`` of two run-time values with a zero accumulator."""
+
+    product: Operation
+    fill: Operation
+    rhs_is_transposed: bool
+    """The right operand is already ``Bᵀ`` (``linalg.matmul`` with maps ``(i,k),(j,k)``)."""
+
+    def dead_candidates(self) -> list[Operation]:
+        return [self.product, self.fill]
+
+
+def _static_float_tensor(value: SSAValue) -> TensorType | None:
+    value_type = value.type
+    if not isinstance(value_type, TensorType) or not isinstance(
+        value_type.get_element_type(), AnyFloat
+    ):
+        return None
+    if any(d < 0 for d in value_type.get_shape()):
+        return None
+    return value_type
+
+
+def match_activation_product(ctx: Context, op: Operation) -> ActivationProduct | None:
+    """The ``linalg.matmul`` / ``linalg.batch_matmul`` of two run-time float operands
+    (the right one not a constant) starting from zero, if ``op`` is one."""
+    if not isinstance(op, linalg.MatmulOp | BatchMatmulOp):
+        return None
+    if len(op.inputs) != 2 or len(op.outputs) != 1 or len(op.res) != 1:
+        return None
+    lhs, rhs = (_static_float_tensor(v) for v in op.inputs)
+    if lhs is None or rhs is None or lhs.get_element_type() != rhs.get_element_type():
+        return None
+    fill = zero_fill(op.outputs[0])
+    if fill is None or fold_constant(ctx, op.inputs[1]) is not None:
+        return None
+    if isinstance(op, BatchMatmulOp):
+        if op.indexing_maps != _BATCH_MATMUL_MAPS:
+            return None
+        return ActivationProduct(op, fill, rhs_is_transposed=False)
+    if op.indexing_maps == _MATMUL_MAPS:
+        return ActivationProduct(op, fill, rhs_is_transposed=False)
+    if op.indexing_maps == _MATMUL_TRANSPOSED_B_MAPS:
+        return ActivationProduct(op, fill, rhs_is_transposed=True)
+    return None
+
+
+def _swap_last_two(permutation: tuple[int, ...]) -> tuple[int, ...]:
+    return (*permutation[:-2], permutation[-1], permutation[-2])
+
+
+def _last_two_kept(collapse: tensor.CollapseShapeOp) -> bool:
+    """The collapse merges leading dims only: its last two groups are single dims."""
+    groups = [[d.value.data for d in group.data] for group in collapse.reassociation.data]
+    rank = sum(len(group) for group in groups)
+    return len(groups) >= 2 and groups[-2:] == [[rank - 2], [rank - 1]]
+
+
+def transposed_operand(value: SSAValue) -> tuple[list[Operation], SSAValue]:
+    """``Bᵀ`` (the last two dims swapped) of ``value``: new ops and their result.
+
+    torch-mlir writes ``Kᵀ`` as a ``linalg.transpose`` (possibly under a
+    ``tensor.collapse_shape`` that merges batch and heads); its ``Bᵀ`` is the same transpose
+    with the last two entries of the permutation swapped, so no second data movement is
+    added (the old transpose is erased when nothing else uses it). Anything else gets a new
+    ``linalg.transpose``.
+    """
+    value_type = value.type
+    assert isinstance(value_type, TensorType)
+    shape = tuple(value_type.get_shape())
+    transposed_shape = (*shape[:-2], shape[-1], shape[-2])
+    owner = value.owner
+    collapse = None
+    if isinstance(owner, tensor.CollapseShapeOp) and _last_two_kept(owner):
+        collapse, owner = owner, owner.src.owner
+    if isinstance(owner, linalg.TransposeOp) and len(owner.inputs) == 1:
+        source = owner.inputs[0]
+        source_type = source.type
+        assert isinstance(source_type, TensorType)
+        permutation = _swap_last_two(tuple(owner.permutation.get_values()))
+        ops: list[Operation] = []
+        if permutation == tuple(range(len(permutation))):
+            result = source
+        else:
+            source_shape = source_type.get_shape()
+            out_type = TensorType(
+                source_type.get_element_type(), [source_shape[p] for p in permutation]
+            )
+            ops += _transpose(source, permutation, out_type)
+            result = ops[-1].results[0]
+        if collapse is not None:
+            collapsed_type = TensorType(value_type.get_element_type(), transposed_shape)
+            new_collapse = tensor.CollapseShapeOp(
+                operands=[result],
+                result_types=[collapsed_type],
+                properties={"reassociation": collapse.reassociation},
+            )
+            ops.append(new_collapse)
+            result = new_collapse.result
+        return ops, result
+    rank = len(shape)
+    permutation = (*range(rank - 2), rank - 1, rank - 2)
+    out_type = TensorType(value_type.get_element_type(), transposed_shape)
+    ops = _transpose(value, permutation, out_type)
+    return ops, ops[-1].results[0]
+
+
+def _transpose(
+    value: SSAValue, permutation: tuple[int, ...], out_type: TensorType
+) -> list[Operation]:
+    empty = tensor.EmptyOp((), out_type)
+    permutation_attr = DenseArrayBase.from_list(i64, permutation)
+    return [empty, linalg.TransposeOp(value, empty.tensor, permutation_attr, out_type)]
+
+
 def weight_key(weight: Folded) -> tuple[int, str]:
     """Identifies a weight value: its source constant and its layout (tied weights)."""
     return id(weight.ops[-1]), f"{tuple(weight.value.shape)}{weight.value.stride()}"
@@ -397,6 +518,7 @@ def element_type_of(producers: list[Operation]) -> Attribute:
 _ERASABLE = (
     arith.ConstantOp,
     tensor.EmptyOp,
+    tensor.CollapseShapeOp,
     linalg.FillOp,
     linalg.TransposeOp,
     linalg.BroadcastOp,

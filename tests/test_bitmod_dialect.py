@@ -130,7 +130,7 @@ def test_qweight_type_parses_and_prints(
         ("!bitmod.qweight<128x64, mxfp4, 64>", "needs group size 32 (its block), got 64"),
         ("!bitmod.qweight<128x64, int8, 64, sb=9>", "scale bits must be 0 (FP16 scales) or 2..8"),
         ("!bitmod.qweight<128x?, int8, 64>", "static positive NxK shape"),
-        ("!bitmod.qweight<2x3x4, int8, 4>", "static positive NxK shape"),
+        ("!bitmod.qweight<2x3x4x5, int8, 4>", "static positive NxK shape"),
         ("!bitmod.qweight<4x8, int9, 8>", "unknown bitmod dtype 'int9'"),
     ],
 )

@@ -575,12 +575,12 @@ def test_a_pass_before_convert_is_an_error_at_the_product(tmp_path: Path, capsys
 
 def test_passes_that_find_nothing_to_do_warn(capsys) -> None:
     untouched = FILECHECK / "convert-linalg-to-bitmod" / "untouched.mlir"
-    status, out, err = _run(capsys, str(untouched), "-p", "convert-linalg-to-bitmod")
+    status, out, err = _run(capsys, str(untouched), "-p", "convert-linalg-to-bitmod{kv-dtype=host}")
     assert status == 0 and "linalg.matmul" in out
     assert err == (
-        f"{untouched}:11:3: warning: 'linalg.matmul' op convert-linalg-to-bitmod: none of the 3 "
-        "linalg products is a linear layer (a constant weight and a zero accumulator); nothing "
-        "converted\n"
+        f"{untouched}:12:3: warning: 'linalg.matmul' op convert-linalg-to-bitmod: none of the 3 "
+        "linalg products is a linear layer (a constant weight and a zero accumulator) or an "
+        "activation product (a zero accumulator); nothing converted\n"
     )
     with_host_matmul = FILECHECK / "bitmod-tile" / "options.mlir"
     status, _, err = _run(capsys, str(with_host_matmul), "-p", "bitmod-tile,bitmod-tile")

@@ -59,7 +59,13 @@ from bitmod.dialects.diagnostics import (
     error_at,
 )
 from bitmod.passes import ALL_PASSES
-from bitmod.passes.context import PARAMS_ATTR, PARAMS_HASH_ATTR, BitmodContext, make_context
+from bitmod.passes.context import (
+    PARAMS_ATTR,
+    PARAMS_HASH_ATTR,
+    BitmodContext,
+    load_archive,
+    make_context,
+)
 from bitmod.runtime.storage.fileio import Staged, commit_all, file_sha256, stage
 from xdsl.dialects.builtin import ModuleOp, StringAttr
 from xdsl.passes import ModulePass, PassPipeline
@@ -221,34 +227,6 @@ def _os_reason(error: OSError, path: str | Path | None = None) -> str:
     return f"{error.filename}: {reason}"
 
 
-def _load_archive(ctx: BitmodContext, module: ModuleOp, base_dir: Path) -> None:
-    attr = module.attributes.get(PARAMS_ATTR)
-    if attr is None:
-        return
-    if not isinstance(attr, StringAttr):
-        raise error_at(module, f"attribute {PARAMS_ATTR} must be a string (a file name)")
-    from bitmod.runtime.storage.archive import ArchiveError, ParamArchive
-
-    path = base_dir / attr.data
-    try:
-        ctx.archive = ParamArchive.load(path)
-    except ArchiveError as error:
-        raise error_at(module, str(error)) from None
-    pin = module.attributes.get(PARAMS_HASH_ATTR)
-    if pin is None:
-        return
-    if not isinstance(pin, StringAttr):
-        raise error_at(module, f"attribute {PARAMS_HASH_ATTR} must be a string (a SHA-256)")
-    digest = file_sha256(path)
-    if digest != pin.data:
-        raise error_at(
-            module,
-            f"parameter archive {path} is not the one this IR was written with (its SHA-256 "
-            f"is {digest[:16]}..., {PARAMS_HASH_ATTR} says {pin.data[:16]}...): another run "
-            "wrote it; rerun the command that wrote this IR",
-        )
-
-
 def _run_passes(ctx: BitmodContext, module: ModuleOp, pipeline: PassPipeline) -> None:
     if not pipeline.passes:
         return
@@ -324,7 +302,7 @@ def _compile(
         ctx.params_name = stem + PARAMS_SUFFIX
 
     module = parse_module(ctx, text, source_name)
-    _load_archive(ctx, module, base_dir)
+    load_archive(ctx, module, base_dir)
     _run_passes(ctx, module, pipeline)
 
     if args.emit == "verilog":  # a design directory (bitmod.backends.rtl.emit)

@@ -17,7 +17,7 @@ func.func @f() {
 
 // CHECK: <pass-pipeline>:1:1: error: pass 'bitmod-quantize': option 'group-size' expects int, got 'abc'
 // CHECK-NOT: {{.}}
-// UNKNOWN: <pass-pipeline>:1:1: error: pass 'convert-linalg-to-bitmod': unknown option 'bogus' (options: none)
+// UNKNOWN: <pass-pipeline>:1:1: error: pass 'convert-linalg-to-bitmod': unknown option 'bogus' (options: kv-dtype, kv-group-size)
 // BOOL: <pass-pipeline>:1:1: error: pass 'bitmod-quantize': option 'progress' expects bool, got 'maybe'
 // EMIT: bitmod-opt: error: argument --emit: invalid choice: 'elf' (choose from {{.*}}) (see --help)
 // An option given twice is an error naming it (it used to be "last wins"), in either spelling.

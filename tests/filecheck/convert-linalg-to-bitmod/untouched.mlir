@@ -1,6 +1,7 @@
-// Products the pass must leave alone: a non-constant weight, an accumulator that is not
-// zero, and a batched weight that differs per batch (not one quantized matrix).
-// RUN: bitmod-opt %s -p convert-linalg-to-bitmod | filecheck %s
+// Products the pass must leave alone: an accumulator that is not zero, a batched constant
+// weight that differs per batch (not one quantized matrix), and, with kv-dtype=host, a
+// product of two run-time values (activation-products.mlir converts those by default).
+// RUN: bitmod-opt %s -p "convert-linalg-to-bitmod{kv-dtype=host}" | filecheck %s
 
 func.func @keep(%x: tensor<2x4xf32>, %w: tensor<4x3xf32>, %c: tensor<2x3xf32>, %xb: tensor<2x2x4xf32>) -> (tensor<2x3xf32>, tensor<2x3xf32>, tensor<2x2x1xf32>) {
   %zero = arith.constant 0.000000e+00 : f32

@@ -1,6 +1,6 @@
 // Every verifier error of the bitmod dialect, one per chunk, with its precise message at the
 // op it names (types and attributes are checked where they are parsed). Not reachable from IR
-// text: a !bitmod.qweight that is not 2-D or has a zero dimension (its parser requires a
+// text: a !bitmod.qweight that is not 2-D or 3-D or has a zero dimension (its parser requires a
 // static positive NxK shape first) and "<operand> must be a tensor" (the operand and result
 // constraints report a non-tensor first, as below).
 // ROUNDTRIP: skip (every chunk is an error on purpose; several do not parse)
@@ -271,5 +271,41 @@ func.func @f(%x: tensor<4x64xf32>, %w: !bitmod.qweight<8x64, int8, 32>) {
 func.func @f(%x: tensor<4x64xf32>, %w: !bitmod.qweight<8x64, int8, 32>) {
   // expected-error@+1 {{result tensor<4x8xf16> must have element type f32 like operand 'input'}}
   %y = bitmod.matmul %x, %w : (tensor<4x64xf32>, !bitmod.qweight<8x64, int8, 32>) -> tensor<4x8xf16>
+  func.return
+}
+
+// -----
+
+// A run-time quantization names the memory-image tensor it fills.
+func.func @f(%bt: tensor<2x3x4xf32>) {
+  // expected-error@+1 {{a 'runtime' bitmod.quantize needs 'into'}}
+  %q = bitmod.quantize %bt runtime : tensor<2x3x4xf32> -> !bitmod.qweight<2x3x4, int8, 4>
+  func.return
+}
+
+// -----
+
+// Only a run-time quantization has one matrix per batch slice (the archive holds [N, K]).
+func.func @f(%bt: tensor<2x3x4xf32>) {
+  // expected-error@+1 {{operand 'weight' must be 2-D, got tensor<2x3x4xf32>}}
+  %q = bitmod.quantize %bt into "w" : tensor<2x3x4xf32> -> !bitmod.qweight<2x3x4, int8, 4>
+  func.return
+}
+
+// -----
+
+// A weight per batch slice needs a [B, M, K] input of the same B.
+func.func @f(%a: tensor<3x5x4xf32>, %q: !bitmod.qweight<2x3x4, int8, 4>) {
+  // expected-error@+1 {{operand 'weight' !bitmod.qweight<2x3x4, int8, 4> holds one matrix per batch slice but operand 'input' tensor<3x5x4xf32> is not a [2, M, K] batch}}
+  %y = bitmod.matmul %a, %q : (tensor<3x5x4xf32>, !bitmod.qweight<2x3x4, int8, 4>) -> tensor<3x5x3xf32>
+  func.return
+}
+
+// -----
+
+// ... and takes no bias.
+func.func @f(%a: tensor<2x5x4xf32>, %q: !bitmod.qweight<2x3x4, int8, 4>, %b: tensor<3xf32>) {
+  // expected-error@+1 {{a matmul with a weight per batch slice takes no bias}}
+  %y = bitmod.matmul %a, %q bias %b : (tensor<2x5x4xf32>, !bitmod.qweight<2x3x4, int8, 4>, tensor<3xf32>) -> tensor<2x5x3xf32>
   func.return
 }

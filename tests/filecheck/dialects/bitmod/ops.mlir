@@ -1,5 +1,6 @@
 // Every bitmod op, attribute and type in the custom form (optional operands and properties
-// present and absent, default and explicit scale bits, a batched activation, a float weight)
+// present and absent, default and explicit scale bits, a batched activation, a float weight,
+// a run-time quantized weight per batch slice)
 // and in the generic form; both forms parse back to the same module.
 // RUN: bitmod-opt %s | filecheck %s
 // RUN: bitmod-opt %s | bitmod-opt - | filecheck %s
@@ -18,6 +19,11 @@ func.func @f(%x: tensor<4x64xf32>, %xb: tensor<2x3x64xf32>, %v: tensor<8x64xf32>
   %m = bitmod.matmul %x, %q0 : (tensor<4x64xf32>, !bitmod.qweight<128x64, mxfp4, 32, sb=0>) -> tensor<4x128xf32>
   func.return %y, %yb, %z, %m : tensor<4x128xf32>, tensor<2x3x128xf32>, tensor<4x8xf32>, tensor<4x128xf32>
 }
+func.func @kv(%a: tensor<2x5x8xf32>, %bt: tensor<2x7x8xf32>) -> tensor<2x5x7xf32> {
+  %q = bitmod.quantize %bt runtime into "matmul1.rhs" : tensor<2x7x8xf32> -> !bitmod.qweight<2x7x8, int4, 8>
+  %y = bitmod.matmul %a, %q : (tensor<2x5x8xf32>, !bitmod.qweight<2x7x8, int4, 8>) -> tensor<2x5x7xf32>
+  func.return %y : tensor<2x5x7xf32>
+}
 
 // CHECK:      builtin.module {
 // CHECK-NEXT:   func.func @f(%x: tensor<4x64xf32>, %xb: tensor<2x3x64xf32>, %v: tensor<8x64xf32>) -> (tensor<4x128xf32>, tensor<2x3x128xf32>, tensor<4x8xf32>, tensor<4x128xf32>) {
@@ -31,6 +37,11 @@ func.func @f(%x: tensor<4x64xf32>, %xb: tensor<2x3x64xf32>, %v: tensor<8x64xf32>
 // CHECK-NEXT:     %z = bitmod.matmul %x, %v : (tensor<4x64xf32>, tensor<8x64xf32>) -> tensor<4x8xf32>
 // CHECK-NEXT:     %m = bitmod.matmul %x, %q0 : (tensor<4x64xf32>, !bitmod.qweight<128x64, mxfp4, 32, sb=0>) -> tensor<4x128xf32>
 // CHECK-NEXT:     func.return %y, %yb, %z, %m : tensor<4x128xf32>, tensor<2x3x128xf32>, tensor<4x8xf32>, tensor<4x128xf32>
+// CHECK-NEXT:   }
+// CHECK-NEXT:   func.func @kv(%a: tensor<2x5x8xf32>, %bt: tensor<2x7x8xf32>) -> tensor<2x5x7xf32> {
+// CHECK-NEXT:     %q = bitmod.quantize %bt runtime into "matmul1.rhs" : tensor<2x7x8xf32> -> !bitmod.qweight<2x7x8, int4, 8>
+// CHECK-NEXT:     %y = bitmod.matmul %a, %q : (tensor<2x5x8xf32>, !bitmod.qweight<2x7x8, int4, 8>) -> tensor<2x5x7xf32>
+// CHECK-NEXT:     func.return %y : tensor<2x5x7xf32>
 // CHECK-NEXT:   }
 // CHECK-NEXT: }
 

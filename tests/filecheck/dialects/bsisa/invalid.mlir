@@ -1435,7 +1435,7 @@ bsisa.program @p {
 // A bias operand goes with a bias descriptor (generic form).
 func.func @f(%x: tensor<16x256xf32>, %b: tensor<192xf32>) -> tensor<16x192xf32> {
   // expected-error@+1 {{a bias operand and a bias descriptor go together}}
-  %y = "bsisa.launch"(%x, %b) <{program = @p, segment = 0 : i64, act_desc = @d0, out_desc = @d2}> : (tensor<16x256xf32>, tensor<192xf32>) -> tensor<16x192xf32>
+  %y = "bsisa.launch"(%x, %b) <{program = @p, segment = 0 : i64, act_desc = @d0, out_desc = @d2, operandSegmentSizes = array<i32: 1, 0, 1>}> : (tensor<16x256xf32>, tensor<192xf32>) -> tensor<16x192xf32>
   func.return %y : tensor<16x192xf32>
 }
 bsisa.program @p {

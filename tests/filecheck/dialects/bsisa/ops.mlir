@@ -7,9 +7,11 @@
 // RUN: bitmod-opt %s --print-op-generic | bitmod-opt - | filecheck %s
 // RUN: bitmod-opt %s --print-op-generic | bitmod-opt - --print-op-generic | filecheck %s --check-prefix=GENERIC
 
-func.func @host(%x: tensor<16x256xf32>, %b: tensor<192xf32>) -> tensor<16x192xf32> {
+func.func @host(%x: tensor<16x256xf32>, %b: tensor<192xf32>, %w: tensor<192x256xf32>, %xb: tensor<2x16x256xf32>, %wb: tensor<2x192x256xf32>) -> tensor<16x192xf32> {
   %y = bsisa.launch @p[0] act @d0(%x) bias @d3(%b) out @d2 {note = "launch"} : (tensor<16x256xf32>, tensor<192xf32>) -> tensor<16x192xf32>
   %z = bsisa.launch @p[1] act @d0(%x) out @d2 : (tensor<16x256xf32>) -> tensor<16x192xf32>
+  %r = bsisa.launch @p[1] act @d0(%x) weight @d1(%w : tensor<192x256xf32>) out @d2 : (tensor<16x256xf32>) -> tensor<16x192xf32>
+  %rb = bsisa.launch @p[1] act @d0(%xb) weight @d1(%wb : tensor<2x192x256xf32>) out @d2 : (tensor<2x16x256xf32>) -> tensor<2x16x192xf32>
   func.return %y : tensor<16x192xf32>
 }
 func.func @tiled(%x: tensor<16x256xf32>, %q: !bitmod.qweight<192x256, bitmod3, 128>, %b: tensor<192xf32>) -> tensor<16x192xf32> {
@@ -70,9 +72,11 @@ bsisa.program @p strings ["x", "w", "y", "b", "unused"] attributes {note = "prog
 }
 
 // CHECK:      builtin.module {
-// CHECK-NEXT:   func.func @host(%x: tensor<16x256xf32>, %b: tensor<192xf32>) -> tensor<16x192xf32> {
+// CHECK-NEXT:   func.func @host(%x: tensor<16x256xf32>, %b: tensor<192xf32>, %w: tensor<192x256xf32>, %xb: tensor<2x16x256xf32>, %wb: tensor<2x192x256xf32>) -> tensor<16x192xf32> {
 // CHECK-NEXT:     %y = bsisa.launch @p[0] act @d0(%x) bias @d3(%b) out @d2 {note = "launch"} : (tensor<16x256xf32>, tensor<192xf32>) -> tensor<16x192xf32>
 // CHECK-NEXT:     %z = bsisa.launch @p[1] act @d0(%x) out @d2 : (tensor<16x256xf32>) -> tensor<16x192xf32>
+// CHECK-NEXT:     %r = bsisa.launch @p[1] act @d0(%x) weight @d1(%w : tensor<192x256xf32>) out @d2 : (tensor<16x256xf32>) -> tensor<16x192xf32>
+// CHECK-NEXT:     %rb = bsisa.launch @p[1] act @d0(%xb) weight @d1(%wb : tensor<2x192x256xf32>) out @d2 : (tensor<2x16x256xf32>) -> tensor<2x16x192xf32>
 // CHECK-NEXT:     func.return %y : tensor<16x192xf32>
 // CHECK-NEXT:   }
 // CHECK-NEXT:   func.func @tiled(%x: tensor<16x256xf32>, %q: !bitmod.qweight<192x256, bitmod3, 128>, %b: tensor<192xf32>) -> tensor<16x192xf32> {
@@ -133,8 +137,9 @@ bsisa.program @p strings ["x", "w", "y", "b", "unused"] attributes {note = "prog
 // CHECK-NEXT:   }
 // CHECK-NEXT: }
 
-// GENERIC:      %y = "bsisa.launch"(%x, %b) <{program = @p, segment = 0 : i64, act_desc = @d0, bias_desc = @d3, out_desc = @d2}> {note = "launch"} : (tensor<16x256xf32>, tensor<192xf32>) -> tensor<16x192xf32>
-// GENERIC:      %z = "bsisa.launch"(%x) <{program = @p, segment = 1 : i64, act_desc = @d0, out_desc = @d2}> : (tensor<16x256xf32>) -> tensor<16x192xf32>
+// GENERIC:      %y = "bsisa.launch"(%x, %b) <{program = @p, segment = 0 : i64, act_desc = @d0, bias_desc = @d3, out_desc = @d2, operandSegmentSizes = array<i32: 1, 0, 1>}> {note = "launch"} : (tensor<16x256xf32>, tensor<192xf32>) -> tensor<16x192xf32>
+// GENERIC:      %z = "bsisa.launch"(%x) <{program = @p, segment = 1 : i64, act_desc = @d0, out_desc = @d2, operandSegmentSizes = array<i32: 1, 0, 0>}> : (tensor<16x256xf32>) -> tensor<16x192xf32>
+// GENERIC:      %r = "bsisa.launch"(%x, %w) <{program = @p, segment = 1 : i64, act_desc = @d0, weight_desc = @d1, out_desc = @d2, operandSegmentSizes = array<i32: 1, 1, 0>}> : (tensor<16x256xf32>, tensor<192x256xf32>) -> tensor<16x192xf32>
 // GENERIC:      %y = "bsisa.tiled_matmul"(%x, %q, %b) <{tiling = #bsisa.tiling<rows = 8, cols = 8, tiles = 16, block_rows = 8, kc = 256, act_kc = 256, m_blocks = 2, n_blocks = 2, k_chunks = 1, act_block_bytes = 4096, weight_block_bytes = 12928>}> ({
 // GENERIC:      "bsisa.loop"() <{lvl = 0 : i64, count = 2 : i64}> ({
 // GENERIC:      "bsisa.ld.wgt"() <{desc = @weight, col_lvl = 0 : i64}> : () -> ()

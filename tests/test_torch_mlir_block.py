@@ -1,0 +1,373 @@
+"""A pre-norm transformer block through torch-mlir, bitmod-opt and the module runner.
+
+``torch_mlir.fx.export_and_import(..., output_type="linalg-on-tensors")`` of a block
+(LayerNorm, QKV linear, softmax attention with batch_matmuls, GELU MLP) goes through
+``bitmod-opt``'s default pipeline (``kv-dtype`` set for INT4), and the lowered module runs
+on :mod:`bitmod.compiler.module_runner`: six launches, the linears on the archive's
+weights and Q·Kᵀ / P·V with K and V quantized at run time, one run per batch × head slice.
+The result is checked against
+
+* ``bitmod.compile`` of the same module with the same formats (its own frontend, host
+  program and per-op modules): each of its ops, on the operands the runner gave the same
+  op, computes the same bits (same quantized weights, same K/V plan, same programs' results);
+  run side by side, every op whose FP16 operands agree gives the same bits, and operands
+  differ at most by one FP16 step where the two host programs round differently
+  (torch-mlir's decomposed LayerNorm against PyTorch's fused kernel), so the blocks agree
+  within the FP16 tolerance below (bit for bit in most cases);
+* a float64 re-implementation of the block with the archive's dequantized weights, the FP16
+  biases and the K/V values the machine quantized, within one FP16 step of the largest
+  output (``2⁻¹¹ · max|y|``; to first order the six accelerated ops on the longest path,
+  each rounding its input and output to FP16 with a PE datapath within 2⁻¹¹ relative, allow
+  ``6 · 3 · 2⁻¹¹ · max|y|``; measured: 0.18 to 0.27 · 2⁻¹¹ · max|y|);
+* the float model itself, within a quantization tolerance measured with margin (INT8
+  weights: INT8 K/V < 0.5 %, INT4 K/V < 2 % relative error, INT4 worse than INT8).
+
+Shapes are odd on purpose: d_model 40 / 72 / 39 / 65, heads 5 / 3 / 3 / 5 (head dims 8, 24,
+13, 13), 5 to 9 tokens, batch 1 and 2.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import bitmod
+import numpy as np
+import pytest
+import torch
+from bitmod.compiler.module_runner import ModuleRunError, load_lowered, run_function
+from bitmod.compiler.offload import QuantPlan
+from bitmod.compiler.tools.bitmod_opt import main
+from bitmod.runtime.emulator.machine import Machine
+from bitmod.runtime.formats import dequantize, quantize
+from torch import nn
+
+
+class Block(nn.Module):
+    """A pre-norm transformer block with explicit attention matmuls."""
+
+    def __init__(self, d_model: int, heads: int) -> None:
+        super().__init__()
+        self.heads = heads
+        self.ln1 = nn.LayerNorm(d_model)
+        self.qkv = nn.Linear(d_model, 3 * d_model)
+        self.proj = nn.Linear(d_model, d_model)
+        self.ln2 = nn.LayerNorm(d_model)
+        self.fc1 = nn.Linear(d_model, 4 * d_model)
+        self.fc2 = nn.Linear(4 * d_model, d_model)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        batch, tokens, d_model = x.shape
+        head_dim = d_model // self.heads
+        q, k, v = self.qkv(self.ln1(x)).split(d_model, dim=-1)
+        q, k, v = (t.view(batch, tokens, self.heads, head_dim).transpose(1, 2) for t in (q, k, v))
+        scores = (q @ k.transpose(-2, -1)) * head_dim**-0.5
+        y = (scores.softmax(dim=-1) @ v).transpose(1, 2).reshape(batch, tokens, d_model)
+        x = x + self.proj(y)
+        return x + self.fc2(nn.functional.gelu(self.fc1(self.ln2(x))))
+
+
+@dataclass(frozen=True)
+class Case:
+    d_model: int
+    heads: int
+    tokens: int
+    batch: int
+    kv_dtype: str
+    dtype: str = "bitmod3"
+
+    @property
+    def id(self) -> str:
+        return (
+            f"d{self.d_model}-h{self.heads}-t{self.tokens}-b{self.batch}-"
+            f"{self.dtype}-kv{self.kv_dtype}"
+        )
+
+
+CASES = [
+    Case(40, 5, 7, 1, "int8"),
+    Case(72, 3, 5, 2, "int4"),
+    Case(39, 3, 9, 1, "int8", "int8"),
+    Case(39, 3, 9, 1, "int4", "int8"),
+    Case(65, 5, 6, 2, "int8", "bitmod4"),
+]
+
+LINEARS = {"fc1": "qkv", "fc2": "proj", "fc3": "fc1", "fc4": "fc2"}
+"""The converted layers (program order) and the block's linears they are."""
+
+
+@dataclass
+class Lowered:
+    case: Case
+    model: Block
+    x: torch.Tensor
+    path: Path
+    text: str
+
+
+def _lower(tmp: Path, case: Case) -> Lowered:
+    from torch_mlir import fx
+
+    torch.manual_seed(case.d_model * 100 + case.heads)
+    model = Block(case.d_model, case.heads).eval()
+    x = torch.randn(case.batch, case.tokens, case.d_model)
+    tmp.mkdir(parents=True, exist_ok=True)
+    source = tmp / "block.mlir"
+    source.write_text(str(fx.export_and_import(model, x, output_type="linalg-on-tensors")))
+    if case.kv_dtype == "int8" and case.dtype == "bitmod3":
+        pipeline = ["--pipeline=bitmod-default"]  # INT8 K/V is the default
+    else:
+        pipeline = [
+            "-p",
+            f"convert-linalg-to-bitmod{{kv-dtype={case.kv_dtype}}},"
+            f"bitmod-quantize{{dtype={case.dtype}}},bitmod-tile,bitmod-lower-to-isa",
+        ]
+    out = tmp / "lowered.mlir"
+    assert main([str(source), *pipeline, "-o", str(out)]) == 0
+    return Lowered(case, model, x, out, out.read_text())
+
+
+@pytest.fixture(scope="module", params=CASES, ids=[c.id for c in CASES])
+def lowered(request, tmp_path_factory) -> Lowered:
+    return _lower(tmp_path_factory.mktemp(request.param.id), request.param)
+
+
+def test_every_matmul_of_the_block_is_a_launch(lowered: Lowered) -> None:
+    text = lowered.text
+    assert "linalg.batch_matmul" not in text and "linalg.matmul" not in text
+    assert text.count("bsisa.launch") == 6
+    for name in ("matmul1.rhs", "matmul2.rhs"):
+        assert f'qweight "{name}"' in text and f'fmt "{lowered.case.kv_dtype}"' in text
+    ctx, module = load_lowered(lowered.path)
+    run = run_function(ctx, module, [lowered.x])
+    runs = {name: stats.runs for name, stats in run.stats.items()}
+    slices = lowered.case.batch * lowered.case.heads
+    assert runs == {"fc1": 1, "matmul1": slices, "matmul2": slices, "fc2": 1, "fc3": 1, "fc4": 1}
+
+
+def test_the_block_equals_bitmod_compile_bit_for_bit(lowered: Lowered) -> None:
+    case = lowered.case
+    ctx, module = load_lowered(lowered.path)
+    run = run_function(ctx, module, [lowered.x], record=True)
+    compiled = bitmod.compile(lowered.model, (lowered.x,), dtype=case.dtype, kv_dtype=case.kv_dtype)
+    reference = compiled.run((lowered.x,), record=True)
+    assert run.records is not None and reference.records is not None
+    assert len(run.records) == len(reference.records) == 4 + 2 * case.batch * case.heads
+
+    # Each op of bitmod.compile (its own program, plan and archive) on the operands the
+    # module runner gave the same op: the same bits.
+    machine = Machine()
+    launches = list(dict.fromkeys(record.op for record in run.records))
+    assert launches == ["fc1", "matmul1", "matmul2", "fc2", "fc3", "fc4"]
+    for launch, name in zip(launches, compiled.ops, strict=True):
+        op = compiled.ops[name]
+        for record in (r for r in run.records if r.op == launch):
+            inputs: dict[str, object] = {op.binding.act: record.act.numpy()}
+            memory = compiled.archive
+            if record.weight is None:
+                if op.binding.bias is not None:
+                    bias = compiled.archive.get(op.binding.bias).half()
+                    inputs[op.binding.bias] = bias.numpy()
+            else:
+                w = record.weight
+                assert op.plan == QuantPlan(w.fmt, w.group_size, w.shape[1], w.scale_bits)
+                inputs[op.binding.weight] = w
+                memory = None
+            out = machine.run(op.program, memory, inputs).outputs[op.binding.out]
+            assert torch.equal(torch.from_numpy(np.array(out)), record.out), (launch, name)
+
+    # Run side by side, an op whose FP16 operands are equal in both paths gives equal bits.
+    # The host ops differ in rounding (torch-mlir's decomposed LayerNorm/softmax/GELU in
+    # f32/f64 against PyTorch's fused kernels), which can move an activation across an FP16
+    # rounding boundary: then the two differ by one FP16 step in that element.
+    for mine, theirs in zip(run.records, reference.records, strict=True):
+        assert mine.index == theirs.index
+        same_weight = mine.weight is None or (
+            theirs.weight is not None
+            and torch.equal(mine.weight.codes, theirs.weight.codes)
+            and torch.equal(mine.weight.scales, theirs.weight.scales)
+        )
+        if torch.equal(mine.act, theirs.act) and same_weight:
+            assert torch.equal(mine.out, theirs.out), (mine.op, theirs.op, mine.index)
+        else:
+            step = torch.finfo(torch.float16).eps * theirs.act.float().abs()
+            assert bool(((mine.act.float() - theirs.act.float()).abs() <= step).all())
+    y, expected = run.outputs[0].double(), reference.outputs.double()
+    assert float((y - expected).abs().max()) <= 6 * 3 * 2.0**-11 * float(expected.abs().max())
+
+    # the same stored weights: the archive's codes are the model's weights quantized
+    for layer, module_name in LINEARS.items():
+        stored = ctx.archive.get_quantized(f"{layer}.weight")
+        weight = getattr(lowered.model, module_name).weight.detach()
+        again = quantize(weight.float(), case.dtype, stored.group_size, stored.scale_bits)
+        assert torch.equal(stored.codes, again.codes) and torch.equal(stored.scales, again.scales)
+
+
+def _reference(lowered: Lowered, archive, records) -> torch.Tensor:
+    """The block in float64 with the archive's dequantized weights, FP16 biases and the K/V
+    the machine quantized (from the run's records)."""
+    model, case = lowered.model, lowered.case
+    d, heads = case.d_model, case.heads
+    head_dim = d // heads
+
+    def linear(x: torch.Tensor, layer: str) -> torch.Tensor:
+        w = dequantize(archive.get_quantized(f"{layer}.weight")).double()[:, : x.shape[-1]]
+        b = archive.get(f"{layer}.bias").half().double()
+        return x @ w.T + b
+
+    def norm(x: torch.Tensor, ln: nn.LayerNorm) -> torch.Tensor:
+        return nn.functional.layer_norm(
+            x, (d,), ln.weight.detach().double(), ln.bias.detach().double(), ln.eps
+        )
+
+    def slices(name: str) -> torch.Tensor:
+        weights = [r.weight for r in records if r.op == name]
+        rows = [dequantize(w).double()[:, : w.shape[1]] for w in weights]
+        return torch.stack(rows)
+
+    x = lowered.x.double()
+    batch, tokens = x.shape[:2]
+    q, _, _ = linear(norm(x, model.ln1), "fc1").split(d, dim=-1)
+    q = q.view(batch, tokens, heads, head_dim).transpose(1, 2).reshape(-1, tokens, head_dim)
+    keys = slices("matmul1")  # [B·H, T, hd]: W = K, one row per key token
+    values_t = slices("matmul2")  # [B·H, hd, T]: W = Vᵀ, one row per value channel
+    p = (q @ keys.transpose(1, 2) * head_dim**-0.5).softmax(dim=-1)
+    y = (p @ values_t.transpose(1, 2)).view(batch, heads, tokens, head_dim)
+    x = x + linear(y.transpose(1, 2).reshape(batch, tokens, d), "fc2")
+    return x + linear(nn.functional.gelu(linear(norm(x, model.ln2), "fc3")), "fc4")
+
+
+def test_the_block_agrees_with_a_float64_reimplementation(lowered: Lowered) -> None:
+    ctx, module = load_lowered(lowered.path)
+    run = run_function(ctx, module, [lowered.x], record=True)
+    expected = _reference(lowered, ctx.archive, run.records)
+    y = run.outputs[0].double()
+    # First order, the six FP16-rounding ops allow 6 * 3 * 2^-11 * max|y|; measured here are
+    # 0.18..0.27 * 2^-11 * max|y| (later ops damp earlier roundings), so one FP16 step of the
+    # largest output is the bound.
+    tolerance = 2.0**-11 * float(expected.abs().max())
+    assert float((y - expected).abs().max()) < tolerance
+
+
+def test_int8_weights_stay_close_to_the_float_model(tmp_path: Path) -> None:
+    errors = {}
+    for kv_dtype in ("int8", "int4"):
+        lowered = _lower(tmp_path / kv_dtype, Case(39, 3, 9, 1, kv_dtype, "int8"))
+        ctx, module = load_lowered(lowered.path)
+        y = run_function(ctx, module, [lowered.x]).outputs[0]
+        expected = lowered.model(lowered.x).detach()
+        errors[kv_dtype] = float((y - expected).norm() / expected.norm())
+    assert 0 < errors["int8"] < 0.005
+    assert errors["int8"] < errors["int4"] < 0.02
+
+
+# --- the activation products alone, and what the runner refuses ---------------------------
+
+PRODUCTS = (
+    Path(__file__).parent / "filecheck" / "convert-linalg-to-bitmod" / "activation-products.mlir"
+)
+
+
+def _lower_products(tmp_path: Path, convert: str) -> tuple[object, object]:
+    out = tmp_path / "products.mlir"
+    pipeline = f"{convert},bitmod-quantize,bitmod-tile,bitmod-lower-to-isa"
+    assert main([str(PRODUCTS), "-p", pipeline, "-o", str(out)]) == 0
+    return load_lowered(out)
+
+
+def _fake_quantized_t(b: torch.Tensor, fmt: str, group: int) -> torch.Tensor:
+    """Bᵀ of ``b [..., K, N]`` rounded to FP16 and quantized per row (float64 [..., N, K])."""
+    rows = b.half().float().transpose(-1, -2)
+    flat = rows.reshape(-1, rows.shape[-1]).contiguous()
+    return dequantize(quantize(flat, fmt, group, 8)).double().reshape(rows.shape)
+
+
+@pytest.mark.parametrize(("kv_dtype", "group"), [("int8", 128), ("int4", 4)])
+def test_products_compute_with_run_time_quantized_operands(tmp_path, kv_dtype, group) -> None:
+    ctx, module = _lower_products(
+        tmp_path, f"convert-linalg-to-bitmod{{kv-dtype={kv_dtype} kv-group-size={group}}}"
+    )
+    torch.manual_seed(3)
+    q, k, v = torch.randn(2, 3, 4), torch.randn(1, 3, 2, 4), torch.randn(2, 3, 4)
+    (o,) = run_function(ctx, module, [q, k, v], function="attention").outputs
+    # K^T as torch-mlir builds it: [1, T, H, D] -> [1, H, D, T] -> [H, D, T]
+    k_t = k.permute(0, 2, 3, 1).reshape(2, 4, 3)
+    g = min(group, 4)  # K = 4 (head dim) and K = 3 (tokens) are one group of 4 each
+    s = (q.half().double() @ _fake_quantized_t(k_t, kv_dtype, g).transpose(1, 2)).half()
+    expected = s.double() @ _fake_quantized_t(v, kv_dtype, g).transpose(1, 2)
+    assert float((o.double() - expected).abs().max()) <= 3 * 2.0**-11 * float(expected.abs().max())
+    x, w = torch.randn(2, 4), torch.randn(4, 3)
+    (y,) = run_function(ctx, module, [x, w], function="plain").outputs
+    expected = x.half().double() @ _fake_quantized_t(w, kv_dtype, g).transpose(0, 1)
+    assert float((y.double() - expected).abs().max()) <= 2 * 2.0**-11 * float(expected.abs().max())
+
+
+def test_products_kept_on_the_host_run_in_float(tmp_path: Path) -> None:
+    out = tmp_path / "host.mlir"
+    pipeline = "convert-linalg-to-bitmod{kv-dtype=host}"
+    assert main([str(PRODUCTS), "-p", pipeline, "-o", str(out)]) == 0
+    ctx, module = load_lowered(out)
+    torch.manual_seed(4)
+    q, k, v = torch.randn(2, 3, 4), torch.randn(1, 3, 2, 4), torch.randn(2, 3, 4)
+    (o,) = run_function(ctx, module, [q, k, v], function="attention").outputs
+    k_t = k.permute(0, 2, 3, 1).reshape(2, 4, 3)
+    torch.testing.assert_close(o, (q @ k_t) @ v, rtol=1e-6, atol=1e-6)
+
+
+def test_a_k_value_beyond_fp16_is_an_error_at_its_launch(tmp_path: Path) -> None:
+    ctx, module = _lower_products(tmp_path, "convert-linalg-to-bitmod")
+    k = torch.zeros(1, 3, 2, 4)
+    k[0, 1, 0, 2] = 1e6
+    with pytest.raises(ModuleRunError) as caught:
+        run_function(
+            ctx, module, [torch.ones(2, 3, 4), k, torch.ones(2, 3, 4)], function="attention"
+        )
+    message = caught.value.render()
+    assert (
+        message.startswith(f"{tmp_path / 'products.mlir'}:")
+        and ": error: 'bsisa.launch' op" in message
+    )
+    assert (
+        "op 'matmul1' right operand: value 1000000.0 at [0, 1, 2] is not representable in FP16"
+        in message
+    )
+
+
+def test_what_the_runner_cannot_run_is_one_located_error(tmp_path: Path) -> None:
+    source = tmp_path / "f.mlir"
+    source.write_text(
+        "func.func @main(%x: tensor<2xf32>) -> tensor<2xf32> {\n"
+        "  %y = math.cbrt %x : tensor<2xf32>\n"
+        "  func.return %y : tensor<2xf32>\n"
+        "}\n"
+    )
+    ctx, module = load_lowered(source)
+    with pytest.raises(ModuleRunError) as caught:
+        run_function(ctx, module, [torch.ones(2)])
+    assert caught.value.render() == (
+        f"{source}:2:3: error: 'math.cbrt' op module runner: cannot run this op on the host: "
+        "no host implementation of this op"
+    )
+    with pytest.raises(ModuleRunError) as caught:
+        run_function(ctx, module, [torch.ones(3)])
+    assert caught.value.render() == (
+        f"{source}:1:1: error: 'func.func' op module runner: input 0 of @main has shape [3], "
+        "the function takes [2]"
+    )
+    with pytest.raises(ModuleRunError, match="no function @forward .functions: @main."):
+        run_function(ctx, module, [torch.ones(2)], function="forward")
+
+
+def test_a_saved_bundles_ir_takes_the_whole_pipeline(tmp_path: Path) -> None:
+    # bitmod.compile writes its attention operands in the same run-time form, so its saved
+    # model.mlir now lowers through bitmod-quantize too (it used to stop there).
+    torch.manual_seed(5)
+    model, x = Block(40, 5).eval(), torch.randn(1, 7, 40)
+    bundle = bitmod.compile(model, (x,), dtype="bitmod3").save(tmp_path / "bundle")
+    out = tmp_path / "lowered.mlir"
+    pipeline = "bitmod-quantize,bitmod-tile,bitmod-lower-to-isa"
+    assert main([str(bundle / "model.mlir"), "-p", pipeline, "-o", str(out)]) == 0
+    text = out.read_text()
+    assert text.count("bsisa.launch") == 6
+    assert text.count("weight @") == 2  # the two launches that bind K / V
+    assert 'qweight "matmul0.rhs"' in text and 'qweight "matmul1.rhs"' in text
