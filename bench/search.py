@@ -163,17 +163,16 @@ def run(args: argparse.Namespace) -> None:
     def held_out_objective() -> MeasuredPerplexity:
         return MeasuredPerplexity(lm, held_out, held_out_context, args.threads, device)
 
-    last_problem: dict[str, Any] = {}
-
     def mix_rows(
         suffix: str, sensitivity: MeasuredPerplexity | None, reference: str, problem: Any
-    ) -> None:
-        """The searched mixes at the budget of uniform ``reference`` with one proxy."""
+    ) -> Any:
+        """The searched mixes at the budget of uniform ``reference`` with one proxy; returns
+        the problem (its proxy table serves the next budget), None when nothing was to do."""
         methods = ("greedy", "tpe") + (("tpe-ppl",) if args.ppl_trials and not suffix else ())
         if all(f"mix-{m}{suffix}@{reference}" in rows for m in methods) and (
             not args.validate or f"validation{suffix}@{reference}" in data
         ):
-            return  # measured in an earlier run
+            return None  # measured in an earlier run
         budget = parse_budget(f"bits={reference}")
         t = time.perf_counter()
         if problem is None:
@@ -251,7 +250,7 @@ def run(args: argparse.Namespace) -> None:
             data[f"validation{suffix}@{reference}"] = validation
             print(f"validation{suffix}@{reference}", validation["spearman"], flush=True)
             save()
-        last_problem[suffix] = problem
+        return problem
 
     calibration = calib[: args.calib_samples * args.calib_context]
     proxies = {"": None}  # row-key suffix -> the sensitivity objective (None: output error)
@@ -262,8 +261,7 @@ def run(args: argparse.Namespace) -> None:
     for suffix, sensitivity in proxies.items():
         problem = None
         for reference in ("bitmod3", "bitmod4"):
-            mix_rows(suffix, sensitivity, reference, problem)
-            problem = last_problem.get(suffix)
+            problem = mix_rows(suffix, sensitivity, reference, problem)
 
     settings = AwqSettings(args.scale_grid, args.clip_grid)
     for dtype in UNIFORM:

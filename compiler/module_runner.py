@@ -51,6 +51,7 @@ from bitmod.compiler.torch_frontend import CompileError
 from bitmod.dialects.bsisa import DrainOp, HaltOp, LaunchOp, ProgramOp, TensorRefInstruction
 from bitmod.dialects.diagnostics import DiagnosticError
 from bitmod.passes.context import BitmodContext, load_archive, make_context
+from bitmod.passes.linear_layers import spread_over_dims
 from bitmod.runtime.emulator.machine import Machine, MachineError
 from bitmod.runtime.isa import DescKind
 from bitmod.runtime.storage.archive import ParamArchive
@@ -309,13 +310,7 @@ def _to_space(value: torch.Tensor, indexing: AffineMap, rank: int, op: Operation
     dims = [d for d in axes if isinstance(d, int)]
     if len(set(dims)) != len(dims):
         raise _unsupported(op, f"indexing map {indexing} repeats a dim")
-    order = sorted(range(len(dims)), key=lambda axis: dims[axis])
-    value = value.permute(order)
-    present = sorted(dims)
-    for dim in range(rank):
-        if dim not in present:
-            value = value.unsqueeze(dim)
-    return value
+    return spread_over_dims(value, dims, rank)
 
 
 def _from_space(

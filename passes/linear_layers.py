@@ -12,6 +12,7 @@ product: it needs torch.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import torch
@@ -194,16 +195,21 @@ def _fold_generic_copy(ctx: Context, generic: linalg.GenericOp) -> Folded | None
     source = fold_constant(ctx, generic.inputs[0])
     if source is None:
         return None
-    # Output element at index (d0..d{r-1}) is source[d_{dims[0]}, d_{dims[1]}, ...]: move the
-    # source axes to their output positions, then insert and expand the missing ones.
-    view = source.value
+    view = spread_over_dims(source.value, dims, rank)
+    return Folded(view.expand(tuple(result_type.get_shape())), [generic, *source.ops])
+
+
+def spread_over_dims(value: torch.Tensor, dims: Sequence[int], rank: int) -> torch.Tensor:
+    """``value``, whose axis ``i`` follows loop dim ``dims[i]`` (distinct dims), as a
+    rank-``rank`` tensor over the loop dims: element (d0..d{r-1}) is value[d_{dims[0]}, ...].
+    Its axes move to their dims' positions and the missing dims become size-1 axes."""
     order = sorted(range(len(dims)), key=lambda axis: dims[axis])
-    view = view.permute(order)
-    present = sorted(dims)
+    value = value.permute(order)
+    present = set(dims)
     for dim in range(rank):
         if dim not in present:
-            view = view.unsqueeze(dim)
-    return Folded(view.expand(tuple(result_type.get_shape())), [generic, *source.ops])
+            value = value.unsqueeze(dim)
+    return value
 
 
 def zero_fill(value: SSAValue) -> Operation | None:

@@ -474,8 +474,18 @@ def schedule_cycles(
     special_values: int = 0,
 ) -> int:
     """The machine's cycles of ``schedule``'s program: its trace, simulated."""
-    trace = schedule_trace(schedule, m, n, k, array, layout, timing, special_values)
-    return trace.simulate().cycles
+    return _exact_cycles(
+        schedule.order,
+        schedule.block_rows,
+        schedule.kc,
+        m,
+        n,
+        k,
+        array,
+        layout,
+        timing,
+        special_values,
+    )
 
 
 def _trace(
@@ -575,6 +585,7 @@ def _exact_cycles(
     timing: MacTiming,
     special_values: int,
 ) -> int:
+    """:func:`schedule_cycles` by value (cached: the planner times the same code often)."""
     trace = _trace(order, block_rows, kc, m, n, k, array, layout, timing, special_values)
     return trace.simulate().cycles
 
