@@ -572,7 +572,12 @@ def _trace(
     return trace
 
 
-@lru_cache(maxsize=4096)
+#: Distinct exact timings kept: a six-LLM ``bitmod-sim`` run times about 10^4 candidates, and
+#: evicting them made it re-time each of them per accelerator sweep.
+EXACT_CACHE_SIZE = 1 << 16
+
+
+@lru_cache(maxsize=EXACT_CACHE_SIZE)
 def _exact_cycles(
     order: str,
     block_rows: int,
