@@ -49,6 +49,7 @@ def _row(name: str, simulator: str, result: CosimResult, seconds: float) -> dict
         "simulator": simulator,
         "rtl": result.rtl.counters["cycles"],
         "emulator": result.emulator_cycles,
+        "hits": sum(result.emulator_hits.values()),
         "identical": result.identical,
         "equal": result.cycles_equal,
         "seconds": seconds,
@@ -103,20 +104,24 @@ def _line(row: dict) -> str:
 
 def table(rows: list[dict]) -> str:
     lines = [
-        "| program | simulator | RTL cycles | emulator cycles | bit-identical | cycles equal |",
-        "|---|---|---:|---:|---|---|",
+        "| program | simulator | RTL cycles | emulator cycles | buffer hits | bit-identical "
+        "| cycles equal |",
+        "|---|---|---:|---:|---:|---|---|",
     ]
     for r in rows:
         lines.append(
             f"| {r['name']} | {r['simulator']} | {r['rtl']:,d} | {r['emulator']:,d} "
-            f"| {'yes' if r['identical'] else '**no**'} | {'yes' if r['equal'] else '**no**'} |"
+            f"| {r['hits']:,d} | {'yes' if r['identical'] else '**no**'} "
+            f"| {'yes' if r['equal'] else '**no**'} |"
         )
     agree = sum(r["identical"] and r["equal"] for r in rows)
     by_sim = Counter(r["simulator"] for r in rows)
     summary = (
         f"**{agree} of {len(rows)}** programs bit-identical with equal cycles "
         f"({', '.join(f'{n} on {s}' for s, n in by_sim.items())}); "
-        f"{sum(r['rtl'] for r in rows):,d} cycles in all. "
+        f"{sum(r['rtl'] for r in rows):,d} cycles in all; "
+        f"{sum(r['hits'] > 0 for r in rows)} of them load blocks their buffers still hold "
+        f"({sum(r['hits'] for r in rows):,d} hits). "
         f"Load average {os.getloadavg()[0]:.1f} at the end."
     )
     details = [

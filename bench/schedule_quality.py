@@ -12,6 +12,19 @@ exactly. ``space best``: the fewest cycles of any schedule in the planner's spac
 machine, tests/test_schedule.py), for the GEMMs that are not LLM layers: how far the loop
 orders of the ISA can get at all.
 
+``OS bound``: a tighter floor for the output-stationary array, derived here. The accumulators
+hold one output block (at most ``MR_max`` rows by one column block of ``C`` channels) at a
+time, and every schedule of the ISA's loop orders finishes row block 0 of column block 0 first.
+That block needs all of K of its weights (``W_0``: its ``min(C, N)`` channels) and of its
+``r = min(MR, M)`` activation rows (``2rK`` bytes) before its last mac ends, and every other
+block's MAC steps come after it::
+
+    T ≥ min over MR ≤ MR_max of  (W_0 + 2·min(MR, M)·K) / B  +  compute − compute(block 0)
+
+with ``compute(block 0) = ⌈min(MR, M)/R⌉·⌈K/4⌉·t``. The larger of it and ``max(compute, DRAM)``
+is ``OS bound``: when the weights of a column block are about as many bytes as the MAC steps
+of a 64-row block take cycles, no schedule overlaps the first block's traffic with compute.
+
     python bench/schedule_quality.py [--markdown]
 """
 
@@ -66,6 +79,24 @@ def bound(m: int, n: int, k: int, fmt: str, q: QuantizedTensor, cfg: HardwareCon
     layout = WeightLayout.of_format(fmt, q.group_size, q.scale_bits)
     dram_bytes = ACT_BYTES * m * k + int(layout.block_bytes(n, k)) + ACT_BYTES * m * n
     return max(compute, math.ceil(dram_bytes / cfg.dram_bytes_per_cycle))
+
+
+def output_stationary_bound(
+    m: int, n: int, k: int, fmt: str, q: QuantizedTensor, cfg: HardwareConfig
+) -> int:
+    """The ``OS bound`` of the module docstring (never below :func:`bound`)."""
+    columns = cfg.cols * cfg.tiles
+    steps = math.ceil(k / LANES) * num_terms(fmt)
+    compute = math.ceil(m / cfg.rows) * math.ceil(n / columns) * steps
+    layout = WeightLayout.of_format(fmt, q.group_size, q.scale_bits)
+    first_weights = int(layout.block_bytes(min(columns, n), k))
+    floors = []
+    for block_rows in range(cfg.rows, cfg.max_block_rows + 1, cfg.rows):
+        rows = min(block_rows, m)
+        first_bytes = first_weights + ACT_BYTES * rows * k
+        rest = compute - math.ceil(rows / cfg.rows) * steps
+        floors.append(math.ceil(first_bytes / cfg.dram_bytes_per_cycle) + rest)
+    return max(bound(m, n, k, fmt, q, cfg), min(floors))
 
 
 def measured(schedule: Schedule, m: int, n: int, k: int, q: QuantizedTensor, cfg: HardwareConfig):
@@ -126,6 +157,7 @@ def rows(cfg: HardwareConfig) -> list[dict[str, object]]:
         old = plan_bitmod_matmul(m, n, k, exact=False, **common)
         cycles, old_cycles = measured(new, m, n, k, q, cfg), measured(old, m, n, k, q, cfg)
         floor = bound(m, n, k, get_format(fmt).name, q, cfg)
+        os_floor = output_stationary_bound(m, n, k, get_format(fmt).name, q, cfg)
         best = None if label.startswith("LLM") else space_best(m, n, k, q, array)
         table.append(
             {
@@ -136,6 +168,8 @@ def rows(cfg: HardwareConfig) -> list[dict[str, object]]:
                 "cycles": cycles,
                 "bound": floor,
                 "ratio": cycles / floor,
+                "OS bound": os_floor,
+                "OS ratio": cycles / os_floor,
                 "space best": "-" if best is None else f"{best / floor:.2f}x",
                 "old schedule": describe(old),
                 "old cycles": old_cycles,

@@ -95,6 +95,7 @@ class CosimResult:
     first_difference: str | None
     cycles_equal: bool
     details: list[str] = field(default_factory=list)
+    emulator_hits: dict[str, int] = field(default_factory=dict)  # loads the buffers held
 
     def format(self) -> str:
         lines = []
@@ -303,4 +304,5 @@ def cosimulate(
         difference is None,
         difference,
         cycles_equal,
+        emulator_hits=dict(report.buffer_hits),
     )

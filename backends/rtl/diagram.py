@@ -47,8 +47,8 @@ _BOXES = {
         "#ead1dc",
     ),
     "dram": ("DRAM model\n(tensors, chunked weights)", 12.9, 2.3, 2.8, 1.3, "#eeeeee"),
-    "act_buf": ("activation buffer\n2 halves", 0.3, 1.6, 2.6, 1.0, "#fce5cd"),
-    "wgt_buf": ("weight buffer\n2 halves", 0.3, 4.4, 2.6, 1.0, "#fce5cd"),
+    "act_buf": ("activation buffer\n16 tagged regions", 0.3, 1.6, 2.6, 1.0, "#fce5cd"),
+    "wgt_buf": ("weight buffer\n16 tagged regions", 0.3, 4.4, 2.6, 1.0, "#fce5cd"),
     "out_buf": ("output buffer\n2 slots", 9.6, 3.3, 2.4, 1.0, "#fce5cd"),
     "tiles": ("", 3.4, 0.3, 5.8, 5.6, "#ffffff"),
 }

@@ -33,6 +33,7 @@ import numpy as np
 from bitmod.runtime.arch.hwconfig import HardwareConfig
 from bitmod.runtime.arch.rules import GROUP_TERM_LIMIT
 from bitmod.runtime.arch.timing import MAC_PIPELINE_CYCLES, dram_fraction
+from bitmod.runtime.arch.trace import REGIONS
 from bitmod.runtime.formats import FORMAT_IDS, get_format
 from bitmod.runtime.formats.bitserial import decode_codes, encoding, max_term_sum, num_terms
 
@@ -167,6 +168,8 @@ def format_package() -> str:
         "  // the group accumulator's bound (runtime/arch/rules.py): G * max sum of |terms| of a",
         "  // weight; format id i's own largest sum is TERM_SUM[i*TERM_SUM_W +: TERM_SUM_W]",
         f"  localparam int GROUP_TERM_LIMIT = {GROUP_TERM_LIMIT};",
+        "  // regions of an operand buffer, each holding a tag (runtime/arch/trace.py)",
+        f"  localparam int BUFFER_REGIONS = {REGIONS};",
         f"  localparam int TERM_SUM_W = {TERM_SUM_BITS};",
         "  localparam logic [N_FORMATS*TERM_SUM_W-1:0] TERM_SUM = {",
     ]

@@ -19,7 +19,7 @@ from bitmod.runtime.arch.hwconfig import LANES, HardwareConfig
 from bitmod.runtime.arch.loops import matmul_config_length, matmul_nest
 from bitmod.runtime.arch.rules import block_rows_error, kchunk_error
 from bitmod.runtime.arch.timing import MAC_PIPELINE_CYCLES
-from bitmod.runtime.arch.trace import ACT_BUFFER, WEIGHT_BUFFER, EngineTrace
+from bitmod.runtime.arch.trace import ACT_BUFFER, WEIGHT_BUFFER, EngineTrace, block_slots
 from bitmod.runtime.formats import get_format
 from bitmod.runtime.formats.bitserial import num_terms
 from bitmod.runtime.isa import Drain, EndLoop, Halt, Instruction, LdAct, LdWgt, Loop, Mac, StOut
@@ -57,7 +57,7 @@ CHUNK_GROUP_CAPS: tuple[int, ...] = (1, 2, 4, 8, 16, 32)
 #: cycles decide. Larger GEMMs keep the closed form: their fill and drain, where it errs, are a
 #: small part of them.
 EXACT_WINDOW = 0.25
-EXACT_CANDIDATES = 8
+EXACT_CANDIDATES = 12
 EXACT_MACS = 1024
 
 _Array = np.ndarray
@@ -365,12 +365,46 @@ def _evaluate(
     sweep = n * (
         (k_chunks - 1) * layout.channel_block_bytes(kc) + layout.channel_block_bytes(kc_last)
     )
+    # A streamed operand's blocks repeat as a cyclic sweep; the buffer keeps them (hits, no
+    # transfer) when one sweep fits its slots, else round-robin placement misses every one.
+    act_slots_held = block_slots(act_block, array.act_buffer)
+    weight_slots_held = block_slots(weight_block, array.weight_buffer)
+    # Phases: (count, bytes each) of the outer blocks, the first row / column block apart (a
+    # clipped last block is smaller); a kept operand is read in its first phases only.
+    zero = np.zeros_like(m, dtype=np.float64)
+    rows_first, cols_first = np.minimum(mr, m), np.minimum(cols, n)
+    row_first = ACT_BYTES * rows_first * k
+    row_later = (x_bytes - row_first) / np.maximum(m_blocks - 1, 1)
+    column_first = sweep * cols_first / n
+    column_later = (sweep - column_first) / np.maximum(n_blocks - 1, 1)
     if order == WEIGHTS_RESIDENT:
-        read = sweep + n_blocks * x_bytes
+        acts_kept = m_blocks <= act_slots_held
+        read = sweep + np.where(acts_kept, 1, n_blocks) * x_bytes
+        phases = [
+            (one, column_first + x_bytes),
+            (n_blocks - 1, column_later + np.where(acts_kept, zero, x_bytes)),
+        ]
     elif order == ACTS_RESIDENT:
-        read = x_bytes + m_blocks * sweep
+        weights_kept = n_blocks * k_chunks <= weight_slots_held
+        read = x_bytes + np.where(weights_kept, 1, m_blocks) * sweep
+        phases = [
+            (one, row_first + sweep),
+            (m_blocks - 1, row_later + np.where(weights_kept, zero, sweep)),
+        ]
     else:
-        read = n_blocks * x_bytes + m_blocks * sweep
+        acts_kept = m_blocks * k_chunks <= act_slots_held
+        weights_kept = k_chunks <= weight_slots_held
+        read = np.where(acts_kept, 1, n_blocks) * x_bytes
+        read = read + np.where(weights_kept, 1, m_blocks) * sweep
+        phases = [
+            (one, row_first + column_first),
+            (m_blocks - 1, row_later + np.where(weights_kept, zero, column_first)),
+            (n_blocks - 1, np.where(acts_kept, zero, row_first) + column_later),
+            (
+                (m_blocks - 1) * (n_blocks - 1),
+                np.where(acts_kept, zero, row_later) + np.where(weights_kept, zero, column_later),
+            ),
+        ]
     read = read.astype(np.float64)
 
     rows0, cols0 = np.minimum(mr, m), np.minimum(cols, n)
@@ -401,9 +435,20 @@ def _evaluate(
         reload_bytes = last_mac_busy = outer = one
     reload = np.where(single, reload_bytes / bandwidth, 0.0)
     idle = np.where(single, (outer - 1) * last_mac_busy, 0.0)
+    # Each phase takes the longer of its share of the compute and its own transfers (a kept
+    # operand's bytes all fall in the first), so front-loaded traffic is not hidden behind
+    # compute that comes after it.
+    count = sum(c for c, _ in phases)
+    phase_compute = compute / count
+    stores = y_bytes / count
+    phased = -first / bandwidth
+    for phase_count, phase_bytes in phases:
+        phased = phased + phase_count * np.maximum(
+            phase_compute, (phase_bytes + stores) / bandwidth
+        )
     cycles = (
         first / bandwidth
-        + np.maximum(compute + reload, body / bandwidth + idle)
+        + np.maximum(np.maximum(compute + reload, body / bandwidth + idle), phased)
         + drain
         + last_store / bandwidth
     )
@@ -521,6 +566,14 @@ def _trace(
         first = counters[level] * kc
         return kc, min(k, first + kc) - first
 
+    def tag(level: int | None, k_level: int | None) -> tuple[int, int, int | None]:
+        """The block's tag (descriptor 0: its operand; it has one per buffer)."""
+        return (
+            0,
+            0 if level is None else counters[level],
+            (None if k_level is None else counters[k_level]),
+        )
+
     def extent(level: int | None, size: int, total: int) -> int:
         first = 0 if level is None else counters[level] * size
         return min(total, first + size) - first
@@ -546,14 +599,19 @@ def _trace(
                 block_k, valid_k = k_extent(k_level)
                 act_rows = extent(row_level, block_rows, m)
                 block, moved = block_rows * block_k, act_rows * valid_k
-                trace.load(ACT_BUFFER, ACT_BYTES * block, ACT_BYTES * moved, "act")
+                trace.load(
+                    ACT_BUFFER,
+                    ACT_BYTES * block,
+                    ACT_BYTES * moved,
+                    "act",
+                    tag(row_level, k_level),
+                )
             case LdWgt(_, col_level, k_level):
                 block_k, weight_k = k_extent(k_level)
                 weight_channels = extent(col_level, columns, n)
                 block = int(layout.block_bytes(columns, block_k))
-                trace.load(
-                    WEIGHT_BUFFER, block, int(layout.block_bytes(weight_channels, weight_k)), "w"
-                )
+                nbytes = int(layout.block_bytes(weight_channels, weight_k))
+                trace.load(WEIGHT_BUFFER, block, nbytes, "w", tag(col_level, k_level))
             case Mac():
                 shape = (-(-act_rows // rows), weight_k)
                 if shape not in mac_cycles:

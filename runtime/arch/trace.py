@@ -6,8 +6,10 @@ times a schedule's code without data; :func:`bitmod.runtime.arch.timing.simulate
 the cycles of the trace. A ``ld.*``, ``mac``, ``drain`` or ``st.out`` becomes the command the
 RTL controller snapshots (docs/rtl.md, "The controller"):
 
-* a load waits for the last ``mac`` that read the buffer halves it overwrites and for the last
-  ``st.out`` to the tensor it reads (read after write);
+* a load whose block the buffer still holds (:class:`BufferRegions`, a *hit*) moves nothing:
+  it is one controller cycle and makes that block the newest;
+* any other load waits for the last ``mac`` that read the buffer regions it overwrites and for
+  the last ``st.out`` to the tensor it reads (read after write);
 * a ``mac`` waits for every load issued before it (its blocks are the newest two) and for every
   ``drain`` issued before it to have started (it owns the accumulators then);
 * a ``drain`` waits for every ``mac`` issued before it and for the store that read its
@@ -19,33 +21,94 @@ RTL controller snapshots (docs/rtl.md, "The controller"):
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import Any
 
+import numpy as np
 from bitmod.runtime.arch import timing
 
-__all__ = ["ACT_BUFFER", "WEIGHT_BUFFER", "BufferHalves", "EngineTrace"]
+__all__ = [
+    "ACT_BUFFER",
+    "REGIONS",
+    "WEIGHT_BUFFER",
+    "BlockTag",
+    "BufferRegions",
+    "EngineTrace",
+    "block_regions",
+    "block_slots",
+]
 
 #: Indices of the two operand buffers in :attr:`EngineTrace.buffers`.
 ACT_BUFFER, WEIGHT_BUFFER = 0, 1
+#: Regions of an operand buffer: a block takes whole regions, and the buffer keeps a tag per
+#: block it holds (docs/rtl.md, "Buffers").
+REGIONS = 16
+
+#: What a block holds: its descriptor, its block index along rows / channels and its K chunk
+#: (None: all of K). Within one configuration (``cfg.*`` clears the tags) it names the bytes.
+BlockTag = tuple[int, int, int | None]
+
+
+def block_regions(block_bytes: Any, capacity: int) -> Any:
+    """``r = min(REGIONS, ceil(B / (capacity // REGIONS)))``: the regions a block of ``B``
+    bytes takes (all of them in a buffer of fewer than ``REGIONS`` bytes); numpy-friendly."""
+    region = capacity // REGIONS
+    if region == 0:
+        return np.minimum(REGIONS, np.maximum(block_bytes, REGIONS))
+    return np.minimum(REGIONS, -(-block_bytes // region))
+
+
+def block_slots(block_bytes: Any, capacity: int) -> Any:
+    """``S = REGIONS // r``: the blocks of ``block_bytes`` the buffer holds at once."""
+    return REGIONS // block_regions(block_bytes, capacity)
 
 
 @dataclass
-class BufferHalves:
-    """A buffer of two halves: a block takes one half (two slots) when two blocks fit, else
-    both. ``last_reader[h]`` is the last mac (1-based issue number) that read half ``h``."""
+class BufferRegions:
+    """A buffer of :data:`REGIONS` regions of ``capacity // REGIONS`` bytes.
+
+    A block of ``B`` bytes takes ``r = min(REGIONS, ceil(B / region))`` regions, so the buffer
+    has ``S = REGIONS // r`` slots of ``r`` regions; slot ``s`` starts at region ``s·r``. A
+    load whose tag a slot of the same ``r`` holds is a hit: no transfer, that slot is the
+    newest. Otherwise the block goes to slot ``misses mod S`` (misses since the start; the
+    tags of every block it overlaps are dropped). ``last_reader[q]`` is the last mac (1-based
+    issue number) that read region ``q``. Two slots when two blocks fit, one when one does:
+    the double buffering of a buffer in halves, with more slots for smaller blocks.
+    """
 
     capacity: int
-    loads: int = 0
-    last_reader: list[int] = field(default_factory=lambda: [0, 0])
-    newest: tuple[int, ...] = ()  # the halves of the newest block
+    misses: int = 0
+    hits: int = 0
+    last_reader: list[int] = field(default_factory=lambda: [0] * REGIONS)
+    heads: dict[int, tuple[BlockTag, int, str]] = field(default_factory=dict)
+    newest: range = range(0)
 
-    def place(self, block_bytes: int) -> tuple[int, ...]:
-        """The halves the next block of ``block_bytes`` takes (slot ``loads mod slots``);
-        the caller has checked that it fits the buffer."""
-        slots = 2 if 2 * block_bytes <= self.capacity else 1
-        halves = (self.loads % 2,) if slots == 2 else (0, 1)
-        self.loads += 1
-        self.newest = halves
-        return halves
+    def place(self, block_bytes: int, tag: BlockTag, tensor: str) -> bool:
+        """Make the block the newest; True when the buffer holds it already (a hit), else it
+        takes slot ``misses mod S`` (the caller has checked that it fits the buffer)."""
+        r = int(block_regions(block_bytes, self.capacity))
+        for first, (held, held_regions, _) in self.heads.items():
+            if held == tag and held_regions == r:
+                self.hits += 1
+                self.newest = range(first, first + r)
+                return True
+        first = (self.misses % (REGIONS // r)) * r
+        self.misses += 1
+        self.newest = range(first, first + r)
+        self.heads = {
+            head: held
+            for head, held in self.heads.items()
+            if head + held[1] <= first or head >= first + r
+        }
+        self.heads[first] = (tag, r, tensor)
+        return False
+
+    def forget(self, tensor: str | None = None) -> None:
+        """Drop the tags of every block (of ``tensor``'s blocks only, when given)."""
+        self.heads = {
+            head: held
+            for head, held in self.heads.items()
+            if tensor is not None and held[2] != tensor
+        }
 
 
 class EngineTrace:
@@ -53,7 +116,7 @@ class EngineTrace:
 
     def __init__(self, act_buffer: int, weight_buffer: int, dram_bytes_per_cycle: float) -> None:
         self.entries: list[timing.Command | None | str] = []
-        self.buffers = (BufferHalves(act_buffer), BufferHalves(weight_buffer))
+        self.buffers = (BufferRegions(act_buffer), BufferRegions(weight_buffer))
         self.dram_rate = timing.dram_fraction(dram_bytes_per_cycle)
         self.issued = dict.fromkeys(timing.Engine, 0)
         self.last_store: dict[str, int] = {}  # per tensor: the last st.out to it (1-based)
@@ -75,17 +138,28 @@ class EngineTrace:
         self.entries.append(command)
         self.issued[engine] += 1
 
-    def load(self, buffer: int, block_bytes: int, nbytes: int, tensor: str) -> None:
-        """A block of ``block_bytes`` of buffer space (``nbytes`` of it inside ``tensor``)."""
-        halves_of = self.buffers[buffer]
-        halves = halves_of.place(block_bytes)
+    def reconfigure(self) -> None:
+        """A ``cfg.array``, ``cfg.fmt``, ``cfg.kchunk`` or ``cfg.mblock``: the block tags no
+        longer name the same bytes. One controller cycle."""
+        for buffer in self.buffers:
+            buffer.forget()
+        self.control()
+
+    def load(self, buffer: int, block_bytes: int, nbytes: int, tensor: str, tag: BlockTag) -> bool:
+        """A block of ``block_bytes`` of buffer space (``nbytes`` of it inside ``tensor``);
+        True when the buffer holds it already (one controller cycle, nothing moved)."""
+        regions = self.buffers[buffer]
+        if regions.place(block_bytes, tag, tensor):
+            self.control()
+            return True
         needs = (
-            (timing.Counter.MACS_DONE, max(halves_of.last_reader[h] for h in halves)),
+            (timing.Counter.MACS_DONE, max(regions.last_reader[q] for q in regions.newest)),
             (timing.Counter.STORES_DONE, self.last_store.get(tensor, 0)),
         )
         duration = timing.transfer_cycles(nbytes, *self.dram_rate)
         self._command(timing.Engine.LOAD, timing.Command(timing.Engine.LOAD, duration, needs))
         self.last_load[tensor] = self.issued[timing.Engine.LOAD]
+        return False
 
     def mac(self, compute: int, tail: int) -> None:
         """A mac of ``compute`` MAC-step cycles and a ``tail`` of dequantization."""
@@ -96,8 +170,8 @@ class EngineTrace:
         command = timing.Command(timing.Engine.PE, compute + tail, needs, compute)
         self._command(timing.Engine.PE, command)
         for buffer in self.buffers:
-            for half in buffer.newest:
-                buffer.last_reader[half] = self.issued[timing.Engine.PE]
+            for region in buffer.newest:
+                buffer.last_reader[region] = self.issued[timing.Engine.PE]
 
     def drain(self, rows: int, array_rows: int) -> None:
         """A drain of ``rows`` output rows: a row a cycle per pass of ``array_rows``."""
@@ -120,6 +194,7 @@ class EngineTrace:
         self._command(timing.Engine.STORE, timing.Command(timing.Engine.STORE, duration, needs))
         self.out_store[self.out_slot] = self.issued[timing.Engine.STORE]
         self.last_store[tensor] = self.issued[timing.Engine.STORE]
+        self.buffers[ACT_BUFFER].forget(tensor)  # its blocks in the act buffer are stale
 
     def simulate(self) -> timing.TimingResult:
         return timing.simulate(self.entries)

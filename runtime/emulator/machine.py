@@ -33,7 +33,7 @@ from bitmod.runtime.arch.rules import (
     uses_sv_register,
 )
 from bitmod.runtime.arch.schedule import ACT_BYTES, MacTiming, WeightLayout
-from bitmod.runtime.arch.trace import ACT_BUFFER, WEIGHT_BUFFER, EngineTrace
+from bitmod.runtime.arch.trace import ACT_BUFFER, WEIGHT_BUFFER, BlockTag, EngineTrace
 from bitmod.runtime.emulator import pe
 from bitmod.runtime.formats.bitserial import decode_codes, num_terms, value_terms
 from bitmod.runtime.formats.quantizer import QuantizedTensor
@@ -89,6 +89,7 @@ class Report:
     buffer_bytes_read: dict[str, int]
     buffer_bytes_written: dict[str, int]
     macs: int  # useful multiply-accumulates (inside the tensors)
+    buffer_hits: dict[str, int]  # loads of a block the buffer still held (nothing moved)
     pe_cycles_busy: float  # cycles the PE array computed (compute + dequant tail)
     pe_utilization: float  # useful MAC work / (PE-cycles available)
     energy_pj: dict[str, float]
@@ -117,6 +118,8 @@ class Report:
                 f"{name + ' buffer':<18}{self.buffer_bytes_read[name]:>16,d} B read, "
                 f"{self.buffer_bytes_written[name]:,d} B written"
             )
+        hits = ", ".join(f"{name} {count:,d}" for name, count in self.buffer_hits.items())
+        lines.append(f"buffer hits       {hits:>16}")
         lines.append(f"MACs              {self.macs:>16,d}")
         lines.append(f"PE utilization    {self.pe_utilization:>16.1%}")
         for name, value in self.energy_pj.items():
@@ -591,19 +594,23 @@ class _Run:
                     )
                 self.regs.geometry = (rows, cols, tiles)
                 self.regs.block_rows = rows
+                self.trace.reconfigure()
             case CfgFmt(fmt, sb, group_size):
                 self.regs.fmt, self.regs.sb, self.regs.group_size = fmt, sb, group_size
+                self.trace.reconfigure()
             case CfgSv(slot, value):
                 self.regs.sv[slot] = value
                 self.regs.sv_written[slot] = True
             case CfgKchunk(kc):
                 self.regs.kchunk = kc
+                self.trace.reconfigure()
             case CfgMblock(block_rows):
                 self._need(where, "geometry")
                 problem = block_rows_error(block_rows, self.config.rows, self.config.max_block_rows)
                 if problem:
                     raise MachineError(f"{where}: {problem}")
                 self.regs.block_rows = block_rows
+                self.trace.reconfigure()
             case LdAct():
                 self.load_act(where, instr)
             case LdWgt():
@@ -649,14 +656,22 @@ class _Run:
         return "all of K" if chunk is None else f"K chunk {chunk}"
 
     def _load_transfer(
-        self, where: str, buffer: _Buffer, block_bytes: int, tensor: str, nbytes: int
+        self,
+        where: str,
+        buffer: _Buffer,
+        block_bytes: int,
+        tensor: str,
+        nbytes: int,
+        tag: BlockTag,
     ) -> None:
         """The load engine's command (:meth:`EngineTrace.load`) of a block of ``block_bytes``
-        of buffer space, ``nbytes`` of it moved from ``tensor``."""
+        of buffer space, ``nbytes`` of it moved from ``tensor``; nothing moves when the buffer
+        still holds the block (``tag``)."""
         buffer.check(block_bytes, where)
+        if self.trace.load(buffer.index, block_bytes, nbytes, tensor, tag):
+            return
         self.dram_read += nbytes
         self.buffer_written[buffer.name] += nbytes
-        self.trace.load(buffer.index, block_bytes, nbytes, tensor)
 
     # -- loads ---------------------------------------------------------------------------------
 
@@ -697,7 +712,8 @@ class _Run:
         data = tensor[block.start : block.end, block.k0 : block.k1]
         nbytes = data.size * ACT_BYTES
         block_bytes = rows * block.block_k * ACT_BYTES
-        self._load_transfer(where, self.act_buffer, block_bytes, block.name, nbytes)
+        tag = (instr.desc, block.index, block.k_chunk)
+        self._load_transfer(where, self.act_buffer, block_bytes, block.name, nbytes, tag)
         self.act = _ActBlock(
             data=np.ascontiguousarray(data) if self.compute else data,
             row_block=block.index,
@@ -734,7 +750,8 @@ class _Run:
         layout = WeightLayout.of_format(q.fmt, group, desc.scale_bits)
         block_bytes = int(layout.block_bytes(columns, block.block_k))
         nbytes = int(layout.block_bytes(block.end - block.start, block.k1 - block.k0))
-        self._load_transfer(where, self.weight_buffer, block_bytes, name, nbytes)
+        tag = (instr.desc, block.index, block.k_chunk)
+        self._load_transfer(where, self.weight_buffer, block_bytes, name, nbytes, tag)
         self.weights = _WeightBlock(
             fmt=q.fmt,
             codes=q.codes[channels, k_range].numpy(),
@@ -1011,6 +1028,13 @@ class _Run:
             buffer_bytes_read=dict(self.buffer_read),
             buffer_bytes_written=dict(self.buffer_written),
             macs=self.macs,
+            buffer_hits={
+                name: self.trace.buffers[buffer.index].hits
+                for name, buffer in (
+                    ("activation", self.act_buffer),
+                    ("weight", self.weight_buffer),
+                )
+            },
             pe_cycles_busy=busy,
             pe_utilization=self.useful_pe_cycles / (config.total_pes * cycles) if cycles else 0.0,
             energy_pj=energy,

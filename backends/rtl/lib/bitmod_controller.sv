@@ -15,6 +15,14 @@
 // the format registers, and the counts of earlier work the command must wait for (the
 // bookkeeping of runtime/emulator/machine.py's _Run, docs/rtl.md "Dependencies").
 //
+// Buffers (runtime/arch/trace.py's BufferRegions, docs/rtl.md "Buffers"): each operand buffer
+// has REGIONS regions with a tag each (descriptor, block index, K chunk); a block takes
+// r = ceil(bytes / region) of them, slot s at region s*r. A load whose tag the buffer holds
+// (same r) is a hit: no load command, one cycle, that slot becomes the newest. A miss goes to
+// slot misses mod (REGIONS / r) and drops the tags of the blocks it overlaps. cfg.array,
+// cfg.fmt, cfg.kchunk and cfg.mblock drop every tag; st.out drops the act-buffer tags of the
+// tensor it writes.
+//
 // Refused at run time as the emulator refuses them (docs/rtl.md, "Errors"): besides the blocks
 // and registers, a program that runs off the end of its code without halt, an output element
 // stored twice (at the st.out) or never (at halt), and a mac whose group sums could overflow
@@ -284,9 +292,19 @@ module bitmod_controller #(
   logic [SV_BITS-1:0] sv [4];
   // bookkeeping (machine.py's _Run): issue counts, buffer halves, per-tensor last accesses
   logic [31:0] issued_loads, issued_macs, issued_drains, issued_stores;
-  logic [31:0] buffer_loads [2];
-  logic [31:0] last_reader [4];  // buffer b, half h at 2b + h
-  logic [1:0]  newest [2];       // halves of the buffer's newest block
+  localparam int REGIONS = bitmod_fmt_pkg::BUFFER_REGIONS;
+  localparam logic [31:0] ALL_OF_K = 32'hFFFFFFFF;  // the K chunk tag of a block of all of K
+  logic [31:0] buffer_misses [2];
+  logic [31:0] buffer_hits [2];
+  logic [31:0] last_reader [2*REGIONS];  // buffer b, region q at b * REGIONS + q
+  logic [4:0]  newest_first [2];         // the regions of the buffer's newest block
+  logic [5:0]  newest_regions [2];
+  // per buffer and region: a block's tag starts there (head_regions: the regions it takes)
+  logic        head_valid [2*REGIONS];
+  logic [15:0] head_desc [2*REGIONS];
+  logic [31:0] head_block [2*REGIONS];
+  logic [31:0] head_chunk [2*REGIONS];
+  logic [5:0]  head_regions [2*REGIONS];
   logic [31:0] last_store [MAX_STRINGS];
   logic [31:0] last_load [MAX_STRINGS];
   logic [31:0] out_store [2];
@@ -308,8 +326,7 @@ module bitmod_controller #(
 
   // ---- the block of a load / store ------------------------------------------------------
   logic [31:0] outer, k0, k1, ka, chunk, dim0, dim1, start_index, valid, valid_k;
-  logic [31:0] bits32, gb32, w_ka, w_valid, block_bytes, nbytes, capacity, half_bytes;
-  logic [1:0]  halves;
+  logic [31:0] bits32, gb32, w_ka, w_valid, block_bytes, nbytes, capacity, region_bytes;
   logic        is_weight;
   logic [31:0] need_readers;
   // w(k) = ceil(k b / 8) + ceil(ceil(k / G) gb / 8) + 2: a channel row of a K chunk of k
@@ -335,13 +352,40 @@ module bitmod_controller #(
   assign block_bytes = is_weight ? 32'(COLUMNS) * w_ka : 32'd2 * block_rows * ka;
   assign nbytes = is_weight ? valid * w_valid : 32'd2 * valid * valid_k;
   assign capacity = is_weight ? 32'(WEIGHT_BUFFER_BYTES) : 32'(ACT_BUFFER_BYTES);
-  assign half_bytes = capacity / 32'd2;
-  // two slots when two blocks fit: the block takes half (loads mod 2), else both halves
-  assign halves = (2 * block_bytes <= capacity) ? (buffer_loads[is_weight][0] ? 2'b10 : 2'b01) : 2'b11;
-  logic [31:0] reader0, reader1;
-  assign reader0 = halves[0] ? last_reader[2 * is_weight] : 32'd0;
-  assign reader1 = halves[1] ? last_reader[2 * is_weight + 1] : 32'd0;
-  assign need_readers = (reader0 > reader1) ? reader0 : reader1;
+  assign region_bytes = capacity / 32'(REGIONS);
+  // r = min(REGIONS, ceil(B / region)); slot misses mod (REGIONS / r) starts at region s * r
+  logic [31:0] regions_wide, block_regions, block_slots, miss_first, block_chunk;
+  logic [31:0] block_first, block_base;
+  logic [4:0]  hit_first;
+  logic        hit;
+  assign regions_wide = (region_bytes == 32'd0) ? 32'(REGIONS)
+      : (block_bytes + region_bytes - 32'd1) / region_bytes;
+  assign block_regions = (regions_wide > 32'(REGIONS)) ? 32'(REGIONS) : regions_wide;
+  assign block_slots = 32'(REGIONS) / block_regions;
+  assign miss_first = (buffer_misses[is_weight] % block_slots) * block_regions;
+  assign block_chunk = (f_k_lvl == NO_LEVEL) ? ALL_OF_K : chunk;
+  always_comb begin
+    hit = 1'b0;
+    hit_first = 5'd0;
+    for (int q = REGIONS - 1; q >= 0; q--) begin
+      if (head_valid[32'(is_weight) * REGIONS + q] && head_desc[32'(is_weight) * REGIONS + q] == f_desc
+          && head_block[32'(is_weight) * REGIONS + q] == outer
+          && head_chunk[32'(is_weight) * REGIONS + q] == block_chunk
+          && 32'(head_regions[32'(is_weight) * REGIONS + q]) == block_regions) begin
+        hit = 1'b1;
+        hit_first = 5'(q);
+      end
+    end
+  end
+  assign block_first = hit ? 32'(hit_first) : miss_first;
+  assign block_base = block_first * region_bytes;
+  always_comb begin
+    need_readers = 32'd0;
+    for (int q = 0; q < REGIONS; q++)
+      if (32'(q) >= miss_first && 32'(q) < miss_first + block_regions
+          && last_reader[32'(is_weight) * REGIONS + q] > need_readers)
+        need_readers = last_reader[32'(is_weight) * REGIONS + q];
+  end
 
   // ---- execution --------------------------------------------------------------------------
   logic        target_full, execute;
@@ -351,7 +395,7 @@ module bitmod_controller #(
   logic [COLUMNS-1:0] bias_columns;
   assign terms = bitmod_arith_pkg::term_count(
       probe_min_terms, probe_sv, {sv[3], sv[2], sv[1], sv[0]});
-  assign target_full = (opcode == bsisa_pkg::OP_LD_ACT || opcode == bsisa_pkg::OP_LD_WGT) ? ld_full
+  assign target_full = (opcode == bsisa_pkg::OP_LD_ACT || opcode == bsisa_pkg::OP_LD_WGT) ? ld_full && !hit
       : (opcode == bsisa_pkg::OP_MAC) ? pe_full
       : (opcode == bsisa_pkg::OP_DRAIN) ? dr_full
       : (opcode == bsisa_pkg::OP_ST_OUT) ? st_full : 1'b0;
@@ -374,7 +418,7 @@ module bitmod_controller #(
       desc_base[f_desc] + (is_weight ? chunk * dim0 * w_ka + start_index * w_valid
                                      : 32'd2 * (start_index * dim1 + k0)),  // src
       is_weight ? nbytes : 32'd2 * dim1,                                   // src stride
-      (halves == 2'b10) ? half_bytes : 32'd0,                              // dst
+      block_base,                                                          // dst
       is_weight ? nbytes : 32'd2 * ka,                                     // dst stride
       is_weight ? nbytes : 32'd2 * valid_k,                                // segment bytes
       is_weight ? 32'd1 : valid,                                           // segments
@@ -465,7 +509,7 @@ module bitmod_controller #(
       : (opcode == bsisa_pkg::OP_ST_OUT && st_outside) ? E_OUTSIDE
       : (opcode == bsisa_pkg::OP_ST_OUT && st_twice) ? E_STORED_TWICE
       : (opcode == bsisa_pkg::OP_HALT && unstored != '0) ? E_NOT_STORED : 8'd0;
-  assign ld_issue = execute && run_check == 8'd0
+  assign ld_issue = execute && run_check == 8'd0 && !hit
       && (opcode == bsisa_pkg::OP_LD_ACT || opcode == bsisa_pkg::OP_LD_WGT);
   assign pe_issue = execute && run_check == 8'd0 && opcode == bsisa_pkg::OP_MAC;
   assign dr_issue = execute && run_check == 8'd0 && opcode == bsisa_pkg::OP_DRAIN;
@@ -483,9 +527,18 @@ module bitmod_controller #(
       depth <= 4'd0;
       open_mask <= 8'd0;
       {issued_loads, issued_macs, issued_drains, issued_stores} <= '0;
-      buffer_loads[0] <= 32'd0;
-      buffer_loads[1] <= 32'd0;
-      for (int i = 0; i < 4; i++) last_reader[i] <= 32'd0;
+      for (int b = 0; b < 2; b++) begin
+        buffer_misses[b] <= 32'd0;
+        buffer_hits[b] <= 32'd0;
+        newest_first[b] <= 5'd0;
+        newest_regions[b] <= 6'd0;
+      end
+      for (int i = 0; i < 2 * REGIONS; i++) begin
+        last_reader[i] <= 32'd0;
+        head_valid[i] <= 1'b0;
+        head_desc[i] <= 16'd0;
+        head_regions[i] <= 6'd0;
+      end
       for (int i = 0; i < MAX_STRINGS; i++) begin
         last_store[i] <= 32'd0;
         last_load[i] <= 32'd0;
@@ -639,15 +692,25 @@ module bitmod_controller #(
         halted <= 1'b1;
         pc <= pc;
       end
-      bsisa_pkg::OP_CFG_ARRAY: block_rows <= 32'(ROWS);
+      bsisa_pkg::OP_CFG_ARRAY: begin
+        block_rows <= 32'(ROWS);
+        forget_blocks();
+      end
       bsisa_pkg::OP_CFG_SV: sv[word[bsisa_pkg::CFG_SV_SLOT_LSB +: bsisa_pkg::CFG_SV_SLOT_W]] <= word[bsisa_pkg::CFG_SV_VALUE_LSB +: bsisa_pkg::CFG_SV_VALUE_W];
       bsisa_pkg::OP_CFG_FMT: begin
         fmt <= word[bsisa_pkg::CFG_FMT_FMT_LSB +: bsisa_pkg::CFG_FMT_FMT_W];
         sb <= 8'(word[bsisa_pkg::CFG_FMT_SB_LSB +: bsisa_pkg::CFG_FMT_SB_W]);
         group_size <= 32'(word[bsisa_pkg::CFG_FMT_GROUP_SIZE_LSB +: bsisa_pkg::CFG_FMT_GROUP_SIZE_W]);
+        forget_blocks();
       end
-      bsisa_pkg::OP_CFG_KCHUNK: kchunk <= word[bsisa_pkg::CFG_KCHUNK_KC_LSB +: bsisa_pkg::CFG_KCHUNK_KC_W];
-      bsisa_pkg::OP_CFG_MBLOCK: block_rows <= 32'(word[bsisa_pkg::CFG_MBLOCK_ROWS_LSB +: bsisa_pkg::CFG_MBLOCK_ROWS_W]);
+      bsisa_pkg::OP_CFG_KCHUNK: begin
+        kchunk <= word[bsisa_pkg::CFG_KCHUNK_KC_LSB +: bsisa_pkg::CFG_KCHUNK_KC_W];
+        forget_blocks();
+      end
+      bsisa_pkg::OP_CFG_MBLOCK: begin
+        block_rows <= 32'(word[bsisa_pkg::CFG_MBLOCK_ROWS_LSB +: bsisa_pkg::CFG_MBLOCK_ROWS_W]);
+        forget_blocks();
+      end
       bsisa_pkg::OP_LOOP: begin
         loops[f_lvl[2:0]] <= 32'd0;
         loop_count[f_lvl[2:0]] <= word[bsisa_pkg::LOOP_COUNT_LSB +: bsisa_pkg::LOOP_COUNT_W];
@@ -661,12 +724,25 @@ module bitmod_controller #(
       end
       bsisa_pkg::OP_ACC_CLR: pending_clear <= 1'b1;
       bsisa_pkg::OP_LD_ACT, bsisa_pkg::OP_LD_WGT: begin
-        issued_loads <= issued_loads + 32'd1;
-        last_load[desc_name[f_desc]] <= issued_loads + 32'd1;
-        buffer_loads[is_weight] <= buffer_loads[is_weight] + 32'd1;
-        newest[is_weight] <= halves;
+        if (hit) buffer_hits[is_weight] <= buffer_hits[is_weight] + 32'd1;
+        else begin
+          issued_loads <= issued_loads + 32'd1;
+          last_load[desc_name[f_desc]] <= issued_loads + 32'd1;
+          buffer_misses[is_weight] <= buffer_misses[is_weight] + 32'd1;
+          for (int q = 0; q < REGIONS; q++)  // the blocks the new one overlaps
+            if (32'(q) < miss_first + block_regions
+                && 32'(q) + 32'(head_regions[32'(is_weight) * REGIONS + q]) > miss_first)
+              head_valid[32'(is_weight) * REGIONS + q] <= 1'b0;
+          head_valid[32'(is_weight) * REGIONS + miss_first] <= 1'b1;
+          head_desc[32'(is_weight) * REGIONS + miss_first] <= f_desc;
+          head_block[32'(is_weight) * REGIONS + miss_first] <= outer;
+          head_chunk[32'(is_weight) * REGIONS + miss_first] <= block_chunk;
+          head_regions[32'(is_weight) * REGIONS + miss_first] <= 6'(block_regions);
+        end
+        newest_first[is_weight] <= 5'(block_first);
+        newest_regions[is_weight] <= 6'(block_regions);
         if (is_weight) begin
-          w_base <= (halves == 2'b10) ? half_bytes : 32'd0;
+          w_base <= block_base;
           w_stride <= w_valid;
           w_channels <= valid;
           w_k0 <= k0;
@@ -674,7 +750,7 @@ module bitmod_controller #(
           w_col0 <= start_index;
           w_meta_byte <= (valid_k * bits32 + 32'd7) / 32'd8;
         end else begin
-          act_base <= (halves == 2'b10) ? half_bytes : 32'd0;
+          act_base <= block_base;
           act_stride <= 32'd2 * ka;
           act_rows <= valid;
           act_k0 <= k0;
@@ -683,10 +759,10 @@ module bitmod_controller #(
       bsisa_pkg::OP_MAC: begin
         issued_macs <= issued_macs + 32'd1;
         pending_clear <= 1'b0;
-        if (newest[0][0]) last_reader[0] <= issued_macs + 32'd1;
-        if (newest[0][1]) last_reader[1] <= issued_macs + 32'd1;
-        if (newest[1][0]) last_reader[2] <= issued_macs + 32'd1;
-        if (newest[1][1]) last_reader[3] <= issued_macs + 32'd1;
+        for (int b = 0; b < 2; b++)
+          for (int q = 0; q < REGIONS; q++)
+            if (6'(q) >= 6'(newest_first[b]) && 6'(q) < 6'(newest_first[b]) + newest_regions[b])
+              last_reader[b * REGIONS + q] <= issued_macs + 32'd1;
         acc_rows <= act_rows;
         acc_cols <= w_channels;
         acc_col0 <= w_col0;
@@ -703,8 +779,13 @@ module bitmod_controller #(
         stored <= stored | st_mask;
         out_stored[st_tensor] <= out_stored[st_tensor] + st_units;
         last_store[desc_name[f_desc]] <= issued_stores + 32'd1;
+        for (int q = 0; q < REGIONS; q++)  // the act blocks of the tensor it overwrites
+          if (desc_name[head_desc[q]] == desc_name[f_desc]) head_valid[q] <= 1'b0;
       end
       default: ;
     endcase
+  endtask
+  task automatic forget_blocks;
+    for (int i = 0; i < 2 * REGIONS; i++) head_valid[i] <= 1'b0;
   endtask
 endmodule

@@ -19,16 +19,17 @@ func.func @gate(%x: tensor<3x256xf32>) -> tensor<3x40xf32> {
 // CHECK-NEXT: cfg.fmt fmt=fp4_ea_neg sb=8 g=128
 // CHECK-NEXT: cfg.sv slot=0 value=-16
 // CHECK-NEXT: cfg.kchunk 256
-// The 3 activation rows (one block, all of K) stay while the two 32-channel weight blocks
-// stream past: each operand is read once.
-// CHECK-NEXT: loop L0 count=1
-// CHECK-NEXT:   ld.act d0 row=L0 k=-
-// CHECK-NEXT:   loop L1 count=2
+// Each 32-channel weight block is loaded once and the 3 activation rows (one block, all of
+// K) stream past it; the act buffer still holds them for the second weight block (a hit):
+// each operand is read once, and weights-resident is the first order of equals.
+// CHECK-NEXT: loop L0 count=2
+// CHECK-NEXT:   ld.wgt d1 col=L0 k=-
+// CHECK-NEXT:   loop L1 count=1
 // CHECK-NEXT:     acc.clr
-// CHECK-NEXT:     ld.wgt d1 col=L1 k=-
+// CHECK-NEXT:     ld.act d0 row=L1 k=-
 // CHECK-NEXT:     mac
 // CHECK-NEXT:     drain bias=-
-// CHECK-NEXT:     st.out d2 row=L0 col=L1
+// CHECK-NEXT:     st.out d2 row=L1 col=L0
 // CHECK-NEXT:   endloop L1
 // CHECK-NEXT: endloop L0
 // CHECK-NEXT: halt

@@ -16,20 +16,22 @@ func.func @forward(%x: tensor<16x256xf32>, %b: tensor<192xf32>) -> tensor<16x192
 // N = 192 channels in blocks of 8*16 = 128: 2. Weight block: 128 channels x (256 x 3 code
 // bits / 8 = 96 B + 2 groups x (8 scale + 2 SV index bits) / 8 -> 3 B + 2 B channel scale)
 // = 128 x 101 = 12928 B. The GEMM is memory-bound (a few hundred MAC cycles, ~36 KB to
-// move), so the plan reading the fewest bytes wins: one activation block of all 16 rows
-// (two array passes a mac; 16 x 256 x 2 = 8192 B) stays in its buffer while the two weight
-// blocks stream past, so every byte is read once. With 8-row blocks and the weights
-// resident (WEIGHTS below) the activations are read once per column block, twice.
+// move), so the plan reading the fewest bytes wins: each weight block is loaded once per
+// column block and the one activation block of all 16 rows (two array passes a mac;
+// 16 x 256 x 2 = 8192 B) streams past it; for the second column block the act buffer still
+// holds that block (a hit, no transfer), so every byte is read once, and weights-resident is
+// the first order of equals. With 8-row blocks (WEIGHTS below) the two act blocks are hits
+// for the second column block too.
 // CHECK:      %[[Q:.*]] = bitmod.quantize %w into "fc1.weight"
 // CHECK-NEXT: %y = bsisa.tiled_matmul %x, %[[Q]] bias %b tiling #bsisa.tiling<rows = 8, cols = 8, tiles = 16, block_rows = 16, kc = 256, act_kc = 256, m_blocks = 1, n_blocks = 2, k_chunks = 1, act_block_bytes = 8192, weight_block_bytes = 12928> : (tensor<16x256xf32>, !bitmod.qweight<192x256, bitmod3, 128>, tensor<192xf32>) -> tensor<16x192xf32> {
-// CHECK-NEXT:   bsisa.loop L0 count 1 {
-// CHECK-NEXT:     bsisa.ld.act @act row L0 k -
-// CHECK-NEXT:     bsisa.loop L1 count 2 {
+// CHECK-NEXT:   bsisa.loop L0 count 2 {
+// CHECK-NEXT:     bsisa.ld.wgt @weight col L0 k -
+// CHECK-NEXT:     bsisa.loop L1 count 1 {
 // CHECK-NEXT:       bsisa.acc.clr
-// CHECK-NEXT:       bsisa.ld.wgt @weight col L1 k -
+// CHECK-NEXT:       bsisa.ld.act @act row L1 k -
 // CHECK-NEXT:       bsisa.mac
 // CHECK-NEXT:       bsisa.drain bias @bias
-// CHECK-NEXT:       bsisa.st.out @out row L0 col L1
+// CHECK-NEXT:       bsisa.st.out @out row L1 col L0
 // CHECK-NEXT:     }
 // CHECK-NEXT:   }
 // CHECK-NEXT: }
