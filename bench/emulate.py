@@ -39,7 +39,7 @@ from pathlib import Path
 import numpy as np
 import torch
 from bitmod.runtime.arch.hwconfig import HardwareConfig
-from bitmod.runtime.arch.nest import matmul_program
+from bitmod.runtime.arch.nest import quantized_matmul_program
 from bitmod.runtime.arch.schedule import ArraySpec, plan_bitmod_matmul
 from bitmod.runtime.emulator import reference_pe
 from bitmod.runtime.emulator.fastpath import FastGemm
@@ -57,19 +57,7 @@ def make_gemm(fmt: str, m: int, n: int, k: int, seed: int):
     w = torch.from_numpy(rng.standard_normal((n, k)).astype(np.float32))
     q = quantize(w, fmt)
     x = rng.standard_normal((m, k)).astype(np.float16)
-    program = matmul_program(
-        act="x",
-        weight="w",
-        out="y",
-        m=m,
-        n=n,
-        k=k,
-        fmt=fmt,
-        group_size=q.group_size,
-        scale_bits=q.scale_bits,
-        special_values=get_format(fmt).special_values,
-        config=HardwareConfig(),
-    )
+    program = quantized_matmul_program(q, m, HardwareConfig())
     return q, x, program
 
 

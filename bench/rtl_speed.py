@@ -30,9 +30,9 @@ from bitmod.backends.rtl.cases import BENCH_CAPACITY
 from bitmod.backends.rtl.cosim import build, cosimulate
 from bitmod.backends.rtl.emit import emit_design
 from bitmod.runtime.arch.hwconfig import HardwareConfig
-from bitmod.runtime.arch.nest import matmul_program
+from bitmod.runtime.arch.nest import quantized_matmul_program
 from bitmod.runtime.emulator.machine import Machine
-from bitmod.runtime.formats import get_format, quantize
+from bitmod.runtime.formats import quantize
 
 FMT, G = "bitmod3", 128
 #: (label, machine, M, N, K): N is 8 channel blocks of the machine's columns
@@ -46,18 +46,7 @@ def _design(work: Path, label: str, config: HardwareConfig, m: int, n: int, k: i
     generator = torch.Generator().manual_seed(m + n + k)
     q = quantize(torch.randn(n, k, generator=generator), FMT, group_size=G, scale_bits=8)
     x = torch.randn(m, k, generator=generator).to(torch.float16).numpy()
-    program = matmul_program(
-        act="x",
-        weight="w",
-        out="y",
-        m=m,
-        n=n,
-        k=k,
-        fmt=FMT,
-        group_size=G,
-        special_values=get_format(FMT).special_values,
-        config=config,
-    )
+    program = quantized_matmul_program(q, m, config)
     memory = {"x": x, "w": q}
     design = work / label.replace(" ", "_")
     shutil.rmtree(design, ignore_errors=True)

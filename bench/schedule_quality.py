@@ -36,7 +36,7 @@ import math
 import numpy as np
 import torch
 from bitmod.runtime.arch.hwconfig import LANES, HardwareConfig
-from bitmod.runtime.arch.nest import matmul_program
+from bitmod.runtime.arch.nest import quantized_matmul_program
 from bitmod.runtime.arch.schedule import (
     ACT_BYTES,
     ORDERS,
@@ -101,17 +101,10 @@ def output_stationary_bound(
 
 def measured(schedule: Schedule, m: int, n: int, k: int, q: QuantizedTensor, cfg: HardwareConfig):
     """The machine's cycles of ``schedule``'s program."""
-    program = matmul_program(
-        act="x",
-        weight="w",
-        out="y",
-        m=m,
-        n=n,
-        k=k,
-        fmt=q.fmt,
-        group_size=q.group_size,
-        scale_bits=q.scale_bits,
-        config=cfg,
+    program = quantized_matmul_program(
+        q,
+        m,
+        cfg,
         order=schedule.order,
         block_rows=schedule.block_rows,
         kchunk=schedule.kc if schedule.k_chunks > 1 else 0,

@@ -14,7 +14,7 @@ import pytest
 import torch
 from bitmod.runtime.arch import timing
 from bitmod.runtime.arch.hwconfig import HardwareConfig
-from bitmod.runtime.arch.nest import matmul_program
+from bitmod.runtime.arch.nest import quantized_matmul_program
 from bitmod.runtime.arch.schedule import ArraySpec, plan_bitmod_matmul
 from bitmod.runtime.arch.trace import (
     ACT_BUFFER,
@@ -89,20 +89,8 @@ def _run(order: str, m: int, n: int, k: int, block_rows: int, kchunk: int):
     config = HardwareConfig(rows=4, cols=4, tiles=2, act_buffer_bytes=16384)
     q = quantize(torch.randn(n, k, generator=torch.Generator().manual_seed(n + k)), "bitmod4")
     x = torch.randn(m, k, generator=torch.Generator().manual_seed(m)).half().numpy()
-    program = matmul_program(
-        act="x",
-        weight="w",
-        out="y",
-        m=m,
-        n=n,
-        k=k,
-        fmt=q.fmt,
-        group_size=q.group_size,
-        scale_bits=q.scale_bits,
-        config=config,
-        order=order,
-        block_rows=block_rows,
-        kchunk=kchunk,
+    program = quantized_matmul_program(
+        q, m, config, order=order, block_rows=block_rows, kchunk=kchunk
     )
     return Machine(config).run(program, {"x": x, "w": q}), q, config
 

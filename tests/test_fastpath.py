@@ -9,10 +9,10 @@ import numpy as np
 import pytest
 import torch
 from bitmod.runtime.arch.hwconfig import HardwareConfig
-from bitmod.runtime.arch.nest import matmul_program
+from bitmod.runtime.arch.nest import quantized_matmul_program
 from bitmod.runtime.emulator.fastpath import FastGemm
 from bitmod.runtime.emulator.machine import Machine
-from bitmod.runtime.formats import get_format, quantize
+from bitmod.runtime.formats import quantize
 
 DEVICE = os.environ.get("BITMOD_TEST_DEVICE", "cpu")
 CASES = [
@@ -32,19 +32,7 @@ def test_fast_gemm_equals_the_machine(fmt, m, n, k, group, with_bias) -> None:
     x = (rng.standard_normal((m, k)) * 3).astype(np.float16)
     bias = rng.standard_normal(n).astype(np.float16) if with_bias else None
     config = HardwareConfig(tiles=2)
-    program = matmul_program(
-        act="x",
-        weight="w",
-        out="y",
-        m=m,
-        n=n,
-        k=k,
-        fmt=fmt,
-        group_size=group,
-        special_values=get_format(fmt).special_values,
-        config=config,
-        bias="b" if with_bias else None,
-    )
+    program = quantized_matmul_program(q, m, config, bias="b" if with_bias else None)
     memory = {"x": x, "w": q} | ({"b": bias} if with_bias else {})
     expected = Machine(config).run(program, memory).outputs["y"]
     fast = FastGemm(DEVICE).matmul(q, x, None if bias is None else torch.from_numpy(bias))

@@ -7,6 +7,7 @@ re-exported here), the schedule :mod:`bitmod.runtime.arch.schedule`'s.
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import TYPE_CHECKING
 
 from bitmod.runtime.arch.hwconfig import HardwareConfig
 from bitmod.runtime.arch.loops import (
@@ -32,6 +33,9 @@ from bitmod.runtime.isa import (
     format_id,
 )
 
+if TYPE_CHECKING:
+    from bitmod.runtime.formats.quantizer import QuantizedTensor
+
 __all__ = [
     "ACT_DESC",
     "BIAS_DESC",
@@ -44,6 +48,7 @@ __all__ = [
     "matmul_config",
     "matmul_nest",
     "matmul_program",
+    "quantized_matmul_program",
 ]
 
 
@@ -128,3 +133,37 @@ def matmul_program(
     program = Program(strings, tuple(descriptors), tuple(code))
     program.validate()
     return program
+
+
+def quantized_matmul_program(
+    q: QuantizedTensor,
+    m: int,
+    config: HardwareConfig | None = None,
+    *,
+    act: str = "x",
+    weight: str = "w",
+    out: str = "y",
+    kchunk: int = 0,
+    block_rows: int = 0,
+    order: str | None = None,
+    bias: str | None = None,
+) -> Program:
+    """:func:`matmul_program` of ``out = act[m, K] @ dequant(q).T (+ bias)``, its N, K,
+    format, group size and scale bits those of the quantized weight ``q``."""
+    n, k = q.shape
+    return matmul_program(
+        act=act,
+        weight=weight,
+        out=out,
+        m=m,
+        n=n,
+        k=k,
+        fmt=q.fmt,
+        group_size=q.group_size,
+        scale_bits=q.scale_bits,
+        config=config,
+        kchunk=kchunk,
+        block_rows=block_rows,
+        order=order,
+        bias=bias,
+    )
