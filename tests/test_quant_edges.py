@@ -54,3 +54,14 @@ def test_weights_beyond_float32_are_refused_by_position(fmt: str) -> None:
     w[2, 17] = 1e39
     with pytest.raises(ValueError, match=r"weight 1e\+39 at \[2, 17\] is outside float32's range"):
         quantize(w, fmt)
+
+
+@pytest.mark.parametrize("fmt", ["bitmod3", "int4_asym", "mxfp4", "olive4"])
+def test_a_non_contiguous_weight_quantizes_like_its_copy(fmt: str) -> None:
+    """``linear.weight.t()`` and a strided slice are views torch cannot ``.view`` into groups."""
+    base = torch.randn(96, 128, generator=torch.Generator().manual_seed(3))
+    for view in (base.t(), base[:, ::2]):
+        assert not view.is_contiguous()
+        got = dequantize(quantize(view, fmt))
+        expected = dequantize(quantize(view.contiguous(), fmt))
+        assert torch.equal(got, expected)

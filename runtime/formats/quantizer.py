@@ -159,7 +159,7 @@ def _check_input(w: torch.Tensor, fmt: Format, group_size: int) -> torch.Tensor:
         )
     if fmt.family == "olive" and k % 2:
         raise ValueError(f"quantize: olive4 pairs weights along K, so K must be even, got {k}")
-    w32 = w.to(torch.float32)
+    w32 = w.to(torch.float32).contiguous()  # a transposed view quantizes like its copy
     # One cheap reduction first; the element-wise search only when something is off.
     bad = ~torch.isfinite(w32) if not bool(torch.isfinite(w32.sum())) else None
     if bad is not None and bool(bad.any()):
