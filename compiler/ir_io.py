@@ -51,6 +51,15 @@ class BoundedLexer(MLIRLexer):
     _unescaped_characters_regex = re.compile(r'"(?:[^"\\\n\v\f]++|\\(?:["nt\\]|[0-9A-Fa-f]{2}))*+"')
 
 
+_OP_NAME = re.compile(r'\s*(?:(?:%[\w.$#-]+(?::\d+)?\s*,?\s*)+=\s*)?"?([\w$.-]+)')
+
+
+def _op_name(start: Span) -> str:
+    """The name of the op whose text starts at ``start`` (results, ``=`` and quotes skipped)."""
+    match = _OP_NAME.match(start.input.content, start.start)
+    return match.group(1) if match else "?"
+
+
 class _LocatingParser(Parser):
     """An xDSL parser that stamps each op with the position it was parsed from, lexing
     with :class:`BoundedLexer`."""
@@ -72,6 +81,16 @@ class _LocatingParser(Parser):
             # xDSL's declarative assembly formats check operand, result and property
             # constraints while they parse; report a failed one at the op, like a parse error.
             raise ParseError(start, str(error).split("\n\n")[0]) from None
+        except (IndexError, KeyError, TypeError, AttributeError, AssertionError) as error:
+            # A hand-written custom parser of xDSL's that meets syntax it does not know (e.g.
+            # linalg.matmul's ``indexing_maps``, newer than xDSL's form) fails with a Python
+            # exception after reading part of the op: report it at the op.
+            raise ParseError(
+                start,
+                f"xDSL cannot parse this custom form of '{_op_name(start)}' "
+                f"({type(error).__name__}: {error}); write the op in the generic form "
+                "or without the syntax xDSL's form lacks",
+            ) from None
         # Popped only on success: a failed parse leaves the stack for the error's location.
         self.op_starts.pop()
         if isinstance(op.location, UnknownLoc):
