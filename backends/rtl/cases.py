@@ -19,7 +19,7 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 from bitmod.runtime.arch.hwconfig import HardwareConfig
-from bitmod.runtime.arch.nest import matmul_program
+from bitmod.runtime.arch.nest import quantized_matmul_program
 from bitmod.runtime.formats import get_format, quantize
 from bitmod.runtime.formats.registry import FORMAT_NAMES
 from bitmod.runtime.isa import Drain, IsaError, LdAct, LdWgt, Program, StOut
@@ -129,17 +129,13 @@ def _layer(
     for order_tried, rows_tried in attempts:
         chunk = kchunk if order_tried != "k-streamed" or kchunk else group
         try:
-            program = matmul_program(
+            program = quantized_matmul_program(
+                q,
+                m,
+                config,
                 act=act,
                 weight=weight,
                 out=out,
-                m=m,
-                n=n,
-                k=k,
-                fmt=fmt,
-                group_size=group,
-                special_values=get_format(fmt).special_values,
-                config=config,
                 kchunk=chunk if order_tried != "weights-resident" else 0,
                 block_rows=rows_tried,
                 order=order_tried,
