@@ -33,7 +33,7 @@ from collections import ChainMap
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import torch
 from bitmod.backends.emit import program_op_to_program
@@ -72,7 +72,18 @@ from xdsl.dialects.builtin import (
 from xdsl.ir import Attribute, Block, Operation, SSAValue
 from xdsl.ir.affine import AffineConstantExpr, AffineDimExpr, AffineMap
 
-__all__ = ["ModuleRun", "ModuleRunError", "load_lowered", "run_function", "segment_program"]
+if TYPE_CHECKING:
+    from xdsl.dialects.func import FuncOp
+
+__all__ = [
+    "ModuleRun",
+    "ModuleRunError",
+    "argument_types",
+    "function_op",
+    "load_lowered",
+    "run_function",
+    "segment_program",
+]
 
 
 class ModuleRunError(DiagnosticError):
@@ -676,6 +687,29 @@ _TENSOR_OPS: dict[str, Callable[[_Interpreter, Operation, list[Any]], torch.Tens
 }
 
 
+def function_op(module: ModuleOp, function: str = "main") -> FuncOp:
+    """The ``func.func @function`` of ``module``; a ModuleRunError listing the functions it
+    has when there is none of that name."""
+    from xdsl.dialects.func import FuncOp
+
+    funcs = [op for op in module.ops if isinstance(op, FuncOp) and op.sym_name.data == function]
+    if not funcs:
+        names = [op.sym_name.data for op in module.ops if isinstance(op, FuncOp)]
+        raise ModuleRunError(
+            f"module runner: the module has no function @{function} (functions: "
+            f"{', '.join('@' + n for n in names) or 'none'})"
+        )
+    (func,) = funcs
+    return func
+
+
+def argument_types(func: FuncOp) -> list[tuple[tuple[int, ...], torch.dtype]]:
+    """The static shape and the dtype of each argument of ``func``: what :func:`run_function`
+    takes (it converts an input of another dtype); a ModuleRunError for a dynamic shape or
+    an element type the runner has no dtype for."""
+    return [(_static_shape(arg, func), _value_dtype(arg, func)) for arg in func.body.block.args]
+
+
 def run_function(
     ctx: BitmodContext,
     module: ModuleOp,
@@ -687,16 +721,7 @@ def run_function(
 ) -> ModuleRun:
     """Run ``function`` of the lowered ``module`` on ``inputs`` (module docstring); the
     parameter archive is ``ctx.archive`` (:func:`load_lowered` loads it)."""
-    from xdsl.dialects.func import FuncOp
-
-    funcs = [op for op in module.ops if isinstance(op, FuncOp) and op.sym_name.data == function]
-    if not funcs:
-        names = [op.sym_name.data for op in module.ops if isinstance(op, FuncOp)]
-        raise ModuleRunError(
-            f"module runner: the module has no function @{function} (functions: "
-            f"{', '.join('@' + n for n in names) or 'none'})"
-        )
-    (func,) = funcs
+    func = function_op(module, function)
     block = func.body.block
     if len(inputs) != len(block.args):
         raise ModuleRunError(

@@ -7,6 +7,7 @@
     bitmod compile model.py:make_model --example make_inputs --layer lm_head=int8 -o out
     bitmod run build/gpt            # run the bundle on its saved example inputs, print the report
     bitmod report build/gpt [--json]
+    bitmod run-mlir out.mlir --inputs in.safetensors -o results.safetensors  # bitmod-opt's output
 
 ``MODEL.py:FACTORY`` names a Python file and a function in it that takes no arguments and
 returns the ``nn.Module``. Example inputs come either from ``--example FUNC`` (a function in
@@ -14,9 +15,18 @@ the same file returning a tensor or a tuple of tensors) or from one ``--example-
 DIMS[:DTYPE]`` per input (seeded random values: normal for float dtypes, uniform in
 ``--int-range`` for integer ones). Every other option is a :func:`bitmod.compile` argument.
 
-Errors (a missing file or factory, a bad option, a model that cannot be traced or compiled)
-print one line ``bitmod: error: ...`` and exit with status 1 (2 for command-line syntax, as
-argparse does), leaving no output directory behind; ``--debug`` shows the traceback.
+``bitmod run-mlir`` runs a function of a module ``bitmod-opt`` lowered (``--pipeline=
+bitmod-default``) with :func:`bitmod.compiler.module_runner.run_function`: host ops in torch,
+``bsisa.launch`` ops on the emulator, the weights from the parameter archive the module
+names (``bitmod.params``, pinned by its SHA-256) or ``--params``. Its inputs are the tensors
+``arg0``, ``arg1``, ... of a safetensors file (by position, each of its argument's shape and
+dtype), its outputs ``result0``, ``result1``, ... (``-o``, written atomically).
+
+Errors (a missing file or factory, a bad option, a model that cannot be traced or compiled,
+IR that is malformed or not lowered, an archive that is not the module's, inputs that do
+not match the function) print one line ``bitmod: error: ...`` and exit with status 1 (2 for
+command-line syntax, as argparse does), leaving no output directory or file behind;
+``--debug`` shows the traceback.
 """
 
 from __future__ import annotations
@@ -26,16 +36,20 @@ import hashlib
 import importlib.util
 import json
 import logging
+import os
 import shutil
 import sys
 import traceback
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from bitmod.compiler.tools.console import run_console, stdout
 from bitmod.runtime.keyvalue import KeyValueError, parse_key_values
+
+if TYPE_CHECKING:
+    from bitmod.dialects.diagnostics import DiagnosticError
 
 __all__ = ["CliError", "main"]
 
@@ -173,6 +187,7 @@ def _parser() -> argparse.ArgumentParser:
     report = commands.add_parser("report", help="print a bundle's saved report")
     report.add_argument("bundle", metavar="BUNDLE")
     report.add_argument("--json", action="store_true", help="print the report as JSON")
+    _add_run_mlir_parser(commands)
     from bitmod.backends.rtl.cli import add_commands
 
     add_commands(commands)
@@ -184,6 +199,57 @@ def _parser() -> argparse.ArgumentParser:
 
     add_search_parsers(commands)  # `bitmod optimize`, `bitmod search`: compiler/search/cli.py
     return parser
+
+
+_RUN_MLIR_DESCRIPTION = """\
+Run a function of a module lowered by bitmod-opt (bitmod-opt model.mlir
+--pipeline=bitmod-default -o LOWERED.mlir): its host ops in torch, its
+bsisa.launch ops on the bit-exact emulator. Prints cycles and energy per launch
+and in total, and the results' dtypes and shapes (--json: as JSON).
+
+Inputs: INPUTS.safetensors holds one tensor per argument of the function, named
+by position arg0, arg1, ... (the %arg0, %arg1 torch-mlir prints), each of
+exactly its argument's shape and dtype (tensor<2x8xf32>: float32 [2, 8]); a
+missing, extra or mismatched tensor is an error naming it.
+
+Outputs (-o): the function's results as the tensors result0, result1, ... of
+one safetensors file, written atomically (nothing is written on an error).
+
+The parameter archive is the one the module's bitmod.params attribute names,
+relative to the IR file (bitmod-opt -o OUT.mlir writes OUT.params.safetensors),
+or --params ARCHIVE; either must be the archive the IR was written with (its
+SHA-256 is the module's bitmod.params_sha256)."""
+
+
+def _add_run_mlir_parser(commands: Any) -> None:
+    """Register ``run-mlir`` on the ``bitmod`` command's subparsers."""
+    parser = commands.add_parser(
+        "run-mlir",
+        help="run a module lowered by bitmod-opt on inputs from a safetensors file",
+        description=_RUN_MLIR_DESCRIPTION,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    parser.add_argument("module", metavar="LOWERED.mlir", help="IR written by bitmod-opt")
+    parser.add_argument(
+        "--params",
+        metavar="ARCHIVE",
+        help="parameter archive (default: the one the module names, next to it)",
+    )
+    parser.add_argument(
+        "--inputs",
+        metavar="INPUTS.safetensors",
+        help="the arguments as tensors arg0, arg1, ... (needed unless the function takes none)",
+    )
+    parser.add_argument(
+        "-o",
+        "--output",
+        metavar="OUTPUTS.safetensors",
+        help="write the results as tensors result0, result1, ...",
+    )
+    parser.add_argument(
+        "--func", default="main", metavar="NAME", help="the function to run (default main)"
+    )
+    parser.add_argument("--json", action="store_true", help="print the summary as JSON")
 
 
 # --- helpers -------------------------------------------------------------------------------------
@@ -406,6 +472,237 @@ def _report(args: argparse.Namespace) -> int:
     return 0
 
 
+def _run_mlir(args: argparse.Namespace) -> int:
+    ir_path = Path(args.module)
+    _require_file(ir_path, "LOWERED.mlir")
+    for given, what in ((args.inputs, "--inputs"), (args.params, "--params")):
+        if given is not None:
+            _require_file(Path(given), what)
+    output = None if args.output is None else Path(args.output)
+    if output is not None:  # before the slow imports
+        sources = [(ir_path, "LOWERED.mlir"), (args.inputs, "--inputs"), (args.params, "--params")]
+        _refuse_overwrite(output, sources)
+
+    import torch
+    from bitmod.compiler.module_runner import argument_types, function_op, run_function
+    from bitmod.dialects.diagnostics import DiagnosticError
+
+    try:
+        ctx, module = _load_lowered(ir_path, args.params)
+        if output is not None and ctx.params_archive is not None:
+            archive = ctx.params_archive.path
+            _refuse_overwrite(output, [(archive, "the parameter archive")])
+        func = function_op(module, args.func)
+        _check_lowered(ir_path, func)
+        launches = sum(1 for op in func.walk() if op.name == "bsisa.launch")
+        inputs = _read_inputs(args.inputs, ir_path, args.func, argument_types(func))
+        run = run_function(ctx, module, inputs, function=args.func)
+    except DiagnosticError as error:
+        raise CliError(_diagnostic_text(error, str(ir_path))) from error
+    results = {
+        f"result{index}": torch.as_tensor(value).detach().contiguous().clone()
+        for index, value in enumerate(run.outputs)
+    }
+    if output is not None:
+        from bitmod.runtime.storage.fileio import write_atomically
+        from safetensors.torch import save_file
+
+        write_atomically(output, lambda path: save_file(results, str(path)))
+    summary = {
+        "module": str(ir_path),
+        "function": args.func,
+        "params": None if ctx.params_archive is None else str(ctx.params_archive.path),
+        "inputs": args.inputs,
+        "output": None if output is None else str(output),
+        **_run_summary(run.stats, results, launches),
+    }
+    if args.json:
+        print(json.dumps(summary, indent=1), file=stdout())
+        return 0
+    print(_format_run(summary), file=stdout())
+    if output is not None:
+        print(f"bitmod: wrote {output} ({', '.join(results) or 'no results'})", file=stdout())
+    return 0
+
+
+def _require_file(path: Path, what: str) -> None:
+    if path.is_dir():
+        hint = " (for a bundle directory: bitmod run DIR)" if what == "LOWERED.mlir" else ""
+        raise CliError(f"{path}: is a directory, {what} must be a file{hint}")
+    if not path.is_file():
+        raise CliError(f"{path}: no such file ({what})")
+
+
+def _refuse_overwrite(output: Path, sources: Sequence[tuple[str | Path | None, str]]) -> None:
+    """A CliError if ``-o`` names one of the files the command reads."""
+    for source, what in sources:
+        if source is not None and os.path.realpath(output) == os.path.realpath(source):
+            raise CliError(f"-o {output}: is {what}, which the command reads; give another file")
+
+
+def _load_lowered(ir_path: Path, params: str | None) -> tuple[Any, Any]:
+    """Parse the IR file and load its parameter archive (``params``, else the one it names),
+    checking the archive's SHA-256 against the module's pin; DiagnosticError on a problem."""
+    from bitmod.compiler.ir_io import parse_module
+    from bitmod.passes.context import PARAMS_ATTR, load_archive, make_context
+    from xdsl.dialects.builtin import StringAttr
+
+    try:
+        text = ir_path.read_bytes().decode("utf-8")
+    except UnicodeDecodeError:
+        raise CliError(f"{ir_path}: not MLIR text (it is not UTF-8)") from None
+    ctx = make_context()
+    module = parse_module(ctx, text, str(ir_path))
+    if params is not None:  # an absolute name: load_archive joins it to the IR's directory
+        module.attributes[PARAMS_ATTR] = StringAttr(os.path.abspath(params))
+    load_archive(ctx, module, ir_path.resolve().parent)
+    return ctx, module
+
+
+def _check_lowered(ir_path: Path, func: Any) -> None:
+    """A CliError naming the passes still to run when ``func`` is not lowered to the ISA:
+    tiled or quantized matmuls left (a partial pipeline), or no ``bsisa.launch`` at all
+    (torch-mlir's own output). A float ``bitmod.matmul`` next to launches is a host op."""
+    from bitmod.dialects.bitmod import MatmulOp
+    from bitmod.dialects.diagnostics import location_of
+    from xdsl.dialects.builtin import TensorType
+
+    ops = list(func.walk())
+    tiled = [op for op in ops if op.name == "bsisa.tiled_matmul"]
+    matmuls = [op for op in ops if isinstance(op, MatmulOp)]
+    quantized = [op for op in matmuls if not isinstance(op.weight.type, TensorType)]
+    if tiled:
+        op, passes = tiled[0], "-p bitmod-lower-to-isa"
+        why = f"{len(tiled)} bsisa.tiled_matmul op(s) are not lowered to launches"
+    elif quantized:
+        op, passes = quantized[0], "-p bitmod-tile,bitmod-lower-to-isa"
+        why = f"{len(quantized)} quantized bitmod.matmul op(s) are not tiled"
+    elif any(op.name == "bsisa.launch" for op in ops):
+        return
+    elif matmuls:
+        op, passes = matmuls[0], "-p bitmod-quantize,bitmod-tile,bitmod-lower-to-isa"
+        why = f"it has no bsisa.launch op and {len(matmuls)} float bitmod.matmul op(s)"
+    else:
+        op, passes = func, "--pipeline=bitmod-default"
+        why = "it has no bsisa.launch op (is it torch-mlir's output, not bitmod-opt's?)"
+    location = location_of(op) or ir_path
+    lowered = ir_path.with_name(f"{ir_path.stem}.lowered.mlir")
+    raise CliError(
+        f"{location}: @{func.sym_name.data} is not a lowered module: {why}; lower it first: "
+        f"bitmod-opt {ir_path} {passes} -o {lowered}"
+    )
+
+
+def _type_text(shape: Sequence[int], dtype: Any) -> str:
+    """``float32 [2, 8]``."""
+    return f"{str(dtype).removeprefix('torch.')} {list(shape)}"
+
+
+def _read_inputs(
+    path: str | None, ir_path: Path, function: str, types: Sequence[tuple[Any, Any]]
+) -> list[Any]:
+    """The tensors ``arg0``, ``arg1``, ... of the safetensors file ``path``, checked against
+    the argument types of ``function``; a CliError naming the first tensor that is missing,
+    extra or not of its argument's shape and dtype."""
+    names = [f"arg{index}" for index in range(len(types))]
+    signature = ", ".join(f"{n}: {_type_text(*t)}" for n, t in zip(names, types, strict=True))
+    if path is None:
+        if types:
+            count = f"{len(types)} argument{'s' if len(types) > 1 else ''}"
+            raise CliError(
+                f"{ir_path}: @{function} takes {count} ({signature}): give --inputs "
+                "FILE.safetensors with one tensor of each name"
+            )
+        return []
+    from safetensors import SafetensorError
+    from safetensors.torch import load_file
+
+    try:
+        tensors = load_file(path)
+    except SafetensorError as error:
+        raise CliError(f"{path}: not a safetensors file ({error})") from None
+    takes = f"@{function} takes {signature or 'no arguments'}"
+    for name in tensors:
+        if name not in names:
+            raise CliError(
+                f"{path}: tensor {name!r} is not an argument of @{function} ({takes}; inputs "
+                "are named arg0, arg1, ... by position)"
+            )
+    for index, (name, (shape, dtype)) in enumerate(zip(names, types, strict=True)):
+        if name not in tensors:
+            raise CliError(
+                f"{path}: no tensor {name!r} for argument {index} of @{function} "
+                f"({_type_text(shape, dtype)})"
+            )
+        tensor = tensors[name]
+        if tensor.dtype != dtype or tuple(tensor.shape) != tuple(shape):
+            raise CliError(
+                f"{path}: tensor {name!r} is {_type_text(tensor.shape, tensor.dtype)}, argument "
+                f"{index} of @{function} takes {_type_text(shape, dtype)}"
+            )
+    return [tensors[name] for name in names]
+
+
+def _diagnostic_text(error: DiagnosticError, default_file: str) -> str:
+    """A DiagnosticError as ``FILE:LINE:COL: 'op' op MESSAGE`` (one line)."""
+    where = str(error.location) if error.location is not None else default_file
+    subject = f"'{error.op.name}' op " if error.op is not None else ""
+    return f"{where}: {subject}{' '.join(str(error.message).split())}"
+
+
+def _run_summary(
+    stats: Mapping[str, Any], results: Mapping[str, Any], launches: int
+) -> dict[str, Any]:
+    """What ``run-mlir`` reports of a :class:`~bitmod.compiler.module_runner.ModuleRun`: per
+    launch (by the name of its weight, as ``ModuleRun.stats``) its
+    :class:`~bitmod.compiler.offload.OpStats` as JSON, their sums (and the number of
+    ``bsisa.launch`` ops, ``launches``), and each result's name, dtype and shape."""
+    energy: dict[str, float] = {}
+    for op in stats.values():
+        for part, value in op.energy_pj.items():
+            energy[part] = energy.get(part, 0.0) + value
+    total = {
+        "launches": launches,
+        "runs": sum(op.runs for op in stats.values()),
+        "cycles": sum(op.cycles for op in stats.values()),
+        "macs": sum(op.macs for op in stats.values()),
+        "dram_bytes": sum(op.dram_bytes for op in stats.values()),
+        "energy_pj": energy,
+        "energy_total_pj": sum(op.energy_total_pj for op in stats.values()),
+    }
+    outputs = [
+        {"name": name, "dtype": str(value.dtype).removeprefix("torch."), "shape": list(value.shape)}
+        for name, value in results.items()
+    ]
+    return {
+        "total": total,
+        "launches": {name: op.to_json() for name, op in stats.items()},
+        "outputs": outputs,
+    }
+
+
+def _format_run(summary: Mapping[str, Any]) -> str:
+    """The text form of a ``run-mlir`` summary: totals, one line per launch, the results."""
+    total = summary["total"]
+    lines = [
+        f"bitmod run-mlir: @{summary['function']} of {summary['module']} "
+        f"({total['launches']} launches, {total['runs']} accelerator runs)",
+        f"  cycles {total['cycles']:,d}, energy {total['energy_total_pj'] / 1e6:.4f} uJ, "
+        f"MACs {total['macs']:,d}, DRAM {total['dram_bytes']:,d} B",
+        "",
+        f"  {'launch':<28} {'runs':>5} {'cycles':>12} {'energy uJ':>10} {'MACs':>14}",
+    ]
+    for name, op in summary["launches"].items():
+        lines.append(
+            f"  {name:<28} {op['runs']:>5} {op['cycles']:>12,d} "
+            f"{op['energy_total_pj'] / 1e6:>10.4f} {op['macs']:>14,d}"
+        )
+    lines.append("")
+    for result in summary["outputs"]:
+        lines.append(f"  {result['name']:<10} {result['dtype']} {result['shape']}")
+    return "\n".join(lines)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the ``bitmod`` console script; returns the exit status."""
     args = _parser().parse_args(argv)
@@ -417,6 +714,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         "compile": _compile,
         "run": _run,
         "report": _report,
+        "run-mlir": _run_mlir,
         "eval": run_eval,
         "rtl-sim": rtl_sim,
         "optimize": run_optimize,

@@ -1,0 +1,365 @@
+"""``bitmod run-mlir``: a module lowered by ``bitmod-opt`` run from the shell.
+
+A tiny two-input, two-result model (two linears, a residual add, a ReLU) goes through
+torch-mlir (``linalg-on-tensors``) and ``bitmod-opt --pipeline=bitmod-default``; the command
+runs the lowered module on a safetensors file of inputs and must give the very bits
+:func:`bitmod.compiler.module_runner.run_function` gives in Python, print the numbers of its
+:class:`~bitmod.compiler.module_runner.ModuleRun`, and refuse every kind of bad input (a
+missing file, IR that is malformed or not lowered, a corrupt, missing or mismatched
+archive, inputs that do not match the function, ``-o`` naming a file it reads) with one
+line, exit status 1, no traceback and no output file.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+import torch
+from bitmod.compiler.module_runner import load_lowered, run_function
+from bitmod.compiler.tools.bitmod_cli import main
+from bitmod.compiler.tools.bitmod_opt import main as bitmod_opt
+from safetensors.torch import load_file, save_file
+from torch import nn
+
+
+class Tiny(nn.Module):
+    """Two linears with a residual input between them; returns the output and the residual."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.fc1 = nn.Linear(8, 16)
+        self.fc2 = nn.Linear(16, 4)
+
+    def forward(self, x: torch.Tensor, y: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        h = self.fc1(x) + y
+        return self.fc2(torch.relu(h)), h
+
+
+@dataclass
+class Lowered:
+    raw: Path  # torch-mlir's output
+    ir: Path  # bitmod-opt --pipeline=bitmod-default -o ir
+    archive: Path  # its parameter archive, named as bitmod-opt names it
+    inputs: Path  # arg0, arg1
+    x: torch.Tensor
+    y: torch.Tensor
+
+
+@pytest.fixture(scope="module")
+def lowered(tmp_path_factory: pytest.TempPathFactory) -> Lowered:
+    from torch_mlir import fx
+
+    tmp = tmp_path_factory.mktemp("run_mlir")
+    torch.manual_seed(0)
+    model = Tiny().eval()
+    x, y = torch.randn(2, 8), torch.randn(2, 16)
+    raw = tmp / "tiny.mlir"
+    raw.write_text(str(fx.export_and_import(model, x, y, output_type="linalg-on-tensors")))
+    ir = tmp / "tiny.lowered.mlir"
+    assert bitmod_opt([str(raw), "--pipeline=bitmod-default", "-o", str(ir)]) == 0
+    archive = tmp / "tiny.lowered.params.safetensors"
+    assert archive.is_file()
+    inputs = tmp / "inputs.safetensors"
+    save_file({"arg0": x, "arg1": y}, str(inputs))
+    return Lowered(raw, ir, archive, inputs, x, y)
+
+
+def _copy(lowered: Lowered, tmp_path: Path) -> tuple[Path, Path]:
+    """The IR and its archive copied into ``tmp_path`` (same names: the IR still finds it)."""
+    ir = Path(shutil.copy(lowered.ir, tmp_path))
+    archive = Path(shutil.copy(lowered.archive, tmp_path))
+    return ir, archive
+
+
+def _cli(capsys: pytest.CaptureFixture[str], *argv: str | Path) -> tuple[int, str, str]:
+    status = main(["run-mlir", *map(str, argv)])
+    out, err = capsys.readouterr()
+    return status, out, err
+
+
+def _reference(lowered: Lowered):
+    ctx, module = load_lowered(lowered.ir)
+    return run_function(ctx, module, [lowered.x, lowered.y])
+
+
+def _bits(tensor: torch.Tensor) -> tuple[str, list[int], bytes]:
+    return str(tensor.dtype), list(tensor.shape), tensor.contiguous().numpy().tobytes()
+
+
+# --- what it computes and prints ---------------------------------------------------------------
+
+
+def test_outputs_are_the_bits_run_function_gives(lowered, tmp_path, capsys) -> None:
+    out = tmp_path / "sub" / "outputs.safetensors"
+    status, stdout, stderr = _cli(capsys, lowered.ir, "--inputs", lowered.inputs, "-o", out)
+    assert (status, stderr) == (0, "")
+    results = load_file(str(out))
+    reference = _reference(lowered)
+    assert sorted(results) == ["result0", "result1"]
+    for index, expected in enumerate(reference.outputs):
+        assert _bits(results[f"result{index}"]) == _bits(expected)
+    assert list(results["result0"].shape) == [2, 4] and list(results["result1"].shape) == [2, 16]
+    assert stdout.splitlines()[-1] == f"bitmod: wrote {out} (result0, result1)"
+    assert [p.name for p in out.parent.iterdir()] == ["outputs.safetensors"]  # no temporaries
+
+
+def test_the_printed_numbers_are_the_module_runs(lowered, capsys) -> None:
+    status, stdout, _ = _cli(capsys, lowered.ir, "--inputs", lowered.inputs)
+    assert status == 0
+    stats = _reference(lowered).stats
+    assert list(stats) == ["fc1", "fc2"]
+    lines = stdout.splitlines()
+    assert lines[0] == f"bitmod run-mlir: @main of {lowered.ir} (2 launches, 2 accelerator runs)"
+    cycles = sum(s.cycles for s in stats.values())
+    energy = sum(s.energy_total_pj for s in stats.values())
+    macs = sum(s.macs for s in stats.values())
+    dram = sum(s.dram_bytes for s in stats.values())
+    assert cycles > 0 and energy > 0
+    assert lines[1] == (
+        f"  cycles {cycles:,d}, energy {energy / 1e6:.4f} uJ, MACs {macs:,d}, DRAM {dram:,d} B"
+    )
+    rows = {line.split()[0]: line.split()[1:] for line in lines[4:6]}
+    assert rows == {
+        name: [str(s.runs), f"{s.cycles:,d}", f"{s.energy_total_pj / 1e6:.4f}", f"{s.macs:,d}"]
+        for name, s in stats.items()
+    }
+    assert lines[7:] == ["  result0    float32 [2, 4]", "  result1    float32 [2, 16]"]
+
+
+def test_json_is_the_module_runs_stats(lowered, tmp_path, capsys) -> None:
+    out = tmp_path / "o.safetensors"
+    status, stdout, _ = _cli(capsys, lowered.ir, "--inputs", lowered.inputs, "-o", out, "--json")
+    assert status == 0
+    summary = json.loads(stdout)  # nothing but the JSON on stdout
+    stats = _reference(lowered).stats
+    assert summary["launches"] == {name: s.to_json() for name, s in stats.items()}
+    total = summary["total"]
+    assert total["launches"] == 2 and total["runs"] == sum(s.runs for s in stats.values())
+    assert total["cycles"] == sum(s.cycles for s in stats.values())
+    assert total["energy_total_pj"] == sum(s.energy_total_pj for s in stats.values())
+    assert total["energy_pj"]["pe"] == sum(s.energy_pj["pe"] for s in stats.values())
+    assert summary["outputs"] == [
+        {"name": "result0", "dtype": "float32", "shape": [2, 4]},
+        {"name": "result1", "dtype": "float32", "shape": [2, 16]},
+    ]
+    assert summary["function"] == "main" and summary["output"] == str(out)
+    assert Path(summary["params"]) == lowered.archive.resolve()
+
+
+def test_params_names_a_moved_archive(lowered, tmp_path, capsys) -> None:
+    ir, archive = _copy(lowered, tmp_path)
+    moved = archive.rename(tmp_path / "elsewhere.safetensors")
+    out = tmp_path / "o.safetensors"
+    status, _, err = _cli(capsys, ir, "--inputs", lowered.inputs, "-o", out)
+    assert status == 1 and not out.exists()
+    assert err == (
+        f"bitmod: error: {ir}:1:1: 'builtin.module' op parameter archive {archive} does not exist\n"
+    )
+    status, _, err = _cli(capsys, ir, "--params", moved, "--inputs", lowered.inputs, "-o", out)
+    assert (status, err) == (0, "")
+    results = load_file(str(out))
+    assert _bits(results["result0"]) == _bits(_reference(lowered).outputs[0])
+
+
+def test_help_documents_the_naming(capsys) -> None:
+    with pytest.raises(SystemExit) as caught:
+        main(["run-mlir", "--help"])
+    assert caught.value.code == 0
+    text = " ".join(capsys.readouterr().out.split())
+    assert "named by position arg0, arg1, ..." in text
+    assert "result0, result1, ..." in text
+    assert "OUT.params.safetensors" in text and "--params ARCHIVE" in text
+
+
+# --- one line, status 1, no traceback, no output file ------------------------------------------
+
+
+def _refused(capsys, out: Path, *argv: str | Path) -> str:
+    """Run the command (``-o out``); assert that it failed cleanly and return its message."""
+    status, stdout, stderr = _cli(capsys, *argv, "-o", out)
+    assert status == 1
+    assert stdout == ""
+    assert not out.exists() and not list(out.parent.glob(f".{out.name}*"))
+    assert "Traceback" not in stderr and stderr.count("\n") == 1, stderr
+    assert stderr.startswith("bitmod: error: ")
+    return stderr.removeprefix("bitmod: error: ").rstrip("\n")
+
+
+def test_missing_files(lowered, tmp_path, capsys) -> None:
+    out = tmp_path / "o.safetensors"
+    missing = tmp_path / "nope.mlir"
+    assert _refused(capsys, out, missing, "--inputs", lowered.inputs) == (
+        f"{missing}: no such file (LOWERED.mlir)"
+    )
+    gone = tmp_path / "nope.safetensors"
+    assert _refused(capsys, out, lowered.ir, "--inputs", gone) == (
+        f"{gone}: no such file (--inputs)"
+    )
+    assert _refused(capsys, out, tmp_path, "--inputs", lowered.inputs).startswith(
+        f"{tmp_path}: is a directory, LOWERED.mlir must be a file"
+    )
+
+
+def test_malformed_ir_is_located(lowered, tmp_path, capsys) -> None:
+    ir, _ = _copy(lowered, tmp_path)
+    lines = ir.read_text().splitlines()
+    number = next(i for i, line in enumerate(lines) if "bsisa.launch @program[0]" in line)
+    lines[number] = lines[number].replace("@program[0]", "@program[")
+    ir.write_text("\n".join(lines) + "\n")
+    message = _refused(capsys, tmp_path / "o.safetensors", ir, "--inputs", lowered.inputs)
+    assert message.startswith(f"{ir}:{number + 1}:") and "Expected integer literal" in message
+    binary = tmp_path / "binary.mlir"
+    binary.write_bytes(b"\xff\xfe\x00module")
+    assert _refused(capsys, tmp_path / "o.safetensors", binary, "--inputs", lowered.inputs) == (
+        f"{binary}: not MLIR text (it is not UTF-8)"
+    )
+
+
+def test_torch_mlir_output_names_the_pipeline(lowered, tmp_path, capsys) -> None:
+    message = _refused(capsys, tmp_path / "o.safetensors", lowered.raw, "--inputs", lowered.inputs)
+    assert message.startswith(f"{lowered.raw}:4:3: @main is not a lowered module: it has no ")
+    assert message.endswith(
+        f"lower it first: bitmod-opt {lowered.raw} --pipeline=bitmod-default -o "
+        f"{lowered.raw.with_name('tiny.lowered.mlir')}"
+    )
+
+
+@pytest.mark.parametrize(
+    ("passes", "still"),
+    [
+        ("convert-linalg-to-bitmod", "-p bitmod-quantize,bitmod-tile,bitmod-lower-to-isa"),
+        ("convert-linalg-to-bitmod,bitmod-quantize", "-p bitmod-tile,bitmod-lower-to-isa"),
+        ("convert-linalg-to-bitmod,bitmod-quantize,bitmod-tile", "-p bitmod-lower-to-isa"),
+    ],
+)
+def test_a_partial_pipeline_names_the_passes_left(lowered, tmp_path, capsys, passes, still):
+    partial = tmp_path / "partial.mlir"
+    assert bitmod_opt([str(lowered.raw), "-p", passes, "-o", str(partial)]) == 0
+    capsys.readouterr()
+    message = _refused(capsys, tmp_path / "o.safetensors", partial, "--inputs", lowered.inputs)
+    assert message.startswith(f"{partial}:") and "@main is not a lowered module" in message
+    assert message.endswith(f"bitmod-opt {partial} {still} -o {tmp_path / 'partial.lowered.mlir'}")
+
+
+def test_corrupt_archive(lowered, tmp_path, capsys) -> None:
+    ir, archive = _copy(lowered, tmp_path)
+    archive.write_bytes(archive.read_bytes()[:100])
+    message = _refused(capsys, tmp_path / "o.safetensors", ir, "--inputs", lowered.inputs)
+    assert message.startswith(
+        f"{ir}:1:1: 'builtin.module' op corrupt parameter archive {archive.resolve()}: "
+    )
+
+
+def test_an_archive_another_run_wrote_is_refused(lowered, tmp_path, capsys) -> None:
+    other = tmp_path / "other.mlir"  # a valid archive, but not the one the IR pins
+    assert bitmod_opt([str(lowered.raw), "-p", "convert-linalg-to-bitmod", "-o", str(other)]) == 0
+    capsys.readouterr()
+    archive = tmp_path / "other.params.safetensors"
+    argv = (lowered.ir, "--params", archive, "--inputs", lowered.inputs)
+    message = _refused(capsys, tmp_path / "o.safetensors", *argv)
+    assert message.startswith(
+        f"{lowered.ir}:1:1: 'builtin.module' op parameter archive {archive} is not the one this "
+        "IR was written with (its SHA-256 is "
+    )
+
+
+def _inputs(tmp_path: Path, name: str = "bad", **tensors: torch.Tensor) -> Path:
+    path = tmp_path / f"{name}-inputs.safetensors"
+    save_file(tensors, str(path))
+    return path
+
+
+def test_inputs_that_do_not_match_the_function(lowered, tmp_path, capsys) -> None:
+    out = tmp_path / "o.safetensors"
+    x, y = lowered.x, lowered.y
+    signature = "arg0: float32 [2, 8], arg1: float32 [2, 16]"
+    cases = {
+        "missing": (
+            _inputs(tmp_path, "missing", arg0=x),
+            "no tensor 'arg1' for argument 1 of @main (float32 [2, 16])",
+        ),
+        "extra": (
+            _inputs(tmp_path, "extra", arg0=x, arg1=y, x=x.clone()),
+            f"tensor 'x' is not an argument of @main (@main takes {signature}; inputs are named "
+            "arg0, arg1, ... by position)",
+        ),
+        "shape": (
+            _inputs(tmp_path, "shape", arg0=x, arg1=y[:, :8].contiguous()),
+            "tensor 'arg1' is float32 [2, 8], argument 1 of @main takes float32 [2, 16]",
+        ),
+        "dtype": (
+            _inputs(tmp_path, "dtype", arg0=x.half(), arg1=y),
+            "tensor 'arg0' is float16 [2, 8], argument 0 of @main takes float32 [2, 8]",
+        ),
+    }
+    for name, (path, expected) in cases.items():
+        assert _refused(capsys, out, lowered.ir, "--inputs", path) == f"{path}: {expected}", name
+    junk = tmp_path / "junk.safetensors"
+    junk.write_bytes(b"not a safetensors file at all")
+    assert _refused(capsys, out, lowered.ir, "--inputs", junk).startswith(
+        f"{junk}: not a safetensors file ("
+    )
+    assert _refused(capsys, out, lowered.ir) == (
+        f"{lowered.ir}: @main takes 2 arguments ({signature}): give --inputs FILE.safetensors "
+        "with one tensor of each name"
+    )
+
+
+def test_output_naming_a_file_it_reads(lowered, tmp_path, capsys) -> None:
+    ir, archive = _copy(lowered, tmp_path)
+    inputs = Path(shutil.copy(lowered.inputs, tmp_path))
+    before = {p: p.read_bytes() for p in (ir, archive, inputs)}
+    targets = {inputs: "--inputs", ir: "LOWERED.mlir", archive: "the parameter archive"}
+    for target, what in targets.items():
+        status, stdout, err = _cli(capsys, ir, "--inputs", inputs, "-o", target)
+        assert (status, stdout) == (1, "")
+        assert err == (
+            f"bitmod: error: -o {target}: is {what}, which the command reads; give another file\n"
+        )
+    assert {p: p.read_bytes() for p in before} == before
+
+
+def test_unknown_function(lowered, tmp_path, capsys) -> None:
+    message = _refused(
+        capsys, tmp_path / "o.safetensors", lowered.ir, "--inputs", lowered.inputs, "--func", "fwd"
+    )
+    assert message == (
+        f"{lowered.ir}: module runner: the module has no function @fwd (functions: @main)"
+    )
+
+
+def test_a_value_the_accelerator_cannot_take_is_located_at_its_launch(
+    lowered, tmp_path, capsys
+) -> None:
+    big = _inputs(tmp_path, arg0=torch.full((2, 8), 1e6), arg1=lowered.y)
+    message = _refused(capsys, tmp_path / "o.safetensors", lowered.ir, "--inputs", big)
+    launch = next(
+        i for i, line in enumerate(lowered.ir.read_text().splitlines(), 1) if "bsisa.launch" in line
+    )
+    assert message.startswith(f"{lowered.ir}:{launch}:5: 'bsisa.launch' op module runner: op ")
+    assert "'fc1' input: value 1000000.0 at [0, 0] is not representable in FP16" in message
+
+
+def test_debug_shows_the_traceback(lowered, tmp_path, capsys) -> None:
+    status = main(["--debug", "run-mlir", str(lowered.raw), "--inputs", str(lowered.inputs)])
+    err = capsys.readouterr().err
+    assert status == 1 and "Traceback" in err
+    assert err.splitlines()[-1].startswith(f"bitmod: error: {lowered.raw}:4:3: @main is not")
+
+
+def test_the_console_command_exits_with_status_1(lowered, tmp_path) -> None:
+    out = tmp_path / "o.safetensors"
+    result = subprocess.run(
+        [sys.executable, "-m", "bitmod.compiler.tools.bitmod_cli", "run-mlir", str(lowered.ir)]
+        + ["--inputs", str(lowered.raw), "-o", str(out)],
+        capture_output=True,
+        text=True,
+    )
+    assert result.returncode == 1 and result.stdout == "" and not out.exists()
+    assert result.stderr.startswith(f"bitmod: error: {lowered.raw}: not a safetensors file (")
