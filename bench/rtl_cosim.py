@@ -2,11 +2,13 @@
 
 Random programs (``bitmod.backends.rtl.cases``: every accelerated format, the three loop
 orders, odd M, N and K, ragged last groups, bias or none, INT8/INT4 activation matmuls,
-layers chained through DRAM) on the two small machines of ``cases.CONFIGS`` on Verilator (and
-the first ones on Icarus too), then the example MLP (examples/mlp) compiled by
-``bitmod.compile`` for ``cases.MLP_MACHINE`` (two tiles of 4x4) and for the default machine
-(sixteen tiles of 8x8, 512 KiB buffers: the design of ``bench/rtl_speed.py``'s sixteen-tile
-GEMM, whose build it shares with ``--work`` the same), every program of its forward pass.
+layers chained through DRAM, narrow weight blocks whose passes run on row groups) on the
+small machines of ``cases.CONFIGS`` (one, two and four tiles of 4x4; ``random_case`` cycles
+through them) on Verilator (and the first ones on Icarus too), then the example MLP
+(examples/mlp) compiled by ``bitmod.compile`` for ``cases.MLP_MACHINE`` (two tiles of 4x4) and
+for the default machine (sixteen tiles of 8x8, 512 KiB buffers: the design of
+``bench/rtl_speed.py``'s sixteen-tile GEMM, whose build it shares with ``--work`` the same),
+every program of its forward pass.
 Prints one row per program and a summary; exits 1 on any disagreement.
 
     python bench/rtl_cosim.py [--cases 100] [--icarus 20] [--mlp small default | --no-mlp]

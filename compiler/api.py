@@ -673,7 +673,7 @@ def _default_pipeline(hardware: HardwareConfig) -> str:
         "bitmod-quantize,"
         f"bitmod-tile{{rows={hardware.rows} cols={hardware.cols} tiles={hardware.tiles} "
         f"act-buffer={hardware.act_buffer_bytes} weight-buffer={hardware.weight_buffer_bytes} "
-        f"max-block-rows={hardware.max_block_rows} "
+        f"max-block-rows={hardware.max_block_rows} row-groups={hardware.row_groups} "
         f"dram-bytes-per-cycle={hardware.dram_bytes_per_cycle}}},"
         "bitmod-lower-to-isa"
     )

@@ -420,6 +420,8 @@ _CONFIG_MEANING = {
     "weight_buffer_banks": "banks of the weight buffer (must divide its size)",
     "dram_bytes_per_cycle": "DRAM bandwidth `B`",
     "max_block_rows": "rows of partial sums a column accumulator holds (largest `MR`)",
+    "row_groups": "most tile groups a `mac` splits its row passes over when its weight block "
+    "leaves tiles idle (a power of two; 1: off)",
     "energy": "`EnergyTable` (below)",
     "area": "`AreaTable` (below)",
 }

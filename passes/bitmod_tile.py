@@ -1,5 +1,6 @@
 """`bitmod-tile{rows=8 cols=8 tiles=16 dataflow=os act-buffer=524288 weight-buffer=524288
-max-block-rows=64 dram-bytes-per-cycle=25.6 kchunk=0 block-rows=0 order=auto}`: tiling of the
+max-block-rows=64 row-groups=4 dram-bytes-per-cycle=25.6 kchunk=0 block-rows=0 order=auto}`:
+tiling of the
 quantized matmuls.
 
 Every ``bitmod.matmul`` whose weight is a ``!bitmod.qweight`` becomes a
@@ -26,6 +27,10 @@ what the emulator measures for this program. The nest is
 :func:`bitmod.runtime.arch.nest.matmul_nest` with the tensors named by their roles (``@act``,
 ``@weight``, ``@out``, ``@bias``); ``bitmod-lower-to-isa`` puts the configuration in front.
 
+``row-groups`` is the most tile groups a ``mac`` splits its row passes over when its weight
+block's channels leave tiles idle (a power of two; :func:`bitmod.runtime.arch.rules.row_groups`):
+it changes the machine's timing, not the program, so the planner needs it to predict cycles.
+
 ``kchunk=N``, ``block-rows=N`` (N > 0) and ``order=NAME`` force that part of the schedule;
 ``KC`` must be a multiple of the group size ``G`` (or at least ``K``), ``MR`` a multiple of
 ``rows`` within ``max-block-rows``.
@@ -35,8 +40,9 @@ applying :class:`TileQuantizedMatmul`), so an error leaves the module as it was.
 
 Errors (one diagnostic naming the op, nothing changed): a ``dataflow`` other than ``os``;
 ``rows``, ``cols``, ``tiles``, a buffer size or ``max-block-rows`` that is not positive or
-does not fit the ISA's fields; a forced ``kchunk`` that the group size does not divide, a
-forced ``block-rows`` or ``order`` that is not valid; a matmul no schedule fits (a weight or
+does not fit the ISA's fields; ``row-groups`` that is not a power of two; a forced
+``kchunk`` that the group size does not divide, a forced ``block-rows`` or ``order`` that is
+not valid; a matmul no schedule fits (a weight or
 activation block of a single group that does not fit its buffer twice, or a forced choice
 that does not fit); a weight format without a bit-serial datapath (``Format.accelerated``
 false: MX, OliVe, ANT, ...), which no schedule of this array can run. A module without a
@@ -52,7 +58,7 @@ from bitmod.dialects.bitmod import MatmulOp, QWeightType
 from bitmod.dialects.diagnostics import DiagnosticError, error_at
 from bitmod.passes.stages import nothing_to_do
 from bitmod.runtime.arch.hwconfig import HardwareConfig
-from bitmod.runtime.arch.rules import block_rows_error
+from bitmod.runtime.arch.rules import block_rows_error, row_group_error
 from xdsl.context import Context
 from xdsl.dialects.builtin import ModuleOp
 from xdsl.passes import ModulePass
@@ -97,6 +103,7 @@ class BitmodTilePass(ModulePass):
     act_buffer: int = _HW.act_buffer_bytes
     weight_buffer: int = _HW.weight_buffer_bytes
     max_block_rows: int = _HW.max_block_rows
+    row_groups: int = _HW.row_groups
     dram_bytes_per_cycle: int | float = _HW.dram_bytes_per_cycle
     kchunk: int = 0
     block_rows: int = 0
@@ -134,6 +141,9 @@ class BitmodTilePass(ModulePass):
             raise DiagnosticError(
                 f"dram-bytes-per-cycle must be positive, got {self.dram_bytes_per_cycle}"
             )
+        problem = row_group_error(self.row_groups)
+        if problem:
+            raise DiagnosticError(f"row-groups: {problem}")
         if self.max_block_rows < self.rows:
             raise DiagnosticError(
                 f"max-block-rows {self.max_block_rows} is less than rows {self.rows}"
@@ -161,6 +171,7 @@ class BitmodTilePass(ModulePass):
             act_buffer_bytes=self.act_buffer,
             weight_buffer_bytes=self.weight_buffer,
             max_block_rows=self.max_block_rows,
+            row_groups=self.row_groups,
             dram_bytes_per_cycle=float(self.dram_bytes_per_cycle),
         )
 

@@ -461,7 +461,7 @@ def test_list_passes_shows_each_option_with_its_type_and_default(capsys) -> None
         "  bitmod-tile               Tile quantized bitmod.matmul ops onto the "
         "output-stationary PE array."
     )
-    assert lines[tile + 1 : tile + 12] == [
+    assert lines[tile + 1 : tile + 13] == [
         "      rows: int = 8",
         "      cols: int = 8",
         "      tiles: int = 16",
@@ -469,6 +469,7 @@ def test_list_passes_shows_each_option_with_its_type_and_default(capsys) -> None
         "      act-buffer: int = 524288",
         "      weight-buffer: int = 524288",
         "      max-block-rows: int = 64",
+        "      row-groups: int = 4",
         "      dram-bytes-per-cycle: int | float = 25.6",
         "      kchunk: int = 0",
         "      block-rows: int = 0",

@@ -67,7 +67,7 @@ def test_a_store_drops_the_act_blocks_of_its_tensor_and_cfg_drops_all() -> None:
     assert not trace.load(ACT_BUFFER, 512, 512, "x", (0, 0, None))
     assert trace.load(ACT_BUFFER, 512, 512, "y", (1, 0, None))
     trace.mac(10, 2)
-    trace.drain(8, 8)
+    trace.drain(1, 8)
     trace.store("y", 128)
     commands = sum(isinstance(entry, timing.Command) for entry in trace.entries)
     assert not trace.load(ACT_BUFFER, 512, 512, "y", (1, 0, None))  # y was overwritten

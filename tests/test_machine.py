@@ -13,6 +13,7 @@ import pytest
 import torch
 from bitmod.runtime.arch.hwconfig import HardwareConfig
 from bitmod.runtime.arch.nest import matmul_program
+from bitmod.runtime.arch.rules import row_groups
 from bitmod.runtime.arch.schedule import ORDERS
 from bitmod.runtime.arch.timing import MAC_PIPELINE_CYCLES
 from bitmod.runtime.emulator import pe
@@ -392,12 +393,19 @@ def test_acts_resident_traffic_and_cycles_by_hand() -> None:
     weight_bytes = n * 2 * (32 + 1 + 2)  # per chunk: codes, one scale code, channel scale
     assert report.dram_bytes_read == weight_bytes + m * k * 2  # activations once
     assert report.dram_bytes_written == m * n * 2
-    # 2 column blocks × 2 chunks = 4 macs, each 2 passes × 8 steps × 4 terms and a tail of
-    # 4 + SB + 4 PE rows = 16 (groups of 32 steps hide the others).
-    assert report.cycles_by_cause["compute"] == 4 * 2 * 8 * 4
+    # 2 column blocks × 2 chunks = 4 macs of 2 passes, 8 steps × 4 terms a pass, and a tail of
+    # 4 + SB + 4 PE rows = 16 (groups of 32 steps hide the others). Column block 0 has 8
+    # channels, one tile's 4 each; block 1 has channels 8..9, which fit tile 0, so tile 1
+    # runs the second pass beside it (row groups): its macs sweep K once.
+    assert report.cycles_by_cause["compute"] == (2 * 2 + 2 * 1) * 8 * 4
     assert report.cycles_by_cause["dequant_tail"] == 4 * (MAC_PIPELINE_CYCLES + 8 + 4)
-    # Each mac reads its K chunk of the 6 rows once and its weight block once per pass.
+    # Each mac reads its K chunk of the 6 rows once and its weight block once per sweep.
     assert report.buffer_bytes_read["activation"] == 4 * m * 32 * 2
+    assert report.buffer_bytes_read["weight"] == 2 * (8 * 2 + 2 * 1) * (32 + 1 + 2)
+    # Without row groups every mac makes both passes on both tiles.
+    plain = dataclasses.replace(config, row_groups=1)
+    report = Machine(plain).run(program, {"x": x, "w": q, "b": b}).report
+    assert report.cycles_by_cause["compute"] == 4 * 2 * 8 * 4
     assert report.buffer_bytes_read["weight"] == 2 * weight_bytes
     baseline = Machine(config).run(
         program_for(q, m, config, order="weights-resident", block_rows=4),
@@ -726,3 +734,42 @@ def test_nop_costs_a_cycle_and_empty_program_runs() -> None:
 def test_an_output_the_program_never_stores_is_an_error_not_zeros() -> None:
     with pytest.raises(MachineError, match=r"output 'y' \(8x16\) is never stored"):
         _run_code((AccClr(), CfgSv(0, 1)))
+
+
+def test_row_groups_rule_against_a_search_over_tile_groupings() -> None:
+    """``rules.row_groups``: the most groups of equal power-of-two width, each holding the
+    block's tiles, that fit the array, capped by the limit (a plain search)."""
+    for cols, tiles, limit in [(8, 16, 4), (4, 2, 4), (4, 12, 8), (8, 16, 1), (2, 7, 2)]:
+        channels = np.arange(0, cols * tiles + 1)
+        got = row_groups(channels, cols, tiles, limit)
+        for ch, groups in zip(channels, got, strict=True):
+            needed = max(1, math.ceil(ch / cols))
+            width = next(w for w in (1 << i for i in range(8)) if w >= needed)
+            fitting = [s for s in (1 << i for i in range(8)) if s <= limit and s * width <= tiles]
+            assert groups == max(fitting, default=1), (cols, tiles, limit, ch)
+
+
+@pytest.mark.parametrize("order", ORDERS)
+def test_row_groups_keep_results_and_cut_the_sweeps_by_hand(order: str) -> None:
+    """N = 6 channels on 4 tiles of 4 columns fill 2 tiles: two groups of two tiles take two
+    row passes at once. A 16-row block (4 passes of 4 rows) makes 2 sweeps instead of 4; the
+    outputs are bit-identical to the machine without row groups."""
+    config = HardwareConfig(rows=4, cols=4, tiles=4, dram_bytes_per_cycle=8.0)
+    plain = dataclasses.replace(config, row_groups=1)
+    m, n, k, group = 13, 6, 64, 32
+    q, x, b = make_case("bitmod3", m, n, k, group, 11)
+    kchunk = 0 if order == "weights-resident" else 32
+    program = program_for(q, m, config, order=order, block_rows=16, kchunk=kchunk)
+    grouped = Machine(config).run(program, {"x": x, "w": q, "b": b})
+    alone = Machine(plain).run(program, {"x": x, "w": q, "b": b})
+    assert fp16_bits_equal(grouped.outputs["y"], alone.outputs["y"])
+    # passes = ceil(13/4) = 4; bitmod3 has 2 terms: K/4 steps x 2 cycles per sweep
+    steps = k // 4 * num_terms("bitmod3")
+    assert alone.report.cycles_by_cause["compute"] == 4 * steps
+    assert grouped.report.cycles_by_cause["compute"] == 2 * steps
+    assert grouped.report.cycles_by_cause["drain"] <= alone.report.cycles_by_cause["drain"]
+    assert grouped.report.cycles < alone.report.cycles
+    # the weight terms go out once a sweep
+    assert (
+        grouped.report.buffer_bytes_read["weight"] * 2 == alone.report.buffer_bytes_read["weight"]
+    )

@@ -24,6 +24,8 @@ from bitmod.runtime.perf.model import (
     simulate,
 )
 
+from tests.test_schedule import tile_groups
+
 SHAPES = load_llm_shapes()
 #: A BitMoD mac's cycles after its last step on 8 PE rows with 8 scale bits (docs/rtl.md).
 MAC_TAIL = MAC_PIPELINE_CYCLES + 8 + 8
@@ -81,11 +83,13 @@ def test_compute_cycles_against_an_explicit_pass_loop() -> None:
         plans = gemm_plans(one_gemm(m, n, k), acc, cfg)
         block_rows, kc = int(plans.block_rows[0]), int(plans.kc[0])
         expected = 0
-        for _col0, row0, k0 in itertools.product(
+        for col0, row0, k0 in itertools.product(
             range(0, n, columns), range(0, m, block_rows), range(0, k, kc)
         ):
             passes = math.ceil(min(block_rows, m - row0) / rows)
-            for _pass, g0 in itertools.product(range(passes), range(k0, min(k, k0 + kc), 128)):
+            # a block of few channels runs its passes on tile groups at once (row groups)
+            sweeps = math.ceil(passes / tile_groups(min(columns, n - col0)))
+            for _sweep, g0 in itertools.product(range(sweeps), range(k0, min(k, k0 + kc), 128)):
                 expected += math.ceil(min(128, k - g0) / 4) * 3  # INT6: 3 Booth terms a step
             expected += MAC_TAIL  # the mac's pipeline, last dequantization and column drain
         assert plans.compute_cycles[0] == expected, (m, n, k)

@@ -75,6 +75,20 @@ def test_mac_timing_by_hand() -> None:
     assert MacTiming.bit_serial("int6", 128, 8, rows=8).step_cycles == 3
 
 
+def tile_groups(channels: int) -> int:
+    """Groups of the default machine's 16 tiles of 8 columns a block of ``channels`` channels
+    runs different row passes on: tiles per group the power of two that holds the channels,
+    groups the power of two (at most 4) of such groups that fit."""
+    config = HardwareConfig()
+    width = 1
+    while width * config.cols < channels:
+        width *= 2
+    groups = 1
+    while 2 * groups <= config.row_groups and 2 * groups * width <= config.tiles:
+        groups *= 2
+    return groups
+
+
 def walk(schedule: Schedule, m: int, n: int, k: int, layout: WeightLayout, rows: int, cols: int):
     """(DRAM read, PE busy cycles, buffer reads) by walking the schedule's loops block by block."""
     timing = MacTiming.bit_serial("bitmod3", layout.group_size, 8, ARRAY.rows)
@@ -125,8 +139,9 @@ def walk(schedule: Schedule, m: int, n: int, k: int, layout: WeightLayout, rows:
             read += 0 if weights((c0, k0)) else weight(c0, k0, k1)
     for c0, r0, (k0, k1) in itertools.product(col_blocks, row_blocks, chunks):
         passes = math.ceil((min(m, r0 + mr) - r0) / rows)
-        busy += sum(int(v) for v in timing.cycles(passes, k1 - k0))
-        sram += act(r0, k0, k1) + passes * weight(c0, k0, k1)
+        sweeps = math.ceil(passes / tile_groups(min(n, c0 + cols) - c0))
+        busy += sum(int(v) for v in timing.cycles(sweeps, k1 - k0))
+        sram += act(r0, k0, k1) + sweeps * weight(c0, k0, k1)
     return read, busy, sram + 2 * m * n
 
 
@@ -330,11 +345,16 @@ def test_a_small_int8_gemm_is_within_115_percent_of_its_bound() -> None:
     # MACs; 131,072 B of activations + 96 x (1024 + 8 + 2) B of weights + 12,288 B of outputs
     # = 242,624 B over 25.6 B a cycle = 9,478 cycles: DRAM-bound. The weights-resident plan
     # of before waits for all the weights first (12,951 cycles); k-streamed chunks of 128 do
-    # not.
+    # not (k-streamed with 64 rows: 10,654 cycles; 56 rows reads the same bytes, within 1 %).
     schedule, cycles = machine_cycles("int8", 64, 96, 1024)
     assert math.ceil((131_072 + 96 * 1034 + 12_288) / 25.6) == 9478
     assert cycles <= 1.15 * 9478
-    assert (schedule.order, schedule.block_rows, schedule.kc) == ("k-streamed", 64, 128)
+    assert (schedule.order, schedule.kc) == ("k-streamed", 128)
+    assert (
+        cycles
+        <= 1.01
+        * machine_cycles("int8", 64, 96, 1024, order="k-streamed", block_rows=64, kchunk=128)[1]
+    )
 
 
 @pytest.mark.parametrize(

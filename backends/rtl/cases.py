@@ -6,8 +6,14 @@ without a bias, one of the three loop orders (forced, with
 block rows and K chunks that make it legal), a weight matmul or a K/V-style activation matmul
 (the right operand an FP16 tensor quantized at run time to INT8 or INT4, as the compiler's
 offload does), sometimes two layers chained through DRAM (the second reads the first's
-output). The machines are small (4x4 PEs, one or two tiles, kilobyte buffers) so that blocks
-are many and programs stay fast to simulate.
+output). The machines are small (4x4 PEs, one, two or four tiles, kilobyte buffers) so that
+blocks are many and programs stay fast to simulate.
+
+Row groups (``runtime.arch.rules.row_groups``): on the multi-tile machines a weight block of
+few channels (N of 3 or 4, or the last column block of N = 9, 11 or 19) splits its row passes
+over S = 2 (two tiles) or up to 4 (four tiles) tile groups, and blocks of up to four passes
+(block rows up to 4 x ROWS) leave a group idle in a last sweep when S does not divide the
+passes; ``Case.blocks`` lists every output block and ``Case.row_groups`` their S.
 """
 
 from __future__ import annotations
@@ -20,6 +26,7 @@ import numpy as np
 import torch
 from bitmod.runtime.arch.hwconfig import HardwareConfig
 from bitmod.runtime.arch.nest import quantized_matmul_program
+from bitmod.runtime.arch.rules import row_groups
 from bitmod.runtime.formats import get_format, quantize
 from bitmod.runtime.formats.registry import FORMAT_NAMES
 from bitmod.runtime.isa import Drain, IsaError, LdAct, LdWgt, Program, StOut
@@ -28,11 +35,14 @@ __all__ = [
     "ACCELERATED",
     "BENCH_CAPACITY",
     "CAPACITY",
+    "CASE_CONFIGS",
     "CONFIGS",
     "MLP_CAPACITY",
     "MLP_MACHINE",
     "ORDERS",
     "Case",
+    "matmul_case",
+    "output_blocks",
     "random_case",
 ]
 
@@ -55,10 +65,27 @@ CONFIGS = {
         tiles=2,
         act_buffer_bytes=4096,
         weight_buffer_bytes=4096,
-        max_block_rows=8,
+        max_block_rows=16,
         dram_bytes_per_cycle=12.8,
     ),
+    "4tiles": HardwareConfig(
+        rows=4,
+        cols=4,
+        tiles=4,
+        act_buffer_bytes=8192,
+        weight_buffer_bytes=8192,
+        max_block_rows=16,
+        dram_bytes_per_cycle=25.6,
+    ),
 }
+#: The two-tile machine without row groups (a mac runs its passes one after another).
+CONFIGS["2tiles-rg1"] = dataclasses.replace(CONFIGS["2tiles"], row_groups=1)
+#: Four tiles with blocks of up to 16 passes: the next block's mac overtakes a slow drain.
+CONFIGS["4tiles-mr64"] = dataclasses.replace(
+    CONFIGS["4tiles"], act_buffer_bytes=16384, max_block_rows=64
+)
+#: The machine of ``random_case(seed)``: one tile every other case (Verilator runs those in CI).
+CASE_CONFIGS = ("1tile", "2tiles", "1tile", "4tiles")
 #: Design capacity every case fits (so one build per machine runs them all).
 CAPACITY = {
     "dram": 1 << 16,
@@ -85,10 +112,32 @@ class Case:
     config_name: str
     program: Program
     memory: dict[str, object]
+    #: (rows, channels) of every output block its macs accumulate, in program order per layer
+    blocks: tuple[tuple[int, int], ...] = ()
 
     @property
     def config(self) -> HardwareConfig:
         return CONFIGS[self.config_name]
+
+    @property
+    def row_groups(self) -> tuple[int, ...]:
+        """``S`` of each of :attr:`blocks` (the tile groups its macs split their passes over)."""
+        config = self.config
+        return tuple(
+            int(row_groups(channels, config.cols, config.tiles, config.row_groups))
+            for _, channels in self.blocks
+        )
+
+
+def output_blocks(m: int, n: int, block_rows: int, config: HardwareConfig) -> list[tuple[int, int]]:
+    """(rows, channels) of the output blocks of an ``m x n`` output in blocks of ``block_rows``
+    rows and ``COLS · TILES`` channels (the last ones clipped), row blocks outer."""
+    columns = config.cols * config.tiles
+    return [
+        (min(block_rows, m - r0), min(columns, n - c0))
+        for r0 in range(0, m, block_rows)
+        for c0 in range(0, n, columns)
+    ]
 
 
 def _layer(
@@ -102,7 +151,8 @@ def _layer(
     group: int,
     names: tuple[str, str, str, str | None],
     activation_matmul: bool,
-) -> tuple[Program, dict[str, object], str]:
+) -> tuple[Program, dict[str, object], str, int]:
+    """A layer's program and memory, the order it runs and its block rows."""
     act, weight, out, bias = names
     generator = torch.Generator().manual_seed(int(rng.integers(1 << 31)))
     if activation_matmul:  # B [K, N] in FP16, quantized at run time: W = B^T
@@ -117,7 +167,10 @@ def _layer(
     if bias is not None:
         memory[bias] = torch.randn(n, generator=generator).to(torch.float16).numpy()
     rows = config.rows
-    block_rows = int(rng.choice([rows, 2 * rows])) if m > rows else rows
+    # block rows: up to four passes, as many as the accumulators hold and M needs
+    heights = [i * rows for i in range(1, 5) if i * rows <= config.max_block_rows]
+    heights = [h for h in heights if h - rows < m]
+    block_rows = int(rng.choice(heights)) if len(heights) > 1 else rows
     kchunk = (
         group if order == "k-streamed" or (order == "acts-resident" and rng.random() < 0.5) else 0
     )
@@ -141,10 +194,47 @@ def _layer(
                 order=order_tried,
                 bias=bias,
             )
-            return program, memory, order_tried
+            return program, memory, order_tried, rows_tried
         except IsaError:
             continue
     raise AssertionError(f"no schedule fits {m}x{n}x{k} {fmt} on {config}")
+
+
+def matmul_case(
+    config_name: str,
+    fmt: str,
+    m: int,
+    n: int,
+    k: int,
+    group: int,
+    block_rows: int,
+    order: str,
+    bias: bool = False,
+    seed: int = 0,
+) -> Case:
+    """One weight matmul ``m x n x k`` in ``fmt`` on ``CONFIGS[config_name]`` with blocks of
+    ``block_rows`` rows in loop ``order`` (both forced: IsaError if they do not fit)."""
+    config = CONFIGS[config_name]
+    generator = torch.Generator().manual_seed(seed)
+    q = quantize(torch.randn(n, k, generator=generator), fmt, group_size=group, scale_bits=8)
+    memory: dict[str, object] = {
+        "w": q,
+        "x": torch.randn(m, k, generator=generator).to(torch.float16).numpy(),
+    }
+    if bias:
+        memory["b"] = torch.randn(n, generator=generator).to(torch.float16).numpy()
+    program = quantized_matmul_program(
+        q,
+        m,
+        config,
+        kchunk=group if order == "k-streamed" else 0,
+        block_rows=block_rows,
+        order=order,
+        bias="b" if bias else None,
+    )
+    name = f"{fmt} {order} {m}x{n}x{k} G{group} MR{block_rows} on {config_name}"
+    blocks = tuple(output_blocks(m, n, block_rows, config))
+    return Case(name, config_name, program, memory, blocks)
 
 
 def _chain(first: Program, second: Program) -> Program:
@@ -176,7 +266,7 @@ def _is_activation_matmul(seed: int) -> bool:
 def random_case(seed: int) -> Case:
     """Case ``seed`` (deterministic; formats, orders and options cycle with the seed)."""
     rng = np.random.default_rng(zlib.crc32(f"rtl-case/{seed}".encode()))
-    config_name = "2tiles" if seed % 3 == 2 else "1tile"
+    config_name = CASE_CONFIGS[seed % len(CASE_CONFIGS)]
     config = CONFIGS[config_name]
     activation_matmul = _is_activation_matmul(seed)
     # the weight cases take the formats in turn (all of them within 28 weight cases)
@@ -186,31 +276,36 @@ def random_case(seed: int) -> Case:
         if activation_matmul
         else ACCELERATED[weight_rank % len(ACCELERATED)]
     )
-    order = ORDERS[(seed // 3) % 3]  # every order on both machines within nine cases
+    # every order on every machine within twelve cases
+    order = ORDERS[(seed // len(CASE_CONFIGS)) % 3]
     group = int(rng.choice([16, 32]))
     # K of 2-4 groups, every other case ragged: a shorter last group, K often odd
     k = group * int(rng.integers(2, 5)) + (int(rng.choice([1, 5, 7, 10])) if seed % 2 else 0)
     m = int(rng.choice([3, 5, 7, 9, 13]))
-    n = int(rng.choice([5, 7, 9, 11, 13, 19]))
+    n = int(rng.choice([3, 4, 5, 7, 9, 11, 13, 19]))
     with_bias = bool(seed % 2)
     chained = seed % 5 == 4 and not activation_matmul
     if chained:  # the second layer's K is this N: whole groups of 4
         n = int(rng.choice([8, 12, 20]))
-    program, memory, order = _layer(
+    program, memory, order, block_rows = _layer(
         rng, config, fmt, order, m, n, k, group,
         ("x", "w1", "h", "b1" if with_bias else None), activation_matmul,
     )  # fmt: skip
-    name = f"{fmt} {order} {m}x{n}x{k} G{group}{' bias' if with_bias else ''}"
+    blocks = output_blocks(m, n, block_rows, config)
+    name = f"{fmt} {order} {m}x{n}x{k} G{group}{' bias' if with_bias else ''} MR{block_rows}"
     if activation_matmul:
         name += " (activation matmul)"
     if chained:  # a second layer on h: its output comes back from DRAM
         second_n = int(rng.choice([5, 7, 11]))
-        second, more, _ = _layer(
+        second, more, _, second_rows = _layer(
             rng, config, fmt, ORDERS[(seed + 1) % 3], m, second_n, n, 4,
             ("h", "w2", "y", None), False,
         )  # fmt: skip
         del more["h"]
         memory.update(more)
         program = _chain(program, second)
+        blocks += output_blocks(m, second_n, second_rows, config)
         name += f" -> {second_n}"
-    return Case(f"case {seed}: {name} on {config_name}", config_name, program, memory)
+    return Case(
+        f"case {seed}: {name} on {config_name}", config_name, program, memory, tuple(blocks)
+    )

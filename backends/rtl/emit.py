@@ -306,7 +306,7 @@ module bitmod_tb;
 
   bitmod_accel #(
     .ROWS(bitmod_cfg_pkg::ROWS), .COLS(bitmod_cfg_pkg::COLS), .TILES(bitmod_cfg_pkg::TILES),
-    .ACT_BUFFER_BYTES(bitmod_cfg_pkg::ACT_BUFFER_BYTES),
+    .ROW_GROUPS(bitmod_cfg_pkg::ROW_GROUPS), .ACT_BUFFER_BYTES(bitmod_cfg_pkg::ACT_BUFFER_BYTES),
     .WEIGHT_BUFFER_BYTES(bitmod_cfg_pkg::WEIGHT_BUFFER_BYTES),
     .MAX_BLOCK_ROWS(bitmod_cfg_pkg::MAX_BLOCK_ROWS), .DRAM_NUM(bitmod_cfg_pkg::DRAM_NUM),
     .DRAM_DEN(bitmod_cfg_pkg::DRAM_DEN), .PIPE(bitmod_cfg_pkg::MAC_PIPELINE_CYCLES),
@@ -452,6 +452,7 @@ def _config_json(config: HardwareConfig) -> dict[str, Any]:
             "weight_buffer_banks",
             "dram_bytes_per_cycle",
             "max_block_rows",
+            "row_groups",
         )
     }
 

@@ -20,8 +20,9 @@ special value ``v`` adds a weight of ``|v|``. The controller refuses a ``mac`` w
 reads the register), which is the emulator's rule.
 
 ``config_package(config)`` turns a :class:`~bitmod.runtime.arch.hwconfig.HardwareConfig` into
-localparams: the array geometry, buffer sizes, accumulator depth and the DRAM bandwidth as an
-exact fraction ``DRAM_NUM / DRAM_DEN`` bytes per cycle (a transfer of ``n`` bytes takes
+localparams: the array geometry, buffer sizes, accumulator depth, the row groups a mac may
+split its passes over (``ROW_GROUPS``, ``HardwareConfig.row_groups``) and the DRAM bandwidth
+as an exact fraction ``DRAM_NUM / DRAM_DEN`` bytes per cycle (a transfer of ``n`` bytes takes
 ``ceil(n * DRAM_DEN / DRAM_NUM)`` cycles, as in the emulator's timing model).
 """
 
@@ -192,6 +193,7 @@ def config_package(config: HardwareConfig) -> str:
         "ACT_BUFFER_BYTES": config.act_buffer_bytes,
         "WEIGHT_BUFFER_BYTES": config.weight_buffer_bytes,
         "MAX_BLOCK_ROWS": config.max_block_rows,
+        "ROW_GROUPS": config.row_groups,
         "DRAM_NUM": num,
         "DRAM_DEN": den,
         "MAC_PIPELINE_CYCLES": MAC_PIPELINE_CYCLES,

@@ -93,6 +93,11 @@ def build_parser() -> argparse.ArgumentParser:
     hw.add_argument("--cols", type=int, help="PE columns per tile (default 8)")
     hw.add_argument("--act-buffer-kb", type=int, help="activation buffer KiB (default 512)")
     hw.add_argument("--weight-buffer-kb", type=int, help="weight buffer KiB (default 512)")
+    hw.add_argument(
+        "--row-groups",
+        type=int,
+        help="BitMoD's tile groups for narrow weight blocks (a power of two, default 4; 1: off)",
+    )
     for flag, metavar, purpose in (
         ("--pe-count", "KIND=N", f"the iso-area PE count of a PE kind ({', '.join(PE_KINDS)})"),
         ("--pe-area", "KIND=UM2", "one PE's area in um^2 (changes iso-area counts)"),
@@ -138,6 +143,7 @@ def build_config(args: argparse.Namespace) -> tuple[HardwareConfig, dict[str, in
         ("cols", "cols", 1),
         ("act_buffer_kb", "act_buffer_bytes", 1024),
         ("weight_buffer_kb", "weight_buffer_bytes", 1024),
+        ("row_groups", "row_groups", 1),
     ):
         value = getattr(args, option)
         if value is not None:
@@ -221,6 +227,7 @@ def _results_json(sweep, summary, cfg: HardwareConfig, points) -> dict:  # type:
             "dram_gbps": cfg.dram_gbps,
             "act_buffer_bytes": cfg.act_buffer_bytes,
             "weight_buffer_bytes": cfg.weight_buffer_bytes,
+            "row_groups": cfg.row_groups,
             "pe_counts": summary.pe_counts,
         },
         "results": {

@@ -18,6 +18,8 @@ from dataclasses import dataclass, field
 from types import MappingProxyType
 from typing import Any
 
+from bitmod.runtime.arch.rules import mac_sweeps, row_group_error
+
 #: MACs a BitMoD PE performs per cycle (its 4 lanes: one 4-element K step of a dot product).
 LANES = 4
 
@@ -206,6 +208,10 @@ class HardwareConfig:
     weight_buffer_banks: int = 8
     dram_bytes_per_cycle: float = 25.6
     max_block_rows: int = 64
+    #: Tile groups a mac may split its row passes over when its weight block leaves tiles idle
+    #: (a power of two: the activation row sets the buffer delivers per fetch; 1 turns it off;
+    #: ``runtime.arch.rules.row_groups``, docs/rtl.md "The PE engine").
+    row_groups: int = 4
     energy: EnergyTable = field(default_factory=EnergyTable)
     area: AreaTable = field(default_factory=AreaTable)
 
@@ -223,6 +229,9 @@ class HardwareConfig:
             value = getattr(self, name)
             if not isinstance(value, int) or isinstance(value, bool) or value < 1:
                 raise ValueError(f"HardwareConfig.{name} must be a positive int, got {value!r}")
+        problem = row_group_error(self.row_groups)
+        if problem:
+            raise ValueError(f"HardwareConfig.row_groups: {problem}")
         if self.max_block_rows < self.rows:
             raise ValueError(
                 f"HardwareConfig.max_block_rows ({self.max_block_rows}) must be at least "
@@ -254,6 +263,12 @@ class HardwareConfig:
     @property
     def total_pes(self) -> int:
         return self.pes_per_tile * self.tiles
+
+    def mac_sweeps(self, rows: int, channels: int) -> int:
+        """Sweeps of a ``mac`` over its K range for ``rows`` activation rows and a weight
+        block of ``channels`` valid channels: ``⌈⌈rows/ROWS⌉ / S⌉`` (``rules.row_groups``)."""
+        passes = -(-rows // self.rows)
+        return int(mac_sweeps(passes, channels, self.cols, self.tiles, self.row_groups))
 
     # -- memory --------------------------------------------------------------------------
     @property

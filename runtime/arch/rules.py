@@ -17,6 +17,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from functools import cache
 
+import numpy as np
 from bitmod.runtime.formats.bitserial import max_term_sum
 from bitmod.runtime.formats.registry import get_format
 
@@ -26,6 +27,9 @@ __all__ = [
     "block_rows_error",
     "group_accumulator_error",
     "kchunk_error",
+    "mac_sweeps",
+    "row_groups",
+    "row_group_error",
     "uses_sv_register",
 ]
 
@@ -47,6 +51,47 @@ def block_rows_error(block_rows: int, rows: int, depth: int | None = None) -> st
             f"most the {depth} rows the column accumulators hold"
         )
     return None
+
+
+def row_group_error(limit: int) -> str | None:
+    """Why ``limit`` tile groups is not a row-group count of the PE engine, or None."""
+    if isinstance(limit, bool) or not isinstance(limit, int) or limit < 1 or limit & (limit - 1):
+        return f"row groups must be a power of two (1, 2, 4, ...), got {limit!r}"
+    return None
+
+
+def row_groups(channels: np.ndarray | int, cols: int, tiles: int, limit: int) -> np.ndarray:
+    """``S``: the tile groups a ``mac`` of a weight block of ``channels`` valid channels splits
+    its passes over (vectorized over ``channels``).
+
+    Tile ``t`` holds channels ``[t·cols, (t+1)·cols)`` of the block, so ``⌈channels/cols⌉``
+    tiles hold any. When fewer than half the tiles do, the others would idle: the PE engine
+    instead groups the tiles by ``Wg``, the smallest power of two ``≥ ⌈channels/cols⌉``
+    (tile ``t`` is lane ``t mod Wg`` of group ``⌊t/Wg⌋``), gives every group the same weight
+    terms and a different activation pass, and so runs group ``j`` on passes
+    ``j, j + S, j + 2S, …``: a ``mac`` of ``p`` passes issues ``⌈p/S⌉`` sweeps over its K range.
+    ``S`` is the largest power of two with ``S ≤ limit`` (the activation rows the buffer
+    delivers at once, ``HardwareConfig.row_groups``) and ``S·Wg ≤ tiles``. Powers of two keep
+    the group and pass arithmetic shifts in the RTL (``bitmod_pe_engine``).
+    """
+    needed = np.maximum(-(-np.asarray(channels, dtype=np.int64) // cols), 1)
+    width = np.ones_like(needed)
+    groups = np.ones_like(needed)
+    for _ in range(max(tiles, limit).bit_length()):
+        width = np.where(width < needed, 2 * width, width)
+    cap = np.minimum(limit, tiles // width)
+    for _ in range(max(tiles, limit).bit_length()):
+        groups = np.where(2 * groups <= cap, 2 * groups, groups)
+    return groups
+
+
+def mac_sweeps(
+    passes: np.ndarray | int, channels: np.ndarray | int, cols: int, tiles: int, limit: int
+) -> np.ndarray:
+    """Sweeps of a ``mac`` of ``passes`` row passes over its K range: ``⌈passes / S⌉`` with
+    ``S = row_groups(channels, cols, tiles, limit)`` (vectorized)."""
+    groups = row_groups(channels, cols, tiles, limit)
+    return -(-np.asarray(passes, dtype=np.int64) // groups)
 
 
 def kchunk_error(kc: int, group_size: int, k: int | None = None) -> str | None:

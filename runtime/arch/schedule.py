@@ -17,7 +17,7 @@ from functools import lru_cache
 import numpy as np
 from bitmod.runtime.arch.hwconfig import LANES, HardwareConfig
 from bitmod.runtime.arch.loops import matmul_config_length, matmul_nest
-from bitmod.runtime.arch.rules import block_rows_error, kchunk_error
+from bitmod.runtime.arch.rules import block_rows_error, kchunk_error, mac_sweeps
 from bitmod.runtime.arch.timing import MAC_PIPELINE_CYCLES
 from bitmod.runtime.arch.trace import ACT_BUFFER, WEIGHT_BUFFER, EngineTrace, block_slots
 from bitmod.runtime.formats import get_format
@@ -57,7 +57,7 @@ CHUNK_GROUP_CAPS: tuple[int, ...] = (1, 2, 4, 8, 16, 32)
 #: cycles decide. Larger GEMMs keep the closed form: their fill and drain, where it errs, are a
 #: small part of them.
 EXACT_WINDOW = 0.25
-EXACT_CANDIDATES = 12
+EXACT_CANDIDATES = 64
 EXACT_MACS = 1024
 
 _Array = np.ndarray
@@ -77,10 +77,14 @@ class ArraySpec:
     weight_buffer: int  # bytes
     max_block_rows: int  # rows of partial sums a column accumulator holds
     dram_bytes_per_cycle: float  # B
+    tile_columns: int = 0  # channels of one tile (0: the array is one tile)
+    row_groups: int = 1  # tile groups a mac splits its passes over (rules.row_groups)
 
     @classmethod
     def of(cls, cfg: HardwareConfig, columns: int | None = None) -> ArraySpec:
-        """The BitMoD array of ``cfg`` (``columns`` overrides ``cols · tiles``)."""
+        """The BitMoD array of ``cfg`` (``columns`` overrides ``cols · tiles``: an array of
+        another PE, one tile wide, without row groups)."""
+        own = columns is None or columns == cfg.cols * cfg.tiles
         return cls(
             rows=cfg.rows,
             columns=cfg.cols * cfg.tiles if columns is None else columns,
@@ -88,7 +92,17 @@ class ArraySpec:
             weight_buffer=cfg.weight_buffer_bytes,
             max_block_rows=cfg.max_block_rows,
             dram_bytes_per_cycle=cfg.dram_bytes_per_cycle,
+            tile_columns=cfg.cols if own else 0,
+            row_groups=cfg.row_groups if own else 1,
         )
+
+    def sweeps(self, passes: _Array | int, channels: _Array | int) -> _Array:
+        """Sweeps of a ``mac`` of ``passes`` row passes against a weight block of ``channels``
+        valid channels (``rules.mac_sweeps``; ``passes`` without row groups)."""
+        if not self.tile_columns or self.row_groups == 1:
+            return np.asarray(passes, dtype=np.int64)
+        tiles = self.columns // self.tile_columns
+        return mac_sweeps(passes, channels, self.tile_columns, tiles, self.row_groups)
 
 
 @dataclass(frozen=True)
@@ -345,20 +359,60 @@ def _evaluate(
 
     m_blocks, n_blocks, k_chunks = _ceil_div(m, mr), _ceil_div(n, cols), _ceil_div(k, kc)
     kc_last = k - (k_chunks - 1) * kc
-    # Compute: Σ over row blocks and chunks of mac(p, kc), times the column blocks.
-    full_mac, full_dequant = timing.cycles(row_passes, kc)
-    last_mac, last_dequant = timing.cycles(row_passes, kc_last)
-    per_column = (k_chunks - 1) * full_mac + last_mac
-    # The dequantization term counts (p·groups − 1)·s + SB per mac (the first group's wait
-    # excepted: MacTiming.first_stall); the per-row-pass sums above count it once per chunk,
-    # so add the other row blocks' SB minus that.
-    per_column += (k_chunks - 1) * full_dequant + last_dequant
-    per_column += (m_blocks - 1) * (
-        (k_chunks - 1) * (timing.tail_cycles - timing.first_stall(kc))
-        + timing.tail_cycles
-        - timing.first_stall(kc_last)
+    # Sweeps of one column block's macs over a K chunk, summed over its row blocks (a mac of p
+    # passes sweeps ⌈p/S⌉ times, S the row groups its channels leave: ArraySpec.sweeps); the
+    # last column block may have fewer channels, so more row groups.
+    rows_last = m - (m_blocks - 1) * mr
+    cols_last = n - (n_blocks - 1) * cols
+    block_passes = np.minimum(mr, row_passes * rows) // rows
+    last_passes = _ceil_div(rows_last, rows)
+
+    def column_sweeps(channels: _Array) -> _Array:
+        return (m_blocks - 1) * array.sweeps(block_passes, channels) + array.sweeps(
+            last_passes, channels
+        )
+
+    sweeps_full, sweeps_last = column_sweeps(cols * one), column_sweeps(cols_last)
+
+    def column_cycles(sweeps: _Array) -> tuple[_Array, _Array]:
+        """(cycles, MAC-step cycles) of one column block: Σ over row blocks and chunks of
+        mac(p, kc)."""
+        full_mac, full_dequant = timing.cycles(sweeps, kc)
+        last_mac, last_dequant = timing.cycles(sweeps, kc_last)
+        steps = (k_chunks - 1) * full_mac + last_mac
+        # The dequantization term counts (p·groups − 1)·s + SB per mac (the first group's
+        # wait excepted: MacTiming.first_stall); the sums over sweeps above count it once per
+        # chunk, so add the other row blocks' SB minus that.
+        total = steps + (k_chunks - 1) * full_dequant + last_dequant
+        total = total + (m_blocks - 1) * (
+            (k_chunks - 1) * (timing.tail_cycles - timing.first_stall(kc))
+            + timing.tail_cycles
+            - timing.first_stall(kc_last)
+        )
+        return total, steps
+
+    full_column, full_steps = column_cycles(sweeps_full)
+    last_column, last_steps = column_cycles(sweeps_last)
+    compute = ((n_blocks - 1) * full_column + last_column).astype(np.float64)
+    mac_steps = ((n_blocks - 1) * full_steps + last_steps).astype(np.float64)
+    # The phases' own compute (below): the first row block's share of a column block is its
+    # share of the sweeps; the first column block is the last one when it is the only one.
+    first_row_passes = np.where(m_blocks > 1, block_passes, last_passes)
+
+    def first_row_share(channels: _Array, sweeps: _Array) -> _Array:
+        return array.sweeps(first_row_passes, channels) / sweeps
+
+    share_full, share_last = (
+        first_row_share(cols * one, sweeps_full),
+        first_row_share(cols_last, sweeps_last),
     )
-    compute = (n_blocks * per_column).astype(np.float64)
+    several = n_blocks > 1
+    first_column = np.where(several, full_column, last_column)
+    first_column_first_row = first_column * np.where(several, share_full, share_last)
+    later_columns = compute - first_column
+    later_columns_first_row = np.where(
+        several, (n_blocks - 2) * full_column * share_full + last_column * share_last, 0.0
+    )
 
     x_bytes = ACT_BYTES * m * k
     y_bytes = ACT_BYTES * m * n
@@ -369,27 +423,38 @@ def _evaluate(
     # transfer) when one sweep fits its slots, else round-robin placement misses every one.
     act_slots_held = block_slots(act_block, array.act_buffer)
     weight_slots_held = block_slots(weight_block, array.weight_buffer)
-    # Phases: (count, bytes each) of the outer blocks, the first row / column block apart (a
-    # clipped last block is smaller); a kept operand is read in its first phases only.
+    # Phases: (count, bytes each, compute each) of the outer blocks, the first row / column
+    # block apart (a clipped last block is smaller); a kept operand is read in its first
+    # phases only.
     zero = np.zeros_like(m, dtype=np.float64)
     rows_first, cols_first = np.minimum(mr, m), np.minimum(cols, n)
     row_first = ACT_BYTES * rows_first * k
     row_later = (x_bytes - row_first) / np.maximum(m_blocks - 1, 1)
     column_first = sweep * cols_first / n
     column_later = (sweep - column_first) / np.maximum(n_blocks - 1, 1)
+    later_rows, later_cols = np.maximum(m_blocks - 1, 1), np.maximum(n_blocks - 1, 1)
     if order == WEIGHTS_RESIDENT:
         acts_kept = m_blocks <= act_slots_held
         read = sweep + np.where(acts_kept, 1, n_blocks) * x_bytes
         phases = [
-            (one, column_first + x_bytes),
-            (n_blocks - 1, column_later + np.where(acts_kept, zero, x_bytes)),
+            (one, column_first + x_bytes, first_column),
+            (
+                n_blocks - 1,
+                column_later + np.where(acts_kept, zero, x_bytes),
+                later_columns / later_cols,
+            ),
         ]
     elif order == ACTS_RESIDENT:
         weights_kept = n_blocks * k_chunks <= weight_slots_held
         read = x_bytes + np.where(weights_kept, 1, m_blocks) * sweep
+        row_first_compute = first_column_first_row + later_columns_first_row
         phases = [
-            (one, row_first + sweep),
-            (m_blocks - 1, row_later + np.where(weights_kept, zero, sweep)),
+            (one, row_first + sweep, row_first_compute),
+            (
+                m_blocks - 1,
+                row_later + np.where(weights_kept, zero, sweep),
+                (compute - row_first_compute) / later_rows,
+            ),
         ]
     else:
         acts_kept = m_blocks * k_chunks <= act_slots_held
@@ -397,12 +462,21 @@ def _evaluate(
         read = np.where(acts_kept, 1, n_blocks) * x_bytes
         read = read + np.where(weights_kept, 1, m_blocks) * sweep
         phases = [
-            (one, row_first + column_first),
-            (m_blocks - 1, row_later + np.where(weights_kept, zero, column_first)),
-            (n_blocks - 1, np.where(acts_kept, zero, row_first) + column_later),
+            (one, row_first + column_first, first_column_first_row),
+            (
+                m_blocks - 1,
+                row_later + np.where(weights_kept, zero, column_first),
+                (first_column - first_column_first_row) / later_rows,
+            ),
+            (
+                n_blocks - 1,
+                np.where(acts_kept, zero, row_first) + column_later,
+                later_columns_first_row / later_cols,
+            ),
             (
                 (m_blocks - 1) * (n_blocks - 1),
                 np.where(acts_kept, zero, row_later) + np.where(weights_kept, zero, column_later),
+                (later_columns - later_columns_first_row) / (later_rows * later_cols),
             ),
         ]
     read = read.astype(np.float64)
@@ -411,15 +485,12 @@ def _evaluate(
     first_act = ACT_BYTES * rows0 * np.minimum(act_kc, k)
     first_weight = layout.block_bytes(cols0, np.minimum(kc, k))
     first = first_act + first_weight
-    rows_last = m - (m_blocks - 1) * mr
-    cols_last = n - (n_blocks - 1) * cols
     last_store = ACT_BYTES * rows_last * cols_last
-    drain = _ceil_div(rows_last, rows) * rows
+    drain = array.sweeps(last_passes, cols_last) * rows
     body = read + y_bytes - first - last_store
 
     # Single-slot reloads of the resident operand: each waits for the last mac on the old
     # block, then moves the block and the first streamed block behind it.
-    block_passes = np.minimum(mr, row_passes * rows) // rows
     if order == WEIGHTS_RESIDENT:
         single = weight_slots == 1
         reload_bytes = (n - cols0) * layout.channel_block_bytes(k) + (n_blocks - 1) * first_act
@@ -428,7 +499,7 @@ def _evaluate(
     elif order == ACTS_RESIDENT:
         single = act_slots == 1
         reload_bytes = ACT_BYTES * (m - rows0) * k + (m_blocks - 1) * first_weight
-        last_mac_busy = sum(timing.cycles(block_passes, kc_last))
+        last_mac_busy = sum(timing.cycles(array.sweeps(block_passes, cols_last), kc_last))
         outer = m_blocks
     else:
         single = np.zeros_like(feasible)
@@ -438,11 +509,10 @@ def _evaluate(
     # Each phase takes the longer of its share of the compute and its own transfers (a kept
     # operand's bytes all fall in the first), so front-loaded traffic is not hidden behind
     # compute that comes after it.
-    count = sum(c for c, _ in phases)
-    phase_compute = compute / count
+    count = sum(c for c, _, _ in phases)
     stores = y_bytes / count
     phased = -first / bandwidth
-    for phase_count, phase_bytes in phases:
+    for phase_count, phase_bytes, phase_compute in phases:
         phased = phased + phase_count * np.maximum(
             phase_compute, (phase_bytes + stores) / bandwidth
         )
@@ -453,7 +523,9 @@ def _evaluate(
         + last_store / bandwidth
     )
     cycles = np.where(feasible, cycles, np.inf)
-    sram_read = n_blocks * x_bytes + row_passes * sweep + y_bytes
+    # The weight buffer is read once per sweep of its block.
+    weight_reads = (sweeps_full * (n - cols_last) + sweeps_last * cols_last) * sweep / n
+    sram_read = n_blocks * x_bytes + weight_reads + y_bytes
     return Plans(
         order=np.full_like(m, order),
         block_rows=np.full_like(m, mr),
@@ -471,7 +543,7 @@ def _evaluate(
         dram_written=y_bytes.astype(np.float64),
         cycles=cycles,
         sram_read=sram_read.astype(np.float64),
-        mac_cycles=(n_blocks * ((k_chunks - 1) * full_mac + last_mac)).astype(np.float64),
+        mac_cycles=mac_steps,
     )
 
 
@@ -613,13 +685,13 @@ def _trace(
                 nbytes = int(layout.block_bytes(weight_channels, weight_k))
                 trace.load(WEIGHT_BUFFER, block, nbytes, "w", tag(col_level, k_level))
             case Mac():
-                shape = (-(-act_rows // rows), weight_k)
+                shape = (int(array.sweeps(-(-act_rows // rows), weight_channels)), weight_k)
                 if shape not in mac_cycles:
                     compute, tail = timing.cycles(*shape)
                     mac_cycles[shape] = int(compute), int(tail)
                 trace.mac(*mac_cycles[shape])
             case Drain():
-                trace.drain(act_rows, rows)
+                trace.drain(int(array.sweeps(-(-act_rows // rows), weight_channels)), rows)
             case StOut():
                 trace.store("out", ACT_BYTES * act_rows * weight_channels)
             case Halt():

@@ -173,14 +173,15 @@ class EngineTrace:
             for region in buffer.newest:
                 buffer.last_reader[region] = self.issued[timing.Engine.PE]
 
-    def drain(self, rows: int, array_rows: int) -> None:
-        """A drain of ``rows`` output rows: a row a cycle per pass of ``array_rows``."""
+    def drain(self, sweeps: int, array_rows: int) -> None:
+        """A drain of a block the macs swept ``sweeps`` times: ``array_rows`` cycles a sweep,
+        one C row of every tile group a cycle (``rules.row_groups``)."""
         slot = self.issued[timing.Engine.DRAIN] % 2
         needs = (
             (timing.Counter.MACS_DONE, self.issued[timing.Engine.PE]),
             (timing.Counter.STORES_DONE, self.out_store[slot]),
         )
-        duration = -(-rows // array_rows) * array_rows
+        duration = sweeps * array_rows
         self._command(timing.Engine.DRAIN, timing.Command(timing.Engine.DRAIN, duration, needs))
         self.out_slot = slot
 

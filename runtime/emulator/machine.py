@@ -888,15 +888,16 @@ class _Run:
                 acc.values = np.zeros((act_data.shape[0], weights.codes.shape[0]), np.float32)
         acc.act_desc, acc.wgt_desc, acc.row_block, acc.col_block = key
         acc.chunks |= chunks
-        # timing: the array takes the block's rows ROWS at a time (runtime.arch.schedule.MacTiming)
+        # timing: the array takes the block's rows ROWS at a time, one pass per group of idle
+        # tiles at once (runtime.arch.rules.row_groups; runtime.arch.schedule.MacTiming)
         rows = act_data.shape[0]
-        passes = -(-rows // self.config.rows)
+        sweeps = self.config.mac_sweeps(rows, weights.codes.shape[0])
         mac_timing = MacTiming.bit_serial_terms(terms, group, self.regs.sb, self.config.rows)
-        compute, tail = (int(v) for v in mac_timing.cycles(passes, k_valid))
+        compute, tail = (int(v) for v in mac_timing.cycles(sweeps, k_valid))
         self.trace.mac(compute, tail)
-        # Every pass broadcasts the weight block's terms again; the activation rows once.
+        # Every sweep broadcasts the weight block's terms again; the activation rows once.
         self.buffer_read["activation"] += act_data.size * ACT_BYTES
-        self.buffer_read["weight"] += passes * weights.nbytes
+        self.buffer_read["weight"] += sweeps * weights.nbytes
         useful = rows * weights.codes.shape[0] * k_valid
         self.macs += useful
         self.useful_pe_cycles += useful * terms / pe.LANES
@@ -929,7 +930,7 @@ class _Run:
             data = pe.drain(acc.values, channel_scale[c0:c1].numpy(), bias_values)
         else:
             data = np.zeros(acc.values.shape, np.float16)
-        self.trace.drain(data.shape[0], self.config.rows)
+        self.trace.drain(self.config.mac_sweeps(*data.shape), self.config.rows)
         nbytes = data.size * ACT_BYTES
         self.buffer_written["output"] += nbytes
         self.drained = _Drained(data, acc.act_desc, acc.wgt_desc, acc.row_block, acc.col_block)

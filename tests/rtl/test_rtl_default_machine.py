@@ -54,6 +54,8 @@ def test_the_default_machine_elaborates(tmp_path: Path) -> None:
     )
     package = (design / "rtl" / "bitmod_cfg_pkg.sv").read_text()
     assert f"localparam int TILES = {default.tiles};" in package
+    assert f"localparam int ROW_GROUPS = {default.row_groups};" in package
+    assert meta["config"]["row_groups"] == default.row_groups
     lint(design)
 
 

@@ -5,6 +5,7 @@ module bitmod_accel #(
   parameter int ROWS = 8,
   parameter int COLS = 8,
   parameter int TILES = 1,
+  parameter int ROW_GROUPS = 4,  // a power of two (HardwareConfig.row_groups)
   parameter int ACT_BUFFER_BYTES = 1 << 16,
   parameter int WEIGHT_BUFFER_BYTES = 1 << 16,
   parameter int MAX_BLOCK_ROWS = 64,
@@ -18,11 +19,14 @@ module bitmod_accel #(
   parameter int MAX_OUT_UNITS = 1024,
   parameter int PIPE = 4,
   localparam int COLUMNS = COLS * TILES,
+  // the activation port's row sets (bitmod_pe_engine's ROW_SETS)
+  localparam int TILE_POW2 = 1 << ($clog2(TILES + 1) - 1),
+  localparam int ROW_SETS = (ROW_GROUPS < TILE_POW2) ? ROW_GROUPS : TILE_POW2,
   localparam int SV_BITS = bitmod_arith_pkg::SV_BITS,
   localparam int ROW_W = (MAX_BLOCK_ROWS > 1) ? $clog2(MAX_BLOCK_ROWS) : 1,
   localparam int LD_W = 1 + 9 * 32,
   localparam int PE_W = 13 * 32 + 4 + 4 + 1 + 2 + 4 + 1 + 40 + 2 + 4 + 4 * SV_BITS,
-  localparam int DR_W = 4 * 32 + 2 + COLUMNS,
+  localparam int DR_W = 5 * 32 + 2 + COLUMNS,
   localparam int ST_W = 9 * 32
 ) (
   input  logic        clk,
@@ -91,11 +95,11 @@ module bitmod_accel #(
           pe_act_address, pe_act_stride, pe_act_rows, pe_w_base, pe_w_stride, pe_meta_byte,
           pe_scale_byte, pe_channels, pe_kind, pe_bits, pe_sv_enable, pe_magnitudes,
           pe_index_bits, pe_zero_bits, pe_sv} = pe_current;
-  logic [31:0] dr_need_macs, dr_need_store, dr_rows, dr_bias_address;
+  logic [31:0] dr_need_macs, dr_need_store, dr_rows, dr_channels, dr_bias_address, dr_cycles;
   logic        dr_slot, dr_has_bias;
   logic [COLUMNS-1:0] dr_bias_columns;
-  assign {dr_need_macs, dr_need_store, dr_rows, dr_slot, dr_has_bias, dr_bias_address,
-          dr_bias_columns} = dr_current;
+  assign {dr_need_macs, dr_need_store, dr_rows, dr_channels, dr_slot, dr_has_bias,
+          dr_bias_address, dr_bias_columns} = dr_current;
   logic [31:0] next_bias_address;
   logic [COLUMNS-1:0] next_bias_columns;
   assign next_bias_address = dr_pending[COLUMNS +: 32];
@@ -147,7 +151,7 @@ module bitmod_accel #(
   bitmod_engine #(.W(DR_W)) drain_control (
     .clk(clk), .rst(rst), .issue(dr_issue), .issue_payload(dr_payload), .full(dr_full),
     .pending(dr_pending), .accept(dr_accept), .has_current(dr_has), .current(dr_current),
-    .ready(dr_ready), .grant(1'b1), .duration(dr_rows), .last(1'b0), .start(dr_start),
+    .ready(dr_ready), .grant(1'b1), .duration(dr_cycles), .last(1'b0), .start(dr_start),
     .busy(dr_busy), .finishing(), .waiting(dr_waiting), .done(dr_done));
   bitmod_engine #(.W(ST_W)) store_engine (
     .clk(clk), .rst(rst), .issue(st_issue), .issue_payload(st_payload), .full(st_full),
@@ -170,16 +174,19 @@ module bitmod_accel #(
   // ---- the PE engine, the drain engine and the memories ----------------------------------
   logic               act_fetch, code_fetch, meta_fetch, scale_fetch;
   logic [31:0]        act_fetch_address, code_bit, meta_bit;
-  logic [ROWS-1:0]    act_row_valid;
-  logic [3:0]         act_lane_valid;
-  logic [ROWS*64-1:0] act_data;
+  logic [ROW_SETS*ROWS-1:0]    act_row_valid;
+  logic [3:0]                  act_lane_valid;
+  logic [ROW_SETS*ROWS*64-1:0] act_data;
   logic [COLUMNS*32-1:0] codes, meta;
   logic [COLUMNS*16-1:0] channel_scales, drain_scale, biases, drain_y;
   logic [ROW_W-1:0]   drain_row, out_row;
   logic               out_write, out_slot;
+  logic [3:0]         drain_lanes, out_groups, out_lanes;
+  logic [31:0]        out_rows;
 
   bitmod_pe_engine #(
-    .ROWS(ROWS), .COLS(COLS), .TILES(TILES), .MAX_ROWS(MAX_BLOCK_ROWS), .PIPE(PIPE)
+    .ROWS(ROWS), .COLS(COLS), .TILES(TILES), .ROW_GROUPS(ROW_GROUPS),
+    .MAX_ROWS(MAX_BLOCK_ROWS), .PIPE(PIPE)
   ) pe_engine (
     .clk(clk), .rst(rst), .start(pe_start), .last(pe_last), .issuing(pe_issuing),
     .passes(pe_passes), .k_valid(pe_k), .group_size(pe_group), .terms(pe_terms), .sb(pe_sb),
@@ -192,17 +199,22 @@ module bitmod_accel #(
     .act_row_valid(act_row_valid), .act_lane_valid(act_lane_valid), .act_data(act_data),
     .code_fetch(code_fetch), .code_bit(code_bit), .codes(codes), .meta_fetch(meta_fetch),
     .meta_bit(meta_bit), .meta(meta), .scale_fetch(scale_fetch), .act_error(act_error),
-    .drain_row(drain_row), .drain_scale(drain_scale), .drain_bias(biases),
+    .drain_row(drain_row), .drain_lanes(drain_lanes), .drain_scale(drain_scale),
+    .drain_bias(biases),
     .drain_has_bias(dr_has_bias), .drain_y(drain_y));
 
-  bitmod_drain_engine #(.COLUMNS(COLUMNS), .MAX_ROWS(MAX_BLOCK_ROWS)) drain_engine (
-    .clk(clk), .start(dr_start), .busy(dr_busy), .out_slot_in(dr_slot),
-    .channel_scales(channel_scales), .drain_scale(drain_scale), .drain_row(drain_row),
-    .out_write(out_write), .out_slot(out_slot), .out_row(out_row));
+  bitmod_drain_engine #(
+    .ROWS(ROWS), .COLS(COLS), .TILES(TILES), .ROW_GROUPS(ROW_GROUPS), .MAX_ROWS(MAX_BLOCK_ROWS)
+  ) drain_engine (
+    .clk(clk), .start(dr_start), .busy(dr_busy), .rows(dr_rows), .channels(dr_channels),
+    .out_slot_in(dr_slot), .duration(dr_cycles), .channel_scales(channel_scales),
+    .drain_scale(drain_scale), .drain_row(drain_row), .drain_lanes(drain_lanes),
+    .out_write(out_write), .out_slot(out_slot), .out_row(out_row), .out_groups(out_groups),
+    .out_lanes(out_lanes), .out_rows(out_rows));
 
   bitmod_memory #(
     .DRAM_BYTES(DRAM_BYTES), .ACT_BYTES(ACT_BUFFER_BYTES), .WEIGHT_BYTES(WEIGHT_BUFFER_BYTES),
-    .ROWS(ROWS), .COLUMNS(COLUMNS), .MAX_ROWS(MAX_BLOCK_ROWS)
+    .ROWS(ROWS), .COLS(COLS), .TILES(TILES), .ROW_SETS(ROW_SETS), .MAX_ROWS(MAX_BLOCK_ROWS)
   ) memory (
     .clk(clk), .dma_start(ld_start || st_start),
     .dma_kind(st_start ? 2'd2 : {1'b0, ld_weight}),
@@ -218,7 +230,8 @@ module bitmod_accel #(
     .code_bit(code_bit), .bits(pe_bits), .codes(codes), .meta_fetch(meta_fetch),
     .meta_byte(pe_meta_byte), .meta_bit(meta_bit), .meta(meta), .scale_fetch(scale_fetch),
     .scale_byte(pe_scale_byte), .channel_scales(channel_scales), .out_write(out_write),
-    .out_slot(out_slot), .out_row(out_row), .out_data(drain_y),
+    .out_slot(out_slot), .out_row(out_row), .out_groups(out_groups), .out_lanes(out_lanes),
+    .out_rows(out_rows), .out_data(drain_y),
     .bias_fetch(dr_accept), .bias_address(next_bias_address), .bias_valid(next_bias_columns),
     .biases(biases));
 

@@ -383,4 +383,25 @@ package bitmod_arith_pkg;
       if (sv_enable && {1'b0, term_count} < ones) term_count = ones[3:0];
     end
   endfunction
+
+  // --- row groups (runtime/arch/rules.py, row_groups) --------------------------------------
+
+  // {log2 S, log2 Wg} of a mac on a weight block of `channels` valid channels, `tiles` tiles
+  // of `cols` columns and at most `limit` (a power of two) row groups: Wg the smallest power of
+  // two with Wg * cols >= channels (at least 1), S the largest power of two with S <= limit
+  // and S * Wg <= tiles. Comparisons with constants only (no division): the PE engine and the
+  // drain engine each evaluate it on their command (docs/rtl.md, "The PE engine").
+  function automatic logic [7:0] row_groups(
+      input logic [31:0] channels, input logic [31:0] cols, input logic [31:0] tiles,
+      input logic [31:0] limit);
+    logic [3:0] lanes, groups;
+    lanes = 4'd0;
+    for (int i = 0; i < 15; i++)
+      if ((64'(cols) << i) < 64'(channels)) lanes = 4'(i + 1);
+    groups = 4'd0;
+    for (int i = 1; i < 15; i++)
+      if ((64'd1 << i) <= 64'(limit) && (64'd1 << (i + 32'(lanes))) <= 64'(tiles))
+        groups = 4'(i);
+    row_groups = {groups, lanes};
+  endfunction
 endpackage

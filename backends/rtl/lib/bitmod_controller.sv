@@ -52,7 +52,7 @@ module bitmod_controller #(
   localparam int SV_BITS = bitmod_arith_pkg::SV_BITS,
   localparam int LD_W = 1 + 9 * 32,
   localparam int PE_W = 13 * 32 + 4 + 4 + 1 + 2 + 4 + 1 + 40 + 2 + 4 + 4 * SV_BITS,
-  localparam int DR_W = 4 * 32 + 2 + COLUMNS,
+  localparam int DR_W = 5 * 32 + 2 + COLUMNS,
   localparam int ST_W = 9 * 32
 ) (
   input  logic            clk,
@@ -430,9 +430,8 @@ module bitmod_controller #(
       probe_sv, probe_magnitudes, probe_index_bits,
       (probe_kind == 2'(bitmod_fmt_pkg::KIND_INT_ASYM)) ? probe_bits : 4'd0,
       sv[3], sv[2], sv[1], sv[0]};
-  assign dr_payload = {
-      issued_macs, out_store[issued_drains[0]],
-      (acc_rows + 32'(ROWS) - 32'd1) / 32'(ROWS) * 32'(ROWS), issued_drains[0],
+  assign dr_payload = {  // the drain engine derives its sweeps from rows and channels
+      issued_macs, out_store[issued_drains[0]], acc_rows, acc_cols, issued_drains[0],
       f_bias != NO_BIAS, desc_base[f_bias] + 32'd2 * acc_col0, bias_columns};
   assign st_payload = {
       issued_drains, last_load[desc_name[f_desc]],

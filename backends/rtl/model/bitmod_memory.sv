@@ -13,13 +13,21 @@
 // its packed group metadata (scale code, SV index, zero point per group, LSB first), then its
 // FP16 channel scale; an output-buffer slot holds row r, column c at
 // slot * MAX_ROWS * C * 2 + (r * C + c) * 2.
+//
+// Row groups (docs/rtl.md, "The PE engine"): the activation port reads the ROW_SETS * ROWS rows
+// of a sweep at once (row set j: group j's pass), and the drain writes S output rows a cycle
+// (group j's tiles, tile t's COLS outputs to its lane's channels): a buffer banked by
+// pass mod ROW_GROUPS takes both without conflicts (the S passes of a sweep are consecutive).
 module bitmod_memory #(
   parameter int DRAM_BYTES = 1 << 20,
   parameter int ACT_BYTES = 1 << 16,
   parameter int WEIGHT_BYTES = 1 << 16,
   parameter int ROWS = 8,
-  parameter int COLUMNS = 8,      // output channels of a column block: COLS * TILES
+  parameter int COLS = 8,
+  parameter int TILES = 1,
+  parameter int ROW_SETS = 1,     // row sets of the activation port (bitmod_pe_engine)
   parameter int MAX_ROWS = 64,
+  localparam int COLUMNS = COLS * TILES,  // output channels of a column block
   localparam int ROW_W = (MAX_ROWS > 1) ? $clog2(MAX_ROWS) : 1,
   localparam int OUT_BYTES = 2 * MAX_ROWS * COLUMNS * 2
 ) (
@@ -33,13 +41,14 @@ module bitmod_memory #(
   input  logic [31:0]           dma_dst_stride,
   input  logic [31:0]           dma_segment_bytes,
   input  logic [31:0]           dma_segments,
-  // activation read port: ROWS rows of 4 FP16 (0 where not valid), registered on act_fetch
+  // activation read port: ROW_SETS * ROWS consecutive rows of 4 FP16 (0 where not valid),
+  // registered on act_fetch
   input  logic                  act_fetch,
   input  logic [31:0]           act_address,      // byte address of row 0's first lane
   input  logic [31:0]           act_row_stride,   // bytes
-  input  logic [ROWS-1:0]       act_row_valid,
+  input  logic [ROW_SETS*ROWS-1:0] act_row_valid,
   input  logic [3:0]            act_lane_valid,
-  output logic [ROWS*64-1:0]    act_data,
+  output logic [ROW_SETS*ROWS*64-1:0] act_data,
   // weight read port: per channel 4 codes of `bits` bits from bit `code_bit` of its row
   input  logic                  code_fetch,
   input  logic [31:0]           weight_address,   // byte address of channel 0's row
@@ -56,11 +65,16 @@ module bitmod_memory #(
   input  logic                  scale_fetch,
   input  logic [31:0]           scale_byte,
   output logic [COLUMNS*16-1:0] channel_scales,
-  // drain: one output row a cycle into an output-buffer slot; biases from DRAM
+  // drain: in cycle d = i * ROWS + r, tile t (group j = t / Wg < S, lane l = t mod Wg) gives
+  // row (i * S + j) * ROWS + r, channels l * COLS .. + COLS - 1 (rows of the block only)
+  // into an output-buffer slot; biases from DRAM
   input  logic                  out_write,
   input  logic                  out_slot,
-  input  logic [ROW_W-1:0]      out_row,
-  input  logic [COLUMNS*16-1:0] out_data,
+  input  logic [ROW_W-1:0]      out_row,          // d
+  input  logic [3:0]            out_groups,       // log2 S
+  input  logic [3:0]            out_lanes,        // log2 Wg
+  input  logic [31:0]           out_rows,         // the block's valid rows
+  input  logic [COLUMNS*16-1:0] out_data,         // by tile
   input  logic                  bias_fetch,
   input  logic [31:0]           bias_address,     // byte address of column 0's bias
   input  logic [COLUMNS-1:0]    bias_valid,
@@ -73,6 +87,7 @@ module bitmod_memory #(
   logic [7:0] weight_buffer [WEIGHT_BYTES];
   logic [7:0] out_buffer [OUT_BYTES];
   logic [39:0] code_window, meta_window;
+  logic [31:0] out_group, out_at, out_channel;  // the drain's temporaries of one cycle
 
   // the DMA path: a behavioral copy in the transfer's first cycle. Blocking writes (Verilator
   // 5.006 has no delayed array writes in loops): no port reads what a transfer writes in the
@@ -98,7 +113,7 @@ module bitmod_memory #(
   // the PE engine's read ports (the windows are temporaries of one cycle)
   always_ff @(posedge clk) begin
     if (act_fetch) begin
-      for (int r = 0; r < ROWS; r++) begin
+      for (int r = 0; r < ROW_SETS * ROWS; r++) begin
         for (int lane = 0; lane < 4; lane++) begin
           if (act_row_valid[r] && act_lane_valid[lane]) begin
             act_data[64*r + 16*lane +: 8] <= act_buffer[act_address + r * act_row_stride + 2 * lane];
@@ -144,11 +159,18 @@ module bitmod_memory #(
   // the drain engine's ports
   always_ff @(posedge clk) begin
     if (out_write) begin
-      for (int c = 0; c < COLUMNS; c++) begin
-        out_buffer[(32'(out_slot) * MAX_ROWS + 32'(out_row)) * COLUMNS * 2 + 2 * c] =
-            out_data[16*c +: 8];
-        out_buffer[(32'(out_slot) * MAX_ROWS + 32'(out_row)) * COLUMNS * 2 + 2 * c + 1] =
-            out_data[16*c + 8 +: 8];
+      for (int t = 0; t < TILES; t++) begin
+        out_group = t >> out_lanes;
+        out_at = (((32'(out_row) / ROWS) << out_groups) + out_group) * ROWS + 32'(out_row) % ROWS;
+        if (out_group < (32'd1 << out_groups) && out_at < out_rows) begin
+          for (int c = 0; c < COLS; c++) begin
+            out_channel = (32'(t) & ((32'd1 << out_lanes) - 32'd1)) * COLS + c;
+            out_buffer[(32'(out_slot) * MAX_ROWS + out_at) * COLUMNS * 2 + 2 * out_channel] =
+                out_data[16*(COLS*t + c) +: 8];
+            out_buffer[(32'(out_slot) * MAX_ROWS + out_at) * COLUMNS * 2 + 2 * out_channel + 1] =
+                out_data[16*(COLS*t + c) + 8 +: 8];
+          end
+        end
       end
     end
     if (bias_fetch) begin

@@ -13,6 +13,8 @@
 // RUN: not bitmod-opt %s -p 'bitmod-tile{block-rows=12}' 2>&1 | filecheck %s --check-prefix=BLOCKROWS
 // RUN: not bitmod-opt %s -p 'bitmod-tile{block-rows=128}' 2>&1 | filecheck %s --check-prefix=BLOCKROWS
 // RUN: not bitmod-opt %s -p 'bitmod-tile{max-block-rows=4}' 2>&1 | filecheck %s --check-prefix=MAXROWS
+// RUN: not bitmod-opt %s -p 'bitmod-tile{row-groups=3}' -o %t.out 2>&1 | filecheck %s --check-prefix=ROWGROUPS
+// RUN: not test -e %t.out
 // RUN: bitmod-opt %s -p 'bitmod-tile{order=k-streamed}' | filecheck %s --check-prefix=STREAMED
 // RUN: not bitmod-opt %s -p 'bitmod-tile{dram-bytes-per-cycle=0}' 2>&1 | filecheck %s --check-prefix=DRAM
 // RUN: not bitmod-opt %S/k-chunks.mlir -p 'bitmod-tile{dram-bytes-per-cycle=1e-300}' 2>&1 | filecheck %s --check-prefix=TINY
@@ -34,16 +36,17 @@ func.func @f(%x: tensor<8x256xf32>) -> tensor<8x64xf32> {
 // ROWS: error: pass 'bitmod-tile': rows must be positive, got 0
 // COLS: error: pass 'bitmod-tile': cols must be positive, got -8
 // TILES: error: pass 'bitmod-tile': bad array geometry: cfg.array: field tiles=70000 out of range
-// GROUP: errors.mlir:28:3: error: 'bitmod.matmul' op bitmod-tile: K chunk 96 is not a multiple of the group size 128
+// GROUP: errors.mlir:30:3: error: 'bitmod.matmul' op bitmod-tile: K chunk 96 is not a multiple of the group size 128
 // One group (a block is 128 channels even though N = 64): 128 x (64 B codes + 10 bits of
 // scale and SV index -> 2 B + 2 B) = 8704 B; twice that exceeds 4096 B.
-// WEIGHT: errors.mlir:28:3: error: 'bitmod.matmul' op bitmod-tile: the weight block of one group (128 along K) takes 8704 B; double-buffered it does not fit the 4096 B weight buffer
-// ACT: errors.mlir:28:3: error: 'bitmod.matmul' op bitmod-tile: the activation block of one group (128 along K) takes 2048 B; double-buffered it does not fit the 1024 B activation buffer
+// WEIGHT: errors.mlir:30:3: error: 'bitmod.matmul' op bitmod-tile: the weight block of one group (128 along K) takes 8704 B; double-buffered it does not fit the 4096 B weight buffer
+// ACT: errors.mlir:30:3: error: 'bitmod.matmul' op bitmod-tile: the activation block of one group (128 along K) takes 2048 B; double-buffered it does not fit the 1024 B activation buffer
 // Activation 8 x 256 x 2 = 4096 B; weight 128 x (128 + ceil(20/8) + 2) = 17024 B.
 // FORCED: error: 'bitmod.matmul' op bitmod-tile: a K chunk of 256 does not fit: double-buffered activation block 2x4096 B (buffer 524288 B), weight block 2x17024 B (buffer 16384 B)
 // ORDER: error: pass 'bitmod-tile': order 'sideways' is not a loop order; valid: auto, weights-resident, acts-resident, k-streamed
 // BLOCKROWS: error: pass 'bitmod-tile': block-rows: blocks of {{12|128}} rows must be a multiple of the 8 PE rows and at most the 64 rows the column accumulators hold
 // MAXROWS: error: pass 'bitmod-tile': max-block-rows 4 is less than rows 8
+// ROWGROUPS: <pass-pipeline>:1:1: error: pass 'bitmod-tile': row-groups: row groups must be a power of two (1, 2, 4, ...), got 3
 // K = 256 is one chunk of the default buffers; k-streamed of this small GEMM streams chunks of
 // one group, chosen or forced (a GEMM too large to time exactly still gets the error saying
 // that all of K fits one chunk).

@@ -30,11 +30,13 @@ func.func @f(%x: tensor<2x5x128xf32>, %h: tensor<3x16xf32>, %v: tensor<20x16xf32
 // CHECK:      %z = bitmod.matmul %h, %v : (tensor<3x16xf32>, tensor<20x16xf32>) -> tensor<3x20xf32>
 
 // Default array, K chunk 4096 clipped to K = 128: one chunk. One column block (N = 20 <=
-// 128), so every order reads each operand once and the first, weights-resident, is kept
-// (8-row blocks: ceil(10/8) = 2). A block takes the buffer space of a whole block even
-// where the tensor clips it: activation 8 x 128 x 2 = 2048 B; weight 128 channels x (64 B
-// codes + 4 groups x 8 bits = 4 B + 2 B) = 8960 B.
-// WHOLE: bsisa.tiled_matmul %x, %q tiling #bsisa.tiling<rows = 8, cols = 8, tiles = 16, block_rows = 8, kc = 128, act_kc = 128, m_blocks = 2, n_blocks = 1, k_chunks = 1, act_block_bytes = 2048, weight_block_bytes = 8960>
+// 128), so every order reads each operand once and the first, weights-resident, is kept.
+// The 20 channels fill 3 of the 16 tiles, so groups of 4 tiles run 4 row passes at once
+// (row groups): one 16-row block of 2 passes is one sweep, fewer macs than two 8-row
+// blocks. A block takes the buffer space of a whole block even where the tensor clips it:
+// activation 16 x 128 x 2 = 4096 B; weight 128 channels x (64 B codes + 4 groups x 8 bits
+// = 4 B + 2 B) = 8960 B.
+// WHOLE: bsisa.tiled_matmul %x, %q tiling #bsisa.tiling<rows = 8, cols = 8, tiles = 16, block_rows = 16, kc = 128, act_kc = 128, m_blocks = 1, n_blocks = 1, k_chunks = 1, act_block_bytes = 4096, weight_block_bytes = 8960>
 // WHOLE-NEXT: bsisa.loop L0 count 1 {
 // WHOLE-NEXT:   bsisa.ld.wgt @weight col L0 k -
 
