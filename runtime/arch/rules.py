@@ -29,6 +29,7 @@ __all__ = [
     "kchunk_error",
     "mac_sweeps",
     "row_groups",
+    "row_groups_of",
     "row_group_error",
     "uses_sv_register",
 ]
@@ -85,11 +86,20 @@ def row_groups(channels: np.ndarray | int, cols: int, tiles: int, limit: int) ->
     return groups
 
 
+@cache
+def row_groups_of(channels: int, cols: int, tiles: int, limit: int) -> int:
+    """:func:`row_groups` of one block (cached: the machine and the planner's traces ask it
+    once per ``mac``, where numpy's overhead would dominate)."""
+    return int(row_groups(channels, cols, tiles, limit))
+
+
 def mac_sweeps(
     passes: np.ndarray | int, channels: np.ndarray | int, cols: int, tiles: int, limit: int
-) -> np.ndarray:
+) -> np.ndarray | int:
     """Sweeps of a ``mac`` of ``passes`` row passes over its K range: ``⌈passes / S⌉`` with
-    ``S = row_groups(channels, cols, tiles, limit)`` (vectorized)."""
+    ``S = row_groups(channels, cols, tiles, limit)`` (vectorized; an int for int arguments)."""
+    if isinstance(passes, int) and isinstance(channels, int):
+        return -(-passes // row_groups_of(channels, cols, tiles, limit))
     groups = row_groups(channels, cols, tiles, limit)
     return -(-np.asarray(passes, dtype=np.int64) // groups)
 

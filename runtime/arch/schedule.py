@@ -96,11 +96,11 @@ class ArraySpec:
             row_groups=cfg.row_groups if own else 1,
         )
 
-    def sweeps(self, passes: _Array | int, channels: _Array | int) -> _Array:
+    def sweeps(self, passes: _Array | int, channels: _Array | int) -> _Array | int:
         """Sweeps of a ``mac`` of ``passes`` row passes against a weight block of ``channels``
         valid channels (``rules.mac_sweeps``; ``passes`` without row groups)."""
         if not self.tile_columns or self.row_groups == 1:
-            return np.asarray(passes, dtype=np.int64)
+            return passes if isinstance(passes, int) else np.asarray(passes, dtype=np.int64)
         tiles = self.columns // self.tile_columns
         return mac_sweeps(passes, channels, self.tile_columns, tiles, self.row_groups)
 
