@@ -80,6 +80,8 @@ CONFIGS = {
 }
 #: The two-tile machine without row groups (a mac runs its passes one after another).
 CONFIGS["2tiles-rg1"] = dataclasses.replace(CONFIGS["2tiles"], row_groups=1)
+#: Three tiles (not a power of two): a block of one tile's channels splits in 2, tile 2 idles.
+CONFIGS["3tiles"] = dataclasses.replace(CONFIGS["4tiles"], tiles=3)
 #: Four tiles with blocks of up to 16 passes: the next block's mac overtakes a slow drain.
 CONFIGS["4tiles-mr64"] = dataclasses.replace(
     CONFIGS["4tiles"], act_buffer_bytes=16384, max_block_rows=64

@@ -2,7 +2,7 @@
 
 Random compiled programs (bitmod.backends.rtl.cases: every accelerated format, the three loop
 orders, odd M and N, bias or none, INT8/INT4 activation matmuls, layers chained through
-DRAM) on the small machines of ``cases.CONFIGS`` (one, two and four tiles), one design build
+DRAM) on the small machines of ``cases.CONFIGS`` (one, two, three and four tiles), one design build
 per simulator and machine; matmuls shaped to split their row passes over tile groups (row
 groups: S = 2 and 4, an idle group in a last sweep, blocks of different S one after another,
 the machine without row groups, an Inf activation in a later group's pass); and program
@@ -113,6 +113,10 @@ ROW_GROUP_CASES = [
     (("4tiles", "int8_asym", 9, 3, 64, 32, 12, "weights-resident", False), (4,)),
     # N = 9: three tiles' channels, Wg = 4: no split
     (("4tiles", "int5", 9, 9, 37, 16, 12, "acts-resident", True), (1,)),
+    # three tiles: N = 4 is one tile's (Wg = 1), S = 2 (S·Wg ≤ 3), tile 2 idle; N = 14: a full
+    # block of 12 (S = 1), then 2 channels (S = 2)
+    (("3tiles", "int4", 9, 4, 48, 16, 12, "weights-resident", True), (2,)),
+    (("3tiles", "bitmod3", 13, 14, 64, 32, 16, "k-streamed", False), (1, 2)),
     # no row groups: N = 3 on two tiles runs on tile 0, its 3 passes one after another
     (("2tiles-rg1", "int4", 9, 3, 48, 16, 12, "acts-resident", True), (1,)),
     # 16 passes of one K group: the 4-channel block's mac (S = 4, 4 sweeps) starts the cycle
