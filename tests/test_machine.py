@@ -45,6 +45,8 @@ from bitmod.runtime.isa import (
 )
 from bitmod.runtime.storage.archive import ParamArchive
 
+from tests.test_schedule import tile_groups
+
 SMALL = HardwareConfig(rows=4, cols=4, tiles=2)
 
 
@@ -736,17 +738,15 @@ def test_an_output_the_program_never_stores_is_an_error_not_zeros() -> None:
         _run_code((AccClr(), CfgSv(0, 1)))
 
 
-def test_row_groups_rule_against_a_search_over_tile_groupings() -> None:
-    """``rules.row_groups``: the most groups of equal power-of-two width, each holding the
-    block's tiles, that fit the array, capped by the limit (a plain search)."""
+def test_row_groups_rule_against_a_plain_reference() -> None:
+    """``rules.row_groups`` (vectorized) against ``tile_groups`` (scalar loops): the most groups
+    of equal power-of-two width, each holding the block's tiles, that fit the array, capped by
+    the limit."""
     for cols, tiles, limit in [(8, 16, 4), (4, 2, 4), (4, 12, 8), (8, 16, 1), (2, 7, 2)]:
         channels = np.arange(0, cols * tiles + 1)
         got = row_groups(channels, cols, tiles, limit)
         for ch, groups in zip(channels, got, strict=True):
-            needed = max(1, math.ceil(ch / cols))
-            width = next(w for w in (1 << i for i in range(8)) if w >= needed)
-            fitting = [s for s in (1 << i for i in range(8)) if s <= limit and s * width <= tiles]
-            assert groups == max(fitting, default=1), (cols, tiles, limit, ch)
+            assert groups == tile_groups(int(ch), cols, tiles, limit), (cols, tiles, limit, ch)
 
 
 @pytest.mark.parametrize("order", ORDERS)

@@ -75,16 +75,21 @@ def test_mac_timing_by_hand() -> None:
     assert MacTiming.bit_serial("int6", 128, 8, rows=8).step_cycles == 3
 
 
-def tile_groups(channels: int) -> int:
-    """Groups of the default machine's 16 tiles of 8 columns a block of ``channels`` channels
-    runs different row passes on: tiles per group the power of two that holds the channels,
-    groups the power of two (at most 4) of such groups that fit."""
-    config = HardwareConfig()
+def tile_groups(
+    channels: int,
+    cols: int = HardwareConfig().cols,
+    tiles: int = HardwareConfig().tiles,
+    limit: int = HardwareConfig().row_groups,
+) -> int:
+    """Groups of ``tiles`` tiles of ``cols`` columns (default: the default machine's) a block
+    of ``channels`` channels runs different row passes on: tiles per group the power of two
+    that holds the channels, groups the power of two (at most ``limit``) of such groups that
+    fit (a plain reference for ``rules.row_groups``)."""
     width = 1
-    while width * config.cols < channels:
+    while width * cols < channels:
         width *= 2
     groups = 1
-    while 2 * groups <= config.row_groups and 2 * groups * width <= config.tiles:
+    while 2 * groups <= limit and 2 * groups * width <= tiles:
         groups *= 2
     return groups
 

@@ -68,16 +68,14 @@ CONFIGS = {
         max_block_rows=16,
         dram_bytes_per_cycle=12.8,
     ),
-    "4tiles": HardwareConfig(
-        rows=4,
-        cols=4,
-        tiles=4,
-        act_buffer_bytes=8192,
-        weight_buffer_bytes=8192,
-        max_block_rows=16,
-        dram_bytes_per_cycle=25.6,
-    ),
 }
+CONFIGS["4tiles"] = dataclasses.replace(
+    CONFIGS["2tiles"],
+    tiles=4,
+    act_buffer_bytes=8192,
+    weight_buffer_bytes=8192,
+    dram_bytes_per_cycle=25.6,
+)
 #: The two-tile machine without row groups (a mac runs its passes one after another).
 CONFIGS["2tiles-rg1"] = dataclasses.replace(CONFIGS["2tiles"], row_groups=1)
 #: Three tiles (not a power of two): a block of one tile's channels splits in 2, tile 2 idles.

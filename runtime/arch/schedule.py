@@ -429,10 +429,10 @@ def _evaluate(
     zero = np.zeros_like(m, dtype=np.float64)
     rows_first, cols_first = np.minimum(mr, m), np.minimum(cols, n)
     row_first = ACT_BYTES * rows_first * k
-    row_later = (x_bytes - row_first) / np.maximum(m_blocks - 1, 1)
-    column_first = sweep * cols_first / n
-    column_later = (sweep - column_first) / np.maximum(n_blocks - 1, 1)
     later_rows, later_cols = np.maximum(m_blocks - 1, 1), np.maximum(n_blocks - 1, 1)
+    row_later = (x_bytes - row_first) / later_rows
+    column_first = sweep * cols_first / n
+    column_later = (sweep - column_first) / later_cols
     if order == WEIGHTS_RESIDENT:
         acts_kept = m_blocks <= act_slots_held
         read = sweep + np.where(acts_kept, 1, n_blocks) * x_bytes

@@ -33,7 +33,7 @@ from bitmod.backends.rtl.cases import (
     matmul_case,
     random_case,
 )
-from bitmod.backends.rtl.cosim import build, cosimulate
+from bitmod.backends.rtl.cosim import CosimResult, build, cosimulate
 from bitmod.backends.rtl.emit import emit_design
 from bitmod.backends.rtl.sim import simulator_available
 from bitmod.runtime.arch.hwconfig import HardwareConfig
@@ -64,6 +64,27 @@ def _binary(builds, root: Path, simulator: str, config_name: str, design: Path) 
     return builds[key]
 
 
+def _cosimulate(case, simulator: str, builds, root: Path, memory=None) -> CosimResult:
+    """``case`` (its memory, or ``memory``) emitted, built once per machine and co-simulated."""
+    design = root / "design"
+    emit_design(
+        case.program,
+        case.memory if memory is None else memory,
+        design,
+        case.config,
+        capacity=CAPACITY,
+    )
+    binary = _binary(builds, root, simulator, case.config_name, design)
+    return cosimulate(design, simulator, binary=binary)
+
+
+def _assert_agree(case, result: CosimResult) -> None:
+    """Both ran to the end, with bit-identical outputs and equal cycles."""
+    assert result.rtl.refused is None and result.emulator_error is None, result.format()
+    assert result.identical, f"{case.name}: {result.first_difference}"
+    assert result.cycles_equal, f"{case.name}:\n{result.format()}"
+
+
 @pytest.mark.parametrize("simulator", SIMULATORS)
 @pytest.mark.parametrize("seed", range(CASES))
 def test_random_program_matches_the_emulator(
@@ -72,13 +93,8 @@ def test_random_program_matches_the_emulator(
     case = random_case(seed)
     if simulator == "verilator" and case.config_name not in VERILATOR_CONFIGS:
         pytest.skip("Verilator runs one and four tiles in CI (bench/rtl_cosim.py runs all)")
-    design = tmp_path / "design"
-    emit_design(case.program, case.memory, design, case.config, capacity=CAPACITY)
-    binary = _binary(builds, tmp_path, simulator, case.config_name, design)
-    result = cosimulate(design, simulator, binary=binary)
-    assert result.rtl.refused is None and result.emulator_error is None, result.format()
-    assert result.identical, f"{case.name}: {result.first_difference}"
-    assert result.cycles_equal, f"{case.name}:\n{result.format()}"
+    result = _cosimulate(case, simulator, builds, tmp_path)
+    _assert_agree(case, result)
     assert result.rtl.counters["cycles"] == sum(result.rtl.causes.values())
 
 
@@ -136,13 +152,8 @@ def test_row_groups_match_the_emulator(shape, groups, builds, tmp_path: Path) ->
     simulator = SIMULATORS[0]
     case = matmul_case(*shape)
     assert case.row_groups == groups
-    design = tmp_path / "design"
-    emit_design(case.program, case.memory, design, case.config, capacity=CAPACITY)
-    binary = _binary(builds, tmp_path, simulator, case.config_name, design)
-    result = cosimulate(design, simulator, binary=binary)
-    assert result.rtl.refused is None and result.emulator_error is None, result.format()
-    assert result.identical, f"{case.name}: {result.first_difference}"
-    assert result.cycles_equal, f"{case.name}:\n{result.format()}"
+    result = _cosimulate(case, simulator, builds, tmp_path)
+    _assert_agree(case, result)
     # a block that splits its passes takes fewer cycles than on the machine without groups
     rows = case.config.rows
     sweeps_saved = any(
@@ -165,11 +176,7 @@ def test_an_inf_activation_in_a_later_groups_pass_is_refused(builds, tmp_path: P
     assert case.row_groups == (4,)
     x = case.memory["x"].copy()
     x[8, 5] = np.inf
-    memory = {**case.memory, "x": x}
-    design = tmp_path / "design"
-    emit_design(case.program, memory, design, case.config, capacity=CAPACITY)
-    binary = _binary(builds, tmp_path, simulator, case.config_name, design)
-    result = cosimulate(design, simulator, binary=binary)
+    result = _cosimulate(case, simulator, builds, tmp_path, memory={**case.memory, "x": x})
     assert result.emulator_error is not None and "Inf" in result.emulator_error
     assert result.rtl.counters["error"] == 1 and result.rtl.counters["error_code"] == 20
     assert result.identical  # both refused
