@@ -140,6 +140,9 @@ ROW_GROUP_CASES = [
     # drain reads them; with C rows by pass (p * ROWS + r) it would overwrite pass 15 of tile 3
     # before the drain reaches it (docs/rtl.md, "The drain engine")
     (("4tiles-mr64", "int4", 64, 20, 16, 16, 64, "weights-resident", False), (1, 4)),
+    # accumulators of 128 rows: 130 rows in blocks of 128 (32 passes, then 1); N = 20: a full
+    # block (S = 1, 32 sweeps), then 4 channels (S = 4, 8 sweeps)
+    (("4tiles-mr128", "int4", 130, 20, 32, 16, 128, "weights-resident", True), (1, 4, 1, 4)),
 ]
 
 
