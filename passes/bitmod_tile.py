@@ -58,7 +58,11 @@ from bitmod.dialects.bitmod import MatmulOp, QWeightType
 from bitmod.dialects.diagnostics import DiagnosticError, error_at
 from bitmod.passes.stages import nothing_to_do
 from bitmod.runtime.arch.hwconfig import HardwareConfig
-from bitmod.runtime.arch.rules import block_rows_error, row_group_error
+from bitmod.runtime.arch.rules import (
+    accumulator_depth_error,
+    block_rows_error,
+    row_group_error,
+)
 from xdsl.context import Context
 from xdsl.dialects.builtin import ModuleOp
 from xdsl.passes import ModulePass
@@ -144,10 +148,9 @@ class BitmodTilePass(ModulePass):
         problem = row_group_error(self.row_groups)
         if problem:
             raise DiagnosticError(f"row-groups: {problem}")
-        if self.max_block_rows < self.rows:
-            raise DiagnosticError(
-                f"max-block-rows {self.max_block_rows} is less than rows {self.rows}"
-            )
+        problem = accumulator_depth_error(self.max_block_rows, self.rows)
+        if problem:
+            raise DiagnosticError(f"max-block-rows: {problem}")
         problem = self.block_rows and block_rows_error(
             self.block_rows, self.rows, self.max_block_rows
         )

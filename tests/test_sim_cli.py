@@ -97,10 +97,13 @@ def test_config_overrides_reach_the_hardware_config() -> None:
             "olive=2000",
             "--row-groups",
             "2",
+            "--max-block-rows",
+            "128",
         ]
     )
     cfg, counts = sim_cli.build_config(args)
     assert cfg.tiles == 8 and cfg.act_buffer_bytes == 256 * 1024 and cfg.row_groups == 2
+    assert cfg.max_block_rows == 128
     assert cfg.dram_bytes_per_cycle == pytest.approx(32.0)
     assert cfg.energy.dram_pj_per_bit == 10.0 and cfg.energy.pe("ant") == 0.5
     assert cfg.area.pe("olive") == 2000.0
@@ -118,6 +121,8 @@ def test_config_overrides_reach_the_hardware_config() -> None:
         (["--dram-gbps", "fast"], "invalid float value"),
         (["--tiles", "0"], "HardwareConfig.tiles"),
         (["--row-groups", "3"], "HardwareConfig.row_groups: row groups must be a power of two"),
+        (["--max-block-rows", "4"], "HardwareConfig.max_block_rows: 4 rows hold less than one"),
+        (["--max-block-rows", "0"], "HardwareConfig.max_block_rows must be a positive int"),
         (["--pe-count", "ant=7"], "multiple of rows"),
         (["--pe-count", "tpu=64"], "unknown PE kind 'tpu'"),
         (["--pe-count", "ant"], "expects KEY=VALUE"),

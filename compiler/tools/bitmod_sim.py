@@ -98,6 +98,12 @@ def build_parser() -> argparse.ArgumentParser:
         type=int,
         help="BitMoD's tile groups for narrow weight blocks (a power of two, default 4; 1: off)",
     )
+    hw.add_argument(
+        "--max-block-rows",
+        type=int,
+        help="rows of partial sums a column accumulator holds, the largest output block "
+        "(at least --rows, default 64)",
+    )
     for flag, metavar, purpose in (
         ("--pe-count", "KIND=N", f"the iso-area PE count of a PE kind ({', '.join(PE_KINDS)})"),
         ("--pe-area", "KIND=UM2", "one PE's area in um^2 (changes iso-area counts)"),
@@ -144,6 +150,7 @@ def build_config(args: argparse.Namespace) -> tuple[HardwareConfig, dict[str, in
         ("act_buffer_kb", "act_buffer_bytes", 1024),
         ("weight_buffer_kb", "weight_buffer_bytes", 1024),
         ("row_groups", "row_groups", 1),
+        ("max_block_rows", "max_block_rows", 1),
     ):
         value = getattr(args, option)
         if value is not None:
@@ -228,6 +235,7 @@ def _results_json(sweep, summary, cfg: HardwareConfig, points) -> dict:  # type:
             "act_buffer_bytes": cfg.act_buffer_bytes,
             "weight_buffer_bytes": cfg.weight_buffer_bytes,
             "row_groups": cfg.row_groups,
+            "max_block_rows": cfg.max_block_rows,
             "pe_counts": summary.pe_counts,
         },
         "results": {

@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 from types import MappingProxyType
 from typing import Any
 
-from bitmod.runtime.arch.rules import mac_sweeps, row_group_error
+from bitmod.runtime.arch.rules import accumulator_depth_error, mac_sweeps, row_group_error
 
 #: MACs a BitMoD PE performs per cycle (its 4 lanes: one 4-element K step of a dot product).
 LANES = 4
@@ -232,11 +232,9 @@ class HardwareConfig:
         problem = row_group_error(self.row_groups)
         if problem:
             raise ValueError(f"HardwareConfig.row_groups: {problem}")
-        if self.max_block_rows < self.rows:
-            raise ValueError(
-                f"HardwareConfig.max_block_rows ({self.max_block_rows}) must be at least "
-                f"rows ({self.rows})"
-            )
+        problem = accumulator_depth_error(self.max_block_rows, self.rows)
+        if problem:
+            raise ValueError(f"HardwareConfig.max_block_rows: {problem}")
         for name in ("freq_hz", "dram_bytes_per_cycle"):
             value = getattr(self, name)
             if not _is_positive_finite(value):

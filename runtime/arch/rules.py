@@ -54,6 +54,15 @@ def block_rows_error(block_rows: int, rows: int, depth: int | None = None) -> st
     return None
 
 
+def accumulator_depth_error(depth: int, rows: int) -> str | None:
+    """Why column accumulators of ``depth`` rows cannot serve a ``rows``-row array, or None:
+    a block is whole passes of ``rows`` rows (the largest ``MR`` is the last multiple of
+    ``rows`` up to ``depth``), so it must hold one pass."""
+    if depth < rows:
+        return f"{depth} rows hold less than one pass of the {rows} PE rows"
+    return None
+
+
 def row_group_error(limit: int) -> str | None:
     """Why ``limit`` tile groups is not a row-group count of the PE engine, or None."""
     if isinstance(limit, bool) or not isinstance(limit, int) or limit < 1 or limit & (limit - 1):

@@ -45,7 +45,7 @@ func.func @f(%x: tensor<8x256xf32>) -> tensor<8x64xf32> {
 // FORCED: error: 'bitmod.matmul' op bitmod-tile: a K chunk of 256 does not fit: double-buffered activation block 2x4096 B (buffer 524288 B), weight block 2x17024 B (buffer 16384 B)
 // ORDER: error: pass 'bitmod-tile': order 'sideways' is not a loop order; valid: auto, weights-resident, acts-resident, k-streamed
 // BLOCKROWS: error: pass 'bitmod-tile': block-rows: blocks of {{12|128}} rows must be a multiple of the 8 PE rows and at most the 64 rows the column accumulators hold
-// MAXROWS: error: pass 'bitmod-tile': max-block-rows 4 is less than rows 8
+// MAXROWS: error: pass 'bitmod-tile': max-block-rows: 4 rows hold less than one pass of the 8 PE rows
 // ROWGROUPS: <pass-pipeline>:1:1: error: pass 'bitmod-tile': row-groups: row groups must be a power of two (1, 2, 4, ...), got 3
 // K = 256 is one chunk of the default buffers; k-streamed of this small GEMM streams chunks of
 // one group, chosen or forced (a GEMM too large to time exactly still gets the error saying
