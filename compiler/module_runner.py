@@ -420,6 +420,7 @@ class _Accelerator:
     archive: ParamArchive
     stats: dict[str, OpStats]
     records: list[OpRecord] | None
+    on_launch: Callable[[str], None] | None = None  # called with each finished launch's name
     programs: dict[tuple[int, int], Any] = field(default_factory=dict)
 
     def run(self, launch: LaunchOp, env: Mapping[SSAValue, Any]) -> torch.Tensor:
@@ -485,6 +486,8 @@ class _Accelerator:
                 )
         except (CompileError, MachineError) as problem:
             raise ModuleRunError(f"module runner: {problem}", launch) from None
+        if self.on_launch is not None:
+            self.on_launch(name)
         return out.to(dtype).reshape(shape)
 
 
@@ -718,9 +721,11 @@ def run_function(
     function: str = "main",
     machine: Machine | None = None,
     record: bool = False,
+    on_launch: Callable[[str], None] | None = None,
 ) -> ModuleRun:
     """Run ``function`` of the lowered ``module`` on ``inputs`` (module docstring); the
-    parameter archive is ``ctx.archive`` (:func:`load_lowered` loads it)."""
+    parameter archive is ``ctx.archive`` (:func:`load_lowered` loads it). ``on_launch`` is
+    called with the layer name of every ``bsisa.launch`` once it has run (a progress bar)."""
     func = function_op(module, function)
     block = func.body.block
     if len(inputs) != len(block.args):
@@ -740,7 +745,8 @@ def run_function(
     archive = ctx.archive if ctx.archive is not None else ParamArchive()
     records: list[OpRecord] | None = [] if record else None
     stats: dict[str, OpStats] = {}
-    interpreter = _Interpreter(ctx, _Accelerator(machine or Machine(), archive, stats, records))
+    accelerator = _Accelerator(machine or Machine(), archive, stats, records, on_launch)
+    interpreter = _Interpreter(ctx, accelerator)
     with torch.no_grad():
         outputs = interpreter.run_block(block, prepared, {})
     return ModuleRun(list(outputs), stats, records)

@@ -132,6 +132,24 @@ def test_the_printed_numbers_are_the_module_runs(lowered, capsys) -> None:
     assert lines[7:] == ["  result0    float32 [2, 4]", "  result1    float32 [2, 16]"]
 
 
+def test_run_function_reports_every_launch_in_order(lowered) -> None:
+    ctx, module = load_lowered(lowered.ir)
+    seen: list[str] = []
+    run = run_function(ctx, module, [lowered.x, lowered.y], on_launch=seen.append)
+    assert seen == ["fc1", "fc2"] == list(run.stats)
+
+
+def test_progress_bar_counts_the_launches_on_stderr(lowered, capsys) -> None:
+    status, plain, quiet = _cli(capsys, lowered.ir, "--inputs", lowered.inputs)
+    assert status == 0 and quiet == ""  # not a terminal: no bar unless asked
+    status, stdout, stderr = _cli(capsys, lowered.ir, "--inputs", lowered.inputs, "--progress")
+    assert status == 0 and stdout == plain
+    final = stderr.replace("\r", "\n").strip().splitlines()[-1]
+    assert final.startswith("bitmod run-mlir: 100%") and "2/2" in final and "fc2" in final
+    status, _, stderr = _cli(capsys, lowered.ir, "--inputs", lowered.inputs, "--no-progress")
+    assert status == 0 and stderr == ""
+
+
 def test_json_is_the_module_runs_stats(lowered, tmp_path, capsys) -> None:
     out = tmp_path / "o.safetensors"
     status, stdout, _ = _cli(capsys, lowered.ir, "--inputs", lowered.inputs, "-o", out, "--json")

@@ -162,17 +162,7 @@ def _parser() -> argparse.ArgumentParser:
     compile_.add_argument("--cols", type=int, default=None, help="PE cols per tile (default 8)")
     compile_.add_argument("--quiet", action="store_true", help="do not print the report")
     compile_.add_argument("--device", default=None, help=_DEVICE_HELP)
-    progress = compile_.add_mutually_exclusive_group()
-    progress.add_argument(
-        "--progress",
-        dest="progress",
-        action="store_true",
-        default=None,
-        help="always show the progress bar",
-    )
-    progress.add_argument(
-        "--no-progress", dest="progress", action="store_false", help="never show the progress bar"
-    )
+    _add_progress_flags(compile_)
 
     compile_.add_argument(
         "--emit-verilog",
@@ -250,6 +240,23 @@ def _add_run_mlir_parser(commands: Any) -> None:
         "--func", default="main", metavar="NAME", help="the function to run (default main)"
     )
     parser.add_argument("--json", action="store_true", help="print the summary as JSON")
+    _add_progress_flags(parser)
+
+
+def _add_progress_flags(parser: argparse.ArgumentParser) -> None:
+    """``--progress`` / ``--no-progress`` (``args.progress``: True, False or None, the default:
+    a bar when stderr is a terminal and the work has ``PROGRESS_MIN_LAYERS`` layers)."""
+    progress = parser.add_mutually_exclusive_group()
+    progress.add_argument(
+        "--progress",
+        dest="progress",
+        action="store_true",
+        default=None,
+        help="always show the progress bar",
+    )
+    progress.add_argument(
+        "--no-progress", dest="progress", action="store_false", help="never show the progress bar"
+    )
 
 
 # --- helpers -------------------------------------------------------------------------------------
@@ -496,7 +503,8 @@ def _run_mlir(args: argparse.Namespace) -> int:
         _check_lowered(ir_path, func)
         launches = sum(1 for op in func.walk() if op.name == "bsisa.launch")
         inputs = _read_inputs(args.inputs, ir_path, args.func, argument_types(func))
-        run = run_function(ctx, module, inputs, function=args.func)
+        with _launch_bar(args.progress, launches) as on_launch:
+            run = run_function(ctx, module, inputs, function=args.func, on_launch=on_launch)
     except DiagnosticError as error:
         raise CliError(_diagnostic_text(error, str(ir_path))) from error
     results = {
@@ -523,6 +531,32 @@ def _run_mlir(args: argparse.Namespace) -> int:
     if output is not None:
         print(f"bitmod: wrote {output} ({', '.join(results) or 'no results'})", file=stdout())
     return 0
+
+
+@contextmanager
+def _launch_bar(progress: bool | None, launches: int) -> Iterator[Callable[[str], None]]:
+    """A tqdm bar on stderr over the ``launches`` of a run (``progress`` as
+    :func:`_add_progress_flags` documents); yields the ``on_launch`` hook that advances it."""
+    from bitmod.passes.bitmod_quantize import PROGRESS_MIN_LAYERS
+    from tqdm import tqdm
+
+    show = (
+        progress
+        if progress is not None
+        else (sys.stderr.isatty() and launches >= PROGRESS_MIN_LAYERS)
+    )
+    bar = tqdm(
+        total=launches, desc="bitmod run-mlir", unit="launch", disable=not show, file=sys.stderr
+    )
+
+    def advance(name: str) -> None:
+        bar.set_postfix_str(name, refresh=False)
+        bar.update()
+
+    try:
+        yield advance
+    finally:
+        bar.close()
 
 
 def _require_file(path: Path, what: str) -> None:
