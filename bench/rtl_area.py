@@ -15,6 +15,11 @@ FIGNA-like PE, the row's FP16 -> integer aligner (over COLS = 8 PEs). Throughput
 FP16 and FIGNA-like PEs do 1 MAC a cycle, the BitMoD PE 4 / terms (2 for its 3- and 4-bit
 formats, 1 for INT8), so area per MAC/cycle is printed too.
 
+The row groups' hardware (docs/rtl.md, "The PE engine") is measured on the default machine
+(16 tiles, 4 row sets): one lane spread as wide as the three the engine has (a 2:1 multiplexer
+network: its area is linear in its width) and one tile's activation row-set select, against
+the 16 tiles' PEs, term encoders and column accumulators.
+
 Paper (BitMoD, HPCA 2025): the authors' simulator uses 1,507.7 um^2 per BitMoD PE and 1,968.7
 um^2 per FP16 PE (ratio 0.77); Table X gives 97,090 um^2 for an 8x8 BitMoD tile plus 2,419 um^2
 of term encoder, against 95,498 um^2 for the FP16 tile (48 PEs). Those are 28 nm layouts of
@@ -33,6 +38,11 @@ from bitmod.backends.rtl.area import BASELINES, BlockArea, synthesize, yosys_ava
 
 PARTS = BASELINES.with_name("pe_parts.sv")
 ROWS = COLS = 8
+#: The default machine's row groups (HardwareConfig: 16 tiles, row_groups = 4 row sets).
+TILES, ROW_SETS = 16, 4
+#: Bits a tile gets through the lane spreads: 4 codes (32 bits) and a metadata word with its
+#: inside-the-block bit (33) per column for the mac, an FP16 scale and bias (32) for the drain.
+SPREAD_BITS_PER_TILE = COLS * (32 + 33 + 32)
 PAPER_PE_UM2 = {"bitmod": 1507.7, "fp16": 1968.7}
 PAPER_TILE_UM2 = {"bitmod": 97_090.0, "encoder": 2_419.0, "fp16": 95_498.0}
 PAPER_FP16_TILE_PES = 48
@@ -49,6 +59,14 @@ def measure() -> dict[str, BlockArea]:
         "step": ("pe_part_step", {}, [PARTS]),
         "accumulator": ("pe_part_accumulator", {}, [PARTS]),
         "dequantizer": ("pe_part_dequantizer", {}, [PARTS]),
+        # the row groups' hardware on the default machine: one lane spread as wide as the
+        # three (codes, metadata, drain scale + bias), and one tile's activation row-set select
+        "lane_spread": (
+            "bitmod_lane_spread",
+            {"TILES": TILES, "W": SPREAD_BITS_PER_TILE},
+            [],
+        ),
+        "row_select": ("row_group_part_select", {"ROWS": ROWS, "ROW_SETS": ROW_SETS}, [PARTS]),
     }
     results = {}
     for key, (top, parameters, extra) in blocks.items():
@@ -116,6 +134,21 @@ def table(a: dict[str, BlockArea]) -> str:
     ):
         lines.append(f"| {label} | {a[key].transistors:,} | {a[key].transistors / pe:.0%} |")
     tile = ROWS * COLS * pe + COLS * (a["encoder"].transistors + a["column"].transistors)
+    spread = a["lane_spread"].transistors
+    select = TILES * a["row_select"].transistors
+    lines += [
+        "",
+        f"What the row groups cost on the default machine ({TILES} tiles, {ROW_SETS} row sets; "
+        'docs/rtl.md, "The PE engine"), against the tiles\' PEs, encoders and column '
+        "accumulators:",
+        "",
+        "| part | transistors | NAND2 eq. | share of the tiles |",
+        "|---|---:|---:|---:|",
+        f"| lane spreads ({SPREAD_BITS_PER_TILE} bits a tile: codes, metadata, drain "
+        f"scale + bias) | {spread:,} | {spread / 4:,.0f} | {spread / (TILES * tile):.2%} |",
+        f"| activation row-set select ({TILES} tiles) | {select:,} | {select / 4:,.0f} "
+        f"| {select / (TILES * tile):.2%} |",
+    ]
     fp16_tile = PAPER_FP16_TILE_PES * base
     paper_ratio = PAPER_PE_UM2["bitmod"] / PAPER_PE_UM2["fp16"]
     paper_tile = (PAPER_TILE_UM2["bitmod"] + PAPER_TILE_UM2["encoder"]) / PAPER_TILE_UM2["fp16"]

@@ -60,3 +60,17 @@ module pe_part_dequantizer (
     end
   end
 endmodule
+
+// The row groups' activation select of one tile (bitmod_pe_engine's tile loop): the tile's row
+// set (its group, 0 when idle) picks ROWS * 64 bits out of the port's ROW_SETS row sets.
+module row_group_part_select #(
+  parameter int ROWS = 8,
+  parameter int ROW_SETS = 4,
+  localparam int SET_W = (ROW_SETS > 1) ? $clog2(ROW_SETS) : 1
+) (
+  input  logic [ROW_SETS*ROWS*64-1:0] act_data,
+  input  logic [SET_W-1:0]            tile_set,
+  output logic [ROWS*64-1:0]          f_act
+);
+  assign f_act = act_data[ROWS*64*tile_set +: ROWS*64];
+endmodule
