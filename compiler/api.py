@@ -83,6 +83,7 @@ from bitmod.runtime.arch.hwconfig import AreaTable, EnergyTable, HardwareConfig
 from bitmod.runtime.emulator.machine import Machine, MachineError
 from bitmod.runtime.formats import dequantize
 from bitmod.runtime.isa import CfgArray, IsaError, Program
+from bitmod.runtime.progress import show_progress
 from bitmod.runtime.storage.archive import ArchiveError, ParamArchive
 from bitmod.runtime.storage.fileio import exchange, make_directory_beside, write_atomically
 from safetensors import SafetensorError
@@ -759,18 +760,13 @@ def compile(  # noqa: A001 - the public name mirrors torch.compile
     # Local imports, as in _passes: keep xDSL out of load() and run().
     from bitmod.compiler.ir_io import print_module
     from bitmod.dialects.diagnostics import DiagnosticError
-    from bitmod.passes.bitmod_quantize import PROGRESS_MIN_LAYERS
     from bitmod.passes.context import make_context
     from xdsl.dialects.builtin import ModuleOp
 
     ctx = make_context()
     for name, tensor in imported.tensors.items():
         ctx.archive.put(name, tensor)
-    show = (
-        progress
-        if progress is not None
-        else (sys.stderr.isatty() and len(imported.ops) >= PROGRESS_MIN_LAYERS)
-    )
+    show = show_progress(progress, len(imported.ops))
     compiled_ops: list[CompiledOp] = []
     quantized_funcs: list[Any] = []
     bar = tqdm(imported.ops, desc="bitmod.compile", unit="layer", disable=not show, file=sys.stderr)

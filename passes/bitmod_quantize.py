@@ -34,7 +34,7 @@ Options
                 quotes an unquoted ``layers=`` value for you. Naming a layer the module
                 does not have is an error.
 ``progress``    show a tqdm progress bar on stderr. Without it the bar appears only when
-                stderr is a terminal and there are at least ``PROGRESS_MIN_LAYERS`` layers.
+                stderr is a terminal and there are at least 8 layers (``bitmod.runtime.progress``).
 
 Weights that are already quantized (``bitmod.quantize ... into``) are left alone, so the
 pass is idempotent, and so are operands quantized at run time (``bitmod.quantize ...
@@ -70,6 +70,7 @@ from bitmod.dialects.bitmod import (
 from bitmod.dialects.diagnostics import DiagnosticError, error_at
 from bitmod.passes.context import archive_of
 from bitmod.passes.stages import nothing_to_do
+from bitmod.runtime.progress import show_progress
 from xdsl.context import Context
 from xdsl.dialects.builtin import ModuleOp, TensorType
 from xdsl.passes import ModulePass
@@ -83,9 +84,6 @@ from xdsl.rewriter import InsertPoint
 
 if TYPE_CHECKING:
     from bitmod.runtime.storage.archive import ParamArchive
-
-PROGRESS_MIN_LAYERS = 8
-"""Fewest layers for which a terminal gets a progress bar without asking."""
 
 _LAYER_ENTRY = re.compile(r"(?P<layer>[^:\s]+):(?P<dtype>[^:\s]+)(?::(?P<group>[^:\s]+))?")
 
@@ -227,7 +225,7 @@ class BitmodQuantizePass(ModulePass):
 
         from tqdm import tqdm
 
-        show = self.progress or (sys.stderr.isatty() and len(targets) >= PROGRESS_MIN_LAYERS)
+        show = show_progress(self.progress or None, len(targets))
         bar = tqdm(
             total=len(targets), desc=self.name, unit="layer", disable=not show, file=sys.stderr
         )

@@ -245,7 +245,7 @@ def _add_run_mlir_parser(commands: Any) -> None:
 
 def _add_progress_flags(parser: argparse.ArgumentParser) -> None:
     """``--progress`` / ``--no-progress`` (``args.progress``: True, False or None, the default:
-    a bar when stderr is a terminal and the work has ``PROGRESS_MIN_LAYERS`` layers)."""
+    a bar as :func:`bitmod.runtime.progress.show_progress` decides)."""
     progress = parser.add_mutually_exclusive_group()
     progress.add_argument(
         "--progress",
@@ -537,14 +537,10 @@ def _run_mlir(args: argparse.Namespace) -> int:
 def _launch_bar(progress: bool | None, launches: int) -> Iterator[Callable[[str], None]]:
     """A tqdm bar on stderr over the ``launches`` of a run (``progress`` as
     :func:`_add_progress_flags` documents); yields the ``on_launch`` hook that advances it."""
-    from bitmod.passes.bitmod_quantize import PROGRESS_MIN_LAYERS
+    from bitmod.runtime.progress import show_progress
     from tqdm import tqdm
 
-    show = (
-        progress
-        if progress is not None
-        else (sys.stderr.isatty() and launches >= PROGRESS_MIN_LAYERS)
-    )
+    show = show_progress(progress, launches)
     bar = tqdm(
         total=launches, desc="bitmod run-mlir", unit="launch", disable=not show, file=sys.stderr
     )
