@@ -71,6 +71,7 @@ SHAPES: tuple[tuple[str, int, int, int, str], ...] = (
     ("LLM decode", 1, 4096, 4096, "int8"),
     ("LLM prefill", 256, 4096, 4096, "bitmod3"),
     ("LLM prefill", 256, 11008, 4096, "bitmod4"),
+    ("LLM prefill", 256, 4096, 11008, "bitmod4"),
     ("odd", 37, 129, 1000, "int8"),
     ("odd", 9, 300, 200, "bitmod3"),
     ("odd", 200, 17, 2048, "int4_asym"),
