@@ -241,11 +241,40 @@ def test_malformed_ir_is_located(lowered, tmp_path, capsys) -> None:
 
 def test_torch_mlir_output_names_the_pipeline(lowered, tmp_path, capsys) -> None:
     message = _refused(capsys, tmp_path / "o.safetensors", lowered.raw, "--inputs", lowered.inputs)
-    assert message.startswith(f"{lowered.raw}:4:3: @main is not a lowered module: it has no ")
+    lines = lowered.raw.read_text().splitlines()
+    first = next(i for i, line in enumerate(lines) if "linalg.matmul" in line)
+    column = lines[first].index("%") + 1
+    assert message.startswith(
+        f"{lowered.raw}:{first + 1}:{column}: @main is not a lowered module: it has no "
+        "bsisa.launch op and 2 linalg product(s) (is it torch-mlir's output"
+    )
     assert message.endswith(
         f"lower it first: bitmod-opt {lowered.raw} --pipeline=bitmod-default -o "
         f"{lowered.raw.with_name('tiny.lowered.mlir')}"
     )
+
+
+def test_a_function_with_nothing_to_offload_runs_on_the_host(tmp_path, capsys) -> None:
+    """No product at all: bitmod-opt's pipeline leaves the module as it is, and run-mlir runs
+    it in torch (0 launches) instead of asking for the pipeline again."""
+    from torch_mlir import fx
+
+    class Elementwise(nn.Module):
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
+            return torch.relu(x) * 2.0 + 1.0
+
+    x = torch.randn(3, 5, generator=torch.Generator().manual_seed(1))
+    raw = tmp_path / "eltw.mlir"
+    raw.write_text(str(fx.export_and_import(Elementwise(), x, output_type="linalg-on-tensors")))
+    ir = tmp_path / "eltw.lowered.mlir"
+    assert bitmod_opt([str(raw), "--pipeline=bitmod-default", "-o", str(ir)]) == 0
+    inputs, out = tmp_path / "in.safetensors", tmp_path / "out.safetensors"
+    save_file({"arg0": x}, str(inputs))
+    status, stdout, _ = _cli(capsys, ir, "--inputs", inputs, "-o", out)
+    assert status == 0
+    assert f"@main of {ir} (0 launches, 0 accelerator runs)" in stdout
+    assert "nothing to offload, every op ran on the host" in stdout
+    assert torch.equal(load_file(str(out))["result0"], torch.relu(x) * 2.0 + 1.0)
 
 
 @pytest.mark.parametrize(
@@ -368,7 +397,8 @@ def test_debug_shows_the_traceback(lowered, tmp_path, capsys) -> None:
     status = main(["--debug", "run-mlir", str(lowered.raw), "--inputs", str(lowered.inputs)])
     err = capsys.readouterr().err
     assert status == 1 and "Traceback" in err
-    assert err.splitlines()[-1].startswith(f"bitmod: error: {lowered.raw}:4:3: @main is not")
+    last = err.splitlines()[-1]
+    assert last.startswith(f"bitmod: error: {lowered.raw}:") and "@main is not a lowered" in last
 
 
 def test_the_console_command_exits_with_status_1(lowered, tmp_path) -> None:

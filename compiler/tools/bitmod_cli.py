@@ -591,10 +591,12 @@ def _load_lowered(ir_path: Path, params: str | None) -> tuple[Any, Any]:
 
 def _check_lowered(ir_path: Path, func: Any) -> None:
     """A CliError naming the passes still to run when ``func`` is not lowered to the ISA:
-    tiled or quantized matmuls left (a partial pipeline), or no ``bsisa.launch`` at all
-    (torch-mlir's own output). A float ``bitmod.matmul`` next to launches is a host op."""
+    tiled or quantized matmuls left (a partial pipeline), or linalg products and no
+    ``bsisa.launch`` (torch-mlir's own output). A float ``bitmod.matmul`` next to launches is
+    a host op; a function with no product at all has nothing to offload and runs on the host."""
     from bitmod.dialects.bitmod import MatmulOp
     from bitmod.dialects.diagnostics import location_of
+    from bitmod.passes.stages import LINALG_PRODUCTS
     from xdsl.dialects.builtin import TensorType
 
     ops = list(func.walk())
@@ -612,9 +614,14 @@ def _check_lowered(ir_path: Path, func: Any) -> None:
     elif matmuls:
         op, passes = matmuls[0], "-p bitmod-quantize,bitmod-tile,bitmod-lower-to-isa"
         why = f"it has no bsisa.launch op and {len(matmuls)} float bitmod.matmul op(s)"
+    elif products := [op for op in ops if op.name in LINALG_PRODUCTS]:
+        op, passes = products[0], "--pipeline=bitmod-default"
+        why = (
+            f"it has no bsisa.launch op and {len(products)} linalg product(s) (is it "
+            "torch-mlir's output, not bitmod-opt's?)"
+        )
     else:
-        op, passes = func, "--pipeline=bitmod-default"
-        why = "it has no bsisa.launch op (is it torch-mlir's output, not bitmod-opt's?)"
+        return
     location = location_of(op) or ir_path
     lowered = ir_path.with_name(f"{ir_path.stem}.lowered.mlir")
     raise CliError(
@@ -720,8 +727,11 @@ def _format_run(summary: Mapping[str, Any]) -> str:
         f"  cycles {total['cycles']:,d}, energy {total['energy_total_pj'] / 1e6:.4f} uJ, "
         f"MACs {total['macs']:,d}, DRAM {total['dram_bytes']:,d} B",
         "",
-        f"  {'launch':<28} {'runs':>5} {'cycles':>12} {'energy uJ':>10} {'MACs':>14}",
     ]
+    if summary["launches"]:
+        lines.append(f"  {'launch':<28} {'runs':>5} {'cycles':>12} {'energy uJ':>10} {'MACs':>14}")
+    else:
+        lines.append("  no bsisa.launch: nothing to offload, every op ran on the host")
     for name, op in summary["launches"].items():
         lines.append(
             f"  {name:<28} {op['runs']:>5} {op['cycles']:>12,d} "
