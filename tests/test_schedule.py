@@ -384,3 +384,26 @@ def test_no_schedule_of_the_space_is_faster_on_the_machine(
             continue  # does not fit, or more rows than M needs
     assert len(measured) >= 10
     assert chosen_cycles <= 1.01 * min(measured)
+
+
+@pytest.mark.parametrize(("depth", "row_blocks"), [(64, 4), (128, 2)])
+def test_a_deep_reduction_rereads_both_operands(depth: int, row_blocks: int) -> None:
+    """The FFN down projection of a 7B prefill (docs/schedule.md, "When neither operand fits"):
+    a row block's activations of all of K and a column block's weights both exceed their
+    512 KB buffers, so the planner's k-streamed schedule reads the activations once per column
+    block and the weights once per row block, which deeper accumulators make fewer."""
+    m, n, k = 256, 4096, 11008
+    config = HardwareConfig(max_block_rows=depth)
+    layout = WeightLayout.of_format("bitmod4", 128, 8)
+    assert 2 * 64 * k > config.act_buffer_bytes
+    assert layout.block_bytes(config.cols * config.tiles, k) > config.weight_buffer_bytes
+    schedule = plan_bitmod_matmul(
+        m, n, k, array=ArraySpec.of(config), fmt="bitmod4", group_size=128, scale_bits=8
+    )
+    assert (schedule.order, schedule.block_rows) == ("k-streamed", depth)
+    one_sweep_of_weights = sum(
+        int(layout.block_bytes(n, min(schedule.kc, k - k0))) for k0 in range(0, k, schedule.kc)
+    )
+    column_blocks = n // (config.cols * config.tiles)
+    assert schedule.dram_read == column_blocks * 2 * m * k + row_blocks * one_sweep_of_weights
+    assert schedule.dram_written == 2 * m * n
