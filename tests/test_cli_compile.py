@@ -115,6 +115,26 @@ def test_compile_run_report(tmp_path, model_file, capsys) -> None:
     assert "saved example inputs" in capsys.readouterr().out
 
 
+def test_max_block_rows_builds_the_variant_machine(tmp_path, model_file, capsys) -> None:
+    """40 rows in blocks of at most 8 (one pass) instead of 40: the same bits, the variant's
+    hardware in the report, and more cycles (five row blocks re-read the weights)."""
+    reports, outputs = {}, {}
+    x = torch.randn(40, 20, generator=torch.Generator().manual_seed(3))
+    for depth in (None, 8):
+        out = tmp_path / f"bundle{depth}"
+        extra = [] if depth is None else ["--max-block-rows", str(depth)]
+        argv = ["compile", f"{model_file}:make", "--example-shape", "40x20", "--no-progress"]
+        assert main([*argv, *extra, "-o", str(out)]) == 0
+        capsys.readouterr()
+        assert main(["report", str(out), "--json"]) == 0
+        reports[depth] = json.loads(capsys.readouterr().out)
+        outputs[depth] = load(out)(x)
+    assert reports[None]["hardware"]["max_block_rows"] == 64
+    assert reports[8]["hardware"]["max_block_rows"] == 8
+    assert torch.equal(outputs[None], outputs[8])
+    assert reports[8]["cycles"] > reports[None]["cycles"]
+
+
 def test_gpt_from_shapes(tmp_path, capsys) -> None:
     out = tmp_path / "gpt"
     status = main(
@@ -174,6 +194,10 @@ def test_gpt_from_shapes(tmp_path, capsys) -> None:
         ),
         (["{model}:make", "--example-shape", "2x20", "--layer", "fc9=int8"], "match no layer"),
         (["{model}:make", "--example-shape", "2x20", "--tiles", "0"], "tiles must be"),
+        (
+            ["{model}:make", "--example-shape", "2x20", "--max-block-rows", "4"],
+            "HardwareConfig.max_block_rows: 4 rows hold less than one pass of the 8 PE rows",
+        ),
         (
             ["{model}:branchy", "--example-shape", "2x20"],
             "unsupported construct in the top-level module (Branchy)",

@@ -160,6 +160,13 @@ def _parser() -> argparse.ArgumentParser:
     compile_.add_argument("--tiles", type=int, default=None, help="PE tiles (default 16)")
     compile_.add_argument("--rows", type=int, default=None, help="PE rows per tile (default 8)")
     compile_.add_argument("--cols", type=int, default=None, help="PE cols per tile (default 8)")
+    compile_.add_argument(
+        "--max-block-rows",
+        type=int,
+        default=None,
+        help="rows of partial sums a column accumulator holds, the largest output block "
+        "(default 64)",
+    )
     compile_.add_argument("--quiet", action="store_true", help="do not print the report")
     compile_.add_argument("--device", default=None, help=_DEVICE_HELP)
     _add_progress_flags(compile_)
@@ -394,9 +401,13 @@ def _compile(args: argparse.Namespace) -> int:
         example_args = example if isinstance(example, tuple | list) else (example,)
     else:
         example_args = _random_inputs(args.example_shape, args.int_range, args.seed)
-    geometry = {k: v for k in ("rows", "cols", "tiles") if (v := getattr(args, k)) is not None}
+    chosen = {
+        k: v
+        for k in ("rows", "cols", "tiles", "max_block_rows")
+        if (v := getattr(args, k)) is not None
+    }
     try:
-        hardware = HardwareConfig(**geometry)
+        hardware = HardwareConfig(**chosen)
     except ValueError as error:
         raise CliError(str(error)) from None
     with _torch_logging_silenced():
