@@ -1,7 +1,6 @@
 """`bitmod-tile{rows=8 cols=8 tiles=16 dataflow=os act-buffer=524288 weight-buffer=524288
 max-block-rows=64 row-groups=4 dram-bytes-per-cycle=25.6 kchunk=0 block-rows=0 order=auto}`:
-tiling of the
-quantized matmuls.
+tiling of the quantized matmuls.
 
 Every ``bitmod.matmul`` whose weight is a ``!bitmod.qweight`` becomes a
 ``bsisa.tiled_matmul`` with the same operands and result, a ``#bsisa.tiling`` attribute and

@@ -511,8 +511,7 @@ def _run_mlir(args: argparse.Namespace) -> int:
             archive = ctx.params_archive.path
             _refuse_overwrite(output, [(archive, "the parameter archive")])
         func = function_op(module, args.func)
-        _check_lowered(ir_path, func)
-        launches = sum(1 for op in func.walk() if op.name == "bsisa.launch")
+        launches = _check_lowered(ir_path, func)
         inputs = _read_inputs(args.inputs, ir_path, args.func, argument_types(func))
         with _launch_bar(args.progress, launches) as on_launch:
             run = run_function(ctx, module, inputs, function=args.func, on_launch=on_launch)
@@ -600,11 +599,12 @@ def _load_lowered(ir_path: Path, params: str | None) -> tuple[Any, Any]:
     return ctx, module
 
 
-def _check_lowered(ir_path: Path, func: Any) -> None:
-    """A CliError naming the passes still to run when ``func`` is not lowered to the ISA:
-    tiled or quantized matmuls left (a partial pipeline), or linalg products and no
-    ``bsisa.launch`` (torch-mlir's own output). A float ``bitmod.matmul`` next to launches is
-    a host op; a function with no product at all has nothing to offload and runs on the host."""
+def _check_lowered(ir_path: Path, func: Any) -> int:
+    """The number of ``bsisa.launch`` ops of ``func``, or a CliError naming the passes still
+    to run when it is not lowered to the ISA: tiled or quantized matmuls left (a partial
+    pipeline), or linalg products and no ``bsisa.launch`` (torch-mlir's own output). A float
+    ``bitmod.matmul`` next to launches is a host op; a function with no product at all has
+    nothing to offload and runs on the host (0 launches)."""
     from bitmod.dialects.bitmod import MatmulOp
     from bitmod.dialects.diagnostics import location_of
     from bitmod.passes.stages import LINALG_PRODUCTS
@@ -620,8 +620,8 @@ def _check_lowered(ir_path: Path, func: Any) -> None:
     elif quantized:
         op, passes = quantized[0], "-p bitmod-tile,bitmod-lower-to-isa"
         why = f"{len(quantized)} quantized bitmod.matmul op(s) are not tiled"
-    elif any(op.name == "bsisa.launch" for op in ops):
-        return
+    elif launches := sum(1 for op in ops if op.name == "bsisa.launch"):
+        return launches
     elif matmuls:
         op, passes = matmuls[0], "-p bitmod-quantize,bitmod-tile,bitmod-lower-to-isa"
         why = f"it has no bsisa.launch op and {len(matmuls)} float bitmod.matmul op(s)"
@@ -632,7 +632,7 @@ def _check_lowered(ir_path: Path, func: Any) -> None:
             "torch-mlir's output, not bitmod-opt's?)"
         )
     else:
-        return
+        return 0
     location = location_of(op) or ir_path
     lowered = ir_path.with_name(f"{ir_path.stem}.lowered.mlir")
     raise CliError(
@@ -643,7 +643,9 @@ def _check_lowered(ir_path: Path, func: Any) -> None:
 
 def _type_text(shape: Sequence[int], dtype: Any) -> str:
     """``float32 [2, 8]``."""
-    return f"{str(dtype).removeprefix('torch.')} {list(shape)}"
+    from bitmod.compiler.host import dtype_name
+
+    return f"{dtype_name(dtype)} {list(shape)}"
 
 
 def _read_inputs(
@@ -705,6 +707,8 @@ def _run_summary(
     launch (by the name of its weight, as ``ModuleRun.stats``) its
     :class:`~bitmod.compiler.offload.OpStats` as JSON, their sums (and the number of
     ``bsisa.launch`` ops, ``launches``), and each result's name, dtype and shape."""
+    from bitmod.compiler.host import dtype_name
+
     energy: dict[str, float] = {}
     for op in stats.values():
         for part, value in op.energy_pj.items():
@@ -719,7 +723,7 @@ def _run_summary(
         "energy_total_pj": sum(op.energy_total_pj for op in stats.values()),
     }
     outputs = [
-        {"name": name, "dtype": str(value.dtype).removeprefix("torch."), "shape": list(value.shape)}
+        {"name": name, "dtype": dtype_name(value.dtype), "shape": list(value.shape)}
         for name, value in results.items()
     ]
     return {
