@@ -10,22 +10,24 @@ full block: ``HardwareConfig.mac_sweeps``) and every byte read or written
 once over the DRAM channel (``2MK + W + 2MN`` bytes, ``W`` the weight's storage), whichever is
 longer. ``pred`` is the planner's own cycle count, ``= machine`` when it times the schedule
 exactly. ``space best``: the fewest cycles of any schedule in the planner's space (every order,
-``MR`` and K chunk of whole groups that fits; timed by ``schedule_cycles``, which equals the
-machine, tests/test_schedule.py), for the GEMMs that are not LLM layers: how far the loop
-orders of the ISA can get at all.
+``MR`` and K chunk of whole groups that fits, each block loop up or down; timed by
+``schedule_cycles``, which equals the machine, tests/test_schedule.py), for the GEMMs that are
+not LLM layers: how far the loop orders of the ISA can get at all.
 
 ``OS bound``: a tighter floor for the output-stationary array, derived here. The accumulators
 hold one output block (at most ``MR_max`` rows by one column block of ``C`` channels) at a
-time, and every schedule of the ISA's loop orders finishes row block 0 of column block 0 first.
-That block needs all of K of its weights (``W_0``: its ``min(C, N)`` channels) and of its
-``r = min(MR, M)`` activation rows (``2rK`` bytes) before its last mac ends, and every other
-block's MAC steps come after it::
+time, and every schedule of the ISA's loop orders finishes its first output block before any
+other: row block 0 of column block 0, or the last row and/or column block where a block loop is
+a ``loop.down``. That block (``r`` rows: ``min(MR, M)`` or the last block's ``M − MR·(⌈M/MR⌉−1)``;
+``c`` channels: ``min(C, N)`` or the last block's) needs all of K of its weights (``W_c``) and
+of its activation rows (``2rK`` bytes) before its last mac ends, and every other block's MAC
+steps come after it::
 
-    T ≥ min over MR ≤ MR_max of  (W_0 + 2·min(MR, M)·K) / B  +  compute − compute(block 0)
+    T ≥ min over MR ≤ MR_max, r, c of  (W_c + 2·r·K) / B  +  compute − compute(r, c)
 
-with ``compute(block 0) = ⌈⌈min(MR, M)/R⌉/S₀⌉·⌈K/4⌉·t``. The larger of it and ``max(compute, DRAM)``
-is ``OS bound``: when the weights of a column block are about as many bytes as the MAC steps
-of a 64-row block take cycles, no schedule overlaps the first block's traffic with compute.
+with ``compute(r, c) = ⌈⌈r/R⌉/S_c⌉·⌈K/4⌉·t``. The larger of it and ``max(compute, DRAM)`` is
+``OS bound``: when the weights of a column block are about as many bytes as the MAC steps of a
+64-row block take cycles, no schedule overlaps the first block's traffic with compute.
 
 ``--max-block-rows N`` measures a machine whose column accumulators hold ``N`` rows (the
 default 64; ``cfg.mblock``'s largest ``MR``), ``--act-buffer-kb N`` one with an activation
@@ -47,6 +49,7 @@ from bitmod.runtime.arch.hwconfig import LANES, HardwareConfig
 from bitmod.runtime.arch.nest import quantized_matmul_program
 from bitmod.runtime.arch.schedule import (
     ACT_BYTES,
+    LOOP_DIRECTIONS,
     ORDERS,
     ArraySpec,
     MacTiming,
@@ -102,13 +105,13 @@ def output_stationary_bound(
     steps = math.ceil(k / LANES) * num_terms(fmt)
     compute = array_sweeps(m, n, cfg) * steps
     layout = WeightLayout.of_format(fmt, q.group_size, q.scale_bits)
-    first_weights = int(layout.block_bytes(min(columns, n), k))
     floors = []
     for block_rows in range(cfg.rows, cfg.max_block_rows + 1, cfg.rows):
-        rows = min(block_rows, m)
-        first_bytes = first_weights + ACT_BYTES * rows * k
-        rest = compute - cfg.mac_sweeps(rows, min(columns, n)) * steps
-        floors.append(math.ceil(first_bytes / cfg.dram_bytes_per_cycle) + rest)
+        for rows in {min(block_rows, m), m - block_rows * ((m - 1) // block_rows)}:
+            for channels in {min(columns, n), n - columns * ((n - 1) // columns)}:
+                first_bytes = int(layout.block_bytes(channels, k)) + ACT_BYTES * rows * k
+                rest = compute - cfg.mac_sweeps(rows, channels) * steps
+                floors.append(math.ceil(first_bytes / cfg.dram_bytes_per_cycle) + rest)
     return max(bound(m, n, k, fmt, q, cfg), min(floors))
 
 
@@ -121,6 +124,8 @@ def measured(schedule: Schedule, m: int, n: int, k: int, q: QuantizedTensor, cfg
         order=schedule.order,
         block_rows=schedule.block_rows,
         kchunk=schedule.kc if schedule.k_chunks > 1 else 0,
+        rows_down=schedule.rows_down,
+        cols_down=schedule.cols_down,
     )
     memory = {"x": np.zeros((m, k), np.float16), "w": q}
     return Machine(cfg).run(program, memory, compute=False).report.cycles
@@ -143,13 +148,22 @@ def space_best(m: int, n: int, k: int, q: QuantizedTensor, array: ArraySpec) -> 
                     )
                 except ValueError:
                     continue
-                cycles = schedule_cycles(schedule, m, n, k, array, layout, timing, special)
-                best = min(best, cycles)
+                for rows_down, cols_down in [(False, False), *LOOP_DIRECTIONS]:
+                    if (rows_down and m % rows == 0) or (cols_down and n % array.columns == 0):
+                        continue  # blocks of one size: the same cycles in either order
+                    directed = dataclasses.replace(
+                        schedule, rows_down=rows_down, cols_down=cols_down
+                    )
+                    cycles = schedule_cycles(directed, m, n, k, array, layout, timing, special)
+                    best = min(best, cycles)
     return int(best)
 
 
 def describe(schedule: Schedule) -> str:
-    return f"{schedule.order} MR={schedule.block_rows} KC={schedule.kc}"
+    """The schedule's order, ``MR`` and ``KC``, and which block loops count down."""
+    down = [name for name, on in (("rows", schedule.rows_down), ("cols", schedule.cols_down)) if on]
+    text = f"{schedule.order} MR={schedule.block_rows} KC={schedule.kc}"
+    return text + (f" ({'+'.join(down)} down)" if down else "")
 
 
 def rows(

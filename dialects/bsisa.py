@@ -806,16 +806,16 @@ class InstructionOp(IRDLOperation):
         """Every field's value, in field order."""
         return {field.name: self.field_value(field.name) for field in self.ISA_TYPE.FIELDS}
 
-    def enclosing_loops(self) -> Iterator[LoopOp]:
+    def enclosing_loops(self) -> Iterator[LoopLikeOp]:
         parent = self.parent_op()
-        while isinstance(parent, LoopOp):
+        while isinstance(parent, LoopLikeOp):
             yield parent
             parent = parent.parent_op()
 
     def container(self) -> Operation | None:
         """The ``bsisa.program`` or ``bsisa.tiled_matmul`` this instruction belongs to."""
         parent = self.parent_op()
-        while isinstance(parent, LoopOp):
+        while isinstance(parent, LoopLikeOp):
             parent = parent.parent_op()
         return parent
 
@@ -931,18 +931,13 @@ class CfgMblockOp(_ConfigOp):
     ISA_TYPE: ClassVar[type[isa.Instruction]] = isa.CfgMblock
 
 
-@irdl_op_definition
-class LoopOp(InstructionOp):
-    """``loop L<lvl> count N { body }``: encodes as ``loop``, the body, ``endloop``."""
-
-    name = "bsisa.loop"
-    ISA_TYPE: ClassVar[type[isa.Instruction]] = isa.Loop
+class LoopLikeOp(InstructionOp):
+    """A loop of the ISA, ``bsisa.loop`` or ``bsisa.loop.down``: its level, trip count and
+    body (it encodes as its opening instruction, the body and ``endloop``)."""
 
     body = region_def("single_block")
 
     traits = traits_def(NoTerminator())
-
-    assembly_format = fields_syntax(isa.Loop.FIELDS) + " attr-dict-with-keyword custom<Body>($body)"
 
     def __init__(self, level: int, count: int, ops: Sequence[Operation] = ()) -> None:
         IRDLOperation.__init__(
@@ -973,6 +968,29 @@ class LoopOp(InstructionOp):
         for op in self.body.block.ops:
             if not isinstance(op, InstructionOp) or isinstance(op, HaltOp):
                 raise VerifyException(f"{op.name} cannot appear in a loop body")
+
+
+@irdl_op_definition
+class LoopOp(LoopLikeOp):
+    """``loop L<lvl> count N { body }``: ``L<lvl>`` counts 0..N-1."""
+
+    name = "bsisa.loop"
+    ISA_TYPE: ClassVar[type[isa.Instruction]] = isa.Loop
+
+    assembly_format = fields_syntax(isa.Loop.FIELDS) + " attr-dict-with-keyword custom<Body>($body)"
+
+
+@irdl_op_definition
+class LoopDownOp(LoopLikeOp):
+    """``loop.down L<lvl> count N { body }``: ``L<lvl>`` counts N-1..0 (the same blocks in the
+    opposite order)."""
+
+    name = "bsisa.loop.down"
+    ISA_TYPE: ClassVar[type[isa.Instruction]] = isa.LoopDown
+
+    assembly_format = (
+        fields_syntax(isa.LoopDown.FIELDS) + " attr-dict-with-keyword custom<Body>($body)"
+    )
 
 
 class TensorRefInstruction(InstructionOp):
@@ -1059,6 +1077,7 @@ INSTRUCTION_OPS: tuple[type[InstructionOp], ...] = (
     CfgKchunkOp,
     CfgMblockOp,
     LoopOp,
+    LoopDownOp,
     LdActOp,
     LdWgtOp,
     AccClrOp,
@@ -1078,7 +1097,7 @@ def ops_to_isa(ops: Sequence[Operation], desc_index: DescIndex) -> list[isa.Inst
         if not isinstance(op, InstructionOp):
             raise ValueError(f"{op.name} is not a bsisa instruction")
         out.append(op.to_isa(desc_index))
-        if isinstance(op, LoopOp):
+        if isinstance(op, LoopLikeOp):
             out.extend(ops_to_isa(list(op.body.block.ops), desc_index))
             out.append(isa.EndLoop(op.level))
     return out
@@ -1090,7 +1109,7 @@ def ops_from_isa(instructions: Sequence[isa.Instruction], desc_name: DescName) -
     Raises ``isa.IsaError`` naming the instruction index on unbalanced loops.
     """
     top: list[Operation] = []
-    stack: list[tuple[LoopOp, list[Operation]]] = []
+    stack: list[tuple[LoopLikeOp, list[Operation]]] = []
     for index, instr in enumerate(instructions):
         current = stack[-1][1] if stack else top
         if isinstance(instr, isa.EndLoop):
@@ -1104,7 +1123,7 @@ def ops_from_isa(instructions: Sequence[isa.Instruction], desc_name: DescName) -
             raise isa.IsaError(f"not a bsisa instruction: {instr!r}", index=index)
         op = op_type.from_isa(instr, desc_name)
         current.append(op)
-        if isinstance(op, LoopOp):
+        if isinstance(op, LoopLikeOp):
             stack.append((op, []))
     if stack:
         raise isa.IsaError(f"loop L{stack[-1][0].level} never closed", index=len(instructions))
@@ -1115,7 +1134,7 @@ def instruction_count(ops: Sequence[Operation]) -> int:
     """Encoded instruction words of ``ops``: a loop is two (``loop``, ``endloop``) plus its body."""
     total = 0
     for op in ops:
-        if isinstance(op, LoopOp):
+        if isinstance(op, LoopLikeOp):
             total += 2 + instruction_count(list(op.body.block.ops))
         elif isinstance(op, InstructionOp):
             total += 1
@@ -1211,7 +1230,7 @@ class _ScheduleChecker:
             if problem:
                 raise VerifyException(f"bsisa.cfg.mblock: {problem}")
             cfg.block_rows = block_rows
-        elif isinstance(op, LoopOp):
+        elif isinstance(op, LoopLikeOp):
             self.run(list(op.body.block.ops))
         elif isinstance(op, MacOp | AccClrOp):
             self.require(op, "cfg.array", cfg.rows)

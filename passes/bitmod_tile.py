@@ -257,6 +257,8 @@ class TileQuantizedMatmul(RewritePattern):
             n_blocks=schedule.n_blocks,
             k_chunks=schedule.k_chunks,
             bias=op.bias is not None,
+            rows_down=schedule.rows_down,
+            cols_down=schedule.cols_down,
         )
         tiled = TiledMatmulOp(
             op.input,

@@ -30,6 +30,7 @@ from bitmod.runtime.isa import (
     LdAct,
     LdWgt,
     Loop,
+    LoopDown,
     Mac,
     Nop,
     Program,
@@ -88,6 +89,19 @@ def sample_programs() -> list[Program]:
             kchunk=256,
             bias="bias",
         ),
+        matmul_program(  # both block loops counting down (loop.down)
+            act="x",
+            weight="w",
+            out="y",
+            m=37,
+            n=129,
+            k=1000,
+            fmt="int8",
+            group_size=128,
+            rows_down=True,
+            cols_down=True,
+            block_rows=16,
+        ),
         Program(
             ("unused", "x", "y", "w"),
             (
@@ -115,6 +129,7 @@ def test_words_match_the_spec_layout() -> None:
         (CfgMblock(64), 0x14 << 56 | 64),
         (Loop(5, 32), 0x20 << 56 | 5 << 53 | 32),
         (EndLoop(5), 0x21 << 56 | 5 << 53),
+        (LoopDown(3, 7), 0x22 << 56 | 3 << 53 | 7),
         (LdAct(2, 0, None), 0x30 << 56 | 2 << 40 | 0 << 36 | 0xF << 32),
         (LdWgt(1, 1, 2), 0x31 << 56 | 1 << 40 | 1 << 36 | 2 << 32),
         (AccClr(), 0x40 << 56),
@@ -141,7 +156,7 @@ def test_container_layout_by_hand() -> None:
 # --- round trips ------------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("index", range(4))
+@pytest.mark.parametrize("index", range(5))
 def test_round_trips(index: int) -> None:
     program = sample_programs()[index]
     binary = program.encode()
@@ -263,6 +278,16 @@ def test_matmul_nests_as_written_in_the_spec() -> None:
         EndLoop(1),
         EndLoop(0),
     ]
+    # rows_down / cols_down: the row / column block loop counts down, whichever level it is.
+    assert matmul_nest(
+        "k-streamed", m_blocks=3, n_blocks=2, k_chunks=4, bias=False, cols_down=True
+    )[:2] == [LoopDown(0, 2), Loop(1, 3)]
+    assert matmul_nest(
+        "acts-resident", m_blocks=3, n_blocks=2, k_chunks=1, bias=False, cols_down=True
+    )[:3] == [Loop(0, 3), LdAct(0, 0, None), LoopDown(1, 2)]
+    assert matmul_nest(
+        "weights-resident", m_blocks=3, n_blocks=2, k_chunks=1, bias=False, rows_down=True
+    )[:3] == [Loop(0, 2), LdWgt(1, 0, None), LoopDown(1, 3)]
     with pytest.raises(IsaError, match="weights-resident needs K in one chunk"):
         matmul_nest("weights-resident", m_blocks=1, n_blocks=1, k_chunks=2, bias=False)
     with pytest.raises(IsaError, match="unknown loop order 'sideways'"):

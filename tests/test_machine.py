@@ -37,6 +37,7 @@ from bitmod.runtime.isa import (
     LdAct,
     LdWgt,
     Loop,
+    LoopDown,
     Mac,
     Nop,
     Program,
@@ -63,7 +64,16 @@ def make_case(fmt: str, m: int, n: int, k: int, group: int, seed: int, bias: boo
 
 
 def program_for(
-    q, m, config, kchunk=None, bias=True, special_values=None, order=None, block_rows=0
+    q,
+    m,
+    config,
+    kchunk=None,
+    bias=True,
+    special_values=None,
+    order=None,
+    block_rows=0,
+    rows_down=None,
+    cols_down=None,
 ):
     """The compiler's program for ``x @ w.T (+ b)`` on ``config`` (parts of the schedule forced
     where given)."""
@@ -85,6 +95,8 @@ def program_for(
         order=order,
         block_rows=block_rows,
         bias="b" if bias else None,
+        rows_down=rows_down,
+        cols_down=cols_down,
     )
 
 
@@ -129,6 +141,36 @@ def test_machine_matches_scalar_reference(
     memory = {"x": x, "w": q} | ({"b": b} if bias else {})
     result = Machine(SMALL).run(program.encode(), memory)
     assert fp16_bits_equal(result.outputs["y"], reference_output(q, x, b if bias else None))
+
+
+@pytest.mark.parametrize(
+    ("order", "kchunk"), [("weights-resident", None), ("acts-resident", 32), ("k-streamed", 32)]
+)
+def test_block_loops_counting_down_compute_the_same_bits(order: str, kchunk: int | None) -> None:
+    """``loop.down`` visits the same blocks in the other order: 13 rows in blocks of 8 (the
+    last of 5) and 19 channels on 8 columns (the last block of 3), each block loop down."""
+    q, x, b = make_case("bitmod3", 13, 19, 96, 16, 77, True)
+    expected = reference_output(q, x, b)
+    memory = {"x": x, "w": q, "b": b}
+    cycles = set()
+    for rows_down, cols_down in [(False, False), (True, False), (False, True), (True, True)]:
+        program = program_for(
+            q,
+            13,
+            SMALL,
+            kchunk,
+            True,
+            order=order,
+            block_rows=8,
+            rows_down=rows_down,
+            cols_down=cols_down,
+        )
+        descending = [i for i in program.instructions if isinstance(i, LoopDown)]
+        assert len(descending) == rows_down + cols_down
+        result = Machine(SMALL).run(Program.decode(program.encode()), memory)
+        assert fp16_bits_equal(result.outputs["y"], expected)
+        cycles.add(result.report.cycles)
+    assert len(cycles) > 1  # the order of unequal blocks shows in the timing
 
 
 RANDOM_FORMATS = ["int8", "int6", "int5_asym", "fp4", "bitmod3", "bitmod4", "fp4_er_pos"]
@@ -312,7 +354,7 @@ def test_compute_bound_cycles_match_the_formula(fmt: str, terms: int) -> None:
     (kchunk,) = [i.kc for i in program.instructions if isinstance(i, CfgKchunk)]
     report = Machine(config).run(program, {"x": x, "w": q}).report
     assert report.cycles_by_cause["compute"] == expected
-    macs = (m // mblock) * (n // 128) * math.ceil(k / kchunk)
+    macs = math.ceil(m / mblock) * (n // 128) * math.ceil(k / kchunk)
     assert report.cycles_by_cause["dequant_tail"] == tail * macs
     assert expected <= report.cycles <= 1.10 * expected
 

@@ -7,6 +7,7 @@ Python (every load clipped to the tensor, as the machine moves it) for the close
 
 from __future__ import annotations
 
+import dataclasses
 import itertools
 import math
 from collections.abc import Callable
@@ -19,6 +20,7 @@ from bitmod.runtime.arch.loops import matmul_config, matmul_config_length
 from bitmod.runtime.arch.nest import matmul_program
 from bitmod.runtime.arch.schedule import (
     EXACT_MACS,
+    LOOP_DIRECTIONS,
     ORDERS,
     ArraySpec,
     MacTiming,
@@ -28,7 +30,9 @@ from bitmod.runtime.arch.schedule import (
     plan_bitmod_matmul,
     plan_matmul,
     schedule_cycles,
+    schedule_trace,
 )
+from bitmod.runtime.arch.timing import Engine
 from bitmod.runtime.emulator.machine import Machine
 from bitmod.runtime.formats import get_format, quantize
 from bitmod.runtime.isa import IsaError
@@ -274,12 +278,14 @@ def test_bad_requests_are_errors(options: dict, message: str) -> None:
 def machine_cycles(
     fmt: str, m: int, n: int, k: int, config: HardwareConfig | None = None, **force
 ) -> tuple[Schedule, int]:
-    """The planner's schedule (``force``: parts of it forced) and the machine's cycles of its
-    program, run in timing-only mode."""
+    """The planner's schedule (``force``: parts of it forced; ``rows_down`` / ``cols_down``
+    force the program's block loops only) and the machine's cycles of its program, run in
+    timing-only mode."""
     config = config or HardwareConfig()
     q = quantize(torch.randn(n, k, generator=torch.Generator().manual_seed(m + n + k)), fmt)
     options = dict(fmt=fmt, group_size=q.group_size, scale_bits=q.scale_bits)
-    schedule = plan_bitmod_matmul(m, n, k, array=ArraySpec.of(config), **options, **force)
+    planning = {key: value for key, value in force.items() if key not in ("rows_down", "cols_down")}
+    schedule = plan_bitmod_matmul(m, n, k, array=ArraySpec.of(config), **options, **planning)
     program = matmul_program(
         act="x", weight="w", out="y", m=m, n=n, k=k, config=config, **options, **force
     )
@@ -325,6 +331,45 @@ def test_every_schedule_is_timed_as_the_machine_runs_it(
         special = len(get_format("bitmod3").special_values)
         assert schedule_cycles(schedule, 83, 300, 700, array, layout, timing, special) == cycles
         assert schedule.cycles == cycles
+        # Either block loop counting down (83 rows and 300 channels leave short last blocks).
+        for rows_down, cols_down in LOOP_DIRECTIONS:
+            directed = dataclasses.replace(schedule, rows_down=rows_down, cols_down=cols_down)
+            _, directed_cycles = machine_cycles(
+                "bitmod3", 83, 300, 700, config, rows_down=rows_down, cols_down=cols_down, **force
+            )
+            predicted = schedule_cycles(directed, 83, 300, 700, array, layout, timing, special)
+            assert predicted == directed_cycles
+
+
+def test_a_narrow_last_column_block_runs_first() -> None:
+    """37 x 129 x 1000 INT8 (issue 14, item 16): the 129th channel is a column block of its
+    own. Its 74 KB of activations, loaded after the full block's compute, cannot overlap
+    anything; with the column loop counting down (``loop.down``) they load first, while the
+    full block's weights are still to come, and the GEMM is within 1.15x of its bound."""
+    # DRAM: 2 x 37 x 1000 B of activations, 129 x (1000 + 8 + 2) B of INT8 weights (codes,
+    # a scale a group of 128, the channel scale), 2 x 37 x 129 B of outputs, at 25.6 B/cycle.
+    bound = math.ceil((74_000 + 129 * 1010 + 9_546) / 25.6)
+    assert bound == 8353
+    schedule, cycles = machine_cycles("int8", 37, 129, 1000)
+    assert (schedule.cols_down, schedule.rows_down) == (True, False)
+    assert schedule.cycles == cycles <= 1.15 * bound
+    counting_up = machine_cycles("int8", 37, 129, 1000, cols_down=False)[1]
+    assert counting_up > 1.15 * bound
+    # The first store is the narrow block's, 37 rows x 1 channel x 2 B = 74 B (3 cycles at
+    # 25.6 B/cycle), then the full block's 37 x 128 x 2 = 9,472 B (370 cycles).
+    array, layout = ArraySpec.of(HardwareConfig()), WeightLayout.of_format("int8", 128, 8)
+    timing = MacTiming.bit_serial("int8", 128, 8, array.rows)
+    trace = schedule_trace(schedule, 37, 129, 1000, array, layout, timing)
+    stores = [entry for entry in trace.entries if getattr(entry, "engine", None) is Engine.STORE]
+    assert [store.duration for store in stores] == [3, 370]
+
+
+def test_blocks_of_one_size_keep_their_loops_counting_up() -> None:
+    # Blocks of one size (256 channels: two full column blocks; 16 or 64 rows in whole
+    # blocks) take the same cycles in either order, so no loop.down is a candidate.
+    for m, n in [(64, 256), (16, 64)]:
+        schedule, _ = machine_cycles("int8", m, n, 256)
+        assert not schedule.rows_down and not schedule.cols_down
 
 
 def test_config_length_is_the_configs() -> None:

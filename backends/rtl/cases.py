@@ -2,12 +2,15 @@
 
 ``random_case(seed)`` draws one: a weight format (every accelerated format in turn), odd M and
 N, K of two to four groups (every other case with a shorter last group, K often odd), with or
-without a bias, one of the three loop orders (forced, with
-block rows and K chunks that make it legal), a weight matmul or a K/V-style activation matmul
-(the right operand an FP16 tensor quantized at run time to INT8 or INT4, as the compiler's
-offload does), sometimes two layers chained through DRAM (the second reads the first's
-output). The machines are small (4x4 PEs, one, two or four tiles, kilobyte buffers) so that
-blocks are many and programs stay fast to simulate.
+without a bias, one of the three loop orders (forced, with block rows and K chunks that make it
+legal), a weight matmul or a K/V-style activation matmul (the right operand an FP16 tensor
+quantized at run time to INT8 or INT4, as the compiler's offload does), sometimes two layers
+chained through DRAM (the second reads the first's output). In about three cases of four the
+row block loop, the column block loop or both are a ``loop.down`` (``L`` counts count-1 .. 0:
+the last, often narrow block first; more than one iteration in about half the cases), drawn
+from the seed apart from the shapes (a case's shapes do not depend on its directions);
+``Case.descending`` lists them. The machines are small (4x4 PEs, one, two or four tiles,
+kilobyte buffers) so that blocks are many and programs stay fast to simulate.
 
 Row groups (``runtime.arch.rules.row_groups``): on the multi-tile machines a weight block of
 few channels (N of 3 or 4, or the last column block of N = 9, 11 or 19) splits its row passes
@@ -29,7 +32,7 @@ from bitmod.runtime.arch.nest import quantized_matmul_program
 from bitmod.runtime.arch.rules import row_groups
 from bitmod.runtime.formats import get_format, quantize
 from bitmod.runtime.formats.registry import FORMAT_NAMES
-from bitmod.runtime.isa import Drain, IsaError, LdAct, LdWgt, Program, StOut
+from bitmod.runtime.isa import Drain, IsaError, LdAct, LdWgt, LoopDown, Program, StOut
 
 __all__ = [
     "ACCELERATED",
@@ -117,7 +120,7 @@ class Case:
     config_name: str
     program: Program
     memory: dict[str, object]
-    #: (rows, channels) of every output block its macs accumulate, in program order per layer
+    #: (rows, channels) of every output block its macs accumulate, per layer (row blocks outer)
     blocks: tuple[tuple[int, int], ...] = ()
 
     @property
@@ -132,6 +135,25 @@ class Case:
             int(row_groups(channels, config.cols, config.tiles, config.row_groups))
             for _, channels in self.blocks
         )
+
+    @property
+    def descending(self) -> tuple[tuple[str, int], ...]:
+        """("rows" or "cols", count) of each ``loop.down`` of the program, in program order (a
+        descending loop is a row block loop if some ``st.out`` stores by its level as the row
+        level, else a column block loop)."""
+        code = self.program.instructions
+        found = []
+        for index, instr in enumerate(code):
+            if not isinstance(instr, LoopDown):
+                continue
+            store = next(i for i in code[index:] if isinstance(i, StOut))
+            if instr.lvl == store.row_lvl:
+                found.append(("rows", instr.count))
+            elif instr.lvl == store.col_lvl:
+                found.append(("cols", instr.count))
+            else:
+                raise AssertionError(f"loop.down L{instr.lvl} is no block loop of {self.name}")
+        return tuple(found)
 
 
 def output_blocks(m: int, n: int, block_rows: int, config: HardwareConfig) -> list[tuple[int, int]]:
@@ -156,8 +178,11 @@ def _layer(
     group: int,
     names: tuple[str, str, str, str | None],
     activation_matmul: bool,
+    rows_down: bool = False,
+    cols_down: bool = False,
 ) -> tuple[Program, dict[str, object], str, int]:
-    """A layer's program and memory, the order it runs and its block rows."""
+    """A layer's program and memory, the order it runs and its block rows (``rows_down`` /
+    ``cols_down``: its row / column block loop a ``loop.down``)."""
     act, weight, out, bias = names
     generator = torch.Generator().manual_seed(int(rng.integers(1 << 31)))
     if activation_matmul:  # B [K, N] in FP16, quantized at run time: W = B^T
@@ -198,6 +223,8 @@ def _layer(
                 block_rows=rows_tried,
                 order=order_tried,
                 bias=bias,
+                rows_down=rows_down,
+                cols_down=cols_down,
             )
             return program, memory, order_tried, rows_tried
         except IsaError:
@@ -216,9 +243,12 @@ def matmul_case(
     order: str,
     bias: bool = False,
     seed: int = 0,
+    rows_down: bool = False,
+    cols_down: bool = False,
 ) -> Case:
     """One weight matmul ``m x n x k`` in ``fmt`` on ``CONFIGS[config_name]`` with blocks of
-    ``block_rows`` rows in loop ``order`` (both forced: IsaError if they do not fit)."""
+    ``block_rows`` rows in loop ``order`` (both forced: IsaError if they do not fit), its row /
+    column block loop a ``loop.down`` if ``rows_down`` / ``cols_down``."""
     config = CONFIGS[config_name]
     generator = torch.Generator().manual_seed(seed)
     q = quantize(torch.randn(n, k, generator=generator), fmt, group_size=group, scale_bits=8)
@@ -236,8 +266,11 @@ def matmul_case(
         block_rows=block_rows,
         order=order,
         bias="b" if bias else None,
+        rows_down=rows_down,
+        cols_down=cols_down,
     )
-    name = f"{fmt} {order} {m}x{n}x{k} G{group} MR{block_rows} on {config_name}"
+    name = f"{fmt} {order} {m}x{n}x{k} G{group} MR{block_rows}{_directions(rows_down, cols_down)}"
+    name += f" on {config_name}"
     blocks = tuple(output_blocks(m, n, block_rows, config))
     return Case(name, config_name, program, memory, blocks)
 
@@ -268,9 +301,19 @@ def _is_activation_matmul(seed: int) -> bool:
     return seed % 7 in (3, 6)
 
 
+def _directions(rows_down: bool, cols_down: bool) -> str:
+    """`` rows down`` / `` cols down`` / both / nothing, for a case's name."""
+    return "".join(
+        f" {what} down" for what, down in (("rows", rows_down), ("cols", cols_down)) if down
+    )
+
+
 def random_case(seed: int) -> Case:
     """Case ``seed`` (deterministic; formats, orders and options cycle with the seed)."""
     rng = np.random.default_rng(zlib.crc32(f"rtl-case/{seed}".encode()))
+    # the block loops' directions, from a generator of their own (the shapes stay those of rng)
+    directions = np.random.default_rng(zlib.crc32(f"rtl-case-down/{seed}".encode()))
+    rows_down, cols_down = (bool(d) for d in directions.integers(0, 2, 2))
     config_name = CASE_CONFIGS[seed % len(CASE_CONFIGS)]
     config = CONFIGS[config_name]
     activation_matmul = _is_activation_matmul(seed)
@@ -294,23 +337,25 @@ def random_case(seed: int) -> Case:
         n = int(rng.choice([8, 12, 20]))
     program, memory, order, block_rows = _layer(
         rng, config, fmt, order, m, n, k, group,
-        ("x", "w1", "h", "b1" if with_bias else None), activation_matmul,
+        ("x", "w1", "h", "b1" if with_bias else None), activation_matmul, rows_down, cols_down,
     )  # fmt: skip
     blocks = output_blocks(m, n, block_rows, config)
     name = f"{fmt} {order} {m}x{n}x{k} G{group}{' bias' if with_bias else ''} MR{block_rows}"
+    name += _directions(rows_down, cols_down)
     if activation_matmul:
         name += " (activation matmul)"
     if chained:  # a second layer on h: its output comes back from DRAM
         second_n = int(rng.choice([5, 7, 11]))
+        rows_down, cols_down = (bool(d) for d in directions.integers(0, 2, 2))
         second, more, _, second_rows = _layer(
             rng, config, fmt, ORDERS[(seed + 1) % 3], m, second_n, n, 4,
-            ("h", "w2", "y", None), False,
+            ("h", "w2", "y", None), False, rows_down, cols_down,
         )  # fmt: skip
         del more["h"]
         memory.update(more)
         program = _chain(program, second)
         blocks += output_blocks(m, second_n, second_rows, config)
-        name += f" -> {second_n}"
+        name += f" -> {second_n}{_directions(rows_down, cols_down)}"
     return Case(
         f"case {seed}: {name} on {config_name}", config_name, program, memory, tuple(blocks)
     )

@@ -24,6 +24,7 @@ from bitmod.runtime.isa import (
     LdAct,
     LdWgt,
     Loop,
+    LoopDown,
     Mac,
     StOut,
     format_id,
@@ -88,7 +89,14 @@ def matmul_config_length(*, special_values: int, block_rows: int, rows: int) -> 
 
 
 def matmul_nest(
-    order: str, *, m_blocks: int, n_blocks: int, k_chunks: int, bias: bool
+    order: str,
+    *,
+    m_blocks: int,
+    n_blocks: int,
+    k_chunks: int,
+    bias: bool,
+    rows_down: bool = False,
+    cols_down: bool = False,
 ) -> list[Instruction]:
     """The loop nest of a schedule (:mod:`bitmod.runtime.arch.schedule`), tensors as descriptors
     ``ACT_DESC`` … ``BIAS_DESC``. ``order`` is one of ``schedule.ORDERS``::
@@ -105,17 +113,25 @@ def matmul_nest(
                                       st.out row=L0 col=L1          st.out row=L1 col=L0
 
     (*) without the L2 loop (``k=-``) when K is one chunk. A load without a K level holds
-    the whole K.
+    the whole K. ``rows_down`` / ``cols_down``: the loop over row / column blocks is a
+    ``loop.down`` (the last block, which may be narrow, first).
     """
     bias_desc = BIAS_DESC if bias else None
+
+    def row_loop(level: int) -> Loop:
+        return (LoopDown if rows_down else Loop)(level, m_blocks)
+
+    def col_loop(level: int) -> Loop:
+        return (LoopDown if cols_down else Loop)(level, n_blocks)
+
     finish: list[Instruction] = [Drain(bias_desc)]
     if order == "weights-resident":
         if k_chunks != 1:
             raise IsaError(f"weights-resident needs K in one chunk, got {k_chunks} chunks")
         return [
-            Loop(OUTER_LEVEL, n_blocks),
+            col_loop(OUTER_LEVEL),
             LdWgt(WEIGHT_DESC, OUTER_LEVEL, None),
-            Loop(MIDDLE_LEVEL, m_blocks),
+            row_loop(MIDDLE_LEVEL),
             AccClr(),
             LdAct(ACT_DESC, MIDDLE_LEVEL, None),
             Mac(),
@@ -133,9 +149,9 @@ def matmul_nest(
         if chunked:
             weights = [Loop(K_LEVEL, k_chunks), *weights, EndLoop(K_LEVEL)]
         return [
-            Loop(OUTER_LEVEL, m_blocks),
+            row_loop(OUTER_LEVEL),
             LdAct(ACT_DESC, OUTER_LEVEL, None),
-            Loop(MIDDLE_LEVEL, n_blocks),
+            col_loop(MIDDLE_LEVEL),
             AccClr(),
             *weights,
             *finish,
@@ -145,8 +161,8 @@ def matmul_nest(
         ]
     if order == "k-streamed":
         return [
-            Loop(OUTER_LEVEL, n_blocks),
-            Loop(MIDDLE_LEVEL, m_blocks),
+            col_loop(OUTER_LEVEL),
+            row_loop(MIDDLE_LEVEL),
             AccClr(),
             Loop(K_LEVEL, k_chunks),
             LdAct(ACT_DESC, MIDDLE_LEVEL, K_LEVEL),

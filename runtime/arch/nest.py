@@ -69,13 +69,16 @@ def matmul_program(
     block_rows: int = 0,
     order: str | None = None,
     bias: str | None = None,
+    rows_down: bool | None = None,
+    cols_down: bool | None = None,
 ) -> Program:
     """``out[M,N] = act[M,K] @ dequant(weight[N,K]).T (+ bias)`` as one bsisa program.
 
     The schedule is the one ``bitmod-tile`` picks for this matmul on ``config`` (default
     :class:`~bitmod.runtime.arch.hwconfig.HardwareConfig`):
     :func:`bitmod.runtime.arch.schedule.plan_matmul`,
-    with ``kchunk``, ``block_rows`` and ``order`` forcing parts of it; the code is
+    with ``kchunk``, ``block_rows``, ``order``, ``rows_down`` and ``cols_down`` (the row / column
+    block loop a ``loop.down``; None: the planner's choice) forcing parts of it; the code is
     :func:`matmul_config` and :func:`matmul_nest`. ``special_values`` fill SV[0..3] (default:
     the format's own ``Format.special_values``; ``()`` sets none). IsaError for arguments no
     program can express.
@@ -128,6 +131,8 @@ def matmul_program(
         n_blocks=schedule.n_blocks,
         k_chunks=schedule.k_chunks,
         bias=bias is not None,
+        rows_down=schedule.rows_down if rows_down is None else rows_down,
+        cols_down=schedule.cols_down if cols_down is None else cols_down,
     )
     code.append(Halt())
     program = Program(strings, tuple(descriptors), tuple(code))
@@ -147,6 +152,8 @@ def quantized_matmul_program(
     block_rows: int = 0,
     order: str | None = None,
     bias: str | None = None,
+    rows_down: bool | None = None,
+    cols_down: bool | None = None,
 ) -> Program:
     """:func:`matmul_program` of ``out = act[m, K] @ dequant(q).T (+ bias)``, its N, K,
     format, group size and scale bits those of the quantized weight ``q``."""
@@ -166,4 +173,6 @@ def quantized_matmul_program(
         block_rows=block_rows,
         order=order,
         bias=bias,
+        rows_down=rows_down,
+        cols_down=cols_down,
     )

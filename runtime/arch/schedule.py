@@ -222,6 +222,8 @@ class Schedule:
     dram_read: float
     dram_written: float
     cycles: float
+    rows_down: bool = False  # the row block loop counts down (``loop.down``)
+    cols_down: bool = False  # the column block loop counts down
 
 
 @dataclass(frozen=True)
@@ -247,12 +249,16 @@ class Plans:
     cycles: _Array
     sram_read: _Array
     mac_cycles: _Array
+    rows_down: _Array
+    cols_down: _Array
 
     def schedule(self, index: int = 0) -> Schedule:
         values = {f.name: getattr(self, f.name)[index] for f in fields(Schedule)}
         values["order"] = ORDERS[int(values["order"])]
         for name, value in values.items():
-            if isinstance(value, np.integer):
+            if isinstance(value, np.bool_):
+                values[name] = bool(value)
+            elif isinstance(value, np.integer):
                 values[name] = int(value)
             elif isinstance(value, np.floating):
                 values[name] = float(value)
@@ -544,13 +550,30 @@ def _evaluate(
         cycles=cycles,
         sram_read=sram_read.astype(np.float64),
         mac_cycles=mac_steps,
+        rows_down=np.zeros(m.shape, bool),
+        cols_down=np.zeros(m.shape, bool),
     )
 
 
-def schedule_code(order: str, m_blocks: int, n_blocks: int, k_chunks: int) -> list[Instruction]:
+def schedule_code(
+    order: str,
+    m_blocks: int,
+    n_blocks: int,
+    k_chunks: int,
+    rows_down: bool = False,
+    cols_down: bool = False,
+) -> list[Instruction]:
     """The loop nest a schedule runs as (:func:`bitmod.runtime.arch.loops.matmul_nest`, no bias:
     the drain reads the bias from the buffers, at no cost) and its ``halt``."""
-    nest = matmul_nest(order, m_blocks=m_blocks, n_blocks=n_blocks, k_chunks=k_chunks, bias=False)
+    nest = matmul_nest(
+        order,
+        m_blocks=m_blocks,
+        n_blocks=n_blocks,
+        k_chunks=k_chunks,
+        bias=False,
+        rows_down=rows_down,
+        cols_down=cols_down,
+    )
     return [*nest, Halt()]
 
 
@@ -577,6 +600,8 @@ def schedule_trace(
         layout,
         timing,
         special_values,
+        schedule.rows_down,
+        schedule.cols_down,
     )
 
 
@@ -602,6 +627,8 @@ def schedule_cycles(
         layout,
         timing,
         special_values,
+        schedule.rows_down,
+        schedule.cols_down,
     )
 
 
@@ -616,18 +643,22 @@ def _trace(
     layout: WeightLayout,
     timing: MacTiming,
     special_values: int,
+    rows_down: bool = False,
+    cols_down: bool = False,
 ) -> EngineTrace:
     """The code of the schedule executed without data: the loops counted, every block clipped
     to its tensor as the machine clips it, each instruction handed to :class:`EngineTrace`."""
     rows, columns = array.rows, array.columns
-    code = schedule_code(order, -(-m // block_rows), -(-n // columns), -(-k // kc))
+    code = schedule_code(
+        order, -(-m // block_rows), -(-n // columns), -(-k // kc), rows_down, cols_down
+    )
     trace = EngineTrace(array.act_buffer, array.weight_buffer, array.dram_bytes_per_cycle)
     for _ in range(
         matmul_config_length(special_values=special_values, block_rows=block_rows, rows=rows)
     ):
         trace.control()
     counters = [0] * 8
-    open_loops: list[tuple[int, int, int]] = []  # (level, count, pc of the loop)
+    open_loops: list[tuple[Loop, int]] = []  # (the open loop, pc of its body)
     act_rows = weight_channels = weight_k = 0
     mac_cycles: dict[tuple[int, int], tuple[int, int]] = {}  # per (passes, k)
 
@@ -655,15 +686,16 @@ def _trace(
         instr = code[pc]
         pc += 1
         match instr:
-            case Loop(level, count):
-                counters[level] = 0
-                open_loops.append((level, count, pc))
+            case Loop():
+                counters[instr.lvl] = instr.first_index()
+                open_loops.append((instr, pc))
                 trace.control()
             case EndLoop():
-                level, count, body = open_loops[-1]
-                counters[level] += 1
+                loop, body = open_loops[-1]
+                following = loop.next_index(counters[loop.lvl])
                 trace.control()
-                if counters[level] < count:
+                if following is not None:
+                    counters[loop.lvl] = following
                     pc = body
                 else:
                     open_loops.pop()
@@ -719,9 +751,13 @@ def _exact_cycles(
     layout: WeightLayout,
     timing: MacTiming,
     special_values: int,
+    rows_down: bool = False,
+    cols_down: bool = False,
 ) -> int:
     """:func:`schedule_cycles` by value (cached: the planner times the same code often)."""
-    trace = _trace(order, block_rows, kc, m, n, k, array, layout, timing, special_values)
+    trace = _trace(
+        order, block_rows, kc, m, n, k, array, layout, timing, special_values, rows_down, cols_down
+    )
     return trace.simulate().cycles
 
 
@@ -734,13 +770,18 @@ def _time_exactly(
     layout: WeightLayout,
     timing: MacTiming,
     special_values: int,
+    base: int,
 ) -> _Array:
     """The candidates' cycles with the exact ones of each small GEMM (see ``EXACT_WINDOW``);
-    the candidates of such a GEMM that were not timed are out of the running (inf)."""
+    the candidates of such a GEMM that were not timed are out of the running (inf).
+
+    Candidates ``base`` and on are the first ``base`` with block loops counting down
+    (``LOOP_DIRECTIONS``, in that order): they are timed where their ascending twin is, and
+    are never chosen elsewhere (the closed form does not see the order of the blocks)."""
     cycles = stacked["cycles"].copy()
     macs = stacked["m_blocks"] * stacked["n_blocks"] * stacked["k_chunks"]
     for gemm in range(cycles.shape[1]):
-        estimate = cycles[:, gemm]
+        estimate = cycles[:base, gemm]
         finite = np.flatnonzero(np.isfinite(estimate))
         if not finite.size:
             continue
@@ -748,9 +789,13 @@ def _time_exactly(
         ranked = finite[np.argsort(estimate[finite], kind="stable")]
         timed = ranked[estimate[ranked] <= best * (1 + EXACT_WINDOW)][:EXACT_CANDIDATES]
         if (macs[timed, gemm] > EXACT_MACS).any():
+            cycles[base:, gemm] = np.inf
             continue
-        exact = np.full_like(estimate, np.inf)
-        for candidate in timed:
+        twins = timed[None, :] + base * np.arange(1, len(cycles) // base)[:, None]
+        twins = twins.ravel()
+        twins = twins[np.isfinite(cycles[twins, gemm])]
+        exact = np.full_like(cycles[:, gemm], np.inf)
+        for candidate in np.concatenate([timed, twins]):
             exact[candidate] = _exact_cycles(
                 ORDERS[int(stacked["order"][candidate, gemm])],
                 int(stacked["block_rows"][candidate, gemm]),
@@ -762,9 +807,36 @@ def _time_exactly(
                 layout,
                 timing,
                 special_values,
+                bool(stacked["rows_down"][candidate, gemm]),
+                bool(stacked["cols_down"][candidate, gemm]),
             )
         cycles[:, gemm] = exact
     return cycles
+
+
+#: The block loop directions tried besides both ascending: (rows down, columns down).
+LOOP_DIRECTIONS: tuple[tuple[bool, bool], ...] = ((False, True), (True, False), (True, True))
+
+
+def _counting_down(
+    plans: Plans, rows_down: bool, cols_down: bool, m: _Array, n: _Array, columns: int
+) -> Plans:
+    """``plans`` with its row / column block loops counting down, where that changes the
+    order of unequal blocks (more than one block and a short last one); inf elsewhere.
+
+    Blocks of one size in the other order take the same cycles (every block moves the same
+    bytes and MAC steps), so only a short last block -- a remainder of rows or of channels,
+    the one with little compute -- is worth running first: its loads then overlap the next
+    block's compute instead of coming after all of it (docs/schedule.md, "Block order")."""
+    uneven_rows = (plans.m_blocks > 1) & (m % plans.block_rows != 0)
+    uneven_cols = (plans.n_blocks > 1) & (n % columns != 0)
+    useful = (uneven_rows | (not rows_down)) & (uneven_cols | (not cols_down))
+    return replace(
+        plans,
+        rows_down=np.full(m.shape, rows_down),
+        cols_down=np.full(m.shape, cols_down),
+        cycles=np.where(useful, plans.cycles, np.inf),
+    )
 
 
 def plan(
@@ -811,6 +883,14 @@ def plan(
         for order_index, mr, cap in choices
     ]
     candidate_caps = [cap for _, _, cap in choices]
+    base = len(candidates)
+    if exact:
+        candidates += [
+            _counting_down(candidate, rows_down, cols_down, m, n, array.columns)
+            for rows_down, cols_down in LOOP_DIRECTIONS
+            for candidate in candidates[:base]
+        ]
+        candidate_caps *= 1 + len(LOOP_DIRECTIONS)
     stacked = {f.name: np.stack([getattr(c, f.name) for c in candidates]) for f in fields(Plans)}
     # Capped chunks are candidates only where they are timed exactly (the closed form does
     # not see what a smaller first block saves): large GEMMs keep the largest chunks.
@@ -818,7 +898,9 @@ def plan(
     macs = stacked["m_blocks"] * stacked["n_blocks"] * stacked["k_chunks"]
     stacked["cycles"] = np.where(capped & (macs > EXACT_MACS), np.inf, stacked["cycles"])
     if exact:
-        stacked["cycles"] = _time_exactly(stacked, m, n, k, array, layout, timing, special_values)
+        stacked["cycles"] = _time_exactly(
+            stacked, m, n, k, array, layout, timing, special_values, base
+        )
     cycles = stacked["cycles"]
     fastest = cycles.min(axis=0)
     eligible = np.isfinite(cycles) & (cycles <= fastest * (1 + NEAR_FASTEST))

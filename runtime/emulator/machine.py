@@ -552,7 +552,7 @@ class _Run:
     def execute(self) -> RunResult:
         code = self.program.instructions
         pc = 0
-        loop_starts: list[tuple[int, int, int]] = []  # (level, count, pc of the loop)
+        loop_starts: list[tuple[Loop, int]] = []  # (the open loop, its pc)
         while pc < len(code):
             instr = code[pc]
             self.executed += 1
@@ -561,12 +561,13 @@ class _Run:
                 break
             traced = len(self.trace)
             if isinstance(instr, Loop):
-                self.regs.loops[instr.lvl] = 0
-                loop_starts.append((instr.lvl, instr.count, pc))
+                self.regs.loops[instr.lvl] = instr.first_index()
+                loop_starts.append((instr, pc))
             elif isinstance(instr, EndLoop):
-                level, count, start = loop_starts[-1]
-                self.regs.loops[level] += 1
-                if self.regs.loops[level] < count:
+                loop, start = loop_starts[-1]
+                following = loop.next_index(self.regs.loops[loop.lvl])
+                if following is not None:
+                    self.regs.loops[loop.lvl] = following
                     self.trace.control()
                     pc = start + 1
                     continue

@@ -433,11 +433,36 @@ class Loop(Instruction):
         _loop_level(),
         Field("count", 31, 0, FieldKind.UNSIGNED, "count"),
     )
+    #: Whether ``L[lvl]`` counts down (:class:`LoopDown`).
+    DESCENDING: ClassVar[bool] = False
 
     def check(self) -> None:
         super().check()
         if self.count < 1:
-            raise IsaError("loop: count must be >= 1")
+            raise IsaError(f"{self.MNEMONIC}: count must be >= 1")
+
+    def first_index(self) -> int:
+        """``L[lvl]`` in the first iteration."""
+        return self.count - 1 if self.DESCENDING else 0
+
+    def next_index(self, index: int) -> int | None:
+        """``L[lvl]`` after an iteration at ``index``; None when the loop is done."""
+        if self.DESCENDING:
+            return index - 1 if index > 0 else None
+        return index + 1 if index + 1 < self.count else None
+
+
+@dataclass(frozen=True)
+class LoopDown(Loop):
+    """Open loop level ``lvl`` with ``count`` iterations; ``L[lvl]`` counts count-1..0.
+
+    The same blocks as ``loop`` in the opposite order: a schedule whose last block is narrow
+    (a remainder of rows or channels) can run it first, while the full blocks' loads stream.
+    """
+
+    OPCODE: ClassVar[int] = 0x22
+    MNEMONIC: ClassVar[str] = "loop.down"
+    DESCENDING: ClassVar[bool] = True
 
 
 @dataclass(frozen=True)
@@ -533,6 +558,7 @@ INSTRUCTION_TYPES: tuple[type[Instruction], ...] = (
     CfgMblock,
     Loop,
     EndLoop,
+    LoopDown,
     LdAct,
     LdWgt,
     AccClr,

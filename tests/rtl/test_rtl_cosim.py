@@ -2,12 +2,14 @@
 
 Random compiled programs (bitmod.backends.rtl.cases: every accelerated format, the three loop
 orders, odd M and N, bias or none, INT8/INT4 activation matmuls, layers chained through
-DRAM) on the small machines of ``cases.CONFIGS`` (one, two, three and four tiles), one design build
-per simulator and machine; matmuls shaped to split their row passes over tile groups (row
+DRAM, row and/or column block loops descending: ``loop.down``) on the small machines of
+``cases.CONFIGS`` (one, two, three and four tiles), one design build per simulator and
+machine; matmuls shaped to split their row passes over tile groups (row
 groups: S = 2 and 4, an idle group in a last sweep, blocks of different S one after another,
 the machine without row groups, an Inf activation in a later group's pass); and program
 images the controller must refuse as the decoder does (truncated, trailing bytes, flipped
-bits, and CRC-valid images with an unknown opcode, reserved bits set or unbalanced loops). CI
+bits, and CRC-valid images with an unknown opcode, reserved bits set, a ``loop.down`` of count 0
+or unbalanced loops); matmuls with both block loops descending, in each order. CI
 runs ``BITMOD_RTL_CASES`` cases (default 20) on Icarus and the one- and four-tile ones among
 them on Verilator too; ``bench/rtl_cosim.py`` runs more.
 """
@@ -38,7 +40,7 @@ from bitmod.backends.rtl.emit import emit_design
 from bitmod.backends.rtl.sim import simulator_available
 from bitmod.runtime.arch.hwconfig import HardwareConfig
 from bitmod.runtime.emulator.machine import Machine
-from bitmod.runtime.isa import IsaError, Program
+from bitmod.runtime.isa import IsaError, LoopDown, Program
 
 CASES = int(os.environ.get("BITMOD_RTL_CASES", "20"))
 SIMULATORS = [s for s in ("icarus", "verilator") if simulator_available(s)]
@@ -114,6 +116,67 @@ def test_random_cases_split_their_row_passes() -> None:
                 idle += passes % groups != 0
         mixed += len(set(case.row_groups)) > 1
     assert split == {2, 4} and idle >= 2 and mixed >= 2, (split, idle, mixed)
+
+
+def test_random_cases_run_descending_block_loops() -> None:
+    """Half the random cases CI runs or more have a ``loop.down`` block loop of more than one
+    iteration, row and column loops both, on every machine; some have none."""
+    cases = [random_case(seed) for seed in range(max(CASES, 20))]
+    descending = [[what for what, count in c.descending if count > 1] for c in cases]
+    assert sum(map(bool, descending)) * 2 >= len(cases), descending
+    assert {what for found in descending for what in found} == {"rows", "cols"}
+    assert any(set(found) == {"rows", "cols"} for found in descending)
+    assert {c.config_name for c, found in zip(cases, descending, strict=True) if found} == set(
+        CASE_CONFIGS
+    )
+    assert any(not any(isinstance(i, LoopDown) for i in c.program.instructions) for c in cases)
+
+
+#: Both block loops descending: (config, format, M, N, K, G, block rows, order, bias). 13 rows
+#: in blocks of 4 (the last of 1 row) by 11 channels in blocks of 4 (the last of 3); on two tiles
+#: 13 x 11 in blocks of 8 x 8: the narrow column block (3 channels, S = 2) runs first.
+DESCENDING_CASES = [
+    ("1tile", "int4", 13, 11, 64, 16, 4, "weights-resident", True),
+    ("1tile", "int4", 13, 11, 64, 16, 4, "acts-resident", False),
+    ("1tile", "int4", 13, 11, 64, 16, 4, "k-streamed", True),
+    ("2tiles", "bitmod3", 13, 11, 64, 32, 8, "acts-resident", False),
+]
+
+
+@pytest.mark.parametrize("simulator", SIMULATORS)
+@pytest.mark.parametrize(
+    "shape", DESCENDING_CASES, ids=[f"{c[0]}-{c[1]}-{c[7]}" for c in DESCENDING_CASES]
+)
+def test_descending_block_loops_match_the_emulator(
+    simulator: str, shape, builds, tmp_path: Path
+) -> None:
+    """``loop.down`` row and column block loops: the RTL agrees with the emulator bit for bit
+    and in cycles; the outputs are those of the ascending program, its cycles not."""
+    config_name, _, m, n, _, _, block_rows, *_ = shape
+    if simulator == "verilator" and config_name not in VERILATOR_CONFIGS:
+        pytest.skip("Verilator runs one and four tiles in CI")
+    case = matmul_case(*shape, rows_down=True, cols_down=True)
+    ascending = matmul_case(*shape)
+    columns = CONFIGS[config_name].cols * CONFIGS[config_name].tiles
+    row_blocks, col_blocks = -(-m // block_rows), -(-n // columns)
+    assert row_blocks > 1 and col_blocks > 1 and n % columns != 0  # a narrow last column block
+    downs = [i for i in case.program.instructions if isinstance(i, LoopDown)]
+    assert sorted(i.count for i in downs) == sorted([row_blocks, col_blocks])
+    assert sorted(case.descending) == sorted([("rows", row_blocks), ("cols", col_blocks)])
+    assert not any(isinstance(i, LoopDown) for i in ascending.program.instructions)
+    emulated = Machine(case.config).run(case.program, case.memory)
+    reference = Machine(case.config).run(ascending.program, ascending.memory)
+    assert np.array_equal(
+        emulated.outputs["y"].view(np.uint16), reference.outputs["y"].view(np.uint16)
+    )
+    # the blocks run in another order: equal cycles below also check the RTL's order
+    assert emulated.report.cycles != reference.report.cycles
+    result = _cosimulate(case, simulator, builds, tmp_path)
+    _assert_agree(case, result)
+    assert result.rtl.counters["cycles"] == emulated.report.cycles
+    assert np.array_equal(
+        result.rtl.outputs["y"].view(np.uint16), emulated.outputs["y"].view(np.uint16)
+    )
 
 
 #: Matmuls shaped for the row groups: (config, format, M, N, K, G, block rows, order, bias) and
@@ -224,6 +287,18 @@ def _corrupt(kind: str, data: bytes, program: Program) -> bytes:
         word = bytearray(data[code : code + 8])
         word[0] |= 1
         return _with_crc(data[:code] + bytes(word) + data[code + 8 :])
+    if kind.startswith("loop.down"):  # the first loop.down: count 0, or a reserved bit (32) set
+        index = next(
+            i for i, instr in enumerate(program.instructions) if isinstance(instr, LoopDown)
+        )
+        at = code + 8 * index
+        word = bytearray(data[at : at + 8])
+        assert word[7] == LoopDown.OPCODE
+        if kind == "loop.down count 0":
+            word[0:4] = bytes(4)
+        else:
+            word[4] |= 1
+        return _with_crc(data[:at] + bytes(word) + data[at + 8 :])
     if kind == "unbalanced loops":  # drop the last endloop (the word before halt)
         n_instr = len(program.instructions) - 1
         body = data[:code] + data[code : len(data) - 16] + data[len(data) - 8 :]
@@ -240,6 +315,8 @@ REFUSALS = [
     ("bad magic", 2),
     ("unknown opcode", 8),
     ("reserved bits", 9),
+    ("loop.down count 0", 10),
+    ("loop.down reserved bits", 9),
     ("unbalanced loops", 11),
 ]
 

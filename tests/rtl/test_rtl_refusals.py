@@ -66,7 +66,7 @@ def _no_store(code: list[Instruction]) -> list[Instruction]:
 
 
 def _row_loop_one_short(code: list[Instruction]) -> list[Instruction]:
-    """The innermost loop (case 0's row blocks: two of them) runs once."""
+    """The innermost loop (case 0's row blocks: two of them, a ``loop.down``) runs once."""
     index = max(i for i, instr in enumerate(code) if isinstance(instr, Loop))
     loop = code[index]
     assert isinstance(loop, Loop) and loop.count == 2
@@ -98,7 +98,7 @@ def _cosimulate(program: Program, memory: dict, tmp_path: Path, binary) -> objec
 def test_broken_programs_are_refused_by_both(
     what: str, edit, message: str, code: int, tmp_path: Path, binary
 ) -> None:
-    case = random_case(0)  # int3, 5x7x64: two row blocks by two column blocks
+    case = random_case(0)  # int3, 5x5x64: two row blocks by two column blocks, both descending
     program = _with_code(case.program, edit(list(case.program.instructions)))
     with pytest.raises(MachineError, match=message):
         Machine(CONFIG).run(program, case.memory)

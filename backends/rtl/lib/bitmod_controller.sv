@@ -8,12 +8,13 @@
 // balance, levels naming open loops), as bitmod.runtime.isa's decoder checks them; the first
 // failure sets `error` with its code and byte offset / instruction index.
 //
-// Run: cfg.*, loop / endloop, acc.clr, nop and halt are the controller's own (one cycle
-// each); ld.act / ld.wgt, mac, drain and st.out go into the command register of the load, PE,
-// drain or store engine (a full register stalls the controller) with everything the engine
-// needs: addresses and sizes computed from the descriptors and the L / MR / KC registers,
-// the format registers, and the counts of earlier work the command must wait for (the
-// bookkeeping of runtime/emulator/machine.py's _Run, docs/rtl.md "Dependencies").
+// Run: cfg.*, loop / loop.down / endloop, acc.clr, nop and halt are the controller's own
+// (one cycle each; loop.down's L[lvl] counts count-1 down to 0); ld.act / ld.wgt, mac, drain
+// and st.out go into the command register of the load, PE, drain or store engine (a full
+// register stalls the controller) with everything the engine needs: addresses and sizes
+// computed from the descriptors and the L / MR / KC registers, the format registers, and the
+// counts of earlier work the command must wait for (the bookkeeping of
+// runtime/emulator/machine.py's _Run, docs/rtl.md "Dependencies").
 //
 // Buffers (runtime/arch/trace.py's BufferRegions, docs/rtl.md "Buffers"): each operand buffer
 // has REGIONS regions with a tag each (descriptor, block index, K chunk); a block takes
@@ -188,6 +189,7 @@ module bitmod_controller #(
       bsisa_pkg::OP_CFG_MBLOCK: opcode_mask = {1'b1, bsisa_pkg::CFG_MBLOCK_RESERVED_MASK};
       bsisa_pkg::OP_LOOP: opcode_mask = {1'b1, bsisa_pkg::LOOP_RESERVED_MASK};
       bsisa_pkg::OP_ENDLOOP: opcode_mask = {1'b1, bsisa_pkg::ENDLOOP_RESERVED_MASK};
+      bsisa_pkg::OP_LOOP_DOWN: opcode_mask = {1'b1, bsisa_pkg::LOOP_DOWN_RESERVED_MASK};
       bsisa_pkg::OP_LD_ACT: opcode_mask = {1'b1, bsisa_pkg::LD_ACT_RESERVED_MASK};
       bsisa_pkg::OP_LD_WGT: opcode_mask = {1'b1, bsisa_pkg::LD_WGT_RESERVED_MASK};
       bsisa_pkg::OP_ACC_CLR: opcode_mask = {1'b1, bsisa_pkg::ACC_CLR_RESERVED_MASK};
@@ -207,7 +209,14 @@ module bitmod_controller #(
   logic [7:0]  f_desc_kind, f_bias_kind;
   logic [3:0]  innermost;
   assign f_lvl = (opcode == bsisa_pkg::OP_LOOP) ? 4'(word[bsisa_pkg::LOOP_LVL_LSB +: bsisa_pkg::LOOP_LVL_W])
+      : (opcode == bsisa_pkg::OP_LOOP_DOWN)
+        ? 4'(word[bsisa_pkg::LOOP_DOWN_LVL_LSB +: bsisa_pkg::LOOP_DOWN_LVL_W])
       : 4'(word[bsisa_pkg::ENDLOOP_LVL_LSB +: bsisa_pkg::ENDLOOP_LVL_W]);
+  // a loop word's count (loop or loop.down)
+  logic [31:0] f_count;
+  assign f_count = (opcode == bsisa_pkg::OP_LOOP_DOWN)
+      ? 32'(word[bsisa_pkg::LOOP_DOWN_COUNT_LSB +: bsisa_pkg::LOOP_DOWN_COUNT_W])
+      : 32'(word[bsisa_pkg::LOOP_COUNT_LSB +: bsisa_pkg::LOOP_COUNT_W]);
   assign f_desc = (opcode == bsisa_pkg::OP_LD_WGT)
       ? word[bsisa_pkg::LD_WGT_DESC_LSB +: bsisa_pkg::LD_WGT_DESC_W]
       : (opcode == bsisa_pkg::OP_ST_OUT) ? word[bsisa_pkg::ST_OUT_DESC_LSB +: bsisa_pkg::ST_OUT_DESC_W]
@@ -262,6 +271,10 @@ module bitmod_controller #(
     end else if (op == bsisa_pkg::OP_LOOP) begin
       if (w[bsisa_pkg::LOOP_COUNT_LSB +: bsisa_pkg::LOOP_COUNT_W] == 0) word_check = E_FIELD;
       else if (open[lvl[2:0]]) word_check = E_LOOPS;
+    end else if (op == bsisa_pkg::OP_LOOP_DOWN) begin
+      if (w[bsisa_pkg::LOOP_DOWN_COUNT_LSB +: bsisa_pkg::LOOP_DOWN_COUNT_W] == 0)
+        word_check = E_FIELD;
+      else if (open[lvl[2:0]]) word_check = E_LOOPS;
     end else if (op == bsisa_pkg::OP_ENDLOOP) begin
       if (loop_depth == 4'd0 || inner != lvl) word_check = E_LOOPS;
     end else if (op == bsisa_pkg::OP_LD_ACT) begin
@@ -287,6 +300,7 @@ module bitmod_controller #(
   logic [31:0] loops [8];        // L0..L7
   logic [31:0] loop_count [8];
   logic [31:0] loop_start [8];
+  logic [7:0]  loop_down;        // per level: opened by loop.down (L counts down to 0)
   logic [7:0]  fmt, sb;
   logic [31:0] group_size, kchunk, block_rows;
   logic [SV_BITS-1:0] sv [4];
@@ -525,6 +539,7 @@ module bitmod_controller #(
       pc <= 32'd0;
       depth <= 4'd0;
       open_mask <= 8'd0;
+      loop_down <= 8'd0;
       {issued_loads, issued_macs, issued_drains, issued_stores} <= '0;
       for (int b = 0; b < 2; b++) begin
         buffer_misses[b] <= 32'd0;
@@ -650,7 +665,7 @@ module bitmod_controller #(
           end else if (check_code != 8'd0) fail_at(check_code, index);
           else begin
             code[index] <= word;
-            if (opcode == bsisa_pkg::OP_LOOP) begin
+            if (opcode == bsisa_pkg::OP_LOOP || opcode == bsisa_pkg::OP_LOOP_DOWN) begin
               open_levels[depth] <= f_lvl;
               open_mask[f_lvl[2:0]] <= 1'b1;
               depth <= depth + 4'd1;
@@ -710,13 +725,19 @@ module bitmod_controller #(
         block_rows <= 32'(word[bsisa_pkg::CFG_MBLOCK_ROWS_LSB +: bsisa_pkg::CFG_MBLOCK_ROWS_W]);
         forget_blocks();
       end
-      bsisa_pkg::OP_LOOP: begin
-        loops[f_lvl[2:0]] <= 32'd0;
-        loop_count[f_lvl[2:0]] <= word[bsisa_pkg::LOOP_COUNT_LSB +: bsisa_pkg::LOOP_COUNT_W];
+      bsisa_pkg::OP_LOOP, bsisa_pkg::OP_LOOP_DOWN: begin  // L = 0 (loop) or count - 1 (down)
+        loops[f_lvl[2:0]] <= (opcode == bsisa_pkg::OP_LOOP_DOWN) ? f_count - 32'd1 : 32'd0;
+        loop_count[f_lvl[2:0]] <= f_count;
         loop_start[f_lvl[2:0]] <= pc;
+        loop_down[f_lvl[2:0]] <= opcode == bsisa_pkg::OP_LOOP_DOWN;
       end
-      bsisa_pkg::OP_ENDLOOP: begin
-        if (loops[f_lvl[2:0]] + 32'd1 < loop_count[f_lvl[2:0]]) begin
+      bsisa_pkg::OP_ENDLOOP: begin  // the next index, or fall through after the last one
+        if (loop_down[f_lvl[2:0]]) begin
+          if (loops[f_lvl[2:0]] != 32'd0) begin
+            loops[f_lvl[2:0]] <= loops[f_lvl[2:0]] - 32'd1;
+            pc <= loop_start[f_lvl[2:0]] + 32'd1;
+          end
+        end else if (loops[f_lvl[2:0]] + 32'd1 < loop_count[f_lvl[2:0]]) begin
           loops[f_lvl[2:0]] <= loops[f_lvl[2:0]] + 32'd1;
           pc <= loop_start[f_lvl[2:0]] + 32'd1;
         end

@@ -19,10 +19,12 @@ func.func @gate(%x: tensor<3x256xf32>) -> tensor<3x40xf32> {
 // CHECK-NEXT: cfg.fmt fmt=fp4_ea_neg sb=8 g=128
 // CHECK-NEXT: cfg.sv slot=0 value=-16
 // CHECK-NEXT: cfg.kchunk 256
-// Each 32-channel weight block is loaded once and the 3 activation rows (one block, all of
-// K) stream past it; the act buffer still holds them for the second weight block (a hit):
-// each operand is read once, and weights-resident is the first order of equals.
-// CHECK-NEXT: loop L0 count=2
+// Each weight block (32 channels, then the last 8) is loaded once and the 3 activation rows
+// (one block, all of K) stream past it; the act buffer still holds them for the second
+// weight block (a hit): each operand is read once, and weights-resident is the first order
+// of equals. The column loop counts down: the 8-channel block's short load first, then the
+// 32-channel block's while it computes (438 cycles; 539 counting up).
+// CHECK-NEXT: loop.down L0 count=2
 // CHECK-NEXT:   ld.wgt d1 col=L0 k=-
 // CHECK-NEXT:   loop L1 count=1
 // CHECK-NEXT:     acc.clr
