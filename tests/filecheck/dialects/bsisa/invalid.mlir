@@ -591,6 +591,36 @@ bsisa.program @p {
 
 // -----
 
+// A descending loop runs at least once too.
+bsisa.program @p {
+  bsisa.desc @d0 act "x" [16, 256]
+  bsisa.desc @d1 qweight "w" [192, 256] fmt "bitmod3" sb 8 g 128
+  bsisa.desc @d2 out "y" [16, 192]
+  bsisa.desc @d3 bias "b" [192]
+  // expected-error@+1 {{loop.down: count must be >= 1}}
+  bsisa.loop.down L0 count 0 {
+  }
+  bsisa.halt
+}
+
+// -----
+
+// A level a descending loop holds is not free for an inner loop.
+bsisa.program @p {
+  bsisa.desc @d0 act "x" [16, 256]
+  bsisa.desc @d1 qweight "w" [192, 256] fmt "bitmod3" sb 8 g 128
+  bsisa.desc @d2 out "y" [16, 192]
+  bsisa.desc @d3 bias "b" [192]
+  bsisa.loop.down L0 count 3 {
+    // expected-error@+1 {{level L0 is already used by an enclosing loop}}
+    bsisa.loop L0 count 2 {
+    }
+  }
+  bsisa.halt
+}
+
+// -----
+
 // A loop count is 32 bits.
 bsisa.program @p {
   bsisa.desc @d0 act "x" [16, 256]

@@ -56,6 +56,9 @@ bsisa.program @p strings ["x", "w", "y", "b", "unused"] attributes {note = "prog
   bsisa.loop L7 count 1 {
   ^bb0:
   }
+  bsisa.loop.down L6 count 3 attributes {note = "down"} {
+    bsisa.nop
+  }
   bsisa.cfg.array rows 8 cols 8 tiles 16
   bsisa.cfg.fmt "bitmod3" sb 8 g 128
   bsisa.cfg.kchunk 256
@@ -121,6 +124,9 @@ bsisa.program @p strings ["x", "w", "y", "b", "unused"] attributes {note = "prog
 // CHECK-NEXT:     bsisa.loop L7 count 1 {
 // CHECK-NEXT:     ^bb0:
 // CHECK-NEXT:     }
+// CHECK-NEXT:     bsisa.loop.down L6 count 3 attributes {note = "down"} {
+// CHECK-NEXT:       bsisa.nop
+// CHECK-NEXT:     }
 // CHECK-NEXT:     bsisa.cfg.array rows 8 cols 8 tiles 16
 // CHECK-NEXT:     bsisa.cfg.fmt "bitmod3" sb 8 g 128
 // CHECK-NEXT:     bsisa.cfg.kchunk 256
@@ -159,6 +165,9 @@ bsisa.program @p strings ["x", "w", "y", "b", "unused"] attributes {note = "prog
 // GENERIC:      "bsisa.nop"() : () -> ()
 // GENERIC:      "bsisa.ld.act"() <{desc = @d0, row_lvl = 1 : i64, k_lvl = 2 : i64}> : () -> ()
 // GENERIC:      "bsisa.drain"() <{bias = @d3}> : () -> ()
+// GENERIC:      "bsisa.loop.down"() <{lvl = 6 : i64, count = 3 : i64}> ({
+// GENERIC:      "bsisa.nop"() : () -> ()
+// GENERIC:      }) {note = "down"} : () -> ()
 // GENERIC:      "bsisa.ld.act"() <{desc = @d0}> : () -> ()
 // GENERIC:      "bsisa.drain"() : () -> ()
 // GENERIC:      "bsisa.halt"() : () -> ()
