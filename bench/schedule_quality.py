@@ -55,6 +55,7 @@ from bitmod.runtime.arch.schedule import (
     MacTiming,
     Schedule,
     WeightLayout,
+    directions_matter,
     plan_bitmod_matmul,
     schedule_cycles,
 )
@@ -149,7 +150,7 @@ def space_best(m: int, n: int, k: int, q: QuantizedTensor, array: ArraySpec) -> 
                 except ValueError:
                     continue
                 for rows_down, cols_down in [(False, False), *LOOP_DIRECTIONS]:
-                    if (rows_down and m % rows == 0) or (cols_down and n % array.columns == 0):
+                    if not directions_matter(m, n, rows, array.columns, rows_down, cols_down):
                         continue  # blocks of one size: the same cycles in either order
                     directed = dataclasses.replace(
                         schedule, rows_down=rows_down, cols_down=cols_down

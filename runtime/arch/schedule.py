@@ -27,11 +27,13 @@ from bitmod.runtime.isa import Drain, EndLoop, Halt, Instruction, LdAct, LdWgt, 
 __all__ = [
     "ACT_BYTES",
     "ORDERS",
+    "LOOP_DIRECTIONS",
     "ArraySpec",
     "MacTiming",
     "Plans",
     "Schedule",
     "WeightLayout",
+    "directions_matter",
     "plan",
     "plan_bitmod_matmul",
     "plan_matmul",
@@ -818,19 +820,32 @@ def _time_exactly(
 LOOP_DIRECTIONS: tuple[tuple[bool, bool], ...] = ((False, True), (True, False), (True, True))
 
 
-def _counting_down(
-    plans: Plans, rows_down: bool, cols_down: bool, m: _Array, n: _Array, columns: int
-) -> Plans:
-    """``plans`` with its row / column block loops counting down, where that changes the
-    order of unequal blocks (more than one block and a short last one); inf elsewhere.
+def directions_matter(
+    m: _Array | int,
+    n: _Array | int,
+    block_rows: _Array | int,
+    columns: int,
+    rows_down: bool,
+    cols_down: bool,
+) -> _Array | bool:
+    """Whether counting the row / column block loop down (as asked) changes the order of
+    unequal blocks: each loop asked to count down has more than one block and a short last one.
 
     Blocks of one size in the other order take the same cycles (every block moves the same
     bytes and MAC steps), so only a short last block -- a remainder of rows or of channels,
     the one with little compute -- is worth running first: its loads then overlap the next
     block's compute instead of coming after all of it (docs/schedule.md, "Block order")."""
-    uneven_rows = (plans.m_blocks > 1) & (m % plans.block_rows != 0)
-    uneven_cols = (plans.n_blocks > 1) & (n % columns != 0)
-    useful = (uneven_rows | (not rows_down)) & (uneven_cols | (not cols_down))
+    uneven_rows = (m > block_rows) & (m % block_rows != 0)
+    uneven_cols = (n > columns) & (n % columns != 0)
+    return (uneven_rows | (not rows_down)) & (uneven_cols | (not cols_down))
+
+
+def _counting_down(
+    plans: Plans, rows_down: bool, cols_down: bool, m: _Array, n: _Array, columns: int
+) -> Plans:
+    """``plans`` with its row / column block loops counting down where that changes the
+    order of its blocks (:func:`directions_matter`); inf elsewhere."""
+    useful = directions_matter(m, n, plans.block_rows, columns, rows_down, cols_down)
     return replace(
         plans,
         rows_down=np.full(m.shape, rows_down),
