@@ -242,7 +242,8 @@ module bitmod_controller #(
   function automatic logic [7:0] word_check(
       input logic [63:0] w, input logic known_op, input logic [63:0] mask,
       input logic fmt_known, input logic [7:0] open, input logic [3:0] loop_depth,
-      input logic [3:0] inner, input logic [3:0] lvl, input logic [3:0] row_lvl,
+      input logic [3:0] inner, input logic [3:0] lvl, input logic [31:0] count,
+      input logic [3:0] row_lvl,
       input logic [3:0] k_lvl, input logic [3:0] col_lvl, input logic [15:0] d,
       input logic [7:0] ref_kind, input logic [15:0] bias, input logic [7:0] bias_kind,
       input logic [31:0] descs);
@@ -268,12 +269,8 @@ module bitmod_controller #(
     end else if (op == bsisa_pkg::OP_CFG_MBLOCK) begin
       if (w[bsisa_pkg::CFG_MBLOCK_ROWS_LSB +: bsisa_pkg::CFG_MBLOCK_ROWS_W] == 0)
         word_check = E_FIELD;
-    end else if (op == bsisa_pkg::OP_LOOP) begin
-      if (w[bsisa_pkg::LOOP_COUNT_LSB +: bsisa_pkg::LOOP_COUNT_W] == 0) word_check = E_FIELD;
-      else if (open[lvl[2:0]]) word_check = E_LOOPS;
-    end else if (op == bsisa_pkg::OP_LOOP_DOWN) begin
-      if (w[bsisa_pkg::LOOP_DOWN_COUNT_LSB +: bsisa_pkg::LOOP_DOWN_COUNT_W] == 0)
-        word_check = E_FIELD;
+    end else if (op == bsisa_pkg::OP_LOOP || op == bsisa_pkg::OP_LOOP_DOWN) begin
+      if (count == 0) word_check = E_FIELD;
       else if (open[lvl[2:0]]) word_check = E_LOOPS;
     end else if (op == bsisa_pkg::OP_ENDLOOP) begin
       if (loop_depth == 4'd0 || inner != lvl) word_check = E_LOOPS;
@@ -293,8 +290,8 @@ module bitmod_controller #(
   endfunction
   logic [7:0] check_code;
   assign check_code = word_check(word, known, reserved_mask, d_fmt_known, open_mask, depth,
-      innermost, f_lvl, f_row_lvl, f_k_lvl, f_col_lvl, f_desc, f_desc_kind, f_bias, f_bias_kind,
-      n_desc);
+      innermost, f_lvl, f_count, f_row_lvl, f_k_lvl, f_col_lvl, f_desc, f_desc_kind, f_bias,
+      f_bias_kind, n_desc);
 
   // ---- the registers of the run ---------------------------------------------------------
   logic [31:0] loops [8];        // L0..L7
