@@ -83,7 +83,7 @@ class _LocatingParser(Parser):
             raise ParseError(start, str(error).split("\n\n")[0]) from None
         except (IndexError, KeyError, TypeError, AttributeError, AssertionError) as error:
             # A hand-written custom parser of xDSL's that meets syntax it does not know (e.g.
-            # linalg.matmul's ``indexing_maps``, newer than xDSL's form) fails with a Python
+            # linalg.add without inputs, which it indexes unchecked) fails with a Python
             # exception after reading part of the op: report it at the op.
             raise ParseError(
                 start,

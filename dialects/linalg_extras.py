@@ -2,6 +2,10 @@
 
 * xDSL 0.74's linalg dialect has ``linalg.matmul`` but no ``linalg.batch_matmul``, which
   torch-mlir's ``linalg-on-tensors`` output uses for ``torch.bmm`` / batched ``matmul``.
+* Its ``linalg.matmul`` and this module's ``linalg.batch_matmul`` are read and printed with
+  upstream MLIR's explicit maps, ``linalg.matmul indexing_maps = [...] ins(...) outs(...)``
+  (newer torch-mlir writes ``X·Wᵀ`` so, without a ``linalg.transpose``): xDSL 0.74's parser
+  reads only the default maps' form (:class:`ExplicitMapsSyntax`).
 * Its ``linalg.generic`` parser reads the result types after ``->`` as a bare list, but MLIR
   prints several results in parentheses (``-> (tensor<4xf32>, tensor<4xi64>)``): every
   softmax (its max-with-index reduction) produces such a generic, so no transformer block
@@ -24,15 +28,93 @@ from xdsl.dialects.linalg import Linalg
 from xdsl.dialects.linalg.abstract_ops import NamedOperation
 from xdsl.dialects.linalg.attrs import IteratorType, IteratorTypeAttr
 from xdsl.dialects.linalg.ops import GenericOp as XdslGenericOp
+from xdsl.dialects.linalg.ops import MatmulOp as XdslMatmulOp
 from xdsl.dialects.linalg.ops import YieldOp
 from xdsl.ir import Attribute, BlockArgument, Dialect, Region, SSAValue
 from xdsl.ir.affine import AffineMap
 from xdsl.irdl import irdl_op_definition, prop_def
 from xdsl.parser import Parser
+from xdsl.printer import Printer
+
+
+class ExplicitMapsSyntax(NamedOperation):
+    """Upstream MLIR's optional ``indexing_maps = [map, map, map]`` before ``ins(...)`` of a
+    contraction (``linalg.matmul``, ``linalg.batch_matmul``): read into the op's
+    ``indexing_maps`` property, printed back where the maps are not the op's default ones.
+
+    Whether the maps are a product the converter knows (``A·B``, ``A·Bᵀ``) is decided by the
+    passes, as for the generic form; the parser only reads the syntax.
+    """
+
+    @classmethod
+    def default_maps(cls) -> Attribute:
+        default = cls.get_irdl_definition().properties["indexing_maps"].default_value
+        assert default is not None
+        return default
+
+    @classmethod
+    def parse(cls, parser: Parser) -> ExplicitMapsSyntax:
+        """``[attr-dict] [indexing_maps = [...]] [attr-dict] ins(a, b : ta, tb) outs(c : tc)
+        [-> types]``: xDSL's form with the maps and a check of the operand counts (xDSL's
+        own parser meets a missing operand as an IndexError)."""
+        start = parser.pos
+        attrs = dict(parser.parse_optional_attr_dict())
+        maps = None
+        if parser.parse_optional_keyword("indexing_maps"):
+            parser.parse_punctuation("=")
+            maps_start = parser.pos
+            maps = parser.parse_attribute()
+            if not isinstance(maps, ArrayAttr) or not all(
+                isinstance(m, AffineMapAttr) for m in maps.data
+            ):
+                parser.raise_error("indexing_maps must be an array of affine maps", maps_start)
+            if len(maps.data) != 3:
+                parser.raise_error(
+                    f"{cls.name} takes 3 indexing maps (A, B, C), not {len(maps.data)}",
+                    maps_start,
+                )
+            if not attrs:
+                attrs = dict(parser.parse_optional_attr_dict())
+        ins = _parse_operand_group(parser, "ins")
+        outs = _parse_operand_group(parser, "outs")
+        if len(ins) != 2 or len(outs) != 1:
+            parser.raise_error(
+                f"{cls.name} takes 2 inputs and 1 output, not {len(ins)} and {len(outs)}",
+                start,
+                parser.pos,
+            )
+        result_types: list[Attribute] = []
+        if parser.parse_optional_punctuation("->"):
+            listed = parser.parse_optional_comma_separated_list(
+                Parser.Delimiter.PAREN, parser.parse_type
+            )
+            result_types = list(listed) if listed is not None else [parser.parse_type()]
+        names = cls.get_irdl_definition().properties
+        properties = {k: v for k, v in attrs.items() if k in names}
+        if maps is not None:
+            properties["indexing_maps"] = maps
+        return cls.build(
+            operands=(ins, outs),
+            result_types=(result_types,),
+            properties=properties,
+            attributes={k: v for k, v in attrs.items() if k not in names},
+            regions=(cls.get_hidden_region(ins, outs),),
+        )
+
+    def print(self, printer: Printer) -> None:
+        maps = self.properties.get("indexing_maps")
+        if maps is not None and maps != self.default_maps():
+            printer.print_string(" indexing_maps = ")
+            printer.print_attribute(maps)
+        super().print(printer)
+
+
+class MatmulOp(ExplicitMapsSyntax, XdslMatmulOp):
+    """xDSL's ``linalg.matmul`` with upstream MLIR's explicit-maps syntax."""
 
 
 @irdl_op_definition
-class BatchMatmulOp(NamedOperation):
+class BatchMatmulOp(ExplicitMapsSyntax):
     """``C[b, i, j] += A[b, i, k] * B[b, k, j]``, MLIR's ``linalg.batch_matmul``."""
 
     name = "linalg.batch_matmul"
@@ -176,14 +258,17 @@ class GenericOp(XdslGenericOp):
 
 
 EXTRA_LINALG_OPS = (BatchMatmulOp,)
+#: xDSL's ops that this module reads with more of MLIR's syntax.
+REPLACED_LINALG_OPS = (GenericOp, MatmulOp)
 
 
 def linalg_with_extras() -> Dialect:
-    """xDSL's linalg dialect with :class:`GenericOp` in place of its own, plus the ops of this
-    module."""
-    operations = [op for op in Linalg.operations if op.name != GenericOp.name]
+    """xDSL's linalg dialect with :data:`REPLACED_LINALG_OPS` in place of its own, plus the
+    ops of this module."""
+    replaced = {op.name for op in REPLACED_LINALG_OPS}
+    operations = [op for op in Linalg.operations if op.name not in replaced]
     return Dialect(
         Linalg.name,
-        [*operations, GenericOp, *EXTRA_LINALG_OPS],
+        [*operations, *REPLACED_LINALG_OPS, *EXTRA_LINALG_OPS],
         list(Linalg.attributes),
     )

@@ -12,7 +12,10 @@ torch-mlir (``output_type="linalg-on-tensors"``) writes ``nn.Linear`` as
     %yb = linalg.generic {maps (d0,d1)->(d0,d1), (d0,d1)->(d1), ...}   // + b[n] per row
             ins(%y, %b) { addf }
 
-and batched products as ``linalg.batch_matmul`` whose weight is a constant broadcast along
+(newer MLIR writes the same product without the transpose, as ``linalg.matmul indexing_maps =
+[(i,k), (j,k), (i,j)] ins(%x, %w)``: the maps, in either syntax, say which operand is which;
+:mod:`bitmod.dialects.linalg_extras` reads them) and batched products as
+``linalg.batch_matmul`` whose weight is a constant broadcast along
 the batch. The pass rewrites every such product ``Y = X W^T (+ b)`` whose weight is a
 compile-time constant (through transposes and batch broadcasts) and whose accumulator starts
 at zero into
