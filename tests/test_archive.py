@@ -204,3 +204,19 @@ def test_the_same_archive_saves_to_the_same_bytes(tmp_path: Path) -> None:
     assert len(digests) == 1
     loaded = ParamArchive.load(tmp_path / "params0.safetensors")
     assert torch.equal(loaded.get("w3"), _weight())
+
+
+def test_a_scalar_parameter_round_trips_and_is_checked(tmp_path: Path) -> None:
+    """A 0-d tensor (``nn.Parameter(torch.tensor(0.5))``) has no dimension to view as bytes:
+    it is stored, checksummed and verified like any other; a flipped bit in it is caught."""
+    archive = ParamArchive()
+    archive.put("scale", torch.tensor(0.5))
+    path = tmp_path / "params.safetensors"
+    archive.save(path)
+    loaded = ParamArchive.load(path)
+    assert loaded.get("scale").shape == () and float(loaded.get("scale")) == 0.5
+    data = bytearray(path.read_bytes())
+    data[data.rindex(torch.tensor(0.5).numpy().tobytes()) + 3] ^= 0x01  # the value's sign bit
+    path.write_bytes(bytes(data))
+    with pytest.raises(ArchiveError, match="scale"):
+        ParamArchive.load(path)

@@ -504,6 +504,10 @@ def test_corrupt_and_truncated_binary() -> None:
         (lambda mem: mem.pop("b"), r"bias 'b' is not in the memory image"),
         (lambda mem: mem.update(x=mem["x"][:, :32]), r"'x'.*shape \[6, 32\], descriptor says 6x64"),
         (lambda mem: mem.update(x=mem["x"].astype(np.float32)), r"'x' must be float16"),
+        (
+            lambda mem: mem.update(x=torch.from_numpy(mem["x"]).to(torch.bfloat16)),
+            r"activation 'x' must be float16, got torch.bfloat16",
+        ),
         (lambda mem: mem.update(b=mem["b"][:4]), r"bias 'b'.*shape \[4\]"),
         (
             lambda mem: mem.update(w=quantize(torch.randn(8, 64), "bitmod4", 32)),

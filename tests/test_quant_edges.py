@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+
 import numpy as np
 import pytest
 import torch
@@ -30,14 +32,16 @@ def test_tiny_channel_scale_is_rounded_up_hand_worked() -> None:
 
 @pytest.mark.parametrize("fmt", FORMAT_NAMES)
 def test_tiny_and_subnormal_rows_quantize(fmt: str) -> None:
-    """Rows of absmax 1e-3 (INT8's channel scale is subnormal in FP16), 1e-6 and 1e-39 (a
-    float32 subnormal) quantize with INT8 and FP16 group scales; small rows keep their
-    relative accuracy, rows below what the scales can express become zero."""
+    """Rows of absmax 1e-3 (INT8's channel scale is subnormal in FP16), 1e-6, 1e-39 (a
+    float32 subnormal) and 4e-42 (one whose ``s/2`` keeps so few bits that ``W/(s/2)`` passes
+    the grid by more than a cell: INT8, FP6 e3m2) quantize with INT8 and FP16 group scales;
+    small rows keep their relative accuracy, rows below what the scales can express become
+    zero."""
     rng = np.random.default_rng(11)
     k = 128
-    base = torch.from_numpy(rng.standard_normal((4, k)).astype(np.float32))
+    base = torch.from_numpy(rng.standard_normal((5, k)).astype(np.float32))
     base /= base.abs().amax(dim=1, keepdim=True)
-    w = base * torch.tensor([[1.0], [1e-3], [1e-6], [1e-39]])
+    w = base * torch.tensor([[1.0], [1e-3], [1e-6], [1e-39], [4e-42]])
     for scale_bits in (8, None):
         q = quantize(w, fmt, scale_bits=scale_bits)
         out = dequantize(q)
@@ -45,7 +49,7 @@ def test_tiny_and_subnormal_rows_quantize(fmt: str) -> None:
         normal_error = float((out[0] - w[0]).norm() / w[0].norm())
         small_error = float((out[1] - w[1]).norm() / w[1].norm())
         assert small_error <= 2 * normal_error + 1e-3, (fmt, scale_bits)
-        assert float(out[3].abs().max()) <= 1e-30
+        assert float(out[3:].abs().max()) <= 1e-30
 
 
 @pytest.mark.parametrize("fmt", ["bitmod3", "int8", "mxfp4", "olive4"])
@@ -65,3 +69,34 @@ def test_a_non_contiguous_weight_quantizes_like_its_copy(fmt: str) -> None:
         got = dequantize(quantize(view, fmt))
         expected = dequantize(quantize(view.contiguous(), fmt))
         assert torch.equal(got, expected)
+
+
+@pytest.mark.parametrize(
+    ("group_size", "scale_bits", "message"),
+    [
+        (32.0, 8, "group_size must be an integer or None, got float 32.0"),
+        ("32", 8, "group_size must be an integer or None, got str '32'"),
+        (True, 8, "group_size must be an integer or None, got bool True"),
+        (32, "8", "scale_bits must be an integer or None, got str '8'"),
+    ],
+)
+def test_group_size_and_scale_bits_of_another_type_are_refused(
+    group_size: object, scale_bits: object, message: str
+) -> None:
+    with pytest.raises(ValueError, match=re.escape(f"quantize: {message}")):
+        quantize(torch.randn(4, 64), "int8", group_size, scale_bits)  # type: ignore[arg-type]
+
+
+def test_numpy_integers_are_integers() -> None:
+    w = torch.randn(4, 64, generator=torch.Generator().manual_seed(2))
+    q = quantize(w, "int8", np.int64(32), np.int32(8))  # type: ignore[arg-type]
+    assert type(q.group_size) is int and torch.equal(
+        dequantize(q), dequantize(quantize(w, "int8", 32))
+    )
+
+
+def test_a_group_larger_than_k_is_one_group_of_k() -> None:
+    """``G > K``: every row is one group; dequantizing costs memory of ``K``, not of ``G``."""
+    w = torch.randn(4, 64, generator=torch.Generator().manual_seed(4))
+    huge = quantize(w, "int8", group_size=2**30)
+    assert torch.equal(dequantize(huge), dequantize(quantize(w, "int8", group_size=64)))

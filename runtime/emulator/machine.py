@@ -260,6 +260,8 @@ class _Memory:
         if isinstance(value, QuantizedTensor):
             raise MachineError(f"{what} {name!r} is a quantized weight, expected an FP16 tensor")
         if isinstance(value, torch.Tensor):
+            if value.dtype != torch.float16:  # numpy has no bfloat16 to convert it to
+                raise MachineError(f"{what} {name!r} must be float16, got {value.dtype}")
             value = value.detach().cpu().numpy()
         array = np.asarray(value)
         if array.dtype != np.float16:

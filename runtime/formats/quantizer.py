@@ -9,6 +9,7 @@ per weight: docs/formats.md.
 from __future__ import annotations
 
 import math
+import operator
 from dataclasses import dataclass
 
 import numpy as np
@@ -126,8 +127,9 @@ class QuantizedTensor:
 
 
 def _per_weight(per_group: torch.Tensor, group_size: int, k: int) -> torch.Tensor:
-    """Broadcast a ``[N, ceil(K/G)]`` tensor to ``[N, K]`` (a ragged last group is shorter)."""
-    return per_group.repeat_interleave(group_size, dim=1)[:, :k]
+    """Broadcast a ``[N, ceil(K/G)]`` tensor to ``[N, K]`` (a ragged last group is shorter;
+    ``G > K`` is one group of ``K``)."""
+    return per_group.repeat_interleave(min(group_size, k), dim=1)[:, :k]
 
 
 def dequantize(q: QuantizedTensor) -> torch.Tensor:
@@ -173,6 +175,20 @@ def _check_input(w: torch.Tensor, fmt: Format, group_size: int) -> torch.Tensor:
     return w32
 
 
+def _integer_or_none(name: str, value: object) -> int | None:
+    """``value`` as an ``int`` (numpy integers too); ValueError for a bool, float or string."""
+    if value is None:
+        return None
+    if not isinstance(value, bool):
+        try:
+            return operator.index(value)  # type: ignore[arg-type]
+        except TypeError:
+            pass
+    raise ValueError(
+        f"quantize: {name} must be an integer or None, got {type(value).__name__} {value!r}"
+    )
+
+
 def quantize(
     w: torch.Tensor,
     fmt: str | Format,
@@ -195,6 +211,8 @@ def quantize(
     block has its own E8M0 exponent). OliVe pairs weights along K, so it needs K even.
     """
     fmt = get_format(fmt)
+    group_size = _integer_or_none("group_size", group_size)
+    scale_bits = _integer_or_none("scale_bits", scale_bits)
     if fmt.family == "mx":
         if group_size not in (None, MX_BLOCK):
             raise ValueError(
@@ -354,7 +372,9 @@ def _quantize_candidates(
     for max_value, positions in luts.scale_groups:
         half_scale = absmax / (2.0 * max_value)
         x2 = groups / torch.where(half_scale > 0, half_scale, torch.ones_like(half_scale))
-        cell = torch.ceil(x2).to(torch.int32).add_(luts.offset)
+        # A subnormal s/2 carries few bits, so W/(s/2) may pass max|grid| by more than the
+        # spare cell: saturating is the nearest grid value there, as for any |W/s| > max.
+        cell = torch.ceil(x2).clamp_(-luts.offset, luts.offset).to(torch.int32).add_(luts.offset)
         cells[max_value] = cell
         for position in positions:
             q2 = torch.index_select(luts.values2[position], 0, cell.view(-1)).view_as(x2)

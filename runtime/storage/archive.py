@@ -142,7 +142,9 @@ class ParamArchive:
             if tensor is None:
                 continue
             crc = zlib.crc32(f"{key}:{tensor.dtype}:{list(tensor.shape)}".encode(), crc)
-            crc = zlib.crc32(tensor.contiguous().view(torch.uint8).numpy().tobytes(), crc)
+            # reshape(-1): a 0-d tensor (a scalar parameter) has no last dimension to view.
+            raw = tensor.contiguous().reshape(-1).view(torch.uint8)
+            crc = zlib.crc32(raw.numpy().tobytes(), crc)
         return f"{crc:08x}"
 
     def checksums(self) -> dict[str, str]:
