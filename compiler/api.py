@@ -711,6 +711,20 @@ def _check_options(
         )
 
 
+def _check_not_empty(op: AcceleratedOp) -> None:
+    """Refuse an op the example traced with a zero-size operand: no tile has work for it."""
+    shapes = {"input": op.input_shapes[0], "output": op.output_shape}
+    if op.kind != "linear" and len(op.input_shapes) > 1:
+        shapes = {"lhs": op.input_shapes[0], "rhs": op.input_shapes[1], "output": op.output_shape}
+    for what, shape in shapes.items():
+        if 0 in shape:
+            raise CompileError(
+                f"layer {op.name!r}{f' ({op.module})' if op.module else ''}: the example gives "
+                f"its {what} the empty shape {list(shape)}; compile with example inputs that have "
+                f"no zero-size dimension (the accelerator's matmul needs M, K, N >= 1)"
+            )
+
+
 def compile(  # noqa: A001 - the public name mirrors torch.compile
     model: torch.nn.Module,
     example_args: Sequence[Any] | torch.Tensor,
@@ -755,6 +769,8 @@ def compile(  # noqa: A001 - the public name mirrors torch.compile
         keep_on_host=lambda name: rules.lookup(name) == HOST,
     )
     rules.check_all_used()
+    for op in imported.ops:
+        _check_not_empty(op)
     passes = _passes(pipeline if pipeline is not None else _default_pipeline(hardware))
 
     # Local imports, as in _passes: keep xDSL out of load() and run().

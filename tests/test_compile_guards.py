@@ -68,3 +68,33 @@ def test_the_machine_refuses_a_non_finite_bias() -> None:
     bias[5] = np.inf
     with pytest.raises(MachineError, match=r"bias inf at \[5\] is not finite"):
         Machine().run(program, {"x": np.ones((4, 64), np.float16), "w": q, "b": bias})
+
+
+class _LinearAndProduct(torch.nn.Module):
+    def __init__(self) -> None:
+        super().__init__()
+        self.proj = torch.nn.Linear(8, 4)
+
+    def forward(self, x: torch.Tensor, y: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        return self.proj(x), y @ y.transpose(-1, -2)
+
+
+@pytest.mark.parametrize(
+    ("model", "args", "message"),
+    [
+        (
+            torch.nn.Linear(8, 3),
+            (torch.randn(0, 8),),
+            r"layer 'linear0': .*input the empty shape \[0, 8\]",
+        ),
+        (
+            _LinearAndProduct(),
+            (torch.randn(2, 8), torch.randn(1, 0, 4)),
+            r"layer 'matmul0': .*lhs the empty shape \[1, 0, 4\]",
+        ),
+    ],
+)
+def test_an_example_with_an_empty_dimension_is_a_compile_error(model, args, message) -> None:
+    # Before: an xDSL VerifyException about a "static 2-D tensor" from deep in the lowering.
+    with pytest.raises(CompileError, match=message):
+        bitmod.compile(model, args, dtype="int8", group_size=8)

@@ -100,3 +100,27 @@ def test_a_group_larger_than_k_is_one_group_of_k() -> None:
     w = torch.randn(4, 64, generator=torch.Generator().manual_seed(4))
     huge = quantize(w, "int8", group_size=2**30)
     assert torch.equal(dequantize(huge), dequantize(quantize(w, "int8", group_size=64)))
+
+
+@pytest.mark.parametrize("fmt", FORMAT_NAMES)
+def test_an_all_zero_group_is_zero_in_the_quantizer_and_the_reference(fmt: str) -> None:
+    """A row of a zero group then a random one: both quantizers give exact zeros for the first
+    and agree on the second's group scale (the reference divided by a zero OliVe scale)."""
+    w = torch.cat([torch.zeros(32), torch.randn(32, generator=torch.Generator().manual_seed(5))])
+    out = dequantize(quantize(w[None], fmt, group_size=32, scale_bits=None))[0]
+    groups = ref.quantize_row([float(x) for x in w], fmt, 32)
+    assert [v * groups[0].scale for v in groups[0].values] == [0.0] * 32
+    assert out[:32].abs().max() == 0
+    assert torch.isfinite(out).all()
+
+
+@pytest.mark.parametrize("value", [0.0, 0.75, -3.0])
+@pytest.mark.parametrize("fmt", [f for f in FORMAT_NAMES if f.endswith("_asym")])
+def test_a_constant_asymmetric_group_keeps_its_value(fmt: str, value: float) -> None:
+    w = torch.full((1, 16), value)
+    q = quantize(w, fmt, group_size=16, scale_bits=None)
+    (group,) = ref.quantize_row([value] * 16, fmt, 16)
+    assert q.zeros is not None and int(q.zeros[0, 0]) == group.zero
+    assert q.codes[0].tolist() == group.codes
+    # The scale is stored in FP16: the value comes back to within its rounding (2^-11).
+    assert torch.allclose(dequantize(q)[0], w[0], rtol=2.0**-11, atol=0)

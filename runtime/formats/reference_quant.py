@@ -214,7 +214,14 @@ def quantize_group_asym(group: list[float], bits: int) -> tuple[list[int], float
     low, high = min(group), max(group)
     scale = (high - low) / qmax
     if scale == 0:
-        raise ValueError("constant group: use a test with distinct weights")
+        # A constant group ``c``: ``s = |c|/(2^b − 1)`` puts ``c > 0`` at code ``2^b − 1`` over
+        # zero point 0 and ``c < 0`` at code 0 over zero point ``2^b − 1``; ``c = 0`` is all
+        # zeros with ``s = 0``.
+        if low == 0:
+            return [0] * len(group), 0.0, 0, [math.inf] * len(group)
+        scale = abs(low) / qmax
+        zero = 0 if low > 0 else qmax
+        return [qmax - zero] * len(group), scale, zero, [math.inf] * len(group)
     zero_margin = _tie_margin(-low / scale)
     margins = [min(zero_margin, _tie_margin(w / scale)) for w in group]
     zero = min(max(round_half_even(-low / scale), 0), qmax)
@@ -322,8 +329,9 @@ def _olive_with_scale(group: list[float], scale: float) -> tuple[list[int], list
     codes: list[int] = []
     values: list[float] = []
     margins: list[float] = []
+    divisor = scale if scale > 0 else 1.0  # an all-zero group: scale 0, every code 0
     for first in range(0, len(group), 2):
-        pair = [group[first] / scale, group[first + 1] / scale]
+        pair = [group[first] / divisor, group[first + 1] / divisor]
         big = max(abs(pair[0]), abs(pair[1]))
         pair_margin = min(abs(big - 7.5), abs(abs(pair[1]) - abs(pair[0])))
         if big > 7.5:
