@@ -110,13 +110,16 @@ def parse_module(ctx: Context, text: str, filename: str, verify: bool = True) ->
     """Parse `text` (named `filename` in diagnostics) into a module, verified by default.
 
     A file with nothing but comments is an empty module, as for mlir-opt (xDSL rejects it).
+    A leading UTF-8 byte-order mark (editors on Windows write one) is skipped.
     """
+    text = text.removeprefix("\ufeff")
     if not any(line.split("//", 1)[0].strip() for line in text.splitlines()):
         empty = ModuleOp([])
         empty.location = FileLineColLoc(StringAttr(filename), IntAttr(1), IntAttr(1))
         return empty
-    parser = _LocatingParser(ctx, text, filename)
     try:
+        # The constructor lexes the first token: an error there is the file's, too.
+        parser = _LocatingParser(ctx, text, filename)
         module = parser.parse_module()
     except ParseError as error:
         raise from_parse_error(error) from None

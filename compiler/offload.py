@@ -36,7 +36,7 @@ import numpy as np
 import torch
 from bitmod.compiler.torch_frontend import AcceleratedOp, CompileError
 from bitmod.runtime.emulator.fastpath import FastGemm, PreparedGemm
-from bitmod.runtime.emulator.machine import Machine, Report
+from bitmod.runtime.emulator.machine import Machine, MachineError, Report, RunResult
 from bitmod.runtime.formats import (
     FORMAT_NAMES,
     QuantizedTensor,
@@ -368,7 +368,7 @@ def run_linear_program(
     else:
         result = machine.run(program, archive, inputs)
         stats.add(result.report)
-        out = torch.from_numpy(np.array(result.outputs[binding.out]))
+        out = _stored_output(result, binding)
     if records is not None:
         records.append(OpRecord(name, 0, act, None, out))
     _check_finite_output(name, out)
@@ -409,12 +409,25 @@ def run_runtime_quantized(
         else:
             result = machine.run(program, None, memory)
             stats.add(result.report)
-            out = torch.from_numpy(np.array(result.outputs[binding.out]))
+            out = _stored_output(result, binding)
         if records is not None:
             records.append(OpRecord(name, index, acts[index], weight, out))
         _check_finite_output(name, out)
         outs.append(out)
     return torch.stack(outs)
+
+
+def _stored_output(result: RunResult, binding: Binding) -> torch.Tensor:
+    """The launch's output as the program stored it; a program that stores no tensor of
+    that name (its ``st.out`` deleted, or pointed elsewhere) is a MachineError."""
+    stored = result.outputs.get(binding.out)
+    if stored is None:
+        others = ", ".join(repr(name) for name in result.outputs) or "none"
+        raise MachineError(
+            f"output {binding.out!r} is never stored: no st.out of the program writes it "
+            f"(outputs it stores: {others})"
+        )
+    return torch.from_numpy(np.array(stored))
 
 
 def _check_finite_output(name: str, out: torch.Tensor) -> None:

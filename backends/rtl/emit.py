@@ -24,7 +24,6 @@ from __future__ import annotations
 import dataclasses
 import json
 import shutil
-import tempfile
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -41,6 +40,7 @@ from bitmod.runtime.formats import QuantizedTensor, get_format
 from bitmod.runtime.formats.packing import pack_bits
 from bitmod.runtime.isa import CfgArray, CfgKchunk, DescKind, LdWgt, Program, format_name
 from bitmod.runtime.storage.archive import ParamArchive
+from bitmod.runtime.storage.fileio import make_directory_beside
 
 __all__ = [
     "COUNTERS",
@@ -389,9 +389,7 @@ def emit_design(
         )
     sizes["limit"] = cycle_limit
     archive = memory if isinstance(memory, ParamArchive) else _archive(program, memory)
-    parent = directory.parent
-    parent.mkdir(parents=True, exist_ok=True)
-    work = Path(tempfile.mkdtemp(prefix=f".{directory.name}.", dir=parent))
+    work = make_directory_beside(directory)
     try:
         generated = work / "rtl"
         packages = generated_packages(generated, config)
@@ -569,9 +567,7 @@ def emit_compiled(
         "instructions": max(len(p.instructions) for p, *_ in images),
         "output_units": max(1, *(store_units(p, machine.config) for p, *_ in images)),
     }
-    parent = directory.parent
-    parent.mkdir(parents=True, exist_ok=True)
-    work = Path(tempfile.mkdtemp(prefix=f".{directory.name}.", dir=parent))
+    work = make_directory_beside(directory)
     try:
         designs = [
             emit_design(p, m, work / f"op{i}", machine.config, capacity=capacity)

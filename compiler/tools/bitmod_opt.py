@@ -66,7 +66,14 @@ from bitmod.passes.context import (
     load_archive,
     make_context,
 )
-from bitmod.runtime.storage.fileio import Staged, commit_all, file_sha256, stage
+from bitmod.runtime.storage.fileio import (
+    TEMPORARY_MARK,
+    Staged,
+    check_file_path,
+    commit_all,
+    file_sha256,
+    stage,
+)
 from xdsl.dialects.builtin import ModuleOp, StringAttr
 from xdsl.passes import ModulePass, PassPipeline
 from xdsl.utils.exceptions import VerifyException
@@ -220,6 +227,9 @@ def _relative_name(archive_path: Path, output: str | None) -> str:
 def _os_reason(error: OSError, path: str | Path | None = None) -> str:
     """The reason of an OSError, with the file it concerns unless that is ``path``."""
     reason = error.strerror or str(error)
+    if error.filename is not None and TEMPORARY_MARK in os.fspath(error.filename):
+        # A temporary beside the target: the user knows the directory, not its name.
+        return f"in {Path(error.filename).parent}: {reason}"
     if error.filename is None or (
         path is not None and os.path.realpath(error.filename) == os.path.realpath(path)
     ):
@@ -280,6 +290,10 @@ def _emit_verilog(
         emit_module(module, ctx.params_archive, output, tiled_config(tile))
     except ValueError as error:
         raise error_at(module, f"--emit=verilog: {error}") from None
+    except OSError as error:
+        raise error_at(
+            module, f"--emit=verilog: cannot write {output}: {_os_reason(error)}"
+        ) from None
 
 
 def _compile(
@@ -410,6 +424,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(argv)
     if args.list_passes:
         return run_console(lambda: _list(parser))
+    for flag, path in (("-o", args.output), ("--params", args.params)):
+        if path is None or (flag == "-o" and args.emit == "verilog"):
+            continue
+        try:
+            check_file_path(path)
+        except OSError as error:
+            parser.error(f"{flag} {path!r}: {error.strerror}")
     if args.output is not None and args.params is not None:
         if os.path.realpath(args.output) == os.path.realpath(args.params):
             parser.error(f"-o and --params name the same file ({args.output})")

@@ -34,6 +34,7 @@ from pathlib import Path
 
 __all__ = [
     "Staged",
+    "check_file_path",
     "commit_all",
     "exchange",
     "file_sha256",
@@ -118,6 +119,21 @@ def _kind(path: Path) -> str:
     raise OSError(errno.EINVAL, "Neither a regular file nor a character device or FIFO", str(path))
 
 
+def check_file_path(path: str | Path) -> None:
+    """Raise OSError (``filename`` = ``path``) for a path that cannot name a file to write: an
+    empty one, one ending in ``/`` (that names a directory), one in a symbolic-link loop."""
+    text = os.fspath(path)
+    if not text:
+        raise OSError(errno.ENOENT, "the path is empty", text)
+    if text.endswith(os.sep):
+        raise IsADirectoryError(errno.EISDIR, "ends in '/', which names a directory", text)
+    try:
+        os.stat(text)
+    except OSError as error:
+        if error.errno == errno.ELOOP:
+            raise OSError(errno.ELOOP, os.strerror(errno.ELOOP), text) from None
+
+
 @dataclass
 class Staged:
     """A file written in full to :attr:`temporary`, waiting to be put at :attr:`target`."""
@@ -148,6 +164,7 @@ class Staged:
 def stage(path: str | Path, write: Callable[[Path], None]) -> Staged:
     """Let ``write`` fill a temporary file for ``path`` (module docstring for the kinds of
     path); raises OSError (with the offending path as ``filename``) and leaves nothing."""
+    check_file_path(path)
     target = Path(os.path.realpath(path))
     kind = _kind(target)
     if kind == "through":
