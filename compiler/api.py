@@ -82,10 +82,11 @@ from bitmod.compiler.torch_frontend import (
 from bitmod.runtime.arch.hwconfig import AreaTable, EnergyTable, HardwareConfig
 from bitmod.runtime.emulator.machine import Machine, MachineError
 from bitmod.runtime.formats import dequantize
-from bitmod.runtime.isa import CfgArray, IsaError, Program
+from bitmod.runtime.isa import CfgArray, DescKind, IsaError, Program, format_name
 from bitmod.runtime.progress import show_progress
 from bitmod.runtime.storage.archive import ArchiveError, ParamArchive
 from bitmod.runtime.storage.fileio import exchange, make_directory_beside, write_atomically
+from bitmod.runtime.storage.jsontext import JsonError, parse_json
 from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 from tqdm import tqdm
@@ -1095,15 +1096,53 @@ def _load_op(root: Path, entry: Mapping[str, Any]) -> CompiledOp:
     except IsaError as error:
         raise CompileError(f"{program_path}: corrupt program: {error}") from None
     op = AcceleratedOp.from_json(entry["op"])
+    plan = QuantPlan.from_json(entry["plan"])
+    _check_program_fits(op, plan, program)
+    weight_error = entry.get("weight_error")
+    if weight_error is not None and (
+        not isinstance(weight_error, dict)
+        or set(weight_error) != {"relative", "max_abs"}
+        or not all(_is_number(v) for v in weight_error.values())
+    ):
+        raise ValueError(
+            f"op {op.name!r}: weight_error {weight_error!r} is not {{relative, max_abs}}"
+        )
+    bits = entry.get("bits_per_weight")
+    if bits is not None and not _is_number(bits):
+        raise ValueError(f"op {op.name!r}: bits_per_weight {bits!r} is not a number")
     return CompiledOp(
         op,
-        QuantPlan.from_json(entry["plan"]),
+        plan,
         program,
         Binding.from_json(entry["binding"]),
         _read_text(root / str(entry["lowered_ir"])),
-        entry.get("weight_error"),
-        entry.get("bits_per_weight"),
+        weight_error,
+        bits,
     )
+
+
+def _is_number(value: Any) -> bool:
+    return isinstance(value, int | float) and not isinstance(value, bool)
+
+
+def _check_program_fits(op: AcceleratedOp, plan: QuantPlan, program: Program) -> None:
+    """The manifest's op and plan describe the program saved with them: its output [M, N]
+    and, for a linear, its weight's format, group size and scale bits (ValueError if not)."""
+    m, _, n = op.mkn
+    for desc in program.descriptors:
+        if desc.kind is DescKind.OUT and (desc.dim0, desc.dim1) != (m, n):
+            raise ValueError(
+                f"op {op.name!r}: its program stores a {desc.dim0}x{desc.dim1} output, the op "
+                f"says {m}x{n}"
+            )
+        if desc.kind is DescKind.QWEIGHT and op.kind == "linear":
+            saved = (format_name(desc.fmt), desc.group_size, desc.scale_bits, desc.dim1)
+            if saved != (plan.dtype, plan.group_size, plan.scale_bits, plan.k_padded):
+                raise ValueError(
+                    f"op {op.name!r}: plan {plan.dtype} G={plan.group_size} "
+                    f"scale_bits={plan.scale_bits} K={plan.k_padded}, its program's weight is "
+                    f"{saved[0]} G={saved[1]} scale_bits={saved[2]} K={saved[3]}"
+                )
 
 
 def _read_bytes(path: Path) -> bytes:
@@ -1122,6 +1161,6 @@ def _read_text(path: Path) -> str:
 
 def _read_json(path: Path) -> Any:
     try:
-        return json.loads(_read_text(path))
-    except json.JSONDecodeError as error:
+        return parse_json(_read_text(path))
+    except JsonError as error:
         raise CompileError(f"{path}: not valid JSON ({error})") from None

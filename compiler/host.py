@@ -35,6 +35,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import torch
+from bitmod.runtime.storage.jsontext import JsonError, parse_json
 from torch.utils import _pytree as pytree
 
 __all__ = [
@@ -413,8 +414,8 @@ class HostProgram:
     @classmethod
     def from_json(cls, text: str, source: str = "<host program>") -> HostProgram:
         try:
-            data = json.loads(text)
-        except json.JSONDecodeError as error:
+            data = parse_json(text)
+        except JsonError as error:
             raise HostError(f"{source}: not valid JSON ({error})") from None
         try:
             if not isinstance(data, dict):

@@ -95,12 +95,16 @@ class QuantPlan:
 
     @classmethod
     def from_json(cls, data: Mapping[str, Any]) -> QuantPlan:
-        return cls(
+        plan = cls(
             str(data["dtype"]),
             int(data["group_size"]),
             int(data["k_padded"]),
             int(data["scale_bits"]),
         )
+        if plan.group_size <= 0 or plan.k_padded <= 0 or not 2 <= plan.scale_bits <= 8:
+            raise ValueError(f"quantization plan {dict(data)!r} is out of range")
+        get_format(plan.dtype)  # KeyError naming it for an unknown format
+        return plan
 
 
 @dataclass(frozen=True)

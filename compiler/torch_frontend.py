@@ -294,6 +294,23 @@ class AcceleratedOp:
             raise ValueError(f"unknown accelerated op kind {op.kind!r}")
         if len(op.input_shapes) != (1 if op.kind == "linear" else 2):
             raise ValueError(f"op {op.name!r}: wrong number of input shapes")
+        shapes = [*op.input_shapes, op.output_shape]
+        if any(len(shape) < (1 if op.kind == "linear" else 2) for shape in shapes) or any(
+            d <= 0 for shape in shapes for d in shape
+        ):
+            raise ValueError(
+                f"op {op.name!r}: shapes {[list(s) for s in shapes]} are not matmul shapes"
+            )
+        if op.kind == "linear":
+            consistent = op.output_shape[:-1] == op.input_shapes[0][:-1]
+        else:
+            (lhs, rhs), out = op.input_shapes, op.output_shape
+            consistent = lhs[-1] == rhs[-2] and out[-2:] == (lhs[-2], rhs[-1])
+        if not consistent:
+            raise ValueError(
+                f"op {op.name!r}: output shape {list(op.output_shape)} does not follow from "
+                f"the input shapes {[list(s) for s in op.input_shapes]}"
+            )
         return op
 
 

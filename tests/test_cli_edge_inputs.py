@@ -8,7 +8,9 @@ here by ``bitmod-opt`` where a test needs the lowered form.
 
 from __future__ import annotations
 
+import json
 import os
+import shutil
 from pathlib import Path
 
 import pytest
@@ -102,3 +104,121 @@ def test_a_launch_whose_output_no_store_writes(tmp_path: Path, capsys) -> None:
     assert "output 'result0' is never stored: no st.out of the program writes it" in err
     assert not (tmp_path / "o.st").exists()
     assert bitmod(["run-mlir", str(lowered), *argv]) == 0  # the intact program runs
+
+
+# --- bitmod compile / run / report / bitmod-sim --------------------------------------------------
+
+MODEL_FILE = """
+import sys
+import torch
+
+
+def make():
+    torch.manual_seed(0)
+    return torch.nn.Linear(20, 8)
+
+
+def exits():
+    sys.exit(0)
+"""
+
+
+@pytest.fixture(scope="module")
+def bundle(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    tmp = tmp_path_factory.mktemp("edge_bundle")
+    (tmp / "model.py").write_text(MODEL_FILE)
+    out = tmp / "bundle"
+    argv = ["compile", f"{tmp / 'model.py'}:make", "-o", str(out), "--example-shape", "2x20"]
+    assert bitmod([*argv, "--quiet"]) == 0
+    return out
+
+
+def _error(capsys, argv: list[str]) -> str:
+    capsys.readouterr()
+    assert bitmod(argv) == 1
+    err = capsys.readouterr().err
+    assert err.startswith("bitmod: error: ") and "internal error" not in err, err
+    return err
+
+
+def test_compile_refusals(tmp_path: Path, capsys, bundle: Path) -> None:
+    model = bundle.parent / "model.py"
+    out = tmp_path / "out"
+    err = _error(capsys, ["compile", f"{model}:exits", "-o", str(out), "--example-shape", "2x20"])
+    assert f"{model}:exits() called sys.exit(0) instead of returning" in err
+    err = _error(
+        capsys, ["compile", f"{model}:make", "-o", str(out), "--example-shape", "100000000000x20"]
+    )
+    assert (
+        "--example-shape '100000000000x20': cannot allocate an example of 2,000,000,000,000" in err
+    )
+    argv = ["compile", f"{model}:make", "-o", str(out), "--example-shape", "2x20"]
+    err = _error(capsys, [*argv, "--device", "meta"])
+    assert "device 'meta': the bit-exact kernels run on cpu or cuda, not 'meta'" in err
+    assert not out.exists()
+
+
+def test_run_on_the_meta_device_is_refused(capsys, bundle: Path) -> None:
+    err = _error(capsys, ["run", str(bundle), "--device", "meta"])
+    assert "device 'meta': the bit-exact kernels run on cpu or cuda" in err
+
+
+@pytest.mark.parametrize("name", ["manifest.json", "report.json"])
+@pytest.mark.parametrize("command", ["run", "report"])
+def test_deeply_nested_json_is_a_clean_error(tmp_path, capsys, bundle, name, command) -> None:
+    copy = tmp_path / "b"
+    shutil.copytree(bundle, copy)
+    (copy / name).write_text("[" * 100_000)
+    err = _error(capsys, [command, str(copy)])
+    # The manifest is read first and is itself damaged; a report.json edit is a checksum mismatch.
+    expected = "not valid JSON (nested deeper" if name == "manifest.json" else "SHA-256 mismatch"
+    assert expected in err
+
+
+def test_deeply_nested_shape_table_for_bitmod_sim(tmp_path: Path, capsys) -> None:
+    from bitmod.compiler.tools.bitmod_sim import main as bitmod_sim
+
+    table = tmp_path / "deep.json"
+    table.write_text("[" * 100_000)
+    with pytest.raises(SystemExit) as exit_info:
+        bitmod_sim(["--shapes", str(table)])
+    assert exit_info.value.code != 0
+    err = capsys.readouterr().err
+    assert f"--shapes: {table}: not an LLM shape table (nested deeper" in err
+    assert "Traceback" not in err
+
+
+@pytest.mark.parametrize(
+    ("edit", "value", "message"),
+    [
+        (("op", "output_shape"), [3, 25], "output shape [3, 25] does not follow from the input"),
+        (("op", "output_shape"), [2, 9], "its program stores a 2x8 output, the op says 2x9"),
+        (("weight_error",), "big", "weight_error 'big' is not {relative, max_abs}"),
+        (("bits_per_weight",), "x", "bits_per_weight 'x' is not a number"),
+        (
+            ("plan", "dtype"),
+            "int8",
+            "plan int8 G=20 scale_bits=8 K=20, its program's weight is bitmod3",
+        ),
+        (("plan", "group_size"), 0, "is out of range"),
+    ],
+)
+def test_consistent_but_wrong_manifest_edits(
+    tmp_path, capsys, bundle, edit, value, message
+) -> None:
+    """Edits whose entry checksums were recomputed (a deliberate edit, or a tool that rewrote
+    the manifest) pass the integrity check: the manifest is checked against itself and its
+    programs instead (before: internal errors at run or report time)."""
+    from bitmod.compiler.api import _entry_checksums
+
+    copy = tmp_path / "b"
+    shutil.copytree(bundle, copy)
+    manifest = json.loads((copy / "manifest.json").read_text())
+    node = manifest["ops"][0]
+    for key in edit[:-1]:
+        node = node[key]
+    node[edit[-1]] = value
+    manifest["entry_checksums"] = _entry_checksums(manifest)
+    (copy / "manifest.json").write_text(json.dumps(manifest))
+    err = _error(capsys, ["run", str(copy)])
+    assert "manifest.json: malformed manifest" in err and message in err

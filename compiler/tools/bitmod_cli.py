@@ -36,6 +36,7 @@ import hashlib
 import importlib.util
 import json
 import logging
+import math
 import os
 import shutil
 import sys
@@ -47,6 +48,7 @@ from typing import TYPE_CHECKING, Any
 
 from bitmod.compiler.tools.console import run_console, stdout
 from bitmod.runtime.keyvalue import KeyValueError, parse_key_values
+from bitmod.runtime.storage.jsontext import JsonError, parse_json
 
 if TYPE_CHECKING:
     from bitmod.dialects.diagnostics import DiagnosticError
@@ -284,6 +286,9 @@ def _load_module(path_text: str) -> Any:
     sys.modules[name] = module
     try:
         spec.loader.exec_module(module)
+    except SystemExit as error:
+        sys.modules.pop(name, None)
+        raise CliError(f"{path}: importing it called sys.exit({error.code!r})") from None
     except Exception as error:  # noqa: BLE001 - any failure in user code is reported
         sys.modules.pop(name, None)
         raise CliError(f"{path}: importing it failed: {type(error).__name__}: {error}") from error
@@ -311,6 +316,8 @@ def _function(module: Any, name: str, path: str) -> Callable[..., Any]:
 def _call(function: Callable[..., Any], what: str) -> Any:
     try:
         return function()
+    except SystemExit as error:  # the user's code ended the process: not a model
+        raise CliError(f"{what} called sys.exit({error.code!r}) instead of returning") from None
     except Exception as error:  # noqa: BLE001
         raise CliError(f"{what} failed: {type(error).__name__}: {error}") from error
 
@@ -351,12 +358,19 @@ def _random_inputs(shapes: Sequence[str], int_range: str, seed: int) -> tuple[An
     for text in shapes:
         dims, dtype_name = _parse_shape(text)
         dtype = getattr(torch, dtype_name)
-        if dtype.is_floating_point:
-            inputs.append(torch.randn(dims, generator=generator).to(dtype))
-        elif dtype == torch.bool:
-            inputs.append(torch.randint(0, 2, dims, generator=generator).bool())
-        else:
-            inputs.append(torch.randint(low, high, dims, generator=generator).to(dtype))
+        try:
+            if dtype.is_floating_point:
+                inputs.append(torch.randn(dims, generator=generator).to(dtype))
+            elif dtype == torch.bool:
+                inputs.append(torch.randint(0, 2, dims, generator=generator).bool())
+            else:
+                inputs.append(torch.randint(low, high, dims, generator=generator).to(dtype))
+        except (RuntimeError, MemoryError):  # torch reports a failed allocation as either
+            elements = math.prod(dims)
+            raise CliError(
+                f"--example-shape {text!r}: cannot allocate an example of {elements:,} elements "
+                f"({elements * 4 / 2**30:,.1f} GiB as float32)"
+            ) from None
     return tuple(inputs)
 
 
@@ -476,14 +490,14 @@ def _report(args: argparse.Namespace) -> int:
     manifest_path = Path(args.bundle) / "manifest.json"
     if manifest_path.is_file():  # a bundle: its report is the one saved with it
         try:
-            manifest = json.loads(manifest_path.read_bytes())
-        except (json.JSONDecodeError, UnicodeDecodeError) as error:
+            manifest = parse_json(manifest_path.read_bytes())
+        except JsonError as error:
             raise CliError(f"{manifest_path}: not valid JSON ({error})") from None
         if isinstance(manifest, dict) and "checksums" in manifest:
             check_bundle_files(Path(args.bundle), manifest, ["report.json"])
     try:
-        data = json.loads(path.read_bytes())
-    except (json.JSONDecodeError, UnicodeDecodeError) as error:
+        data = parse_json(path.read_bytes())
+    except JsonError as error:
         raise CliError(f"{path}: not a bitmod report ({error})") from None
     report = ModelReport.from_json(data, str(path))
     print(json.dumps(data, indent=1) if args.json else report.format(), file=stdout())

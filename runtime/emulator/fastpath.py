@@ -58,6 +58,9 @@ class FastGemm:
 
     def __init__(self, device: str | torch.device = "cpu", *, use_triton: bool | None = None):
         self.device = torch.device(device)
+        if self.device.type not in ("cpu", "cuda"):
+            # Others (meta holds no data; mps lacks float64) are not the machine's arithmetic.
+            raise ValueError(f"the bit-exact kernels run on cpu or cuda, not {self.device.type!r}")
         if self.device.type == "cuda" and not torch.cuda.is_available():
             raise ValueError("CUDA is not available on this machine")
         available = triton_available(self.device)

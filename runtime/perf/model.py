@@ -10,7 +10,6 @@ docs/perf-model.md.
 
 from __future__ import annotations
 
-import json
 from collections.abc import Sequence
 from dataclasses import dataclass
 from importlib import resources
@@ -21,6 +20,7 @@ from bitmod.runtime.arch.hwconfig import LANES, PE_KINDS, HardwareConfig
 from bitmod.runtime.arch.schedule import ArraySpec, MacTiming, Plans, WeightLayout, plan
 from bitmod.runtime.formats import get_format
 from bitmod.runtime.formats.bitserial import num_terms
+from bitmod.runtime.storage.jsontext import JsonError, parse_json
 
 __all__ = [
     "ACCELERATORS",
@@ -138,8 +138,8 @@ def load_llm_shapes(path: str | Path | None = None) -> dict[str, LLMShape]:
         except OSError as error:
             raise ValueError(f"{where}: cannot read LLM shapes: {error}") from None
     try:
-        models = json.loads(text)["models"]
-    except (json.JSONDecodeError, KeyError, TypeError) as error:
+        models = parse_json(text)["models"]
+    except (JsonError, KeyError, TypeError) as error:
         raise ValueError(f"{where}: not an LLM shape table ({error})") from None
     shapes: dict[str, LLMShape] = {}
     for key, entry in models.items():
