@@ -11,6 +11,8 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -222,3 +224,76 @@ def test_consistent_but_wrong_manifest_edits(
     (copy / "manifest.json").write_text(json.dumps(manifest))
     err = _error(capsys, ["run", str(copy)])
     assert "manifest.json: malformed manifest" in err and message in err
+
+
+def _bitmod_into_dev_full(argv: list[str]) -> subprocess.CompletedProcess[str]:
+    with open("/dev/full", "w") as full:
+        return subprocess.run(
+            [sys.executable, "-m", "bitmod.compiler.tools.bitmod_cli", *argv],
+            stdout=full,
+            stderr=subprocess.PIPE,
+            text=True,
+            check=False,
+        )
+
+
+@pytest.mark.skipif(not Path("/dev/full").exists(), reason="needs Linux's /dev/full")
+def test_a_full_standard_output_leaves_no_bundle_and_says_so(tmp_path: Path, bundle) -> None:
+    out = tmp_path / "out"
+    argv = ["compile", f"{bundle.parent / 'model.py'}:make", "-o", str(out)]
+    result = _bitmod_into_dev_full([*argv, "--example-shape", "2x20"])
+    assert (result.returncode, result.stderr) == (
+        1,
+        "bitmod: error: standard output: No space left on device\n",
+    )
+    assert not out.exists() and list(tmp_path.iterdir()) == []
+
+
+@pytest.mark.skipif(not Path("/dev/full").exists(), reason="needs Linux's /dev/full")
+def test_a_full_standard_output_leaves_no_run_mlir_outputs(tmp_path: Path, capsys) -> None:
+    lowered = tmp_path / "low.mlir"
+    assert bitmod_opt([str(SOURCE), LOWER, "-o", str(lowered)]) == 0
+    save_file({"arg0": torch.randn(2, 4)}, tmp_path / "in.safetensors")
+    outputs = tmp_path / "outputs.safetensors"
+    argv = ["run-mlir", str(lowered), "--func", "forms", "-o", str(outputs)]
+    result = _bitmod_into_dev_full([*argv, "--inputs", str(tmp_path / "in.safetensors")])
+    assert result.returncode == 1
+    assert result.stderr == "bitmod: error: standard output: No space left on device\n"
+    assert not outputs.exists()
+    assert sorted(p.name for p in tmp_path.iterdir()) == [
+        "in.safetensors",
+        "low.mlir",
+        "low.params.safetensors",
+    ]
+
+
+@pytest.mark.parametrize("design", ["out", "out/rtl"])
+def test_a_design_directory_overlapping_the_bundle_is_refused(
+    tmp_path, capsys, bundle, design
+) -> None:
+    model = bundle.parent / "model.py"
+    argv = ["compile", f"{model}:make", "-o", str(tmp_path / "out"), "--example-shape", "2x20"]
+    err = _error(capsys, [*argv, "--emit-verilog", str(tmp_path / design)])
+    assert f"--emit-verilog {tmp_path / design} and -o {tmp_path / 'out'} overlap" in err
+    assert list(tmp_path.iterdir()) == []  # (before: an empty out/ was left behind)
+
+
+@pytest.mark.parametrize(
+    ("out", "message"),
+    [("", "--out: the path is empty"), ("loop", "--out: loop: Too many levels of symbolic links")],
+)
+def test_bitmod_sim_out_that_names_no_directory(tmp_path: Path, capsys, out, message) -> None:
+    from bitmod.compiler.tools.bitmod_sim import main as bitmod_sim
+
+    os.symlink("loop2", tmp_path / "loop")
+    os.symlink("loop", tmp_path / "loop2")
+    cwd = os.getcwd()
+    os.chdir(tmp_path)
+    try:
+        with pytest.raises(SystemExit) as exit_info:
+            bitmod_sim(["--models", "opt-1.3b", "--out", out])
+    finally:
+        os.chdir(cwd)
+    assert exit_info.value.code == 2
+    assert message in capsys.readouterr().err
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["loop", "loop2"]

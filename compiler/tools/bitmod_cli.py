@@ -46,7 +46,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from bitmod.compiler.tools.console import run_console, stdout
+from bitmod.compiler.tools.console import print_out, run_console
 from bitmod.runtime.keyvalue import KeyValueError, parse_key_values
 from bitmod.runtime.storage.jsontext import JsonError, parse_json
 
@@ -394,6 +394,13 @@ def _compile(args: argparse.Namespace) -> int:
         for text in args.example_shape:
             _parse_shape(text)  # syntax errors before the slow imports
         _parse_range(args.int_range)
+    if args.emit_verilog:
+        design, bundle = (Path(os.path.abspath(p)) for p in (args.emit_verilog, args.output))
+        if design == bundle or bundle in design.parents or design in bundle.parents:
+            raise CliError(
+                f"--emit-verilog {args.emit_verilog} and -o {args.output} overlap: the bundle "
+                f"directory is replaced as a whole, so give the design a directory outside it"
+            )
     if args.emit_verilog and Path(args.emit_verilog).exists():
         raise CliError(
             f"{args.emit_verilog}: already exists (--emit-verilog writes a new directory)"
@@ -444,16 +451,16 @@ def _compile(args: argparse.Namespace) -> int:
 
         emit_compiled(compiled, tuple(example_args), args.emit_verilog)
     try:
+        if not args.quiet:  # before the bundle, too: unwritable stdout leaves nothing
+            print_out(compiled.report().format())
         bundle = compiled.save(args.output)
     except BaseException:
         if args.emit_verilog:
             shutil.rmtree(args.emit_verilog, ignore_errors=True)
         raise
-    if not args.quiet:
-        print(compiled.report().format(), file=stdout())
     programs = len(compiled.ops)
     size = sum(f.stat().st_size for f in bundle.rglob("*") if f.is_file())
-    print(f"bitmod: wrote {bundle} ({programs} programs, {size / 1024:.1f} KiB)", file=stdout())
+    print_out(f"bitmod: wrote {bundle} ({programs} programs, {size / 1024:.1f} KiB)")
     return 0
 
 
@@ -477,7 +484,7 @@ def _run(args: argparse.Namespace) -> int:
     compiled = load(args.bundle, device=args.device)
     compiled.run(compiled.example_inputs, label="the saved example inputs")
     report = compiled.report()
-    print(json.dumps(report.to_json(), indent=1) if args.json else report.format(), file=stdout())
+    print_out(json.dumps(report.to_json(), indent=1) if args.json else report.format())
     return 0
 
 
@@ -500,7 +507,7 @@ def _report(args: argparse.Namespace) -> int:
     except JsonError as error:
         raise CliError(f"{path}: not a bitmod report ({error})") from None
     report = ModelReport.from_json(data, str(path))
-    print(json.dumps(data, indent=1) if args.json else report.format(), file=stdout())
+    print_out(json.dumps(data, indent=1) if args.json else report.format())
     return 0
 
 
@@ -535,11 +542,33 @@ def _run_mlir(args: argparse.Namespace) -> int:
         f"result{index}": torch.as_tensor(value).detach().contiguous().clone()
         for index, value in enumerate(run.outputs)
     }
-    if output is not None:
-        from bitmod.runtime.storage.fileio import write_atomically
+    staged = None
+    if output is not None:  # staged now, put in place once the summary is printed
+        from bitmod.runtime.storage.fileio import stage
         from safetensors.torch import save_file
 
-        write_atomically(output, lambda path: save_file(results, str(path)))
+        staged = stage(output, lambda path: save_file(results, str(path)))
+    try:
+        _print_run(args, ir_path, ctx, output, run, results, launches)
+        if staged is not None:
+            staged.commit()
+    finally:
+        if staged is not None:
+            staged.discard()
+    if output is not None and not args.json:
+        print_out(f"bitmod: wrote {output} ({', '.join(results) or 'no results'})")
+    return 0
+
+
+def _print_run(
+    args: argparse.Namespace,
+    ir_path: Path,
+    ctx: Any,
+    output: Path | None,
+    run: Any,
+    results: Mapping[str, Any],
+    launches: Any,
+) -> None:
     summary = {
         "module": str(ir_path),
         "function": args.func,
@@ -548,13 +577,7 @@ def _run_mlir(args: argparse.Namespace) -> int:
         "output": None if output is None else str(output),
         **_run_summary(run.stats, results, launches),
     }
-    if args.json:
-        print(json.dumps(summary, indent=1), file=stdout())
-        return 0
-    print(_format_run(summary), file=stdout())
-    if output is not None:
-        print(f"bitmod: wrote {output} ({', '.join(results) or 'no results'})", file=stdout())
-    return 0
+    print_out(json.dumps(summary, indent=1) if args.json else _format_run(summary))
 
 
 @contextmanager

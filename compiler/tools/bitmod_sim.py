@@ -23,13 +23,15 @@ from __future__ import annotations
 import argparse
 import csv
 import dataclasses
+import errno
 import json
+import os
 import shutil
 import sys
 from collections.abc import Sequence
 from pathlib import Path
 
-from bitmod.compiler.tools.console import run_console, stdout
+from bitmod.compiler.tools.console import print_out, run_console
 from bitmod.runtime.arch.hwconfig import PE_KINDS, HardwareConfig
 from bitmod.runtime.keyvalue import KeyValueError, parse_key_values
 from bitmod.runtime.perf.model import ACCELERATORS, TASKS, accelerator, load_llm_shapes
@@ -76,7 +78,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument(
         "--task", choices=[*TASKS, "both"], default="both", help="workload (default: both)"
     )
-    parser.add_argument("--out", type=Path, help="directory for PNG plots, tables and JSON")
+    parser.add_argument("--out", help="directory for PNG plots, tables and JSON")
     parser.add_argument("--shapes", type=Path, help="an llm_shapes.json to use instead")
     parser.add_argument("--input-tokens", type=int, default=256, help="prompt length (default 256)")
     parser.add_argument(
@@ -299,7 +301,7 @@ def run(argv: Sequence[str] | None = None) -> int:
         parser.error(f"--shapes: {error}")
     if args.list_models:
         for key, shape in shapes.items():
-            print(f"{key:14s} {shape.display:14s} {shape.hf_id}", file=stdout())
+            print_out(f"{key:14s} {shape.display:14s} {shape.hf_id}")
         return 0
     try:
         models = _select_models(args.models, list(shapes))
@@ -309,7 +311,7 @@ def run(argv: Sequence[str] | None = None) -> int:
             if getattr(args, option) < 1:
                 raise CliError(f"--{option.replace('_', '-')} must be >= 1")
         if args.out is not None:
-            _check_out(args.out)
+            args.out = _check_out(args.out)
     except CliError as error:
         parser.error(str(error))
     tasks = list(TASKS) if args.task == "both" else [args.task]
@@ -347,24 +349,33 @@ def run(argv: Sequence[str] | None = None) -> int:
             ppl = f"{p.ppl:.2f} ({p.ppl_source})" if p.ppl is not None else "-"
             text += f"  {p.model:11s} {p.accelerator:6s} {p.weight:14s} "
             text += f"EDP {p.edp_js:9.4g} J*s  ppl {ppl}\n"
-    print(text, end="", file=stdout())
+    print_out(text, end="")
     if args.out is not None:
         try:
             names = _write_outputs(args.out, summary, sweep, cfg, points)
         except OSError as error:
             parser.error(f"--out: cannot write {error.filename or args.out}: {error.strerror}")
-        print(f"wrote {', '.join(names)} to {args.out}", file=stdout())
+        print_out(f"wrote {', '.join(names)} to {args.out}")
     return 0
 
 
-def _check_out(out: Path) -> None:
+def _check_out(out_text: str) -> Path:
     """``--out`` is a directory or can become one (CliError naming a file in the way)."""
+    if not out_text:
+        raise CliError("--out: the path is empty (give a directory)")
+    out = Path(out_text)
+    try:
+        os.stat(out)
+    except OSError as error:
+        if error.errno == errno.ELOOP:
+            raise CliError(f"--out: {out}: {os.strerror(errno.ELOOP)}") from None
     for path in (out, *out.parents):
         if path.exists():
             if not path.is_dir():
                 what = "exists and is" if path == out else "is"
                 raise CliError(f"--out: {path} {what} not a directory")
-            return
+            break
+    return out
 
 
 def _run_printing_errors(argv: Sequence[str] | None) -> int:
@@ -372,8 +383,9 @@ def _run_printing_errors(argv: Sequence[str] | None) -> int:
         return run(argv)
     except BrokenPipeError:
         raise
-    except OSError as error:  # standard output closed
-        print(f"{PROG}: error: {error.strerror or error}", file=sys.stderr)
+    except OSError as error:  # standard output closed or full (print_out names it)
+        where = f"{error.filename}: " if error.filename else ""
+        print(f"{PROG}: error: {where}{error.strerror or error}", file=sys.stderr)
         return 1
 
 

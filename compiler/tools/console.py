@@ -9,7 +9,7 @@ import sys
 from collections.abc import Callable
 from typing import TextIO
 
-__all__ = ["EXIT_BROKEN_PIPE", "run_console", "stdout", "write_stdout"]
+__all__ = ["EXIT_BROKEN_PIPE", "print_out", "run_console", "stdout", "write_stdout"]
 
 EXIT_BROKEN_PIPE = 1
 """Exit status when the reader of standard output went away (Python's documented advice)."""
@@ -31,6 +31,21 @@ def write_stdout(data: str | bytes) -> None:
     else:
         stream.write(data)
     stream.flush()
+
+
+def print_out(text: str, end: str = "\n") -> None:
+    """Print ``text`` to standard output and flush it now, so that a failure (a full disk
+    behind ``> FILE``, a closed descriptor) comes while the command can still undo what it
+    has not yet written; the OSError then names standard output."""
+    try:
+        write_stdout(text + end)
+    except BrokenPipeError:
+        raise  # run_console ends quietly
+    except OSError as error:
+        reason = error.strerror or str(error)
+        if error.filename is None and "standard output" not in reason:
+            raise OSError(error.errno, reason, "standard output") from None
+        raise
 
 
 def run_console(command: Callable[[], int]) -> int:
