@@ -11,6 +11,7 @@ Verifying. Comments in a chunk say which diagnostics compiling it must produce::
     bsisa.cfg.kchunk 0   // expected-error {{kc must be >= 1}}
     // expected-error@+1 {{must end with bsisa.halt}}
     // expected-warning@below {{...}}     (@above, @+N, @-N: lines relative to the comment)
+    // expected-error-re {{takes {{[0-9]+}} operands}}   ({{...}} inside: a regex)
 
 A diagnostic matches an expectation of its severity (``error``, ``warning``, ``note``,
 ``remark``) on its line whose text is part of the diagnostic's message (``'op' op message``).
@@ -47,7 +48,20 @@ __all__ = [
 SPLIT_MARKER = "// -----"
 SEVERITIES = ("error", "warning", "note", "remark")
 
-_EXPECTED = re.compile(r"expected-(?P<severity>[a-z]+)(?P<offset>@\S*?)?\s*\{\{(?P<text>.*?)\}\}")
+_CANDIDATE = re.compile(r"expected-[a-z]")
+_IS_REGEX = re.compile(r"expected-[a-z]+-re\b")
+_EXPECTED = re.compile(
+    r"expected-(?P<severity>[a-z]+)(?P<regex>-re)?[ \t]*(?P<offset>@\S+?)?[ \t]*"
+    r"\{\{(?P<text>.*?)\}\}"
+)
+_EXPECTED_RE = re.compile(  # -re: the text runs to the last }} (it holds {{regex}} parts)
+    r"expected-(?P<severity>[a-z]+)(?P<regex>-re)[ \t]*(?P<offset>@\S+?)?[ \t]*"
+    r"\{\{(?P<text>.*)\}\}"
+)
+_MALFORMED = (
+    "(expected-error|warning|note|remark, optionally -re, optionally @above, @below, @+N or "
+    "@-N, then {{text}} closed on the same line)"
+)
 _OFFSET = re.compile(r"@(?:(?P<word>above|below)|(?P<delta>[+-]\d+))")
 
 
@@ -107,6 +121,13 @@ class Expectation:
     line: int
     text: str
     written_at: int
+    regex: re.Pattern[str] | None = None
+    """For ``expected-<severity>-re``: the text with its ``{{...}}`` parts as regexes."""
+
+    def matches(self, message: str) -> bool:
+        if self.regex is not None:
+            return self.regex.search(message) is not None
+        return self.text in message
 
 
 def expectations(chunk: Chunk, file: str) -> tuple[list[Expectation], list[str]]:
@@ -119,18 +140,44 @@ def expectations(chunk: Chunk, file: str) -> tuple[list[Expectation], list[str]]
         comment = line.find("//")
         if comment < 0:
             continue
-        for match in _EXPECTED.finditer(line, comment):
-            severity, offset = match.group("severity"), match.group("offset") or ""
-            target = _target_line(number, offset)
-            if severity not in SEVERITIES or target is None:
+        # Every "expected-..." in the comment is an expectation or an error: one written
+        # slightly wrong must not be skipped (the chunk would then check nothing).
+        position = comment
+        while (candidate := _CANDIDATE.search(line, position)) is not None:
+            start = candidate.start()
+            is_regex = _IS_REGEX.match(line, start) is not None
+            match = (_EXPECTED_RE if is_regex else _EXPECTED).match(line, start)
+            expectation = None
+            if match is not None:
+                expectation = _expectation(match, number)
+            if expectation is None:
+                shown = match.group(0) if match else line[start:].rstrip()
                 problems.append(
-                    f"{file}:{number}:{match.start() + 1}: error: malformed expectation "
-                    f"'{match.group(0)}' (expected-error|warning|note|remark, optionally "
-                    "@above, @below, @+N or @-N, then {{text}})"
+                    f"{file}:{number}:{start + 1}: error: malformed expectation '{shown}' "
+                    + _MALFORMED
                 )
+                position = match.end() if match else len(line)
                 continue
-            found.append(Expectation(severity, target, match.group("text"), number))
+            found.append(expectation)
+            position = match.end()
     return found, problems
+
+
+def _expectation(match: re.Match[str], number: int) -> Expectation | None:
+    """The expectation a well-formed comment states, None for a bad severity, offset or regex."""
+    severity, text = match.group("severity"), match.group("text")
+    target = _target_line(number, match.group("offset") or "")
+    if severity not in SEVERITIES or target is None:
+        return None
+    regex = None
+    if match.group("regex"):
+        # Literal text with {{regex}} parts, as in MLIR's expected-error-re.
+        parts = re.split(r"\{\{(.*?)\}\}", text)
+        try:
+            regex = re.compile("".join(p if i % 2 else re.escape(p) for i, p in enumerate(parts)))
+        except re.error:
+            return None
+    return Expectation(severity, target, text, number, regex)
 
 
 def _target_line(line: int, offset: str) -> int | None:
@@ -155,7 +202,7 @@ def check_diagnostics(chunk: Chunk, diagnostics: Sequence[Diagnostic], file: str
                 for e in unmet
                 if e.severity == diagnostic.severity
                 and e.line == diagnostic.line
-                and e.text in diagnostic.message
+                and e.matches(diagnostic.message)
             ),
             None,
         )

@@ -188,3 +188,43 @@ def test_bsisa_invalid_fails_when_an_expected_diagnostic_is_deleted(
         assert status == 1
         problems = err.strip().splitlines()
         assert len(problems) == 1 and ": error: unexpected error: " in problems[0], err
+
+
+@pytest.mark.parametrize(
+    ("comment", "passes"),
+    [
+        ("// expected-error @+1 {{kc must be >= 1}}", True),  # MLIR allows the space
+        ("// expected-error-re @+1 {{kc must be >= {{[0-9]}}}}", True),
+        ("// expected-error-re @+1 {{kc must be >= {{[2-9]}}}}", False),
+        ("// expected-error-re @+1 {{kc must be .= 1}}", False),  # outside {{}}: literal text
+    ],
+)
+def test_spaced_offsets_and_regex_expectations(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path, comment: str, passes: bool
+) -> None:
+    lines = BAD_KCHUNK.format(comment="").splitlines(keepends=True)
+    text = lines[0] + comment + "\n" + "".join(lines[1:])
+    status, _, err = verify(capsys, tmp_path, text)
+    assert (status == 0) is passes, err
+    if not passes:
+        assert "unexpected error" in err and "was not produced" in err
+
+
+@pytest.mark.parametrize(
+    "comment",
+    [
+        "// expected-error {{kc must be >= 1",  # unclosed
+        "// expected-error kc must be >= 1",  # no braces at all
+        "// expected-eror {{kc must be >= 1}}",  # misspelt severity
+        "// expected-error-re {{kc {{[0-9}}}}",  # a regex that does not compile
+    ],
+)
+def test_an_expectation_that_would_be_skipped_is_malformed(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path, comment: str
+) -> None:
+    """Before, these were not recognised at all: the chunk's error then passed as expected
+    only because nothing was checked, or failed with a misleading 'unexpected error'."""
+    text = GOOD.replace("bsisa.nop", f"bsisa.nop  {comment}")
+    status, _, err = verify(capsys, tmp_path, text)
+    assert status == 1
+    assert f"{tmp_path / 'input.mlir'}:2:17: error: malformed expectation" in err
