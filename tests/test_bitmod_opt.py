@@ -706,9 +706,10 @@ def test_output_that_is_the_params_file_is_an_error(tmp_path: Path, capsys) -> N
 def test_output_onto_a_directory_leaves_nothing_behind(tmp_path: Path, capsys) -> None:
     out = tmp_path / "out"
     out.mkdir()
-    status, _, err = _run(capsys, str(MLP_DIR / "mlp.mlir"), *CONVERT, "-o", str(out))
-    assert status == 1
-    assert err == f"{out}:1:1: error: cannot write output: Is a directory\n"
+    with pytest.raises(SystemExit) as exit_info:  # refused before the input is read
+        _run(capsys, str(MLP_DIR / "mlp.mlir"), *CONVERT, "-o", str(out))
+    assert exit_info.value.code == 1
+    assert capsys.readouterr().err.endswith(f"error: -o '{out}': Is a directory (see --help)\n")
     assert sorted(p.name for p in tmp_path.iterdir()) == ["out"]  # no out.params.safetensors
     assert list(out.iterdir()) == []
 
@@ -717,9 +718,11 @@ def test_output_below_a_regular_file_names_it(tmp_path: Path, capsys) -> None:
     blocker = tmp_path / "file.txt"
     blocker.write_text("x")
     out = blocker / "sub" / "m.mlir"
-    status, _, err = _run(capsys, str(MLP_DIR / "mlp.mlir"), *CONVERT, "-o", str(out))
-    assert status == 1 and len(err.splitlines()) == 1
-    assert err.endswith(f"cannot write parameter archive: {blocker}: Not a directory\n")
+    with pytest.raises(SystemExit) as exit_info:  # refused before the input is read
+        _run(capsys, str(MLP_DIR / "mlp.mlir"), *CONVERT, "-o", str(out))
+    err = capsys.readouterr().err
+    assert exit_info.value.code == 1 and err.count("error:") == 1
+    assert err.endswith(f"error: -o '{out}': {blocker}: Not a directory (see --help)\n")
     assert "File exists" not in err
     assert sorted(p.name for p in tmp_path.iterdir()) == ["file.txt"]
 

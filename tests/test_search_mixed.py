@@ -239,6 +239,21 @@ def test_ray_and_serial_make_the_same_choice_for_the_same_seed(tiny) -> None:  #
         (["search", "smollm2-135m", "--budget", "bits=3", "--trials", "0"], "--trials"),
         (["optimize", "smollm2-135m", "--dtype", "bitmod9"], "--dtype"),
         (["optimize", "smollm2-135m", "--calib-samples", "0"], "--calib-samples must be >= 1"),
+        # Found by fuzzing: each ran (a NaN Spearman, a thread storm, a Ray hang) or crashed.
+        (["search", "smollm2-135m", "--budget", "bits=3", "--validate", "1"], "--validate must"),
+        (["search", "smollm2-135m", "--budget", "bits=3", "--validate", "-1"], "--validate must"),
+        (
+            ["search", "smollm2-135m", "--budget", "bits=3", "--objective", "perplexity"]
+            + ["--search-tokens", "1"],
+            "--search-tokens must be >= 2",
+        ),
+        (["optimize", "smollm2-135m", "--gpus-per-trial", "nan"], "--gpus-per-trial must be"),
+        (["optimize", "smollm2-135m", "--threads", "100000"], "--threads 100000: a trial cannot"),
+        (
+            ["optimize", "smollm2-135m", "--engine", "ray", "--num-cpus", "1", "--threads", "2"],
+            "than the 1 CPUs the local Ray is given",
+        ),
+        (["optimize", "smollm2-135m", "--calib-context", "9000"], "longer than smollm2-135m's"),
     ],
 )
 def test_bad_command_lines_are_one_error_line_and_write_nothing(
@@ -295,3 +310,15 @@ def test_sensitivity_proxy_is_the_measured_loss_increase_of_each_layer(tiny) -> 
     assert problem.error[:, 0].sum() > problem.error[:, 1].sum()
     choice = greedy(problem)
     assert problem.fits(choice)
+
+
+def test_an_output_directory_under_a_file_is_refused_before_the_work(tmp_path, capsys) -> None:  # noqa: ANN001
+    from bitmod.compiler.tools.bitmod_cli import main
+
+    blocker = tmp_path / "file"
+    blocker.write_text("")
+    argv = ["optimize", "smollm2-135m", "-o", str(blocker / "sub")]
+    assert main(argv) == 1
+    err = capsys.readouterr().err
+    assert f"--out '{blocker / 'sub'}': {blocker}: Not a directory" in err
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["file"]

@@ -22,6 +22,7 @@ Nothing here imports torch until the command runs.
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from pathlib import Path
 from typing import Any
@@ -74,9 +75,9 @@ def add_eval_parser(commands: Any) -> None:
         help="fake (dequantized weights in FP32 matmuls), hardware (the PE's bit-exact "
         "arithmetic, Triton on CUDA), or fake,hardware for both (default fake)",
     )
-    parser.add_argument("--json", type=Path, metavar="FILE", help="write every result as JSON")
-    parser.add_argument("--csv", type=Path, metavar="FILE", help="write every result as CSV")
-    parser.add_argument("--markdown", type=Path, metavar="FILE", help="write the table")
+    parser.add_argument("--json", metavar="FILE", help="write every result as JSON")
+    parser.add_argument("--csv", metavar="FILE", help="write every result as CSV")
+    parser.add_argument("--markdown", metavar="FILE", help="write the table")
     bar = parser.add_mutually_exclusive_group()
     bar.add_argument("--progress", dest="progress", action="store_true", default=None)
     bar.add_argument("--no-progress", dest="progress", action="store_false")
@@ -126,15 +127,25 @@ def run_eval(args: argparse.Namespace) -> int:
     import torch
     from bitmod.compiler.llm.evaluate import evaluate, results_csv, results_json, results_markdown
     from bitmod.compiler.llm.models import load_model
-    from bitmod.runtime.storage.fileio import write_atomically
+    from bitmod.runtime.storage.fileio import write_together
 
     configs = _configs(args)
     if args.group_size <= 0:
         raise ValueError(f"--group-size must be positive, got {args.group_size}")
+    for option, least in (("context", 2), ("stride", 1), ("max_tokens", 1), ("batch_size", 1)):
+        value = getattr(args, option)
+        if value is not None and value < least:
+            raise ValueError(f"--{option.replace('_', '-')} must be >= {least}, got {value}")
+    outputs = _check_outputs(args)
     device = args.device
     if device == "auto":
         device = "cuda" if torch.cuda.is_available() else "cpu"
     lm = load_model(args.model)
+    if args.context > lm.context_length:
+        raise ValueError(
+            f"--context {args.context} is longer than {lm.name}'s {lm.context_length} positions "
+            f"(max_position_embeddings)"
+        )
     try:
         lm.model.to(device)
     except (RuntimeError, AssertionError) as error:
@@ -165,11 +176,40 @@ def run_eval(args: argparse.Namespace) -> int:
             f"{'none' if first.bos_id is None else first.bos_id}), {first.scored_tokens:,} scored"
         )
     print(table)
-    for path, text in (
-        (args.json, results_json(results) + "\n"),
-        (args.csv, results_csv(results)),
-        (args.markdown, table + "\n"),
-    ):
-        if path is not None:
-            write_atomically(path, lambda temporary, text=text: temporary.write_text(text))
+    texts = {
+        "json": results_json(results) + "\n",
+        "csv": results_csv(results),
+        "markdown": table + "\n",
+    }
+    write_together(
+        [
+            (path, lambda temporary, text=texts[option]: temporary.write_text(text))
+            for option, path in outputs.items()
+        ]
+    )
     return 0
+
+
+def _check_outputs(args: argparse.Namespace) -> dict[str, Path]:
+    """The output files by option, checked before the evaluation: each can be written, and no
+    two name the same file (the second would silently replace the first)."""
+    from bitmod.runtime.storage.fileio import check_file_path
+
+    outputs: dict[str, Path] = {}
+    seen: dict[str, str] = {}
+    for option in ("json", "csv", "markdown"):
+        path = getattr(args, option)
+        if path is None:
+            continue
+        text = os.fspath(path)
+        try:
+            check_file_path(text)
+        except OSError as error:
+            where = "" if error.filename in (None, text) else f"{error.filename}: "
+            raise ValueError(f"--{option} {text!r}: {where}{error.strerror}") from None
+        real = os.path.realpath(text)
+        if real in seen:
+            raise ValueError(f"--{seen[real]} and --{option} name the same file {text}")
+        seen[real] = option
+        outputs[option] = Path(text)
+    return outputs

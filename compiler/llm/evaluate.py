@@ -477,8 +477,14 @@ def results_markdown(results: Sequence[PerplexityResult]) -> str:
             if r is None:
                 cells += ["", ""]
                 continue
-            delta = r.perplexity - reference[corpus] if corpus in reference else math.nan
-            cells += [f"{r.perplexity:.3f}", "" if dtype == FP32 else f"{delta:+.3f}"]
+            # No FP32 run of this corpus: no delta ("-"), not a NaN that reads as a result.
+            if dtype == FP32:
+                delta_cell = ""
+            elif corpus in reference:
+                delta_cell = f"{r.perplexity - reference[corpus]:+.3f}"
+            else:
+                delta_cell = "-"
+            cells += [f"{r.perplexity:.3f}", delta_cell]
         mode_cell = f"{mode} | " if with_mode else ""
         lines.append(
             f"| {dtype} | {group} | {scales} | {bits} | {mode_cell}" + " | ".join(cells) + " |"

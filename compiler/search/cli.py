@@ -22,11 +22,15 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
+import os
 import sys
 import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
+
+from bitmod.runtime.storage.fileio import check_directory_path
 
 __all__ = ["add_search_parsers", "run_optimize", "run_search"]
 
@@ -48,7 +52,7 @@ def _common(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--num-cpus", type=int, default=None, help="CPUs of a local Ray")
     parser.add_argument("--threads", type=int, default=1, help="torch threads per trial (1)")
     parser.add_argument("--gpus-per-trial", type=float, default=0, help="GPUs each trial asks for")
-    parser.add_argument("-o", "--out", type=Path, default=None, help="output directory")
+    parser.add_argument("-o", "--out", default=None, help="output directory")
 
 
 def add_search_parsers(commands: Any) -> None:
@@ -116,10 +120,46 @@ def _check_common(args: argparse.Namespace) -> None:
             raise ValueError(f"--{option.replace('_', '-')} must be >= 1")
     if args.eval_tokens < 0:
         raise ValueError("--eval-tokens must be >= 0")
-    if args.gpus_per_trial < 0:
-        raise ValueError("--gpus-per-trial must be >= 0")
-    if args.out is not None and args.out.exists() and not args.out.is_dir():
-        raise ValueError(f"--out: {args.out} exists and is not a directory")
+    if not math.isfinite(args.gpus_per_trial) or args.gpus_per_trial < 0:
+        raise ValueError(
+            f"--gpus-per-trial must be a finite number >= 0, got {args.gpus_per_trial}"
+        )
+    local = args.engine == "serial" or args.address is None
+    if local:  # a cluster (--address) has machines of its own; this one is known
+        cpus = os.cpu_count() or 1
+        if args.num_cpus is not None and args.num_cpus < 1:
+            raise ValueError(f"--num-cpus must be >= 1, got {args.num_cpus}")
+        if args.engine == "ray" and args.num_cpus is not None:
+            cpus = args.num_cpus
+        if args.threads > cpus:
+            raise ValueError(
+                f"--threads {args.threads}: a trial cannot have more threads than the "
+                f"{cpus} CPUs {'the local Ray is given' if args.engine == 'ray' else 'here'}"
+            )
+        if args.gpus_per_trial > 0:
+            import torch
+
+            if not torch.cuda.is_available():
+                raise ValueError("--gpus-per-trial: this machine has no CUDA GPU")
+    if args.out is not None:
+        try:
+            check_directory_path(args.out)
+        except OSError as error:
+            raise ValueError(
+                f"--out {str(args.out)!r}: {error.filename}: {error.strerror}"
+            ) from None
+        args.out = Path(args.out)
+
+
+def _check_context(lm: Any, args: argparse.Namespace) -> None:
+    """Windows no longer than the model's positions (a longer one is not the model's behaviour)."""
+    for option in ("calib_context", "context"):
+        value = getattr(args, option)
+        if value > lm.context_length:
+            raise ValueError(
+                f"--{option.replace('_', '-')} {value} is longer than {lm.name}'s "
+                f"{lm.context_length} positions (max_position_embeddings)"
+            )
 
 
 def _setup(args: argparse.Namespace) -> tuple[Any, Any, Any]:
@@ -132,6 +172,7 @@ def _setup(args: argparse.Namespace) -> tuple[Any, Any, Any]:
 
     engine = make_engine(args.engine, args.address, args.num_cpus)
     lm = load_model(args.model)
+    _check_context(lm, args)
     if args.gpus_per_trial > 0 and torch.cuda.is_available():
         lm.model.to("cuda")
     windows = calibration_windows(
@@ -257,6 +298,13 @@ def run_search(args: argparse.Namespace) -> int:
     budget = parse_budget(args.budget)
     if args.trials < 1 or args.batch_size < 1:
         raise ValueError("--trials and --batch-size must be >= 1")
+    if args.validate < 0 or 0 < args.validate < 3:
+        # Spearman's rank correlation of two mixes is always +-1, of one undefined.
+        raise ValueError(f"--validate must be 0 (off) or >= 3 mixes, got {args.validate}")
+    if (args.objective == "perplexity" or args.validate) and args.search_tokens < 2:
+        raise ValueError(
+            f"--search-tokens must be >= 2 to measure perplexity, got {args.search_tokens}"
+        )
     lm, statistics, engine = _setup(args)
     started = time.perf_counter()
     device = "cuda" if args.gpus_per_trial > 0 else "cpu"

@@ -430,7 +430,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         try:
             check_file_path(path)
         except OSError as error:
-            parser.error(f"{flag} {path!r}: {error.strerror}")
+            where = "" if error.filename in (None, path) else f"{error.filename}: "
+            parser.error(f"{flag} {path!r}: {where}{error.strerror}")
     if args.output is not None and args.params is not None:
         if os.path.realpath(args.output) == os.path.realpath(args.params):
             parser.error(f"-o and --params name the same file ({args.output})")

@@ -23,9 +23,7 @@ from __future__ import annotations
 import argparse
 import csv
 import dataclasses
-import errno
 import json
-import os
 import shutil
 import sys
 from collections.abc import Sequence
@@ -46,7 +44,7 @@ from bitmod.runtime.perf.report import (
     run_sweep,
     summarize,
 )
-from bitmod.runtime.storage.fileio import make_directory_beside
+from bitmod.runtime.storage.fileio import check_directory_path, make_directory_beside
 from tqdm import tqdm
 
 PROG = "bitmod-sim"
@@ -360,22 +358,16 @@ def run(argv: Sequence[str] | None = None) -> int:
 
 
 def _check_out(out_text: str) -> Path:
-    """``--out`` is a directory or can become one (CliError naming a file in the way)."""
-    if not out_text:
-        raise CliError("--out: the path is empty (give a directory)")
-    out = Path(out_text)
+    """``--out`` is a directory or can become one (CliError naming what is in the way)."""
     try:
-        os.stat(out)
+        check_directory_path(out_text)
+    except NotADirectoryError as error:
+        what = "exists and is" if error.filename == out_text else "is"
+        raise CliError(f"--out: {error.filename} {what} not a directory") from None
     except OSError as error:
-        if error.errno == errno.ELOOP:
-            raise CliError(f"--out: {out}: {os.strerror(errno.ELOOP)}") from None
-    for path in (out, *out.parents):
-        if path.exists():
-            if not path.is_dir():
-                what = "exists and is" if path == out else "is"
-                raise CliError(f"--out: {path} {what} not a directory")
-            break
-    return out
+        where = f"{error.filename}: " if error.filename else ""
+        raise CliError(f"--out: {where}{error.strerror}") from None
+    return Path(out_text)
 
 
 def _run_printing_errors(argv: Sequence[str] | None) -> int:

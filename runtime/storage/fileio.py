@@ -34,6 +34,7 @@ from pathlib import Path
 
 __all__ = [
     "Staged",
+    "check_directory_path",
     "check_file_path",
     "commit_all",
     "exchange",
@@ -120,18 +121,43 @@ def _kind(path: Path) -> str:
 
 
 def check_file_path(path: str | Path) -> None:
-    """Raise OSError (``filename`` = ``path``) for a path that cannot name a file to write: an
-    empty one, one ending in ``/`` (that names a directory), one in a symbolic-link loop."""
+    """Raise OSError (``filename`` = the offending path) for a path that cannot name a file to
+    write: an empty one, one ending in ``/`` or naming a directory, one in a symbolic-link
+    loop, one under a file that is not a directory. Checked before the work that the file is
+    to hold, so a bad option fails at once."""
     text = os.fspath(path)
     if not text:
         raise OSError(errno.ENOENT, "the path is empty", text)
     if text.endswith(os.sep):
         raise IsADirectoryError(errno.EISDIR, "ends in '/', which names a directory", text)
+    _check_existing(Path(text), directory=False)
+
+
+def check_directory_path(path: str | Path) -> None:
+    """As :func:`check_file_path`, for a directory to create or fill."""
+    text = os.fspath(path)
+    if not text:
+        raise OSError(errno.ENOENT, "the path is empty", text)
+    _check_existing(Path(text), directory=True)
+
+
+def _check_existing(path: Path, directory: bool) -> None:
     try:
-        os.stat(text)
+        mode = os.stat(path).st_mode
     except OSError as error:
         if error.errno == errno.ELOOP:
-            raise OSError(errno.ELOOP, os.strerror(errno.ELOOP), text) from None
+            raise OSError(errno.ELOOP, os.strerror(errno.ELOOP), str(path)) from None
+    else:
+        if stat.S_ISDIR(mode) and not directory:
+            raise IsADirectoryError(errno.EISDIR, os.strerror(errno.EISDIR), str(path))
+        if not stat.S_ISDIR(mode) and directory:
+            raise NotADirectoryError(errno.ENOTDIR, os.strerror(errno.ENOTDIR), str(path))
+        return
+    for ancestor in path.parents:
+        if ancestor.exists():
+            if not ancestor.is_dir():
+                raise NotADirectoryError(errno.ENOTDIR, os.strerror(errno.ENOTDIR), str(ancestor))
+            return
 
 
 @dataclass
