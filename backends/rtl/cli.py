@@ -11,9 +11,10 @@ from __future__ import annotations
 
 import argparse
 import json
+import sys
 from pathlib import Path
 
-from bitmod.backends.rtl.cosim import SIMULATORS, build, cosimulate
+from bitmod.backends.rtl.cosim import SIMULATORS, CosimError, build, cosimulate, load_design
 
 __all__ = ["add_commands", "rtl_sim"]
 
@@ -46,11 +47,16 @@ def rtl_sim(args: argparse.Namespace) -> int:
     builds: dict[str, Path] = {}
     agree = True
     for design in _designs(Path(args.design)):
-        meta = json.loads((design / "design.json").read_text())
+        meta = load_design(design)
         key = json.dumps([meta["config"], meta["capacity"]], sort_keys=True)
-        if key not in builds:
-            builds[key] = build(design, args.simulator).resolve()
-        result = cosimulate(design, args.simulator, binary=builds[key])
+        try:
+            if key not in builds:
+                builds[key] = build(design, args.simulator).resolve()
+            result = cosimulate(design, args.simulator, binary=builds[key])
+        except (CosimError, OSError) as error:
+            # The simulator's whole log goes to stderr; the error line says what failed.
+            print(str(error).split("\n", 1)[-1], file=sys.stderr)
+            raise ValueError(f"{design}: {str(error).splitlines()[0]}") from None
         print(f"== {design} ({args.simulator})")
         print(result.format())
         agree &= result.identical and (result.cycles_equal or result.rtl.refused is not None)

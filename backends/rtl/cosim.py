@@ -10,20 +10,32 @@ otherwise) and cycles, in total and by cause.
 from __future__ import annotations
 
 import hashlib
-import json
+import math
 import shutil
 import subprocess
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 from bitmod.backends.rtl.emit import COUNTERS
 from bitmod.runtime.arch.hwconfig import HardwareConfig
 from bitmod.runtime.isa import IsaError, Program
 from bitmod.runtime.storage.archive import ParamArchive
+from bitmod.runtime.storage.jsontext import JsonError, parse_json
 
-__all__ = ["CosimError", "CosimResult", "RtlRun", "build", "cosimulate", "lint", "run_rtl"]
+__all__ = [
+    "CosimError",
+    "CosimResult",
+    "DesignError",
+    "RtlRun",
+    "build",
+    "cosimulate",
+    "lint",
+    "load_design",
+    "run_rtl",
+]
 
 SIMULATORS = ("verilator", "icarus")
 #: Verilator's options for the library (its lint warnings are style, widths and the memory
@@ -59,6 +71,57 @@ ERROR_CODES = {
     23: "an output element never stored",
     24: "the group accumulator can overflow (G x max term sum > 2^20)",
 }
+
+
+class DesignError(ValueError):
+    """A design directory whose ``design.json`` is not one :func:`emit_design` wrote."""
+
+
+def _first_problem(log: str) -> str:
+    """The first line of a tool's log that reports an error (else its first line)."""
+    lines = [line.strip() for line in log.splitlines() if line.strip()]
+    flagged = [line for line in lines if "error" in line.lower()]
+    return (flagged or lines or ["(no output)"])[0][:300]
+
+
+def load_design(directory: str | Path) -> dict[str, Any]:
+    """``design.json`` of an emitted design, checked: DesignError naming the file and the
+    entry that is missing or of the wrong kind (an edited or damaged design)."""
+    path = Path(directory) / "design.json"
+    try:
+        design = parse_json(path.read_bytes())
+    except OSError as error:
+        raise DesignError(f"{path}: cannot read ({error.strerror})") from None
+    except JsonError as error:
+        raise DesignError(f"{path}: not valid JSON ({error})") from None
+
+    def bad(what: str) -> DesignError:
+        return DesignError(f"{path}: {what} (not a design.json that bitmod emitted)")
+
+    if not isinstance(design, dict):
+        raise bad("expected a JSON object")
+    for key in ("config", "outputs", "capacity"):
+        if not isinstance(design.get(key), dict):
+            raise bad(f"no {key!r} object")
+    try:
+        HardwareConfig(**design["config"])
+    except (TypeError, ValueError) as error:
+        raise bad(f"'config' is not a machine ({error})") from None
+    if not all(isinstance(v, int) and v > 0 for v in design["capacity"].values()):
+        raise bad("'capacity' values must be positive integers")
+    if not design["outputs"]:
+        raise bad("no outputs")
+    for name, entry in design["outputs"].items():
+        ok = (
+            isinstance(entry, list)
+            and len(entry) == 3
+            and all(isinstance(v, int) and v >= 0 for v in entry[:2])
+            and isinstance(entry[2], list)
+            and all(isinstance(d, int) and d > 0 for d in entry[2])
+        )
+        if not ok or entry[1] != 2 * math.prod(entry[2]):
+            raise bad(f"output {name!r} is not [address, bytes, shape] of FP16 data")
+    return design
 
 
 class CosimError(RuntimeError):
@@ -177,7 +240,8 @@ def build(
         ]
     result = subprocess.run(command, capture_output=True, text=True)
     if result.returncode != 0:
-        raise CosimError(f"{simulator} build failed:\n{(result.stdout + result.stderr)[-4000:]}")
+        log = result.stdout + result.stderr
+        raise CosimError(f"{simulator} build failed: {_first_problem(log)}\n{log[-4000:]}")
     return _binary(directory, simulator)
 
 
@@ -222,17 +286,19 @@ def run_rtl(
     seconds = time.perf_counter() - started
     counters_file = directory / "counters.hex"
     if result.returncode != 0 or not counters_file.exists():
-        raise CosimError(f"{simulator} run failed:\n{(result.stdout + result.stderr)[-4000:]}")
+        log = result.stdout + result.stderr
+        raise CosimError(f"{simulator} run failed: {_first_problem(log)}\n{log[-4000:]}")
     words = _hex_words(counters_file)
     counters = dict(zip(COUNTERS, words, strict=True))
     if counters["error"] == 0xFFFFFFFF:
         raise CosimError("the design did not finish within the cycle limit")
-    design = json.loads((directory / "design.json").read_text())
+    design = load_design(directory)
     outputs = {}
     if not counters["error"]:
         for i, (name, (_, nbytes, shape)) in enumerate(design["outputs"].items()):
             data = bytes(_hex_words(directory / f"tensor{i}.hex"))
-            assert len(data) == nbytes
+            if len(data) != nbytes:
+                raise CosimError(f"output {name!r}: the RTL wrote {len(data)} bytes, not {nbytes}")
             outputs[name] = np.frombuffer(data, dtype=np.float16).reshape(shape).copy()
     return RtlRun(counters, outputs, seconds)
 
@@ -266,7 +332,7 @@ def cosimulate(
     from bitmod.runtime.emulator.machine import Machine, MachineError
 
     directory = Path(directory)
-    design = json.loads((directory / "design.json").read_text())
+    design = load_design(directory)
     config = HardwareConfig(**design["config"])
     rtl = run_rtl(directory, simulator, binary=binary)
     emulator_error = None
@@ -288,6 +354,11 @@ def cosimulate(
             False,
             f"RTL refused: {rtl.refused}",
             False,
+        )
+    if set(emulated.outputs) != set(design["outputs"]):
+        raise DesignError(
+            f"{directory / 'design.json'}: outputs {sorted(design['outputs'])}, the program "
+            f"stores {sorted(emulated.outputs)}"
         )
     difference = None
     for name, expected in emulated.outputs.items():

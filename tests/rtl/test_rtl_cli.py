@@ -5,6 +5,7 @@ exit 1, no partial directory)."""
 from __future__ import annotations
 
 import json
+import shutil
 from pathlib import Path
 
 import pytest
@@ -80,3 +81,48 @@ def test_bitmod_compile_emit_verilog(tmp_path: Path, capsys) -> None:
     assert not other.exists()
     assert bitmod_cli.main(["rtl-sim", str(tmp_path / "nothing")]) == 1
     assert "no emitted design" in capsys.readouterr().err
+
+
+def _edited(design: Path, tmp_path: Path, edit) -> Path:  # noqa: ANN001
+    copy = tmp_path / "edited"
+    shutil.copytree(design, copy)
+    edit(copy)
+    return copy
+
+
+def _json_edit(change):  # noqa: ANN001, ANN202
+    def edit(copy: Path) -> None:
+        meta = json.loads((copy / "design.json").read_text())
+        change(meta)
+        (copy / "design.json").write_text(json.dumps(meta))
+
+    return edit
+
+
+@pytest.mark.parametrize(
+    ("edit", "message"),
+    [
+        (lambda d: (d / "design.json").write_text("[]"), "expected a JSON object"),
+        (lambda d: (d / "design.json").write_text("{"), "design.json: not valid JSON"),
+        (_json_edit(lambda m: m.pop("outputs")), "no 'outputs' object"),
+        (_json_edit(lambda m: m.update(outputs={})), "no outputs"),
+        (_json_edit(lambda m: m["config"].update(bogus=1)), "'config' is not a machine"),
+        (
+            _json_edit(lambda m: next(iter(m["outputs"].values())).__setitem__(2, [3, 3])),
+            "is not [address, bytes, shape] of FP16 data",
+        ),
+        (lambda d: (d / "files.f").write_text("nonexist.sv\n"), "icarus build failed: "),
+    ],
+)
+def test_rtl_sim_on_a_damaged_design(tmp_path: Path, capsys, edit, message) -> None:
+    """Found by fuzzing: each was an internal error (KeyError, TypeError, a bare
+    AssertionError, an uncaught CosimError)."""
+    design = tmp_path / "design"
+    argv = [str(MLP / "mlp.mlir"), f"--pass-pipeline={PIPELINE}", "--emit=verilog"]
+    assert bitmod_opt.main([*argv, "-o", str(design)]) == 0
+    broken = _edited(design, tmp_path, edit)
+    capsys.readouterr()
+    assert bitmod_cli.main(["rtl-sim", str(broken), "--simulator", "icarus"]) == 1
+    last = capsys.readouterr().err.strip().splitlines()[-1]
+    assert last.startswith("bitmod: error: ") and message in last, last
+    assert "internal error" not in last
