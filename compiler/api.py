@@ -390,6 +390,14 @@ class CompiledModel:
         label: str = "last call",
     ) -> RunOutput:
         """Run once; ``record=True`` also returns every accelerator run's operands/result."""
+        if not isinstance(args, tuple | list):
+            raise CompileError(
+                f"run: the inputs must be a tuple or list, got {type(args).__name__}"
+            )
+        if kwargs is not None and not isinstance(kwargs, Mapping):
+            raise CompileError(
+                f"run: the keyword inputs must be a mapping, got {type(kwargs).__name__}"
+            )
         flat = self.host.flatten_inputs(tuple(args), dict(kwargs or {}))
         stats = {name: OpStats() for name in self.ops}
         records: list[OpRecord] | None = [] if record else None
@@ -512,6 +520,8 @@ class CompiledModel:
         symbolic link to one is followed. Files and directories get the modes a plain
         ``open()`` / ``mkdir`` gives. OSError becomes a CompileError naming the path.
         """
+        if not isinstance(directory, str | os.PathLike) or not os.fspath(directory):
+            raise CompileError(f"save: give a directory path, got {directory!r}")
         target = Path(directory)
         if target.exists() and not _is_replaceable(target):
             raise CompileError(
@@ -757,6 +767,11 @@ def compile(  # noqa: A001 - the public name mirrors torch.compile
     runs the accelerated ops on the bit-exact torch/Triton kernels of that device instead of
     the instruction interpreter (:meth:`CompiledModel.to_device`: same outputs, same report).
     """
+    if hardware is not None and not isinstance(hardware, HardwareConfig):
+        raise CompileError(
+            f"hardware must be a HardwareConfig (e.g. HardwareConfig(rows=8, tiles=4)), got "
+            f"{type(hardware).__name__}"
+        )
     hardware = hardware or HardwareConfig()
     kv_group_size = group_size if kv_group_size is None else kv_group_size
     _check_options(dtype, group_size, scale_bits, kv_dtype, kv_group_size)

@@ -351,6 +351,9 @@ class HostProgram:
         for index, (value, expected_spec) in enumerate(zip(flat, self.inputs, strict=True)):
             if not isinstance(value, torch.Tensor):
                 raise HostError(f"input {index} must be a tensor, got {type(value).__name__}")
+            if value.device.type not in ("cpu", "cuda"):
+                # The host graph runs in torch on the input's device; meta holds no values.
+                raise HostError(f"input {index} is on {value.device}, not cpu or cuda")
             got = TensorSpec.of(value)
             if got != expected_spec:
                 raise HostError(

@@ -98,3 +98,32 @@ def test_an_example_with_an_empty_dimension_is_a_compile_error(model, args, mess
     # Before: an xDSL VerifyException about a "static 2-D tensor" from deep in the lowering.
     with pytest.raises(CompileError, match=message):
         bitmod.compile(model, args, dtype="int8", group_size=8)
+
+
+def test_call_time_and_api_argument_refusals(tmp_path) -> None:  # noqa: ANN001
+    """Found by fuzzing: each was a raw TypeError / AttributeError / torch RuntimeError."""
+    from bitmod.compiler.host import HostError
+    from bitmod.runtime.arch.hwconfig import HardwareConfig
+
+    compiled = bitmod.compile(
+        torch.nn.Linear(8, 4), (torch.randn(2, 8),), dtype="int8", group_size=8
+    )
+    with pytest.raises(HostError, match=r"input 0 is on meta, not cpu or cuda"):
+        compiled(torch.empty(2, 8, device="meta"))
+    with pytest.raises(
+        CompileError, match=r"run: the inputs must be a tuple or list, got NoneType"
+    ):
+        compiled.run(None)  # type: ignore[arg-type]
+    with pytest.raises(CompileError, match=r"run: the keyword inputs must be a mapping, got list"):
+        compiled.run((torch.randn(2, 8),), [1])  # type: ignore[arg-type]
+    for bad in (5, None, ""):
+        with pytest.raises(CompileError, match=r"save: give a directory path"):
+            compiled.save(bad)  # type: ignore[arg-type]
+    with pytest.raises(CompileError, match=r"hardware must be a HardwareConfig .* got dict"):
+        bitmod.compile(torch.nn.Linear(8, 4), (torch.randn(2, 8),), hardware={"rows": 2})  # type: ignore[arg-type]
+    # the well-formed calls still work
+    x = torch.randn(2, 8)
+    assert torch.equal(compiled.run((x,), {}).outputs, compiled(x))
+    small = HardwareConfig(rows=4, cols=4, tiles=2)
+    bitmod.compile(torch.nn.Linear(8, 4), (x,), dtype="int8", group_size=8, hardware=small)
+    assert list(tmp_path.iterdir()) == []

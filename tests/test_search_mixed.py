@@ -75,6 +75,7 @@ def test_bad_budgets_are_one_clear_error(text: str, message: str) -> None:
         ("bitmod3:x", "group size must be a positive integer"),
         ("bitmod3:0", "group size must be a positive integer"),
         ("bitmod3,bitmod3", "given twice"),
+        ("bitmod3:128,bitmod3", "candidate 'bitmod3' is given twice"),  # the same group size
         ("mxfp4:64", "MX block size 32"),
         (" , ", "no candidate"),
     ],

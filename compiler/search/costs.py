@@ -100,7 +100,8 @@ def parse_candidates(text: str | list[str]) -> list[Candidate]:
             if get_format(dtype).family == "mx" and group != block:
                 raise ValueError(f"candidate {item!r}: {dtype} uses the MX block size {block}")
         candidate = Candidate(dtype, group)
-        if candidate in candidates:
+        # bitmod3 and bitmod3:128 are one candidate (compare what quantize gets).
+        if any((c.dtype, c.group) == (dtype, candidate.group) for c in candidates):
             raise ValueError(f"candidate {item!r} is given twice")
         candidates.append(candidate)
     if len(candidates) < 1:
