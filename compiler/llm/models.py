@@ -354,6 +354,13 @@ def _load_directory(path: Path) -> LanguageModel:
     transformers = _import_transformers()
     if not (path / "config.json").is_file():
         raise ModelError(f"{path}: not a Hugging Face model directory (no config.json)")
+    tokenizer_files = ("tokenizer.json", "tokenizer.model", "vocab.json", "tokenizer_config.json")
+    if not any((path / name).is_file() for name in tokenizer_files):
+        # transformers would fail deep inside with "'NoneType' object has no attribute ...".
+        raise ModelError(
+            f"{path}: no tokenizer (none of {', '.join(tokenizer_files)}); save the tokenizer "
+            f"into the directory with the model"
+        )
     try:
         with _offline_quiet():
             model = transformers.AutoModelForCausalLM.from_pretrained(
