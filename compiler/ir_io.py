@@ -30,7 +30,7 @@ from bitmod.dialects.diagnostics import (
 )
 from xdsl.context import Context
 from xdsl.dialects.builtin import FileLineColLoc, IntAttr, ModuleOp, StringAttr, UnknownLoc
-from xdsl.ir import Operation
+from xdsl.ir import Block, Operation, OpResult
 from xdsl.parser import Parser
 from xdsl.parser.generic_parser import ParserState
 from xdsl.printer import Printer
@@ -149,6 +149,7 @@ def verify_module(module: ModuleOp) -> None:
     Ops are checked one at a time (not through ``module.verify()``) so that the error names
     the failing op and its position instead of reprinting the whole module.
     """
+    positions: dict[Block, dict[Operation, int]] = {}
     for op in module.walk():
         try:
             op.verify(verify_nested_ops=False)
@@ -157,6 +158,39 @@ def verify_module(module: ModuleOp) -> None:
         except (ValueError, AssertionError) as error:
             # Structural breakage (e.g. an erased value still in use) is reported the same way.
             raise error_at(op, str(error) or type(error).__name__) from None
+        _check_dominance(op, positions)
+
+
+def _check_dominance(op: Operation, positions: dict[Block, dict[Operation, int]]) -> None:
+    """Each operand of ``op`` is defined before it: earlier in its block or in a block around
+    it (xDSL does not check this, and a value used before its definition would reach the
+    runner undefined). Regions here are single-block, so "earlier" is the block's order."""
+    for index, operand in enumerate(op.operands):
+        if not isinstance(operand, OpResult):
+            continue
+        definer = operand.op
+        block = definer.parent_block()
+        user: Operation | None = op
+        while user is not None and user.parent_block() is not block:
+            user = user.parent_op()
+        if block is not None and user is not None:
+            order = positions.get(block)
+            if order is None:
+                order = positions[block] = {o: i for i, o in enumerate(block.ops)}
+            if order[definer] < order[user]:
+                continue
+        raise error_at(
+            op,
+            f"operand #{index} is used before it is defined (by the {definer.name} at "
+            f"{_where(definer)})",
+        )
+
+
+def _where(op: Operation) -> str:
+    location = op.location
+    if isinstance(location, FileLineColLoc):
+        return f"{location.line.data}:{location.column.data}"
+    return "an unknown position"
 
 
 def print_module(ctx: Context, module: ModuleOp, generic: bool = False) -> str:

@@ -396,6 +396,42 @@ _BlockRunner = Callable[
 # --- bsisa.launch ----------------------------------------------------------------------------
 
 
+def _launch_binding(
+    launch: LaunchOp, program: Any, act: str, out: str, bias: str | None
+) -> Binding:
+    """What the launch binds, checked against what its segment reads and writes: one weight,
+    the launch's activation and output, and a bias exactly when the segment's drain adds one
+    (a launch that binds a bias its segment never reads would drop it silently)."""
+    names: dict[DescKind, list[str]] = {}
+    for desc in program.descriptors:
+        names.setdefault(desc.kind, []).append(program.strings[desc.name])
+    where = f"@{launch.program.root_reference.data}[{launch.segment.value.data}]"
+    weights = names.get(DescKind.QWEIGHT, [])
+    if len(weights) != 1:
+        raise ModuleRunError(
+            f"module runner: segment {where} reads {len(weights)} weights (one ld.wgt of one "
+            f"qweight expected)",
+            launch,
+        )
+    for what, tensor, kind in (("act", act, DescKind.ACT), ("out", out, DescKind.OUT)):
+        if tensor not in names.get(kind, []):
+            raise ModuleRunError(
+                f"module runner: the launch's {what} {tensor!r} is not what segment {where} "
+                f"{'reads' if kind is DescKind.ACT else 'stores'} "
+                f"({', '.join(map(repr, names.get(kind, []))) or 'nothing'})",
+                launch,
+            )
+    biases = names.get(DescKind.BIAS, [])
+    if (bias is None) != (not biases) or (bias is not None and bias not in biases):
+        raise ModuleRunError(
+            f"module runner: the launch binds {'no bias' if bias is None else f'bias {bias!r}'}, "
+            f"segment "
+            f"{where}'s drain adds {', '.join(map(repr, biases)) or 'none'}",
+            launch,
+        )
+    return Binding(act, weights[0], out, bias)
+
+
 def segment_program(program: ProgramOp, segment: int) -> Any:
     """The runtime Program of one segment of ``program``: its configuration and schedule,
     the descriptors it names (in table order) and ``halt``."""
@@ -435,12 +471,10 @@ class _Accelerator:
             assert desc is not None
             return desc.tensor.data
 
-        weights = [
-            program.strings[d.name] for d in program.descriptors if d.kind is DescKind.QWEIGHT
-        ]
-        binding = Binding(
+        binding = _launch_binding(
+            launch,
+            program,
             tensor_of(launch.act_desc),
-            weights[0],
             tensor_of(launch.out_desc),
             None if launch.bias_desc is None else tensor_of(launch.bias_desc),
         )

@@ -103,7 +103,7 @@ def test_a_launch_whose_output_no_store_writes(tmp_path: Path, capsys) -> None:
     err = capsys.readouterr().err
     launch_line = next(i for i, line in enumerate(text.splitlines(), 1) if "bsisa.launch" in line)
     assert f"{broken}:{launch_line}:5: 'bsisa.launch' op" in err
-    assert "output 'result0' is never stored: no st.out of the program writes it" in err
+    assert "the launch's out 'result0' is not what segment @program[0] stores (nothing)" in err
     assert not (tmp_path / "o.st").exists()
     assert bitmod(["run-mlir", str(lowered), *argv]) == 0  # the intact program runs
 
@@ -297,3 +297,50 @@ def test_bitmod_sim_out_that_names_no_directory(tmp_path: Path, capsys, out, mes
     assert exit_info.value.code == 2
     assert message in capsys.readouterr().err
     assert sorted(p.name for p in tmp_path.iterdir()) == ["loop", "loop2"]
+
+
+def test_a_value_used_before_its_definition(tmp_path: Path, capsys) -> None:
+    """xDSL parses a forward reference in a function body without checking dominance; the
+    runner then met an undefined value (a KeyError)."""
+    source = tmp_path / "forward.mlir"
+    source.write_text(
+        "func.func @f(%x: tensor<2xf32>) -> tensor<2xf32> {\n"
+        "  %a = arith.addf %b, %x : tensor<2xf32>\n"
+        "  %b = arith.addf %x, %x : tensor<2xf32>\n"
+        "  func.return %a : tensor<2xf32>\n"
+        "}\n"
+    )
+    assert bitmod_opt([str(source), "-o", str(tmp_path / "out.mlir")]) == 1
+    err = capsys.readouterr().err
+    assert err == (
+        f"{source}:2:3: error: 'arith.addf' op operand #0 is used before it is defined "
+        "(by the arith.addf at 3:3)\n"
+    )
+    assert not (tmp_path / "out.mlir").exists()
+
+
+@pytest.mark.parametrize(
+    ("edit", "message"),
+    [
+        # the first launch binds fc1.bias; its segment's drain no longer adds it (bias dropped)
+        (lambda t: t.replace("bsisa.drain bias @d3", "bsisa.drain", 1), "the launch binds bias"),
+        # the first segment loads no weight (was an IndexError)
+        (
+            lambda t: t.replace("      bsisa.ld.wgt @d1 col L0 k -\n", "", 1),
+            "segment @program[0] reads 0 weights",
+        ),
+    ],
+)
+def test_a_launch_and_its_segment_disagree(tmp_path: Path, capsys, edit, message) -> None:
+    lowered = tmp_path / "low.mlir"
+    assert bitmod_opt([str(SOURCE), LOWER, "-o", str(lowered)]) == 0
+    broken = tmp_path / "broken.mlir"
+    broken.write_text(edit(lowered.read_text()))
+    assert broken.read_text() != lowered.read_text()
+    save_file({"arg0": torch.randn(2, 4)}, tmp_path / "in.safetensors")
+    argv = ["--params", str(tmp_path / "low.params.safetensors"), "--func", "forms"]
+    argv += ["--inputs", str(tmp_path / "in.safetensors")]
+    capsys.readouterr()
+    assert bitmod(["run-mlir", str(broken), *argv]) == 1
+    err = capsys.readouterr().err
+    assert f"{broken}:4:5: 'bsisa.launch' op module runner: " in err and message in err, err
