@@ -67,7 +67,7 @@ from bitmod.dialects.bitmod import (
     known_format_names,
     unknown_dtype_message,
 )
-from bitmod.dialects.diagnostics import DiagnosticError, error_at
+from bitmod.dialects.diagnostics import DiagnosticError, error_at, warn_at
 from bitmod.passes.context import archive_of
 from bitmod.passes.stages import nothing_to_do
 from bitmod.runtime.progress import show_progress
@@ -211,6 +211,7 @@ class BitmodQuantizePass(ModulePass):
         targets = _collect_targets(op, archive)
         if not targets:
             nothing_to_do(op, self.name, "bitmod.matmul")
+            self._warn_if_requantizing(op)
 
         params = {target.param.param_name.data for target in targets}
         known = params | {layer_name(name) for name in params}
@@ -234,6 +235,27 @@ class BitmodQuantizePass(ModulePass):
                 self, archive, overrides, {target.param: target for target in targets}, bar
             )
             PatternRewriteWalker(pattern, apply_recursively=False).rewrite_module(op)
+
+    def _warn_if_requantizing(self, module: ModuleOp) -> None:
+        """A second run over weights quantized already changes nothing (the float weights are
+        gone); say so where its options ask for something else, instead of ignoring them."""
+        for qop in module.walk():
+            qtype = qop.results[0].type if qop.results else None
+            if not isinstance(qop, QuantizeOp) or not isinstance(qtype, QWeightType):
+                continue
+            have = (qtype.dtype.format_name.data, qtype.group_size.data, qtype.scale_bits.data)
+            k = qtype.shape.data[-1].data
+            other_group = have[1] != self.group_size and self.group_size < k  # (G > K: one group)
+            if self.layers or have[0] != self.dtype or have[2] != self.scale_bits or other_group:
+                warn_at(
+                    qop,
+                    f"{self.name}: the weights are quantized already (this one {have[0]}, "
+                    f"G={have[1]}, scale-bits={have[2]}); dtype={self.dtype} "
+                    f"group-size={self.group_size} scale-bits={self.scale_bits}"
+                    f"{' layers=' + self.layers if self.layers else ''} change nothing "
+                    "(quantize once, from the float weights)",
+                )
+                return
 
 
 @dataclass

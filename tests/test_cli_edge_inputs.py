@@ -344,3 +344,18 @@ def test_a_launch_and_its_segment_disagree(tmp_path: Path, capsys, edit, message
     assert bitmod(["run-mlir", str(broken), *argv]) == 1
     err = capsys.readouterr().err
     assert f"{broken}:4:5: 'bsisa.launch' op module runner: " in err and message in err, err
+
+
+def test_quantizing_again_warns_that_its_options_change_nothing(tmp_path: Path, capsys) -> None:
+    out = str(tmp_path / "q.mlir")
+    twice = "--pass-pipeline=builtin.module(convert-linalg-to-bitmod,bitmod-quantize{dtype=int8},"
+    assert bitmod_opt([str(SOURCE), twice + "bitmod-quantize{dtype=int4})", "-o", out]) == 0
+    err = capsys.readouterr().err
+    assert (
+        "warning: 'bitmod.quantize' op bitmod-quantize: the weights are quantized already " in err
+    )
+    assert "(this one int8, G=4, scale-bits=8); dtype=int4 group-size=128" in err
+    assert "int8" in Path(out).read_text() and "int4" not in Path(out).read_text()
+    # the same options again: idempotent, silent (as mlir-opt passes are)
+    assert bitmod_opt([str(SOURCE), twice + "bitmod-quantize{dtype=int8})", "-o", out]) == 0
+    assert capsys.readouterr().err == ""
