@@ -125,10 +125,12 @@ def parse_layer_overrides(text: str) -> dict[str, tuple[str, int | None]]:
     Raises ValueError naming the malformed entry.
     """
     overrides: dict[str, tuple[str, int | None]] = {}
+    if not text.strip():
+        return overrides
     for raw_entry in text.split(","):
         entry = raw_entry.strip()
         if not entry:
-            continue
+            raise ValueError(f"layers '{text}' has an empty entry (a stray ',')")
         match = _LAYER_ENTRY.fullmatch(entry)
         if match is None:
             raise ValueError(

@@ -221,6 +221,7 @@ def test_layer_overrides_and_scale_bits(tmp_path: Path, capsys) -> None:
 
 
 def test_layer_override_syntax() -> None:
+    assert parse_layer_overrides("") == parse_layer_overrides("  ") == {}
     assert parse_layer_overrides("fc1:int8, fc3:bitmod4:64,blocks.0.attn:mxfp4") == {
         "fc1": ("int8", None),
         "fc3": ("bitmod4", 64),
@@ -231,6 +232,8 @@ def test_layer_override_syntax() -> None:
         ("fc1:int8:0", "positive integer"),
         ("fc1:int8,fc1:int4", "twice"),
         ("fc1:int99", "unknown bitmod"),
+        (",", "empty entry"),  # (found by fuzzing: stray commas were skipped)
+        ("fc1:int8:64,", "empty entry"),
     ):
         with pytest.raises(ValueError, match=message):
             parse_layer_overrides(bad)

@@ -359,3 +359,21 @@ def test_quantizing_again_warns_that_its_options_change_nothing(tmp_path: Path, 
     # the same options again: idempotent, silent (as mlir-opt passes are)
     assert bitmod_opt([str(SOURCE), twice + "bitmod-quantize{dtype=int8})", "-o", out]) == 0
     assert capsys.readouterr().err == ""
+
+
+def test_a_bandwidth_too_small_to_model_says_what_is_allowed(tmp_path: Path, capsys) -> None:
+    tile = "bitmod-tile{dram-bytes-per-cycle=1e-300}"
+    pipeline = f"--pass-pipeline=builtin.module(convert-linalg-to-bitmod,bitmod-quantize,{tile})"
+    assert bitmod_opt([str(SOURCE), pipeline, "-o", str(tmp_path / "t.mlir")]) == 1
+    err = capsys.readouterr().err
+    # (before: "must be positive, got 1e-300", of a positive value)
+    assert "DRAM bandwidth must be at least 1/65536 bytes per cycle, got 1e-300" in err
+
+
+@pytest.mark.skipif(not Path("/dev/null").exists(), reason="needs /dev/null")
+def test_run_mlir_params_that_is_not_a_regular_file(tmp_path: Path, capsys) -> None:
+    lowered = tmp_path / "low.mlir"
+    assert bitmod_opt([str(SOURCE), LOWER, "-o", str(lowered)]) == 0
+    capsys.readouterr()
+    assert bitmod(["run-mlir", str(lowered), "--func", "forms", "--params", "/dev/null"]) == 1
+    assert "/dev/null: not a regular file (--params)" in capsys.readouterr().err

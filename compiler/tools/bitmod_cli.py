@@ -607,6 +607,8 @@ def _require_file(path: Path, what: str) -> None:
         hint = " (for a bundle directory: bitmod run DIR)" if what == "LOWERED.mlir" else ""
         raise CliError(f"{path}: is a directory, {what} must be a file{hint}")
     if not path.is_file():
+        if path.exists():  # a device, a FIFO: not a file the reader can seek in
+            raise CliError(f"{path}: not a regular file ({what})")
         raise CliError(f"{path}: no such file ({what})")
 
 

@@ -68,7 +68,9 @@ def dram_fraction(bytes_per_cycle: float) -> tuple[int, int]:
     """``(num, den)`` with ``num / den`` bytes per cycle (25.6 -> 128/5)."""
     value = Fraction(repr(float(bytes_per_cycle))).limit_denominator(MAX_DRAM_DENOMINATOR)
     if value <= 0:
-        raise ValueError(f"DRAM bandwidth must be positive, got {bytes_per_cycle!r}")
+        # A positive value below 1/MAX_DRAM_DENOMINATOR rounds to zero in the timing model.
+        smallest = f"at least 1/{MAX_DRAM_DENOMINATOR} bytes per cycle"
+        raise ValueError(f"DRAM bandwidth must be {smallest}, got {bytes_per_cycle!r}")
     return value.numerator, value.denominator
 
 
