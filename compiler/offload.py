@@ -103,7 +103,7 @@ class QuantPlan:
         )
         if plan.group_size <= 0 or plan.k_padded <= 0 or not 2 <= plan.scale_bits <= 8:
             raise ValueError(f"quantization plan {dict(data)!r} is out of range")
-        get_format(plan.dtype)  # KeyError naming it for an unknown format
+        get_format(plan.dtype)  # ValueError naming an unknown format
         return plan
 
 

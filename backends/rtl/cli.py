@@ -54,9 +54,11 @@ def rtl_sim(args: argparse.Namespace) -> int:
                 builds[key] = build(design, args.simulator).resolve()
             result = cosimulate(design, args.simulator, binary=builds[key])
         except (CosimError, OSError) as error:
-            # The simulator's whole log goes to stderr; the error line says what failed.
-            print(str(error).split("\n", 1)[-1], file=sys.stderr)
-            raise ValueError(f"{design}: {str(error).splitlines()[0]}") from None
+            # The simulator's log (if any) goes to stderr; the error line says what failed.
+            headline, _, log = str(error).partition("\n")
+            if log:
+                print(log, file=sys.stderr)
+            raise ValueError(f"{design}: {headline}") from None
         print(f"== {design} ({args.simulator})")
         print(result.format())
         agree &= result.identical and (result.cycles_equal or result.rtl.refused is not None)

@@ -193,7 +193,7 @@ def run_eval(args: argparse.Namespace) -> int:
 def _check_outputs(args: argparse.Namespace) -> dict[str, Path]:
     """The output files by option, checked before the evaluation: each can be written, and no
     two name the same file (the second would silently replace the first)."""
-    from bitmod.runtime.storage.fileio import check_file_path
+    from bitmod.runtime.storage.fileio import check_file_path, os_error_reason
 
     outputs: dict[str, Path] = {}
     seen: dict[str, str] = {}
@@ -205,8 +205,7 @@ def _check_outputs(args: argparse.Namespace) -> dict[str, Path]:
         try:
             check_file_path(text)
         except OSError as error:
-            where = "" if error.filename in (None, text) else f"{error.filename}: "
-            raise ValueError(f"--{option} {text!r}: {where}{error.strerror}") from None
+            raise ValueError(f"--{option} {text!r}: {os_error_reason(error, text)}") from None
         real = os.path.realpath(text)
         if real in seen:
             raise ValueError(f"--{seen[real]} and --{option} name the same file {text}")

@@ -30,7 +30,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from bitmod.runtime.storage.fileio import check_directory_path
+from bitmod.runtime.storage.fileio import check_directory_path, os_error_reason
 
 __all__ = ["add_search_parsers", "run_optimize", "run_search"]
 
@@ -145,9 +145,7 @@ def _check_common(args: argparse.Namespace) -> None:
         try:
             check_directory_path(args.out)
         except OSError as error:
-            raise ValueError(
-                f"--out {str(args.out)!r}: {error.filename}: {error.strerror}"
-            ) from None
+            raise ValueError(f"--out {args.out!r}: {os_error_reason(error, args.out)}") from None
         args.out = Path(args.out)
 
 

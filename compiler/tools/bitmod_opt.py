@@ -67,11 +67,11 @@ from bitmod.passes.context import (
     make_context,
 )
 from bitmod.runtime.storage.fileio import (
-    TEMPORARY_MARK,
     Staged,
     check_file_path,
     commit_all,
     file_sha256,
+    os_error_reason,
     stage,
 )
 from xdsl.dialects.builtin import ModuleOp, StringAttr
@@ -224,19 +224,6 @@ def _relative_name(archive_path: Path, output: str | None) -> str:
     return os.path.relpath(archive_path.resolve(), base)
 
 
-def _os_reason(error: OSError, path: str | Path | None = None) -> str:
-    """The reason of an OSError, with the file it concerns unless that is ``path``."""
-    reason = error.strerror or str(error)
-    if error.filename is not None and TEMPORARY_MARK in os.fspath(error.filename):
-        # A temporary beside the target: the user knows the directory, not its name.
-        return f"in {Path(error.filename).parent}: {reason}"
-    if error.filename is None or (
-        path is not None and os.path.realpath(error.filename) == os.path.realpath(path)
-    ):
-        return reason
-    return f"{error.filename}: {reason}"
-
-
 def _run_passes(ctx: BitmodContext, module: ModuleOp, pipeline: PassPipeline) -> None:
     if not pipeline.passes:
         return
@@ -292,7 +279,7 @@ def _emit_verilog(
         raise error_at(module, f"--emit=verilog: {error}") from None
     except OSError as error:
         raise error_at(
-            module, f"--emit=verilog: cannot write {output}: {_os_reason(error)}"
+            module, f"--emit=verilog: cannot write {output}: {os_error_reason(error)}"
         ) from None
 
 
@@ -379,7 +366,7 @@ def run(args: argparse.Namespace) -> None:
             raise  # the reader went away: run_console ends the run quietly
         except OSError as error:
             raise DiagnosticError(
-                f"cannot write output: {_os_reason(error)}",
+                f"cannot write output: {os_error_reason(error)}",
                 location=SourceLocation("<stdout>", 1, 1),
             ) from None
 
@@ -389,7 +376,7 @@ def _stage(path: str | Path, what: str, write: Callable[[Path], None]) -> Staged
         return stage(path, write)
     except OSError as error:
         raise DiagnosticError(
-            f"cannot write {what}: {_os_reason(error, path)}",
+            f"cannot write {what}: {os_error_reason(error, path)}",
             location=SourceLocation(str(path), 1, 1),
         ) from None
 
@@ -430,8 +417,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         try:
             check_file_path(path)
         except OSError as error:
-            where = "" if error.filename in (None, path) else f"{error.filename}: "
-            parser.error(f"{flag} {path!r}: {where}{error.strerror}")
+            parser.error(f"{flag} {path!r}: {os_error_reason(error, path)}")
     if args.output is not None and args.params is not None:
         if os.path.realpath(args.output) == os.path.realpath(args.params):
             parser.error(f"-o and --params name the same file ({args.output})")
@@ -444,7 +430,9 @@ def _list(parser: argparse.ArgumentParser) -> int:
     except BrokenPipeError:
         raise
     except OSError as error:
-        parser.exit(EXIT_ERROR, f"{parser.prog}: error: cannot list passes: {_os_reason(error)}\n")
+        parser.exit(
+            EXIT_ERROR, f"{parser.prog}: error: cannot list passes: {os_error_reason(error)}\n"
+        )
     return 0
 
 

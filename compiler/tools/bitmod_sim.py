@@ -44,7 +44,11 @@ from bitmod.runtime.perf.report import (
     run_sweep,
     summarize,
 )
-from bitmod.runtime.storage.fileio import check_directory_path, make_directory_beside
+from bitmod.runtime.storage.fileio import (
+    check_directory_path,
+    make_directory_beside,
+    os_error_reason,
+)
 from tqdm import tqdm
 
 PROG = "bitmod-sim"
@@ -365,8 +369,7 @@ def _check_out(out_text: str) -> Path:
         what = "exists and is" if error.filename == out_text else "is"
         raise CliError(f"--out: {error.filename} {what} not a directory") from None
     except OSError as error:
-        where = f"{error.filename}: " if error.filename else ""
-        raise CliError(f"--out: {where}{error.strerror}") from None
+        raise CliError(f"--out: {os_error_reason(error)}") from None
     return Path(out_text)
 
 

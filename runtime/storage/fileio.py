@@ -40,6 +40,7 @@ __all__ = [
     "exchange",
     "file_sha256",
     "make_directory_beside",
+    "os_error_reason",
     "stage",
     "write_atomically",
     "write_together",
@@ -94,13 +95,18 @@ def remove_stale_temporaries(path: Path) -> None:
             Path(entry.path).unlink(missing_ok=True)
 
 
-def _check_parents(path: Path) -> None:
-    """Create the directories above ``path``; NotADirectoryError naming one that is a file."""
+def _check_ancestors(path: Path) -> None:
+    """NotADirectoryError naming the nearest existing ancestor of ``path`` if it is a file."""
     for ancestor in path.parents:
         if ancestor.exists():
             if not ancestor.is_dir():
                 raise NotADirectoryError(errno.ENOTDIR, os.strerror(errno.ENOTDIR), str(ancestor))
-            break
+            return
+
+
+def _check_parents(path: Path) -> None:
+    """Create the directories above ``path``; NotADirectoryError naming one that is a file."""
+    _check_ancestors(path)
     path.parent.mkdir(parents=True, exist_ok=True)
 
 
@@ -153,11 +159,20 @@ def _check_existing(path: Path, directory: bool) -> None:
         if not stat.S_ISDIR(mode) and directory:
             raise NotADirectoryError(errno.ENOTDIR, os.strerror(errno.ENOTDIR), str(path))
         return
-    for ancestor in path.parents:
-        if ancestor.exists():
-            if not ancestor.is_dir():
-                raise NotADirectoryError(errno.ENOTDIR, os.strerror(errno.ENOTDIR), str(ancestor))
-            return
+    _check_ancestors(path)
+
+
+def os_error_reason(error: OSError, path: str | Path | None = None) -> str:
+    """The reason of an OSError, with the file it concerns unless that is ``path`` (and the
+    directory, not the name, of a temporary beside the target)."""
+    reason = error.strerror or str(error)
+    if not error.filename:  # None, or the empty path itself
+        return reason
+    if TEMPORARY_MARK in os.fspath(error.filename):
+        return f"in {Path(error.filename).parent}: {reason}"
+    if path is not None and os.path.realpath(error.filename) == os.path.realpath(path):
+        return reason
+    return f"{error.filename}: {reason}"
 
 
 @dataclass
