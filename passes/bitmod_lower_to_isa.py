@@ -333,6 +333,7 @@ class BitmodLowerToIsaPass(ModulePass):
                 )
         if not tiled_ops:
             nothing_to_do(
+                ctx,
                 op,
                 self.name,
                 "bsisa.tiled_matmul",

@@ -212,7 +212,7 @@ class BitmodQuantizePass(ModulePass):
         overrides = parse_layer_overrides(self.layers or "")
         targets = _collect_targets(op, archive)
         if not targets:
-            nothing_to_do(op, self.name, "bitmod.matmul")
+            nothing_to_do(ctx, op, self.name, "bitmod.matmul")
             self._warn_if_requantizing(op)
 
         params = {target.param.param_name.data for target in targets}

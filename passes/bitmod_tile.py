@@ -188,6 +188,7 @@ class BitmodTilePass(ModulePass):
         quantized = [matmul for matmul in matmuls if _is_quantized(matmul)]
         if not quantized:
             nothing_to_do(
+                ctx,
                 op,
                 self.name,
                 "quantized bitmod.matmul",

@@ -607,6 +607,48 @@ def test_passes_that_find_nothing_to_do_warn(capsys) -> None:
     ]
 
 
+HOST_ONLY = FILECHECK / "bitmod-quantize" / "host-products.mlir"
+"""A module whose only product is not a linear layer (its batched weight differs per batch)."""
+
+
+def test_products_that_are_not_linear_layers_leave_nothing_to_do(tmp_path: Path, capsys) -> None:
+    """convert-linalg-to-bitmod leaves such a product on the host; the later passes then have
+    nothing to do and say so, instead of asking for convert-linalg-to-bitmod again."""
+    source = HOST_ONLY
+    out = tmp_path / "host.lowered.mlir"
+    status, stdout, err = _run(capsys, str(source), "--pipeline=bitmod-default", "-o", str(out))
+    assert status == 0 and stdout == ""
+    lines = err.splitlines()
+    assert len(lines) == 4 and lines[0].startswith(
+        f"{source}:11:3: warning: 'linalg.batch_matmul' op convert-linalg-to-bitmod: none of the 1"
+    )
+    for line, (name, wanted) in zip(
+        lines[1:],
+        (
+            ("bitmod-quantize", "bitmod.matmul"),
+            ("bitmod-tile", "quantized bitmod.matmul"),
+            ("bitmod-lower-to-isa", "bsisa.tiled_matmul"),
+        ),
+        strict=True,
+    ):
+        assert line == (
+            f"{source}:11:3: warning: 'linalg.batch_matmul' op {name}: the module has no "
+            f"{wanted}, nothing to do: its linalg products, such as this one, are not linear "
+            "layers and stay on the host (products of two run-time values are converted by "
+            "convert-linalg-to-bitmod unless kv-dtype=host)"
+        )
+    assert "linalg.batch_matmul" in out.read_text()
+    # the same module with a linear layer beside it: that one is still an error
+    mixed = tmp_path / "mixed.mlir"
+    mixed.write_text(
+        HOST_ONLY.read_text().replace("func.func @main", "func.func @other")
+        + (MLP_DIR / "mlp.mlir").read_text()
+    )
+    status, _, err = _run(capsys, str(mixed), "-p", "bitmod-quantize", "-o", str(tmp_path / "m"))
+    assert status == 1 and "linalg.matmul' op bitmod-quantize" in err
+    assert "run convert-linalg-to-bitmod first" in err
+
+
 @pytest.mark.parametrize(
     ("fmt", "family"), [("mxfp4", "mx"), ("olive4", "olive"), ("ant4", "mixture")]
 )

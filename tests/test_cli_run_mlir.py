@@ -246,7 +246,8 @@ def test_torch_mlir_output_names_the_pipeline(lowered, tmp_path, capsys) -> None
     column = lines[first].index("%") + 1
     assert message.startswith(
         f"{lowered.raw}:{first + 1}:{column}: @main is not a lowered module: it has no "
-        "bsisa.launch op and 2 linalg product(s) (is it torch-mlir's output"
+        "bsisa.launch op and 2 linear layer(s) among its linalg products (is it torch-mlir's "
+        "output"
     )
     assert message.endswith(
         f"lower it first: bitmod-opt {lowered.raw} --pipeline=bitmod-default -o "
@@ -275,6 +276,23 @@ def test_a_function_with_nothing_to_offload_runs_on_the_host(tmp_path, capsys) -
     assert f"@main of {ir} (0 launches, 0 accelerator runs)" in stdout
     assert "nothing to offload, every op ran on the host" in stdout
     assert torch.equal(load_file(str(out))["result0"], torch.relu(x) * 2.0 + 1.0)
+
+
+def test_products_that_are_not_linear_layers_run_on_the_host(tmp_path, capsys) -> None:
+    """A batched weight that differs per batch is no linear layer: the pipeline leaves it on
+    the host, and run-mlir runs it there instead of asking for the pipeline again."""
+    from tests.test_bitmod_opt import HOST_ONLY
+
+    raw, ir = tmp_path / "bmm.mlir", tmp_path / "bmm.lowered.mlir"
+    raw.write_text(HOST_ONLY.read_text())
+    assert bitmod_opt([str(raw), "--pipeline=bitmod-default", "-o", str(ir)]) == 0
+    x = torch.randn(2, 2, 4, generator=torch.Generator().manual_seed(3))
+    inputs, out = tmp_path / "in.safetensors", tmp_path / "out.safetensors"
+    save_file({"arg0": x}, str(inputs))
+    status, stdout, _ = _cli(capsys, ir, "--inputs", inputs, "-o", out)
+    assert status == 0 and "nothing to offload, every op ran on the host" in stdout
+    weight = torch.arange(1.0, 9.0).reshape(2, 4, 1)
+    torch.testing.assert_close(load_file(str(out))["result0"], torch.bmm(x, weight))
 
 
 @pytest.mark.parametrize(

@@ -532,7 +532,7 @@ def _run_mlir(args: argparse.Namespace) -> int:
             archive = ctx.params_archive.path
             _refuse_overwrite(output, [(archive, "the parameter archive")])
         func = function_op(module, args.func)
-        launches = _check_lowered(ir_path, func)
+        launches = _check_lowered(ctx, ir_path, func)
         inputs = _read_inputs(args.inputs, ir_path, args.func, argument_types(func))
         with _launch_bar(args.progress, launches) as on_launch:
             run = run_function(ctx, module, inputs, function=args.func, on_launch=on_launch)
@@ -638,15 +638,17 @@ def _load_lowered(ir_path: Path, params: str | None) -> tuple[Any, Any]:
     return ctx, module
 
 
-def _check_lowered(ir_path: Path, func: Any) -> int:
+def _check_lowered(ctx: Any, ir_path: Path, func: Any) -> int:
     """The number of ``bsisa.launch`` ops of ``func``, or a CliError naming the passes still
     to run when it is not lowered to the ISA: tiled or quantized matmuls left (a partial
-    pipeline), or linalg products and no ``bsisa.launch`` (torch-mlir's own output). A float
-    ``bitmod.matmul`` next to launches is a host op; a function with no product at all has
-    nothing to offload and runs on the host (0 launches)."""
+    pipeline), or linear layers among its linalg products and no ``bsisa.launch`` (torch-mlir's
+    own output). A float ``bitmod.matmul`` next to launches is a host op; a function with no
+    linear layer at all (no product, or only products that are not linear layers, which
+    ``convert-linalg-to-bitmod`` leaves alone) has nothing to offload and runs on the host
+    (0 launches)."""
     from bitmod.dialects.bitmod import MatmulOp
     from bitmod.dialects.diagnostics import location_of
-    from bitmod.passes.stages import LINALG_PRODUCTS
+    from bitmod.passes.stages import unconverted_layers
     from xdsl.dialects.builtin import TensorType
 
     ops = list(func.walk())
@@ -664,11 +666,11 @@ def _check_lowered(ir_path: Path, func: Any) -> int:
     elif matmuls:
         op, passes = matmuls[0], "-p bitmod-quantize,bitmod-tile,bitmod-lower-to-isa"
         why = f"it has no bsisa.launch op and {len(matmuls)} float bitmod.matmul op(s)"
-    elif products := [op for op in ops if op.name in LINALG_PRODUCTS]:
-        op, passes = products[0], "--pipeline=bitmod-default"
+    elif layers := unconverted_layers(ctx, ops):
+        op, passes = layers[0], "--pipeline=bitmod-default"
         why = (
-            f"it has no bsisa.launch op and {len(products)} linalg product(s) (is it "
-            "torch-mlir's output, not bitmod-opt's?)"
+            f"it has no bsisa.launch op and {len(layers)} linear layer(s) among its linalg "
+            "products (is it torch-mlir's output, not bitmod-opt's?)"
         )
     else:
         return 0
