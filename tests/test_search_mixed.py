@@ -77,12 +77,21 @@ def test_bad_budgets_are_one_clear_error(text: str, message: str) -> None:
         ("bitmod3,bitmod3", "given twice"),
         ("bitmod3:128,bitmod3", "candidate 'bitmod3' is given twice"),  # the same group size
         ("mxfp4:64", "MX block size 32"),
+        ("bitmod3:7", "candidate 'bitmod3:7': group size must be a multiple of 4 for bitmod3"),
+        ("int8,int6:130", "candidate 'int6:130': group size must be a multiple of 4"),
         (" , ", "no candidate"),
     ],
 )
 def test_bad_candidates_are_one_clear_error(text: str, message: str) -> None:
     with pytest.raises(ValueError, match=message):
         parse_candidates(text)
+
+
+def test_a_group_size_only_the_host_runs_is_a_candidate_of_a_host_format() -> None:
+    """ANT's formats have no bit-serial datapath: any group size is theirs to study."""
+    assert parse_candidates("ant4:7,bitmod3:64") == [Candidate("ant4", 7), Candidate("bitmod3", 64)]
+    with pytest.raises(ValueError, match="'cycles=bitmod4:6'.*multiple of 4"):
+        parse_budget("cycles=bitmod4:6")
 
 
 def test_budgets_parse_to_numbers_or_uniform_references() -> None:

@@ -22,7 +22,7 @@ from functools import cache
 
 import numpy as np
 import torch
-from bitmod.runtime.arch.hwconfig import HardwareConfig
+from bitmod.runtime.arch.hwconfig import LANES, HardwareConfig
 from bitmod.runtime.formats import FORMAT_NAMES, get_format, quantize
 from bitmod.runtime.perf.model import (
     GemmTable,
@@ -76,7 +76,8 @@ class Candidate:
 
 def parse_candidates(text: str | list[str]) -> list[Candidate]:
     """``"bitmod3,bitmod4:64,int8"`` (or a list) -> candidates; one ValueError naming the
-    first bad entry (an unknown format lists the known ones) or a repeated one."""
+    first bad entry (an unknown format lists the known ones; a group size the accelerator
+    cannot run for a format it runs) or a repeated one."""
     items = text.split(",") if isinstance(text, str) else list(text)
     candidates: list[Candidate] = []
     for raw in items:
@@ -100,6 +101,12 @@ def parse_candidates(text: str | list[str]) -> list[Candidate]:
             if get_format(dtype).family == "mx" and group != block:
                 raise ValueError(f"candidate {item!r}: {dtype} uses the MX block size {block}")
         candidate = Candidate(dtype, group)
+        if group is not None and group % LANES and get_format(dtype).accelerated:
+            # the layers= the search writes must compile: bitmod-quantize refuses this group
+            raise ValueError(
+                f"candidate {item!r}: group size must be a multiple of {LANES} for {dtype} (the "
+                f"PE takes {LANES} weights a cycle), got {group}"
+            )
         # bitmod3 and bitmod3:128 are one candidate (compare what quantize gets).
         if any((c.dtype, c.group) == (dtype, candidate.group) for c in candidates):
             raise ValueError(f"candidate {item!r} is given twice")
