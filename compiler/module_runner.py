@@ -50,7 +50,7 @@ from bitmod.compiler.offload import (
 from bitmod.compiler.torch_frontend import CompileError
 from bitmod.dialects.bsisa import DrainOp, HaltOp, LaunchOp, ProgramOp, TensorRefInstruction
 from bitmod.dialects.diagnostics import DiagnosticError
-from bitmod.passes.context import BitmodContext, load_archive, make_context
+from bitmod.passes.context import BitmodContext, load_archive, machine_of, make_context
 from bitmod.passes.linear_layers import spread_over_dims
 from bitmod.runtime.emulator.machine import Machine, MachineError
 from bitmod.runtime.isa import DescKind
@@ -758,8 +758,10 @@ def run_function(
     on_launch: Callable[[str], None] | None = None,
 ) -> ModuleRun:
     """Run ``function`` of the lowered ``module`` on ``inputs`` (module docstring); the
-    parameter archive is ``ctx.archive`` (:func:`load_lowered` loads it). ``on_launch`` is
-    called with the layer name of every ``bsisa.launch`` once it has run (a progress bar)."""
+    parameter archive is ``ctx.archive`` (:func:`load_lowered` loads it). ``machine``
+    (default: the one the module's ``bitmod.machine`` records, which ``bitmod-tile`` wrote,
+    else the default machine) runs the launches. ``on_launch`` is called with the layer name
+    of every ``bsisa.launch`` once it has run (a progress bar)."""
     func = function_op(module, function)
     block = func.body.block
     if len(inputs) != len(block.args):
@@ -779,7 +781,10 @@ def run_function(
     archive = ctx.archive if ctx.archive is not None else ParamArchive()
     records: list[OpRecord] | None = [] if record else None
     stats: dict[str, OpStats] = {}
-    accelerator = _Accelerator(machine or Machine(), archive, stats, records, on_launch)
+    if machine is None:
+        hardware = machine_of(module)
+        machine = Machine() if hardware is None else Machine(hardware)
+    accelerator = _Accelerator(machine, archive, stats, records, on_launch)
     interpreter = _Interpreter(ctx, accelerator)
     with torch.no_grad():
         outputs = interpreter.run_block(block, prepared, {})

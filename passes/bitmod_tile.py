@@ -34,6 +34,10 @@ it changes the machine's timing, not the program, so the planner needs it to pre
 ``KC`` must be a multiple of the group size ``G`` (or at least ``K``), ``MR`` a multiple of
 ``rows`` within ``max-block-rows``.
 
+The module records the machine in its ``bitmod.machine`` attribute (``passes.context``), which
+``bitmod run-mlir`` runs the programs on; tiling a module whose other programs were tiled for
+another machine is an error.
+
 Every quantized matmul is planned before any is rewritten (by a ``PatternRewriteWalker``
 applying :class:`TileQuantizedMatmul`), so an error leaves the module as it was.
 
@@ -196,9 +200,22 @@ class BitmodTilePass(ModulePass):
                 "bitmod-quantize",
                 produced=("bsisa.tiled_matmul",),
             )
+        if not quantized:
+            return
+        from bitmod.passes.context import MACHINE_ATTR, machine_attribute, machine_of
+
+        recorded = machine_of(op)
+        if recorded is not None and machine_attribute(recorded) != machine_attribute(self.hardware):
+            raise error_at(
+                quantized[0],
+                f"{self.name}: the module's other programs were tiled for another machine "
+                f"({MACHINE_ATTR} = {machine_attribute(recorded)}); one module runs on one "
+                "machine: tile this one with the same options",
+            )
         # Plan every matmul before rewriting any, so that an error leaves the module as it was.
         pattern = TileQuantizedMatmul(self, {matmul: self.plan(matmul) for matmul in quantized})
         PatternRewriteWalker(pattern, apply_recursively=False).rewrite_module(op)
+        op.attributes[MACHINE_ATTR] = machine_attribute(self.hardware)
 
     def plan(self, matmul: MatmulOp) -> Schedule:
         """The schedule of one quantized matmul (DiagnosticError naming it if none fits)."""

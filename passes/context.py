@@ -42,8 +42,10 @@ from xdsl.ir import Dialect
 if TYPE_CHECKING:
     from pathlib import Path
 
+    from bitmod.runtime.arch.hwconfig import HardwareConfig
     from bitmod.runtime.storage.archive import ParamArchive
-    from xdsl.dialects.builtin import ModuleOp
+    from xdsl.dialects.builtin import DictionaryAttr, ModuleOp
+    from xdsl.ir import Attribute
 
 PARAMS_ATTR = "bitmod.params"
 """Module attribute naming the parameter archive file, relative to the IR file."""
@@ -197,3 +199,71 @@ def load_archive(ctx: BitmodContext, module: ModuleOp, base_dir: Path) -> None:
             f"is {digest[:16]}..., {PARAMS_HASH_ATTR} says {pin.data[:16]}...): another run "
             "wrote it; rerun the command that wrote this IR",
         )
+
+
+MACHINE_ATTR = "bitmod.machine"
+"""Module attribute recording the machine ``bitmod-tile`` planned the module's programs for, so
+that ``bitmod run-mlir`` (``module_runner.run_function``) runs them on that machine: the array
+(``cfg.array`` checks it), and also the buffers, accumulator depth, row groups and DRAM
+bandwidth, which no instruction names and which the schedule and its cycles depend on."""
+
+MACHINE_FIELDS = (
+    "rows",
+    "cols",
+    "tiles",
+    "act_buffer_bytes",
+    "weight_buffer_bytes",
+    "max_block_rows",
+    "row_groups",
+    "dram_bytes_per_cycle",
+)
+"""The ``HardwareConfig`` fields :data:`MACHINE_ATTR` holds (those ``bitmod-tile`` sets)."""
+
+
+def machine_attribute(hardware: HardwareConfig) -> DictionaryAttr:
+    """:data:`MACHINE_ATTR`'s value for ``hardware``."""
+    from xdsl.dialects.builtin import DictionaryAttr, FloatAttr, IntegerAttr, f64, i64
+
+    entries: dict[str, Attribute] = {}
+    for name in MACHINE_FIELDS:
+        value = getattr(hardware, name)
+        entries[name] = (
+            FloatAttr(value, f64) if isinstance(value, float) else IntegerAttr(value, i64)
+        )
+    return DictionaryAttr(entries)
+
+
+def machine_of(module: ModuleOp) -> HardwareConfig | None:
+    """The machine :data:`MACHINE_ATTR` records (None: the module has none); an error at the
+    module naming the entry when the attribute is not one ``bitmod-tile`` writes."""
+    from bitmod.dialects.diagnostics import error_at
+    from bitmod.runtime.arch.hwconfig import HardwareConfig
+    from xdsl.dialects.builtin import DictionaryAttr, FloatAttr, IntegerAttr
+
+    attr = module.attributes.get(MACHINE_ATTR)
+    if attr is None:
+        return None
+    if not isinstance(attr, DictionaryAttr):
+        raise error_at(module, f"attribute {MACHINE_ATTR} must be a dictionary of the machine")
+    entries = attr.data
+    missing = [name for name in MACHINE_FIELDS if name not in entries]
+    unknown = sorted(set(entries) - set(MACHINE_FIELDS))
+    if missing or unknown:
+        what = f"lacks {', '.join(missing)}" if missing else f"has unknown {', '.join(unknown)}"
+        raise error_at(
+            module, f"attribute {MACHINE_ATTR} {what} (it holds {', '.join(MACHINE_FIELDS)})"
+        )
+    values: dict[str, int | float] = {}
+    for name in MACHINE_FIELDS:
+        entry = entries[name]
+        if name == "dram_bytes_per_cycle" and isinstance(entry, FloatAttr | IntegerAttr):
+            values[name] = float(entry.value.data)
+        elif isinstance(entry, IntegerAttr):
+            values[name] = int(entry.value.data)
+        else:
+            kind = "a number" if name == "dram_bytes_per_cycle" else "an integer"
+            raise error_at(module, f"attribute {MACHINE_ATTR}: {name} must be {kind}, got {entry}")
+    try:
+        return HardwareConfig(**values)
+    except ValueError as error:
+        raise error_at(module, f"attribute {MACHINE_ATTR}: {error}") from None

@@ -295,6 +295,77 @@ def test_products_that_are_not_linear_layers_run_on_the_host(tmp_path, capsys) -
     torch.testing.assert_close(load_file(str(out))["result0"], torch.bmm(x, weight))
 
 
+VARIANT = "bitmod-tile{tiles=4 act-buffer=32768 max-block-rows=16 dram-bytes-per-cycle=3.5}"
+
+
+def test_the_machine_bitmod_tile_planned_for_runs_the_programs(lowered, tmp_path, capsys):
+    """bitmod-tile records its machine (bitmod.machine); run-mlir runs the programs on it: the
+    cycles and bits of that machine's emulator, which differ from the default machine's."""
+    from bitmod.passes.context import MACHINE_ATTR
+    from bitmod.runtime.arch.hwconfig import HardwareConfig
+    from bitmod.runtime.emulator.machine import Machine
+
+    ir = tmp_path / "variant.mlir"
+    pipeline = f"convert-linalg-to-bitmod,bitmod-quantize,{VARIANT},bitmod-lower-to-isa"
+    assert bitmod_opt([str(lowered.raw), "-p", pipeline, "-o", str(ir)]) == 0
+    ctx, module = load_lowered(ir)
+    cfg = HardwareConfig(
+        tiles=4, act_buffer_bytes=32768, max_block_rows=16, dram_bytes_per_cycle=3.5
+    )
+    assert MACHINE_ATTR in module.attributes
+    expected = run_function(ctx, module, [lowered.x, lowered.y], machine=Machine(cfg))
+    default = _reference(lowered)
+    cycles = sum(stats.cycles for stats in expected.stats.values())
+    assert cycles != sum(stats.cycles for stats in default.stats.values())
+    out = tmp_path / "out.safetensors"
+    status, stdout, _ = _cli(capsys, ir, "--inputs", lowered.inputs, "-o", out, "--json")
+    assert status == 0
+    summary = json.loads(stdout)
+    assert summary["launches"] == {name: s.to_json() for name, s in expected.stats.items()}
+    assert summary["total"]["cycles"] == cycles
+    results = load_file(str(out))
+    for index, value in enumerate(expected.outputs):
+        assert _bits(results[f"result{index}"]) == _bits(value)
+
+
+def test_a_damaged_machine_attribute_is_located(lowered, tmp_path, capsys) -> None:
+    ir, _ = _copy(lowered, tmp_path)
+    text = ir.read_text()
+    assert "tiles = 16 : i64" in text
+    for edit, message in (
+        (("tiles = 16 : i64", "tiles = 0 : i64"), "HardwareConfig.tiles must be a positive int"),
+        (("tiles = 16 : i64, ", ""), "bitmod.machine lacks tiles"),
+        (("tiles = 16 : i64", 'tiles = "x"'), 'bitmod.machine: tiles must be an integer, got "x"'),
+        (
+            ("tiles = 16 : i64", "tiles = 4.0 : f64"),
+            "tiles must be an integer, got 4.000000e+00 : f64",
+        ),
+        (
+            ("dram_bytes_per_cycle = 2.560000e+01 : f64", "dram_bytes_per_cycle = 0.0 : f64"),
+            "HardwareConfig.dram_bytes_per_cycle must be a positive number",
+        ),
+    ):
+        ir.write_text(text.replace(*edit))
+        out = tmp_path / "o.safetensors"
+        message_seen = _refused(capsys, out, ir, "--inputs", lowered.inputs)
+        assert message_seen.startswith(f"{ir}:1:1: ") and message in message_seen
+
+
+def test_tiling_for_another_machine_than_the_modules_is_an_error(lowered, tmp_path, capsys):
+    quantized = tmp_path / "q.mlir"
+    frontend = "convert-linalg-to-bitmod,bitmod-quantize"
+    assert bitmod_opt([str(lowered.raw), "-p", frontend, "-o", str(quantized)]) == 0
+    tiled = lowered.ir.read_text().splitlines()[0]
+    machine = tiled[tiled.index("bitmod.machine") : tiled.index("}") + 1]
+    text = quantized.read_text()
+    quantized.write_text(text.replace("attributes {", "attributes {" + machine + ", ", 1))
+    status = bitmod_opt([str(quantized), "-p", VARIANT, "-o", str(tmp_path / "t.mlir")])
+    err = capsys.readouterr().err
+    assert status == 1 and not (tmp_path / "t.mlir").exists()
+    assert "bitmod-tile: the module's other programs were tiled for another machine" in err
+    assert bitmod_opt([str(quantized), "-p", "bitmod-tile", "-o", str(tmp_path / "t.mlir")]) == 0
+
+
 @pytest.mark.parametrize(
     ("passes", "still"),
     [

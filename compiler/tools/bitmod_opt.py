@@ -64,6 +64,7 @@ from bitmod.passes.context import (
     PARAMS_HASH_ATTR,
     BitmodContext,
     load_archive,
+    machine_of,
     make_context,
 )
 from bitmod.runtime.storage.fileio import (
@@ -272,9 +273,12 @@ def _emit_verilog(
         raise error_at(module, "--emit=verilog writes a directory: give -o DIR")
     from bitmod.backends.rtl.emit import emit_module, tiled_config
 
+    # The machine the programs were tiled for: recorded by bitmod-tile (in this pipeline or an
+    # earlier run); a module without the record has its pipeline's bitmod-tile options.
     tile = next((p for p in pipeline.passes if p.name == "bitmod-tile"), None)
+    config = machine_of(module) or tiled_config(tile)
     try:
-        emit_module(module, ctx.params_archive, output, tiled_config(tile))
+        emit_module(module, ctx.params_archive, output, config)
     except ValueError as error:
         raise error_at(module, f"--emit=verilog: {error}") from None
     except OSError as error:

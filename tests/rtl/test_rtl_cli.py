@@ -51,6 +51,23 @@ def test_bitmod_opt_emit_verilog_and_rtl_sim(tmp_path: Path, capsys) -> None:
     assert sorted(p.name for p in tmp_path.iterdir()) == ["mlp_rtl"]
 
 
+def test_a_module_tiled_earlier_emits_the_machine_it_was_tiled_for(tmp_path: Path) -> None:
+    """bitmod-tile records its machine in the module (bitmod.machine): lowering and emitting
+    in a later run builds that machine, accumulator depth and DRAM bandwidth included (which
+    the programs' cfg.array does not name)."""
+    tiled = tmp_path / "tiled.mlir"
+    front = PIPELINE.replace("bitmod-tile{tiles=1}", "bitmod-tile{tiles=1 max-block-rows=16}")
+    front = front.replace(",bitmod-lower-to-isa", "")
+    assert (
+        bitmod_opt.main([str(MLP / "mlp.mlir"), f"--pass-pipeline={front}", "-o", str(tiled)]) == 0
+    )
+    design = tmp_path / "design"
+    argv = [str(tiled), "-p", "bitmod-lower-to-isa", "--emit=verilog", "-o", str(design)]
+    assert bitmod_opt.main(argv) == 0
+    config = json.loads((design / "design.json").read_text())["config"]
+    assert (config["tiles"], config["max_block_rows"]) == (1, 16)
+
+
 def test_bitmod_compile_emit_verilog(tmp_path: Path, capsys) -> None:
     bundle, designs = tmp_path / "mlp", tmp_path / "mlp_ops"
     argv = [
