@@ -18,7 +18,10 @@ on the host. :func:`run_function` executes such a function on torch tensors:
   over the iteration space by its indexing map and evaluates the body once on those tensors
   (reductions: once per position of the reduced dims, in order, which is the op's
   sequential semantics), elementwise in the IR's element types (``f32`` in float32, ``f64``
-  in float64, ``i64`` in int64).
+  in float64, ``i64`` in int64); so a ``tensor.extract`` in a body is a gather (torch-mlir's
+  embedding lookup) and a ``cf.assert`` there checks every iteration (its bounds checks: a
+  failed one is a ModuleRunError with the assertion's message). ``tensor.pad`` (a constant
+  padding value) and ``linalg.conv_2d_nchw_fchw`` run as torch's ``pad`` and ``conv2d``.
 
 A value of an op the runner does not know, or a form of a known op it does not handle
 (dynamic shapes, non-projected indexing maps), is one :class:`ModuleRunError` naming the op
@@ -67,6 +70,7 @@ from xdsl.dialects.builtin import (
     IntegerAttr,
     IntegerType,
     ModuleOp,
+    StringAttr,
     TensorType,
 )
 from xdsl.ir import Attribute, Block, Operation, SSAValue
@@ -581,10 +585,32 @@ class _Interpreter:
         value = _scalar_op(op, args)
         if value is not None:
             return [value]
+        if name == "cf.assert":
+            _check_assertion(op, args[0])
+            return []
+        if name == "tensor.pad":
+            return [_pad(op, args, self._padding_value(op, env))]
         handler = _TENSOR_OPS.get(name)
         if handler is not None:
             return [handler(self, op, args)]
         raise _unsupported(op, "no host implementation of this op")
+
+    def _padding_value(self, op: Operation, env: Mapping[SSAValue, Any]) -> Any:
+        """The value a ``tensor.pad`` region yields: one that does not depend on the position
+        (defined outside the region, or an ``arith.constant`` inside it)."""
+        (block,) = op.regions[0].blocks
+        terminator = block.last_op
+        if terminator is None or terminator.name != "tensor.yield" or len(terminator.operands) != 1:
+            raise _unsupported(op, "a tensor.pad region that does not end in one tensor.yield")
+        (value,) = terminator.operands
+        owner = value.owner
+        if isinstance(owner, Operation) and owner.parent_block() is block:
+            if owner.name != "arith.constant":
+                raise _unsupported(op, "a padding value that depends on the position")
+            return _constant(owner, self.ctx)
+        if not isinstance(owner, Operation) and value in block.args:
+            raise _unsupported(op, "a padding value that depends on the position")
+        return env[value]
 
     def _generic_body(
         self,
@@ -704,6 +730,83 @@ def _identity(self: _Interpreter, op: Operation, args: list[Any]) -> torch.Tenso
     return args[0]
 
 
+def _check_assertion(op: Operation, condition: Any) -> None:
+    """``cf.assert``: every position of ``condition`` (one per iteration of an enclosing
+    ``linalg.generic``) must hold; a ModuleRunError with the assertion's message otherwise."""
+    holds = torch.as_tensor(condition, dtype=torch.bool)
+    if not bool(holds.all()):
+        message = op.properties.get("msg")
+        text = message.data if isinstance(message, StringAttr) else "(no message)"
+        raise ModuleRunError(f"module runner: assertion failed: {text}", op)
+
+
+def _extract(self: _Interpreter, op: Operation, args: list[Any]) -> torch.Tensor:
+    """``tensor.extract``: one element, or (in a ``linalg.generic`` body, with an index per
+    iteration) one per iteration: a gather. An index out of bounds is an error (MLIR leaves
+    it undefined; torch would wrap a negative one)."""
+    source, *indices = args
+    if len(indices) != source.dim():
+        raise _unsupported(op, f"{len(indices)} indices into a rank-{source.dim()} tensor")
+    index = []
+    for dim, (size, value) in enumerate(zip(source.shape, indices, strict=True)):
+        position = torch.as_tensor(value).long()
+        if bool(((position < 0) | (position >= size)).any()):
+            bad = int(position[(position < 0) | (position >= size)].flatten()[0])
+            raise ModuleRunError(
+                f"module runner: tensor.extract index {bad} is out of bounds for dimension "
+                f"{dim} of size {size}",
+                op,
+            )
+        index.append(position)
+    return source[tuple(index)]
+
+
+def _from_elements(self: _Interpreter, op: Operation, args: list[Any]) -> torch.Tensor:
+    """``tensor.from_elements``: the scalars in row-major order."""
+    dtype = _value_dtype(op.results[0], op)
+    values = torch.stack([torch.as_tensor(value, dtype=dtype) for value in args])
+    return values.reshape(_static_shape(op.results[0], op))
+
+
+def _pad(op: Operation, args: list[Any], value: Any) -> torch.Tensor:
+    """``tensor.pad`` with static low/high amounts and a constant padding value."""
+    if len(args) != 1:
+        raise _unsupported(op, "dynamic padding amounts")
+    amounts = []
+    for key in ("static_low", "static_high"):
+        attr = op.properties[key]
+        assert isinstance(attr, DenseArrayBase)
+        amounts.append([int(v) for v in attr.get_values()])
+    low, high = amounts
+    if any(v < 0 for v in (*low, *high)):
+        raise _unsupported(op, "negative padding amounts")
+    # torch.nn.functional.pad takes (low, high) pairs from the last dimension back.
+    pairs = [amount for dim in reversed(range(len(low))) for amount in (low[dim], high[dim])]
+    source = args[0]
+    fill = float(value) if source.is_floating_point() else int(value)
+    padded = torch.nn.functional.pad(source, pairs, value=fill)
+    return padded.reshape(_static_shape(op.results[0], op)).contiguous()
+
+
+def _conv_2d_nchw_fchw(self: _Interpreter, op: Operation, args: list[Any]) -> torch.Tensor:
+    """``linalg.conv_2d_nchw_fchw``: ``C + conv(I, F)`` with the op's strides and dilations
+    (torch's ``conv2d`` has the same layouts: N, C, H, W and F, C, KH, KW)."""
+    source, kernel, init = args
+    steps = []
+    for key in ("strides", "dilations"):
+        attr = op.properties.get(key)
+        values = (1, 1) if attr is None else tuple(int(v) for v in attr.get_values())  # type: ignore[attr-defined]
+        if len(values) != 2:
+            raise _unsupported(op, f"{key} of {len(values)} dimensions")
+        steps.append(values)
+    product = torch.nn.functional.conv2d(
+        source.to(init.dtype), kernel.to(init.dtype), stride=steps[0], dilation=steps[1]
+    )
+    if tuple(product.shape) != tuple(init.shape):
+        raise _unsupported(op, f"an output of shape {list(init.shape)} for {list(product.shape)}")
+    return (init + product).contiguous()
+
+
 _TENSOR_OPS: dict[str, Callable[[_Interpreter, Operation, list[Any]], torch.Tensor]] = {
     "tensor.empty": _empty,
     "linalg.fill": _fill,
@@ -712,10 +815,13 @@ _TENSOR_OPS: dict[str, Callable[[_Interpreter, Operation, list[Any]], torch.Tens
     "linalg.copy": lambda self, op, args: args[0].clone(),
     "linalg.matmul": _product,
     "linalg.batch_matmul": _product,
+    "linalg.conv_2d_nchw_fchw": _conv_2d_nchw_fchw,
     "tensor.collapse_shape": _reshape,
     "tensor.expand_shape": _reshape,
     "tensor.reshape": _reshape,
     "tensor.cast": _identity,
+    "tensor.extract": _extract,
+    "tensor.from_elements": _from_elements,
     "tensor.extract_slice": _extract_slice,
     "tensor.insert_slice": _insert_slice,
     "bitmod.param": _param,

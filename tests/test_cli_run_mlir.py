@@ -366,6 +366,58 @@ def test_tiling_for_another_machine_than_the_modules_is_an_error(lowered, tmp_pa
     assert bitmod_opt([str(quantized), "-p", "bitmod-tile", "-o", str(tmp_path / "t.mlir")]) == 0
 
 
+class Embedder(nn.Module):
+    """Token embedding, a 3x3 convolution over a padded image, a linear on both."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.embed = nn.Embedding(50, 16)
+        self.conv = nn.Conv2d(3, 4, 3, padding=1, stride=2, dilation=1)
+        self.fc = nn.Linear(16, 8)
+
+    def forward(self, tokens: torch.Tensor, image: torch.Tensor) -> torch.Tensor:
+        pooled = torch.relu(self.conv(image)).flatten(1)  # [B, 4 * 2 * 2]
+        return self.fc(self.embed(tokens) + pooled[:, None, :])
+
+
+def test_embedding_padding_and_convolution_run_on_the_host(tmp_path, capsys) -> None:
+    """torch-mlir's embedding (a gather in a linalg.generic guarded by cf.assert), tensor.pad
+    and linalg.conv_2d_nchw_fchw run on the host: the unlowered module gives torch's numbers,
+    and the lowered one runs from the shell; a token out of range is the assertion's error."""
+    from bitmod.compiler.ir_io import parse_module
+    from bitmod.passes.context import make_context
+    from torch_mlir import fx
+
+    torch.manual_seed(0)
+    model = Embedder().eval()
+    tokens = torch.randint(0, 50, (2, 5))
+    image = torch.randn(2, 3, 4, 4)
+    raw = tmp_path / "embedder.mlir"
+    raw.write_text(str(fx.export_and_import(model, tokens, image, output_type="linalg-on-tensors")))
+    ctx = make_context()
+    module = parse_module(ctx, raw.read_text(), str(raw))
+    (host,) = run_function(ctx, module, [tokens, image]).outputs
+    with torch.no_grad():
+        torch.testing.assert_close(host, model(tokens, image), rtol=1e-5, atol=1e-5)
+
+    ir = tmp_path / "embedder.lowered.mlir"
+    assert bitmod_opt([str(raw), "--pipeline=bitmod-default", "-o", str(ir)]) == 0
+    inputs, out = tmp_path / "in.safetensors", tmp_path / "out.safetensors"
+    save_file({"arg0": tokens, "arg1": image}, str(inputs))
+    status, stdout, _ = _cli(capsys, ir, "--inputs", inputs, "-o", out)
+    assert status == 0 and "fc" in stdout
+    reference = run_function(*load_lowered(ir), [tokens, image]).outputs[0]
+    assert _bits(load_file(str(out))["result0"]) == _bits(reference)
+
+    save_file({"arg0": tokens.index_fill(1, torch.tensor([3]), 50), "arg1": image}, str(inputs))
+    message = _refused(capsys, tmp_path / "bad.safetensors", ir, "--inputs", inputs)
+    line = next(n for n, text in enumerate(ir.read_text().splitlines(), 1) if "cf.assert" in text)
+    assert message.startswith(f"{ir}:{line}:")
+    assert message.endswith(
+        "'cf.assert' op module runner: assertion failed: index must be smaller than dim size"
+    )
+
+
 @pytest.mark.parametrize(
     ("passes", "still"),
     [

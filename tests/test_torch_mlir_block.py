@@ -333,6 +333,74 @@ def test_a_k_value_beyond_fp16_is_an_error_at_its_launch(tmp_path: Path) -> None
     )
 
 
+@pytest.mark.parametrize(
+    ("body", "message"),
+    [
+        (
+            "  %i = arith.constant 5 : index\n"
+            "  %e = tensor.extract %x[%i] : tensor<4xf32>\n"
+            "  %y = tensor.from_elements %e : tensor<1xf32>\n",
+            "'tensor.extract' op module runner: tensor.extract index 5 is out of bounds for "
+            "dimension 0 of size 4",
+        ),
+        (
+            "  %y = tensor.pad %x low[0] high[-3] {\n"
+            "  ^bb0(%p: index):\n"
+            "    %z = arith.constant 0.0 : f32\n"
+            "    tensor.yield %z : f32\n"
+            "  } : tensor<4xf32> to tensor<1xf32>\n",
+            "'tensor.pad' op module runner: cannot run this op on the host: negative padding "
+            "amounts",
+        ),
+        (
+            "  %y = tensor.pad %x low[0] high[-3] {\n"
+            "  ^bb0(%p: index):\n"
+            "    %c = arith.index_cast %p : index to i64\n"
+            "    %z = arith.sitofp %c : i64 to f32\n"
+            "    tensor.yield %z : f32\n"
+            "  } : tensor<4xf32> to tensor<1xf32>\n",
+            "'tensor.pad' op module runner: cannot run this op on the host: a padding value "
+            "that depends on the position",
+        ),
+    ],
+)
+def test_host_gathers_and_pads_refuse_what_they_cannot_do(tmp_path: Path, body, message) -> None:
+    source = tmp_path / "f.mlir"
+    source.write_text(
+        "func.func @main(%x: tensor<4xf32>) -> tensor<1xf32> {\n"
+        + body
+        + "  func.return %y : tensor<1xf32>\n}\n"
+    )
+    ctx, module = load_lowered(source)
+    with pytest.raises(ModuleRunError) as caught:
+        run_function(ctx, module, [torch.ones(4)])
+    assert caught.value.render().endswith(message)
+
+
+def test_a_host_pad_and_gather_compute_what_torch_does(tmp_path: Path) -> None:
+    source = tmp_path / "f.mlir"
+    source.write_text(
+        "func.func @main(%x: tensor<2x3xf32>) -> (tensor<3x6xf32>, tensor<1xf32>) {\n"
+        "  %v = arith.constant -2.5 : f32\n"
+        "  %y = tensor.pad %x low[1, 0] high[0, 3] {\n"
+        "  ^bb0(%p: index, %q: index):\n"
+        "    tensor.yield %v : f32\n"
+        "  } : tensor<2x3xf32> to tensor<3x6xf32>\n"
+        "  %i = arith.constant 1 : index\n"
+        "  %j = arith.constant 2 : index\n"
+        "  %e = tensor.extract %x[%i, %j] : tensor<2x3xf32>\n"
+        "  %g = tensor.from_elements %e : tensor<1xf32>\n"
+        "  func.return %y, %g : tensor<3x6xf32>, tensor<1xf32>\n}\n"
+    )
+    ctx, module = load_lowered(source)
+    x = torch.randn(2, 3)
+    padded, element = run_function(ctx, module, [x]).outputs
+    expected = torch.full((3, 6), -2.5)
+    expected[1:, :3] = x
+    assert torch.equal(padded, expected)
+    assert torch.equal(element, x[1, 2:3])
+
+
 def test_what_the_runner_cannot_run_is_one_located_error(tmp_path: Path) -> None:
     source = tmp_path / "f.mlir"
     source.write_text(
