@@ -20,7 +20,9 @@ parser can follow are reported where the parser was, not as internal errors.
 from __future__ import annotations
 
 import re
+from dataclasses import dataclass
 from io import StringIO
+from typing import Any
 
 from bitmod.dialects.diagnostics import (
     DiagnosticError,
@@ -29,9 +31,17 @@ from bitmod.dialects.diagnostics import (
     from_parse_error,
 )
 from xdsl.context import Context
-from xdsl.dialects.builtin import FileLineColLoc, IntAttr, ModuleOp, StringAttr, UnknownLoc
+from xdsl.dialects.builtin import (
+    AnyFloat,
+    FileLineColLoc,
+    IntAttr,
+    ModuleOp,
+    StringAttr,
+    UnknownLoc,
+)
 from xdsl.ir import Block, Operation, OpResult
 from xdsl.parser import Parser
+from xdsl.parser.attribute_parser import AttrParser
 from xdsl.parser.generic_parser import ParserState
 from xdsl.printer import Printer
 from xdsl.utils.exceptions import ParseError, VerifyException
@@ -60,9 +70,29 @@ def _op_name(start: Span) -> str:
     return match.group(1) if match else "?"
 
 
+@dataclass
+class _BitPatternElement(AttrParser._TensorLiteralElement):
+    """A hexadecimal integer literal in a dense literal: for a float element type it is the
+    element's bit pattern, as in MLIR (``dense<0xFF800000> : tensor<f32>`` is -inf, which
+    torch-mlir writes for every ``masked_fill(..., -inf)``). xDSL 0.74 converts the integer's
+    value instead (4.29e9), silently; its scalar attributes already take the bit pattern."""
+
+    def to_type(self, parser: AttrParser, type: Any) -> Any:
+        if not isinstance(type, AnyFloat):
+            return super().to_type(parser, type)
+        width = type.compile_time_size
+        if self.is_negative or not isinstance(self.value, int) or self.value >= 1 << (8 * width):
+            parser.raise_error(
+                f"hexadecimal literal does not fit the {8 * width} bits of {type}",
+                at_position=self.span,
+            )
+        return next(type.iter_unpack(self.value.to_bytes(width, "little")))
+
+
 class _LocatingParser(Parser):
     """An xDSL parser that stamps each op with the position it was parsed from, lexing
-    with :class:`BoundedLexer`."""
+    with :class:`BoundedLexer`, and reads hexadecimal dense elements of float type as bit
+    patterns (:class:`_BitPatternElement`)."""
 
     def __init__(self, ctx: Context, text: str, name: str) -> None:
         # xDSL's Parser builds its own MLIRLexer (and lexes the first token with it): start
@@ -99,6 +129,13 @@ class _LocatingParser(Parser):
                 StringAttr(position.file), IntAttr(position.line), IntAttr(position.col)
             )
         return op
+
+    def _parse_tensor_literal_element(self) -> AttrParser._TensorLiteralElement:
+        hexadecimal = self._current_token.text[:2] in ("0x", "0X")
+        element = super()._parse_tensor_literal_element()
+        if hexadecimal and isinstance(element.value, int):
+            return _BitPatternElement(element.is_negative, element.value, element.span)
+        return element
 
     def location(self, span: Span | None = None) -> SourceLocation:
         """Where `span` (default: the current token) starts."""

@@ -62,6 +62,8 @@ from xdsl.dialects.builtin import (
     ArrayAttr,
     BFloat16Type,
     DenseArrayBase,
+    DenseIntOrFPElementsAttr,
+    DenseResourceAttr,
     Float16Type,
     Float32Type,
     Float64Type,
@@ -290,8 +292,8 @@ def _constant(op: Operation, ctx: BitmodContext) -> torch.Tensor:
     values = getattr(data, "data", None)
     if isinstance(values, list | tuple) and len(values) == 1 and math.prod(shape) != 1:
         return torch.tensor(values[0], dtype=dtype).expand(shape).clone()  # a splat
-    if dtype.is_floating_point:
-        tensor = constant_tensor(ctx, op)  # type: ignore[arg-type]
+    if isinstance(value, DenseIntOrFPElementsAttr | DenseResourceAttr):
+        tensor = constant_tensor(ctx, op, dtype)  # type: ignore[arg-type]
         if tensor is not None:
             return tensor
     if isinstance(values, list | tuple) and len(values) == math.prod(shape):

@@ -83,18 +83,21 @@ _BATCH_MATMUL_MAPS = _maps(
 # ---------------------------------------------------------------------------------------
 
 
-def constant_tensor(ctx: Context, op: arith.ConstantOp) -> torch.Tensor | None:
-    """The value of a float tensor constant (``dense<...>`` or ``dense_resource<...>``).
+def constant_tensor(
+    ctx: Context, op: arith.ConstantOp, dtype: torch.dtype | None = None
+) -> torch.Tensor | None:
+    """The value of a float tensor constant (``dense<...>`` or ``dense_resource<...>``), or of
+    one of ``dtype`` (the elements' torch type, given for integer constants).
 
     ``dense_resource`` blobs are MLIR's ``"0x"`` + hex of a 4-byte little-endian alignment
-    followed by the raw little-endian elements.
+    followed by the raw little-endian elements (one byte each for ``i1``).
     """
     attr = op.value
     value_type = attr.get_type() if hasattr(attr, "get_type") else None
     if not isinstance(value_type, TensorType):
         return None
     element_type = value_type.get_element_type()
-    dtype = _TORCH_DTYPES.get(type(element_type))
+    dtype = dtype or _TORCH_DTYPES.get(type(element_type))
     if dtype is None:
         return None
     shape = tuple(value_type.get_shape())

@@ -119,6 +119,32 @@ def test_batched_weight_and_broadcast_bias(tmp_path: Path, capsys) -> None:
     assert archive.get("fc1.bias").tolist() == [0.25, 0.75]
 
 
+def test_hexadecimal_float_elements_are_bit_patterns(tmp_path: Path) -> None:
+    """MLIR reads ``dense<0xFF800000> : tensor<f32>`` as the bits of -inf (torch-mlir's
+    masked_fill value); xDSL 0.74 took the integer 4286578688, which turned every causal
+    mask of a torch-mlir attention into a mask of +4.3e9 on the host."""
+    from bitmod.compiler.module_runner import run_function
+
+    text = (
+        "func.func @main() -> (tensor<2xf32>, tensor<f16>, tensor<2xi32>) {\n"
+        "  %a = arith.constant dense<[0xFF800000, 0x3FC00000]> : tensor<2xf32>\n"
+        "  %b = arith.constant dense<0x7E00> : tensor<f16>\n"
+        "  %c = arith.constant dense<[0x10, 3]> : tensor<2xi32>\n"
+        "  func.return %a, %b, %c : tensor<2xf32>, tensor<f16>, tensor<2xi32>\n}\n"
+    )
+    ctx = make_context()
+    module = parse_module(ctx, text, "t.mlir")
+    a, b, c = run_function(ctx, module, []).outputs
+    assert a.tolist() == [float("-inf"), 1.5] and torch.isnan(b) and c.tolist() == [16, 3]
+    printed = print_module(ctx, module)
+    assert print_module(ctx, parse_module(ctx, printed, "again.mlir")) == printed
+    with pytest.raises(DiagnosticError) as caught:
+        parse_module(ctx, text.replace("0x3FC00000", "0x1FF800000"), "t.mlir")
+    assert caught.value.render() == (
+        "t.mlir:2:42: error: hexadecimal literal does not fit the 32 bits of f32"
+    )
+
+
 def test_dense_resource_blob_of_f16_is_decoded() -> None:
     # 0x04000000 is the blob's alignment; then f16 1.0, -2.0, 0.5, 4.0, 0.25, -1.0.
     text = """

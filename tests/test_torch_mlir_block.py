@@ -261,6 +261,54 @@ def test_int8_weights_stay_close_to_the_float_model(tmp_path: Path) -> None:
     assert errors["int8"] < errors["int4"] < 0.02
 
 
+def _example_gpt():
+    """The example GPT (examples/gpt/model.py), small: token and position embeddings, two
+    causal-attention blocks, the LM head."""
+    import importlib.util
+    import sys
+
+    path = Path(__file__).resolve().parents[1] / "examples" / "gpt" / "model.py"
+    spec = importlib.util.spec_from_file_location("example_gpt_model", path)
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module  # its dataclass looks its module up
+    spec.loader.exec_module(module)
+    model = module.gpt(vocab_size=64, context=16, d_model=32, n_heads=2).eval()
+    for layer in model.modules():  # torch-mlir imports persistent buffers only
+        if "causal_mask" in layer._buffers:
+            mask = layer._buffers.pop("causal_mask")
+            layer.register_buffer("causal_mask", mask, persistent=True)
+    return model, module.example_tokens(tokens=10, vocab_size=64)
+
+
+def test_a_whole_gpt_with_a_causal_mask_runs_as_torch_does(tmp_path: Path) -> None:
+    """torch-mlir's GPT: embedding gathers with their bounds checks, a boolean causal mask
+    (an i8 dense_resource) and masked_fill's -inf (``dense<0xFF800000>``) on the host; the
+    unlowered module computes torch's logits, the lowered one (INT8 weights and K/V) the
+    same next tokens."""
+    from torch_mlir import fx
+
+    model, tokens = _example_gpt()
+    source = tmp_path / "gpt.mlir"
+    source.write_text(str(fx.export_and_import(model, tokens, output_type="linalg-on-tensors")))
+    with torch.no_grad():
+        expected = model(tokens)
+    ctx, module = load_lowered(source)
+    (host,) = run_function(ctx, module, [tokens]).outputs
+    torch.testing.assert_close(host, expected, rtol=1e-5, atol=1e-5)
+    lowered = tmp_path / "gpt.lowered.mlir"
+    pipeline = (
+        "convert-linalg-to-bitmod,bitmod-quantize{dtype=int8},bitmod-tile,bitmod-lower-to-isa"
+    )
+    assert main([str(source), "-p", pipeline, "-o", str(lowered)]) == 0
+    ctx, module = load_lowered(lowered)
+    run = run_function(ctx, module, [tokens])
+    assert len(run.stats) == 2 * 6 + 1  # per block: qkv, q·kᵀ, p·v, proj, fc, proj; the head
+    (logits,) = run.outputs
+    assert float((logits - expected).norm() / expected.norm()) < 0.05
+    assert torch.equal(logits.argmax(-1), expected.argmax(-1))
+
+
 # --- the activation products alone, and what the runner refuses ---------------------------
 
 PRODUCTS = (
