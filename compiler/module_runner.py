@@ -205,6 +205,9 @@ _BINARY: dict[str, Callable[[torch.Tensor, torch.Tensor], torch.Tensor]] = {
     "arith.ori": torch.bitwise_or,
     "arith.xori": torch.bitwise_xor,
     "math.powf": torch.pow,
+    "math.fpowi": torch.pow,
+    "math.atan2": torch.atan2,
+    "arith.remf": torch.fmod,
     "linalg.add": torch.add,
     "linalg.sub": torch.sub,
     "linalg.mul": torch.mul,
@@ -222,6 +225,12 @@ _UNARY: dict[str, Callable[[torch.Tensor], torch.Tensor]] = {
     "math.rsqrt": torch.rsqrt,
     "math.sqrt": torch.sqrt,
     "math.tanh": torch.tanh,
+    "math.log1p": torch.log1p,
+    "math.expm1": torch.expm1,
+    "math.atan": torch.atan,
+    "math.roundeven": torch.round,  # torch rounds half to even
+    "math.round": lambda x: torch.sign(x) * torch.floor(torch.abs(x) + 0.5),  # half away from 0
+    "math.trunc": torch.trunc,
     "math.sin": torch.sin,
     "math.cos": torch.cos,
     "math.absf": torch.abs,
@@ -242,12 +251,10 @@ _CASTS = (
     "arith.extf",
     "arith.truncf",
     "arith.sitofp",
-    "arith.uitofp",
     "arith.fptosi",
     "arith.index_cast",
     "arith.extsi",
     "arith.trunci",
-    "arith.bitcast",
 )
 
 
@@ -263,6 +270,16 @@ def _scalar_op(op: Operation, args: list[torch.Tensor]) -> torch.Tensor | None:
         if name == "arith.fptosi":
             return args[0].trunc().to(dtype)
         return args[0].to(dtype)
+    if name in ("arith.extui", "arith.uitofp"):
+        # The operand's bits as an unsigned number (torch's integers are signed).
+        return _unsigned(op, args[0]).to(_value_dtype(op.results[0], op))
+    if name == "arith.bitcast":
+        # The same bits in another type of the same width (not a value conversion).
+        return args[0].contiguous().view(_value_dtype(op.results[0], op))
+    if name == "arith.remsi":
+        if bool((args[1] == 0).any()):
+            raise ModuleRunError("module runner: integer remainder by zero", op)
+        return torch.fmod(args[0], args[1])  # the sign of the dividend, as remsi
     if name == "arith.select":
         return torch.where(args[0], args[1], args[2])
     if name in ("arith.cmpf", "arith.cmpi"):
@@ -274,6 +291,22 @@ def _scalar_op(op: Operation, args: list[torch.Tensor]) -> torch.Tensor | None:
             raise _unsupported(op, f"predicate {predicate.value.data}")
         return compare(args[0], args[1])
     return None
+
+
+def _unsigned(op: Operation, value: torch.Tensor) -> torch.Tensor:
+    """``value``'s bits read as an unsigned integer (in int64; i64 itself only below 2^63)."""
+    operand_type = op.operands[0].type
+    element = (
+        operand_type.get_element_type() if isinstance(operand_type, TensorType) else operand_type
+    )
+    if value.dtype == torch.bool:
+        return value.to(torch.int64)
+    width = element.width.data if isinstance(element, IntegerType) else 64
+    if width >= 64:
+        if bool((value < 0).any()):
+            raise _unsupported(op, "an unsigned i64 at or above 2^63")
+        return value.to(torch.int64)
+    return value.to(torch.int64) & ((1 << width) - 1)
 
 
 def _constant(op: Operation, ctx: BitmodContext) -> torch.Tensor:
@@ -763,6 +796,14 @@ def _extract(self: _Interpreter, op: Operation, args: list[Any]) -> torch.Tensor
     return source[tuple(index)]
 
 
+def _concat(self: _Interpreter, op: Operation, args: list[Any]) -> torch.Tensor:
+    """``tensor.concat``: the operands along ``dim``."""
+    dim = op.properties.get("dim")
+    if not isinstance(dim, IntegerAttr):
+        raise _unsupported(op, "a tensor.concat without a static dim")
+    return torch.cat(list(args), dim=int(dim.value.data)).contiguous()
+
+
 def _from_elements(self: _Interpreter, op: Operation, args: list[Any]) -> torch.Tensor:
     """``tensor.from_elements``: the scalars in row-major order."""
     dtype = _value_dtype(op.results[0], op)
@@ -824,6 +865,7 @@ _TENSOR_OPS: dict[str, Callable[[_Interpreter, Operation, list[Any]], torch.Tens
     "tensor.cast": _identity,
     "tensor.extract": _extract,
     "tensor.from_elements": _from_elements,
+    "tensor.concat": _concat,
     "tensor.extract_slice": _extract_slice,
     "tensor.insert_slice": _insert_slice,
     "bitmod.param": _param,

@@ -309,6 +309,113 @@ def test_a_whole_gpt_with_a_causal_mask_runs_as_torch_does(tmp_path: Path) -> No
     assert torch.equal(logits.argmax(-1), expected.argmax(-1))
 
 
+def _g() -> torch.Generator:
+    return torch.Generator().manual_seed(5)
+
+
+#: torch functions whose torch-mlir form the host runs, with their inputs: what Llama-style
+#: models need (RMSNorm's x², rotary's concatenations, masks of -inf) and more.
+HOST_FUNCTIONS = {
+    "rms_norm": (
+        lambda x: x * torch.rsqrt(x.pow(2).mean(-1, keepdim=True) + 1e-6),
+        lambda: (torch.randn(3, 6, generator=_g()),),
+    ),
+    "rotary": (
+        lambda x: torch.cat([-x[..., 2:], x[..., :2]], -1) * torch.cos(torch.arange(4.0)),
+        lambda: (torch.randn(3, 4, generator=_g()),),
+    ),
+    "stack_roll": (
+        lambda x: torch.stack([x, x.roll(1, -1)], 0),
+        lambda: (torch.randn(2, 5, generator=_g()),),
+    ),
+    "masked_softmax": (
+        lambda x: torch.softmax(x.masked_fill(x > 0.5, float("-inf")), -1),
+        lambda: (torch.randn(3, 5, generator=_g()),),
+    ),
+    "softplus_atan": (
+        lambda x: torch.nn.functional.softplus(x) + torch.atan(x),
+        lambda: (torch.randn(3, 4, generator=_g()),),
+    ),
+    "round_half_even": (
+        lambda x: torch.round(x * 2) + torch.round(torch.tensor([0.5, 1.5, 2.5, -0.5])),
+        lambda: (torch.randn(3, 4, generator=_g()),),
+    ),
+    "count_positive": (lambda x: (x > 0).sum(-1), lambda: (torch.randn(3, 4, generator=_g()),)),
+    "int_remainder": (
+        lambda x: torch.remainder((x * 10).to(torch.int64), 3),
+        lambda: (torch.randn(3, 4, generator=_g()),),
+    ),
+}
+
+
+@pytest.mark.parametrize("name", sorted(HOST_FUNCTIONS))
+def test_torch_mlir_host_ops_compute_what_torch_does(name: str) -> None:
+    from torch_mlir import fx
+
+    function, make_inputs = HOST_FUNCTIONS[name]
+    inputs = make_inputs()
+
+    class Wrapped(nn.Module):
+        def forward(self, *args: torch.Tensor) -> torch.Tensor:
+            return function(*args)
+
+    text = str(fx.export_and_import(Wrapped(), *inputs, output_type="linalg-on-tensors"))
+    ctx = bitmod.passes.context.make_context()
+    module = bitmod.compiler.ir_io.parse_module(ctx, text, f"{name}.mlir")
+    (result,) = run_function(ctx, module, list(inputs)).outputs
+    with torch.no_grad():
+        expected = function(*inputs)
+    assert result.dtype == expected.dtype
+    torch.testing.assert_close(result, expected, rtol=1e-6, atol=1e-6)
+
+
+def test_unsigned_and_bit_casts_read_the_bits(tmp_path: Path) -> None:
+    """``arith.extui`` / ``uitofp`` read an i8 of bits 0xFF as 255 and ``arith.bitcast`` keeps
+    the bits (before: -1 and a value conversion); ``arith.remsi`` by zero is an error."""
+    source = tmp_path / "casts.mlir"
+    source.write_text(
+        "#map = affine_map<(d0) -> (d0)>\n"
+        "func.func @main(%x: tensor<2xi8>, %f: tensor<2xf32>) -> (tensor<2xi32>, tensor<2xf32>,"
+        " tensor<2xi32>) {\n"
+        "  %ei = tensor.empty() : tensor<2xi32>\n"
+        "  %ef = tensor.empty() : tensor<2xf32>\n"
+        "  %u, %g, %b = linalg.generic {indexing_maps = [#map, #map, #map, #map, #map],"
+        ' iterator_types = ["parallel"]} ins(%x, %f : tensor<2xi8>, tensor<2xf32>)'
+        " outs(%ei, %ef, %ei : tensor<2xi32>, tensor<2xf32>, tensor<2xi32>) {\n"
+        "  ^bb0(%a: i8, %c: f32, %o1: i32, %o2: f32, %o3: i32):\n"
+        "    %1 = arith.extui %a : i8 to i32\n"
+        "    %2 = arith.uitofp %a : i8 to f32\n"
+        "    %3 = arith.bitcast %c : f32 to i32\n"
+        "    linalg.yield %1, %2, %3 : i32, f32, i32\n"
+        "  } -> (tensor<2xi32>, tensor<2xf32>, tensor<2xi32>)\n"
+        "  func.return %u, %g, %b : tensor<2xi32>, tensor<2xf32>, tensor<2xi32>\n}\n"
+    )
+    ctx, module = load_lowered(source)
+    x = torch.tensor([-1, 5], dtype=torch.int8)
+    f = torch.tensor([1.0, -2.0])
+    unsigned, floats, bits = run_function(ctx, module, [x, f]).outputs
+    assert unsigned.tolist() == [255, 5] and floats.tolist() == [255.0, 5.0]
+    assert bits.tolist() == [0x3F800000, -0x40000000]  # 0xC0000000 as a signed i32
+    source.write_text(
+        "#map = affine_map<(d0) -> (d0)>\n"
+        "func.func @main(%x: tensor<2xi64>, %y: tensor<2xi64>) -> tensor<2xi64> {\n"
+        "  %e = tensor.empty() : tensor<2xi64>\n"
+        "  %r = linalg.generic {indexing_maps = [#map, #map, #map],"
+        ' iterator_types = ["parallel"]} ins(%x, %y : tensor<2xi64>, tensor<2xi64>)'
+        " outs(%e : tensor<2xi64>) {\n"
+        "  ^bb0(%a: i64, %b: i64, %o: i64):\n"
+        "    %1 = arith.remsi %a, %b : i64\n"
+        "    linalg.yield %1 : i64\n"
+        "  } -> tensor<2xi64>\n"
+        "  func.return %r : tensor<2xi64>\n}\n"
+    )
+    ctx, module = load_lowered(source)
+    (remainder,) = run_function(ctx, module, [torch.tensor([-7, 7]), torch.tensor([3, -3])]).outputs
+    assert remainder.tolist() == [-1, 1]  # the sign of the dividend
+    with pytest.raises(ModuleRunError, match="integer remainder by zero"):
+        run_function(ctx, module, [torch.tensor([1, 2]), torch.tensor([1, 0])])
+
+
 # --- the activation products alone, and what the runner refuses ---------------------------
 
 PRODUCTS = (
