@@ -147,7 +147,7 @@ def _value_dtype(value: SSAValue, op: Operation) -> torch.dtype:
 def _static_shape(value: SSAValue, op: Operation) -> tuple[int, ...]:
     value_type = value.type
     if not isinstance(value_type, TensorType):
-        raise _unsupported(op, f"a {value_type} result (tensors expected)")
+        raise _unsupported(op, f"a {value_type} value (tensors expected)")
     shape = tuple(int(d) for d in value_type.get_shape())
     if any(d < 0 for d in shape):
         raise _unsupported(op, f"the dynamic shape of {value_type}")

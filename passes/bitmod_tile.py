@@ -58,7 +58,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, ClassVar
 
 from bitmod.dialects.bitmod import MatmulOp, QWeightType
-from bitmod.dialects.diagnostics import DiagnosticError, error_at
+from bitmod.dialects.diagnostics import DiagnosticError, error_at, warn_at
 from bitmod.passes.stages import nothing_to_do
 from bitmod.runtime.arch.hwconfig import HardwareConfig
 from bitmod.runtime.arch.rules import (
@@ -93,6 +93,32 @@ def unaccelerated_format_message(fmt_name: str) -> str | None:
         f"format {fmt_name} has no bit-serial lowering (family '{fmt.family}'); quantize this "
         "layer to an accelerated format or keep it on the host"
     )
+
+
+def tile_option_values(hardware: HardwareConfig) -> dict[str, int | float]:
+    """``bitmod-tile``'s machine options (by option name) that describe ``hardware``."""
+    return {
+        "rows": hardware.rows,
+        "cols": hardware.cols,
+        "tiles": hardware.tiles,
+        "act-buffer": hardware.act_buffer_bytes,
+        "weight-buffer": hardware.weight_buffer_bytes,
+        "max-block-rows": hardware.max_block_rows,
+        "row-groups": hardware.row_groups,
+        "dram-bytes-per-cycle": hardware.dram_bytes_per_cycle,
+    }
+
+
+def tile_options(hardware: HardwareConfig) -> str:
+    """``bitmod-tile{...}`` spelled for ``hardware``: the pass that plans for that machine."""
+    values = " ".join(f"{key}={value}" for key, value in tile_option_values(hardware).items())
+    return f"bitmod-tile{{{values}}}"
+
+
+def machine_differences(recorded: HardwareConfig, asked: HardwareConfig) -> list[str]:
+    """``"tiles: 16 here, 4 recorded"`` for every machine option that differs."""
+    old, new = tile_option_values(recorded), tile_option_values(asked)
+    return [f"{key}: {new[key]} here, {old[key]} recorded" for key in old if old[key] != new[key]]
 
 
 @dataclass(frozen=True)
@@ -166,6 +192,10 @@ class BitmodTilePass(ModulePass):
                 isa.CfgKchunk(self.kchunk).check()
         except isa.IsaError as error:
             raise DiagnosticError(f"bad array geometry: {error}") from None
+        try:
+            self.hardware  # noqa: B018 (the options must describe a machine)
+        except ValueError as error:
+            raise DiagnosticError(f"the machine these options describe: {error}") from None
 
     @property
     def hardware(self) -> HardwareConfig:
@@ -200,17 +230,26 @@ class BitmodTilePass(ModulePass):
                 "bitmod-quantize",
                 produced=("bsisa.tiled_matmul",),
             )
-        if not quantized:
-            return
         from bitmod.passes.context import MACHINE_ATTR, machine_attribute, machine_of
 
         recorded = machine_of(op)
-        if recorded is not None and machine_attribute(recorded) != machine_attribute(self.hardware):
+        differences = [] if recorded is None else machine_differences(recorded, self.hardware)
+        if differences and not quantized:
+            # Idempotent as bitmod-quantize is: nothing left to tile, but say that these
+            # options, which describe another machine, changed nothing.
+            warn_at(
+                op,
+                f"{self.name}: the module is tiled already, for another machine "
+                f"({'; '.join(differences)}); these options change nothing",
+            )
+        if not quantized:
+            return
+        if differences:
             raise error_at(
                 quantized[0],
                 f"{self.name}: the module's other programs were tiled for another machine "
-                f"({MACHINE_ATTR} = {machine_attribute(recorded)}); one module runs on one "
-                "machine: tile this one with the same options",
+                f"({'; '.join(differences)}); one module runs on one machine: tile this one "
+                f"with the same options ({MACHINE_ATTR})",
             )
         # Plan every matmul before rewriting any, so that an error leaves the module as it was.
         pattern = TileQuantizedMatmul(self, {matmul: self.plan(matmul) for matmul in quantized})

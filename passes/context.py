@@ -238,7 +238,7 @@ def machine_of(module: ModuleOp) -> HardwareConfig | None:
     module naming the entry when the attribute is not one ``bitmod-tile`` writes."""
     from bitmod.dialects.diagnostics import error_at
     from bitmod.runtime.arch.hwconfig import HardwareConfig
-    from xdsl.dialects.builtin import DictionaryAttr, FloatAttr, IntegerAttr
+    from xdsl.dialects.builtin import DictionaryAttr, FloatAttr, IntegerAttr, IntegerType
 
     attr = module.attributes.get(MACHINE_ATTR)
     if attr is None:
@@ -256,14 +256,32 @@ def machine_of(module: ModuleOp) -> HardwareConfig | None:
     values: dict[str, int | float] = {}
     for name in MACHINE_FIELDS:
         entry = entries[name]
-        if name == "dram_bytes_per_cycle" and isinstance(entry, FloatAttr | IntegerAttr):
-            values[name] = float(entry.value.data)
-        elif isinstance(entry, IntegerAttr):
-            values[name] = int(entry.value.data)
-        else:
-            kind = "a number" if name == "dram_bytes_per_cycle" else "an integer"
-            raise error_at(module, f"attribute {MACHINE_ATTR}: {name} must be {kind}, got {entry}")
+        bandwidth = name == "dram_bytes_per_cycle"
+        boolean = isinstance(entry, IntegerAttr) and entry.type == IntegerType(1)
+        number = isinstance(entry, IntegerAttr) or (bandwidth and isinstance(entry, FloatAttr))
+        if boolean or not number:
+            kind = "a number" if bandwidth else "an integer"
+            shown = ("true" if entry.value.data else "false") if boolean else str(entry)  # type: ignore[attr-defined]
+            raise error_at(module, f"attribute {MACHINE_ATTR}: {name} must be {kind}, got {shown}")
+        value = entry.value.data  # type: ignore[attr-defined]
+        values[name] = float(value) if bandwidth else int(value)
     try:
-        return HardwareConfig(**values)
+        hardware = HardwareConfig(**values)
     except ValueError as error:
         raise error_at(module, f"attribute {MACHINE_ATTR}: {error}") from None
+    problem = encoding_problem(hardware)
+    if problem:
+        raise error_at(module, f"attribute {MACHINE_ATTR}: {problem}")
+    return hardware
+
+
+def encoding_problem(hardware: HardwareConfig) -> str | None:
+    """Why the ISA cannot configure ``hardware`` (``cfg.array``, ``cfg.mblock``), or None."""
+    from bitmod.runtime import isa
+
+    try:
+        isa.CfgArray(hardware.rows, hardware.cols, hardware.tiles).check()
+        isa.CfgMblock(hardware.max_block_rows).check()
+    except isa.IsaError as error:
+        return f"the ISA cannot configure this machine: {error}"
+    return None

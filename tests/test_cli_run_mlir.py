@@ -344,11 +344,57 @@ def test_a_damaged_machine_attribute_is_located(lowered, tmp_path, capsys) -> No
             ("dram_bytes_per_cycle = 2.560000e+01 : f64", "dram_bytes_per_cycle = 0.0 : f64"),
             "HardwareConfig.dram_bytes_per_cycle must be a positive number",
         ),
+        (  # it would have run at 1/65536, silently
+            ("dram_bytes_per_cycle = 2.560000e+01 : f64", "dram_bytes_per_cycle = 1.0e-05 : f64"),
+            "DRAM bandwidth 1e-05 bytes per cycle cannot be timed",
+        ),
+        (("tiles = 16 : i64", "tiles = true"), "tiles must be an integer, got true"),
+        (
+            ("max_block_rows = 64 : i64", "max_block_rows = 65536 : i64"),
+            "the ISA cannot configure this machine: cfg.mblock: field rows=65536 out of range",
+        ),
     ):
         ir.write_text(text.replace(*edit))
         out = tmp_path / "o.safetensors"
         message_seen = _refused(capsys, out, ir, "--inputs", lowered.inputs)
         assert message_seen.startswith(f"{ir}:1:1: ") and message in message_seen
+
+
+def test_tiling_a_tiled_module_for_another_machine_warns(lowered, tmp_path, capsys) -> None:
+    """Nothing is left to tile, so the pass changes nothing (idempotent), and says that the
+    options it was given describe another machine than the module's."""
+    status = bitmod_opt([str(lowered.ir), "-p", VARIANT, "-o", str(tmp_path / "again.mlir")])
+    err = capsys.readouterr().err
+    assert status == 0
+    assert (
+        "warning: 'builtin.module' op bitmod-tile: the module is tiled already, for another" in err
+    )
+    assert "tiles: 4 here, 16 recorded" in err and "these options change nothing" in err
+    assert "tiles = 16 : i64" in (tmp_path / "again.mlir").read_text()
+
+
+def test_the_lowering_hint_names_the_recorded_machine(lowered, tmp_path, capsys) -> None:
+    """A quantized module carrying a record (its other programs' machine): run-mlir's hint
+    tiles for that machine, and following it works."""
+    from bitmod.passes.bitmod_tile import tile_options
+    from bitmod.runtime.arch.hwconfig import HardwareConfig
+
+    quantized = tmp_path / "q.mlir"
+    frontend = "convert-linalg-to-bitmod,bitmod-quantize"
+    assert bitmod_opt([str(lowered.raw), "-p", frontend, "-o", str(quantized)]) == 0
+    variant = tmp_path / "variant.mlir"
+    assert bitmod_opt([str(lowered.raw), "-p", f"{frontend},{VARIANT}", "-o", str(variant)]) == 0
+    first = variant.read_text().splitlines()[0]
+    machine = first[first.index("bitmod.machine") : first.index("}") + 1]
+    text = quantized.read_text()
+    quantized.write_text(text.replace("attributes {", "attributes {" + machine + ", ", 1))
+    message = _refused(capsys, tmp_path / "o.safetensors", quantized, "--inputs", lowered.inputs)
+    cfg = HardwareConfig(
+        tiles=4, act_buffer_bytes=32768, max_block_rows=16, dram_bytes_per_cycle=3.5
+    )
+    pipeline = f"{tile_options(cfg)},bitmod-lower-to-isa"
+    assert f"-p '{pipeline}'" in message
+    assert bitmod_opt([str(quantized), "-p", pipeline, "-o", str(tmp_path / "l.mlir")]) == 0
 
 
 def test_tiling_for_another_machine_than_the_modules_is_an_error(lowered, tmp_path, capsys):

@@ -78,6 +78,8 @@ def test_bad_budgets_are_one_clear_error(text: str, message: str) -> None:
         ("bitmod3:128,bitmod3", "candidate 'bitmod3' is given twice"),  # the same group size
         ("mxfp4:64", "MX block size 32"),
         ("bitmod3:7", "candidate 'bitmod3:7': group size must be a multiple of 4 for bitmod3"),
+        ("bitmod3:\u00b2", "candidate 'bitmod3:\u00b2': group size must be a positive integer"),
+        ("int8,bitmod3:", "candidate 'bitmod3:': no group size after ':'"),
         ("int8,int6:130", "candidate 'int6:130': group size must be a multiple of 4"),
         (" , ", "no candidate"),
     ],

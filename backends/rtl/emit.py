@@ -460,7 +460,8 @@ def _config_json(config: HardwareConfig) -> dict[str, Any]:
 
 def machine_config(program: Program, base: HardwareConfig | None = None) -> HardwareConfig:
     """``base`` (default :class:`HardwareConfig`) with the geometry of the program's first
-    ``cfg.array``: the machine a ``bitmod-tile`` program was planned for."""
+    ``cfg.array``: the machine a ``bitmod-tile`` program was planned for, as far as the
+    program names it (a module's ``bitmod.machine`` names all of it)."""
 
     base = base or HardwareConfig()
     for instr in program.instructions:
@@ -513,7 +514,21 @@ def emit_module(
         if desc.kind is DescKind.BIAS and isinstance(value, torch.Tensor):
             memory[name] = value.detach().to(torch.float16).numpy()
     memory.update(test_inputs(program, memory, seed))
-    return emit_design(program, memory, directory, machine_config(program, config))
+    machine = machine_config(program) if config is None else config
+    _check_runs_on(program, memory, machine)
+    return emit_design(program, memory, directory, machine)
+
+
+def _check_runs_on(program: Program, memory: Mapping[str, Any], config: HardwareConfig) -> None:
+    """An RtlEmitError unless ``config``'s machine runs ``program`` (its ``cfg.array``, its
+    blocks in the buffers, its ``cfg.mblock`` in the accumulators): checked by the emulator's
+    timing-only run, so a design is never written for a machine that refuses its program."""
+    from bitmod.runtime.emulator.machine import Machine, MachineError
+
+    try:
+        Machine(config).run(program, dict(memory), compute=False)
+    except MachineError as error:
+        raise RtlEmitError(f"the machine cannot run this program: {error}") from None
 
 
 def _memory_mapping(archive: ParamArchive | None) -> dict[str, Any]:

@@ -203,6 +203,10 @@ def config_package(config: HardwareConfig) -> str:
         "package bitmod_cfg_pkg;",
     ]
     for name, value in values.items():
+        if not 0 < value < 1 << 31:
+            raise ValueError(
+                f"the RTL holds {name} in a 32-bit int: {value} does not fit (HardwareConfig)"
+            )
         lines.append(f"  localparam int {name} = {value};")
     lines.append("endpackage")
     return "\n".join(lines) + "\n"

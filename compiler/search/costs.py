@@ -91,8 +91,10 @@ def parse_candidates(text: str | list[str]) -> list[Candidate]:
                 f"{', '.join(FORMAT_NAMES)}"
             )
         group = None
+        if item.endswith(":"):
+            raise ValueError(f"candidate {item!r}: no group size after ':'")
         if group_text:
-            if not group_text.isdigit() or int(group_text) <= 0:
+            if not (group_text.isascii() and group_text.isdigit()) or int(group_text) <= 0:
                 raise ValueError(
                     f"candidate {item!r}: group size must be a positive integer, got {group_text!r}"
                 )
@@ -102,7 +104,7 @@ def parse_candidates(text: str | list[str]) -> list[Candidate]:
                 raise ValueError(f"candidate {item!r}: {dtype} uses the MX block size {block}")
         candidate = Candidate(dtype, group)
         if group is not None and group % LANES and get_format(dtype).accelerated:
-            # the layers= the search writes must compile: bitmod-quantize refuses this group
+            # the layers= the search writes must compile: bitmod-lower-to-isa refuses this group
             raise ValueError(
                 f"candidate {item!r}: group size must be a multiple of {LANES} for {dtype} (the "
                 f"PE takes {LANES} weights a cycle), got {group}"

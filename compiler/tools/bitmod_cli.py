@@ -648,8 +648,10 @@ def _check_lowered(ctx: Any, ir_path: Path, func: Any) -> int:
     (0 launches)."""
     from bitmod.dialects.bitmod import MatmulOp
     from bitmod.dialects.diagnostics import location_of
+    from bitmod.passes.bitmod_tile import tile_options
+    from bitmod.passes.context import machine_of
     from bitmod.passes.stages import unconverted_layers
-    from xdsl.dialects.builtin import TensorType
+    from xdsl.dialects.builtin import ModuleOp, TensorType
 
     ops = list(func.walk())
     tiled = [op for op in ops if op.name == "bsisa.tiled_matmul"]
@@ -659,7 +661,12 @@ def _check_lowered(ctx: Any, ir_path: Path, func: Any) -> int:
         op, passes = tiled[0], "-p bitmod-lower-to-isa"
         why = f"{len(tiled)} bsisa.tiled_matmul op(s) are not lowered to launches"
     elif quantized:
-        op, passes = quantized[0], "-p bitmod-tile,bitmod-lower-to-isa"
+        module = func.parent_op()
+        recorded = machine_of(module) if isinstance(module, ModuleOp) else None
+        passes = "-p bitmod-tile,bitmod-lower-to-isa"
+        if recorded is not None:  # tile for the machine its other programs were tiled for
+            passes = f"-p '{tile_options(recorded)},bitmod-lower-to-isa'"
+        op = quantized[0]
         why = f"{len(quantized)} quantized bitmod.matmul op(s) are not tiled"
     elif launches := sum(1 for op in ops if op.name == "bsisa.launch"):
         return launches

@@ -248,6 +248,12 @@ class HardwareConfig:
                     f"HardwareConfig.{name}_bytes ({bytes_}) must split evenly into "
                     f"{name}_banks ({banks})"
                 )
+        from bitmod.runtime.arch.timing import dram_fraction
+
+        try:
+            dram_fraction(self.dram_bytes_per_cycle)
+        except ValueError as error:
+            raise ValueError(f"HardwareConfig.dram_bytes_per_cycle: {error}") from None
         if not isinstance(self.energy, EnergyTable):
             raise ValueError("HardwareConfig.energy must be an EnergyTable")
         if not isinstance(self.area, AreaTable):

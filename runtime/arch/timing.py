@@ -64,13 +64,34 @@ class TimingError(RuntimeError):
     """A trace that can never finish (a dependency on work that is never issued)."""
 
 
+#: The most a bandwidth may differ, relatively, from the fraction the timing model uses.
+DRAM_FRACTION_TOLERANCE = 1e-6
+#: The largest numerator: the RTL holds it in a 32-bit ``int`` (``bitmod_cfg_pkg::DRAM_NUM``).
+MAX_DRAM_NUMERATOR = (1 << 31) - 1
+
+
 def dram_fraction(bytes_per_cycle: float) -> tuple[int, int]:
-    """``(num, den)`` with ``num / den`` bytes per cycle (25.6 -> 128/5)."""
-    value = Fraction(repr(float(bytes_per_cycle))).limit_denominator(MAX_DRAM_DENOMINATOR)
+    """``(num, den)`` with ``num / den`` bytes per cycle (25.6 -> 128/5): the nearest fraction
+    with ``den <= MAX_DRAM_DENOMINATOR``, refused (ValueError) when it is not within
+    ``DRAM_FRACTION_TOLERANCE`` of the bandwidth (a value near or below ``1/den``, which would
+    silently run at another bandwidth) or its numerator does not fit 31 bits."""
+    exact = Fraction(repr(float(bytes_per_cycle)))
+    value = exact.limit_denominator(MAX_DRAM_DENOMINATOR)
+    smallest = f"at least 1/{MAX_DRAM_DENOMINATOR} bytes per cycle"
     if value <= 0:
         # A positive value below 1/MAX_DRAM_DENOMINATOR rounds to zero in the timing model.
-        smallest = f"at least 1/{MAX_DRAM_DENOMINATOR} bytes per cycle"
         raise ValueError(f"DRAM bandwidth must be {smallest}, got {bytes_per_cycle!r}")
+    if abs(value - exact) > exact * Fraction(DRAM_FRACTION_TOLERANCE):
+        raise ValueError(
+            f"DRAM bandwidth {bytes_per_cycle!r} bytes per cycle cannot be timed: the timing "
+            f"model's bandwidth is a fraction of denominator at most {MAX_DRAM_DENOMINATOR}, "
+            f"and the nearest, {float(value)!r}, is more than {DRAM_FRACTION_TOLERANCE:g} off"
+        )
+    if value.numerator > MAX_DRAM_NUMERATOR:
+        raise ValueError(
+            f"DRAM bandwidth {bytes_per_cycle!r} bytes per cycle is too large (at most "
+            f"{MAX_DRAM_NUMERATOR} bytes per cycle)"
+        )
     return value.numerator, value.denominator
 
 

@@ -68,6 +68,62 @@ def test_a_module_tiled_earlier_emits_the_machine_it_was_tiled_for(tmp_path: Pat
     assert (config["tiles"], config["max_block_rows"]) == (1, 16)
 
 
+@pytest.mark.parametrize(
+    ("edit", "message"),
+    [
+        (  # a record the program's cfg.array is not for
+            ("tiles = 1 : i64", "tiles = 2 : i64"),
+            "the machine cannot run this program: instruction 0 (cfg.array): program compiled "
+            "for rows=8 cols=8 tiles=1, the machine has rows=8 cols=8 tiles=2",
+        ),
+        (
+            ("act_buffer_bytes = 524288 : i64", "act_buffer_bytes = 8 : i64"),
+            "overflows the activation buffer (8 bytes)",
+        ),
+        (
+            ("act_buffer_bytes = 524288 : i64", "act_buffer_bytes = 1099511627776 : i64"),
+            "the RTL holds ACT_BUFFER_BYTES in a 32-bit int: 1099511627776 does not fit",
+        ),
+    ],
+)
+def test_emitting_for_a_machine_that_cannot_run_the_program(tmp_path: Path, capsys, edit, message):
+    """--emit=verilog builds the recorded machine only if it runs the program (the emulator's
+    timing-only run checks) and the RTL can hold its parameters; else one located error."""
+    tiled = tmp_path / "tiled.mlir"
+    front = PIPELINE.replace(",bitmod-lower-to-isa", "")
+    assert (
+        bitmod_opt.main([str(MLP / "mlp.mlir"), f"--pass-pipeline={front}", "-o", str(tiled)]) == 0
+    )
+    text = tiled.read_text()
+    assert edit[0] in text
+    tiled.write_text(text.replace(*edit, 1))
+    capsys.readouterr()
+    design = tmp_path / "design"
+    argv = [str(tiled), "-p", "bitmod-lower-to-isa", "--emit=verilog", "-o", str(design)]
+    assert bitmod_opt.main(argv) == 1
+    err = capsys.readouterr().err.strip()
+    assert err.startswith(f"{tiled}:1:1: error: ") and message in err, err
+    assert not design.exists()
+
+
+def test_bad_tile_options_are_an_error_at_the_option(tmp_path: Path, capsys) -> None:
+    """An act-buffer that does not split into the buffer's banks, or a bandwidth the timing
+    model cannot hold: an error at the pipeline option, before any pass runs (it was an
+    internal compiler error in --emit=verilog, or accepted and run at another bandwidth)."""
+    for option, message in (
+        ("act-buffer=100", "act_buffer_bytes (100) must split evenly into act_buffer_banks"),
+        ("dram-bytes-per-cycle=1e-5", "DRAM bandwidth 1e-05 bytes per cycle cannot be timed"),
+    ):
+        pipeline = PIPELINE.replace("bitmod-tile{tiles=1}", f"bitmod-tile{{tiles=1 {option}}}")
+        argv = [str(MLP / "mlp.mlir"), f"--pass-pipeline={pipeline}", "--emit=verilog"]
+        assert bitmod_opt.main([*argv, "-o", str(tmp_path / "d")]) == 1
+        err = capsys.readouterr().err
+        assert (
+            "internal" not in err and message in err and "the machine these options describe" in err
+        )
+        assert not (tmp_path / "d").exists()
+
+
 def test_bitmod_compile_emit_verilog(tmp_path: Path, capsys) -> None:
     bundle, designs = tmp_path / "mlp", tmp_path / "mlp_ops"
     argv = [

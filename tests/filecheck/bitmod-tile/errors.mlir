@@ -55,7 +55,7 @@ func.func @f(%x: tensor<8x256xf32>) -> tensor<8x64xf32> {
 // DRAM: error: pass 'bitmod-tile': dram-bytes-per-cycle must be positive, got 0
 // A positive but tiny bandwidth is a number (it was "expects int|float"); the predicted
 // cycles of the Llama projection of k-chunks.mlir overflow at it.
-// TINY: k-chunks.mlir:10:3: error: 'bitmod.matmul' op bitmod-tile: at 1e-300 DRAM bytes per cycle the predicted cycles overflow; give a larger DRAM bandwidth
+// TINY: <pass-pipeline>:1:1: error: pass 'bitmod-tile': the machine these options describe: HardwareConfig.dram_bytes_per_cycle: DRAM bandwidth must be at least 1/65536 bytes per cycle, got 1e-300
 // HUGE: <pass-pipeline>:1:1: error: pass 'bitmod-tile': option 'dram-bytes-per-cycle' = 1e999 is not a finite number
 // BIGINT: <pass-pipeline>:1:1: error: pass 'bitmod-tile': option 'act-buffer' = 100000000000000000000000 does not fit 64 bits
 // NOTINT: <pass-pipeline>:1:1: error: pass 'bitmod-tile': option 'act-buffer' expects int, got '1e23'
