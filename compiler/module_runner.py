@@ -587,7 +587,7 @@ class _Interpreter:
         for arg, value in zip(block.args, args, strict=True):
             env[arg] = value
         for op in block.ops:
-            if op.name in ("func.return", "linalg.yield"):
+            if op.name in ("func.return", "linalg.yield", "tm_tensor.yield"):
                 return [env[v] for v in op.operands]
             results = self.run_op(op, env, index_of)
             for result, value in zip(op.results, results, strict=True):
@@ -625,10 +625,31 @@ class _Interpreter:
             return []
         if name == "tensor.pad":
             return [_pad(op, args, self._padding_value(op, env))]
+        if name == "tm_tensor.scan":
+            return self._scan(op, args, env)
         handler = _TENSOR_OPS.get(name)
         if handler is not None:
             return [handler(self, op, args)]
         raise _unsupported(op, "no host implementation of this op")
+
+    def _scan(self, op: Operation, args: list[Any], env: Mapping[SSAValue, Any]) -> list[Any]:
+        """``tm_tensor.scan`` (``bitmod.dialects.tm_tensor``): one step of the region per
+        position along the dimension, on whole slices of the other dimensions."""
+        from bitmod.dialects.tm_tensor import ScanOp
+
+        assert isinstance(op, ScanOp)
+        source, _, accumulator = args
+        dim = op.scan_dimension
+        block = op.body.block
+        steps = source.unbind(dim)
+        first = steps[0] if op.is_inclusive else accumulator.to(source.dtype)
+        outputs = [first]
+        for position in range(1, len(steps)):
+            operand = steps[position] if op.is_inclusive else steps[position - 1]
+            (value,) = self.run_block(block, [operand, outputs[-1]], env)
+            outputs.append(torch.as_tensor(value, dtype=source.dtype).expand(operand.shape))
+        result = torch.stack(outputs, dim).contiguous()
+        return [result, outputs[-1].contiguous()]
 
     def _padding_value(self, op: Operation, env: Mapping[SSAValue, Any]) -> Any:
         """The value a ``tensor.pad`` region yields: one that does not depend on the position

@@ -75,8 +75,8 @@ class ExplicitMapsSyntax(NamedOperation):
                 )
             if not attrs:
                 attrs = dict(parser.parse_optional_attr_dict())
-        ins = _parse_operand_group(parser, "ins")
-        outs = _parse_operand_group(parser, "outs")
+        ins = parse_operand_group(parser, "ins")
+        outs = parse_operand_group(parser, "outs")
         if len(ins) != 2 or len(outs) != 1:
             parser.raise_error(
                 f"{cls.name} takes 2 inputs and 1 output, not {len(ins)} and {len(outs)}",
@@ -179,7 +179,7 @@ class BatchMatmulOp(ExplicitMapsSyntax):
         )
 
 
-def _parse_operand_group(parser: Parser, keyword: str) -> list[SSAValue]:
+def parse_operand_group(parser: Parser, keyword: str) -> list[SSAValue]:
     """``keyword(%a, %b : ta, tb)``, or nothing when the keyword is absent."""
     pos = parser.pos
     if not parser.parse_optional_characters(keyword):
@@ -225,8 +225,8 @@ class GenericOp(XdslGenericOp):
             if value is not None and not isinstance(value, StringAttr):
                 parser.raise_error(f"linalg.generic {name} must be a string", start, end)
         iterator_types = [_iterator_type(a, parser, start, end) for a in iterators.data]
-        ins = _parse_operand_group(parser, "ins")
-        outs = _parse_operand_group(parser, "outs")
+        ins = parse_operand_group(parser, "ins")
+        outs = parse_operand_group(parser, "outs")
         extra: dict[str, Attribute] = {}
         if parser.parse_optional_keyword("attrs"):
             parser.parse_punctuation("=")

@@ -130,9 +130,17 @@ DIALECT_OVERRIDES: dict[str, Callable[[], Dialect]] = {
     "linalg": _linalg_dialect,
 }
 
+
+def _tm_tensor_dialect() -> Dialect:
+    from bitmod.dialects.tm_tensor import TMTensor
+
+    return TMTensor
+
+
 PROJECT_DIALECTS: dict[str, Callable[[], Dialect]] = {
     "bitmod": _bitmod_dialect,
     "bsisa": _bsisa_dialect,
+    "tm_tensor": _tm_tensor_dialect,  # torch-mlir's, which xDSL lacks
 }
 
 

@@ -341,6 +341,10 @@ HOST_FUNCTIONS = {
         lambda: (torch.randn(3, 4, generator=_g()),),
     ),
     "count_positive": (lambda x: (x > 0).sum(-1), lambda: (torch.randn(3, 4, generator=_g()),)),
+    "cumsum": (  # tm_tensor.scan
+        lambda x: x.cumsum(-1) + (x > 0).long().cumsum(0),
+        lambda: (torch.randn(3, 4, generator=_g()),),
+    ),
     "int_remainder": (
         lambda x: torch.remainder((x * 10).to(torch.int64), 3),
         lambda: (torch.randn(3, 4, generator=_g()),),
@@ -414,6 +418,77 @@ def test_unsigned_and_bit_casts_read_the_bits(tmp_path: Path) -> None:
     assert remainder.tolist() == [-1, 1]  # the sign of the dividend
     with pytest.raises(ModuleRunError, match="integer remainder by zero"):
         run_function(ctx, module, [torch.tensor([1, 2]), torch.tensor([1, 0])])
+
+
+def test_an_exclusive_scan_starts_from_the_accumulator(tmp_path: Path) -> None:
+    """``inclusive(false)``: position 0 is the accumulator, position i combines the input at
+    i - 1 with the output at i - 1 (a running maximum here); the second result is the last."""
+    source = tmp_path / "scan.mlir"
+    source.write_text(
+        "func.func @main(%x: tensor<3x2xf32>, %o: tensor<3x2xf32>, %a: tensor<2xf32>) ->"
+        " (tensor<3x2xf32>, tensor<2xf32>) {\n"
+        "  %s:2 = tm_tensor.scan dimension(0) inclusive(false) ins(%x : tensor<3x2xf32>)"
+        " outs(%o, %a : tensor<3x2xf32>, tensor<2xf32>) {\n"
+        "  ^bb0(%p: f32, %q: f32):\n"
+        "    %m = arith.maximumf %p, %q : f32\n"
+        "    tm_tensor.yield %m : f32\n"
+        "  } -> tensor<3x2xf32>, tensor<2xf32>\n"
+        "  func.return %s#0, %s#1 : tensor<3x2xf32>, tensor<2xf32>\n}\n"
+    )
+    ctx, module = load_lowered(source)
+    x = torch.tensor([[3.0, -1.0], [1.0, 5.0], [4.0, 0.0]])
+    start = torch.tensor([2.0, -9.0])
+    output, last = run_function(ctx, module, [x, torch.zeros(3, 2), start]).outputs
+    assert output.tolist() == [[2.0, -9.0], [3.0, -1.0], [3.0, 5.0]]
+    assert last.tolist() == [3.0, 5.0]
+
+
+def test_a_hugging_face_llama_runs_as_transformers_does(tmp_path: Path) -> None:
+    """transformers' Llama (GQA, RMSNorm, rotary embeddings, SiLU MLP, position ids by
+    torch.cumsum: a tm_tensor.scan) through torch-mlir: the host computes transformers' logits;
+    lowered with INT8 weights and K/V, the same next tokens."""
+    import transformers
+    from torch_mlir import fx
+
+    torch.manual_seed(0)
+    config = transformers.LlamaConfig(
+        vocab_size=64,
+        hidden_size=64,
+        intermediate_size=96,
+        num_hidden_layers=2,
+        num_attention_heads=4,
+        num_key_value_heads=2,
+        max_position_embeddings=128,
+    )
+    llama = transformers.LlamaForCausalLM(config).eval()
+
+    class Logits(nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.llama = llama
+
+        def forward(self, tokens: torch.Tensor) -> torch.Tensor:
+            return self.llama(input_ids=tokens, use_cache=False).logits
+
+    model = Logits().eval()
+    for layer in model.modules():  # torch-mlir imports persistent buffers only
+        layer._non_persistent_buffers_set.clear()
+    tokens = torch.randint(0, 64, (1, 12), generator=_g())
+    with torch.no_grad():
+        expected = model(tokens)
+    source = tmp_path / "llama.mlir"
+    source.write_text(str(fx.export_and_import(model, tokens, output_type="linalg-on-tensors")))
+    ctx, module = load_lowered(source)
+    (host,) = run_function(ctx, module, [tokens]).outputs
+    torch.testing.assert_close(host, expected, rtol=1e-5, atol=1e-5)
+    lowered = tmp_path / "llama.lowered.mlir"
+    pipeline = (
+        "convert-linalg-to-bitmod,bitmod-quantize{dtype=int8},bitmod-tile,bitmod-lower-to-isa"
+    )
+    assert main([str(source), "-p", pipeline, "-o", str(lowered)]) == 0
+    (logits,) = run_function(*load_lowered(lowered), [tokens]).outputs
+    assert float((logits - expected).norm() / expected.norm()) < 0.05
+    assert torch.equal(logits.argmax(-1), expected.argmax(-1))
 
 
 # --- the activation products alone, and what the runner refuses ---------------------------
