@@ -1,5 +1,4 @@
 // Every verifier error of tm_tensor.scan, one per chunk, at the op.
-// ROUNDTRIP: skip (every chunk is an error on purpose)
 // RUN: bitmod-opt %s --split-input-file --verify-diagnostics
 
 func.func @f(%x: tensor<2x5xi64>, %o: tensor<2x5xi64>, %a: tensor<5xi64>) {
