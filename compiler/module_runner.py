@@ -852,10 +852,8 @@ def _pad(op: Operation, args: list[Any], value: Any) -> torch.Tensor:
     return padded.reshape(_static_shape(op.results[0], op)).contiguous()
 
 
-def _conv_2d_nchw_fchw(self: _Interpreter, op: Operation, args: list[Any]) -> torch.Tensor:
-    """``linalg.conv_2d_nchw_fchw``: ``C + conv(I, F)`` with the op's strides and dilations
-    (torch's ``conv2d`` has the same layouts: N, C, H, W and F, C, KH, KW)."""
-    source, kernel, init = args
+def _window_steps(op: Operation) -> tuple[tuple[int, int], tuple[int, int]]:
+    """The (strides, dilations) of a 2-D convolution or pooling op (default 1)."""
     steps = []
     for key in ("strides", "dilations"):
         attr = op.properties.get(key)
@@ -863,8 +861,29 @@ def _conv_2d_nchw_fchw(self: _Interpreter, op: Operation, args: list[Any]) -> to
         if len(values) != 2:
             raise _unsupported(op, f"{key} of {len(values)} dimensions")
         steps.append(values)
+    return steps[0], steps[1]  # type: ignore[return-value]
+
+
+def _pooling_nchw_max(self: _Interpreter, op: Operation, args: list[Any]) -> torch.Tensor:
+    """``linalg.pooling_nchw_max``: ``max(C, max over each window of I)``; the second operand
+    only gives the window's shape (torch-mlir pads the input with -inf first)."""
+    source, window, init = args
+    stride, dilation = _window_steps(op)
+    pooled = torch.nn.functional.max_pool2d(
+        source.to(init.dtype), tuple(window.shape), stride=stride, dilation=dilation
+    )
+    if tuple(pooled.shape) != tuple(init.shape):
+        raise _unsupported(op, f"an output of shape {list(init.shape)} for {list(pooled.shape)}")
+    return torch.maximum(init, pooled).contiguous()
+
+
+def _conv_2d_nchw_fchw(self: _Interpreter, op: Operation, args: list[Any]) -> torch.Tensor:
+    """``linalg.conv_2d_nchw_fchw``: ``C + conv(I, F)`` with the op's strides and dilations
+    (torch's ``conv2d`` has the same layouts: N, C, H, W and F, C, KH, KW)."""
+    source, kernel, init = args
+    stride, dilation = _window_steps(op)
     product = torch.nn.functional.conv2d(
-        source.to(init.dtype), kernel.to(init.dtype), stride=steps[0], dilation=steps[1]
+        source.to(init.dtype), kernel.to(init.dtype), stride=stride, dilation=dilation
     )
     if tuple(product.shape) != tuple(init.shape):
         raise _unsupported(op, f"an output of shape {list(init.shape)} for {list(product.shape)}")
@@ -880,6 +899,7 @@ _TENSOR_OPS: dict[str, Callable[[_Interpreter, Operation, list[Any]], torch.Tens
     "linalg.matmul": _product,
     "linalg.batch_matmul": _product,
     "linalg.conv_2d_nchw_fchw": _conv_2d_nchw_fchw,
+    "linalg.pooling_nchw_max": _pooling_nchw_max,
     "tensor.collapse_shape": _reshape,
     "tensor.expand_shape": _reshape,
     "tensor.reshape": _reshape,

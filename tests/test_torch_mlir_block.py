@@ -341,6 +341,10 @@ HOST_FUNCTIONS = {
         lambda: (torch.randn(3, 4, generator=_g()),),
     ),
     "count_positive": (lambda x: (x > 0).sum(-1), lambda: (torch.randn(3, 4, generator=_g()),)),
+    "max_pool": (
+        lambda x: torch.nn.functional.max_pool2d(x, 3, stride=2, padding=1, dilation=1),
+        lambda: (torch.randn(1, 2, 6, 5, generator=_g()),),
+    ),
     "cumsum": (  # tm_tensor.scan
         lambda x: x.cumsum(-1) + (x > 0).long().cumsum(0),
         lambda: (torch.randn(3, 4, generator=_g()),),
