@@ -54,19 +54,15 @@ from bitmod.compiler.torch_frontend import CompileError
 from bitmod.dialects.bsisa import DrainOp, HaltOp, LaunchOp, ProgramOp, TensorRefInstruction
 from bitmod.dialects.diagnostics import DiagnosticError
 from bitmod.passes.context import BitmodContext, load_archive, machine_of, make_context
-from bitmod.passes.linear_layers import spread_over_dims
+from bitmod.passes.linear_layers import FLOAT_DTYPES, spread_over_dims
 from bitmod.runtime.emulator.machine import Machine, MachineError
 from bitmod.runtime.isa import DescKind
 from bitmod.runtime.storage.archive import ParamArchive
 from xdsl.dialects.builtin import (
     ArrayAttr,
-    BFloat16Type,
     DenseArrayBase,
     DenseIntOrFPElementsAttr,
     DenseResourceAttr,
-    Float16Type,
-    Float32Type,
-    Float64Type,
     FloatAttr,
     IndexType,
     IntegerAttr,
@@ -118,12 +114,6 @@ def load_lowered(path: str | Path) -> tuple[BitmodContext, ModuleOp]:
 
 # --- element types ---------------------------------------------------------------------------
 
-_FLOAT_DTYPES: dict[type[Attribute], torch.dtype] = {
-    Float16Type: torch.float16,
-    BFloat16Type: torch.bfloat16,
-    Float32Type: torch.float32,
-    Float64Type: torch.float64,
-}
 _INT_DTYPES = {1: torch.bool, 8: torch.int8, 16: torch.int16, 32: torch.int32, 64: torch.int64}
 
 
@@ -132,7 +122,7 @@ def _dtype(element_type: Attribute, op: Operation) -> torch.dtype:
         return torch.int64
     if isinstance(element_type, IntegerType) and element_type.width.data in _INT_DTYPES:
         return _INT_DTYPES[element_type.width.data]
-    dtype = _FLOAT_DTYPES.get(type(element_type))
+    dtype = FLOAT_DTYPES.get(type(element_type))
     if dtype is None:
         raise _unsupported(op, f"element type {element_type}")
     return dtype

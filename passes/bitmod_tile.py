@@ -59,6 +59,13 @@ from typing import TYPE_CHECKING, ClassVar
 
 from bitmod.dialects.bitmod import MatmulOp, QWeightType
 from bitmod.dialects.diagnostics import DiagnosticError, error_at, warn_at
+from bitmod.passes.context import (
+    MACHINE_ATTR,
+    MACHINE_OPTIONS,
+    encoding_problem,
+    machine_attribute,
+    machine_of,
+)
 from bitmod.passes.stages import nothing_to_do
 from bitmod.runtime.arch.hwconfig import HardwareConfig
 from bitmod.runtime.arch.rules import (
@@ -97,16 +104,7 @@ def unaccelerated_format_message(fmt_name: str) -> str | None:
 
 def tile_option_values(hardware: HardwareConfig) -> dict[str, int | float]:
     """``bitmod-tile``'s machine options (by option name) that describe ``hardware``."""
-    return {
-        "rows": hardware.rows,
-        "cols": hardware.cols,
-        "tiles": hardware.tiles,
-        "act-buffer": hardware.act_buffer_bytes,
-        "weight-buffer": hardware.weight_buffer_bytes,
-        "max-block-rows": hardware.max_block_rows,
-        "row-groups": hardware.row_groups,
-        "dram-bytes-per-cycle": hardware.dram_bytes_per_cycle,
-    }
+    return {option: getattr(hardware, field) for option, field in MACHINE_OPTIONS.items()}
 
 
 def tile_options(hardware: HardwareConfig) -> str:
@@ -185,13 +183,14 @@ class BitmodTilePass(ModulePass):
         )
         if problem:
             raise DiagnosticError(f"block-rows: {problem}")
-        try:
-            isa.CfgArray(self.rows, self.cols, self.tiles).check()
-            isa.CfgMblock(self.max_block_rows).check()
-            if self.kchunk:
+        problem = encoding_problem(self.rows, self.cols, self.tiles, self.max_block_rows)
+        if problem is None and self.kchunk:
+            try:
                 isa.CfgKchunk(self.kchunk).check()
-        except isa.IsaError as error:
-            raise DiagnosticError(f"bad array geometry: {error}") from None
+            except isa.IsaError as error:
+                problem = str(error)
+        if problem:
+            raise DiagnosticError(f"bad array geometry: {problem}")
         try:
             self.hardware  # noqa: B018 (the options must describe a machine)
         except ValueError as error:
@@ -230,19 +229,17 @@ class BitmodTilePass(ModulePass):
                 "bitmod-quantize",
                 produced=("bsisa.tiled_matmul",),
             )
-        from bitmod.passes.context import MACHINE_ATTR, machine_attribute, machine_of
-
         recorded = machine_of(op)
         differences = [] if recorded is None else machine_differences(recorded, self.hardware)
-        if differences and not quantized:
-            # Idempotent as bitmod-quantize is: nothing left to tile, but say that these
-            # options, which describe another machine, changed nothing.
-            warn_at(
-                op,
-                f"{self.name}: the module is tiled already, for another machine "
-                f"({'; '.join(differences)}); these options change nothing",
-            )
         if not quantized:
+            if differences:
+                # Idempotent as bitmod-quantize is: nothing left to tile, but say that these
+                # options, which describe another machine, changed nothing.
+                warn_at(
+                    op,
+                    f"{self.name}: the module is tiled already, for another machine "
+                    f"({'; '.join(differences)}); these options change nothing",
+                )
             return
         if differences:
             raise error_at(

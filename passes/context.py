@@ -215,16 +215,19 @@ that ``bitmod run-mlir`` (``module_runner.run_function``) runs them on that mach
 (``cfg.array`` checks it), and also the buffers, accumulator depth, row groups and DRAM
 bandwidth, which no instruction names and which the schedule and its cycles depend on."""
 
-MACHINE_FIELDS = (
-    "rows",
-    "cols",
-    "tiles",
-    "act_buffer_bytes",
-    "weight_buffer_bytes",
-    "max_block_rows",
-    "row_groups",
-    "dram_bytes_per_cycle",
-)
+MACHINE_OPTIONS = {
+    "rows": "rows",
+    "cols": "cols",
+    "tiles": "tiles",
+    "act-buffer": "act_buffer_bytes",
+    "weight-buffer": "weight_buffer_bytes",
+    "max-block-rows": "max_block_rows",
+    "row-groups": "row_groups",
+    "dram-bytes-per-cycle": "dram_bytes_per_cycle",
+}
+"""``bitmod-tile``'s machine options -> the ``HardwareConfig`` fields they set."""
+
+MACHINE_FIELDS = tuple(MACHINE_OPTIONS.values())
 """The ``HardwareConfig`` fields :data:`MACHINE_ATTR` holds (those ``bitmod-tile`` sets)."""
 
 
@@ -277,19 +280,24 @@ def machine_of(module: ModuleOp) -> HardwareConfig | None:
         hardware = HardwareConfig(**values)
     except ValueError as error:
         raise error_at(module, f"attribute {MACHINE_ATTR}: {error}") from None
-    problem = encoding_problem(hardware)
+    problem = encoding_problem(
+        hardware.rows, hardware.cols, hardware.tiles, hardware.max_block_rows
+    )
     if problem:
-        raise error_at(module, f"attribute {MACHINE_ATTR}: {problem}")
+        raise error_at(
+            module, f"attribute {MACHINE_ATTR}: the ISA cannot configure this machine: {problem}"
+        )
     return hardware
 
 
-def encoding_problem(hardware: HardwareConfig) -> str | None:
-    """Why the ISA cannot configure ``hardware`` (``cfg.array``, ``cfg.mblock``), or None."""
+def encoding_problem(rows: int, cols: int, tiles: int, max_block_rows: int) -> str | None:
+    """Why the ISA cannot configure this array (``cfg.array``) and accumulator depth
+    (``cfg.mblock``), or None."""
     from bitmod.runtime import isa
 
     try:
-        isa.CfgArray(hardware.rows, hardware.cols, hardware.tiles).check()
-        isa.CfgMblock(hardware.max_block_rows).check()
+        isa.CfgArray(rows, cols, tiles).check()
+        isa.CfgMblock(max_block_rows).check()
     except isa.IsaError as error:
-        return f"the ISA cannot configure this machine: {error}"
+        return str(error)
     return None

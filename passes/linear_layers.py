@@ -40,12 +40,13 @@ from xdsl.dialects.linalg import ops as linalg
 from xdsl.ir import Attribute, Operation, SSAValue
 from xdsl.ir.affine import AffineDimExpr, AffineExpr, AffineMap
 
-_TORCH_DTYPES: dict[type[Attribute], torch.dtype] = {
+FLOAT_DTYPES: dict[type[Attribute], torch.dtype] = {
     Float16Type: torch.float16,
     BFloat16Type: torch.bfloat16,
     Float32Type: torch.float32,
     Float64Type: torch.float64,
 }
+"""MLIR float element types -> torch dtypes (the weights' and the host runner's)."""
 
 
 def _maps(*maps: AffineMap) -> ArrayAttr[AffineMapAttr]:
@@ -97,7 +98,7 @@ def constant_tensor(
     if not isinstance(value_type, TensorType):
         return None
     element_type = value_type.get_element_type()
-    dtype = dtype or _TORCH_DTYPES.get(type(element_type))
+    dtype = dtype or FLOAT_DTYPES.get(type(element_type))
     if dtype is None:
         return None
     shape = tuple(value_type.get_shape())
@@ -390,7 +391,7 @@ def match_linear(ctx: Context, op: Operation) -> LinearLayer | None:
     bias_add = match_bias_add(ctx, op.res[0])
     if bias_add is not None and (
         bias_add.bias.shape[0] != weight.value.shape[0]
-        or bias_add.bias.dtype != _TORCH_DTYPES.get(type(input_type.get_element_type()))
+        or bias_add.bias.dtype != FLOAT_DTYPES.get(type(input_type.get_element_type()))
     ):
         bias_add = None  # bitmod.matmul adds a bias of the activation's type only
     return LinearLayer(op, fill, weight, bias_add)

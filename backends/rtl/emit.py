@@ -458,12 +458,12 @@ def _config_json(config: HardwareConfig) -> dict[str, Any]:
 # --- from a module or a compiled model ------------------------------------------------------
 
 
-def machine_config(program: Program, base: HardwareConfig | None = None) -> HardwareConfig:
-    """``base`` (default :class:`HardwareConfig`) with the geometry of the program's first
-    ``cfg.array``: the machine a ``bitmod-tile`` program was planned for, as far as the
-    program names it (a module's ``bitmod.machine`` names all of it)."""
+def machine_config(program: Program) -> HardwareConfig:
+    """:class:`HardwareConfig` with the geometry of the program's first ``cfg.array``: the
+    machine a ``bitmod-tile`` program was planned for, as far as the program names it (a
+    module's ``bitmod.machine`` names all of it)."""
 
-    base = base or HardwareConfig()
+    base = HardwareConfig()
     for instr in program.instructions:
         if isinstance(instr, CfgArray):
             return dataclasses.replace(base, rows=instr.rows, cols=instr.cols, tiles=instr.tiles)
