@@ -16,6 +16,7 @@ from bitmod.runtime.arch.timing import (
     Engine,
     TimingError,
     dram_fraction,
+    need_early,
     simulate,
     transfer_cycles,
 )
@@ -61,7 +62,11 @@ def cycle_by_cycle(trace: list) -> tuple[int, dict[str, int], list[int], list[in
         return sum(1 for when in times if when <= at)
 
     def met(index: int, at: int) -> bool:
-        return all(count(c, at) >= n for c, n in commands[index].needs)
+        """Every need met in cycle ``at``: an early one counts the work done ``early`` cycles
+        later (known once the work has started)."""
+        return all(
+            count(need[0], at + need_early(need)) >= need[1] for need in commands[index].needs
+        )
 
     while not (halted and all(u.current is None and u.register is None for u in units)):
         assert t < 100_000
@@ -92,7 +97,10 @@ def cycle_by_cycle(trace: list) -> tuple[int, dict[str, int], list[int], list[in
         if pe.current is not None and (start[PE] or busy[PE]):
             pass
         elif pe.current is not None:
-            loads = dict(commands[pe.current].needs).get(Counter.LOADS_DONE, 0)
+            loads = max(
+                (n for c, n, *_ in commands[pe.current].needs if c == Counter.LOADS_DONE),
+                default=0,
+            )
             causes["dram_stall" if count(Counter.LOADS_DONE, t) < loads else "drain"] += 1
         elif units[DRAIN].current is not None or units[DRAIN].register is not None:
             causes["drain"] += 1
@@ -152,7 +160,11 @@ def random_trace(rng: random.Random, length: int) -> list:
             (Counter.STORES_DONE, STORE),
         ):
             if issued[source] and rng.random() < 0.4:
-                needs.append((counter, rng.randint(1, issued[source])))
+                threshold = rng.randint(1, issued[source])
+                if rng.random() < 0.3:  # met early, possibly before the work has started
+                    needs.append((counter, threshold, rng.randint(0, 14)))
+                else:
+                    needs.append((counter, threshold))
         duration = rng.randint(1, 12)
         compute = rng.randint(0, duration) if engine == PE else 0
         trace.append(Command(engine, duration, tuple(needs), compute))
@@ -183,6 +195,30 @@ def test_hand_worked_load_mac_drain_store() -> None:
         "dram_stall": 16,  # cycles 1-11 (the load), 40-44 (the store)
         "other": 1,  # cycle 0
     }
+
+
+def test_a_drain_and_a_store_overlap_the_work_they_read() -> None:
+    # the machine's dependencies (runtime/arch/trace.py) with ROWS = 4: the drain may start 4
+    # cycles before its mac ends, the store (5 cycles) once the drain has started and 4 cycles
+    # before it ends
+    trace = [
+        Command(LOAD, 10),
+        Command(PE, 20, ((Counter.LOADS_DONE, 1),), compute=15),
+        Command(DRAIN, 8, ((Counter.MACS_DONE, 1, 4),)),
+        Command(STORE, 5, ((Counter.DRAINS_STARTED, 1), (Counter.DRAINS_DONE, 1, 4))),
+        HALT,
+    ]
+    result = simulate(trace)
+    # the mac runs 12-31 (its end: 32), the drain 28-35, the store 32-36 (its last cycle, 36,
+    # comes after the drain's last, 35)
+    assert result.starts == [2, 12, 28, 32]
+    assert result.ends == [12, 32, 36, 37]
+    assert result.cycles == 37
+    assert cycle_by_cycle(trace)[0] == 37
+    # a store longer than the drain starts in the cycle after the drain started
+    started_and_ending = ((Counter.DRAINS_STARTED, 1), (Counter.DRAINS_DONE, 1, 11))
+    long_store = [*trace[:3], Command(STORE, 12, started_and_ending), HALT]
+    assert simulate(long_store).starts[3] == 29
 
 
 def test_control_instructions_take_a_cycle_each() -> None:

@@ -495,6 +495,10 @@ def _evaluate(
     first = first_act + first_weight
     last_store = ACT_BYTES * rows_last * cols_last
     drain = array.sweeps(last_passes, cols_last) * rows
+    # After the last mac: its drain starts ROWS cycles before the mac ends and the store once
+    # the drain has started, reading its block in its own last cycle (docs/rtl.md, "The drain
+    # and the store overlap the work they read"): it ends max(drain, store) + 1 - ROWS after.
+    tail = np.maximum(drain, last_store / bandwidth) + 1 - rows
     body = read + y_bytes - first - last_store
 
     # Single-slot reloads of the resident operand: each waits for the last mac on the old
@@ -527,8 +531,7 @@ def _evaluate(
     cycles = (
         first / bandwidth
         + np.maximum(np.maximum(compute + reload, body / bandwidth + idle), phased)
-        + drain
-        + last_store / bandwidth
+        + tail
     )
     cycles = np.where(feasible, cycles, np.inf)
     # The weight buffer is read once per sweep of its block.

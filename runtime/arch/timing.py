@@ -10,8 +10,9 @@ cycle of the engines, so the emulator counts the cycles the RTL counts, for any 
   the registers they need; a full register stalls the controller until the engine takes it.
 * Each **engine** takes its next command in a cycle in which it is idle or finishing, and
   starts it in the first later cycle in which the command's dependencies (:class:`Command`
-  thresholds on the counters of completed work, all on work issued before it) are met; it is
-  then busy ``duration`` consecutive cycles.
+  thresholds on the counters of completed work, all on work issued before it, some met a
+  fixed number of cycles before the work is done) are met; it is then busy ``duration``
+  consecutive cycles.
 * Loads and stores start only with a grant of the one **DRAM channel** (one transfer at a time;
   a transfer of ``n`` bytes holds it ``ceil(n * den / num)`` cycles for a bandwidth of
   ``num / den`` bytes a cycle). When the channel is free, the request raised first wins, a load
@@ -40,11 +41,13 @@ __all__ = [
     "MAC_PIPELINE_CYCLES",
     "MAX_DRAM_DENOMINATOR",
     "Command",
+    "Need",
     "Counter",
     "Engine",
     "TimingError",
     "TimingResult",
     "dram_fraction",
+    "need_early",
     "simulate",
     "transfer_cycles",
 ]
@@ -127,18 +130,30 @@ _DONE = {
 _TRANSFER = (Engine.LOAD, Engine.STORE)
 
 
+#: A dependency of a :class:`Command`: ``(counter, threshold)`` or ``(counter, threshold, early)``.
+Need = tuple[Counter, int] | tuple[Counter, int, int]
+
+
+def need_early(need: Need) -> int:
+    """The cycles before its threshold is reached in which ``need`` is met (0 for a pair)."""
+    return need[2] if len(need) == 3 else 0
+
+
 @dataclass(frozen=True)
 class Command:
     """One engine command: busy ``duration`` cycles once ``needs`` are met.
 
-    ``needs`` are ``(counter, threshold)`` pairs: the command starts no earlier than the cycle
-    in which every counter has reached its threshold. ``compute`` is the part of a mac's
-    duration in which the array issues term cycles (the rest is its dequantization tail).
+    ``needs`` are ``(counter, threshold)`` pairs or ``(counter, threshold, early)`` triples:
+    the command starts no earlier than the cycle in which every counter has reached its
+    threshold, or ``early`` cycles before it does (the counted work's end is known from its
+    start: a drain reads the C rows a mac writes in its last cycles, a store reads the output
+    block in its own last cycle). ``compute`` is the part of a mac's duration in which the
+    array issues term cycles (the rest is its dequantization tail).
     """
 
     engine: Engine
     duration: int
-    needs: tuple[tuple[Counter, int], ...] = ()
+    needs: tuple[Need, ...] = ()
     compute: int = 0
 
 
@@ -188,12 +203,13 @@ def simulate(trace: list[Command | None | str]) -> TimingResult:
     def need_time(index: int) -> int | None:
         """First cycle in which the command's thresholds are all met (None: not known yet)."""
         when = 0
-        for counter, threshold in commands[index].needs:
+        for need in commands[index].needs:
+            counter, threshold = need[0], need[1]
             if threshold > 0:
                 times = events[counter]
                 if len(times) < threshold:
                     return None
-                when = max(when, times[threshold - 1])
+                when = max(when, times[threshold - 1] - need_early(need))
         return when
 
     def accept_time(slot: _Slot, now: int) -> int | None:
@@ -216,7 +232,7 @@ def simulate(trace: list[Command | None | str]) -> TimingResult:
         if pe.current is not None:
             if pe.start is not None and pe.start <= at:
                 return None
-            for counter, threshold in commands[pe.current].needs:
+            for counter, threshold, *_ in commands[pe.current].needs:
                 if counter == Counter.LOADS_DONE:
                     if bisect.bisect_right(events[counter], at) < threshold:
                         return "dram_stall"
@@ -312,7 +328,8 @@ def simulate(trace: list[Command | None | str]) -> TimingResult:
             if slot.start is None:
                 ready = need_time(slot.current)
                 if ready is not None:
-                    ready = max(ready, slot.current_since)
+                    # an early need can be met before it became known: no sooner than t + 1
+                    ready = max(ready, slot.current_since, t + 1)
                     candidates.append(max(ready, channel_free) if e in _TRANSFER else ready)
             else:
                 candidates += [slot.end - 1, slot.end]

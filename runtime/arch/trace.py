@@ -13,9 +13,13 @@ RTL controller snapshots (docs/rtl.md, "The controller"):
 * a ``mac`` waits for every load issued before it (its blocks are the newest two) and for every
   ``drain`` issued before it to have started (it owns the accumulators then);
 * a ``drain`` waits for every ``mac`` issued before it and for the store that read its
-  output-buffer slot two drains ago;
-* a ``st.out`` waits for the drains issued before it and for the last load from the tensor it
-  overwrites (write after read).
+  output-buffer slot two drains ago; it may start ``ROWS`` cycles before the last mac ends,
+  because the mac's column accumulators write the C rows of its last K group one a cycle,
+  row ``r`` in cycle ``E − ROWS − 1 + r`` (``E`` the mac's end), and the drain reads row ``d``
+  in cycle ``D + d``: ``D = E − ROWS`` reads each row in the cycle after its last write;
+* a ``st.out`` waits for the drain issued before it to have started and for the last load
+  from the tensor it overwrites (write after read); it reads the output block in its last
+  busy cycle, so it may start ``duration − 1`` cycles before that drain ends.
 """
 
 from __future__ import annotations
@@ -178,7 +182,7 @@ class EngineTrace:
         one C row of every tile group a cycle (``rules.row_groups``)."""
         slot = self.issued[timing.Engine.DRAIN] % 2
         needs = (
-            (timing.Counter.MACS_DONE, self.issued[timing.Engine.PE]),
+            (timing.Counter.MACS_DONE, self.issued[timing.Engine.PE], array_rows),
             (timing.Counter.STORES_DONE, self.out_store[slot]),
         )
         duration = sweeps * array_rows
@@ -187,11 +191,13 @@ class EngineTrace:
 
     def store(self, tensor: str, nbytes: int) -> None:
         """The newest drained block, ``nbytes`` of it, into ``tensor``."""
+        duration = timing.transfer_cycles(nbytes, *self.dram_rate)
+        drains = self.issued[timing.Engine.DRAIN]
         needs = (
-            (timing.Counter.DRAINS_DONE, self.issued[timing.Engine.DRAIN]),
+            (timing.Counter.DRAINS_STARTED, drains),
+            (timing.Counter.DRAINS_DONE, drains, duration - 1),
             (timing.Counter.LOADS_DONE, self.last_load.get(tensor, 0)),
         )
-        duration = timing.transfer_cycles(nbytes, *self.dram_rate)
         self._command(timing.Engine.STORE, timing.Command(timing.Engine.STORE, duration, needs))
         self.out_store[self.out_slot] = self.issued[timing.Engine.STORE]
         self.last_store[tensor] = self.issued[timing.Engine.STORE]

@@ -59,9 +59,12 @@ module bitmod_accel #(
   logic ld_waiting, pe_waiting, dr_waiting, st_waiting;
   logic ld_done, pe_done, dr_done, st_done;
   logic dr_accept;
-  logic pe_last, pe_issuing;
+  logic pe_last, pe_rows_final, pe_issuing;
   // the counters of completed work (visible the cycle after)
   logic [31:0] loads_done, macs_done, drains_started, drains_done, stores_done;
+  // macs whose last C rows are being written (a drain may start from the next cycle: it reads
+  // row d in its cycle d, after the row's last write); the running drain's busy cycles left
+  logic [31:0] macs_rows_final, dr_left;
 
   bitmod_controller #(
     .ROWS(ROWS), .COLS(COLS), .TILES(TILES), .ACT_BUFFER_BYTES(ACT_BUFFER_BYTES),
@@ -112,8 +115,11 @@ module bitmod_accel #(
   // ---- dependencies: every threshold on work issued before the command -------------------
   assign ld_ready = macs_done >= ld_need_macs && stores_done >= ld_need_stores;
   assign pe_ready = loads_done >= pe_need_loads && drains_started >= pe_need_drains;
-  assign dr_ready = macs_done >= dr_need_macs && stores_done >= dr_need_store;
-  assign st_ready = drains_done >= st_need_drains && loads_done >= st_need_loads;
+  assign dr_ready = macs_rows_final >= dr_need_macs && stores_done >= dr_need_store;
+  // the store reads its block from the output buffer in its last cycle (bitmod_memory): it
+  // may start once its drain has started and will have ended by then
+  assign st_ready = drains_started >= st_need_drains
+      && (drains_done >= st_need_drains || dr_left < st_cycles) && loads_done >= st_need_loads;
 
   // ---- the DRAM channel: one transfer at a time; the first request, a load on a tie ------
   logic        channel_free, ld_request, st_request, ld_asked, st_asked;
@@ -142,29 +148,31 @@ module bitmod_accel #(
     .clk(clk), .rst(rst), .issue(ld_issue), .issue_payload(ld_payload), .full(ld_full),
     .pending(), .accept(), .has_current(ld_has), .current(ld_current), .ready(ld_ready),
     .grant(ld_grant), .duration(ld_cycles), .last(1'b0), .start(ld_start), .busy(ld_busy),
-    .finishing(), .waiting(ld_waiting), .done(ld_done));
+    .finishing(), .waiting(ld_waiting), .done(ld_done), .left());
   bitmod_engine #(.W(PE_W), .FIXED(1'b0)) pe_control (
     .clk(clk), .rst(rst), .issue(pe_issue), .issue_payload(pe_payload), .full(pe_full),
     .pending(), .accept(), .has_current(pe_has), .current(pe_current), .ready(pe_ready),
     .grant(1'b1), .duration(32'd0), .last(pe_last), .start(pe_start), .busy(pe_busy),
-    .finishing(), .waiting(pe_waiting), .done(pe_done));
+    .finishing(), .waiting(pe_waiting), .done(pe_done), .left());
   bitmod_engine #(.W(DR_W)) drain_control (
     .clk(clk), .rst(rst), .issue(dr_issue), .issue_payload(dr_payload), .full(dr_full),
     .pending(dr_pending), .accept(dr_accept), .has_current(dr_has), .current(dr_current),
     .ready(dr_ready), .grant(1'b1), .duration(dr_cycles), .last(1'b0), .start(dr_start),
-    .busy(dr_busy), .finishing(), .waiting(dr_waiting), .done(dr_done));
+    .busy(dr_busy), .finishing(), .waiting(dr_waiting), .done(dr_done), .left(dr_left));
   bitmod_engine #(.W(ST_W)) store_engine (
     .clk(clk), .rst(rst), .issue(st_issue), .issue_payload(st_payload), .full(st_full),
     .pending(), .accept(), .has_current(st_has), .current(st_current), .ready(st_ready),
     .grant(st_grant), .duration(st_cycles), .last(1'b0), .start(st_start), .busy(st_busy),
-    .finishing(), .waiting(st_waiting), .done(st_done));
+    .finishing(), .waiting(st_waiting), .done(st_done), .left());
 
   always_ff @(posedge clk) begin
     if (rst) begin
       {loads_done, macs_done, drains_started, drains_done, stores_done} <= '0;
+      macs_rows_final <= '0;
     end else begin
       if (ld_done) loads_done <= loads_done + 32'd1;
       if (pe_done) macs_done <= macs_done + 32'd1;
+      if (pe_rows_final) macs_rows_final <= macs_rows_final + 32'd1;
       if (dr_start) drains_started <= drains_started + 32'd1;
       if (dr_done) drains_done <= drains_done + 32'd1;
       if (st_done) stores_done <= stores_done + 32'd1;
@@ -188,7 +196,8 @@ module bitmod_accel #(
     .ROWS(ROWS), .COLS(COLS), .TILES(TILES), .ROW_GROUPS(ROW_GROUPS),
     .MAX_ROWS(MAX_BLOCK_ROWS), .PIPE(PIPE)
   ) pe_engine (
-    .clk(clk), .rst(rst), .start(pe_start), .last(pe_last), .issuing(pe_issuing),
+    .clk(clk), .rst(rst), .start(pe_start), .last(pe_last), .rows_final(pe_rows_final),
+    .issuing(pe_issuing),
     .passes(pe_passes), .k_valid(pe_k), .group_size(pe_group), .terms(pe_terms), .sb(pe_sb),
     .clear(pe_clear), .act_address(pe_act_address), .act_row_stride(pe_act_stride),
     .act_rows(pe_act_rows), .weight_address(pe_w_base), .weight_stride(pe_w_stride),
@@ -216,14 +225,14 @@ module bitmod_accel #(
     .DRAM_BYTES(DRAM_BYTES), .ACT_BYTES(ACT_BUFFER_BYTES), .WEIGHT_BYTES(WEIGHT_BUFFER_BYTES),
     .ROWS(ROWS), .COLS(COLS), .TILES(TILES), .ROW_SETS(ROW_SETS), .MAX_ROWS(MAX_BLOCK_ROWS)
   ) memory (
-    .clk(clk), .dma_start(ld_start || st_start),
-    .dma_kind(st_start ? 2'd2 : {1'b0, ld_weight}),
-    .dma_src(st_start ? st_src : ld_src),
-    .dma_src_stride(st_start ? st_src_stride : ld_src_stride),
-    .dma_dst(st_start ? st_dst : ld_dst),
-    .dma_dst_stride(st_start ? st_dst_stride : ld_dst_stride),
-    .dma_segment_bytes(st_start ? st_segment : ld_segment),
-    .dma_segments(st_start ? st_segments : ld_segments),
+    .clk(clk), .dma_copy(ld_start || st_done),  // a store moves its block in its last cycle
+    .dma_kind(st_done ? 2'd2 : {1'b0, ld_weight}),
+    .dma_src(st_done ? st_src : ld_src),
+    .dma_src_stride(st_done ? st_src_stride : ld_src_stride),
+    .dma_dst(st_done ? st_dst : ld_dst),
+    .dma_dst_stride(st_done ? st_dst_stride : ld_dst_stride),
+    .dma_segment_bytes(st_done ? st_segment : ld_segment),
+    .dma_segments(st_done ? st_segments : ld_segments),
     .act_fetch(act_fetch), .act_address(act_fetch_address), .act_row_stride(pe_act_stride),
     .act_row_valid(act_row_valid), .act_lane_valid(act_lane_valid), .act_data(act_data),
     .code_fetch(code_fetch), .weight_address(pe_w_base), .weight_stride(pe_w_stride),

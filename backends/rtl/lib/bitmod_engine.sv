@@ -29,7 +29,8 @@ module bitmod_engine #(
   output logic         busy,         // started in an earlier cycle, not finished
   output logic         finishing,    // this cycle is the current command's last
   output logic         waiting,      // a current command that has not started
-  output logic         done          // the current command ends this cycle
+  output logic         done,         // the current command ends this cycle
+  output logic [31:0]  left          // FIXED, busy: its busy cycles from this one on
 );
   logic [31:0]  remaining;  // FIXED: busy cycles left after this one
   logic         ends_now;
@@ -42,6 +43,7 @@ module bitmod_engine #(
   assign ends_now = FIXED ? (start ? duration == 32'd1 : finishing) : (busy || start) && last;
   assign accept = full && (!has_current || finishing);
   assign done = ends_now;
+  assign left = remaining;
 
   always_ff @(posedge clk) begin
     if (rst) begin

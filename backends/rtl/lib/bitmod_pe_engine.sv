@@ -49,6 +49,10 @@ endmodule
 // free by then). After the last issue cycle the mac stays busy PIPE + SB + ROWS cycles (the
 // tiles' pipeline, the last group's dequantization and its column accumulation): a mac's
 // duration is MacTiming.bit_serial_terms(...).cycles(sweeps, k) (runtime/arch/schedule.py).
+// The column accumulators write the last group's C rows one a cycle, row r in the cycle in
+// which tail == ROWS + 1 - r (the last one cycle before the mac's last): `rows_final` marks
+// row 0's, so a drain that starts in the next cycle, ROWS cycles before the mac ends, reads
+// every C row (row d in its cycle d) in the cycle after its last write (docs/rtl.md, "Timing").
 //
 // C rows: in sweep i every active tile accumulates into its C rows i * ROWS + r (its own
 // sweep's rows, whichever pass its group runs), so a drain reading C row i * ROWS + r of every
@@ -74,6 +78,7 @@ module bitmod_pe_engine #(
   input  logic                   rst,
   input  logic                   start,          // from bitmod_engine: the mac starts
   output logic                   last,           // its last busy cycle
+  output logic                   rows_final,     // the last group writes C row 0 (ROWS before last)
   output logic                   issuing,        // a term issue cycle (for the cycle causes)
   // the mac (constant while it runs)
   input  logic [31:0]            passes,         // ceil(act_rows / ROWS)
@@ -151,6 +156,7 @@ module bitmod_pe_engine #(
   assign mac_last = sweep_last && sweep == sweeps - 32'd1;
   assign issuing = (start || running) && !tailing && stall == 32'd0;
   assign last = tailing && tail == 32'd1;
+  assign rows_final = tailing && tail == 32'(ROWS) + 32'd1;
   // the next group (of this sweep, or the first of the next) and the empty cycles before it
   assign next_len = sweep_last ? ((k_valid < group_size) ? k_valid : group_size)
       : ((k_valid - group_k0 - group_size < group_size) ? k_valid - group_k0 - group_size

@@ -33,7 +33,7 @@ module bitmod_memory #(
 ) (
   input  logic                  clk,
   // the DMA path
-  input  logic                  dma_start,
+  input  logic                  dma_copy,         // a load starts / a store ends: move its bytes
   input  logic [1:0]            dma_kind,         // DMA_ACT, DMA_WEIGHT, DMA_STORE
   input  logic [31:0]           dma_src,
   input  logic [31:0]           dma_src_stride,
@@ -89,12 +89,14 @@ module bitmod_memory #(
   logic [39:0] code_window, meta_window;
   logic [31:0] out_group, out_at, out_channel;  // the drain's temporaries of one cycle
 
-  // the DMA path: a behavioral copy in the transfer's first cycle. Blocking writes (Verilator
-  // 5.006 has no delayed array writes in loops): no port reads what a transfer writes in the
-  // cycle it starts (the engines' dependencies).
+  // the DMA path: a behavioral copy in a load's first cycle and in a store's last (the drain
+  // may still write the store's block while the store holds the channel; it has ended by the
+  // store's last cycle). Blocking writes (Verilator 5.006 has no delayed array writes in
+  // loops): no port reads what a transfer writes in the cycle it copies (the engines'
+  // dependencies).
   /* verilator lint_off BLKSEQ */
   always_ff @(posedge clk) begin
-    if (dma_start) begin
+    if (dma_copy) begin
       for (int s = 0; s < dma_segments; s++) begin
         for (int b = 0; b < dma_segment_bytes; b++) begin
           case (dma_kind)

@@ -20,13 +20,13 @@ func.func @f(%x: tensor<2x5x128xf32>, %h: tensor<3x16xf32>, %v: tensor<20x16xf32
 // The batched [2, 5, 128] activation is a [10, 128] matrix: ceil(10/4) = 3 row blocks;
 // 20 channels in blocks of 4*2 = 8: 3; K = 128 in chunks of 64: 2.
 // Activation block 4 x 64 x 2 = 512 B; weight block 8 channels x (64 x 4 / 8 = 32 B codes
-// + 2 groups x 8 scale bits = 2 B + 2 B channel scale) = 8 x 36 = 288 B. The last column
-// block has 4 channels: with the column loop counting down (loop.down) it runs first, 913
-// cycles against 918 counting up (the planner's exact timing; within 1 % of the fastest,
-// both loops down at 904, and the first of those in LOOP_DIRECTIONS).
+// + 2 groups x 8 scale bits = 2 B + 2 B channel scale) = 8 x 36 = 288 B. The last row
+// block has 2 rows: with the row loop counting down (loop.down) it runs first, 896 cycles
+// against 906 counting up (the planner's exact timing; within 1 % of the fastest, both loops
+// down at 890, and the first of those in LOOP_DIRECTIONS).
 // CHECK:      %y = bsisa.tiled_matmul %x, %q tiling #bsisa.tiling<rows = 4, cols = 4, tiles = 2, block_rows = 4, kc = 64, act_kc = 64, m_blocks = 3, n_blocks = 3, k_chunks = 2, act_block_bytes = 512, weight_block_bytes = 288> : (tensor<2x5x128xf32>, !bitmod.qweight<20x128, int4, 32>) -> tensor<2x5x20xf32> {
-// CHECK-NEXT:   bsisa.loop.down L0 count 3 {
-// CHECK-NEXT:     bsisa.loop L1 count 3 {
+// CHECK-NEXT:   bsisa.loop L0 count 3 {
+// CHECK-NEXT:     bsisa.loop.down L1 count 3 {
 // CHECK-NEXT:       bsisa.acc.clr
 // CHECK-NEXT:       bsisa.loop L2 count 2 {
 // CHECK:            bsisa.drain{{$}}
