@@ -30,7 +30,6 @@ class _Unit:
     current: int | None = None
     start: int | None = None
     end: int = 0
-    since: int | None = None  # a transfer's first request
 
 
 def cycle_by_cycle(trace: list) -> tuple[int, dict[str, int], list[int], list[int]]:
@@ -83,7 +82,6 @@ def cycle_by_cycle(trace: list) -> tuple[int, dict[str, int], list[int], list[in
         for e, u in enumerate(units):
             if u.current is not None and u.start is None and met(u.current, t):
                 if e in (LOAD, STORE):
-                    u.since = t if u.since is None else u.since
                     requests.append(e)
                 else:
                     start[e] = True
@@ -91,7 +89,7 @@ def cycle_by_cycle(trace: list) -> tuple[int, dict[str, int], list[int], list[in
             units[e].start is not None and units[e].start <= t < units[e].end for e in (LOAD, STORE)
         )
         if requests and not channel_busy:
-            start[min(requests, key=lambda e: (units[e].since, e))] = True
+            start[LOAD if LOAD in requests else STORE] = True
         # the PE array's cycle
         pe = units[PE]
         if pe.current is not None and (start[PE] or busy[PE]):
@@ -130,7 +128,7 @@ def cycle_by_cycle(trace: list) -> tuple[int, dict[str, int], list[int], list[in
                     causes["dequant_tail"] += c.duration - c.compute
         for e, u in enumerate(units):
             if accept[e]:
-                u.current, u.register, u.start, u.since = u.register, None, None, None
+                u.current, u.register, u.start = u.register, None, None
             elif u.start is not None and u.end == t + 1:
                 u.current, u.start = None, None
         if issue is not None:
@@ -236,10 +234,11 @@ def test_a_full_register_stalls_the_controller() -> None:
     assert result.cycles == 32
 
 
-def test_the_channel_serves_the_first_request_and_a_load_on_a_tie() -> None:
-    # the store asks in cycle 3, the second load (behind the first in its engine) in 12
+def test_the_channel_serves_a_waiting_load_before_a_waiting_store() -> None:
+    # the store asks in cycle 3, the second load (behind the first in its engine) in 12, when
+    # the channel is free again: the load goes first, though it asked later
     first = simulate([Command(LOAD, 10), Command(STORE, 3), Command(LOAD, 4), HALT])
-    assert first.starts == [2, 12, 15]
+    assert first.starts == [2, 16, 12]
     # both ask in cycle 23, when the mac they wait for is seen done: the load goes first
     mac = ((Counter.MACS_DONE, 1),)
     tie = simulate(

@@ -15,8 +15,9 @@ cycle of the engines, so the emulator counts the cycles the RTL counts, for any 
   consecutive cycles.
 * Loads and stores start only with a grant of the one **DRAM channel** (one transfer at a time;
   a transfer of ``n`` bytes holds it ``ceil(n * den / num)`` cycles for a bandwidth of
-  ``num / den`` bytes a cycle). When the channel is free, the request raised first wins, a load
-  on a tie.
+  ``num / den`` bytes a cycle). When the channel is free, a waiting load starts, else a
+  waiting store: the PE array waits for loads, a store holds up only the drain two blocks
+  later (of the orders tried, serving the first request made small GEMMs up to 3 % slower).
 
 Cycle ``0`` is the controller's first instruction; the run's cycle count is the first cycle in
 which the controller has halted and every engine is idle with an empty register.
@@ -182,7 +183,6 @@ class _Slot:
     current_since: int = 0
     start: int | None = None  # first busy cycle of the current command
     end: int = 0  # first cycle after it
-    requesting_since: int | None = None  # a transfer waiting for the channel, since
 
 
 def simulate(trace: list[Command | None | str]) -> TimingResult:
@@ -263,13 +263,11 @@ def simulate(trace: list[Command | None | str]) -> TimingResult:
             if ready is None or ready > t:
                 continue
             if e in _TRANSFER:
-                if slot.requesting_since is None:
-                    slot.requesting_since = t
                 requests.append(e)
             else:
                 starting.append(e)
         if requests and channel_free <= t:
-            starting.append(min(requests, key=lambda e: (slots[e].requesting_since, e)))
+            starting.append(min(requests))  # Engine.LOAD < Engine.STORE
         issue = None
         if not halted:
             entry = trace[pc] if pc < len(trace) else HALT
@@ -300,7 +298,7 @@ def simulate(trace: list[Command | None | str]) -> TimingResult:
         for e, slot in enumerate(slots):
             if e in accepts:
                 slot.current, slot.current_since = slot.register, t + 1
-                slot.register, slot.start, slot.requesting_since = None, None, None
+                slot.register, slot.start = None, None
             elif slot.start is not None and slot.end == t + 1:
                 slot.current, slot.start = None, None
         if issue is not None:

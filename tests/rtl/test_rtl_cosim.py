@@ -234,6 +234,17 @@ def test_row_groups_match_the_emulator(shape, groups, builds, tmp_path: Path) ->
         assert result.rtl.counters["cycles"] == ungrouped.report.cycles
 
 
+def test_a_load_and_a_store_waiting_together_load_first(builds, tmp_path: Path) -> None:
+    """33 x 20 x 128 INT8 on four tiles, weights-resident in 16-row blocks: the channel frees
+    with a store and the next block's load both waiting, and the load goes first (docs/rtl.md,
+    "DRAM"). Serving the store first takes 2 more cycles; the random cases' small machines
+    never have both waiting at once."""
+    case = matmul_case("4tiles", "int8", 33, 20, 128, 32, 16, "weights-resident")
+    result = _cosimulate(case, SIMULATORS[0], builds, tmp_path)
+    _assert_agree(case, result)
+    assert result.rtl.counters["cycles"] == 1933
+
+
 def test_an_inf_activation_in_a_later_groups_pass_is_refused(builds, tmp_path: Path) -> None:
     """Row 8 of a 9-row block on four tiles (S = 4) is group 2's pass of the one sweep: both
     refuse the mac (error 20)."""

@@ -121,27 +121,13 @@ module bitmod_accel #(
   assign st_ready = drains_started >= st_need_drains
       && (drains_done >= st_need_drains || dr_left < st_cycles) && loads_done >= st_need_loads;
 
-  // ---- the DRAM channel: one transfer at a time; the first request, a load on a tie ------
-  logic        channel_free, ld_request, st_request, ld_asked, st_asked;
-  logic [31:0] now, ld_since, st_since, ld_first, st_first;
+  // ---- the DRAM channel: one transfer at a time; a waiting load before a waiting store ----
+  logic        channel_free, ld_request, st_request;
   assign channel_free = !ld_busy && !st_busy;
   assign ld_request = ld_waiting && ld_ready;
   assign st_request = st_waiting && st_ready;
-  assign ld_first = ld_asked ? ld_since : now;
-  assign st_first = st_asked ? st_since : now;
-  assign ld_grant = channel_free && ld_request && (!st_request || ld_first <= st_first);
-  assign st_grant = channel_free && st_request && !ld_grant;
-  always_ff @(posedge clk) begin
-    if (rst) begin
-      ld_asked <= 1'b0;
-      st_asked <= 1'b0;
-    end else begin
-      if (ld_request && !ld_asked) {ld_asked, ld_since} <= {1'b1, now};
-      if (st_request && !st_asked) {st_asked, st_since} <= {1'b1, now};
-      if (ld_start) ld_asked <= 1'b0;
-      if (st_start) st_asked <= 1'b0;
-    end
-  end
+  assign ld_grant = channel_free && ld_request;
+  assign st_grant = channel_free && st_request && !ld_request;
 
   // ---- the engines ------------------------------------------------------------------------
   bitmod_engine #(.W(LD_W)) load_engine (
@@ -249,11 +235,9 @@ module bitmod_accel #(
                           && !dr_full && !st_has && !st_full);
   always_ff @(posedge clk) begin
     if (rst) begin
-      now <= 32'd0;
       {cycles, cycles_compute, cycles_dequant_tail, cycles_drain, cycles_dram_stall,
        cycles_other} <= '0;
     end else if (running && !done) begin
-      now <= now + 32'd1;
       cycles <= cycles + 32'd1;
       if (pe_start || pe_busy) begin
         if (pe_issuing) cycles_compute <= cycles_compute + 32'd1;
