@@ -39,7 +39,7 @@ _BOXES = {
         "#f4cccc",
     ),
     "channel": (
-        "DRAM channel\none transfer at a time\nceil(n DEN / NUM) cycles\nfirst request wins",
+        "DRAM channel\none transfer at a time\nceil(n DEN / NUM) cycles\nloads before stores",
         12.9,
         4.6,
         2.8,
