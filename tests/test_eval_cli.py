@@ -74,3 +74,27 @@ def test_the_delta_column_without_an_fp32_run() -> None:
     assert alone.endswith("| 12.500 | - |") and "nan" not in alone
     both = results_markdown([_result("fp32", 10.0), _result("bitmod3", 12.5)]).splitlines()
     assert both[-1].endswith("| 12.500 | +2.500 |") and both[-2].endswith("| 10.000 |  |")
+
+
+@pytest.mark.parametrize(("group", "warned"), [(6, True), (8, False)])
+def test_a_group_the_accelerator_cannot_run_is_a_warning(capsys, group: int, warned: bool) -> None:
+    # the warning comes before the option checks; --batch-size 0 then stops the run early
+    assert main([*EVAL, "--group-size", str(group), "--batch-size", "0"]) == 1
+    lines = capsys.readouterr().err.splitlines()
+    expected = [
+        f"warning: bitmod3 g{group} s8: group size {group} is not a multiple of 4 (the PE takes "
+        "4 weights a cycle): fake quantization only, the accelerator cannot run it"
+    ]
+    assert lines[:-1] == (expected if warned else [])
+    assert lines[-1] == "bitmod: error: --batch-size must be >= 1, got 0"
+
+
+def test_only_bit_serial_formats_need_groups_of_whole_lanes() -> None:
+    from bitmod.compiler.llm.fakequant import QuantConfig, accelerator_refusal
+
+    assert accelerator_refusal(QuantConfig("int4", 10, None)) is not None
+    assert accelerator_refusal(QuantConfig("int4", 12, None)) is None
+    # formats the accelerator does not run at all, MX (its block is fixed) and FP32
+    assert accelerator_refusal(QuantConfig("ant4", 10)) is None
+    assert accelerator_refusal(QuantConfig("mxfp4", 10)) is None
+    assert accelerator_refusal(QuantConfig("fp32", 10)) is None

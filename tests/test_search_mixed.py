@@ -285,6 +285,17 @@ def test_bad_command_lines_are_one_error_line_and_write_nothing(
     assert not out.exists()
 
 
+def test_optimize_warns_of_a_group_the_accelerator_cannot_run(tmp_path, capsys) -> None:  # noqa: ANN001
+    from bitmod.compiler.tools.bitmod_cli import main
+
+    # the warning comes before the settings are checked; --scale-grid 0 then stops the run
+    argv = ["optimize", "smollm2-135m", "--group-size", "6", "--scale-grid", "0"]
+    assert main([*argv, "-o", str(tmp_path / "out")]) == 1
+    warning, error = capsys.readouterr().err.splitlines()
+    assert warning.startswith("warning: bitmod3 g6 s8: group size 6 is not a multiple of 4")
+    assert error.startswith("bitmod: error: AWQ grids need at least one point")
+
+
 def test_sensitivity_proxy_is_the_measured_loss_increase_of_each_layer(tiny) -> None:  # noqa: ANN001
     """e[l, c] is recomputed independently: quantize one layer by hand (the quantizer's
     dequantized weights), measure the mean NLL with the evaluation's perplexity function."""

@@ -126,12 +126,14 @@ def run_eval(args: argparse.Namespace) -> int:
     """Run ``bitmod eval``; returns the exit status."""
     import torch
     from bitmod.compiler.llm.evaluate import evaluate, results_csv, results_json, results_markdown
+    from bitmod.compiler.llm.fakequant import warn_accelerator_refusals
     from bitmod.compiler.llm.models import load_model
     from bitmod.runtime.storage.fileio import write_together
 
     configs = _configs(args)
     if args.group_size <= 0:
         raise ValueError(f"--group-size must be positive, got {args.group_size}")
+    warn_accelerator_refusals(configs)
     for option, least in (("context", 2), ("stride", 1), ("max_tokens", 1), ("batch_size", 1)):
         value = getattr(args, option)
         if value is not None and value < least:

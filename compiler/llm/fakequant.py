@@ -22,11 +22,13 @@ layer, as it is on the accelerator.
 from __future__ import annotations
 
 import contextlib
+import sys
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 
 import torch
 from bitmod.compiler.llm.models import LanguageModel
+from bitmod.runtime.arch.hwconfig import LANES
 from bitmod.runtime.formats import QuantizedTensor, dequantize, get_format, quantize
 from bitmod.runtime.storage.archive import ParamArchive
 from tqdm import tqdm
@@ -87,6 +89,28 @@ class QuantConfig:
             return f"{self.dtype} b{get_format(self.dtype).block_size}"
         scale = "fp16" if self.scale_bits is None else f"s{self.scale_bits}"
         return f"{self.dtype} g{self.group_size} {scale}"
+
+
+def accelerator_refusal(config: QuantConfig) -> str | None:
+    """Why the accelerator cannot run ``config``'s weights although fake quantization can (a
+    bit-serial format whose group size is not a multiple of ``LANES``: the PE takes ``LANES``
+    weights of a group a cycle, and ``bitmod compile`` refuses it); None when it can."""
+    if not config.quantized or config.is_mx or config.group_size % LANES == 0:
+        return None
+    if not get_format(config.dtype).accelerated:
+        return None
+    return (
+        f"{config.label}: group size {config.group_size} is not a multiple of {LANES} (the PE "
+        f"takes {LANES} weights a cycle): fake quantization only, the accelerator cannot run it"
+    )
+
+
+def warn_accelerator_refusals(configs: Sequence[QuantConfig]) -> None:
+    """One ``warning:`` line on standard error per configuration the accelerator cannot run."""
+    for config in configs:
+        reason = accelerator_refusal(config)
+        if reason is not None:
+            print(f"warning: {reason}", file=sys.stderr)
 
 
 def quantize_linears(

@@ -200,7 +200,7 @@ def _text(path: Path, text: str) -> tuple[Path, Callable[[Path], None]]:
 
 def run_optimize(args: argparse.Namespace) -> int:
     """Run ``bitmod optimize``; returns the exit status."""
-    from bitmod.compiler.llm.fakequant import QuantConfig
+    from bitmod.compiler.llm.fakequant import QuantConfig, warn_accelerator_refusals
     from bitmod.compiler.search.awq import AwqSettings
 
     _check_common(args)
@@ -214,6 +214,7 @@ def run_optimize(args: argparse.Namespace) -> int:
         ]
     except ValueError as error:
         raise ValueError(f"--dtype: {error}") from None
+    warn_accelerator_refusals(configs)
     settings = AwqSettings(
         args.scale_grid,
         args.clip_grid,
