@@ -854,6 +854,12 @@ def _window_steps(op: Operation) -> tuple[tuple[int, int], tuple[int, int]]:
     return steps[0], steps[1]  # type: ignore[return-value]
 
 
+def _check_window_output(op: Operation, computed: torch.Tensor, init: torch.Tensor) -> None:
+    """The shape a convolution or pooling op computes is its init operand's."""
+    if tuple(computed.shape) != tuple(init.shape):
+        raise _unsupported(op, f"an output of shape {list(init.shape)} for {list(computed.shape)}")
+
+
 def _pooling_nchw_max(self: _Interpreter, op: Operation, args: list[Any]) -> torch.Tensor:
     """``linalg.pooling_nchw_max``: ``max(C, max over each window of I)``; the second operand
     only gives the window's shape (torch-mlir pads the input with -inf first)."""
@@ -862,8 +868,7 @@ def _pooling_nchw_max(self: _Interpreter, op: Operation, args: list[Any]) -> tor
     pooled = torch.nn.functional.max_pool2d(
         source.to(init.dtype), tuple(window.shape), stride=stride, dilation=dilation
     )
-    if tuple(pooled.shape) != tuple(init.shape):
-        raise _unsupported(op, f"an output of shape {list(init.shape)} for {list(pooled.shape)}")
+    _check_window_output(op, pooled, init)
     return torch.maximum(init, pooled).contiguous()
 
 
@@ -875,8 +880,7 @@ def _conv_2d_nchw_fchw(self: _Interpreter, op: Operation, args: list[Any]) -> to
     product = torch.nn.functional.conv2d(
         source.to(init.dtype), kernel.to(init.dtype), stride=stride, dilation=dilation
     )
-    if tuple(product.shape) != tuple(init.shape):
-        raise _unsupported(op, f"an output of shape {list(init.shape)} for {list(product.shape)}")
+    _check_window_output(op, product, init)
     return (init + product).contiguous()
 
 
