@@ -91,13 +91,17 @@ class QuantConfig:
         return f"{self.dtype} g{self.group_size} {scale}"
 
 
+def splits_lanes(dtype: str, group_size: int) -> bool:
+    """``dtype`` is a bit-serial format and ``group_size`` not a multiple of ``LANES``: the PE
+    takes ``LANES`` weights of a group a cycle, so the accelerator cannot run those groups
+    (``bitmod compile`` refuses them) though fake quantization can."""
+    return group_size % LANES != 0 and get_format(dtype).accelerated
+
+
 def accelerator_refusal(config: QuantConfig) -> str | None:
-    """Why the accelerator cannot run ``config``'s weights although fake quantization can (a
-    bit-serial format whose group size is not a multiple of ``LANES``: the PE takes ``LANES``
-    weights of a group a cycle, and ``bitmod compile`` refuses it); None when it can."""
-    if not config.quantized or config.is_mx or config.group_size % LANES == 0:
-        return None
-    if not get_format(config.dtype).accelerated:
+    """Why the accelerator cannot run ``config``'s weights although fake quantization can
+    (:func:`splits_lanes`; MX keeps its own block); None when it can."""
+    if not config.quantized or config.is_mx or not splits_lanes(config.dtype, config.group_size):
         return None
     return (
         f"{config.label}: group size {config.group_size} is not a multiple of {LANES} (the PE "

@@ -22,6 +22,7 @@ from functools import cache
 
 import numpy as np
 import torch
+from bitmod.compiler.llm.fakequant import splits_lanes
 from bitmod.runtime.arch.hwconfig import LANES, HardwareConfig
 from bitmod.runtime.formats import FORMAT_NAMES, get_format, quantize
 from bitmod.runtime.perf.model import (
@@ -103,7 +104,7 @@ def parse_candidates(text: str | list[str]) -> list[Candidate]:
             if get_format(dtype).family == "mx" and group != block:
                 raise ValueError(f"candidate {item!r}: {dtype} uses the MX block size {block}")
         candidate = Candidate(dtype, group)
-        if group is not None and group % LANES and get_format(dtype).accelerated:
+        if group is not None and splits_lanes(dtype, group):
             # the layers= the search writes must compile: bitmod-lower-to-isa refuses this group
             raise ValueError(
                 f"candidate {item!r}: group size must be a multiple of {LANES} for {dtype} (the "
