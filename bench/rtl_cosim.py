@@ -1,6 +1,6 @@
 """Acceptance: whole programs on the RTL and on the emulator, bit-identical with equal cycles.
 
-Random programs (``bitmod.backends.rtl.cases``: every accelerated format, the three loop
+Random programs (``bitmod.backends.rtl.cases``: every accelerated format, the four loop
 orders, odd M, N and K, ragged last groups, bias or none, INT8/INT4 activation matmuls,
 layers chained through DRAM, narrow weight blocks whose passes run on row groups) on the
 small machines of ``cases.CONFIGS`` (one, two and four tiles of 4x4; ``random_case`` cycles

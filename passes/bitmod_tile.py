@@ -14,10 +14,11 @@ The schedule is :mod:`bitmod.runtime.arch.schedule`'s: with ``M`` rows of activa
 ``[B, M, K]`` activation counts ``B·M``), ``N`` output channels and ``K`` inputs, the array of
 ``rows × (cols·tiles)`` output-stationary PEs computes output blocks of ``MR × (cols·tiles)``
 (``MR`` a multiple of ``rows``, at most ``max-block-rows``: the depth of the column
-accumulators), and one of three loop orders moves the blocks: a weight block of all of K
+accumulators), and one of four loop orders moves the blocks: a weight block of all of K
 resident while the activation blocks stream (``weights-resident``), an activation block of
 all of K resident while the weight blocks stream chunk by chunk (``acts-resident``), or both
-streamed in K chunks (``k-streamed``). :func:`bitmod.runtime.arch.schedule.plan_matmul` picks the
+streamed in K chunks, the column block loop outside (``k-streamed``) or the row block loop
+(``k-streamed-rows``). :func:`bitmod.runtime.arch.schedule.plan_matmul` picks the
 order, ``MR`` and the K chunk ``KC`` with the fewest predicted cycles for the buffers (each
 streamed block double-buffered; a resident block double-buffered when two fit) and the
 DRAM bandwidth (``dram-bytes-per-cycle``, default :class:`HardwareConfig`'s) — the same

@@ -147,10 +147,11 @@ def full_layer_schedule(fmt: str, n: int, k: int) -> Schedule:
     [
         # Llama-2-7B q/k/v/o projections (N = K = 4096) at 256 tokens; the down projection's
         # schedule (k-streamed, 64-row blocks) is the compiled bitmod4 case above.
-        # 64-row activation blocks of 512 KB (the whole buffer): reloads stall, but the weights
-        # are read half as often as with 32-row blocks (within 1 % of their cycles: fewer bytes)
-        ("bitmod3", 4096, 4096, "acts-resident", 64, 1),
-        ("int8", 4096, 4096, "acts-resident", 64, 1),
+        # 64-row blocks streamed in K chunks, rows outside: a row block's activation chunks
+        # (512 KB in all) stay for every column block, the weights are read once per row
+        # block, and the first mac waits for one chunk, not a whole 512 KB block
+        ("bitmod3", 4096, 4096, "k-streamed-rows", 64, 2),
+        ("int8", 4096, 4096, "k-streamed-rows", 64, 2),
     ],
 )
 def test_full_layer_schedules_on_a_slice(

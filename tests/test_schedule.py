@@ -1,4 +1,4 @@
-"""runtime.schedule: block bytes, mac timing, the three loop orders' traffic and the choice.
+"""runtime.schedule: block bytes, mac timing, the loop orders' traffic and the choice.
 
 References: hand-computed bytes and cycles, the formats' own storage definition
 (``QuantizedTensor.bits_per_weight``), and a block-by-block walk of each loop order in plain
@@ -35,6 +35,7 @@ from bitmod.runtime.arch.schedule import (
 from bitmod.runtime.arch.timing import Engine
 from bitmod.runtime.emulator.machine import Machine
 from bitmod.runtime.formats import get_format, quantize
+from bitmod.runtime.formats.bitserial import num_terms
 from bitmod.runtime.isa import IsaError
 
 ARRAY = ArraySpec.of(HardwareConfig())
@@ -129,7 +130,7 @@ def walk(schedule: Schedule, m: int, n: int, k: int, layout: WeightLayout, rows:
 
         return lookup
 
-    act_kc = k if schedule.order != "k-streamed" else kc
+    act_kc = kc if schedule.order in ("k-streamed", "k-streamed-rows") else k
     acts = buffer(2 * mr * act_kc, ARRAY.act_buffer)
     weights = buffer(int(layout.block_bytes(cols, schedule.kc)), ARRAY.weight_buffer)
     read = busy = sram = 0
@@ -142,6 +143,10 @@ def walk(schedule: Schedule, m: int, n: int, k: int, layout: WeightLayout, rows:
             read += act(r0, 0, k)
             for c0, (k0, k1) in itertools.product(col_blocks, chunks):
                 read += 0 if weights((c0, k0)) else weight(c0, k0, k1)
+    elif schedule.order == "k-streamed-rows":
+        for r0, c0, (k0, k1) in itertools.product(row_blocks, col_blocks, chunks):
+            read += 0 if acts((r0, k0)) else act(r0, k0, k1)
+            read += 0 if weights((c0, k0)) else weight(c0, k0, k1)
     else:
         for c0, r0, (k0, k1) in itertools.product(col_blocks, row_blocks, chunks):
             read += 0 if acts((r0, k0)) else act(r0, k0, k1)
@@ -169,7 +174,7 @@ def test_closed_form_traffic_and_compute_match_a_block_walk(
 ) -> None:
     if order == "weights-resident":
         kchunk = 0
-    elif order == "k-streamed" and kchunk == 0:
+    elif order in ("k-streamed", "k-streamed-rows") and kchunk == 0:
         kchunk = 128
     layout = WeightLayout.of_format("bitmod3", 128, 8)
     schedule = plan_bitmod_matmul(
@@ -316,7 +321,12 @@ def test_the_planned_cycles_are_the_machines(fmt: str, m: int, n: int, k: int) -
 
 @pytest.mark.parametrize(
     ("order", "block_rows", "kchunk"),
-    [("weights-resident", 24, 0), ("acts-resident", 16, 128), ("k-streamed", 40, 256)],
+    [
+        ("weights-resident", 24, 0),
+        ("acts-resident", 16, 128),
+        ("k-streamed", 40, 256),
+        ("k-streamed-rows", 32, 256),
+    ],
 )
 def test_every_schedule_is_timed_as_the_machine_runs_it(
     order: str, block_rows: int, kchunk: int
@@ -429,6 +439,43 @@ def test_no_schedule_of_the_space_is_faster_on_the_machine(
             continue  # does not fit, or more rows than M needs
     assert len(measured) >= 10
     assert chosen_cycles <= 1.01 * min(measured)
+
+
+def test_rows_outside_k_streaming_keeps_each_row_blocks_chunks() -> None:
+    """256x256x1024 BitMoD3 (compute-bound, two column blocks): with the row block loop
+    outside and both operands in K chunks, a row block's activation chunks are buffer hits for
+    its second column block, so every byte moves once, and the first mac waits for one chunk
+    of the first rows instead of a block of all of K: faster on the machine than the best of
+    the other orders, and within 1.15x of max(compute, DRAM) (BENCHMARKS.md section 14)."""
+    m, n, k = 256, 256, 1024
+    config = HardwareConfig()
+    chosen, cycles = machine_cycles("bitmod3", m, n, k)
+    assert chosen.order == "k-streamed-rows" and chosen.k_chunks > 1 and chosen.n_blocks == 2
+    q = quantize(torch.randn(n, k, generator=torch.Generator().manual_seed(m + n + k)), "bitmod3")
+    program = matmul_program(
+        act="x", weight="w", out="y", m=m, n=n, k=k, config=config, fmt="bitmod3",
+        group_size=q.group_size, scale_bits=q.scale_bits, order=chosen.order,
+        block_rows=chosen.block_rows, kchunk=chosen.kc,
+    )  # fmt: skip
+    memory = {"x": np.zeros((m, k), np.float16), "w": q}
+    report = Machine(config).run(program, memory, compute=False).report
+    layout = WeightLayout.of_format("bitmod3", q.group_size, q.scale_bits)
+    weights = sum(
+        int(layout.block_bytes(n, min(chosen.kc, k - k0))) for k0 in range(0, k, chosen.kc)
+    )
+    assert report.dram_bytes_read == 2 * m * k + weights  # each chunk block once
+    others = []
+    for order, rows, kchunk in itertools.product(ORDERS[:3], (8, 16, 32, 64), (0, 256, 512)):
+        try:
+            others.append(
+                machine_cycles("bitmod3", m, n, k, order=order, block_rows=rows, kchunk=kchunk)[1]
+            )
+        except (ValueError, IsaError):
+            continue
+    assert len(others) >= 12
+    assert cycles < min(others)
+    compute = 2 * (m // config.rows) * (k // 4) * num_terms("bitmod3")
+    assert cycles <= 1.15 * compute
 
 
 @pytest.mark.parametrize(("depth", "row_blocks"), [(64, 4), (128, 2)])

@@ -2,15 +2,15 @@
 
 ``random_case(seed)`` draws one: a weight format (every accelerated format in turn), odd M and
 N, K of two to four groups (every other case with a shorter last group, K often odd), with or
-without a bias, one of the three loop orders (forced, with block rows and K chunks that make it
-legal), a weight matmul or a K/V-style activation matmul (the right operand an FP16 tensor
-quantized at run time to INT8 or INT4, as the compiler's offload does), sometimes two layers
-chained through DRAM (the second reads the first's output). In about three cases of four the
-row block loop, the column block loop or both are a ``loop.down`` (``L`` counts count-1 .. 0:
-the last, often narrow block first; more than one iteration in about half the cases), drawn
-from the seed apart from the shapes (a case's shapes do not depend on its directions);
-``Case.descending`` lists them. The machines are small (4x4 PEs, one, two or four tiles,
-kilobyte buffers) so that blocks are many and programs stay fast to simulate.
+without a bias, one of the loop orders (``schedule.ORDERS``, forced, with block rows and K
+chunks that make it legal), a weight matmul or a K/V-style activation matmul (the right operand
+an FP16 tensor quantized at run time to INT8 or INT4, as the compiler's offload does),
+sometimes two layers chained through DRAM (the second reads the first's output). In about three
+cases of four the row block loop, the column block loop or both are a ``loop.down`` (``L``
+counts count-1 .. 0: the last, often narrow block first; more than one iteration in about half
+the cases), drawn from the seed apart from the shapes (a case's shapes do not depend on its
+directions); ``Case.descending`` lists them. The machines are small (4x4 PEs, one, two or four
+tiles, kilobyte buffers) so that blocks are many and programs stay fast to simulate.
 
 Row groups (``runtime.arch.rules.row_groups``): on the multi-tile machines a weight block of
 few channels (N of 3 or 4, or the last column block of N = 9, 11 or 19) splits its row passes
@@ -30,6 +30,7 @@ import torch
 from bitmod.runtime.arch.hwconfig import HardwareConfig
 from bitmod.runtime.arch.nest import quantized_matmul_program
 from bitmod.runtime.arch.rules import row_groups
+from bitmod.runtime.arch.schedule import ORDERS
 from bitmod.runtime.formats import get_format, quantize
 from bitmod.runtime.formats.registry import FORMAT_NAMES
 from bitmod.runtime.isa import Drain, IsaError, LdAct, LdWgt, LoopDown, Program, StOut
@@ -50,7 +51,8 @@ __all__ = [
 ]
 
 ACCELERATED = tuple(name for name in FORMAT_NAMES if get_format(name).accelerated)
-ORDERS = ("weights-resident", "acts-resident", "k-streamed")
+#: The orders that take K in two or more chunks.
+STREAMED = ("k-streamed", "k-streamed-rows")
 #: The machines the cases run on (one design build each).
 CONFIGS = {
     "1tile": HardwareConfig(
@@ -201,16 +203,14 @@ def _layer(
     heights = [i * rows for i in range(1, 5) if i * rows <= config.max_block_rows]
     heights = [h for h in heights if h - rows < m]
     block_rows = int(rng.choice(heights)) if len(heights) > 1 else rows
-    kchunk = (
-        group if order == "k-streamed" or (order == "acts-resident" and rng.random() < 0.5) else 0
-    )
+    kchunk = group if order in STREAMED or (order == "acts-resident" and rng.random() < 0.5) else 0
     if kchunk and kchunk >= k:
-        kchunk = 0 if order != "k-streamed" else kchunk
+        kchunk = 0 if order not in STREAMED else kchunk
     # the order drawn, with fewer block rows or else another order if its blocks do not fit
     attempts = [(order, r) for r in dict.fromkeys([block_rows, rows])]
     attempts += [(other, rows) for other in ORDERS if other != order]
     for order_tried, rows_tried in attempts:
-        chunk = kchunk if order_tried != "k-streamed" or kchunk else group
+        chunk = kchunk if order_tried not in STREAMED or kchunk else group
         try:
             program = quantized_matmul_program(
                 q,
@@ -262,7 +262,7 @@ def matmul_case(
         q,
         m,
         config,
-        kchunk=group if order == "k-streamed" else 0,
+        kchunk=group if order in STREAMED else 0,
         block_rows=block_rows,
         order=order,
         bias="b" if bias else None,
@@ -324,8 +324,8 @@ def random_case(seed: int) -> Case:
         if activation_matmul
         else ACCELERATED[weight_rank % len(ACCELERATED)]
     )
-    # every order on every machine within twelve cases
-    order = ORDERS[(seed // len(CASE_CONFIGS)) % 3]
+    # every order on every machine within len(CASE_CONFIGS) * len(ORDERS) = 16 cases
+    order = ORDERS[(seed // len(CASE_CONFIGS)) % len(ORDERS)]
     group = int(rng.choice([16, 32]))
     # K of 2-4 groups, every other case ragged: a shorter last group, K often odd
     k = group * int(rng.integers(2, 5)) + (int(rng.choice([1, 5, 7, 10])) if seed % 2 else 0)
@@ -348,7 +348,7 @@ def random_case(seed: int) -> Case:
         second_n = int(rng.choice([5, 7, 11]))
         rows_down, cols_down = (bool(d) for d in directions.integers(0, 2, 2))
         second, more, _, second_rows = _layer(
-            rng, config, fmt, ORDERS[(seed + 1) % 3], m, second_n, n, 4,
+            rng, config, fmt, ORDERS[(seed + 1) % len(ORDERS)], m, second_n, n, 4,
             ("h", "w2", "y", None), False, rows_down, cols_down,
         )  # fmt: skip
         del more["h"]

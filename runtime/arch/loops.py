@@ -112,9 +112,23 @@ def matmul_nest(
             st.out row=L1 col=L0      drain                         drain
                                       st.out row=L0 col=L1          st.out row=L1 col=L0
 
+        k-streamed-rows
+        loop L0 m_blocks
+          loop L1 n_blocks
+            acc.clr
+            loop L2 k_chunks
+              ld.act row=L0 k=L2
+              ld.wgt col=L1 k=L2
+              mac
+            drain
+            st.out row=L0 col=L1
+
     (*) without the L2 loop (``k=-``) when K is one chunk. A load without a K level holds
-    the whole K. ``rows_down`` / ``cols_down``: the loop over row / column blocks is a
-    ``loop.down`` (the last block, which may be narrow, first).
+    the whole K. ``k-streamed-rows`` is k-streamed with the row block loop outside: a row
+    block's activation chunks, loaded for its first column block, are buffer hits for the
+    others when they all fit, so the first output block needs one chunk, not all of K, of
+    its rows before its first mac. ``rows_down`` / ``cols_down``: the loop over row / column
+    blocks is a ``loop.down`` (the last block, which may be narrow, first).
     """
     bias_desc = BIAS_DESC if bias else None
 
@@ -159,18 +173,23 @@ def matmul_nest(
             EndLoop(MIDDLE_LEVEL),
             EndLoop(OUTER_LEVEL),
         ]
-    if order == "k-streamed":
+    if order in ("k-streamed", "k-streamed-rows"):
+        if order == "k-streamed-rows":
+            row_level, col_level = OUTER_LEVEL, MIDDLE_LEVEL
+            block_loops = [row_loop(row_level), col_loop(col_level)]
+        else:
+            row_level, col_level = MIDDLE_LEVEL, OUTER_LEVEL
+            block_loops = [col_loop(col_level), row_loop(row_level)]
         return [
-            col_loop(OUTER_LEVEL),
-            row_loop(MIDDLE_LEVEL),
+            *block_loops,
             AccClr(),
             Loop(K_LEVEL, k_chunks),
-            LdAct(ACT_DESC, MIDDLE_LEVEL, K_LEVEL),
-            LdWgt(WEIGHT_DESC, OUTER_LEVEL, K_LEVEL),
+            LdAct(ACT_DESC, row_level, K_LEVEL),
+            LdWgt(WEIGHT_DESC, col_level, K_LEVEL),
             Mac(),
             EndLoop(K_LEVEL),
             *finish,
-            StOut(OUT_DESC, MIDDLE_LEVEL, OUTER_LEVEL),
+            StOut(OUT_DESC, row_level, col_level),
             EndLoop(MIDDLE_LEVEL),
             EndLoop(OUTER_LEVEL),
         ]

@@ -1,11 +1,11 @@
 """Block schedules of one GEMM on the output-stationary array: the compiler's choice and its cost.
 
 ``Y[M, N] = X[M, K] · W[N, K]ᵀ`` is cut into blocks of ``MR`` rows and ``KC`` K elements and run
-in one of three loop orders (:data:`ORDERS`); :func:`plan` predicts each candidate's DRAM bytes
-and cycles and picks the fastest (the fewest bytes among those within 1 %). The compiler
-(``bitmod-tile``), the machine (:class:`WeightLayout`, :class:`MacTiming`) and the perf model
-all use it. Notation, the loop orders, the DRAM bytes, the cycle formula and the choice rule:
-docs/schedule.md.
+in one of four loop orders (:data:`ORDERS`); :func:`plan` predicts each candidate's DRAM bytes
+and cycles and picks the fastest (the fewest bytes among those within 1 %, then the fewest
+cycles). The compiler (``bitmod-tile``), the machine (:class:`WeightLayout`,
+:class:`MacTiming`) and the perf model all use it. Notation, the loop orders, the DRAM bytes,
+the cycle formula and the choice rule: docs/schedule.md.
 """
 
 from __future__ import annotations
@@ -43,12 +43,14 @@ __all__ = [
 ]
 
 #: Loop orders, in the order ties are broken.
-ORDERS: tuple[str, ...] = ("weights-resident", "acts-resident", "k-streamed")
-WEIGHTS_RESIDENT, ACTS_RESIDENT, K_STREAMED = range(3)
+ORDERS: tuple[str, ...] = ("weights-resident", "acts-resident", "k-streamed", "k-streamed-rows")
+WEIGHTS_RESIDENT, ACTS_RESIDENT, K_STREAMED, K_STREAMED_ROWS = range(4)
+#: The orders that stream both operands in K chunks (K in two or more chunks).
+BOTH_STREAMED = (K_STREAMED, K_STREAMED_ROWS)
 #: Bytes of one FP16 activation or output element.
 ACT_BYTES = 2
 #: Plans within this fraction of the fewest cycles count as equally fast; of those the one
-#: reading the fewest DRAM bytes wins (DRAM is most of the energy).
+#: reading the fewest DRAM bytes wins (DRAM is most of the energy), then the fastest of them.
 NEAR_FASTEST = 0.01
 #: K chunks of at most this many groups are candidates too (besides the largest chunks that
 #: fit): a smaller first block starts the array sooner, at a tail per extra mac.
@@ -344,7 +346,7 @@ def _evaluate(
         act_slots = 2 * one
     else:
         most = _most_groups(weight_fits(2), weight_estimate, total_groups)
-        if order == K_STREAMED:
+        if order in BOTH_STREAMED:
             act_most = array.act_buffer // (2 * ACT_BYTES * mr * group) * one
             most = np.minimum(most, act_most)
         if chunk_cap:
@@ -461,6 +463,21 @@ def _evaluate(
             (
                 m_blocks - 1,
                 row_later + np.where(weights_kept, zero, sweep),
+                (compute - row_first_compute) / later_rows,
+            ),
+        ]
+    elif order == K_STREAMED_ROWS:
+        # A row block's chunks, loaded for its first column block, are hits for the others
+        # when they all stay; the weights, as in acts-resident, when every block stays.
+        act_reads = np.where(k_chunks <= act_slots_held, 1, n_blocks)
+        weights_kept = n_blocks * k_chunks <= weight_slots_held
+        read = act_reads * x_bytes + np.where(weights_kept, 1, m_blocks) * sweep
+        row_first_compute = first_column_first_row + later_columns_first_row
+        phases = [
+            (one, act_reads * row_first + sweep, row_first_compute),
+            (
+                m_blocks - 1,
+                act_reads * row_later + np.where(weights_kept, zero, sweep),
                 (compute - row_first_compute) / later_rows,
             ),
         ]
@@ -922,8 +939,10 @@ def plan(
     cycles = stacked["cycles"]
     fastest = cycles.min(axis=0)
     eligible = np.isfinite(cycles) & (cycles <= fastest * (1 + NEAR_FASTEST))
-    # argmin keeps the first of equals: the earlier order, the smaller MR, the larger chunks.
-    choice = np.argmin(np.where(eligible, stacked["dram_read"], np.inf), axis=0)
+    # The fewest bytes, then the fewest cycles; lexsort keeps the first of equals: the earlier
+    # order, the smaller MR, the larger chunks, the ascending loops.
+    reads = np.where(eligible, stacked["dram_read"], np.inf)
+    choice = np.lexsort((np.where(eligible, cycles, np.inf), reads), axis=0)[0]
     columns = np.arange(choice.size)
     return Plans(**{name: values[choice, columns] for name, values in stacked.items()})
 
@@ -969,11 +988,11 @@ def plan_matmul(
     if np.isfinite(schedule.cycles):
         return schedule
     rows = block_rows or array.rows
-    if order == ORDERS[K_STREAMED] and not kchunk:
-        # k-streamed cuts K in two or more chunks; say so rather than blame the buffers.
+    if order in (ORDERS[i] for i in BOTH_STREAMED) and not kchunk:
+        # These orders cut K in two or more chunks; say so rather than blame the buffers.
         if k <= group:
             raise ValueError(
-                f"k-streamed needs K in two or more chunks of whole groups, but K = {k} is a "
+                f"{order} needs K in two or more chunks of whole groups, but K = {k} is a "
                 f"single group (G = {group}); use another loop order"
             )
         smallest_chunks = plan(
@@ -981,7 +1000,7 @@ def plan_matmul(
         )
         if np.isfinite(smallest_chunks.schedule().cycles):
             raise ValueError(
-                f"k-streamed needs K in two or more chunks, but all of K = {k} fits one chunk "
+                f"{order} needs K in two or more chunks, but all of K = {k} fits one chunk "
                 f"of the buffers; force chunks with kchunk (a multiple of G = {group} below "
                 f"{k}) or use another loop order"
             )

@@ -1,6 +1,6 @@
 """Whole programs on the RTL against the emulator: bit-identical outputs and equal cycles.
 
-Random compiled programs (bitmod.backends.rtl.cases: every accelerated format, the three loop
+Random compiled programs (bitmod.backends.rtl.cases: every accelerated format, the four loop
 orders, odd M and N, bias or none, INT8/INT4 activation matmuls, layers chained through
 DRAM, row and/or column block loops descending: ``loop.down``) on the small machines of
 ``cases.CONFIGS`` (one, two, three and four tiles), one design build per simulator and
@@ -140,6 +140,7 @@ DESCENDING_CASES = [
     ("1tile", "int4", 13, 11, 64, 16, 4, "acts-resident", False),
     ("1tile", "int4", 13, 11, 64, 16, 4, "k-streamed", True),
     ("2tiles", "bitmod3", 13, 11, 64, 32, 8, "acts-resident", False),
+    ("4tiles", "int6", 13, 21, 64, 16, 8, "k-streamed-rows", True),
 ]
 
 

@@ -1,6 +1,8 @@
 // An MLP whose first K (200) the group size (128) does not divide runs the whole default
 // pipeline: the last group of each row holds 72 weights (no padding), the qweight keeps
-// K = 200, one K chunk covers all of it; the second layer's K = 64 < G is one group of 64.
+// K = 200, and the planner streams it in chunks of 128 + 72 (k-streamed: one row block and
+// one column block, so the first mac waits for 128 of K, not all of it); the second
+// layer's K = 64 < G is one group of 64.
 // A forced K chunk of 128 splits K into 128 + 72. tests/test_ragged_compile.py runs the
 // binary of this file on the emulator against the scalar reference PE.
 // RUN: bitmod-opt %s -p convert-linalg-to-bitmod,bitmod-quantize | filecheck %s --check-prefix=QUANT
@@ -31,7 +33,7 @@ func.func @mlp(%x: tensor<4x200xf32>) -> tensor<4x24xf32> {
 // CHECK: bsisa.desc @d4 qweight "fc2.weight" [24, 64] fmt "bitmod3" sb 8 g 64
 // CHECK: bsisa.cfg.fmt "bitmod3" sb 8 g 128
 // CHECK: bsisa.cfg.kchunk 128
-// CHECK: bsisa.ld.wgt @d1 col L1 k L2
+// CHECK: bsisa.ld.wgt @d1 col L0 k L2
 // CHECK: bsisa.mac
 // CHECK: bsisa.cfg.fmt "bitmod3" sb 8 g 64
 // CHECK: bsisa.cfg.kchunk 64
@@ -39,5 +41,6 @@ func.func @mlp(%x: tensor<4x200xf32>) -> tensor<4x24xf32> {
 
 // CHUNKS: bsisa.cfg.kchunk 128
 // CHUNKS: bsisa.loop L2 count 2 {
-// CHUNKS-NEXT: bsisa.ld.wgt @d1 col L1 k L2
+// CHUNKS-NEXT: bsisa.ld.act @d0 row L1 k L2
+// CHUNKS-NEXT: bsisa.ld.wgt @d1 col L0 k L2
 // CHUNKS-NEXT: bsisa.mac

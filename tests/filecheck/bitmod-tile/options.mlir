@@ -21,11 +21,12 @@ func.func @f(%x: tensor<2x5x128xf32>, %h: tensor<3x16xf32>, %v: tensor<20x16xf32
 // 20 channels in blocks of 4*2 = 8: 3; K = 128 in chunks of 64: 2.
 // Activation block 4 x 64 x 2 = 512 B; weight block 8 channels x (64 x 4 / 8 = 32 B codes
 // + 2 groups x 8 scale bits = 2 B + 2 B channel scale) = 8 x 36 = 288 B. The last row
-// block has 2 rows: with the row loop counting down (loop.down) it runs first, 896 cycles
-// against 906 counting up (the planner's exact timing; within 1 % of the fastest, both loops
-// down at 890, and the first of those in LOOP_DIRECTIONS).
+// block has 2 rows and the last column block 4 channels: with both loops counting down
+// (loop.down) they run first, 890 cycles against 906 counting up, 896 with the row loop alone
+// down and 900 with the column loop alone (the planner's exact timing; the four read the same
+// bytes, so the fastest wins).
 // CHECK:      %y = bsisa.tiled_matmul %x, %q tiling #bsisa.tiling<rows = 4, cols = 4, tiles = 2, block_rows = 4, kc = 64, act_kc = 64, m_blocks = 3, n_blocks = 3, k_chunks = 2, act_block_bytes = 512, weight_block_bytes = 288> : (tensor<2x5x128xf32>, !bitmod.qweight<20x128, int4, 32>) -> tensor<2x5x20xf32> {
-// CHECK-NEXT:   bsisa.loop L0 count 3 {
+// CHECK-NEXT:   bsisa.loop.down L0 count 3 {
 // CHECK-NEXT:     bsisa.loop.down L1 count 3 {
 // CHECK-NEXT:       bsisa.acc.clr
 // CHECK-NEXT:       bsisa.loop L2 count 2 {
@@ -44,11 +45,12 @@ func.func @f(%x: tensor<2x5x128xf32>, %h: tensor<3x16xf32>, %v: tensor<20x16xf32
 // WHOLE-NEXT:   bsisa.ld.wgt @weight col L0 k -
 
 // One 12-row block of all of K (12 x 128 x 2 = 3072 B) with cfg.mblock-sized rows; the
-// weight's two K chunks stream past it for each of the 3 column blocks.
+// weight's two K chunks stream past it for each of the 3 column blocks, the column loop
+// counting down (its narrow last block first: fewer cycles for the same bytes).
 // ACTS: tiling #bsisa.tiling<rows = 4, cols = 4, tiles = 2, block_rows = 12, kc = 64, act_kc = 128, m_blocks = 1, n_blocks = 3, k_chunks = 2, act_block_bytes = 3072, weight_block_bytes = 288>
 // ACTS-NEXT:   bsisa.loop L0 count 1 {
 // ACTS-NEXT:     bsisa.ld.act @act row L0 k -
-// ACTS-NEXT:     bsisa.loop L1 count 3 {
+// ACTS-NEXT:     bsisa.loop.down L1 count 3 {
 // ACTS-NEXT:       bsisa.acc.clr
 // ACTS-NEXT:       bsisa.loop L2 count 2 {
 // ACTS-NEXT:         bsisa.ld.wgt @weight col L1 k L2
