@@ -14,7 +14,7 @@ import torch
 from bitmod.runtime.arch.hwconfig import HardwareConfig
 from bitmod.runtime.arch.nest import matmul_program
 from bitmod.runtime.arch.rules import row_groups
-from bitmod.runtime.arch.schedule import ORDERS
+from bitmod.runtime.arch.schedule import ORDERS, STREAMED_ORDERS
 from bitmod.runtime.arch.timing import MAC_PIPELINE_CYCLES
 from bitmod.runtime.emulator import pe
 from bitmod.runtime.emulator import reference_pe as ref
@@ -191,7 +191,7 @@ def test_random_programs_match_scalar_reference(seed: int) -> None:
     order = str(rng.choice(ORDERS))
     if order == "weights-resident":
         kchunk = k
-    elif order in ("k-streamed", "k-streamed-rows") and kchunk == k:
+    elif order in STREAMED_ORDERS and kchunk == k:
         order = "acts-resident"
     block_rows = config.rows * int(rng.integers(1, 4))
     q = ref.random_quantized(rng, fmt, n, k, group)

@@ -22,6 +22,7 @@ from bitmod.runtime.arch.schedule import (
     EXACT_MACS,
     LOOP_DIRECTIONS,
     ORDERS,
+    STREAMED_ORDERS,
     ArraySpec,
     MacTiming,
     Schedule,
@@ -33,7 +34,7 @@ from bitmod.runtime.arch.schedule import (
     schedule_trace,
 )
 from bitmod.runtime.arch.timing import Engine
-from bitmod.runtime.emulator.machine import Machine
+from bitmod.runtime.emulator.machine import Machine, Report
 from bitmod.runtime.formats import get_format, quantize
 from bitmod.runtime.formats.bitserial import num_terms
 from bitmod.runtime.isa import IsaError
@@ -130,7 +131,7 @@ def walk(schedule: Schedule, m: int, n: int, k: int, layout: WeightLayout, rows:
 
         return lookup
 
-    act_kc = kc if schedule.order in ("k-streamed", "k-streamed-rows") else k
+    act_kc = kc if schedule.order in STREAMED_ORDERS else k
     acts = buffer(2 * mr * act_kc, ARRAY.act_buffer)
     weights = buffer(int(layout.block_bytes(cols, schedule.kc)), ARRAY.weight_buffer)
     read = busy = sram = 0
@@ -174,7 +175,7 @@ def test_closed_form_traffic_and_compute_match_a_block_walk(
 ) -> None:
     if order == "weights-resident":
         kchunk = 0
-    elif order in ("k-streamed", "k-streamed-rows") and kchunk == 0:
+    elif order in STREAMED_ORDERS and kchunk == 0:
         kchunk = 128
     layout = WeightLayout.of_format("bitmod3", 128, 8)
     schedule = plan_bitmod_matmul(
@@ -280,11 +281,11 @@ def test_bad_requests_are_errors(options: dict, message: str) -> None:
 # --------------------------------------------------------------------------------------
 
 
-def machine_cycles(
+def machine_run(
     fmt: str, m: int, n: int, k: int, config: HardwareConfig | None = None, **force
-) -> tuple[Schedule, int]:
+) -> tuple[Schedule, Report]:
     """The planner's schedule (``force``: parts of it forced; ``rows_down`` / ``cols_down``
-    force the program's block loops only) and the machine's cycles of its program, run in
+    force the program's block loops only) and the machine's report of its program, run in
     timing-only mode."""
     config = config or HardwareConfig()
     q = quantize(torch.randn(n, k, generator=torch.Generator().manual_seed(m + n + k)), fmt)
@@ -295,7 +296,15 @@ def machine_cycles(
         act="x", weight="w", out="y", m=m, n=n, k=k, config=config, **options, **force
     )
     memory = {"x": np.zeros((m, k), np.float16), "w": q}
-    return schedule, Machine(config).run(program, memory, compute=False).report.cycles
+    return schedule, Machine(config).run(program, memory, compute=False).report
+
+
+def machine_cycles(
+    fmt: str, m: int, n: int, k: int, config: HardwareConfig | None = None, **force
+) -> tuple[Schedule, int]:
+    """:func:`machine_run`'s schedule and the machine's cycles."""
+    schedule, report = machine_run(fmt, m, n, k, config, **force)
+    return schedule, report.cycles
 
 
 def random_shapes(count: int, seed: int) -> list[tuple[str, int, int, int]]:
@@ -449,17 +458,10 @@ def test_rows_outside_k_streaming_keeps_each_row_blocks_chunks() -> None:
     the other orders, and within 1.15x of max(compute, DRAM) (BENCHMARKS.md section 14)."""
     m, n, k = 256, 256, 1024
     config = HardwareConfig()
-    chosen, cycles = machine_cycles("bitmod3", m, n, k)
+    chosen, report = machine_run("bitmod3", m, n, k)
+    cycles = report.cycles
     assert chosen.order == "k-streamed-rows" and chosen.k_chunks > 1 and chosen.n_blocks == 2
-    q = quantize(torch.randn(n, k, generator=torch.Generator().manual_seed(m + n + k)), "bitmod3")
-    program = matmul_program(
-        act="x", weight="w", out="y", m=m, n=n, k=k, config=config, fmt="bitmod3",
-        group_size=q.group_size, scale_bits=q.scale_bits, order=chosen.order,
-        block_rows=chosen.block_rows, kchunk=chosen.kc,
-    )  # fmt: skip
-    memory = {"x": np.zeros((m, k), np.float16), "w": q}
-    report = Machine(config).run(program, memory, compute=False).report
-    layout = WeightLayout.of_format("bitmod3", q.group_size, q.scale_bits)
+    layout = WeightLayout.of_format("bitmod3", 128, 8)
     weights = sum(
         int(layout.block_bytes(n, min(chosen.kc, k - k0))) for k0 in range(0, k, chosen.kc)
     )

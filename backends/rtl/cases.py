@@ -30,7 +30,7 @@ import torch
 from bitmod.runtime.arch.hwconfig import HardwareConfig
 from bitmod.runtime.arch.nest import quantized_matmul_program
 from bitmod.runtime.arch.rules import row_groups
-from bitmod.runtime.arch.schedule import ORDERS
+from bitmod.runtime.arch.schedule import ORDERS, STREAMED_ORDERS
 from bitmod.runtime.formats import get_format, quantize
 from bitmod.runtime.formats.registry import FORMAT_NAMES
 from bitmod.runtime.isa import Drain, IsaError, LdAct, LdWgt, LoopDown, Program, StOut
@@ -51,8 +51,6 @@ __all__ = [
 ]
 
 ACCELERATED = tuple(name for name in FORMAT_NAMES if get_format(name).accelerated)
-#: The orders that take K in two or more chunks.
-STREAMED = ("k-streamed", "k-streamed-rows")
 #: The machines the cases run on (one design build each).
 CONFIGS = {
     "1tile": HardwareConfig(
@@ -203,14 +201,18 @@ def _layer(
     heights = [i * rows for i in range(1, 5) if i * rows <= config.max_block_rows]
     heights = [h for h in heights if h - rows < m]
     block_rows = int(rng.choice(heights)) if len(heights) > 1 else rows
-    kchunk = group if order in STREAMED or (order == "acts-resident" and rng.random() < 0.5) else 0
+    kchunk = (
+        group
+        if order in STREAMED_ORDERS or (order == "acts-resident" and rng.random() < 0.5)
+        else 0
+    )
     if kchunk and kchunk >= k:
-        kchunk = 0 if order not in STREAMED else kchunk
+        kchunk = 0 if order not in STREAMED_ORDERS else kchunk
     # the order drawn, with fewer block rows or else another order if its blocks do not fit
     attempts = [(order, r) for r in dict.fromkeys([block_rows, rows])]
     attempts += [(other, rows) for other in ORDERS if other != order]
     for order_tried, rows_tried in attempts:
-        chunk = kchunk if order_tried not in STREAMED or kchunk else group
+        chunk = kchunk if order_tried not in STREAMED_ORDERS or kchunk else group
         try:
             program = quantized_matmul_program(
                 q,
@@ -262,7 +264,7 @@ def matmul_case(
         q,
         m,
         config,
-        kchunk=group if order in STREAMED else 0,
+        kchunk=group if order in STREAMED_ORDERS else 0,
         block_rows=block_rows,
         order=order,
         bias="b" if bias else None,

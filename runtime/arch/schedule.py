@@ -28,6 +28,7 @@ __all__ = [
     "ACT_BYTES",
     "ORDERS",
     "LOOP_DIRECTIONS",
+    "STREAMED_ORDERS",
     "ArraySpec",
     "MacTiming",
     "Plans",
@@ -47,6 +48,7 @@ ORDERS: tuple[str, ...] = ("weights-resident", "acts-resident", "k-streamed", "k
 WEIGHTS_RESIDENT, ACTS_RESIDENT, K_STREAMED, K_STREAMED_ROWS = range(4)
 #: The orders that stream both operands in K chunks (K in two or more chunks).
 BOTH_STREAMED = (K_STREAMED, K_STREAMED_ROWS)
+STREAMED_ORDERS: tuple[str, ...] = tuple(ORDERS[i] for i in BOTH_STREAMED)
 #: Bytes of one FP16 activation or output element.
 ACT_BYTES = 2
 #: Plans within this fraction of the fewest cycles count as equally fast; of those the one
@@ -454,22 +456,13 @@ def _evaluate(
                 later_columns / later_cols,
             ),
         ]
-    elif order == ACTS_RESIDENT:
-        weights_kept = n_blocks * k_chunks <= weight_slots_held
-        read = x_bytes + np.where(weights_kept, 1, m_blocks) * sweep
-        row_first_compute = first_column_first_row + later_columns_first_row
-        phases = [
-            (one, row_first + sweep, row_first_compute),
-            (
-                m_blocks - 1,
-                row_later + np.where(weights_kept, zero, sweep),
-                (compute - row_first_compute) / later_rows,
-            ),
-        ]
-    elif order == K_STREAMED_ROWS:
-        # A row block's chunks, loaded for its first column block, are hits for the others
-        # when they all stay; the weights, as in acts-resident, when every block stays.
-        act_reads = np.where(k_chunks <= act_slots_held, 1, n_blocks)
+    elif order in (ACTS_RESIDENT, K_STREAMED_ROWS):
+        # Row blocks outside: the resident block of all of K is read once; in k-streamed-rows
+        # a row block's chunks, loaded for its first column block, are hits for the others
+        # when they all stay. The weights are read once when every block stays.
+        act_reads = (
+            np.where(k_chunks <= act_slots_held, 1, n_blocks) if order == K_STREAMED_ROWS else one
+        )
         weights_kept = n_blocks * k_chunks <= weight_slots_held
         read = act_reads * x_bytes + np.where(weights_kept, 1, m_blocks) * sweep
         row_first_compute = first_column_first_row + later_columns_first_row
@@ -942,7 +935,7 @@ def plan(
     # The fewest bytes, then the fewest cycles; lexsort keeps the first of equals: the earlier
     # order, the smaller MR, the larger chunks, the ascending loops.
     reads = np.where(eligible, stacked["dram_read"], np.inf)
-    choice = np.lexsort((np.where(eligible, cycles, np.inf), reads), axis=0)[0]
+    choice = np.lexsort((cycles, reads), axis=0)[0]
     columns = np.arange(choice.size)
     return Plans(**{name: values[choice, columns] for name, values in stacked.items()})
 
@@ -988,7 +981,7 @@ def plan_matmul(
     if np.isfinite(schedule.cycles):
         return schedule
     rows = block_rows or array.rows
-    if order in (ORDERS[i] for i in BOTH_STREAMED) and not kchunk:
+    if order in STREAMED_ORDERS and not kchunk:
         # These orders cut K in two or more chunks; say so rather than blame the buffers.
         if k <= group:
             raise ValueError(
