@@ -43,12 +43,13 @@ block that runs last has the other size of each loop (the same block when there 
 with ``compute(r, c) = ⌈⌈r/R⌉/S_c⌉·⌈K/4⌉·t``. The larger of it and ``max(compute, DRAM)`` is
 ``OS bound``: when the weights of a column block are about as many bytes as the MAC steps of a
 64-row block take cycles, no schedule overlaps the first block's traffic with compute, and
-the first block's last group and the last block's store add to it. (128×128×1024 INT8 on the
-default machine: 19,922 cycles, 1.19× ``max(compute, DRAM)``, with 56-row blocks, the short
-block of 16 rows last: no schedule of this machine is within 1.15× of that bound.)
+the first block's last group and the last block's store add to it. (128×128×1024 INT8 on a
+machine of 64-row accumulators, ``--max-block-rows 64``: 19,922 cycles, 1.19× ``max(compute,
+DRAM)``, with 56-row blocks, the short block of 16 rows last: no schedule of that machine is
+within 1.15× of that bound. The default's 128 rows bring the floor to 17,794, 1.07×.)
 
 ``--max-block-rows N`` measures a machine whose column accumulators hold ``N`` rows (the
-default 64; ``cfg.mblock``'s largest ``MR``), ``--act-buffer-kb N`` one with an activation
+default 128; ``cfg.mblock``'s largest ``MR``), ``--act-buffer-kb N`` one with an activation
 buffer of ``N`` KiB (default 512): the comparison columns are then the default machine's
 schedule and cycles, so the table says what the variant buys.
 

@@ -1,5 +1,5 @@
 """`bitmod-tile{rows=8 cols=8 tiles=16 dataflow=os act-buffer=524288 weight-buffer=524288
-max-block-rows=64 row-groups=4 dram-bytes-per-cycle=25.6 kchunk=0 block-rows=0 order=auto}`:
+max-block-rows=128 row-groups=4 dram-bytes-per-cycle=25.6 kchunk=0 block-rows=0 order=auto}`:
 tiling of the quantized matmuls.
 
 Every ``bitmod.matmul`` whose weight is a ``!bitmod.qweight`` becomes a

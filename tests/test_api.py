@@ -462,7 +462,7 @@ def test_tied_weights_kwargs_and_dict_outputs(tmp_path) -> None:
 
 def test_tiling_follows_the_hardware_config(tmp_path: Path) -> None:
     # A machine with 16-row column accumulators: every planned block must fit them (with the
-    # default 64 rows this GEMM is planned activations-resident in one 64-row block).
+    # default 128 rows this GEMM of 64 rows is planned activations-resident in one block).
     hardware = dataclasses.replace(HardwareConfig(), max_block_rows=16)
     torch.manual_seed(0)
     model = nn.Sequential(nn.Linear(4096, 512))

@@ -497,7 +497,7 @@ def test_list_passes_shows_each_option_with_its_type_and_default(capsys) -> None
         "      dataflow: str = os",
         "      act-buffer: int = 524288",
         "      weight-buffer: int = 524288",
-        "      max-block-rows: int = 64",
+        "      max-block-rows: int = 128",
         "      row-groups: int = 4",
         "      dram-bytes-per-cycle: int | float = 25.6",
         "      kchunk: int = 0",

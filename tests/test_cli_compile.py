@@ -129,7 +129,7 @@ def test_max_block_rows_builds_the_variant_machine(tmp_path, model_file, capsys)
         assert main(["report", str(out), "--json"]) == 0
         reports[depth] = json.loads(capsys.readouterr().out)
         outputs[depth] = load(out)(x)
-    assert reports[None]["hardware"]["max_block_rows"] == 64
+    assert reports[None]["hardware"]["max_block_rows"] == 128
     assert reports[8]["hardware"]["max_block_rows"] == 8
     assert torch.equal(outputs[None], outputs[8])
     assert reports[8]["cycles"] > reports[None]["cycles"]

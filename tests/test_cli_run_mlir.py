@@ -350,7 +350,7 @@ def test_a_damaged_machine_attribute_is_located(lowered, tmp_path, capsys) -> No
         ),
         (("tiles = 16 : i64", "tiles = true"), "tiles must be an integer, got true"),
         (
-            ("max_block_rows = 64 : i64", "max_block_rows = 65536 : i64"),
+            ("max_block_rows = 128 : i64", "max_block_rows = 65536 : i64"),
             "the ISA cannot configure this machine: cfg.mblock: field rows=65536 out of range",
         ),
     ):

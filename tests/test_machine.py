@@ -644,7 +644,7 @@ CHUNKED = (CfgArray(4, 4, 2), CfgFmt(INT8, 8, 32), CfgKchunk(32))
         ),
         ((CfgMblock(8),), r"instruction 0 \(cfg.mblock\): no cfg.array before it"),
         ((*SETUP, CfgMblock(6)), r"cfg.mblock\): blocks of 6 rows must be a multiple of the 4 PE"),
-        ((*SETUP, CfgMblock(68)), r"at most the 64 rows the column accumulators hold"),
+        ((*SETUP, CfgMblock(132)), r"at most the 128 rows the column accumulators hold"),
         (
             (*SETUP, LdAct(0, None, None), LdWgt(1, None, None), Mac(), Mac()),
             r"instruction 6 \(mac\): K chunk 0 accumulated twice",

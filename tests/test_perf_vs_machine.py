@@ -146,7 +146,8 @@ def full_layer_schedule(fmt: str, n: int, k: int) -> Schedule:
     ("fmt", "n", "k", "order", "block_rows", "act_slots"),
     [
         # Llama-2-7B q/k/v/o projections (N = K = 4096) at 256 tokens; the down projection's
-        # schedule (k-streamed, 64-row blocks) is the compiled bitmod4 case above.
+        # schedule (k-streamed, blocks as deep as the accumulators) is the compiled bitmod4
+        # case above.
         # 64-row blocks streamed in K chunks, rows outside: a row block's activation chunks
         # (512 KB in all) stay for every column block, the weights are read once per row
         # block, and the first mac waits for one chunk, not a whole 512 KB block

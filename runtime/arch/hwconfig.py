@@ -207,7 +207,7 @@ class HardwareConfig:
     act_buffer_banks: int = 8
     weight_buffer_banks: int = 8
     dram_bytes_per_cycle: float = 25.6
-    max_block_rows: int = 64
+    max_block_rows: int = 128
     #: Tile groups a mac may split its row passes over when its weight block leaves tiles idle
     #: (a power of two: the activation row sets the buffer delivers per fetch; 1 turns it off;
     #: ``runtime.arch.rules.row_groups``, docs/rtl.md "The PE engine").

@@ -8,7 +8,7 @@ module bitmod_accel #(
   parameter int ROW_GROUPS = 4,  // a power of two (HardwareConfig.row_groups)
   parameter int ACT_BUFFER_BYTES = 1 << 16,
   parameter int WEIGHT_BUFFER_BYTES = 1 << 16,
-  parameter int MAX_BLOCK_ROWS = 64,
+  parameter int MAX_BLOCK_ROWS = 128,
   parameter int DRAM_NUM = 128,
   parameter int DRAM_DEN = 5,
   parameter int DRAM_BYTES = 1 << 20,

@@ -8,7 +8,7 @@
 // never -0).
 module bitmod_column #(
   parameter int ROWS = 8,
-  parameter int MAX_ROWS = 64,
+  parameter int MAX_ROWS = 128,
   localparam int PRODUCT_BITS = bitmod_arith_pkg::PRODUCT_BITS,
   localparam int PE_W = (ROWS > 1) ? $clog2(ROWS) : 1,
   localparam int ROW_W = (MAX_ROWS > 1) ? $clog2(MAX_ROWS) : 1

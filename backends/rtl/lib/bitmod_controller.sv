@@ -41,7 +41,7 @@ module bitmod_controller #(
   parameter int TILES = 1,
   parameter int ACT_BUFFER_BYTES = 1 << 16,
   parameter int WEIGHT_BUFFER_BYTES = 1 << 16,
-  parameter int MAX_BLOCK_ROWS = 64,
+  parameter int MAX_BLOCK_ROWS = 128,
   parameter int DRAM_NUM = 128,
   parameter int DRAM_DEN = 5,
   parameter int IMAGE_BYTES = 1 << 16,

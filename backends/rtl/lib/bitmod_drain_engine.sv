@@ -12,7 +12,7 @@ module bitmod_drain_engine #(
   parameter int COLS = 8,
   parameter int TILES = 1,
   parameter int ROW_GROUPS = 4,
-  parameter int MAX_ROWS = 64,
+  parameter int MAX_ROWS = 128,
   localparam int COLUMNS = COLS * TILES,
   localparam int ROW_W = (MAX_ROWS > 1) ? $clog2(MAX_ROWS) : 1
 ) (

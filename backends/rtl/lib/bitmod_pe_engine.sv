@@ -63,7 +63,7 @@ module bitmod_pe_engine #(
   parameter int COLS = 8,
   parameter int TILES = 1,
   parameter int ROW_GROUPS = 4,  // a power of two (HardwareConfig.row_groups)
-  parameter int MAX_ROWS = 64,
+  parameter int MAX_ROWS = 128,
   parameter int PIPE = 4,  // bitmod_tile's F, E, M and A stages
   localparam int COLUMNS = COLS * TILES,
   // the row sets the activation port delivers: the largest S any block can have

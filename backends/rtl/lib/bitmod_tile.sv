@@ -14,7 +14,7 @@
 module bitmod_tile #(
   parameter int ROWS = 8,
   parameter int COLS = 8,
-  parameter int MAX_ROWS = 64,
+  parameter int MAX_ROWS = 128,
   localparam int SB_MAX = bitmod_arith_pkg::SB_MAX,
   localparam int SV_BITS = bitmod_arith_pkg::SV_BITS,
   localparam int PRODUCT_BITS = bitmod_arith_pkg::PRODUCT_BITS,

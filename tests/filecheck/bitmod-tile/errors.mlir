@@ -11,7 +11,7 @@
 // RUN: not bitmod-opt %s -p 'bitmod-tile{kchunk=256 weight-buffer=16384}' 2>&1 | filecheck %s --check-prefix=FORCED
 // RUN: not bitmod-opt %s -p 'bitmod-tile{order=sideways}' 2>&1 | filecheck %s --check-prefix=ORDER
 // RUN: not bitmod-opt %s -p 'bitmod-tile{block-rows=12}' 2>&1 | filecheck %s --check-prefix=BLOCKROWS
-// RUN: not bitmod-opt %s -p 'bitmod-tile{block-rows=128}' 2>&1 | filecheck %s --check-prefix=BLOCKROWS
+// RUN: not bitmod-opt %s -p 'bitmod-tile{block-rows=136}' 2>&1 | filecheck %s --check-prefix=BLOCKROWS
 // RUN: not bitmod-opt %s -p 'bitmod-tile{max-block-rows=4}' 2>&1 | filecheck %s --check-prefix=MAXROWS
 // RUN: not bitmod-opt %s -p 'bitmod-tile{row-groups=3}' -o %t.out 2>&1 | filecheck %s --check-prefix=ROWGROUPS
 // RUN: not test -e %t.out
@@ -43,8 +43,8 @@ func.func @f(%x: tensor<8x256xf32>) -> tensor<8x64xf32> {
 // ACT: errors.mlir:30:3: error: 'bitmod.matmul' op bitmod-tile: the activation block of one group (128 along K) takes 2048 B; double-buffered it does not fit the 1024 B activation buffer
 // Activation 8 x 256 x 2 = 4096 B; weight 128 x (128 + ceil(20/8) + 2) = 17024 B.
 // FORCED: error: 'bitmod.matmul' op bitmod-tile: a K chunk of 256 does not fit: double-buffered activation block 2x4096 B (buffer 524288 B), weight block 2x17024 B (buffer 16384 B)
-// ORDER: error: pass 'bitmod-tile': order 'sideways' is not a loop order; valid: auto, weights-resident, acts-resident, k-streamed
-// BLOCKROWS: error: pass 'bitmod-tile': block-rows: blocks of {{12|128}} rows must be a multiple of the 8 PE rows and at most the 64 rows the column accumulators hold
+// ORDER: error: pass 'bitmod-tile': order 'sideways' is not a loop order; valid: auto, weights-resident, acts-resident, k-streamed, k-streamed-rows{{$}}
+// BLOCKROWS: error: pass 'bitmod-tile': block-rows: blocks of {{12|136}} rows must be a multiple of the 8 PE rows and at most the 128 rows the column accumulators hold
 // MAXROWS: error: pass 'bitmod-tile': max-block-rows: 4 rows hold less than one pass of the 8 PE rows
 // ROWGROUPS: <pass-pipeline>:1:1: error: pass 'bitmod-tile': row-groups: row groups must be a power of two (1, 2, 4, ...), got 3
 // K = 256 is one chunk of the default buffers; k-streamed of this small GEMM streams chunks of

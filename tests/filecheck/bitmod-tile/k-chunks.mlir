@@ -16,16 +16,17 @@ func.func @down(%h: tensor<256x11008xf32>) -> tensor<256x4096xf32> {
 // 2 W <= 524288 needs 48 g + ceil(1.25 g) + 2 <= 2048: at most g = 41 groups. K has 86.
 // An activation block of all of K holds at most 23 rows (11008 x 2 B a row), so keeping
 // the activations resident re-reads the 17.4 MB weight 16 times (16-row blocks); streaming
-// both in chunks with 64-row blocks reads the 5.6 MB activation once per column block (32x)
-// and the weight once per 64 rows (4x): 250 MB instead of 284 MB, and the GEMM is memory-
-// bound. 64-row activation chunks, double-buffered, hold at most 512 KiB / (2 x 64 x 2 B) =
-// 2048 K elements = 16 groups: ceil(86/16) = 6 chunks, balanced to ceil(86/6) = 15 groups,
-// KC = 1920. Activation block 64 x 1920 x 2 = 245760 B; W = 128 x (720 + 19 + 2) = 94848 B.
-// CHECK:      bsisa.tiled_matmul %h, %{{.*}} tiling #bsisa.tiling<rows = 8, cols = 8, tiles = 16, block_rows = 64, kc = 1920, act_kc = 1920, m_blocks = 4, n_blocks = 32, k_chunks = 6, act_block_bytes = 245760, weight_block_bytes = 94848>
+// both in chunks with 128-row blocks (the deepest the accumulators hold) reads the 5.6 MB
+// activation once per column block (32x) and the weight once per 128 rows (2x): 215 MB
+// instead of 284 MB (250 MB with 64-row blocks), and the GEMM is memory-bound. 128-row
+// activation chunks, double-buffered, hold at most 512 KiB / (2 x 128 x 2 B) = 1024 K
+// elements = 8 groups: ceil(86/8) = 11 chunks, balanced to ceil(86/11) = 8 groups, KC = 1024.
+// Activation block 128 x 1024 x 2 = 262144 B; W = 128 x (384 + 10 + 2) = 50688 B.
+// CHECK:      bsisa.tiled_matmul %h, %{{.*}} tiling #bsisa.tiling<rows = 8, cols = 8, tiles = 16, block_rows = 128, kc = 1024, act_kc = 1024, m_blocks = 2, n_blocks = 32, k_chunks = 11, act_block_bytes = 262144, weight_block_bytes = 50688>
 // CHECK-NEXT:   bsisa.loop L0 count 32 {
-// CHECK-NEXT:     bsisa.loop L1 count 4 {
+// CHECK-NEXT:     bsisa.loop L1 count 2 {
 // CHECK-NEXT:       bsisa.acc.clr
-// CHECK-NEXT:       bsisa.loop L2 count 6 {
+// CHECK-NEXT:       bsisa.loop L2 count 11 {
 // CHECK-NEXT:         bsisa.ld.act @act row L1 k L2
 // CHECK-NEXT:         bsisa.ld.wgt @weight col L0 k L2
 // CHECK-NEXT:         bsisa.mac
