@@ -83,6 +83,8 @@ _DEVICE_HELP = (
 
 
 def _parser() -> argparse.ArgumentParser:
+    from bitmod.runtime.arch.hwconfig import HardwareConfig
+
     parser = argparse.ArgumentParser(
         prog="bitmod",
         description="Compile PyTorch models for BitMoD-style bit-serial accelerators and run "
@@ -167,7 +169,7 @@ def _parser() -> argparse.ArgumentParser:
         type=int,
         default=None,
         help="rows of partial sums a column accumulator holds, the largest output block "
-        "(default 64)",
+        f"(default {HardwareConfig.max_block_rows})",
     )
     compile_.add_argument("--quiet", action="store_true", help="do not print the report")
     compile_.add_argument("--device", default=None, help=_DEVICE_HELP)

@@ -106,7 +106,7 @@ def build_parser() -> argparse.ArgumentParser:
         "--max-block-rows",
         type=int,
         help="rows of partial sums a column accumulator holds, the largest output block "
-        "(at least --rows, default 64)",
+        f"(at least --rows, default {HardwareConfig.max_block_rows})",
     )
     for flag, metavar, purpose in (
         ("--pe-count", "KIND=N", f"the iso-area PE count of a PE kind ({', '.join(PE_KINDS)})"),
