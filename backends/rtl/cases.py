@@ -87,8 +87,8 @@ CONFIGS["3tiles"] = dataclasses.replace(CONFIGS["4tiles"], tiles=3)
 CONFIGS["4tiles-mr64"] = dataclasses.replace(
     CONFIGS["4tiles"], act_buffer_bytes=16384, max_block_rows=64
 )
-#: Accumulators of 128 rows (32 passes of 4 rows: 7-bit C rows), the depth BENCHMARKS.md's
-#: schedule-quality section weighs against the default 64.
+#: Accumulators of 128 rows (32 passes of 4 rows: 7-bit C rows), the default depth, which
+#: BENCHMARKS.md's schedule-quality section weighs against 64.
 CONFIGS["4tiles-mr128"] = dataclasses.replace(
     CONFIGS["4tiles"], act_buffer_bytes=32768, weight_buffer_bytes=16384, max_block_rows=128
 )

@@ -1,5 +1,5 @@
 // One quantized matmul with bias, default options (8x8 PEs, 16 tiles, 512 KiB buffers,
-// column accumulators 64 rows deep). K = 256 fits one chunk (forced with kchunk=256: the
+// column accumulators 128 rows deep). K = 256 fits one chunk (forced with kchunk=256: the
 // planner itself streams chunks of one group, whose smaller first block starts the array sooner).
 // RUN: bitmod-opt %s -p 'bitmod-tile{kchunk=256}' | filecheck %s
 // The tiled output parses back (tests/test_lowering.py round-trips every input here).
